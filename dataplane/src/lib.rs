@@ -1,0 +1,24 @@
+//! HVNCP — the raw-Ethernet protocol between a host monitor (`hmd`) and the VM agents
+//! (`vmmd`) — as pure code: no sockets, no threads, no clock.
+//!
+//! - [`wire`]: the Ethernet II frame and the 8-byte HVNCP header, as zero-copy views
+//!   plus owned `Repr`s (smoltcp style). Parsing never allocates and never panics.
+//! - [`message`]: the text payloads (`HB:`, `START_HB:period_ms=…`, SYN properties, the
+//!   Hello identifier) as typed values.
+//! - [`session`]: one reliable session with one peer: handshake, acknowledgements,
+//!   retransmission, duplicates, fragmentation and reassembly, urgent preemption.
+//! - [`endpoint`]: the table of sessions of one local interface, keyed by peer MAC, with
+//!   the role behaviour of a host monitor or an agent (Hello, `START_HB`, heartbeats).
+//! - [`sim`]: a simulated link with loss, duplication, reordering and delay on a
+//!   virtual clock, for deterministic tests, examples and benches.
+//!
+//! Time is always a parameter ([`time::Instant`]); the caller owns the clock.
+//! The protocol itself is specified in `docs/hvncp.md`.
+
+pub mod endpoint;
+pub mod message;
+pub mod session;
+pub mod sim;
+pub mod stats;
+pub mod time;
+pub mod wire;
