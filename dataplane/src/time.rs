@@ -72,7 +72,10 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Instant::from_millis(5);
         assert_eq!(t + Duration::from_millis(2), Instant::from_millis(7));
-        assert_eq!(Instant::FAR_FUTURE + Duration::from_secs(1), Instant::FAR_FUTURE);
+        assert_eq!(
+            Instant::FAR_FUTURE + Duration::from_secs(1),
+            Instant::FAR_FUTURE
+        );
         assert_eq!(
             Instant::from_millis(1).saturating_duration_since(Instant::from_millis(3)),
             Duration::ZERO
