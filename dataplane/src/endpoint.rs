@@ -1,1 +1,991 @@
-//! placeholder
+//! The sessions of one local interface, keyed by peer MAC, with the behaviour of a host
+//! monitor or of an agent on top of them.
+//!
+//! Like [`Session`], an [`Endpoint`] does no IO and reads no clock. A driver:
+//!
+//! 1. hands every received frame to [`Endpoint::handle_frame`];
+//! 2. calls [`Endpoint::handle_timeout`] when [`Endpoint::poll_timeout`] is reached;
+//! 3. after either, sends every frame [`Endpoint::poll_transmit`] yields and handles
+//!    every [`Endpoint::poll_event`].
+//!
+//! Role behaviour (`docs/hvncp.md` §3):
+//!
+//! - **Monitor**: broadcasts Hello at start and every `hello_period`; answers an agent's
+//!   SYN; once the session is established reports the VM as discovered and sends
+//!   `START_HB:period_ms=…`; records heartbeats (no event, no allocation: the returned
+//!   [`Outcome::Heartbeat`] tells the caller); reports `SHDN`, `DBELL` and other
+//!   messages as events.
+//! - **Agent**: on a Hello from a monitor it has no session with, or whose identifier
+//!   changed (the monitor restarted), opens a session with SYN+BEG; on `START_HB`
+//!   heartbeats at the commanded period; on `STOP_HB` stops; [`Endpoint::shutdown`]
+//!   sends `SHDN:DAEMON`.
+//!
+//! The hot path — a heartbeat from a known, open peer — is one parse, one hash lookup,
+//! one duplicate-window update and one store: no allocation, no lock, no event.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashbrown::HashMap;
+
+use crate::message::{AgentSyn, HelloId, Message, MonitorSyn, Uuid};
+use crate::session::{self, CloseReason, Input, MessageId, Priority, SendError, Session, TxState};
+use crate::stats::Counters;
+use crate::time::Instant;
+use crate::wire::{self, Flags, Frame, FrameBuilder, HvncpRepr, MacAddr, VERSION};
+
+/// Index of a peer in an endpoint's table. Stable while the peer is in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u32);
+
+impl PeerId {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What this endpoint is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A host monitor (`hmd`).
+    Monitor {
+        /// This incarnation's Hello identifier; a new one tells agents we restarted.
+        hello: HelloId,
+        /// Hello broadcast period (default 30 s, seed 004 L8313).
+        hello_period: Duration,
+        /// Heartbeat period commanded in `START_HB` (default 10 s, seed 004 L9021).
+        hb_period: Duration,
+    },
+    /// A VM agent (`vmmd`).
+    Agent {
+        /// OS type announced in the SYN (`linux`, `aix`, …).
+        ostype: String,
+    },
+}
+
+/// Everything an endpoint needs to know about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// Monitor or agent, with its role parameters.
+    pub role: Role,
+    /// MAC of the local interface.
+    pub local_mac: MacAddr,
+    /// Our identity: the monitor's UUID, or the VM's.
+    pub uuid: Uuid,
+    /// Protocol parameters shared by all sessions.
+    pub session: session::Config,
+    /// Largest number of peers in the table.
+    pub max_peers: usize,
+    /// Reassembly memory for all sessions together, in bytes.
+    pub reassembly_budget: usize,
+    /// Seed for initial packet numbers (drivers pass something random).
+    pub seed: u64,
+}
+
+impl EndpointConfig {
+    /// A monitor with the default periods.
+    pub fn monitor(local_mac: MacAddr, uuid: Uuid, hello: HelloId) -> EndpointConfig {
+        EndpointConfig {
+            role: Role::Monitor {
+                hello,
+                hello_period: Duration::from_secs(30),
+                hb_period: Duration::from_secs(10),
+            },
+            local_mac,
+            uuid,
+            session: session::Config::default(),
+            max_peers: 131_072,
+            reassembly_budget: 64 << 20,
+            seed: local_mac.to_u64() ^ hello.secs ^ u64::from(hello.nanos),
+        }
+    }
+
+    /// An agent.
+    pub fn agent(local_mac: MacAddr, uuid: Uuid, ostype: &str) -> EndpointConfig {
+        EndpointConfig {
+            role: Role::Agent {
+                ostype: ostype.to_owned(),
+            },
+            local_mac,
+            uuid,
+            session: session::Config::default(),
+            max_peers: 64,
+            reassembly_budget: 4 << 20,
+            seed: local_mac.to_u64(),
+        }
+    }
+}
+
+/// What happened to one received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A heartbeat from this peer (monitor role). The caller updates its miss
+    /// detection; [`Endpoint::last_heartbeat`] has the time too.
+    Heartbeat(PeerId),
+    /// Accepted; look at [`Endpoint::poll_event`] and [`Endpoint::poll_transmit`].
+    Handled,
+    /// Refused and counted.
+    Dropped(Drop),
+}
+
+/// Why a frame was refused (each is also a counter in [`Counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// The wire layer refused it.
+    Wire(wire::Error),
+    /// The session refused it.
+    Session(session::Refusal),
+    /// Addressed to someone else, or sent by us.
+    NotForUs,
+    /// From a MAC with no session, and not opening one.
+    NoSession,
+    /// The table is full.
+    TableFull,
+    /// A payload that is not a valid message here.
+    Malformed,
+}
+
+/// Something the application of the endpoint must know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointEvent {
+    /// Agent: a monitor we had no session with sent a Hello.
+    MonitorFound {
+        /// The monitor's session.
+        peer: PeerId,
+        /// Its MAC.
+        mac: MacAddr,
+        /// Its Hello identifier.
+        hello: HelloId,
+    },
+    /// Agent: a known monitor sent a new Hello identifier (it restarted); the old
+    /// session was dropped and a new one is being opened.
+    MonitorRestarted {
+        /// The monitor's session.
+        peer: PeerId,
+        /// The new identifier.
+        hello: HelloId,
+    },
+    /// Monitor: an agent synchronised; `uuid` is the VM it claims to be. The
+    /// application may refuse it with [`Endpoint::refuse`] (e.g. the UUID belongs to
+    /// another MAC).
+    AgentSyn {
+        /// The agent's session.
+        peer: PeerId,
+        /// Its MAC.
+        mac: MacAddr,
+        /// The VM UUID from its SYN.
+        uuid: Uuid,
+        /// Its OS type.
+        ostype: String,
+    },
+    /// Both directions are open. Monitor: the VM is discovered and `START_HB` is on
+    /// its way. Agent: the monitor is connected.
+    Established {
+        /// The session.
+        peer: PeerId,
+        /// The peer's MAC.
+        mac: MacAddr,
+        /// The peer's UUID (VM or monitor).
+        uuid: Uuid,
+    },
+    /// Agent: the monitor commanded heartbeats at this period.
+    HeartbeatStarted {
+        /// The monitor's session.
+        peer: PeerId,
+        /// Period.
+        period: Duration,
+    },
+    /// Agent: the monitor stopped monitoring us.
+    HeartbeatStopped {
+        /// The monitor's session.
+        peer: PeerId,
+    },
+    /// Monitor: the agent is stopping gracefully (`SHDN:DAEMON`): the VM is SUSPENDED,
+    /// not missing.
+    Shutdown {
+        /// The agent's session.
+        peer: PeerId,
+    },
+    /// Monitor: application status changed (`DBELL`).
+    Doorbell {
+        /// The agent's session.
+        peer: PeerId,
+        /// The notification vector.
+        vector: u64,
+    },
+    /// Any other well-formed message (application reporting, …), for the application.
+    Message {
+        /// The session.
+        peer: PeerId,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+    /// A message sent with [`Endpoint::send`] was fully acknowledged.
+    Delivered {
+        /// The session.
+        peer: PeerId,
+        /// The message.
+        id: MessageId,
+    },
+    /// A message sent with [`Endpoint::send`] was abandoned (session replaced/closed).
+    Lost {
+        /// The session.
+        peer: PeerId,
+        /// The message.
+        id: MessageId,
+    },
+    /// A SYN was refused.
+    SynRefused {
+        /// The session.
+        peer: PeerId,
+        /// The peer's MAC.
+        mac: MacAddr,
+        /// Why.
+        why: String,
+    },
+    /// The session failed or was closed; it reopens on the next Hello/SYN.
+    Closed {
+        /// The session.
+        peer: PeerId,
+        /// The peer's MAC.
+        mac: MacAddr,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+#[derive(Debug)]
+struct Peer {
+    session: Session,
+    /// The peer's UUID from its SYN.
+    uuid: Option<Uuid>,
+    /// Agent: the monitor's Hello identifier.
+    hello: Option<HelloId>,
+    /// Monitor: time of the last heartbeat.
+    last_heartbeat: Option<Instant>,
+    /// Agent: next heartbeat to send, while heartbeating.
+    next_heartbeat: Option<Instant>,
+    /// Agent: heartbeat period in milliseconds.
+    hb_period_ms: u32,
+    /// Agent: a heartbeat is due.
+    hb_due: bool,
+    /// In the ready queue.
+    queued: bool,
+    /// Earliest deadline scheduled in the timer heap for this peer.
+    timer_at: Instant,
+}
+
+/// The session table of one local interface and its role behaviour.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    session_config: Arc<session::Config>,
+    local_syn: Arc<[u8]>,
+    index: HashMap<MacAddr, PeerId, foldhash::fast::RandomState>,
+    peers: Vec<Option<Peer>>,
+    free: Vec<PeerId>,
+    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    due_scratch: Vec<(Instant, PeerId)>,
+    ready: VecDeque<PeerId>,
+    events: VecDeque<EndpointEvent>,
+    next_hello: Instant,
+    hello_due: bool,
+    reassembly_bytes: usize,
+    rng: u64,
+    stats: Counters,
+}
+
+/// Default heartbeat period when `START_HB` carries none (seed 004 L9021).
+const DEFAULT_HB_PERIOD_MS: u32 = 10_000;
+
+impl Endpoint {
+    /// An endpoint starting at `now`. A monitor broadcasts its first Hello at once.
+    pub fn new(config: EndpointConfig, now: Instant) -> Result<Endpoint, session::ConfigError> {
+        config.session.validate()?;
+        let mut local_syn = Vec::new();
+        match &config.role {
+            Role::Monitor { .. } => MonitorSyn {
+                uuid: config.uuid,
+                ver_running: VERSION,
+            }
+            .encode(&mut local_syn),
+            Role::Agent { ostype } => AgentSyn {
+                uuid: config.uuid,
+                ostype,
+                ver_lower: VERSION,
+                ver_upper: VERSION,
+            }
+            .encode(&mut local_syn),
+        }
+        let is_monitor = matches!(config.role, Role::Monitor { .. });
+        // The first Hello goes at once (hello_due), the next one a period later.
+        let next_hello = match &config.role {
+            Role::Monitor { hello_period, .. } => now + *hello_period,
+            Role::Agent { .. } => Instant::FAR_FUTURE,
+        };
+        let capacity = if is_monitor { 1024 } else { 4 };
+        Ok(Endpoint {
+            session_config: Arc::new(config.session),
+            local_syn: local_syn.into(),
+            index: HashMap::with_capacity_and_hasher(capacity, Default::default()),
+            peers: Vec::with_capacity(capacity),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            due_scratch: Vec::new(),
+            ready: VecDeque::new(),
+            events: VecDeque::new(),
+            next_hello,
+            hello_due: is_monitor,
+            reassembly_bytes: 0,
+            rng: config.seed ^ 0x9e37_79b9_7f4a_7c15,
+            stats: Counters::default(),
+            config,
+        })
+    }
+
+    /// Reserve room for `additional` more peers (avoids rehashing under load).
+    pub fn reserve(&mut self, additional: usize) {
+        self.index.reserve(additional);
+        self.peers.reserve(additional);
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Counters {
+        &self.stats
+    }
+
+    /// Number of peers in the table.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The peer with this MAC.
+    pub fn peer_by_mac(&self, mac: MacAddr) -> Option<PeerId> {
+        self.index.get(&mac).copied()
+    }
+
+    fn peer(&self, id: PeerId) -> Option<&Peer> {
+        self.peers.get(id.index()).and_then(Option::as_ref)
+    }
+
+    fn peer_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
+        self.peers.get_mut(id.index()).and_then(Option::as_mut)
+    }
+
+    /// A peer's MAC.
+    pub fn peer_mac(&self, id: PeerId) -> Option<MacAddr> {
+        self.peer(id).map(|p| p.session.peer())
+    }
+
+    /// A peer's UUID, once its SYN was accepted.
+    pub fn peer_uuid(&self, id: PeerId) -> Option<Uuid> {
+        self.peer(id).and_then(|p| p.uuid)
+    }
+
+    /// Monitor: when the last heartbeat from this peer arrived.
+    pub fn last_heartbeat(&self, id: PeerId) -> Option<Instant> {
+        self.peer(id).and_then(|p| p.last_heartbeat)
+    }
+
+    /// True when the session with this peer is established.
+    pub fn is_established(&self, id: PeerId) -> bool {
+        self.peer(id).is_some_and(|p| p.session.is_established())
+    }
+
+    /// Agent: true while heartbeating to this monitor.
+    pub fn is_heartbeating(&self, id: PeerId) -> bool {
+        self.peer(id).is_some_and(|p| p.next_heartbeat.is_some())
+    }
+
+    /// Every peer id in the table.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        // Slab order, not hash order: deterministic for simulations.
+        self.peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_some())
+            .filter_map(|(i, _)| u32::try_from(i).ok().map(PeerId))
+    }
+
+    /// Bytes held in reassembly buffers, all sessions together.
+    pub fn reassembly_bytes(&self) -> usize {
+        self.reassembly_bytes
+    }
+
+    fn next_initial_number(&mut self) -> u8 {
+        // splitmix64: cheap, deterministic from the seed.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)).to_le_bytes()[0]
+    }
+
+    fn insert_peer(&mut self, mac: MacAddr) -> Option<PeerId> {
+        if self.index.len() >= self.config.max_peers {
+            self.stats.drop_table_full += 1;
+            return None;
+        }
+        let number = self.next_initial_number();
+        let session = Session::new(
+            Arc::clone(&self.session_config),
+            Arc::clone(&self.local_syn),
+            self.config.local_mac,
+            mac,
+            number,
+        );
+        let peer = Peer {
+            session,
+            uuid: None,
+            hello: None,
+            last_heartbeat: None,
+            next_heartbeat: None,
+            hb_period_ms: DEFAULT_HB_PERIOD_MS,
+            hb_due: false,
+            queued: false,
+            timer_at: Instant::FAR_FUTURE,
+        };
+        let id = if let Some(id) = self.free.pop() {
+            self.peers[id.index()] = Some(peer);
+            id
+        } else {
+            let id = PeerId(u32::try_from(self.peers.len()).ok()?);
+            self.peers.push(Some(peer));
+            id
+        };
+        self.index.insert(mac, id);
+        Some(id)
+    }
+
+    /// Forget a peer entirely (e.g. its VM was removed). Pending messages are lost.
+    pub fn remove_peer(&mut self, id: PeerId) {
+        if let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::take) {
+            self.reassembly_bytes -= peer.session.reassembly_bytes();
+            self.index.remove(&peer.session.peer());
+            self.free.push(id);
+        }
+    }
+
+    /// Refuse a peer's SYN (e.g. its VM UUID is registered with another MAC): the
+    /// session is closed and its UUID forgotten; it may try again with a new SYN.
+    pub fn refuse(&mut self, now: Instant, id: PeerId, why: &str) {
+        let Some(peer) = self.peer_mut(id) else {
+            return;
+        };
+        let mac = peer.session.peer();
+        peer.uuid = None;
+        peer.session.close();
+        self.stats.syn_refused += 1;
+        self.events.push_back(EndpointEvent::SynRefused {
+            peer: id,
+            mac,
+            why: why.to_owned(),
+        });
+        self.process(now, id);
+    }
+
+    /// Queue a reliable message to a peer.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        priority: Priority,
+        payload: &[u8],
+    ) -> Result<MessageId, SendError> {
+        let peer = self.peer_mut(id).ok_or(SendError::NotOpen)?;
+        let mid = peer.session.send(priority, payload)?;
+        self.process(now, id);
+        Ok(mid)
+    }
+
+    /// Agent: stop heartbeating and send `SHDN:DAEMON` to every connected monitor
+    /// (seed 004 L9088-9102). Watch for [`EndpointEvent::Delivered`] before exiting.
+    pub fn shutdown(&mut self, now: Instant) -> Vec<(PeerId, MessageId)> {
+        let ids: Vec<PeerId> = self.peers().collect();
+        let mut sent = Vec::new();
+        let mut payload = Vec::new();
+        Message::Shutdown { reason: b"DAEMON" }.encode(&mut payload);
+        for id in ids {
+            let Some(peer) = self.peer_mut(id) else {
+                continue;
+            };
+            peer.next_heartbeat = None;
+            peer.hb_due = false;
+            if peer.session.tx_state() == TxState::Closed {
+                continue;
+            }
+            if let Ok(mid) = peer.session.send(Priority::Normal, &payload) {
+                sent.push((id, mid));
+            }
+            self.process(now, id);
+        }
+        sent
+    }
+
+    /// Handle one received frame. Never panics, never allocates on the heartbeat path.
+    pub fn handle_frame(&mut self, now: Instant, bytes: &[u8]) -> Outcome {
+        self.stats.frames_in += 1;
+        let frame = match Frame::parse(bytes, self.session_config.ethertype) {
+            Ok(f) => f,
+            Err(e) => {
+                self.stats.count_wire(e);
+                return Outcome::Dropped(Drop::Wire(e));
+            }
+        };
+        if frame.src == self.config.local_mac
+            || (frame.dst != self.config.local_mac && !frame.dst.is_broadcast())
+        {
+            self.stats.drop_not_for_us += 1;
+            return Outcome::Dropped(Drop::NotForUs);
+        }
+        if frame.header.flags.contains(Flags::HEL) {
+            return self.handle_hello(now, &frame);
+        }
+        let id = match self.index.get(&frame.src) {
+            Some(id) => *id,
+            None => {
+                let opens = frame.header.flags.contains(Flags::SYN | Flags::BEG)
+                    && matches!(self.config.role, Role::Monitor { .. });
+                if !opens {
+                    self.stats.drop_no_session += 1;
+                    return Outcome::Dropped(Drop::NoSession);
+                }
+                match self.insert_peer(frame.src) {
+                    Some(id) => id,
+                    None => return Outcome::Dropped(Drop::TableFull),
+                }
+            }
+        };
+        let budget = self
+            .config
+            .reassembly_budget
+            .saturating_sub(self.reassembly_bytes);
+        let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::as_mut) else {
+            return Outcome::Dropped(Drop::NoSession);
+        };
+        let before = peer.session.reassembly_bytes();
+        let result = peer.session.handle_frame_within(now, &frame, budget);
+        let after = peer.session.reassembly_bytes();
+        self.reassembly_bytes = self.reassembly_bytes + after - before;
+        match result {
+            Ok(Input::Datagram(payload)) => {
+                if let Ok(Message::Heartbeat { .. }) = Message::parse(payload) {
+                    peer.last_heartbeat = Some(now);
+                    self.stats.heartbeats_in += 1;
+                    return Outcome::Heartbeat(id);
+                }
+                self.handle_message(now, id, payload, false)
+            }
+            Ok(Input::Consumed) => {
+                self.process(now, id);
+                Outcome::Handled
+            }
+            Ok(Input::Duplicate) => {
+                self.stats.duplicates += 1;
+                self.process(now, id);
+                Outcome::Handled
+            }
+            Err(r) => {
+                self.stats.count_refusal(r);
+                // A monitor whose session failed while the agent still believes it open
+                // (its heartbeats need no acknowledgement, so it cannot notice) opens
+                // the session again from its side.
+                if r == session::Refusal::NotOpen
+                    && matches!(self.config.role, Role::Monitor { .. })
+                    && peer.session.tx_state() == TxState::Closed
+                {
+                    peer.session.connect();
+                    self.process(now, id);
+                }
+                Outcome::Dropped(Drop::Session(r))
+            }
+        }
+    }
+
+    fn handle_hello(&mut self, now: Instant, frame: &Frame<'_>) -> Outcome {
+        self.stats.hellos_in += 1;
+        let Ok(hello) = HelloId::parse(frame.payload) else {
+            self.stats.msg_malformed += 1;
+            return Outcome::Dropped(Drop::Malformed);
+        };
+        if matches!(self.config.role, Role::Monitor { .. }) {
+            // Another monitor's Hello: nothing for us to do.
+            return Outcome::Handled;
+        }
+        let mac = frame.src;
+        let id = match self.index.get(&mac) {
+            Some(id) => *id,
+            None => {
+                let Some(id) = self.insert_peer(mac) else {
+                    return Outcome::Dropped(Drop::TableFull);
+                };
+                self.events.push_back(EndpointEvent::MonitorFound {
+                    peer: id,
+                    mac,
+                    hello,
+                });
+                id
+            }
+        };
+        let Some(peer) = self.peer_mut(id) else {
+            return Outcome::Dropped(Drop::NoSession);
+        };
+        let restarted = peer.hello.is_some_and(|h| h != hello);
+        let connect =
+            peer.hello.is_none() || restarted || peer.session.tx_state() == TxState::Closed;
+        peer.hello = Some(hello);
+        if connect {
+            peer.next_heartbeat = None;
+            peer.hb_due = false;
+            peer.uuid = None;
+            peer.session.connect();
+            if restarted {
+                self.events
+                    .push_back(EndpointEvent::MonitorRestarted { peer: id, hello });
+            }
+            self.process(now, id);
+        }
+        Outcome::Handled
+    }
+
+    /// A message from a peer, reliable (from the session's events) or not.
+    fn handle_message(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        payload: &[u8],
+        reliable: bool,
+    ) -> Outcome {
+        let monitor = matches!(self.config.role, Role::Monitor { .. });
+        let message = match Message::parse(payload) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.msg_malformed += 1;
+                return Outcome::Dropped(Drop::Malformed);
+            }
+        };
+        if reliable {
+            self.stats.messages_in += 1;
+        }
+        let event = match (monitor, message) {
+            (true, Message::Heartbeat { .. }) => {
+                if let Some(peer) = self.peer_mut(id) {
+                    peer.last_heartbeat = Some(now);
+                }
+                self.stats.heartbeats_in += 1;
+                return Outcome::Heartbeat(id);
+            }
+            (true, Message::Shutdown { .. }) => EndpointEvent::Shutdown { peer: id },
+            (true, Message::Doorbell { vector }) => EndpointEvent::Doorbell { peer: id, vector },
+            (false, Message::StartHb { period_ms }) => {
+                let period_ms = period_ms.unwrap_or(DEFAULT_HB_PERIOD_MS);
+                let Some(peer) = self.peer_mut(id) else {
+                    return Outcome::Dropped(Drop::NoSession);
+                };
+                peer.hb_period_ms = period_ms;
+                // The first heartbeat goes at once so the monitor sees us quickly.
+                peer.next_heartbeat = Some(now);
+                peer.hb_due = false;
+                self.schedule(id);
+                EndpointEvent::HeartbeatStarted {
+                    peer: id,
+                    period: Duration::from_millis(u64::from(period_ms)),
+                }
+            }
+            (false, Message::StopHb) => {
+                if let Some(peer) = self.peer_mut(id) {
+                    peer.next_heartbeat = None;
+                    peer.hb_due = false;
+                }
+                EndpointEvent::HeartbeatStopped { peer: id }
+            }
+            (_, Message::Unknown { .. }) => {
+                self.stats.msg_unknown += 1;
+                return Outcome::Handled;
+            }
+            _ => EndpointEvent::Message {
+                peer: id,
+                payload: payload.to_vec(),
+            },
+        };
+        self.events.push_back(event);
+        Outcome::Handled
+    }
+
+    /// After anything touched a session: act on its events, queue it for sending,
+    /// reschedule its timer.
+    fn process(&mut self, now: Instant, id: PeerId) {
+        loop {
+            let Some(peer) = self.peer_mut(id) else {
+                return;
+            };
+            let Some(event) = peer.session.poll_event() else {
+                break;
+            };
+            self.on_session_event(now, id, event);
+        }
+        let Some(peer) = self.peer_mut(id) else {
+            return;
+        };
+        if !peer.queued {
+            peer.queued = true;
+            self.ready.push_back(id);
+        }
+        self.schedule(id);
+    }
+
+    fn schedule(&mut self, id: PeerId) {
+        let Some(peer) = self.peer_mut(id) else {
+            return;
+        };
+        let deadline = [peer.session.poll_timeout(), peer.next_heartbeat]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(t) = deadline
+            && t < peer.timer_at
+        {
+            peer.timer_at = t;
+            self.timers.push(Reverse((t, id)));
+        }
+    }
+
+    fn on_session_event(&mut self, now: Instant, id: PeerId, event: session::Event) {
+        let monitor = matches!(self.config.role, Role::Monitor { .. });
+        let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::as_mut) else {
+            return;
+        };
+        let mac = peer.session.peer();
+        match event {
+            session::Event::PeerSyn { payload, .. } => {
+                let checked = if monitor {
+                    AgentSyn::parse(&payload)
+                        .map_err(|e| e.to_string())
+                        .and_then(|syn| {
+                            if syn.ver_lower.major <= VERSION.major
+                                && VERSION.major <= syn.ver_upper.major
+                            {
+                                Ok((syn.uuid, Some(syn.ostype.to_owned())))
+                            } else {
+                                Err(format!(
+                                    "agent speaks {}..{}, we speak {}",
+                                    syn.ver_lower, syn.ver_upper, VERSION
+                                ))
+                            }
+                        })
+                } else {
+                    MonitorSyn::parse(&payload)
+                        .map_err(|e| e.to_string())
+                        .and_then(|syn| {
+                            if syn.ver_running.major == VERSION.major {
+                                Ok((syn.uuid, None))
+                            } else {
+                                Err(format!(
+                                    "monitor runs {}, we speak {}",
+                                    syn.ver_running, VERSION
+                                ))
+                            }
+                        })
+                };
+                match checked {
+                    Ok((uuid, ostype)) => {
+                        peer.uuid = Some(uuid);
+                        if let Some(ostype) = ostype {
+                            self.events.push_back(EndpointEvent::AgentSyn {
+                                peer: id,
+                                mac,
+                                uuid,
+                                ostype,
+                            });
+                        }
+                    }
+                    Err(why) => {
+                        peer.uuid = None;
+                        peer.session.close();
+                        self.stats.syn_refused += 1;
+                        self.events
+                            .push_back(EndpointEvent::SynRefused { peer: id, mac, why });
+                    }
+                }
+            }
+            session::Event::Established => {
+                self.stats.sessions_established += 1;
+                let Some(uuid) = peer.uuid else {
+                    return;
+                };
+                if let Role::Monitor { hb_period, .. } = self.config.role {
+                    let period_ms = u32::try_from(hb_period.as_millis()).unwrap_or(u32::MAX);
+                    let mut start = Vec::new();
+                    Message::StartHb {
+                        period_ms: Some(period_ms),
+                    }
+                    .encode(&mut start);
+                    let _ = peer.session.send(Priority::Normal, &start);
+                }
+                self.events.push_back(EndpointEvent::Established {
+                    peer: id,
+                    mac,
+                    uuid,
+                });
+            }
+            session::Event::Message { payload, .. } => {
+                self.handle_message(now, id, &payload, true);
+            }
+            session::Event::Acked(mid) => {
+                self.events
+                    .push_back(EndpointEvent::Delivered { peer: id, id: mid });
+            }
+            session::Event::Lost(mid) => {
+                self.events
+                    .push_back(EndpointEvent::Lost { peer: id, id: mid });
+            }
+            session::Event::Closed(reason) => {
+                peer.next_heartbeat = None;
+                peer.hb_due = false;
+                self.stats.sessions_closed += 1;
+                self.events.push_back(EndpointEvent::Closed {
+                    peer: id,
+                    mac,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// When [`Endpoint::handle_timeout`] must next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let hello = matches!(self.config.role, Role::Monitor { .. }).then_some(self.next_hello);
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        [hello, timer].into_iter().flatten().min()
+    }
+
+    /// Run every timer due at `now`: Hello, retransmissions, reassembly and handshake
+    /// timeouts, agent heartbeats.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Role::Monitor { hello_period, .. } = self.config.role
+            && now >= self.next_hello
+        {
+            self.hello_due = true;
+            while self.next_hello <= now {
+                self.next_hello += hello_period;
+            }
+        }
+        // Take every due entry first: handling one may schedule it again at `now`
+        // (a retransmission is due until poll_transmit sends it).
+        let mut due = std::mem::take(&mut self.due_scratch);
+        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            due.push((t, id));
+        }
+        for (t, id) in due.drain(..) {
+            let Some(peer) = self.peer_mut(id) else {
+                continue;
+            };
+            if peer.timer_at != t {
+                continue;
+            }
+            peer.timer_at = Instant::FAR_FUTURE;
+            let discarded = peer.session.handle_timeout(now);
+            if let Some(next) = peer.next_heartbeat
+                && next <= now
+            {
+                peer.hb_due = true;
+                let period = Duration::from_millis(u64::from(peer.hb_period_ms));
+                let mut following = next + period;
+                while following <= now {
+                    following += period;
+                }
+                peer.next_heartbeat = Some(following);
+            }
+            self.stats.drop_reassembly += discarded as u64;
+            self.process(now, id);
+        }
+        self.due_scratch = due;
+    }
+
+    /// Write the next frame to send into `buf` (at least 1514 bytes for the default
+    /// MTU) and return its length; `None` when nothing is due.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if self.hello_due {
+            self.hello_due = false;
+            if let Some(len) = self.emit_hello(buf) {
+                self.stats.hellos_out += 1;
+                self.stats.frames_out += 1;
+                return Some(len);
+            }
+        }
+        while let Some(&id) = self.ready.front() {
+            let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::as_mut) else {
+                self.ready.pop_front();
+                continue;
+            };
+            if peer.hb_due {
+                peer.hb_due = false;
+                let mut hb = [0u8; 3];
+                let n = Message::Heartbeat { seq: None }
+                    .encode_into(&mut hb)
+                    .unwrap_or(0);
+                if let Ok(len) = peer.session.emit_datagram(Priority::Normal, &hb[..n], buf) {
+                    self.stats.heartbeats_out += 1;
+                    self.stats.frames_out += 1;
+                    self.schedule(id);
+                    return Some(len);
+                }
+            }
+            if let Some(len) = peer.session.poll_transmit(now, buf) {
+                // Round robin: the next frame comes from the next peer in line.
+                self.ready.pop_front();
+                self.ready.push_back(id);
+                self.stats.frames_out += 1;
+                self.schedule(id);
+                return Some(len);
+            }
+            peer.queued = false;
+            self.ready.pop_front();
+            self.schedule(id);
+        }
+        None
+    }
+
+    fn emit_hello(&self, buf: &mut [u8]) -> Option<usize> {
+        let Role::Monitor { hello, .. } = &self.config.role else {
+            return None;
+        };
+        let mut text = [0u8; 64];
+        let n = hello.encode_into(&mut text).ok()?;
+        let header = HvncpRepr {
+            version: VERSION,
+            number: 0,
+            flags: Flags::HEL,
+            frag_index: 0,
+            payload_len: u16::try_from(n).ok()?,
+        };
+        FrameBuilder {
+            dst: MacAddr::BROADCAST,
+            src: self.config.local_mac,
+            ethertype: self.session_config.ethertype,
+        }
+        .emit(buf, &header, &text[..n])
+        .ok()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+}

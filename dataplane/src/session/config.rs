@@ -8,7 +8,7 @@ use crate::wire::{DEFAULT_ETHERTYPE, DEFAULT_MAX_PAYLOAD};
 ///
 /// Defaults come from `docs/hvncp.md` §3–5: RTO 200 ms doubling per retry, 5 retries,
 /// a window of 32 packets, 64 KiB messages, 2 s reassembly timeout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// EtherType of HVNCP frames (default 0x0600, seed 004 L8349).
     pub ethertype: u16,

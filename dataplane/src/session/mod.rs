@@ -14,7 +14,7 @@
 //! nothing of message contents: heartbeats and `START_HB` are the endpoint's business.
 //!
 //! Memory: an idle session is a few dozen bytes inline; everything that only exists while
-//! something is in flight lives in a boxed [`Active`] part that is freed again when the
+//! something is in flight lives in a boxed `Active` part that is freed again when the
 //! session falls idle. Receiving an unacknowledged datagram (a heartbeat) never allocates.
 
 mod config;
@@ -908,7 +908,8 @@ fn syn_digest(payload: &[u8]) -> u32 {
     let mut h = foldhash::fast::FixedState::with_seed(0x4856_4e43).build_hasher();
     h.write(payload);
     let v = h.finish();
-    (v ^ (v >> 32)) as u32
+    let folded = (v ^ (v >> 32)).to_le_bytes();
+    u32::from_le_bytes([folded[0], folded[1], folded[2], folded[3]])
 }
 
 #[cfg(test)]

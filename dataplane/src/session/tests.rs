@@ -180,7 +180,7 @@ fn heartbeat_is_a_datagram_never_acknowledged() {
 #[test]
 fn fragmented_message_and_acked_event() {
     let (mut agent, mut monitor) = established_pair();
-    let msg: Vec<u8> = (0..65_536u32).map(|i| (i * 7 % 256) as u8).collect();
+    let msg: Vec<u8> = (0..65_536u32).map(|i| (i * 7).to_le_bytes()[0]).collect();
     let id = monitor.send(Priority::Normal, &msg).expect("fits");
     let t = Instant::ZERO;
     let burst = drain(&mut monitor, t);
@@ -257,7 +257,10 @@ fn retransmits_with_backoff_then_fails() {
         }
         assert_eq!(drain(&mut monitor, t).len(), 1, "one retransmission");
     }
-    let ms: Vec<u64> = gaps.iter().map(|d| d.as_millis() as u64).collect();
+    let ms: Vec<u64> = gaps
+        .iter()
+        .map(|d| u64::try_from(d.as_millis()).expect("small"))
+        .collect();
     assert_eq!(ms, vec![200, 400, 800, 1600, 3200, 6400]);
     assert_eq!(
         events(&mut monitor),

@@ -45,10 +45,7 @@ impl MacAddr {
 
     /// Parse `6a:6a:0f:fd:f7:07`, `6a-6a-…` or the seed's bare `6A6A0FFDF707`.
     pub fn parse(s: &str) -> Option<MacAddr> {
-        let hex: Vec<u8> = s
-            .bytes()
-            .filter(|c| !matches!(c, b':' | b'-'))
-            .collect();
+        let hex: Vec<u8> = s.bytes().filter(|c| !matches!(c, b':' | b'-')).collect();
         if hex.len() != 12 || s.len() > 17 {
             return None;
         }

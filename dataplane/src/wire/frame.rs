@@ -137,7 +137,10 @@ mod tests {
         expected[18] = 0xfa;
         expected.resize(60, 0);
         assert_eq!(&buf[..len], &expected[..]);
-        assert!(buf[len..].iter().all(|&x| x == 0xaa), "nothing written past the frame");
+        assert!(
+            buf[len..].iter().all(|&x| x == 0xaa),
+            "nothing written past the frame"
+        );
     }
 
     #[test]
@@ -156,7 +159,12 @@ mod tests {
         assert_eq!(f.payload, b"HB:");
         // Padding that is not zero does not matter either: it is outside the checksum.
         buf[40] = 0x55;
-        assert_eq!(Frame::parse(&buf, DEFAULT_ETHERTYPE).expect("valid").payload, b"HB:");
+        assert_eq!(
+            Frame::parse(&buf, DEFAULT_ETHERTYPE)
+                .expect("valid")
+                .payload,
+            b"HB:"
+        );
     }
 
     #[test]

@@ -336,12 +336,7 @@ impl Repr {
     /// The flag rules of `docs/hvncp.md` §2.
     fn check_flags(&self) -> Result<()> {
         let f = self.flags;
-        let bad = |why| {
-            Err(Error::InvalidFlags {
-                flags: f,
-                why,
-            })
-        };
+        let bad = |why| Err(Error::InvalidFlags { flags: f, why });
         if f.contains(Flags::ACK) {
             if f.intersects(Flags::ACKR | Flags::BEG | Flags::END) {
                 return bad("an ACK carries no ACKR, BEG or END");
@@ -553,7 +548,10 @@ mod tests {
 
     #[test]
     fn flags_display() {
-        assert_eq!((Flags::SYN | Flags::ACKR | Flags::BEG).to_string(), "ACKR|BEG|SYN");
+        assert_eq!(
+            (Flags::SYN | Flags::ACKR | Flags::BEG).to_string(),
+            "ACKR|BEG|SYN"
+        );
         assert_eq!(Flags::EMPTY.to_string(), "-");
     }
 }

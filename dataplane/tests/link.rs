@@ -1,0 +1,456 @@
+//! Deterministic link tests: a host monitor and agents, real endpoints, joined by the
+//! simulated link (loss, duplication, reordering, delay) on a virtual clock.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dataplane::endpoint::{EndpointConfig, EndpointEvent, PeerId, Role};
+use dataplane::message::{HelloId, Uuid};
+use dataplane::session::{self, CloseReason, Priority};
+use dataplane::sim::{LinkConfig, Network, NodeId, Rng};
+use dataplane::time::Instant;
+use dataplane::wire::MacAddr;
+
+const MONITOR_MAC: MacAddr = MacAddr([0x6a, 0x6a, 0x08, 0x84, 0xee, 0x11]);
+
+fn hello(n: u64) -> HelloId {
+    HelloId {
+        secs: 1_556_303_548 + n,
+        nanos: 719_328_000,
+        suffix: 38,
+    }
+}
+
+fn monitor_config(hello_id: HelloId, session: session::Config) -> EndpointConfig {
+    let mut c = EndpointConfig::monitor(
+        MONITOR_MAC,
+        Uuid::parse(b"5c3196a3-c41f-4b5c-9861-dee6077081c6").expect("uuid"),
+        hello_id,
+    );
+    c.role = Role::Monitor {
+        hello: hello_id,
+        hello_period: Duration::from_secs(2),
+        hb_period: Duration::from_secs(1),
+    };
+    c.session = session;
+    c
+}
+
+fn agent_mac(i: u64) -> MacAddr {
+    MacAddr::from_u64(0x6a6a_0ffd_0000 + i)
+}
+
+fn agent_config(i: u64, session: session::Config) -> EndpointConfig {
+    let mut uuid = [0x61u8; 16];
+    uuid[8..].copy_from_slice(&i.to_be_bytes());
+    let mut c = EndpointConfig::agent(agent_mac(i), Uuid(uuid), "linux");
+    c.session = session;
+    c
+}
+
+/// A session configuration for a very lossy link: enough retries that a packet
+/// (and its acknowledgement) gets through with near certainty, and a reassembly
+/// timeout longer than a sender keeps trying.
+fn lossy_link_session() -> session::Config {
+    session::Config {
+        max_retries: 16,
+        rto_max: Duration::from_millis(800),
+        reassembly_timeout: Duration::from_secs(30),
+        handshake_timeout: Duration::from_secs(30),
+        ..session::Config::default()
+    }
+}
+
+fn established(net: &Network, node: NodeId) -> Vec<(PeerId, Instant)> {
+    net.events()
+        .iter()
+        .filter(|(n, _, _)| *n == node)
+        .filter_map(|(_, t, e)| match e {
+            EndpointEvent::Established { peer, .. } => Some((*peer, *t)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn handshake_completes_in_the_minimum_number_of_exchanges() {
+    let mut net = Network::new(LinkConfig::PERFECT, 1);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    let m = net
+        .add(monitor_config(hello(0), session::Config::default()))
+        .expect("valid");
+    net.run_for(Duration::from_millis(10));
+    // Hello, SYN+BEG, SYN+END, ACK of the agent's SYN, ACK of the monitor's SYN,
+    // START_HB, its ACK, first heartbeat: 8 frames, 4 link crossings for the handshake.
+    assert_eq!(net.link_stats().sent, 8, "{:?}", net.link_stats());
+    let on_monitor = established(&net, m);
+    let on_agent = established(&net, a);
+    assert_eq!(on_monitor.len(), 1);
+    assert_eq!(on_agent.len(), 1);
+    // The agent is open after 3 one-way trips (Hello, SYN, SYN back), the monitor after 4.
+    assert_eq!(on_agent[0].1, Instant::from_nanos(150_000));
+    assert_eq!(on_monitor[0].1, Instant::from_nanos(200_000));
+    let mon = net.endpoint(m);
+    let peer = mon.peer_by_mac(agent_mac(1)).expect("agent known");
+    assert!(
+        mon.last_heartbeat(peer).is_some(),
+        "first heartbeat arrived"
+    );
+    assert!(net.events().iter().any(|(n, _, e)| *n == a
+        && matches!(e, EndpointEvent::HeartbeatStarted { period, .. } if *period == Duration::from_secs(1))));
+}
+
+#[test]
+fn heartbeats_are_never_acknowledged() {
+    let mut net = Network::new(LinkConfig::PERFECT, 2);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    let m = net
+        .add(monitor_config(hello(0), session::Config::default()))
+        .expect("valid");
+    net.run_for(Duration::from_secs(1));
+    let out_before = net.endpoint(m).stats().frames_out;
+    let hellos_before = net.endpoint(m).stats().hellos_out;
+    let hb_before = net.endpoint(m).stats().heartbeats_in;
+    net.run_for(Duration::from_secs(60));
+    let mon = net.endpoint(m).stats();
+    let agent = net.endpoint(a).stats();
+    let heartbeats = mon.heartbeats_in - hb_before;
+    assert!((59..=61).contains(&heartbeats), "1 s period: {heartbeats}");
+    assert_eq!(agent.heartbeats_out, mon.heartbeats_in, "perfect link");
+    // Everything the monitor sent in that minute was a Hello: no acknowledgements.
+    assert_eq!(mon.frames_out - out_before, mon.hellos_out - hellos_before);
+    assert_eq!(agent.acks_unexpected + mon.acks_unexpected, 0);
+}
+
+/// One message per line: (sender node, priority, bytes).
+type Sent = (NodeId, Priority, Vec<u8>);
+
+fn random_message(rng: &mut Rng, big: bool) -> Vec<u8> {
+    let len = if big {
+        64 * 1024
+    } else {
+        (rng.next_u64() % 4000) as usize
+    };
+    // An application message (`GMSG:`, opaque arguments): a tag unique to the
+    // message, then pseudo-random bytes.
+    let mut v = b"GMSG:".to_vec();
+    v.extend_from_slice(format!("{:016x}", rng.next_u64()).as_bytes());
+    v.extend((0..len.saturating_sub(v.len())).map(|_| rng.next_u64().to_le_bytes()[0]));
+    v
+}
+
+#[test]
+fn every_reliable_message_arrives_exactly_once_in_order_under_20_percent_loss() {
+    for seed in 20..28 {
+        exactly_once_in_order(seed);
+    }
+}
+
+fn exactly_once_in_order(seed: u64) {
+    let cfg = lossy_link_session();
+    let mut net = Network::new(LinkConfig::lossy(0.20), seed);
+    let a = net.add(agent_config(1, cfg)).expect("valid");
+    let m = net.add(monitor_config(hello(0), cfg)).expect("valid");
+    net.run_for(Duration::from_secs(20));
+    let on_monitor = established(&net, m);
+    let on_agent = established(&net, a);
+    assert!(
+        !on_monitor.is_empty() && !on_agent.is_empty(),
+        "handshake done under loss"
+    );
+    let m_peer = net.endpoint(m).peer_by_mac(agent_mac(1)).expect("known");
+    let a_peer = net.endpoint(a).peer_by_mac(MONITOR_MAC).expect("known");
+    net.take_events();
+
+    let mut rng = Rng::new(seed * 31);
+    let mut sent: Vec<Sent> = Vec::new();
+    for round in 0..30 {
+        for (node, peer) in [(m, m_peer), (a, a_peer)] {
+            let priority = if rng.chance(0.3) {
+                Priority::Urgent
+            } else {
+                Priority::Normal
+            };
+            let body = random_message(&mut rng, round % 10 == 0);
+            net.send(node, peer, priority, &body).expect("accepted");
+            sent.push((node, priority, body));
+        }
+        net.run_for(Duration::from_millis(50));
+    }
+    net.run_for(Duration::from_secs(120));
+
+    let stats = net.link_stats();
+    assert!(
+        stats.lost * 100 >= 15 * (stats.lost + stats.delivered) && stats.duplicated > 20,
+        "the link was as bad as asked: {stats:?}"
+    );
+    let mut received: BTreeMap<(NodeId, Priority), Vec<Vec<u8>>> = BTreeMap::new();
+    let mut delivered = 0;
+    for (node, _, event) in net.take_events() {
+        match event {
+            EndpointEvent::Message { payload, .. } => {
+                // Which priority it was sent at: look it up by content (tags are unique).
+                let (from, priority, _) = sent
+                    .iter()
+                    .find(|(n, _, b)| *n != node && *b == payload)
+                    .expect("every delivered message is one that was sent, intact");
+                received
+                    .entry((*from, *priority))
+                    .or_default()
+                    .push(payload);
+            }
+            EndpointEvent::Delivered { .. } => delivered += 1,
+            EndpointEvent::Closed { reason, .. } => panic!("seed {seed}: session failed: {reason}"),
+            _ => {}
+        }
+    }
+    for key in [m, a]
+        .into_iter()
+        .flat_map(|n| [(n, Priority::Normal), (n, Priority::Urgent)])
+    {
+        let expected: Vec<&Vec<u8>> = sent
+            .iter()
+            .filter(|(n, p, _)| (*n, *p) == key)
+            .map(|(_, _, b)| b)
+            .collect();
+        let got: Vec<&Vec<u8>> = received
+            .get(&key)
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "seed {seed} {key:?}: each message exactly once"
+        );
+        assert!(got == expected, "seed {seed} {key:?}: in the order sent");
+    }
+    assert_eq!(
+        delivered,
+        sent.len(),
+        "seed {seed}: every sender saw every message acknowledged"
+    );
+}
+
+#[test]
+fn default_config_under_heavy_loss_fails_loudly_never_silently() {
+    // With the default 5 retries a 20 % loss link (36 % round-trip loss) exhausts a
+    // packet's retries now and then. What must never happen: a message delivered twice,
+    // damaged, or reported delivered when it was not.
+    let mut net = Network::new(LinkConfig::lossy(0.20), 7);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    let m = net
+        .add(monitor_config(hello(0), session::Config::default()))
+        .expect("valid");
+    net.run_for(Duration::from_secs(30));
+    let mut rng = Rng::new(5);
+    let mut bodies = Vec::new();
+    for _ in 0..40 {
+        let Some(peer) = net.endpoint(m).peer_by_mac(agent_mac(1)) else {
+            break;
+        };
+        let body = random_message(&mut rng, true);
+        if net.send(m, peer, Priority::Normal, &body).is_ok() {
+            bodies.push(body);
+        }
+        net.run_for(Duration::from_secs(3));
+    }
+    net.run_for(Duration::from_secs(60));
+    let mut seen = Vec::new();
+    for (node, _, e) in net.take_events() {
+        if let (true, EndpointEvent::Message { payload, .. }) = (node == a, e) {
+            assert!(bodies.contains(&payload), "intact");
+            assert!(!seen.contains(&payload), "never twice");
+            seen.push(payload);
+        }
+    }
+    assert!(!seen.is_empty());
+}
+
+#[test]
+fn urgent_message_overtakes_a_long_normal_one() {
+    let mut link = LinkConfig::PERFECT;
+    link.delay = Duration::from_millis(1);
+    let mut net = Network::new(link, 3);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    let m = net
+        .add(monitor_config(hello(0), session::Config::default()))
+        .expect("valid");
+    net.run_for(Duration::from_millis(100));
+    let peer = net.endpoint(m).peer_by_mac(agent_mac(1)).expect("known");
+    net.take_events();
+    let mut long = b"GMSG:".to_vec();
+    long.resize(64 * 1024, b'n');
+    net.send(m, peer, Priority::Normal, &long)
+        .expect("accepted");
+    net.send(m, peer, Priority::Urgent, b"GMSG:urgent")
+        .expect("accepted");
+    net.run_for(Duration::from_secs(1));
+    let order: Vec<usize> = net
+        .events()
+        .iter()
+        .filter(|(n, _, _)| *n == a)
+        .filter_map(|(_, _, e)| match e {
+            EndpointEvent::Message { payload, .. } => Some(payload.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![11, 64 * 1024],
+        "urgent first, then the long one, intact"
+    );
+}
+
+#[test]
+fn monitor_restart_leads_to_a_fresh_session() {
+    let mut net = Network::new(LinkConfig::PERFECT, 4);
+    let agents: Vec<NodeId> = (1..=3)
+        .map(|i| {
+            net.add(agent_config(i, session::Config::default()))
+                .expect("valid")
+        })
+        .collect();
+    let m = net
+        .add(monitor_config(hello(0), session::Config::default()))
+        .expect("valid");
+    net.run_for(Duration::from_secs(3));
+    net.take_events();
+    // The monitor restarts: a new endpoint, a new Hello identifier.
+    net.restart(m, monitor_config(hello(1), session::Config::default()))
+        .expect("valid");
+    net.run_for(Duration::from_secs(3));
+    let events = net.take_events();
+    for a in &agents {
+        assert!(
+            events.iter().any(|(n, _, e)| n == a
+                && matches!(e, EndpointEvent::MonitorRestarted { hello: h, .. } if *h == hello(1))),
+            "agent {a:?} noticed the new incarnation"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|(n, _, e)| n == a && matches!(e, EndpointEvent::Established { .. }))
+        );
+    }
+    let discovered = events
+        .iter()
+        .filter(|(n, _, e)| *n == m && matches!(e, EndpointEvent::Established { .. }))
+        .count();
+    assert_eq!(discovered, 3, "the new monitor discovered every VM");
+    let mon = net.endpoint(m);
+    for i in 1..=3 {
+        let peer = mon.peer_by_mac(agent_mac(i)).expect("known");
+        assert!(mon.last_heartbeat(peer).is_some(), "heartbeats resumed");
+    }
+}
+
+#[test]
+fn retries_running_out_close_the_session_and_the_next_hello_reopens_it() {
+    let mut net = Network::new(LinkConfig::PERFECT, 5);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    let m = net
+        .add(monitor_config(hello(0), session::Config::default()))
+        .expect("valid");
+    net.run_for(Duration::from_secs(1));
+    let peer = net.endpoint(a).peer_by_mac(MONITOR_MAC).expect("known");
+    net.take_events();
+    // The agent's cable is pulled while it rings the doorbell.
+    net.set_link_up(a, false);
+    net.send(a, peer, Priority::Normal, b"DBELL:28")
+        .expect("accepted");
+    net.run_for(Duration::from_secs(13));
+    let events = net.take_events();
+    let closed: Vec<&CloseReason> = events
+        .iter()
+        .filter_map(|(n, _, e)| match e {
+            EndpointEvent::Closed { reason, .. } if *n == a => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed.len(), 1, "{events:?}");
+    assert!(matches!(
+        closed[0],
+        CloseReason::RetriesExhausted { retries: 5, .. }
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|(n, _, e)| *n == a && matches!(e, EndpointEvent::Lost { .. }))
+    );
+    assert!(!net.endpoint(a).is_established(peer));
+    // Cable back: the next Hello (every 2 s here) reopens the session.
+    net.set_link_up(a, true);
+    net.run_for(Duration::from_secs(3));
+    assert!(net.endpoint(a).is_established(peer));
+    assert!(net.endpoint(a).is_heartbeating(peer), "START_HB again");
+    let mpeer = net.endpoint(m).peer_by_mac(agent_mac(1)).expect("known");
+    assert!(net.endpoint(m).is_established(mpeer));
+}
+
+#[test]
+fn monitor_reopens_when_its_side_failed_but_the_agent_did_not_notice() {
+    let mut net = Network::new(LinkConfig::PERFECT, 6);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    let m = net
+        .add(monitor_config(hello(0), session::Config::default()))
+        .expect("valid");
+    net.run_for(Duration::from_secs(1));
+    let mpeer = net.endpoint(m).peer_by_mac(agent_mac(1)).expect("known");
+    // The monitor's sends fail while the agent is unreachable; the agent's
+    // unacknowledged heartbeats cannot tell it anything went wrong.
+    net.set_link_up(a, false);
+    net.send(m, mpeer, Priority::Normal, b"STOP_HB")
+        .expect("accepted");
+    net.run_for(Duration::from_secs(13));
+    assert!(!net.endpoint(m).is_established(mpeer));
+    net.set_link_up(a, true);
+    net.run_for(Duration::from_secs(2));
+    assert!(
+        net.endpoint(m).is_established(mpeer),
+        "reopened by the monitor"
+    );
+    let apeer = net.endpoint(a).peer_by_mac(MONITOR_MAC).expect("known");
+    assert!(net.endpoint(a).is_heartbeating(apeer));
+    let hb = net.endpoint(m).stats().heartbeats_in;
+    net.run_for(Duration::from_secs(5));
+    assert!(
+        net.endpoint(m).stats().heartbeats_in >= hb + 4,
+        "heartbeats flow again"
+    );
+}
+
+#[test]
+fn graceful_agent_stop_is_reported_and_acknowledged() {
+    let mut net = Network::new(LinkConfig::lossy(0.1), 8);
+    let cfg = lossy_link_session();
+    let a = net.add(agent_config(1, cfg)).expect("valid");
+    let m = net.add(monitor_config(hello(0), cfg)).expect("valid");
+    net.run_for(Duration::from_secs(10));
+    let sent = net.shutdown(a);
+    assert_eq!(sent.len(), 1);
+    net.run_for(Duration::from_secs(30));
+    let events = net.take_events();
+    assert!(
+        events
+            .iter()
+            .any(|(n, _, e)| *n == m && matches!(e, EndpointEvent::Shutdown { .. }))
+    );
+    assert!(
+        events.iter().any(|(n, _, e)| *n == a
+            && matches!(e, EndpointEvent::Delivered { id, .. } if *id == sent[0].1))
+    );
+    let peer = net.endpoint(a).peer_by_mac(MONITOR_MAC).expect("known");
+    assert!(!net.endpoint(a).is_heartbeating(peer));
+}
