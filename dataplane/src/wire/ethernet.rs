@@ -94,15 +94,15 @@ impl<'a> EthernetView<'a> {
     }
 
     /// Destination address.
+    #[inline]
     pub fn dst(&self) -> MacAddr {
-        let m = self.inner.get_destination();
-        MacAddr([m.0, m.1, m.2, m.3, m.4, m.5])
+        mac_at(self.inner.packet(), 0)
     }
 
     /// Source address.
+    #[inline]
     pub fn src(&self) -> MacAddr {
-        let m = self.inner.get_source();
-        MacAddr([m.0, m.1, m.2, m.3, m.4, m.5])
+        mac_at(self.inner.packet(), 6)
     }
 
     /// EtherType.
@@ -114,6 +114,16 @@ impl<'a> EthernetView<'a> {
     pub fn payload(&self) -> &[u8] {
         self.inner.payload()
     }
+}
+
+/// The six bytes at `offset` as an address (one bounds check, not six as pnet's
+/// generated getters do; `EthernetPacket::new` already checked the length).
+#[inline]
+fn mac_at(bytes: &[u8], offset: usize) -> MacAddr {
+    bytes
+        .get(offset..offset + 6)
+        .and_then(|b| <[u8; 6]>::try_from(b).ok())
+        .map_or(MacAddr::default(), MacAddr)
 }
 
 /// Write an Ethernet II header at the start of `buf` (at least 14 bytes long).

@@ -36,9 +36,11 @@ impl<'a> Frame<'a> {
             });
         }
         let rest = &bytes[ETHERNET_HEADER_LEN..];
-        let packet = Packet::new_checked(rest)?;
-        let header = Repr::parse(&packet)?;
-        let payload = &rest[HEADER_LEN..HEADER_LEN + usize::from(header.payload_len)];
+        // `Repr::parse` checks the lengths before touching anything else.
+        let header = Repr::parse(&Packet::new_unchecked(rest))?;
+        let payload = rest
+            .get(HEADER_LEN..HEADER_LEN + usize::from(header.payload_len))
+            .unwrap_or_default();
         Ok(Frame {
             dst: eth.dst(),
             src: eth.src(),

@@ -145,16 +145,39 @@ impl fmt::Debug for Flags {
 
 /// Wrapping 8-bit sum of every header byte except the checksum itself, plus every
 /// payload byte (seed 004 L10451-10456; Ethernet header and padding excluded).
+#[inline]
 pub fn checksum(header: &[u8], payload: &[u8]) -> u8 {
-    let mut sum: u8 = 0;
-    for (i, b) in header.iter().take(HEADER_LEN).enumerate() {
-        if i != field::CHECKSUM {
-            sum = sum.wrapping_add(*b);
+    let sum = match header.first_chunk::<HEADER_LEN>() {
+        Some(h) => h[0]
+            .wrapping_add(h[1])
+            .wrapping_add(h[2])
+            .wrapping_add(h[3])
+            .wrapping_add(h[5])
+            .wrapping_add(h[6])
+            .wrapping_add(h[7]),
+        None => header
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != field::CHECKSUM)
+            .fold(0u8, |s, (_, b)| s.wrapping_add(*b)),
+    };
+    sum.wrapping_add(payload_sum(payload))
+}
+
+/// Wrapping 8-bit sum of `bytes`: a plain loop for the short payloads of the hot path
+/// (heartbeats are 3 bytes), wide lanes for long ones.
+#[inline]
+fn payload_sum(bytes: &[u8]) -> u8 {
+    if bytes.len() <= 16 {
+        let mut sum: u8 = 0;
+        for &b in bytes {
+            sum = sum.wrapping_add(b);
         }
+        return sum;
     }
-    // Sum in u32 lanes first: 16 million bytes before overflow, far beyond a packet.
-    let wide: u32 = payload.iter().map(|&b| u32::from(b)).sum();
-    sum.wrapping_add(wide.to_le_bytes()[0])
+    // u32 lanes: 16 million bytes before overflow, far beyond a packet.
+    let wide: u32 = bytes.iter().map(|&b| u32::from(b)).sum();
+    wide.to_le_bytes()[0]
 }
 
 /// A zero-copy view of an HVNCP packet: header then payload (then, possibly, padding).
@@ -301,23 +324,41 @@ pub struct Repr {
 impl Repr {
     /// Validate a checked packet: version (except on Hellos, whose other fields are
     /// ignored, seed 004 L10443-10449), checksum, and flag rules.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
-        packet.check_len()?;
-        let computed = packet.computed_checksum();
-        if computed != packet.checksum() {
+        // One pass over a fixed-size header: this runs for every received frame.
+        let buf = packet.buffer.as_ref();
+        let Some(h) = buf.first_chunk::<HEADER_LEN>() else {
+            return Err(Error::Truncated {
+                len: buf.len(),
+                need: HEADER_LEN,
+            });
+        };
+        let payload_len = u16::from_be_bytes([h[field::LENGTH.start], h[field::LENGTH.start + 1]]);
+        let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + usize::from(payload_len)) else {
+            return Err(Error::LengthBeyondFrame {
+                len: payload_len,
+                available: buf.len() - HEADER_LEN,
+            });
+        };
+        let computed = checksum(h, payload);
+        if computed != h[field::CHECKSUM] {
             return Err(Error::BadChecksum {
-                found: packet.checksum(),
+                found: h[field::CHECKSUM],
                 computed,
             });
         }
-        let flags = packet.flags().without(Flags::RSV);
-        let version = packet.version();
+        let flags = Flags(h[field::FLAGS]).without(Flags::RSV);
+        let version = Version {
+            major: h[field::VER_MAJOR],
+            minor: h[field::VER_MINOR],
+        };
         let repr = Repr {
             version,
-            number: packet.number(),
+            number: h[field::NUMBER],
             flags,
-            frag_index: packet.frag_index(),
-            payload_len: packet.payload_len(),
+            frag_index: h[field::FRAG_INDEX],
+            payload_len,
         };
         if flags.contains(Flags::HEL) {
             return Ok(repr);
@@ -334,6 +375,7 @@ impl Repr {
     }
 
     /// The flag rules of `docs/hvncp.md` §2.
+    #[inline]
     fn check_flags(&self) -> Result<()> {
         let f = self.flags;
         let bad = |why| Err(Error::InvalidFlags { flags: f, why });
