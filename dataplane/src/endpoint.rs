@@ -256,21 +256,58 @@ pub enum EndpointEvent {
     },
 }
 
+/// What an agent keeps per monitor.
+#[derive(Debug)]
+struct AgentSide {
+    /// The monitor's Hello identifier.
+    hello: Option<HelloId>,
+    /// Next heartbeat to send, while heartbeating.
+    next_heartbeat: Option<Instant>,
+    /// Heartbeat period in milliseconds.
+    hb_period_ms: u32,
+    /// A heartbeat is due.
+    hb_due: bool,
+}
+
+impl Default for AgentSide {
+    fn default() -> Self {
+        AgentSide {
+            hello: None,
+            next_heartbeat: None,
+            hb_period_ms: DEFAULT_HB_PERIOD_MS,
+            hb_due: false,
+        }
+    }
+}
+
+impl Peer {
+    fn agent_mut(&mut self) -> &mut AgentSide {
+        self.agent.get_or_insert_with(Box::default)
+    }
+    fn hello(&self) -> Option<HelloId> {
+        self.agent.as_ref().and_then(|a| a.hello)
+    }
+    fn next_heartbeat(&self) -> Option<Instant> {
+        self.agent.as_ref().and_then(|a| a.next_heartbeat)
+    }
+    fn stop_heartbeats(&mut self) {
+        if let Some(a) = self.agent.as_deref_mut() {
+            a.next_heartbeat = None;
+            a.hb_due = false;
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Peer {
     session: Session,
     /// The peer's UUID from its SYN.
     uuid: Option<Uuid>,
-    /// Agent: the monitor's Hello identifier.
-    hello: Option<HelloId>,
     /// Monitor: time of the last heartbeat.
     last_heartbeat: Option<Instant>,
-    /// Agent: next heartbeat to send, while heartbeating.
-    next_heartbeat: Option<Instant>,
-    /// Agent: heartbeat period in milliseconds.
-    hb_period_ms: u32,
-    /// Agent: a heartbeat is due.
-    hb_due: bool,
+    /// Agent: the state toward this monitor (boxed: a monitor's table holds many peers
+    /// and needs none of it).
+    agent: Option<Box<AgentSide>>,
     /// In the ready queue.
     queued: bool,
     /// Earliest deadline scheduled in the timer heap for this peer.
@@ -281,8 +318,7 @@ struct Peer {
 #[derive(Debug)]
 pub struct Endpoint {
     config: EndpointConfig,
-    session_config: Arc<session::Config>,
-    local_syn: Arc<[u8]>,
+    local: Arc<session::Local>,
     index: HashMap<MacAddr, PeerId, foldhash::fast::RandomState>,
     peers: Vec<Option<Peer>>,
     free: Vec<PeerId>,
@@ -327,8 +363,11 @@ impl Endpoint {
         };
         let capacity = if is_monitor { 1024 } else { 4 };
         Ok(Endpoint {
-            session_config: Arc::new(config.session),
-            local_syn: local_syn.into(),
+            local: Arc::new(session::Local {
+                config: config.session,
+                syn: local_syn.into(),
+                mac: config.local_mac,
+            }),
             index: HashMap::with_capacity_and_hasher(capacity, Default::default()),
             peers: Vec::with_capacity(capacity),
             free: Vec::new(),
@@ -406,8 +445,12 @@ impl Endpoint {
 
     /// Agent: true while heartbeating to this monitor.
     pub fn is_heartbeating(&self, id: PeerId) -> bool {
-        self.peer(id).is_some_and(|p| p.next_heartbeat.is_some())
+        self.peer(id).is_some_and(|p| p.next_heartbeat().is_some())
     }
+
+    /// Bytes of one table entry (the session and its role state, without the boxed
+    /// part that exists only while something is in flight).
+    pub const PEER_SIZE: usize = std::mem::size_of::<Option<Peer>>();
 
     /// Every peer id in the table.
     pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
@@ -439,21 +482,12 @@ impl Endpoint {
             return None;
         }
         let number = self.next_initial_number();
-        let session = Session::new(
-            Arc::clone(&self.session_config),
-            Arc::clone(&self.local_syn),
-            self.config.local_mac,
-            mac,
-            number,
-        );
+        let session = Session::with_local(Arc::clone(&self.local), mac, number);
         let peer = Peer {
             session,
             uuid: None,
-            hello: None,
             last_heartbeat: None,
-            next_heartbeat: None,
-            hb_period_ms: DEFAULT_HB_PERIOD_MS,
-            hb_due: false,
+            agent: None,
             queued: false,
             timer_at: Instant::FAR_FUTURE,
         };
@@ -521,8 +555,7 @@ impl Endpoint {
             let Some(peer) = self.peer_mut(id) else {
                 continue;
             };
-            peer.next_heartbeat = None;
-            peer.hb_due = false;
+            peer.stop_heartbeats();
             if peer.session.tx_state() == TxState::Closed {
                 continue;
             }
@@ -537,7 +570,7 @@ impl Endpoint {
     /// Handle one received frame. Never panics, never allocates on the heartbeat path.
     pub fn handle_frame(&mut self, now: Instant, bytes: &[u8]) -> Outcome {
         self.stats.frames_in += 1;
-        let frame = match Frame::parse(bytes, self.session_config.ethertype) {
+        let frame = match Frame::parse(bytes, self.local.config.ethertype) {
             Ok(f) => f,
             Err(e) => {
                 self.stats.count_wire(e);
@@ -642,13 +675,12 @@ impl Endpoint {
         let Some(peer) = self.peer_mut(id) else {
             return Outcome::Dropped(Drop::NoSession);
         };
-        let restarted = peer.hello.is_some_and(|h| h != hello);
+        let restarted = peer.hello().is_some_and(|h| h != hello);
         let connect =
-            peer.hello.is_none() || restarted || peer.session.tx_state() == TxState::Closed;
-        peer.hello = Some(hello);
+            peer.hello().is_none() || restarted || peer.session.tx_state() == TxState::Closed;
+        peer.agent_mut().hello = Some(hello);
         if connect {
-            peer.next_heartbeat = None;
-            peer.hb_due = false;
+            peer.stop_heartbeats();
             peer.uuid = None;
             peer.session.connect();
             if restarted {
@@ -694,10 +726,11 @@ impl Endpoint {
                 let Some(peer) = self.peer_mut(id) else {
                     return Outcome::Dropped(Drop::NoSession);
                 };
-                peer.hb_period_ms = period_ms;
+                let agent = peer.agent_mut();
+                agent.hb_period_ms = period_ms;
                 // The first heartbeat goes at once so the monitor sees us quickly.
-                peer.next_heartbeat = Some(now);
-                peer.hb_due = false;
+                agent.next_heartbeat = Some(now);
+                agent.hb_due = false;
                 self.schedule(id);
                 EndpointEvent::HeartbeatStarted {
                     peer: id,
@@ -706,8 +739,7 @@ impl Endpoint {
             }
             (false, Message::StopHb) => {
                 if let Some(peer) = self.peer_mut(id) {
-                    peer.next_heartbeat = None;
-                    peer.hb_due = false;
+                    peer.stop_heartbeats();
                 }
                 EndpointEvent::HeartbeatStopped { peer: id }
             }
@@ -750,7 +782,7 @@ impl Endpoint {
         let Some(peer) = self.peer_mut(id) else {
             return;
         };
-        let deadline = [peer.session.poll_timeout(), peer.next_heartbeat]
+        let deadline = [peer.session.poll_timeout(), peer.next_heartbeat()]
             .into_iter()
             .flatten()
             .min();
@@ -852,8 +884,7 @@ impl Endpoint {
                     .push_back(EndpointEvent::Lost { peer: id, id: mid });
             }
             session::Event::Closed(reason) => {
-                peer.next_heartbeat = None;
-                peer.hb_due = false;
+                peer.stop_heartbeats();
                 self.stats.sessions_closed += 1;
                 self.events.push_back(EndpointEvent::Closed {
                     peer: id,
@@ -901,21 +932,33 @@ impl Endpoint {
             }
             peer.timer_at = Instant::FAR_FUTURE;
             let discarded = peer.session.handle_timeout(now);
-            if let Some(next) = peer.next_heartbeat
+            if let Some(agent) = peer.agent.as_deref_mut()
+                && let Some(next) = agent.next_heartbeat
                 && next <= now
             {
-                peer.hb_due = true;
-                let period = Duration::from_millis(u64::from(peer.hb_period_ms));
+                agent.hb_due = true;
+                let period = Duration::from_millis(u64::from(agent.hb_period_ms));
                 let mut following = next + period;
                 while following <= now {
                     following += period;
                 }
-                peer.next_heartbeat = Some(following);
+                agent.next_heartbeat = Some(following);
             }
             self.stats.drop_reassembly += discarded as u64;
             self.process(now, id);
         }
         self.due_scratch = due;
+        // After a burst (100,000 handshakes) the queues are mostly empty: give the
+        // memory back instead of keeping the peak for good.
+        if self.timers.capacity() > 4096 && self.timers.len() * 4 < self.timers.capacity() {
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
+        if self.ready.capacity() > 4096 && self.ready.len() * 4 < self.ready.capacity() {
+            self.ready.shrink_to(self.ready.len() * 2);
+        }
+        if self.events.capacity() > 4096 && self.events.len() * 4 < self.events.capacity() {
+            self.events.shrink_to(self.events.len() * 2);
+        }
     }
 
     /// Write the next frame to send into `buf` (at least 1514 bytes for the default
@@ -934,8 +977,10 @@ impl Endpoint {
                 self.ready.pop_front();
                 continue;
             };
-            if peer.hb_due {
-                peer.hb_due = false;
+            if let Some(agent) = peer.agent.as_deref_mut()
+                && agent.hb_due
+            {
+                agent.hb_due = false;
                 let mut hb = [0u8; 3];
                 let n = Message::Heartbeat { seq: None }
                     .encode_into(&mut hb)
@@ -978,7 +1023,7 @@ impl Endpoint {
         FrameBuilder {
             dst: MacAddr::BROADCAST,
             src: self.config.local_mac,
-            ethertype: self.session_config.ethertype,
+            ethertype: self.local.config.ethertype,
         }
         .emit(buf, &header, &text[..n])
         .ok()

@@ -266,13 +266,23 @@ impl Active {
     }
 }
 
+/// What every session of one local interface shares: parameters, our SYN payload, our
+/// MAC. Held once per endpoint, so that a session itself stays small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    /// Protocol parameters.
+    pub config: Config,
+    /// Payload of our SYNs (our properties, `docs/hvncp.md` §4).
+    pub syn: Box<[u8]>,
+    /// MAC of the local interface.
+    pub mac: MacAddr,
+}
+
 /// One session with one peer.
 #[derive(Debug)]
 pub struct Session {
-    config: Arc<Config>,
-    /// Our SYN payload (properties), shared by every session of the endpoint.
-    local_syn: Arc<[u8]>,
-    frame: FrameBuilder,
+    local: Arc<Local>,
+    peer: MacAddr,
     tx: TxState,
     tx_next: u8,
     /// Number and payload hash of the peer SYN that opened the receive direction.
@@ -294,15 +304,20 @@ impl Session {
         peer: MacAddr,
         initial_number: u8,
     ) -> Session {
-        let ethertype = config.ethertype;
+        let local = Local {
+            config: *config,
+            syn: local_syn.as_ref().into(),
+            mac: local,
+        };
+        Session::with_local(Arc::new(local), peer, initial_number)
+    }
+
+    /// A closed session to `peer` sharing `local` with the other sessions of its
+    /// interface (what an endpoint does).
+    pub fn with_local(local: Arc<Local>, peer: MacAddr, initial_number: u8) -> Session {
         Session {
-            config,
-            local_syn,
-            frame: FrameBuilder {
-                dst: peer,
-                src: local,
-                ethertype,
-            },
+            local,
+            peer,
             tx: TxState::Closed,
             tx_next: initial_number,
             peer_syn: None,
@@ -312,14 +327,22 @@ impl Session {
         }
     }
 
+    fn frame_builder(&self) -> FrameBuilder {
+        FrameBuilder {
+            dst: self.peer,
+            src: self.local.mac,
+            ethertype: self.local.config.ethertype,
+        }
+    }
+
     /// The peer's MAC.
     pub fn peer(&self) -> MacAddr {
-        self.frame.dst
+        self.peer
     }
 
     /// The local interface's MAC.
     pub fn local(&self) -> MacAddr {
-        self.frame.src
+        self.local.mac
     }
 
     /// State of our sending direction.
@@ -339,7 +362,7 @@ impl Session {
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.local.config
     }
 
     /// Bytes held in reassembly buffers.
@@ -379,8 +402,8 @@ impl Session {
             a.acks.clear();
             a.handshake_deadline = None;
         }
-        let local_syn = Arc::clone(&self.local_syn);
-        self.start_syn(Flags::BEG, &local_syn);
+        let local = Arc::clone(&self.local);
+        self.start_syn(Flags::BEG, &local.syn);
     }
 
     /// Queue our SYN (with BEG when initiating, END when answering a BEG).
@@ -437,14 +460,14 @@ impl Session {
     /// Queue a message for reliable, ordered delivery at `priority`. It waits until our
     /// direction is open, and behind earlier messages of the same priority.
     pub fn send(&mut self, priority: Priority, payload: &[u8]) -> Result<MessageId, SendError> {
-        if payload.len() > self.config.max_message {
+        if payload.len() > self.local.config.max_message {
             return Err(SendError::TooLarge {
                 len: payload.len(),
-                max: self.config.max_message,
+                max: self.local.config.max_message,
             });
         }
-        let max_queued = self.config.max_queued_bytes;
-        let frag_size = usize::from(self.config.max_payload);
+        let max_queued = self.local.config.max_queued_bytes;
+        let frag_size = usize::from(self.local.config.max_payload);
         let id = MessageId(u64::from(self.next_message));
         let a = self.active();
         if a.queued_bytes + payload.len() > max_queued {
@@ -473,10 +496,10 @@ impl Session {
         payload: &[u8],
         buf: &mut [u8],
     ) -> Result<usize, SendError> {
-        if payload.len() > usize::from(self.config.max_payload) {
+        if payload.len() > usize::from(self.local.config.max_payload) {
             return Err(SendError::TooLarge {
                 len: payload.len(),
-                max: usize::from(self.config.max_payload),
+                max: usize::from(self.local.config.max_payload),
             });
         }
         if self.tx != TxState::Open {
@@ -492,7 +515,7 @@ impl Session {
             frag_index: 0,
             payload_len: payload_len_u16(payload.len()),
         };
-        let len = self.frame.emit(buf, &header, payload)?;
+        let len = self.frame_builder().emit(buf, &header, payload)?;
         self.tx_next = self.tx_next.wrapping_add(1);
         Ok(len)
     }
@@ -529,7 +552,7 @@ impl Session {
         if h.flags.contains(Flags::HEL) {
             return Err(Refusal::Hello);
         }
-        if frame.payload.len() > usize::from(self.config.max_payload) {
+        if frame.payload.len() > usize::from(self.local.config.max_payload) {
             return Err(Refusal::Oversized);
         }
         if h.flags.contains(Flags::ACK) {
@@ -539,7 +562,7 @@ impl Session {
             self.handle_syn(now, h, frame.payload);
             return Ok(Input::Consumed);
         }
-        let horizon = self.config.dedup_horizon();
+        let horizon = self.local.config.dedup_horizon();
         let Some(rx) = self.rx.as_mut() else {
             return Err(Refusal::NotOpen);
         };
@@ -566,7 +589,7 @@ impl Session {
         }
         let first = h.flags.contains(Flags::BEG);
         let last = h.flags.contains(Flags::END);
-        let max_message = self.config.max_message;
+        let max_message = self.local.config.max_message;
         let a = self.active.get_or_insert_with(Box::default);
         let reassembly = &mut a.reassembly[priority.index()];
         let outcome = if first && last {
@@ -632,7 +655,7 @@ impl Session {
                 if self.rx.is_some() {
                     self.push_event(Event::Established);
                 } else {
-                    let deadline = now + self.config.handshake_timeout;
+                    let deadline = now + self.local.config.handshake_timeout;
                     self.active().handshake_deadline = Some(deadline);
                 }
             }
@@ -678,8 +701,8 @@ impl Session {
             if let Some(a) = self.active.as_mut() {
                 a.acks.clear();
             }
-            let local_syn = Arc::clone(&self.local_syn);
-            self.start_syn(Flags::END, &local_syn);
+            let local = Arc::clone(&self.local);
+            self.start_syn(Flags::END, &local.syn);
             self.queue_ack(h.number, Priority::Normal, true);
         } else {
             self.queue_ack(h.number, Priority::Normal, true);
@@ -693,7 +716,7 @@ impl Session {
 impl Session {
     /// Smallest buffer [`Session::poll_transmit`] accepts: one full packet plus headers.
     pub fn min_buffer_len(&self) -> usize {
-        (wire::ETHERNET_HEADER_LEN + wire::HEADER_LEN + usize::from(self.config.max_payload))
+        (wire::ETHERNET_HEADER_LEN + wire::HEADER_LEN + usize::from(self.local.config.max_payload))
             .max(wire::MIN_FRAME_LEN)
     }
 
@@ -714,14 +737,15 @@ impl Session {
     }
 
     fn next_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let frame = &self.frame_builder();
         let Session {
-            config,
-            frame,
+            local,
             tx,
             tx_next,
             active,
             ..
         } = self;
+        let config = &local.config;
         let a = active.as_deref_mut()?;
         if let Some(syn) = a.syn.as_mut().filter(|s| !s.sent) {
             syn.sent = true;
@@ -809,7 +833,7 @@ impl Session {
     /// When [`Session::handle_timeout`] must next run, if anything waits on time.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let a = self.active.as_ref()?;
-        let timeout = self.config.reassembly_timeout;
+        let timeout = self.local.config.reassembly_timeout;
         a.inflight
             .iter()
             .map(|f| f.deadline)
@@ -823,8 +847,8 @@ impl Session {
     /// are then produced by [`Session::poll_transmit`]. Returns how many partial
     /// messages were discarded (`drop_reassembly`).
     pub fn handle_timeout(&mut self, now: Instant) -> usize {
-        let max_retries = self.config.max_retries;
-        let timeout = self.config.reassembly_timeout;
+        let max_retries = self.local.config.max_retries;
+        let timeout = self.local.config.reassembly_timeout;
         let Some(a) = self.active.as_mut() else {
             return 0;
         };
