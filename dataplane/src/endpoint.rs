@@ -363,11 +363,11 @@ impl Endpoint {
         };
         let capacity = if is_monitor { 1024 } else { 4 };
         Ok(Endpoint {
-            local: Arc::new(session::Local {
-                config: config.session,
-                syn: local_syn.into(),
-                mac: config.local_mac,
-            }),
+            local: Arc::new(session::Local::new(
+                config.session,
+                &local_syn,
+                config.local_mac,
+            )),
             index: HashMap::with_capacity_and_hasher(capacity, Default::default()),
             peers: Vec::with_capacity(capacity),
             free: Vec::new(),
@@ -570,7 +570,7 @@ impl Endpoint {
     /// Handle one received frame. Never panics, never allocates on the heartbeat path.
     pub fn handle_frame(&mut self, now: Instant, bytes: &[u8]) -> Outcome {
         self.stats.frames_in += 1;
-        let frame = match Frame::parse(bytes, self.local.config.ethertype) {
+        let frame = match Frame::parse(bytes, self.local.config().ethertype) {
             Ok(f) => f,
             Err(e) => {
                 self.stats.count_wire(e);
@@ -1023,7 +1023,7 @@ impl Endpoint {
         FrameBuilder {
             dst: MacAddr::BROADCAST,
             src: self.config.local_mac,
-            ethertype: self.local.config.ethertype,
+            ethertype: self.local.config().ethertype,
         }
         .emit(buf, &header, &text[..n])
         .ok()

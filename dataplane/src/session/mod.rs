@@ -23,6 +23,7 @@ mod rx;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use config::{Config, ConfigError, MAX_FRAGMENTS};
 pub use rx::{Assembled, DEDUP_WINDOW, Reassembly, ReassemblyError, RxWindow, Seen};
@@ -270,12 +271,38 @@ impl Active {
 /// MAC. Held once per endpoint, so that a session itself stays small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Local {
+    config: Config,
+    syn: Box<[u8]>,
+    mac: MacAddr,
+    /// `config.dedup_horizon()`, computed once: it is needed for every packet.
+    dedup_horizon: Duration,
+}
+
+impl Local {
+    /// Shared state for the sessions of interface `mac` sending `syn` as SYN payload.
+    pub fn new(config: Config, syn: &[u8], mac: MacAddr) -> Local {
+        Local {
+            dedup_horizon: config.dedup_horizon(),
+            config,
+            syn: syn.into(),
+            mac,
+        }
+    }
+
     /// Protocol parameters.
-    pub config: Config,
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Payload of our SYNs (our properties, `docs/hvncp.md` §4).
-    pub syn: Box<[u8]>,
+    pub fn syn(&self) -> &[u8] {
+        &self.syn
+    }
+
     /// MAC of the local interface.
-    pub mac: MacAddr,
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
 }
 
 /// One session with one peer.
@@ -304,12 +331,7 @@ impl Session {
         peer: MacAddr,
         initial_number: u8,
     ) -> Session {
-        let local = Local {
-            config: *config,
-            syn: local_syn.as_ref().into(),
-            mac: local,
-        };
-        Session::with_local(Arc::new(local), peer, initial_number)
+        Session::with_local(Arc::new(Local::new(*config, &local_syn, local)), peer, initial_number)
     }
 
     /// A closed session to `peer` sharing `local` with the other sessions of its
@@ -562,7 +584,7 @@ impl Session {
             self.handle_syn(now, h, frame.payload);
             return Ok(Input::Consumed);
         }
-        let horizon = self.local.config.dedup_horizon();
+        let horizon = self.local.dedup_horizon;
         let Some(rx) = self.rx.as_mut() else {
             return Err(Refusal::NotOpen);
         };

@@ -8,6 +8,14 @@ use crate::time::Instant;
 /// Packet numbers remembered behind the highest one received (`docs/hvncp.md` §3.5).
 pub const DEDUP_WINDOW: u8 = 64;
 
+/// `now - last > horizon`, in integer nanoseconds (this runs for every packet; building
+/// a `Duration` would cost a division).
+#[inline]
+fn silent_longer_than(last: Instant, now: Instant, horizon: Duration) -> bool {
+    let horizon = u64::try_from(horizon.as_nanos()).unwrap_or(u64::MAX);
+    now.as_nanos().saturating_sub(last.as_nanos()) > horizon
+}
+
 /// What the duplicate window says about a packet number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
@@ -46,7 +54,7 @@ impl RxWindow {
 
     /// Classify `number` without recording it.
     pub fn classify(&self, number: u8, now: Instant, horizon: Duration) -> Seen {
-        if now.saturating_duration_since(self.last_rx) > horizon {
+        if silent_longer_than(self.last_rx, now, horizon) {
             return Seen::New;
         }
         let ahead = number.wrapping_sub(self.highest);
@@ -70,7 +78,7 @@ impl RxWindow {
 
     /// Record `number` as delivered. Call only after [`RxWindow::classify`] said `New`.
     pub fn record(&mut self, number: u8, now: Instant, horizon: Duration) {
-        if now.saturating_duration_since(self.last_rx) > horizon {
+        if silent_longer_than(self.last_rx, now, horizon) {
             self.highest = number;
             self.bitmap = 1;
             self.last_rx = now;
