@@ -329,6 +329,8 @@ pub struct Endpoint {
     next_hello: Instant,
     hello_due: bool,
     reassembly_bytes: usize,
+    /// Agent: `shutdown` was called; Hellos no longer open sessions.
+    shutting_down: bool,
     rng: u64,
     stats: Counters,
 }
@@ -378,6 +380,7 @@ impl Endpoint {
             next_hello,
             hello_due: is_monitor,
             reassembly_bytes: 0,
+            shutting_down: false,
             rng: config.seed ^ 0x9e37_79b9_7f4a_7c15,
             stats: Counters::default(),
             config,
@@ -547,6 +550,7 @@ impl Endpoint {
     /// Agent: stop heartbeating and send `SHDN:DAEMON` to every connected monitor
     /// (seed 004 L9088-9102). Watch for [`EndpointEvent::Delivered`] before exiting.
     pub fn shutdown(&mut self, now: Instant) -> Vec<(PeerId, MessageId)> {
+        self.shutting_down = true;
         let ids: Vec<PeerId> = self.peers().collect();
         let mut sent = Vec::new();
         let mut payload = Vec::new();
@@ -589,15 +593,29 @@ impl Endpoint {
         let id = match self.index.get(&frame.src) {
             Some(id) => *id,
             None => {
-                let opens = frame.header.flags.contains(Flags::SYN | Flags::BEG)
-                    && matches!(self.config.role, Role::Monitor { .. });
-                if !opens {
+                let monitor = matches!(self.config.role, Role::Monitor { .. });
+                let flags = frame.header.flags;
+                if monitor && flags.contains(Flags::SYN | Flags::BEG) {
+                    match self.insert_peer(frame.src) {
+                        Some(id) => id,
+                        None => return Outcome::Dropped(Drop::TableFull),
+                    }
+                } else {
                     self.stats.drop_no_session += 1;
+                    // Data from an agent we have no session with: we restarted and it
+                    // has not heard our new Hello yet (Hellos may be lost, and come only
+                    // every 30 s). Open the session from our side rather than let its
+                    // heartbeats go unheard until the next Hello.
+                    if monitor
+                        && !flags.intersects(Flags::ACK | Flags::SYN)
+                        && let Some(id) = self.insert_peer(frame.src)
+                        && let Some(peer) = self.peer_mut(id)
+                    {
+                        peer.session.connect();
+                        self.stats.sessions_reopened += 1;
+                        self.process(now, id);
+                    }
                     return Outcome::Dropped(Drop::NoSession);
-                }
-                match self.insert_peer(frame.src) {
-                    Some(id) => id,
-                    None => return Outcome::Dropped(Drop::TableFull),
                 }
             }
         };
@@ -640,6 +658,7 @@ impl Endpoint {
                     && peer.session.tx_state() == TxState::Closed
                 {
                     peer.session.connect();
+                    self.stats.sessions_reopened += 1;
                     self.process(now, id);
                 }
                 Outcome::Dropped(Drop::Session(r))
@@ -653,8 +672,8 @@ impl Endpoint {
             self.stats.msg_malformed += 1;
             return Outcome::Dropped(Drop::Malformed);
         };
-        if matches!(self.config.role, Role::Monitor { .. }) {
-            // Another monitor's Hello: nothing for us to do.
+        if matches!(self.config.role, Role::Monitor { .. }) || self.shutting_down {
+            // Another monitor's Hello, or we are stopping: nothing for us to do.
             return Outcome::Handled;
         }
         let mac = frame.src;

@@ -79,6 +79,9 @@ counters! {
     sessions_established,
     /// Sessions that failed or were closed.
     sessions_closed,
+    /// Sessions a monitor opened from its side because an agent kept sending data
+    /// (after the monitor restarted or its side of the session failed).
+    sessions_reopened,
 }
 
 impl Counters {

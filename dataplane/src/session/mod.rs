@@ -331,7 +331,11 @@ impl Session {
         peer: MacAddr,
         initial_number: u8,
     ) -> Session {
-        Session::with_local(Arc::new(Local::new(*config, &local_syn, local)), peer, initial_number)
+        Session::with_local(
+            Arc::new(Local::new(*config, &local_syn, local)),
+            peer,
+            initial_number,
+        )
     }
 
     /// A closed session to `peer` sharing `local` with the other sessions of its
