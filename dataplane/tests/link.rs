@@ -454,3 +454,43 @@ fn graceful_agent_stop_is_reported_and_acknowledged() {
     let peer = net.endpoint(a).peer_by_mac(MONITOR_MAC).expect("known");
     assert!(!net.endpoint(a).is_heartbeating(peer));
 }
+
+#[test]
+fn restarted_monitor_reopens_from_a_heartbeat_when_the_hello_was_missed() {
+    let mut net = Network::new(LinkConfig::PERFECT, 9);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    let slow_hello = |h| {
+        let mut c = monitor_config(h, session::Config::default());
+        c.role = Role::Monitor {
+            hello: h,
+            hello_period: Duration::from_secs(30),
+            hb_period: Duration::from_secs(1),
+        };
+        c
+    };
+    let m = net.add(slow_hello(hello(0))).expect("valid");
+    net.run_for(Duration::from_secs(3));
+    // The monitor restarts while the agent's link is briefly down: its one Hello is lost.
+    net.set_link_up(a, false);
+    net.restart(m, slow_hello(hello(1))).expect("valid");
+    net.run_for(Duration::from_millis(100));
+    net.set_link_up(a, true);
+    net.take_events();
+    net.run_for(Duration::from_secs(2));
+    let mon = net.endpoint(m);
+    let peer = mon
+        .peer_by_mac(agent_mac(1))
+        .expect("known from its heartbeat");
+    assert!(
+        mon.is_established(peer),
+        "reopened without waiting 30 s for a Hello"
+    );
+    assert_eq!(mon.stats().sessions_reopened, 1);
+    assert!(
+        net.events()
+            .iter()
+            .any(|(n, _, e)| *n == a && matches!(e, EndpointEvent::HeartbeatStarted { .. }))
+    );
+}
