@@ -9,6 +9,8 @@
 //! - `fragment_reassemble_64k`: a 64 KiB message through two real sessions on a
 //!   perfect in-memory wire — fragmentation, 44 packets, 44 acknowledgements,
 //!   reassembly, delivery.
+//! - `copy_64k_baseline`: the same 64 KiB copied once into a fresh `Vec` — the floor
+//!   any delivery of a message pays, for the ratio in `docs/perf.md`.
 //!
 //! `cargo bench -p hvncp-benches --bench session`.
 
@@ -145,6 +147,9 @@ fn fragmentation(c: &mut Criterion) {
             while m.poll_event().is_some() {}
             assert_eq!(got, message.len());
         })
+    });
+    g.bench_function("copy_64k_baseline", |b| {
+        b.iter(|| black_box(&message).to_vec())
     });
     g.finish();
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use hashbrown::HashMap;
 
-use crate::message::{AgentSyn, HelloId, Message, MonitorSyn, Uuid};
+use crate::message::{AgentSyn, HelloId, Message, MonitorSyn, PERIOD_MS_RANGE, Uuid};
 use crate::session::{self, CloseReason, Input, MessageId, Priority, SendError, Session, TxState};
 use crate::stats::Counters;
 use crate::time::Instant;
@@ -85,6 +85,62 @@ pub struct EndpointConfig {
 }
 
 impl EndpointConfig {
+    /// Check every value against its range; the error names the key and the range.
+    pub fn validate(&self) -> Result<(), session::ConfigError> {
+        self.session.validate()?;
+        let err = |key, value: String, allowed| session::ConfigError {
+            key,
+            value,
+            allowed,
+        };
+        let periods = Duration::from_millis(u64::from(*PERIOD_MS_RANGE.start()))
+            ..=Duration::from_millis(u64::from(*PERIOD_MS_RANGE.end()));
+        if let Role::Monitor {
+            hello_period,
+            hb_period,
+            ..
+        } = &self.role
+        {
+            if !periods.contains(hello_period) {
+                return Err(err(
+                    "hello_period",
+                    format!("{hello_period:?}"),
+                    "100 ms..=1 h",
+                ));
+            }
+            if !periods.contains(hb_period) {
+                return Err(err("hb_period", format!("{hb_period:?}"), "100 ms..=1 h"));
+            }
+        }
+        if let Role::Agent { ostype } = &self.role
+            && AgentSyn::parse(
+                format!(
+                    "uuid={}:ostype={ostype}:verVmmLower=2.0:verVmmUpper=2.0",
+                    self.uuid
+                )
+                .as_bytes(),
+            )
+            .is_err()
+        {
+            return Err(err(
+                "ostype",
+                format!("{ostype:?}"),
+                "1..=32 characters of A-Z a-z 0-9 _ . -",
+            ));
+        }
+        if self.max_peers == 0 || self.max_peers > 1 << 24 {
+            return Err(err("max_peers", self.max_peers.to_string(), "1..=16777216"));
+        }
+        if self.reassembly_budget < self.session.max_message {
+            return Err(err(
+                "reassembly_budget",
+                self.reassembly_budget.to_string(),
+                "at least session.max_message",
+            ));
+        }
+        Ok(())
+    }
+
     /// A monitor with the default periods.
     pub fn monitor(local_mac: MacAddr, uuid: Uuid, hello: HelloId) -> EndpointConfig {
         EndpointConfig {
@@ -98,7 +154,7 @@ impl EndpointConfig {
             session: session::Config::default(),
             max_peers: 131_072,
             reassembly_budget: 64 << 20,
-            seed: local_mac.to_u64() ^ hello.secs ^ u64::from(hello.nanos),
+            seed: random_seed() ^ local_mac.to_u64(),
         }
     }
 
@@ -113,9 +169,16 @@ impl EndpointConfig {
             session: session::Config::default(),
             max_peers: 64,
             reassembly_budget: 4 << 20,
-            seed: local_mac.to_u64(),
+            seed: random_seed() ^ local_mac.to_u64(),
         }
     }
+}
+
+/// 64 bits from the process's hash randomness (no clock, no extra dependency): a
+/// restarted daemon must not reuse its previous initial packet numbers.
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x4856_4e43_u64)
 }
 
 /// What happened to one received frame.
@@ -310,6 +373,10 @@ struct Peer {
     agent: Option<Box<AgentSide>>,
     /// In the ready queue.
     queued: bool,
+    /// A SYN from this peer was refused: do not reopen its session from our side.
+    refused: bool,
+    /// Reassembly bytes of this session counted in the endpoint's total.
+    reassembly_counted: u32,
     /// Earliest deadline scheduled in the timer heap for this peer.
     timer_at: Instant,
 }
@@ -341,7 +408,7 @@ const DEFAULT_HB_PERIOD_MS: u32 = 10_000;
 impl Endpoint {
     /// An endpoint starting at `now`. A monitor broadcasts its first Hello at once.
     pub fn new(config: EndpointConfig, now: Instant) -> Result<Endpoint, session::ConfigError> {
-        config.session.validate()?;
+        config.validate()?;
         let mut local_syn = Vec::new();
         match &config.role {
             Role::Monitor { .. } => MonitorSyn {
@@ -492,6 +559,8 @@ impl Endpoint {
             last_heartbeat: None,
             agent: None,
             queued: false,
+            refused: false,
+            reassembly_counted: 0,
             timer_at: Instant::FAR_FUTURE,
         };
         let id = if let Some(id) = self.free.pop() {
@@ -509,7 +578,7 @@ impl Endpoint {
     /// Forget a peer entirely (e.g. its VM was removed). Pending messages are lost.
     pub fn remove_peer(&mut self, id: PeerId) {
         if let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::take) {
-            self.reassembly_bytes -= peer.session.reassembly_bytes();
+            self.reassembly_bytes -= peer.reassembly_counted as usize;
             self.index.remove(&peer.session.peer());
             self.free.push(id);
         }
@@ -523,6 +592,7 @@ impl Endpoint {
         };
         let mac = peer.session.peer();
         peer.uuid = None;
+        peer.refused = true;
         peer.session.close();
         self.stats.syn_refused += 1;
         self.events.push_back(EndpointEvent::SynRefused {
@@ -626,13 +696,13 @@ impl Endpoint {
         let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::as_mut) else {
             return Outcome::Dropped(Drop::NoSession);
         };
-        let before = peer.session.reassembly_bytes();
         let result = peer.session.handle_frame_within(now, &frame, budget);
-        let after = peer.session.reassembly_bytes();
-        self.reassembly_bytes = self.reassembly_bytes + after - before;
         match result {
             Ok(Input::Datagram(payload)) => {
-                if let Ok(Message::Heartbeat { .. }) = Message::parse(payload) {
+                if let (true, Ok(Message::Heartbeat { .. })) = (
+                    matches!(self.config.role, Role::Monitor { .. }),
+                    Message::parse(payload),
+                ) {
                     peer.last_heartbeat = Some(now);
                     self.stats.heartbeats_in += 1;
                     return Outcome::Heartbeat(id);
@@ -650,12 +720,17 @@ impl Endpoint {
             }
             Err(r) => {
                 self.stats.count_refusal(r);
+                self.account(id);
+                let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::as_mut) else {
+                    return Outcome::Dropped(Drop::Session(r));
+                };
                 // A monitor whose session failed while the agent still believes it open
                 // (its heartbeats need no acknowledgement, so it cannot notice) opens
                 // the session again from its side.
                 if r == session::Refusal::NotOpen
                     && matches!(self.config.role, Role::Monitor { .. })
                     && peer.session.tx_state() == TxState::Closed
+                    && !peer.refused
                 {
                     peer.session.connect();
                     self.stats.sessions_reopened += 1;
@@ -787,6 +862,7 @@ impl Endpoint {
             };
             self.on_session_event(now, id, event);
         }
+        self.account(id);
         let Some(peer) = self.peer_mut(id) else {
             return;
         };
@@ -795,6 +871,17 @@ impl Endpoint {
             self.ready.push_back(id);
         }
         self.schedule(id);
+    }
+
+    /// Bring the endpoint's reassembly total up to date with this session's.
+    fn account(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::as_mut) else {
+            return;
+        };
+        let now_held = u32::try_from(peer.session.reassembly_bytes()).unwrap_or(u32::MAX);
+        self.reassembly_bytes =
+            self.reassembly_bytes - peer.reassembly_counted as usize + now_held as usize;
+        peer.reassembly_counted = now_held;
     }
 
     fn schedule(&mut self, id: PeerId) {
@@ -821,6 +908,7 @@ impl Endpoint {
         let mac = peer.session.peer();
         match event {
             session::Event::PeerSyn { payload, .. } => {
+                peer.refused = false;
                 let checked = if monitor {
                     AgentSyn::parse(&payload)
                         .map_err(|e| e.to_string())

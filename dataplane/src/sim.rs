@@ -179,8 +179,10 @@ impl Network {
         self.stats
     }
 
-    /// Attach an endpoint (it starts now).
-    pub fn add(&mut self, config: EndpointConfig) -> Result<NodeId, session::ConfigError> {
+    /// Attach an endpoint (it starts now). Its random seed is replaced by one drawn
+    /// from the network's, so that a run is reproducible.
+    pub fn add(&mut self, mut config: EndpointConfig) -> Result<NodeId, session::ConfigError> {
+        config.seed = self.rng.next_u64();
         let mac = config.local_mac;
         let endpoint = Endpoint::new(config, self.now)?;
         let id = self.nodes.len();
@@ -200,8 +202,9 @@ impl Network {
     pub fn restart(
         &mut self,
         node: NodeId,
-        config: EndpointConfig,
+        mut config: EndpointConfig,
     ) -> Result<(), session::ConfigError> {
+        config.seed = self.rng.next_u64();
         let endpoint = Endpoint::new(config, self.now)?;
         self.nodes[node.0].endpoint = endpoint;
         self.nodes[node.0].timer_at = Instant::FAR_FUTURE;
@@ -238,6 +241,13 @@ impl Network {
             .send(now, peer, priority, payload)?;
         self.flush(node.0);
         Ok(id)
+    }
+
+    /// Monitor `node` refuses its `peer`'s SYN (e.g. a UUID conflict).
+    pub fn refuse(&mut self, node: NodeId, peer: PeerId, why: &str) {
+        let now = self.now;
+        self.nodes[node.0].endpoint.refuse(now, peer, why);
+        self.flush(node.0);
     }
 
     /// Agent `node` stops gracefully (sends `SHDN:DAEMON`).

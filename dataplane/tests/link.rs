@@ -494,3 +494,128 @@ fn restarted_monitor_reopens_from_a_heartbeat_when_the_hello_was_missed() {
             .any(|(n, _, e)| *n == a && matches!(e, EndpointEvent::HeartbeatStarted { .. }))
     );
 }
+
+#[test]
+fn restarted_agent_pairs_again_on_the_next_hello() {
+    let mut net = Network::new(LinkConfig::PERFECT, 10);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    let m = net
+        .add(monitor_config(hello(0), session::Config::default()))
+        .expect("valid");
+    net.run_for(Duration::from_secs(1));
+    // The agent process restarts: same MAC, same VM, a new endpoint.
+    net.restart(a, agent_config(1, session::Config::default()))
+        .expect("valid");
+    net.take_events();
+    net.run_for(Duration::from_secs(3));
+    let mon = net.endpoint(m);
+    let peer = mon.peer_by_mac(agent_mac(1)).expect("known");
+    assert!(mon.is_established(peer));
+    let apeer = net.endpoint(a).peer_by_mac(MONITOR_MAC).expect("known");
+    assert!(net.endpoint(a).is_heartbeating(apeer));
+    let syns = net
+        .events()
+        .iter()
+        .filter(|(n, _, e)| *n == m && matches!(e, EndpointEvent::AgentSyn { .. }))
+        .count();
+    assert_eq!(
+        syns, 1,
+        "its new SYN was taken as new, not as a retransmission"
+    );
+}
+
+#[test]
+fn a_refused_agent_is_not_reopened_by_its_heartbeats() {
+    let mut net = Network::new(LinkConfig::PERFECT, 11);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    let m = net
+        .add(monitor_config(hello(0), session::Config::default()))
+        .expect("valid");
+    let _ = a;
+    net.run_for(Duration::from_secs(1));
+    let peer = net.endpoint(m).peer_by_mac(agent_mac(1)).expect("known");
+    net.refuse(m, peer, "VM UUID registered with another MAC");
+    net.run_for(Duration::from_secs(10));
+    let mon = net.endpoint(m);
+    assert!(!mon.is_established(peer));
+    assert_eq!(mon.stats().sessions_reopened, 0);
+    assert_eq!(mon.stats().syn_refused, 1);
+    assert!(mon.stats().drop_not_open >= 9, "its heartbeats are dropped");
+}
+
+#[test]
+fn endpoint_config_values_are_validated() {
+    let mut c = monitor_config(hello(0), session::Config::default());
+    c.role = Role::Monitor {
+        hello: hello(0),
+        hello_period: Duration::ZERO,
+        hb_period: Duration::from_secs(1),
+    };
+    let e = c.validate().expect_err("zero hello period");
+    assert_eq!(e.key, "hello_period");
+    c.role = Role::Monitor {
+        hello: hello(0),
+        hello_period: Duration::from_secs(30),
+        hb_period: Duration::from_secs(7200),
+    };
+    assert_eq!(c.validate().expect_err("2 h heartbeat").key, "hb_period");
+    let mut a = agent_config(1, session::Config::default());
+    a.role = Role::Agent {
+        ostype: "linux 6.1".into(),
+    };
+    let e = a.validate().expect_err("space in ostype");
+    assert_eq!(e.key, "ostype");
+    assert!(e.to_string().contains("\"linux 6.1\""), "{e}");
+    a.role = Role::Agent {
+        ostype: "linux".into(),
+    };
+    a.reassembly_budget = 10;
+    assert_eq!(
+        a.validate().expect_err("tiny budget").key,
+        "reassembly_budget"
+    );
+}
+
+#[test]
+fn discarded_partial_messages_release_the_endpoint_budget() {
+    let mut link = LinkConfig::PERFECT;
+    link.delay = Duration::from_millis(1);
+    let mut net = Network::new(link, 12);
+    let a = net
+        .add(agent_config(1, session::Config::default()))
+        .expect("valid");
+    // One packet in flight at a time, so the message leaves packet by packet.
+    let one_by_one = session::Config {
+        window: 1,
+        ..session::Config::default()
+    };
+    let m = net
+        .add(monitor_config(hello(0), one_by_one))
+        .expect("valid");
+    net.run_for(Duration::from_secs(1));
+    let peer = net.endpoint(m).peer_by_mac(agent_mac(1)).expect("known");
+    let mut body = b"GMSG:".to_vec();
+    body.resize(4000, b'x');
+    net.send(m, peer, Priority::Normal, &body)
+        .expect("accepted");
+    // Two of its three packets reach the agent, then the monitor's cable is pulled.
+    net.run_for(Duration::from_micros(2500));
+    net.set_link_up(m, false);
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(
+        net.endpoint(a).reassembly_bytes(),
+        2 * 1492,
+        "a partial message is held"
+    );
+    net.run_for(Duration::from_secs(20));
+    assert_eq!(
+        net.endpoint(a).reassembly_bytes(),
+        0,
+        "released when discarded"
+    );
+    assert_eq!(net.endpoint(a).stats().drop_reassembly, 1);
+}

@@ -238,7 +238,10 @@ impl Reassembly {
             return Err(ReassemblyError::Malformed);
         }
         if self.bytes + data.len() > max_message {
+            // Drop the message and refuse the rest of it: acknowledging its remaining
+            // fragments would tell the sender a discarded message was delivered.
             self.reset();
+            self.poisoned = true;
             return Err(ReassemblyError::Malformed);
         }
         if data.len() > budget {
@@ -365,6 +368,12 @@ mod tests {
             "beyond max_message"
         );
         assert!(!r.in_progress(), "oversized message dropped whole");
+        assert_eq!(
+            r.add(t, frag(2, false, true, &[0; 10]), 100, 100),
+            Err(ReassemblyError::Poisoned),
+            "the rest of the oversized message is refused"
+        );
+        r.reset();
         assert_eq!(
             r.add(t, frag(0, true, false, &[0; 60]), 100, 10),
             Err(ReassemblyError::OverBudget)
