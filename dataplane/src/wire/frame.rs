@@ -223,4 +223,65 @@ mod tests {
         assert_eq!(f.emit(&mut buf, DEFAULT_ETHERTYPE), Ok(1514));
         assert_eq!(Frame::parse(&buf, DEFAULT_ETHERTYPE), Ok(f));
     }
+
+    /// The seed trace's frames (seed 004 L11334-11865), byte for byte: header fields as
+    /// `docs/hvncp.md` lays them out, checksums computed independently of this crate.
+    #[test]
+    fn test_emit_seed_frames() {
+        let cases: [(MacAddr, MacAddr, u8, Flags, &[u8], u8); 5] = [
+            // Hello, 23-byte identifier (seed 004 L8313, L11363-11364).
+            (HM, MacAddr::BROADCAST, 0, Flags::HEL, b"1556303548.719328000.38", 0xb8),
+            // Agent SYN+BEG, 84 bytes (seed 004 L11430-11447).
+            (
+                VM,
+                HM,
+                1,
+                Flags::ACKR | Flags::BEG | Flags::SYN,
+                b"uuid=61be20f0-09a8-4753-b5e5-564f8a545ed5:ostype=AIX:verVmmLower=2.0:verVmmUpper=2.0",
+                0x23,
+            ),
+            // Monitor SYN+END, 58 bytes (seed 004 L11511-11520).
+            (
+                HM,
+                VM,
+                9,
+                Flags::ACKR | Flags::END | Flags::SYN,
+                b"uuid=5c3196a3-c41f-4b5c-9861-dee6077081c6:verHmRunning=2.0",
+                0xd2,
+            ),
+            // The 0-byte SYN acknowledgement (seed 004 L11515-11523).
+            (HM, VM, 1, Flags::ACK | Flags::SYN, b"", 0x47),
+            // SHDN:DAEMON, 11 bytes (seed 004 L9097-9102).
+            (VM, HM, 2, Flags::ACKR | Flags::BEG | Flags::END, b"SHDN:DAEMON", 0xda),
+        ];
+        for (src, dst, number, flags, payload, checksum) in cases {
+            let header = Repr {
+                version: VERSION,
+                number,
+                flags,
+                frag_index: 0,
+                payload_len: u16::try_from(payload.len()).expect("short"),
+            };
+            let mut buf = [0u8; 128];
+            let len = FrameBuilder {
+                dst,
+                src,
+                ethertype: DEFAULT_ETHERTYPE,
+            }
+            .emit(&mut buf, &header, payload)
+            .expect("fits");
+            assert_eq!(len, (22 + payload.len()).max(60));
+            let mut expected = Vec::new();
+            expected.extend_from_slice(&dst.0);
+            expected.extend_from_slice(&src.0);
+            expected.extend_from_slice(&[0x06, 0x00, 2, 0, number, flags.bits(), checksum, 0]);
+            expected.extend_from_slice(&u16::try_from(payload.len()).expect("short").to_be_bytes());
+            expected.extend_from_slice(payload);
+            expected.resize(len, 0);
+            assert_eq!(&buf[..len], &expected[..], "{flags}");
+            let parsed = Frame::parse(&buf[..len], DEFAULT_ETHERTYPE).expect("parses back");
+            assert_eq!(parsed.payload, payload);
+            assert_eq!(parsed.header, header);
+        }
+    }
 }
