@@ -228,7 +228,9 @@ mod tests {
     /// `docs/hvncp.md` lays them out, checksums computed independently of this crate.
     #[test]
     fn test_emit_seed_frames() {
-        let cases: [(MacAddr, MacAddr, u8, Flags, &[u8], u8); 5] = [
+        /// Source, destination, number, flags, payload, expected checksum.
+        type Case = (MacAddr, MacAddr, u8, Flags, &'static [u8], u8);
+        let cases: [Case; 5] = [
             // Hello, 23-byte identifier (seed 004 L8313, L11363-11364).
             (HM, MacAddr::BROADCAST, 0, Flags::HEL, b"1556303548.719328000.38", 0xb8),
             // Agent SYN+BEG, 84 bytes (seed 004 L11430-11447).
