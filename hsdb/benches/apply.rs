@@ -1,0 +1,3 @@
+//! Apply benchmark (filled in below).
+
+fn main() {}

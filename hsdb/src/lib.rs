@@ -1,0 +1,40 @@
+//! The Health Status Database (HSDB): the store the host monitor (`hmd`) writes health
+//! *transitions* into and the control plane (`hactl`) reads QuickQuery and
+//! NeedsAttention from (DESIGN.md §4-§5; the seed's HSDB, seed 004 L6432-6450).
+//!
+//! - [`Hsdb`]: one connection to an SQLite file in WAL mode, `synchronous=FULL` unless
+//!   [`Options`] say otherwise, foreign keys on, schema migrated at open.
+//! - [`Hsdb::apply`]: a batch of [`Transition`]s (Discovered, Detected, Missing,
+//!   Suspended, Doorbell, monitor heartbeat and events) in one transaction.
+//! - reads: [`Hsdb::hm`], [`Hsdb::vm`], [`Hsdb::vm_hm`], [`Hsdb::vms`],
+//!   [`Hsdb::pending`], [`Hsdb::events_after`], consumer offsets.
+//!
+//! The crate never reads a clock: every time is passed in by the caller, in milliseconds
+//! since the Unix epoch. SQL is kept portable (upserts with `ON CONFLICT … DO UPDATE`,
+//! BIGINT / INTEGER / TEXT columns) so that a PostgreSQL backend can follow behind the
+//! same API. The schema, every transition's semantics and the durability choices are in
+//! `docs/hsdb.md`.
+
+#![forbid(unsafe_code)]
+
+mod apply;
+mod codec;
+mod error;
+mod model;
+mod options;
+mod schema;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+pub use dataplane::message::{HelloId, Uuid};
+pub use dataplane::wire::{MacAddr, Version};
+pub use error::{Error, Result};
+pub use model::{
+    Applied, DetectionSpeed, EventRow, HeartbeatState, HmRecord, HmRow, HmState, HostId,
+    HostRecord, PendingKind, PendingRow, Priority, Transition, VmHmRow, VmRow, VmState,
+};
+pub use options::{Options, Synchronous};
+pub use schema::SCHEMA_VERSION;
+pub use store::Hsdb;
