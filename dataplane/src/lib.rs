@@ -16,9 +16,11 @@
 //! The protocol itself is specified in `docs/hvncp.md`.
 
 pub mod endpoint;
+pub mod io;
 pub mod message;
 pub mod session;
 pub mod sim;
 pub mod stats;
+pub mod sys;
 pub mod time;
 pub mod wire;
