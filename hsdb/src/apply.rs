@@ -132,7 +132,13 @@ impl BatchWriter<'_, '_> {
                     version_text(*ver_upper),
                     at,
                 ))?;
-                self.heard(&vm_text, hm, Some(mac.to_string()), HeartbeatState::Detected, *at)?;
+                self.heard(
+                    &vm_text,
+                    hm,
+                    Some(mac.to_string()),
+                    HeartbeatState::Detected,
+                    *at,
+                )?;
                 self.applied.discovered += 1;
             }
             Transition::Detected { vm, hm, at } => {
@@ -202,7 +208,14 @@ impl BatchWriter<'_, '_> {
                     state.as_str(),
                     i64::from(*reason),
                 ))?;
-                self.pending(None, hm, PendingKind::HmEvent, u64::from(*reason), text, *at)?;
+                self.pending(
+                    None,
+                    hm,
+                    PendingKind::HmEvent,
+                    u64::from(*reason),
+                    text,
+                    *at,
+                )?;
                 self.applied.hm_events += 1;
             }
             Transition::Event {

@@ -152,8 +152,7 @@ impl<'r, 's> Columns<'r, 's> {
 
     pub(crate) fn hello(&self, idx: usize, column: &'static str) -> Result<HelloId> {
         let text = self.text(idx)?;
-        HelloId::parse(text.as_bytes())
-            .map_err(|_| self.corrupt(column, text, "Hello identifier"))
+        HelloId::parse(text.as_bytes()).map_err(|_| self.corrupt(column, text, "Hello identifier"))
     }
 
     /// A text enumeration, through its `from_text`.
@@ -198,7 +197,9 @@ mod tests {
                 minor: 17
             })
         );
-        for bad in ["", "2", "2.", ".0", "256.0", "2.0.1", "+2.0", "2.-1", " 2.0"] {
+        for bad in [
+            "", "2", "2.", ".0", "256.0", "2.0.1", "+2.0", "2.-1", " 2.0",
+        ] {
             assert_eq!(parse_version(bad), None, "{bad:?}");
         }
     }

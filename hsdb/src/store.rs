@@ -272,9 +272,7 @@ impl Hsdb {
             .conn
             .prepare_cached("SELECT mac FROM vm_hm WHERE vm = ?1 AND hm = ?2")
             .op(OP)?;
-        let mut rows = stmt
-            .query((UuidText::new(vm), UuidText::new(hm)))
-            .op(OP)?;
+        let mut rows = stmt.query((UuidText::new(vm), UuidText::new(hm))).op(OP)?;
         match rows.next().op(OP)? {
             Some(row) => Columns::new(row, "vm_hm", OP).opt_mac(0, "mac"),
             None => Ok(None),
@@ -288,9 +286,7 @@ impl Hsdb {
             .conn
             .prepare_cached(concat!(vm_hm_select!(), " WHERE vm = ?1 AND hm = ?2"))
             .op(OP)?;
-        let mut rows = stmt
-            .query((UuidText::new(vm), UuidText::new(hm)))
-            .op(OP)?;
+        let mut rows = stmt.query((UuidText::new(vm), UuidText::new(hm))).op(OP)?;
         match rows.next().op(OP)? {
             Some(row) => Ok(Some(vm_hm_row(&Columns::new(row, "vm_hm", OP))?)),
             None => Ok(None),

@@ -1,0 +1,294 @@
+//! Opening: migrations, pragmas, reopening, and every file we must refuse.
+
+use std::time::Duration;
+
+use super::*;
+use crate::{Error, SCHEMA_VERSION};
+
+fn pragma_i64(db: &Hsdb, name: &str) -> i64 {
+    db.conn
+        .pragma_query_value(None, name, |row| row.get(0))
+        .expect("pragma")
+}
+
+#[test]
+fn test_open_migrates_empty_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hsdb.sqlite");
+    let db = Hsdb::open(&path, &Options::default()).expect("open");
+    assert_eq!(db.path(), path);
+    assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
+    db.integrity_check().expect("integrity");
+
+    let mode: String = db
+        .conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+    assert_eq!(pragma_i64(&db, "synchronous"), 2, "FULL by default");
+    assert_eq!(pragma_i64(&db, "foreign_keys"), 1);
+    assert_eq!(pragma_i64(&db, "busy_timeout"), 5_000);
+
+    // Every table of DESIGN.md §4 exists, empty.
+    for table in [
+        "host",
+        "hm",
+        "vm",
+        "vm_hm",
+        "pending",
+        "app",
+        "event",
+        "event_consumer",
+        "relocation",
+        "policy",
+    ] {
+        let n: i64 = db
+            .conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
+            .expect(table);
+        assert_eq!(n, 0, "{table}");
+    }
+    let recorded: (i64, String) = db
+        .conn
+        .query_row("SELECT version, name FROM schema_version", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .expect("one schema_version row");
+    assert_eq!(recorded, (1, "initial schema".to_string()));
+}
+
+#[test]
+fn test_options() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        synchronous: Synchronous::Normal,
+        busy_timeout: Duration::from_millis(250),
+    };
+    let db = Hsdb::open(dir.path().join("normal.sqlite"), &options).expect("open");
+    assert_eq!(pragma_i64(&db, "synchronous"), 1, "NORMAL");
+    assert_eq!(pragma_i64(&db, "busy_timeout"), 250);
+
+    let too_long = Options {
+        busy_timeout: Duration::from_secs(601),
+        ..Options::default()
+    };
+    let err = Hsdb::open(dir.path().join("never.sqlite"), &too_long).expect_err("refused");
+    assert!(matches!(
+        err,
+        Error::Options {
+            key: "busy_timeout",
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "hsdb options: busy_timeout = 601s is out of range (0..=600 s)"
+    );
+    assert!(
+        !dir.path().join("never.sqlite").exists(),
+        "options are checked before the file is created"
+    );
+}
+
+#[test]
+fn test_reopen_keeps_data() {
+    let mut f = Fixture::new();
+    let at = T0 + 1_000;
+    f.db.apply(&[
+        discovered(vm1(), hm1(), mac_n(1, 0), at),
+        Transition::Missing {
+            vm: vm1(),
+            hm: hm2(),
+            at,
+        },
+    ])
+    .expect("apply");
+    let path = f.path();
+    let before = (f.db.vms().expect("vms"), f.db.pending().expect("pending"));
+    drop(f.db);
+
+    let db = Hsdb::open(&path, &Options::default()).expect("reopen");
+    assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
+    assert_eq!(
+        (db.vms().expect("vms"), db.pending().expect("pending")),
+        before
+    );
+    assert_eq!(
+        db.vm_hm(&vm1(), &hm2())
+            .expect("read")
+            .and_then(|r| r.hb_missed_ms),
+        Some(at)
+    );
+    assert!(db.hm(&hm1()).expect("read").is_some());
+    db.integrity_check().expect("integrity");
+    // Reopening did not apply the migration twice.
+    let rows: i64 = db
+        .conn
+        .query_row("SELECT COUNT(*) FROM schema_version", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn test_newer_version_refused() {
+    let f = Fixture::new();
+    let path = f.path();
+    f.raw()
+        .execute(
+            "INSERT INTO schema_version (version, name) VALUES (7, 'from the future')",
+            [],
+        )
+        .expect("raw insert");
+    drop(f.db);
+
+    let err = Hsdb::open(&path, &Options::default()).expect_err("refused");
+    assert!(
+        matches!(
+            &err,
+            Error::TooNew {
+                found: 7,
+                supported: SCHEMA_VERSION,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("schema version 7"), "{msg}");
+    assert!(msg.contains(&format!("version {SCHEMA_VERSION}")), "{msg}");
+}
+
+#[test]
+fn test_garbage_file_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("notes.txt");
+    let garbage = "this is not a database, just notes.\n".repeat(200);
+    std::fs::write(&path, &garbage).expect("write");
+
+    let err = Hsdb::open(&path, &Options::default()).expect_err("refused");
+    assert!(matches!(&err, Error::NotADatabase { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("not an SQLite database"), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read back"),
+        garbage,
+        "the file is left alone"
+    );
+}
+
+#[test]
+fn test_foreign_database_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("other.sqlite");
+    rusqlite::Connection::open(&path)
+        .and_then(|c| c.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+        .expect("someone else's database");
+
+    let err = Hsdb::open(&path, &Options::default()).expect_err("refused");
+    assert!(matches!(&err, Error::ForeignDatabase { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("invoices"), "{msg}");
+}
+
+#[test]
+fn test_unopenable_paths_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A directory that does not exist.
+    let missing = dir.path().join("no/such/dir/hsdb.sqlite");
+    let err = Hsdb::open(&missing, &Options::default()).expect_err("refused");
+    assert!(matches!(&err, Error::Open { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+    // A directory where the file should be.
+    let err = Hsdb::open(dir.path(), &Options::default()).expect_err("refused");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_concurrent_first_open() {
+    // Two monitors starting at once on a fresh file: one migrates, the other waits for
+    // it and finds nothing to do.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hsdb.sqlite");
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                Hsdb::open(&path, &Options::default())
+                    .and_then(|db| db.schema_version())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for handle in handles {
+        let version = handle.join().expect("thread");
+        assert_eq!(version, Ok(SCHEMA_VERSION));
+    }
+}
+
+#[test]
+fn test_in_memory() {
+    let mut db = Hsdb::open_in_memory().expect("open");
+    assert_eq!(db.path(), std::path::Path::new(":memory:"));
+    assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
+    db.upsert_host(&host(HOST_A, "host-a", "212424W"))
+        .expect("host");
+    db.register_hm(&hm_record(hm1(), HOST_A, MacAddr([2; 6]), T0))
+        .expect("register");
+    db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
+        .expect("apply");
+    assert_eq!(db.vms().expect("vms").len(), 1);
+    db.integrity_check().expect("integrity");
+}
+
+#[test]
+fn test_corrupt_values_are_errors() {
+    let mut f = Fixture::new();
+    f.db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
+        .expect("apply");
+    // An operator edits values by hand with sqlite3.
+    let raw = f.raw();
+    raw.execute("UPDATE hm SET mac = 'not-a-mac' WHERE host_id = 42", [])
+        .expect("edit");
+    raw.execute("UPDATE vm_hm SET mac = 'zz:zz:zz:zz:zz:zz'", [])
+        .expect("edit");
+    raw.execute("UPDATE vm SET agent_ver_lower = 'two'", [])
+        .expect("edit");
+
+    let err = f.db.hm(&hm_b()).expect_err("bad mac");
+    assert_eq!(
+        err.to_string(),
+        "HSDB value hm.mac = \"not-a-mac\" is not a valid MAC address"
+    );
+    assert!(matches!(
+        f.db.vm_mac(&vm1(), &hm1()),
+        Err(Error::Corrupt {
+            table: "vm_hm",
+            column: "mac",
+            ..
+        })
+    ));
+    assert!(matches!(
+        f.db.vm(&vm1()),
+        Err(Error::Corrupt {
+            table: "vm",
+            column: "agent_ver_lower",
+            ..
+        })
+    ));
+    // The schema's CHECKs stop what the decoder would otherwise have to catch.
+    assert!(
+        raw.execute("UPDATE vm SET state = 'RUNNING'", []).is_err(),
+        "CHECK on vm.state"
+    );
+}
