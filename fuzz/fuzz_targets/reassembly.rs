@@ -37,6 +37,7 @@
 #![no_main]
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,13 +82,66 @@ enum Op {
 }
 
 /// What one priority's reassembly should hold.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Default, Clone, PartialEq)]
 struct Model {
     parts: BTreeMap<u8, Vec<u8>>,
     /// Fragment count, once the END fragment was added.
     total: Option<usize>,
     last_progress: Option<Instant>,
     poisoned: bool,
+}
+
+/// Indices and lengths, not the bytes.
+impl fmt::Debug for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<(u8, usize)> = self.parts.iter().map(|(&i, p)| (i, p.len())).collect();
+        write!(
+            f,
+            "{{parts (index, len) {parts:?}, total {:?}, last progress {:?}, poisoned {}}}",
+            self.total, self.last_progress, self.poisoned
+        )
+    }
+}
+
+/// The fragment being checked, for failure messages.
+struct What<'a> {
+    priority: Priority,
+    index: u8,
+    last: bool,
+    len: usize,
+    number: u8,
+    left: usize,
+    before: &'a Model,
+    result: &'a Result<Rx<'static>, Refusal>,
+    events: &'a [Event],
+}
+
+impl fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let events: Vec<String> = self
+            .events
+            .iter()
+            .map(|e| match e {
+                Event::Message { priority, payload } => {
+                    format!("Message({priority:?}, {} bytes)", payload.len())
+                }
+                other => format!("{other:?}"),
+            })
+            .collect();
+        write!(
+            f,
+            "{:?} fragment {}{} of {} bytes (number {}, budget left {}) to {:?}: {:?}, \
+             events {events:?}",
+            self.priority,
+            self.index,
+            if self.last { " (END)" } else { "" },
+            self.len,
+            self.number,
+            self.left,
+            self.before,
+            self.result,
+        )
+    }
 }
 
 impl Model {
@@ -280,12 +334,18 @@ impl Harness {
         let (result, acks) = self.feed(flags, index, data, left);
         self.number = self.number.wrapping_add(1);
         let events: Vec<Event> = std::iter::from_fn(|| self.session.poll_event()).collect();
-        let what = format!(
-            "{priority:?} fragment {index}{} of {} bytes (number {number}, budget left {left}) \
-             to {before:?}: {result:?}, events {events:?}",
-            if last { " (END)" } else { "" },
-            data.len(),
-        );
+        // Formatted only if a check fails.
+        let what = What {
+            priority,
+            index,
+            last,
+            len: data.len(),
+            number,
+            left,
+            before: &before,
+            result: &result,
+            events: &events,
+        };
 
         match result {
             Ok(Rx::Consumed) => {
