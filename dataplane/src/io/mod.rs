@@ -237,7 +237,7 @@ impl RawSocket {
     }
 
     /// Deliver every frame queued now to `on_frame`, in arrival order, and return how
-    /// many were delivered. Never waits. Stops early after [`DRAIN_FRAMES`] frames
+    /// many were delivered. Never waits. Stops early after 1024 frames
     /// (`Recv`), 16 batches (`Recvmmsg`) or one pass over the ring, so the caller's
     /// timers keep running under a flood; the socket then still polls readable.
     ///
