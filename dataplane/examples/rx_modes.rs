@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p dataplane --example rx_modes -- [--seconds 5] [--reps 3]
-//!     [--rates 20000,100000,max] [--modes recv,mmsg64,ring1ms,ring4ms]
+//!     [--rates 20000,100000,max] [--modes recv,mmsg64,ring1ms,ring4ms,ring64k]
+//!     [--stall-ms N]
 //! ```
 //!
 //! Needs root. Creates namespaces `hvgen-<pid>` and `hvmon-<pid>` joined by a veth pair
@@ -17,7 +18,8 @@
 //! (`PACKET_STATISTICS`), the receiver thread's CPU time (`getrusage(RUSAGE_THREAD)`,
 //! user + system) per frame and as a share of one core, and latency p50 / p99.
 //! `recv` — one `recvfrom` per frame, a callback that only counts — is the
-//! do-nothing baseline.
+//! do-nothing baseline. `--stall-ms N` makes the receiver stop reading for N ms once,
+//! one second in, to measure how long a stall each buffer absorbs without drops.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -38,7 +40,7 @@ struct Mode {
     rx: RxMode,
 }
 
-const MODES: [Mode; 4] = [
+const MODES: [Mode; 5] = [
     Mode {
         label: "recv",
         rx: RxMode::Recv,
@@ -60,6 +62,14 @@ const MODES: [Mode; 4] = [
         rx: RxMode::Ring {
             block_size: 1 << 20,
             block_count: 16,
+            retire_ms: 4,
+        },
+    },
+    Mode {
+        label: "ring64k",
+        rx: RxMode::Ring {
+            block_size: 1 << 16,
+            block_count: 256,
             retire_ms: 4,
         },
     },
@@ -85,6 +95,7 @@ struct Args {
     reps: usize,
     rates: Vec<Rate>,
     modes: Vec<Mode>,
+    stall: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -93,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
         reps: 3,
         rates: vec![Rate::Paced(20_000), Rate::Paced(100_000), Rate::Max],
         modes: MODES.to_vec(),
+        stall: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -137,6 +149,14 @@ fn parse_args() -> Result<Args, String> {
                             .ok_or(format!("--modes: unknown {m:?}"))
                     })
                     .collect::<Result<_, _>>()?;
+            }
+            "--stall-ms" => {
+                let ms: u64 = value
+                    .parse()
+                    .ok()
+                    .filter(|ms| (1..=10_000).contains(ms))
+                    .ok_or("--stall-ms: 1..=10000")?;
+                args.stall = Some(Duration::from_millis(ms));
             }
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -257,7 +277,16 @@ fn nanos_since(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn measure(topo: &Topology, mode: Mode, rate: Rate, seconds: f64) -> Point {
+/// One point. With `stall`, the receiver stops reading for that long once, one second
+/// into the run (a scheduling hiccup, a full hand-off channel), to see what the
+/// buffer absorbs.
+fn measure(
+    topo: &Topology,
+    mode: Mode,
+    rate: Rate,
+    seconds: f64,
+    stall: Option<Duration>,
+) -> Point {
     let epoch = Instant::now();
     let ready = Arc::new(AtomicBool::new(false));
     let sender_done = Arc::new(AtomicBool::new(false));
@@ -281,7 +310,15 @@ fn measure(topo: &Topology, mode: Mode, rate: Rate, seconds: f64) -> Point {
             let cpu0 = thread_cpu_time().unwrap_or_else(|e| fail(&e.to_string()));
             ready.store(true, Ordering::Release);
             let mut quiet_since: Option<Instant> = None;
+            let mut stall = stall;
+            let started = Instant::now();
             loop {
+                if let Some(pause) = stall
+                    && started.elapsed() >= Duration::from_secs(1)
+                {
+                    std::thread::sleep(pause);
+                    stall = None;
+                }
                 let readable = sock
                     .wait_readable(Some(Duration::from_millis(20)))
                     .unwrap_or_else(|e| fail(&e.to_string()));
@@ -400,7 +437,7 @@ fn main() {
     let args = parse_args().unwrap_or_else(|e| fail(&e));
     let topo = Topology::new();
     // Let the kernel activate the veth queues (linkwatch) before measuring.
-    let _ = measure(&topo, MODES[0], Rate::Paced(1000), 0.5);
+    let _ = measure(&topo, MODES[0], Rate::Paced(1000), 0.5, None);
 
     println!(
         "{:<8} {:>7} {:>3} {:>10} {:>10} {:>7} {:>8} {:>8} {:>7} {:>9} {:>9}",
@@ -421,7 +458,7 @@ fn main() {
         for &mode in &args.modes {
             let mut points = Vec::new();
             for rep in 0..args.reps {
-                let p = measure(&topo, mode, rate, args.seconds);
+                let p = measure(&topo, mode, rate, args.seconds, args.stall);
                 println!(
                     "{:<8} {:>7} {:>3} {:>10} {:>10.0} {:>7.3} {:>8} {:>8.3} {:>7.2} {:>9.0} {:>9.0}",
                     mode.label,
@@ -442,7 +479,13 @@ fn main() {
         }
     }
 
-    println!("\nmedian of {} runs of {} s each:", args.reps, args.seconds);
+    let stall = args.stall.map_or(String::new(), |d| {
+        format!(", receiver stalled {} ms once", d.as_millis())
+    });
+    println!(
+        "\nmedian of {} runs of {} s each{stall}:",
+        args.reps, args.seconds
+    );
     println!(
         "| mode | offered fps | received fps | % of recv baseline | lost % | kernel drops | CPU µs/frame | CPU % of a core | p50 µs | p99 µs |"
     );
