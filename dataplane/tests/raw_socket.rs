@@ -492,8 +492,9 @@ fn wait_readable_times_out_then_wakes_on_a_frame() {
                 rx.wait_readable(Some(Duration::from_secs(1)))
                     .expect("poll")
             );
-            // Ring: a lone frame waits for its block's retire timeout (2 ms here).
-            assert!(start.elapsed() < Duration::from_millis(200), "{mode:?}");
+            // Well before the 1 s timeout (ring: a lone frame waits for its block's 2 ms
+            // retire timeout).
+            assert!(start.elapsed() < Duration::from_millis(500), "{mode:?}");
             let mut got = Vec::new();
             assert_eq!(rx.recv(|f| got.push(marker(f))).expect("recv"), 1);
             assert_eq!(got, [7]);
