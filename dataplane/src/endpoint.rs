@@ -242,6 +242,10 @@ pub enum EndpointEvent {
         uuid: Uuid,
         /// Its OS type.
         ostype: String,
+        /// Oldest protocol version it speaks.
+        ver_lower: crate::wire::Version,
+        /// Newest protocol version it speaks.
+        ver_upper: crate::wire::Version,
     },
     /// Both directions are open. Monitor: the VM is discovered and `START_HB` is on
     /// its way. Agent: the monitor is connected.
@@ -916,7 +920,10 @@ impl Endpoint {
                             if syn.ver_lower.major <= VERSION.major
                                 && VERSION.major <= syn.ver_upper.major
                             {
-                                Ok((syn.uuid, Some(syn.ostype.to_owned())))
+                                Ok((
+                                    syn.uuid,
+                                    Some((syn.ostype.to_owned(), syn.ver_lower, syn.ver_upper)),
+                                ))
                             } else {
                                 Err(format!(
                                     "agent speaks {}..{}, we speak {}",
@@ -941,12 +948,14 @@ impl Endpoint {
                 match checked {
                     Ok((uuid, ostype)) => {
                         peer.uuid = Some(uuid);
-                        if let Some(ostype) = ostype {
+                        if let Some((ostype, ver_lower, ver_upper)) = ostype {
                             self.events.push_back(EndpointEvent::AgentSyn {
                                 peer: id,
                                 mac,
                                 uuid,
                                 ostype,
+                                ver_lower,
+                                ver_upper,
                             });
                         }
                     }
