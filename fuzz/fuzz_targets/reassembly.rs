@@ -3,8 +3,8 @@
 //! `session::Reassembly::add` takes a `Fragment`, which `dataplane` does not export, so
 //! the reassembly is driven the way it is used: through a [`Session`] whose receive
 //! direction a peer SYN opened, fed one fragment frame per operation with
-//! [`Session::handle_frame_within`] (every frame a new packet number, so the duplicate
-//! window never interferes). Both priorities are exercised, each with its own model: a
+//! [`Session::handle_frame_within`] (every accepted frame a new packet number, so the
+//! duplicate window never interferes). Both priorities are exercised, each with its own model: a
 //! map from fragment index to bytes, the END fragment's index, the time of the last
 //! progress and the poison flag.
 //!
@@ -332,7 +332,12 @@ impl Harness {
         }
         let number = self.number;
         let (result, acks) = self.feed(flags, index, data, left);
-        self.number = self.number.wrapping_add(1);
+        if result.is_ok() {
+            // The number is used up only once received; a refused packet's number is
+            // reused, as a sender retransmits under the same number (a refused number
+            // does not move the window: skipping 128 of them would look stale).
+            self.number = self.number.wrapping_add(1);
+        }
         let events: Vec<Event> = std::iter::from_fn(|| self.session.poll_event()).collect();
         // Formatted only if a check fails.
         let what = What {
