@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{Config, ConfigError, MAX_FRAGMENTS};
-pub use rx::{Assembled, DEDUP_WINDOW, Reassembly, ReassemblyError, RxWindow, Seen};
+pub use rx::{Assembled, DEDUP_WINDOW, Fragment, Reassembly, ReassemblyError, RxWindow, Seen};
 
 use crate::time::Instant;
 use crate::wire::{self, Flags, Frame, FrameBuilder, HvncpRepr, MacAddr, VERSION};
@@ -220,6 +220,9 @@ struct InFlight {
     what: Sent,
     deadline: Instant,
     retries: u8,
+    /// First transmission: past the retransmission span the receiver may have forgotten
+    /// the number, so the packet is not sent again (the session fails instead).
+    first_sent: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +279,8 @@ pub struct Local {
     mac: MacAddr,
     /// `config.dedup_horizon()`, computed once: it is needed for every packet.
     dedup_horizon: Duration,
+    /// `config.retransmission_span()`, computed once.
+    retransmission_span: Duration,
 }
 
 impl Local {
@@ -283,6 +288,7 @@ impl Local {
     pub fn new(config: Config, syn: &[u8], mac: MacAddr) -> Local {
         Local {
             dedup_horizon: config.dedup_horizon(),
+            retransmission_span: config.retransmission_span(),
             config,
             syn: syn.into(),
             mac,
@@ -314,6 +320,8 @@ pub struct Session {
     tx_next: u8,
     /// Number and payload hash of the peer SYN that opened the receive direction.
     peer_syn: Option<(u8, u32)>,
+    /// When that SYN was taken.
+    peer_syn_at: Instant,
     rx: Option<RxWindow>,
     next_message: u32,
     active: Option<Box<Active>>,
@@ -347,6 +355,7 @@ impl Session {
             tx: TxState::Closed,
             tx_next: initial_number,
             peer_syn: None,
+            peer_syn_at: Instant::ZERO,
             rx: None,
             next_message: 0,
             active: None,
@@ -708,9 +717,22 @@ impl Session {
             self.queue_ack(h.number, Priority::Normal, true);
             return;
         }
+        if let (Some(_), Some((current, current_digest))) = (self.rx.as_ref(), self.peer_syn)
+            && current_digest == digest
+            && (1..DEDUP_WINDOW).contains(&current.wrapping_sub(h.number))
+            && now.saturating_duration_since(self.peer_syn_at) < self.local.config.rto
+        {
+            // An older SYN of the same peer, overtaken on the link by the one we took
+            // less than an RTO ago (a sender calls `connect` again only after bumping
+            // the number, and never retransmits an abandoned SYN, so only a delayed
+            // copy can arrive like this). Taking it would reset a receive side that has
+            // already acknowledged data. A restarted peer's SYN cannot come this soon.
+            return;
+        }
         let reverse = h.flags.contains(Flags::BEG);
         self.rx = Some(RxWindow::new(h.number, now));
         self.peer_syn = Some((h.number, digest));
+        self.peer_syn_at = now;
         if let Some(a) = self.active.as_mut() {
             for r in &mut a.reassembly {
                 r.reset();
@@ -772,6 +794,7 @@ impl Session {
             ..
         } = self;
         let config = &local.config;
+        let span = local.retransmission_span;
         let a = active.as_deref_mut()?;
         if let Some(syn) = a.syn.as_mut().filter(|s| !s.sent) {
             syn.sent = true;
@@ -781,6 +804,7 @@ impl Session {
                 what: Sent::Syn,
                 deadline: now + config.rto_for(0),
                 retries: 0,
+                first_sent: now,
             });
             return emit(frame, buf, syn.number, syn.flags, 0, &syn.payload);
         }
@@ -798,7 +822,10 @@ impl Session {
                 .inflight
                 .iter_mut()
                 .filter(|f| {
-                    f.priority == priority && f.deadline <= now && f.retries < config.max_retries
+                    f.priority == priority
+                        && f.deadline <= now
+                        && f.retries < config.max_retries
+                        && now.saturating_duration_since(f.first_sent) <= span
                 })
                 .min_by_key(|f| f.deadline);
             if let Some(f) = due {
@@ -842,6 +869,7 @@ impl Session {
                     },
                     deadline: now + config.rto_for(0),
                     retries: 0,
+                    first_sent: now,
                 });
                 return emit_fragment(frame, buf, number, priority, m, index);
             }
@@ -874,6 +902,7 @@ impl Session {
     /// messages were discarded (`drop_reassembly`).
     pub fn handle_timeout(&mut self, now: Instant) -> usize {
         let max_retries = self.local.config.max_retries;
+        let span = self.local.retransmission_span;
         let timeout = self.local.config.reassembly_timeout;
         let Some(a) = self.active.as_mut() else {
             return 0;
@@ -887,7 +916,11 @@ impl Session {
         let exhausted = a
             .inflight
             .iter()
-            .find(|f| f.deadline <= now && f.retries >= max_retries)
+            .find(|f| {
+                f.deadline <= now
+                    && (f.retries >= max_retries
+                        || now.saturating_duration_since(f.first_sent) > span)
+            })
             .map(|f| CloseReason::RetriesExhausted {
                 number: f.number,
                 retries: f.retries,

@@ -43,13 +43,20 @@ pub struct RxWindow {
 }
 
 impl RxWindow {
-    /// A window expecting `first` as the next number (from the peer's SYN).
+    /// A window expecting `first` as the next number (from the peer's SYN). The 64
+    /// numbers before it count as already seen: a delayed packet of the session this SYN
+    /// replaced must not be delivered into the new one.
     pub fn new(first: u8, now: Instant) -> RxWindow {
         RxWindow {
             highest: first.wrapping_sub(1),
-            bitmap: 0,
+            bitmap: !0,
             last_rx: now,
         }
+    }
+
+    /// True when the peer was heard less than `horizon` ago.
+    pub fn heard_within(&self, now: Instant, horizon: Duration) -> bool {
+        !silent_longer_than(self.last_rx, now, horizon)
     }
 
     /// Classify `number` without recording it.
@@ -304,7 +311,21 @@ mod tests {
         assert_eq!(w.check_and_record(3, t, H), Seen::Duplicate);
         // 64 behind the highest (3) is stale.
         assert_eq!(w.check_and_record(3u8.wrapping_sub(64), t, H), Seen::Stale);
-        assert_eq!(w.check_and_record(3u8.wrapping_sub(63), t, H), Seen::New);
+        assert_eq!(
+            w.check_and_record(3u8.wrapping_sub(63), t, H),
+            Seen::Duplicate,
+            "196 is before the SYN's 250: a packet of the replaced session"
+        );
+    }
+
+    #[test]
+    fn numbers_before_the_syn_are_never_delivered() {
+        let t = Instant::from_millis(0);
+        let mut w = RxWindow::new(10, t);
+        for n in (10u8.wrapping_sub(63)..=255).chain(0..10) {
+            assert_eq!(w.check_and_record(n, t, H), Seen::Duplicate, "{n}");
+        }
+        assert_eq!(w.check_and_record(10, t, H), Seen::New);
     }
 
     #[test]

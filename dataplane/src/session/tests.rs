@@ -394,3 +394,64 @@ fn stalled_partial_message_poisons_until_next_syn() {
     assert!(acks.is_empty(), "refused fragments are not acknowledged");
     assert!(events(&mut agent).is_empty(), "nothing half-delivered");
 }
+
+#[test]
+fn packets_of_a_replaced_session_are_not_delivered_again() {
+    let (mut agent, mut monitor) = established_pair();
+    let t = Instant::ZERO;
+    agent.send(Priority::Normal, b"DBELL:1").expect("fits");
+    let old = drain(&mut agent, t);
+    deliver(&mut monitor, t, &old);
+    settle(&mut agent, &mut monitor, t);
+    assert_eq!(events(&mut monitor).len(), 1, "delivered once");
+    agent.connect();
+    settle(&mut agent, &mut monitor, t);
+    events(&mut monitor);
+    // A delayed copy of the old packet arrives in the new session.
+    assert_eq!(deliver(&mut monitor, t, &old), vec![Ok(Input::Duplicate)]);
+    assert!(
+        events(&mut monitor).is_empty(),
+        "not delivered into the new session"
+    );
+}
+
+#[test]
+fn an_older_syn_overtaken_on_the_link_does_not_reset_the_session() {
+    let (mut agent, mut monitor) = pair(Config::default());
+    let t = Instant::ZERO;
+    agent.connect();
+    let syn1 = drain(&mut agent, t);
+    agent.connect();
+    let syn2 = drain(&mut agent, t);
+    deliver(&mut monitor, t, &syn2);
+    settle(&mut agent, &mut monitor, t);
+    assert!(agent.is_established() && monitor.is_established());
+    agent.send(Priority::Normal, b"GMSG:x").expect("fits");
+    settle(&mut agent, &mut monitor, t);
+    events(&mut monitor);
+    // The first SYN, delayed on the link, arrives now.
+    deliver(&mut monitor, t + Duration::from_millis(5), &syn1);
+    assert!(events(&mut monitor).is_empty(), "no PeerSyn, no reset");
+    assert!(drain(&mut monitor, t).is_empty(), "nothing answered");
+    assert!(monitor.is_established());
+}
+
+#[test]
+fn a_late_sender_fails_instead_of_retransmitting_a_forgotten_number() {
+    let (mut agent, mut monitor) = established_pair();
+    let t = Instant::ZERO;
+    monitor.send(Priority::Normal, b"STOP_HB").expect("fits");
+    let sent = drain(&mut monitor, t);
+    deliver(&mut agent, t, &sent);
+    let _lost_ack = drain(&mut agent, t);
+    // The monitor's process was paused for 20 s: longer than the 12.6 s span.
+    let late = t + Duration::from_secs(20);
+    assert!(drain(&mut monitor, late).is_empty(), "no retransmission");
+    monitor.handle_timeout(late);
+    assert!(!monitor.can_receive(), "the session failed");
+    assert!(
+        events(&mut monitor)
+            .iter()
+            .any(|e| matches!(e, Event::Closed(CloseReason::RetriesExhausted { .. })))
+    );
+}
