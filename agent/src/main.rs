@@ -12,6 +12,7 @@ mod config;
 mod interfaces;
 mod runtime;
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -145,6 +146,8 @@ fn init_logging(config: &Config) {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in a journal or a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
     if let Some(e) = bad_env {

@@ -559,16 +559,16 @@ fn log_event(link: &Link, event: &EndpointEvent) {
             info!(%iface, monitor = %mac, %hello, "found a host monitor; opening a session");
         }
         EndpointEvent::MonitorRestarted { peer, hello } => {
-            info!(%iface, monitor = mac(*peer), %hello, "host monitor restarted (new Hello identifier); opening a new session");
+            info!(%iface, monitor = %mac(*peer), %hello, "host monitor restarted (new Hello identifier); opening a new session");
         }
         EndpointEvent::Established { mac, uuid, .. } => {
             info!(%iface, monitor = %mac, monitor_uuid = %uuid, "session established");
         }
         EndpointEvent::HeartbeatStarted { peer, period } => {
-            info!(%iface, monitor = mac(*peer), period_ms = period.as_millis(), "heartbeating at the period the monitor commanded");
+            info!(%iface, monitor = %mac(*peer), period_ms = period.as_millis(), "heartbeating at the period the monitor commanded");
         }
         EndpointEvent::HeartbeatStopped { peer } => {
-            info!(%iface, monitor = mac(*peer), "the monitor stopped monitoring us (STOP_HB)");
+            info!(%iface, monitor = %mac(*peer), "the monitor stopped monitoring us (STOP_HB)");
         }
         EndpointEvent::Closed { mac, reason, .. } => {
             warn!(%iface, monitor = %mac, %reason, "session closed; it reopens on the monitor's next Hello");
@@ -577,13 +577,13 @@ fn log_event(link: &Link, event: &EndpointEvent) {
             warn!(%iface, monitor = %mac, %why, "refused the monitor's SYN");
         }
         EndpointEvent::Delivered { peer, id } => {
-            debug!(%iface, monitor = mac(*peer), id = id.0, "message acknowledged");
+            debug!(%iface, monitor = %mac(*peer), id = id.0, "message acknowledged");
         }
         EndpointEvent::Lost { peer, id } => {
-            debug!(%iface, monitor = mac(*peer), id = id.0, "message lost");
+            debug!(%iface, monitor = %mac(*peer), id = id.0, "message lost");
         }
         EndpointEvent::Message { peer, payload } => {
-            debug!(%iface, monitor = mac(*peer), len = payload.len(), "message from the monitor not handled yet");
+            debug!(%iface, monitor = %mac(*peer), len = payload.len(), "message from the monitor not handled yet");
         }
         // Monitor-role events: an agent endpoint never raises them.
         EndpointEvent::AgentSyn { .. }

@@ -1,0 +1,131 @@
+//! The `vmmd` command line as an operator meets it: exit codes and messages. Needs no
+//! privilege: nothing here opens a socket.
+
+use std::process::{Command, Output};
+
+const UUID: &str = "61be20f0-09a8-4753-b5e5-564f8a545ed5";
+
+fn vmmd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmmd"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run vmmd")
+}
+
+/// Write `text` to a config file and run `vmmd <flag> <file>`.
+fn with_config(flag: &str, text: &str) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("vmmd.toml");
+    std::fs::write(&path, text).expect("write config");
+    vmmd(&[flag, path.to_str().expect("utf-8 path")])
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let out = with_config("--check-config", &format!("vm_uuid = \"{UUID}\"\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        &format!("vm_uuid = \"{UUID}\""),
+        "ostype = \"linux\"",
+        "rescan_ms = 5000",
+        "ethertype = 0x0600",
+        "log = \"info\"",
+        "# interfaces now:",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    // The loopback interface exists everywhere and is never used.
+    assert!(
+        text.contains("lo: not used, is the loopback interface"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_values_exit_2_naming_key_value_and_range() {
+    for (config, want) in [
+        (
+            "rescan_ms = 100",
+            "rescan_ms = 100 is invalid: allowed 1000..=60000 (milliseconds)",
+        ),
+        (
+            "ethertype = 0x0800\nethertype = 1",
+            "duplicate key", // TOML itself refuses a key given twice
+        ),
+        (
+            "ethertype = 0x0100",
+            "ethertype = 0x0100 is invalid: allowed 0x0600..=0xffff",
+        ),
+        ("colour = \"red\"", "unknown field `colour`"),
+    ] {
+        for flag in ["--check-config", "--config"] {
+            let out = with_config(flag, &format!("vm_uuid = \"{UUID}\"\n{config}\n"));
+            assert_eq!(out.status.code(), Some(2), "{flag} {config}");
+            let err = stderr(&out);
+            assert!(err.contains(want), "{flag} {config}: {err}");
+            assert!(err.starts_with("vmmd: config file "), "{err}");
+        }
+    }
+}
+
+#[test]
+fn missing_uuid_and_missing_file_exit_2() {
+    let out = with_config("--config", "ostype = \"linux\"\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("missing field `vm_uuid`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = vmmd(&["--config", "/nonexistent/vmmd.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read config file /nonexistent/vmmd.toml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_configured_interface_that_can_never_carry_hvncp_is_refused() {
+    let config = format!("vm_uuid = \"{UUID}\"\ninterfaces = [\"hvnope7\", \"lo\"]\n");
+    for flag in ["--check-config", "--config"] {
+        let out = with_config(flag, &config);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}", stderr(&out));
+        let err = stderr(&out);
+        // `hvnope7` is absent, which is fine (it may appear); `lo` never qualifies.
+        assert!(
+            err.contains("interfaces[1] = \"lo\" is invalid: allowed an Ethernet interface"),
+            "{flag}: {err}"
+        );
+        assert!(
+            err.contains("lo is the loopback interface"),
+            "{flag}: {err}"
+        );
+    }
+}
+
+#[test]
+fn arguments_are_checked() {
+    let none = vmmd(&[]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(stderr(&none).contains("--config"), "{}", stderr(&none));
+    let both = vmmd(&["--config", "a", "--check-config", "b"]);
+    assert_eq!(both.status.code(), Some(2));
+    let help = vmmd(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = stdout(&help);
+    for words in ["SHDN:DAEMON", "rescan_ms", "Exit codes", "--check-config"] {
+        assert!(text.contains(words), "--help lacks {words:?}:\n{text}");
+    }
+}
