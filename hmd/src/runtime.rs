@@ -106,6 +106,8 @@ struct Interface {
     socket: RawSocket,
     endpoint: Endpoint,
     name: String,
+    /// The last receive failed (link down); logged once.
+    down: bool,
 }
 
 /// Run the monitor until `stop` is set. Returns once every transition is committed.
@@ -156,6 +158,7 @@ pub fn run(
             socket,
             endpoint,
             name: name.as_str().to_owned(),
+            down: false,
         });
     }
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
@@ -239,9 +242,12 @@ pub fn run(
         for (i, iface) in interfaces.iter_mut().enumerate() {
             let key_iface = u16::try_from(i).unwrap_or(u16::MAX);
             let Interface {
-                socket, endpoint, ..
+                socket,
+                endpoint,
+                name,
+                down,
             } = iface;
-            socket.recv(|frame| {
+            let received = socket.recv(|frame| {
                 if let Outcome::Heartbeat(peer) = endpoint.handle_frame(now, frame)
                     && let Some(change) = table.heartbeat(
                         SessionKey {
@@ -253,7 +259,21 @@ pub fn run(
                 {
                     changes.push(change);
                 }
-            })?;
+            });
+            // A link going down is reported once by the socket; the daemon keeps
+            // serving its other interfaces, and the silent VMs become MISSING.
+            match received {
+                Ok(_) if *down => {
+                    tracing::info!("interface {name}: receiving again");
+                    *down = false;
+                }
+                Ok(_) => {}
+                Err(e) if !*down => {
+                    tracing::warn!("interface {name}: {e}");
+                    *down = true;
+                }
+                Err(_) => {}
+            }
         }
         // Timers.
         for iface in &mut interfaces {
@@ -273,7 +293,9 @@ pub fn run(
         for (i, iface) in interfaces.iter_mut().enumerate() {
             let key_iface = u16::try_from(i).unwrap_or(u16::MAX);
             while let Some(len) = iface.endpoint.poll_transmit(now, &mut buf) {
-                if let Err(e) = iface.socket.send(&buf[..len]) {
+                if let Err(e) = iface.socket.send(&buf[..len])
+                    && !iface.down
+                {
                     tracing::warn!("{}: send failed: {e}", iface.name);
                 }
             }
@@ -294,7 +316,9 @@ pub fn run(
             }
             // Refusals queue frames too.
             while let Some(len) = iface.endpoint.poll_transmit(now, &mut buf) {
-                if let Err(e) = iface.socket.send(&buf[..len]) {
+                if let Err(e) = iface.socket.send(&buf[..len])
+                    && !iface.down
+                {
                     tracing::warn!("{}: send failed: {e}", iface.name);
                 }
             }

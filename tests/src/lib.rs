@@ -1,0 +1,219 @@
+//! A laboratory of network namespaces for end-to-end tests of the daemons.
+//!
+//! Every test builds its own namespaces (names carry the test process id and the test
+//! name, so tests run in parallel), joins them with veth pairs, starts the real `hmd`
+//! and `vmmd` binaries inside them with `ip netns exec`, and reads the HSDB file the
+//! monitors write. Dropping the [`Lab`] kills the processes and deletes the namespaces,
+//! also when the test fails. Without root the tests print why they were skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why this machine cannot run the tests, if it cannot.
+pub fn cannot_run() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    // CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN.
+    if [12u32, 13, 21].iter().any(|bit| cap_eff & (1 << bit) == 0) {
+        return Some("not root (CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN needed)".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("iproute2 `ip` not found".into());
+    }
+    for bin in ["hmd", "vmmd"] {
+        // In CI a missing binary is a build problem, not a reason to skip.
+        assert!(
+            binary(bin).exists() || std::env::var("CI").as_deref() != Ok("true"),
+            "{} not built",
+            binary(bin).display()
+        );
+        if !binary(bin).exists() {
+            return Some(format!(
+                "{} not built (run the workspace tests: cargo test --workspace)",
+                binary(bin).display()
+            ));
+        }
+    }
+    None
+}
+
+/// Path of a workspace binary, next to the test executable's `deps/` directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    dir.join(name)
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Namespaces, links, processes and a scratch directory; all removed on drop.
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<(String, Child)>,
+    /// Scratch directory for configs, sockets and HSDB files.
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    /// A lab for `test`, or `None` (after printing why) when it cannot run here.
+    pub fn new(test: &str) -> Option<Lab> {
+        if let Some(why) = cannot_run() {
+            eprintln!("SKIPPED e2e::{test}: {why}");
+            return None;
+        }
+        let prefix = format!("hve{}{}", std::process::id(), &test[..test.len().min(6)]);
+        let dir = std::env::temp_dir().join(format!("hvha-e2e-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Some(Lab {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir,
+        })
+    }
+
+    /// Create namespace `name` (returns its full name).
+    pub fn netns(&mut self, name: &str) -> String {
+        let full = format!("{}-{name}", self.prefix);
+        run(&["ip", "netns", "add", &full]);
+        run(&["ip", "-n", &full, "link", "set", "lo", "up"]);
+        self.namespaces.push(full.clone());
+        full
+    }
+
+    /// A veth pair: `if_a` in `ns_a`, `if_b` in `ns_b`, both up, no address.
+    pub fn link(&self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) {
+        run(&[
+            "ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
+            "netns", ns_b,
+        ]);
+        run(&["ip", "-n", ns_a, "link", "set", if_a, "up"]);
+        run(&["ip", "-n", ns_b, "link", "set", if_b, "up"]);
+    }
+
+    /// Bring an interface down or up (a cable pulled on one path).
+    pub fn set_link(&self, ns: &str, iface: &str, up: bool) {
+        run(&[
+            "ip",
+            "-n",
+            ns,
+            "link",
+            "set",
+            iface,
+            if up { "up" } else { "down" },
+        ]);
+    }
+
+    /// Write a file in the scratch directory; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).expect("write scratch file");
+        path
+    }
+
+    /// Start `binary args…` inside `ns`; stderr goes to `<dir>/<label>.log`. Returns its pid.
+    pub fn spawn(&mut self, label: &str, ns: &str, bin: &str, args: &[&str]) -> u32 {
+        let log = std::fs::File::create(self.dir.join(format!("{label}.log"))).expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(binary(bin))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let pid = child.id();
+        self.children.push((label.to_owned(), child));
+        pid
+    }
+
+    /// Send `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to the process labelled `label`.
+    pub fn signal(&self, label: &str, signal: &str) {
+        let pid = self.pid(label);
+        run(&["kill", &format!("-{signal}"), &pid.to_string()]);
+    }
+
+    /// Pid of the process labelled `label`.
+    pub fn pid(&self, label: &str) -> u32 {
+        self.children
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, c)| c.id())
+            .unwrap_or_else(|| panic!("no process {label}"))
+    }
+
+    /// Wait for the process labelled `label` to exit; its exit code.
+    pub fn wait_exit(&mut self, label: &str, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let index = self.children.iter().position(|(l, _)| l == label)?;
+        loop {
+            if let Ok(Some(status)) = self.children[index].1.try_wait() {
+                self.children.remove(index);
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A process's log so far (for assertion messages).
+    pub fn log(&self, label: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{label}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("e2e: logs kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, or give up after `within`.
+pub fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,264 @@
+//! Two host monitors (one per I/O partition) and three agents, real processes on veth
+//! pairs in network namespaces, health read back from the monitors' HSDB files.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dataplane::message::Uuid;
+use hsdb::{HeartbeatState, Hsdb, Options};
+use hvha_e2e::{Lab, wait_for};
+
+const HM: [&str; 2] = [
+    "5c3196a3-c41f-4b5c-9861-dee6077081c6",
+    "5c3196a3-c41f-4b5c-9861-dee6077081c7",
+];
+const MISS_AFTER_MS: u64 = 1000;
+
+fn vm_uuid(i: usize) -> String {
+    format!("61be20f0-09a8-4753-b5e5-564f8a545ed{i}")
+}
+
+fn uuid(s: &str) -> Uuid {
+    Uuid::parse(s.as_bytes()).expect("uuid")
+}
+
+/// What monitor `hm` last wrote about `vm`, if the HSDB can be read yet.
+fn state(hsdb: &Path, vm: &str, hm: &str) -> Option<HeartbeatState> {
+    let db = Hsdb::open(hsdb, &Options::default()).ok()?;
+    db.vm_hm(&uuid(vm), &uuid(hm)).ok()??.last_state.into()
+}
+
+fn hmd_config(lab: &Lab, n: usize, interfaces: &[String]) -> std::path::PathBuf {
+    let list: Vec<String> = interfaces.iter().map(|i| format!("{i:?}")).collect();
+    lab.write(
+        &format!("hmd{n}.toml"),
+        &format!(
+            r#"monitor_uuid = "{}"
+host_id = 1
+host_name = "host1"
+hsdb = "{}"
+admin_socket = "{}"
+interfaces = [{}]
+hello_period_ms = 500
+hb_period_ms = 200
+vm_miss_after_ms = {MISS_AFTER_MS}
+hm_heartbeat_period_ms = 1000
+flush_ms = 10
+log = "debug"
+"#,
+            HM[n - 1],
+            lab.dir.join(format!("hsdb{n}.sqlite")).display(),
+            lab.dir.join(format!("hmd{n}.sock")).display(),
+            list.join(", ")
+        ),
+    )
+}
+
+fn vmmd_config(lab: &Lab, i: usize) -> std::path::PathBuf {
+    lab.write(
+        &format!("vmmd{i}.toml"),
+        &format!(
+            "vm_uuid = \"{}\"\ninterfaces = [\"ha1\", \"ha2\"]\nlog = \"debug\"\n",
+            vm_uuid(i)
+        ),
+    )
+}
+
+struct Setup {
+    lab: Lab,
+    hm_ns: [String; 2],
+    hsdb: [std::path::PathBuf; 2],
+}
+
+fn setup(test: &str, agents: usize) -> Option<Setup> {
+    let mut lab = Lab::new(test)?;
+    let hm_ns = [lab.netns("hm1"), lab.netns("hm2")];
+    let mut ifaces: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for i in 1..=agents {
+        let ns = lab.netns(&format!("a{i}"));
+        for (m, hm) in hm_ns.iter().enumerate() {
+            let peer = format!("h{}a{i}", m + 1);
+            lab.link(&ns, &format!("ha{}", m + 1), hm, &peer);
+            ifaces[m].push(peer);
+        }
+    }
+    for (m, hm) in hm_ns.iter().enumerate() {
+        let config = hmd_config(&lab, m + 1, &ifaces[m]);
+        let config = config.display().to_string();
+        lab.spawn(&format!("hmd{}", m + 1), hm, "hmd", &["--config", &config]);
+    }
+    for i in 1..=agents {
+        let config = vmmd_config(&lab, i).display().to_string();
+        let agent_ns = hm_ns[0].replace("-hm1", &format!("-a{i}"));
+        lab.spawn(
+            &format!("vmmd{i}"),
+            &agent_ns,
+            "vmmd",
+            &["--config", &config],
+        );
+    }
+    let hsdb = [lab.dir.join("hsdb1.sqlite"), lab.dir.join("hsdb2.sqlite")];
+    Some(Setup { lab, hm_ns, hsdb })
+}
+
+fn wait_state(
+    s: &Setup,
+    monitor: usize,
+    vm: usize,
+    want: HeartbeatState,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    wait_for(within, || {
+        (state(&s.hsdb[monitor], &vm_uuid(vm), HM[monitor]) == Some(want))
+            .then(|| started.elapsed())
+    })
+}
+
+fn logs(s: &Setup) -> String {
+    ["hmd1", "hmd2", "vmmd1", "vmmd2", "vmmd3"]
+        .iter()
+        .map(|l| format!("--- {l}\n{}", s.lab.log(l)))
+        .collect()
+}
+
+#[test]
+fn discovery_missing_detected_suspended_on_both_monitors() {
+    let Some(mut s) = setup("health", 3) else {
+        return;
+    };
+    // Discovery and first heartbeats, on both monitors.
+    for m in 0..2 {
+        for vm in 1..=3 {
+            assert!(
+                wait_state(&s, m, vm, HeartbeatState::Detected, Duration::from_secs(10)).is_some(),
+                "monitor {} never saw VM {vm} DETECTED\n{}",
+                m + 1,
+                logs(&s)
+            );
+        }
+    }
+    // The agent of VM 1 hangs: MISSING on both monitors within vm_miss_after + a tick.
+    s.lab.signal("vmmd1", "STOP");
+    for m in 0..2 {
+        let took = wait_state(&s, m, 1, HeartbeatState::Missing, Duration::from_secs(5));
+        let took = took
+            .unwrap_or_else(|| panic!("monitor {} never saw VM 1 MISSING\n{}", m + 1, logs(&s)));
+        assert!(
+            took <= Duration::from_millis(MISS_AFTER_MS + 700),
+            "MISSING after {took:?}, expected within vm_miss_after ({MISS_AFTER_MS} ms) + 1 heartbeat + commit"
+        );
+    }
+    // It resumes: DETECTED again.
+    s.lab.signal("vmmd1", "CONT");
+    for m in 0..2 {
+        assert!(
+            wait_state(&s, m, 1, HeartbeatState::Detected, Duration::from_secs(5)).is_some(),
+            "monitor {} never saw VM 1 DETECTED again\n{}",
+            m + 1,
+            logs(&s)
+        );
+    }
+    // VM 2's agent stops gracefully: SUSPENDED, and never MISSING afterwards.
+    s.lab.signal("vmmd2", "TERM");
+    assert_eq!(
+        s.lab.wait_exit("vmmd2", Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        logs(&s)
+    );
+    for m in 0..2 {
+        assert!(
+            wait_state(&s, m, 2, HeartbeatState::Suspended, Duration::from_secs(5)).is_some(),
+            "monitor {} never saw VM 2 SUSPENDED\n{}",
+            m + 1,
+            logs(&s)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(2 * MISS_AFTER_MS));
+    for (db, hm) in s.hsdb.iter().zip(HM) {
+        assert_eq!(
+            state(db, &vm_uuid(2), hm),
+            Some(HeartbeatState::Suspended),
+            "a stopped agent is never MISSING"
+        );
+    }
+    // One path down (VM 3's link to monitor 1): that monitor alone reports the miss.
+    s.lab.set_link(&s.hm_ns[0], "h1a3", false);
+    assert!(wait_state(&s, 0, 3, HeartbeatState::Missing, Duration::from_secs(5)).is_some());
+    assert_eq!(
+        state(&s.hsdb[1], &vm_uuid(3), HM[1]),
+        Some(HeartbeatState::Detected)
+    );
+    // Monitors stop cleanly and leave a sound database.
+    for m in ["hmd1", "hmd2"] {
+        s.lab.signal(m, "TERM");
+        assert_eq!(
+            s.lab.wait_exit(m, Duration::from_secs(5)),
+            Some(0),
+            "{}",
+            logs(&s)
+        );
+    }
+    for db in &s.hsdb {
+        Hsdb::open(db, &Options::default())
+            .expect("open")
+            .integrity_check()
+            .expect("integrity");
+    }
+}
+
+#[test]
+fn monitor_killed_and_restarted_agents_pair_with_the_new_incarnation() {
+    let Some(mut s) = setup("restart", 2) else {
+        return;
+    };
+    for vm in 1..=2 {
+        assert!(
+            wait_state(&s, 0, vm, HeartbeatState::Detected, Duration::from_secs(10)).is_some(),
+            "{}",
+            logs(&s)
+        );
+    }
+    let before = Hsdb::open(&s.hsdb[0], &Options::default())
+        .expect("open")
+        .hm(&uuid(HM[0]))
+        .expect("read")
+        .expect("registered");
+    s.lab.signal("hmd1", "KILL");
+    s.lab.wait_exit("hmd1", Duration::from_secs(5));
+    let config = s.lab.dir.join("hmd1.toml").display().to_string();
+    let ns = s.hm_ns[0].clone();
+    s.lab.spawn("hmd1b", &ns, "hmd", &["--config", &config]);
+    // The new incarnation registers, and both VMs pair with it and heartbeat.
+    let after = wait_for(Duration::from_secs(10), || {
+        let db = Hsdb::open(&s.hsdb[0], &Options::default()).ok()?;
+        let hm = db.hm(&uuid(HM[0])).ok()??;
+        (hm.incarnation != before.incarnation).then_some(hm)
+    });
+    assert!(
+        after.is_some(),
+        "the restarted monitor registered a new incarnation"
+    );
+    let log = s.lab.log("hmd1b");
+    for vm in 1..=2 {
+        assert!(
+            wait_for(Duration::from_secs(10), || log_has(
+                &s,
+                "hmd1b",
+                &format!("VM {} state changed to DETECTED", vm_uuid(vm))
+            ))
+            .is_some(),
+            "VM {vm} did not pair with the new incarnation\n{log}\n{}",
+            logs(&s)
+        );
+    }
+    Hsdb::open(&s.hsdb[0], &Options::default())
+        .expect("open")
+        .integrity_check()
+        .expect("the HSDB survived kill -9");
+}
+
+fn log_has(s: &Setup, label: &str, text: &str) -> Option<()> {
+    s.lab.log(label).contains(text).then_some(())
+}
