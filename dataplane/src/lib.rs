@@ -1,5 +1,7 @@
 //! HVNCP — the raw-Ethernet protocol between a host monitor (`hmd`) and the VM agents
-//! (`vmmd`) — as pure code: no sockets, no threads, no clock.
+//! (`vmmd`). The protocol itself is pure code (no sockets, no threads, no clock); the
+//! raw sockets that carry it live apart, in [`io`] (safe API) over [`sys`] (the only
+//! `unsafe` code).
 //!
 //! - [`wire`]: the Ethernet II frame and the 8-byte HVNCP header, as zero-copy views
 //!   plus owned `Repr`s (smoltcp style). Parsing never allocates and never panics.
@@ -11,6 +13,10 @@
 //!   the role behaviour of a host monitor or an agent (Hello, `START_HB`, heartbeats).
 //! - [`sim`]: a simulated link with loss, duplication, reordering and delay on a
 //!   virtual clock, for deterministic tests, examples and benches.
+//!
+//! - [`io`] / [`sys`]: `AF_PACKET` sockets bound to an interface and the HVNCP
+//!   EtherType, batched receive (`recvmmsg` or a TPACKET_V3 ring), kernel drop counters,
+//!   interface facts.
 //!
 //! Time is always a parameter ([`time::Instant`]); the caller owns the clock.
 //! The protocol itself is specified in `docs/hvncp.md`.

@@ -27,7 +27,7 @@ use crate::config::Config;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Configuration file (TOML); see docs/operations.md for every key.
+    /// Configuration file (TOML); every key is described in docs/operations.md.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Validate the configuration file, print the effective values and exit.
