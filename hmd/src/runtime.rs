@@ -219,6 +219,7 @@ pub fn run(
     let mut next_hm_heartbeat = clock.now();
     let mut events = Events::with_capacity(64);
     let mut buf = vec![0u8; 9100];
+    let mut busy = false;
 
     while !stop.load(Ordering::Relaxed) {
         let mut deadline = next_hm_heartbeat;
@@ -230,7 +231,14 @@ pub fn run(
         if let Some(t) = table.next_deadline() {
             deadline = deadline.min(t);
         }
-        let timeout = clock.until(deadline).min(Duration::from_millis(200));
+        // mio is edge-triggered and `recv` stops after a bounded batch: while the last
+        // pass received something, look again without sleeping.
+        let timeout = if busy {
+            Duration::ZERO
+        } else {
+            clock.until(deadline).min(Duration::from_millis(200))
+        };
+        busy = false;
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
@@ -262,6 +270,11 @@ pub fn run(
             });
             // A link going down is reported once by the socket; the daemon keeps
             // serving its other interfaces, and the silent VMs become MISSING.
+            if let Ok(n) = received
+                && n > 0
+            {
+                busy = true;
+            }
             match received {
                 Ok(_) if *down => {
                     tracing::info!("interface {name}: receiving again");
