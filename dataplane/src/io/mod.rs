@@ -244,7 +244,10 @@ impl RawSocket {
     /// Deliver every frame queued now to `on_frame`, in arrival order, and return how
     /// many were delivered. Never waits. Stops early after 1024 frames
     /// (`Recv`), 16 batches (`Recvmmsg`) or one pass over the ring, so the caller's
-    /// timers keep running under a flood; the socket then still polls readable.
+    /// timers keep running under a flood. A level-triggered wait
+    /// ([`RawSocket::wait_readable`], `poll(2)`) then still reports the socket readable;
+    /// an edge-triggered one (`mio`) does not, so a `mio` driver calls `recv` again
+    /// without sleeping while the last call delivered frames.
     ///
     /// In ring mode the slice points into the ring itself (zero copy) and is valid only
     /// during the call. Truncated frames and (when filtered here) this host's own
