@@ -702,17 +702,9 @@ impl Endpoint {
         };
         let result = peer.session.handle_frame_within(now, &frame, budget);
         match result {
-            Ok(Input::Datagram(payload)) => {
-                if let (true, Ok(Message::Heartbeat { .. })) = (
-                    matches!(self.config.role, Role::Monitor { .. }),
-                    Message::parse(payload),
-                ) {
-                    peer.last_heartbeat = Some(now);
-                    self.stats.heartbeats_in += 1;
-                    return Outcome::Heartbeat(id);
-                }
-                self.handle_message(now, id, payload, false)
-            }
+            // Heartbeats take this path: one parse, a time stamp, a counter; no
+            // allocation.
+            Ok(Input::Datagram(payload)) => self.handle_message(now, id, payload, false),
             Ok(Input::Consumed) => {
                 self.process(now, id);
                 Outcome::Handled

@@ -54,11 +54,6 @@ impl RxWindow {
         }
     }
 
-    /// True when the peer was heard less than `horizon` ago.
-    pub fn heard_within(&self, now: Instant, horizon: Duration) -> bool {
-        !silent_longer_than(self.last_rx, now, horizon)
-    }
-
     /// Classify `number` without recording it.
     pub fn classify(&self, number: u8, now: Instant, horizon: Duration) -> Seen {
         if silent_longer_than(self.last_rx, now, horizon) {
