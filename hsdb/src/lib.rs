@@ -32,7 +32,7 @@ pub use dataplane::message::{HelloId, Uuid};
 pub use dataplane::wire::{MacAddr, Version};
 pub use error::{Error, Result};
 pub use model::{
-    Applied, DetectionSpeed, EventRow, HeartbeatState, HmRecord, HmRow, HmState, HostId,
+    Applied, DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmRecord, HmRow, HmState, HostId,
     HostRecord, PendingKind, PendingRow, Priority, Transition, VmHmRow, VmRow, VmState,
 };
 pub use options::{Options, Synchronous};

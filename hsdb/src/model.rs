@@ -259,6 +259,26 @@ pub struct VmHmRow {
     pub updated_ms: i64,
 }
 
+/// How many VMs one monitor reports in each heartbeat state ([`Hsdb::vm_hm_counts`]).
+///
+/// [`Hsdb::vm_hm_counts`]: crate::Hsdb::vm_hm_counts
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeartbeatCounts {
+    /// Rows in `DETECTED`.
+    pub detected: u64,
+    /// Rows in `MISSING`.
+    pub missing: u64,
+    /// Rows in `SUSPENDED`.
+    pub suspended: u64,
+}
+
+impl HeartbeatCounts {
+    /// Rows of the monitor, in any state.
+    pub fn total(&self) -> u64 {
+        self.detected + self.missing + self.suspended
+    }
+}
+
 /// An item awaiting the controller's acknowledgement (`pending` table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRow {

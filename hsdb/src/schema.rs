@@ -24,14 +24,21 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order; versions are 1, 2, 3, ….
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sql: include_str!("schema/v1.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        sql: include_str!("schema/v1.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "index vm_hm by monitor and state",
+        sql: include_str!("schema/v2.sql"),
+    },
+];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Bring the database at `path` to [`SCHEMA_VERSION`].
 ///

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use crate::codec::{Columns, UuidText, bits_from_sql, version_text};
 use crate::error::{Context, Error, Result};
 use crate::model::{
-    DetectionSpeed, EventRow, HeartbeatState, HmRecord, HmRow, HmState, HostId, HostRecord,
+    DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmRecord, HmRow, HmState, HostId, HostRecord,
     PendingKind, PendingRow, Priority, VmHmRow, VmRow, VmState,
 };
 use crate::options::Options;
@@ -291,6 +291,32 @@ impl Hsdb {
             Some(row) => Ok(Some(vm_hm_row(&Columns::new(row, "vm_hm", OP))?)),
             None => Ok(None),
         }
+    }
+
+    /// How many VMs monitor `hm` reports in each heartbeat state: a range count over
+    /// the `(hm, last_state)` index, cheap enough to poll.
+    pub fn vm_hm_counts(&self, hm: &Uuid) -> Result<HeartbeatCounts> {
+        const OP: &str = "vm_hm_counts";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT last_state, COUNT(*) FROM vm_hm WHERE hm = ?1 GROUP BY last_state",
+            )
+            .op(OP)?;
+        let mut rows = stmt.query([UuidText::new(hm)]).op(OP)?;
+        let mut counts = HeartbeatCounts::default();
+        while let Some(row) = rows.next().op(OP)? {
+            let state: String = row.get(0).op(OP)?;
+            let n: i64 = row.get(1).op(OP)?;
+            let n = u64::try_from(n).unwrap_or(0);
+            match HeartbeatState::from_text(&state) {
+                Some(HeartbeatState::Detected) => counts.detected = n,
+                Some(HeartbeatState::Missing) => counts.missing = n,
+                Some(HeartbeatState::Suspended) => counts.suspended = n,
+                None => {}
+            }
+        }
+        Ok(counts)
     }
 
     /// Every (VM, monitor) row of VM `vm`, by monitor.

@@ -50,13 +50,65 @@ fn test_open_migrates_empty_file() {
             .expect(table);
         assert_eq!(n, 0, "{table}");
     }
-    let recorded: (i64, String) = db
+    let mut stmt = db
         .conn
-        .query_row("SELECT version, name FROM schema_version", [], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .expect("one schema_version row");
-    assert_eq!(recorded, (1, "initial schema".to_string()));
+        .prepare("SELECT version, name FROM schema_version ORDER BY version")
+        .expect("prepare");
+    let recorded: Vec<(i64, String)> = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert_eq!(
+        recorded,
+        [
+            (1, "initial schema".to_string()),
+            (2, "index vm_hm by monitor and state".to_string())
+        ]
+    );
+}
+
+#[test]
+fn test_v1_database_is_migrated_with_its_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v1.sqlite");
+    {
+        // A database as a v1 build left it, with a monitor, a VM and its row.
+        let conn = rusqlite::Connection::open(&path).expect("create");
+        conn.execute_batch(include_str!("../schema/v1.sql"))
+            .expect("v1 schema");
+        conn.execute_batch(
+            "INSERT INTO schema_version (version, name) VALUES (1, 'initial schema');
+             INSERT INTO host (id, name, machine_type, model, serial, cpu_milli, memory_mb,
+                               host_group)
+                 VALUES (1, 'h1', '', '', '', 0, 0, '');
+             INSERT INTO hm (uuid, host_id, mac, state, last_hb_ms, incarnation, version)
+                 VALUES ('5c3196a3-c41f-4b5c-9861-dee6077081c6', 1, '02:00:00:00:00:01',
+                         'UP', 1, '1.2.3', '2.0');
+             INSERT INTO vm (uuid, state, updated_ms)
+                 VALUES ('61be20f0-09a8-4753-b5e5-564f8a545ed1', 'STARTED', 1);
+             INSERT INTO vm_hm (vm, hm, last_state, updated_ms)
+                 VALUES ('61be20f0-09a8-4753-b5e5-564f8a545ed1',
+                         '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'MISSING', 1);",
+        )
+        .expect("v1 rows");
+    }
+    let db = Hsdb::open(&path, &Options::default()).expect("migrate");
+    assert_eq!(db.schema_version().expect("version"), 2);
+    let hm = Uuid::parse(b"5c3196a3-c41f-4b5c-9861-dee6077081c6").expect("uuid");
+    let counts = db.vm_hm_counts(&hm).expect("counts");
+    assert_eq!((counts.missing, counts.total()), (1, 1));
+    let indexes: Vec<String> = db
+        .conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'vm_hm'")
+        .expect("prepare")
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert!(indexes.contains(&"vm_hm_by_hm_state".to_string()), "{indexes:?}");
+    assert!(!indexes.contains(&"vm_hm_by_hm".to_string()), "{indexes:?}");
+    db.integrity_check().expect("integrity");
 }
 
 #[test]
@@ -128,7 +180,7 @@ fn test_reopen_keeps_data() {
         .conn
         .query_row("SELECT COUNT(*) FROM schema_version", [], |row| row.get(0))
         .expect("count");
-    assert_eq!(rows, 1);
+    assert_eq!(rows, SCHEMA_VERSION);
 }
 
 #[test]

@@ -500,3 +500,27 @@ fn test_mixed_batch_counts() {
     assert_eq!(f.db.apply(&[]).expect("empty batch"), Applied::default());
     f.db.integrity_check().expect("integrity");
 }
+
+#[test]
+fn test_vm_hm_counts_per_monitor_and_state() {
+    let mut f = Fixture::new();
+    let mut batch = Vec::new();
+    for i in 0..5 {
+        batch.push(discovered(vm_n(i), hm1(), mac_n(i, 0), T0));
+        batch.push(discovered(vm_n(i), hm2(), mac_n(i, 1), T0));
+    }
+    batch.push(missing(vm_n(0), hm1(), T0 + 1));
+    batch.push(missing(vm_n(1), hm1(), T0 + 1));
+    batch.push(suspended(vm_n(2), hm1(), T0 + 2));
+    batch.push(missing(vm_n(3), hm2(), T0 + 3));
+    f.db.apply(&batch).expect("apply");
+    let c1 = f.db.vm_hm_counts(&hm1()).expect("counts");
+    assert_eq!((c1.detected, c1.missing, c1.suspended), (2, 2, 1));
+    let c2 = f.db.vm_hm_counts(&hm2()).expect("counts");
+    // SUSPENDED reached only the monitor that heard the SHDN.
+    assert_eq!((c2.detected, c2.missing, c2.suspended), (4, 1, 0));
+    assert_eq!(c2.total(), 5);
+    // A monitor with no rows.
+    let other = Uuid::parse(b"00000000-0000-4000-8000-000000000009").expect("uuid");
+    assert_eq!(f.db.vm_hm_counts(&other).expect("counts").total(), 0);
+}
