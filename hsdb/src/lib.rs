@@ -32,8 +32,8 @@ pub use dataplane::message::{HelloId, Uuid};
 pub use dataplane::wire::{MacAddr, Version};
 pub use error::{Error, Result};
 pub use model::{
-    Applied, DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmRecord, HmRow, HmState, HostId,
-    HostRecord, PendingKind, PendingRow, Priority, Transition, VmHmRow, VmRow, VmState,
+    Applied, DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmRecord, HmRow, HmState,
+    HostId, HostRecord, PendingKind, PendingRow, Priority, Transition, VmHmRow, VmRow, VmState,
 };
 pub use options::{Options, Synchronous};
 pub use schema::SCHEMA_VERSION;

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use crate::codec::{Columns, UuidText, bits_from_sql, version_text};
 use crate::error::{Context, Error, Result};
 use crate::model::{
-    DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmRecord, HmRow, HmState, HostId, HostRecord,
-    PendingKind, PendingRow, Priority, VmHmRow, VmRow, VmState,
+    DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmRecord, HmRow, HmState, HostId,
+    HostRecord, PendingKind, PendingRow, Priority, VmHmRow, VmRow, VmState,
 };
 use crate::options::Options;
 use crate::schema::{self, open_error};

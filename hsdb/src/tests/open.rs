@@ -106,7 +106,10 @@ fn test_v1_database_is_migrated_with_its_rows() {
         .expect("query")
         .collect::<rusqlite::Result<_>>()
         .expect("rows");
-    assert!(indexes.contains(&"vm_hm_by_hm_state".to_string()), "{indexes:?}");
+    assert!(
+        indexes.contains(&"vm_hm_by_hm_state".to_string()),
+        "{indexes:?}"
+    );
     assert!(!indexes.contains(&"vm_hm_by_hm".to_string()), "{indexes:?}");
     db.integrity_check().expect("integrity");
 }
