@@ -42,14 +42,17 @@ pub fn cannot_run() -> Option<String> {
     None
 }
 
-/// Path of a workspace binary, next to the test executable's `deps/` directory.
+/// Path of a workspace binary in `target/<profile>/`: the parent of the caller's
+/// directory when the caller is a test executable in `target/<profile>/deps/`, else the
+/// caller's own directory (a binary such as `hvha-demo` in `target/<profile>/`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = exe.parent().unwrap_or(Path::new(""));
+    let dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
     dir.join(name)
 }
 
