@@ -302,16 +302,11 @@ pub fn run(
             });
             next_hm_heartbeat = now + config.hm_heartbeat_period;
         }
-        // Output and events.
+        // Events, then output: a SYN may be refused (its VM UUID belongs to another
+        // MAC) only while its answer is still queued, so nothing is sent before the
+        // events are handled — a refused SYN gets silence (docs/hvncp.md §3.2).
         for (i, iface) in interfaces.iter_mut().enumerate() {
             let key_iface = u16::try_from(i).unwrap_or(u16::MAX);
-            while let Some(len) = iface.endpoint.poll_transmit(now, &mut buf) {
-                if let Err(e) = iface.socket.send(&buf[..len])
-                    && !iface.down
-                {
-                    tracing::warn!("{}: send failed: {e}", iface.name);
-                }
-            }
             while let Some(event) = iface.endpoint.poll_event() {
                 on_event(
                     config,
@@ -327,7 +322,6 @@ pub fn run(
                     &mut pending,
                 );
             }
-            // Refusals queue frames too.
             while let Some(len) = iface.endpoint.poll_transmit(now, &mut buf) {
                 if let Err(e) = iface.socket.send(&buf[..len])
                     && !iface.down

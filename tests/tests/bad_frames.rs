@@ -793,7 +793,7 @@ fn attack(target: &Target<'_>, ns_vm: &str, snapshot: &VmHmRow, registered_mac: 
         // Once only: a retransmission would be refused (and counted) again.
         wire.send(&buf[..len]);
     }
-    // Not asserted: what hmd sends the refused agents before it refuses them.
+    // A refused SYN gets silence (docs/hvncp.md §3.2): no SYN, no acknowledgement.
     let mut answers = Vec::new();
     wire.receive(Duration::from_millis(300), |f| {
         if let Ok(frame) = Frame::parse(f, ETHERTYPE)
@@ -805,7 +805,10 @@ fn attack(target: &Target<'_>, ns_vm: &str, snapshot: &VmHmRow, registered_mac: 
     });
     let n = SPOOF_MACS.len() as u64;
     target.assert_counted("spoofed UUID", &before, "syn_refused", n, 0);
-    eprintln!("spoofed UUID: hmd sent the spoofing MACs {answers:?}");
+    assert!(
+        answers.is_empty(),
+        "hmd answered the refused SYNs: {answers:?}"
+    );
     let refused_events = wait_for(Duration::from_secs(3), || {
         let db = Hsdb::open(&target.hsdb, &Options::default()).ok()?;
         let events: Vec<_> = db
