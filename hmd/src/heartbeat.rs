@@ -1,22 +1,48 @@
 //! Miss detection: which VMs heartbeat, which went silent.
 //!
-//! A heartbeat only stores a time in the VM's slot (no allocation, no queue operation).
-//! Each watched VM has at most one entry in a deadline queue; when its deadline comes,
-//! the slot is checked: if a heartbeat arrived meanwhile the entry is pushed to the new
-//! deadline, otherwise the VM is MISSING. So the queue does one operation per VM per
-//! `vm_miss_after`, whatever the heartbeat rate.
+//! A heartbeat only stores a time in the VM's slot (no allocation, no timer operation).
+//! Each watched VM has at most one timer on a hashed timing wheel ([`TimerWheel`]);
+//! when it fires, the slot is checked: if a heartbeat arrived meanwhile the timer is
+//! moved to `last + vm_miss_after` (same timer, O(1)), otherwise the VM is MISSING. So
+//! the wheel does one operation per VM per `vm_miss_after`, whatever the heartbeat rate.
+//! Watching a VM again moves its timer; a graceful stop cancels it.
+//!
+//! The wheel has [`BUCKETS`] = 4096 buckets of [`TICK`] = 10 ms: one revolution is
+//! 40.96 s, longer than the default `vm_miss_after` (20 s) and the fast profile's 3 s, so
+//! usually a bucket holds only timers due in its 10 ms; the longest allowed
+//! `vm_miss_after` (10 h) waits ~880 revolutions, each timer keeping its exact deadline
+//! as its round count. The tick groups deadlines, it does not round them: MISSING is
+//! declared by the first [`HeartbeatTable::expire`] at or after
+//! `last heartbeat + vm_miss_after`, never before, never at a later call. Why 10 ms: the
+//! daemon sleeps with millisecond resolution and the HSDB writer gathers 10 ms by
+//! default, so finer buckets would buy nothing; when a bucket is only partly due the
+//! daemon wakes at most ~10 times (once a millisecond) before all of it is, and each wake
+//! reads one 10 ms bucket, not the whole table.
+//!
+//! The daemon sleeps until [`HeartbeatTable::next_deadline`]: a lower bound of the
+//! earliest deadline kept by the wheel in O(1) (exact unless a cancelled or moved timer
+//! leaves it early, costing one spurious wake-up; never late), so an idle monitor wakes
+//! when a VM is due, not every tick.
+//!
+//! Memory: a slot of 32 bytes and a wheel node of 24 per watched VM, 56 bytes (5.6 MB for
+//! 100,000 VMs; growing vectors may hold up to twice that), plus 48.5 KiB for the wheel.
 //!
 //! The HSDB is written on transitions only (seed 004 L8136-8137: the VM_HB thread "does
 //! the HSDB update in case there is a miss"): DETECTED on the first heartbeat and when
 //! heartbeats resume, MISSING once, SUSPENDED on a graceful stop.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use dataplane::endpoint::PeerId;
 use dataplane::message::Uuid;
 use dataplane::time::Instant;
+
+use crate::wheel::{TimerId, TimerWheel};
+
+/// Width of a timer-wheel bucket.
+pub const TICK: Duration = Duration::from_millis(10);
+/// Buckets on the timer wheel (one revolution: `TICK × BUCKETS` = 40.96 s).
+pub const BUCKETS: usize = 4096;
 
 /// A VM's session: which interface, which peer in that interface's endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,8 +96,8 @@ struct Slot {
     vm: Uuid,
     state: HbState,
     last: Instant,
-    /// Deadline currently queued for this slot, if any.
-    queued: Option<Instant>,
+    /// This slot's timer on the wheel, if any.
+    timer: Option<TimerId>,
 }
 
 /// Heartbeat state of every watched VM, per interface and peer.
@@ -79,7 +105,7 @@ struct Slot {
 pub struct HeartbeatTable {
     miss_after: Duration,
     slots: Vec<Vec<Option<Slot>>>,
-    deadlines: BinaryHeap<Reverse<(Instant, SessionKey)>>,
+    wheel: TimerWheel<SessionKey>,
     watched: usize,
 }
 
@@ -89,15 +115,9 @@ impl HeartbeatTable {
         HeartbeatTable {
             miss_after,
             slots: vec![Vec::new(); interfaces],
-            deadlines: BinaryHeap::new(),
+            wheel: TimerWheel::new(TICK, BUCKETS),
             watched: 0,
         }
-    }
-
-    fn slot_mut(&mut self, key: SessionKey) -> Option<&mut Option<Slot>> {
-        self.slots
-            .get_mut(usize::from(key.iface))?
-            .get_mut(key.peer.0 as usize)
     }
 
     /// Number of VMs watched.
@@ -106,7 +126,8 @@ impl HeartbeatTable {
     }
 
     /// Start watching `vm` on `key` (its session was established): AWAITING its first
-    /// heartbeat, MISSING if none comes within `vm_miss_after`.
+    /// heartbeat, MISSING if none comes within `vm_miss_after`. Watching again restarts
+    /// the wait (the VM's timer moves, no second one).
     pub fn watch(&mut self, key: SessionKey, vm: Uuid, now: Instant) {
         let Some(column) = self.slots.get_mut(usize::from(key.iface)) else {
             return;
@@ -115,17 +136,23 @@ impl HeartbeatTable {
         if column.len() <= index {
             column.resize(index + 1, None);
         }
-        if column[index].is_none() {
-            self.watched += 1;
-        }
+        let slot = &mut column[index];
         let deadline = now + self.miss_after;
-        column[index] = Some(Slot {
+        let timer = match slot.and_then(|s| s.timer) {
+            Some(id) if self.wheel.reschedule(id, deadline) => id,
+            _ => self.wheel.insert(deadline, key),
+        };
+        if slot.is_none() {
+            self.watched += 1;
+            // Room for a timer per watched VM: a heartbeat re-arming one never allocates.
+            self.wheel.reserve(self.watched);
+        }
+        *slot = Some(Slot {
             vm,
             state: HbState::Awaiting,
             last: now,
-            queued: Some(deadline),
+            timer: Some(timer),
         });
-        self.deadlines.push(Reverse((deadline, key)));
     }
 
     /// A heartbeat arrived. Returns the change to write when the VM was not DETECTED.
@@ -133,34 +160,43 @@ impl HeartbeatTable {
     #[inline]
     pub fn heartbeat(&mut self, key: SessionKey, now: Instant) -> Option<Change> {
         let miss_after = self.miss_after;
-        let slot = self.slot_mut(key)?.as_mut()?;
+        let slot = self
+            .slots
+            .get_mut(usize::from(key.iface))?
+            .get_mut(key.peer.0 as usize)?
+            .as_mut()?;
         slot.last = now;
         if slot.state == HbState::Detected {
             return None;
         }
         slot.state = HbState::Detected;
-        let change = Change {
+        if slot.timer.is_none() {
+            // After MISSING or SUSPENDED: one O(1) insert, into a free node.
+            slot.timer = Some(self.wheel.insert(now + miss_after, key));
+        }
+        Some(Change {
             vm: slot.vm,
             key,
             state: HbState::Detected,
             at: now,
-        };
-        if slot.queued.is_none() {
-            let deadline = now + miss_after;
-            slot.queued = Some(deadline);
-            self.deadlines.push(Reverse((deadline, key)));
-        }
-        Some(change)
+        })
     }
 
     /// The agent stopped gracefully (`SHDN:DAEMON`): SUSPENDED, never MISSING until it
     /// heartbeats again.
     pub fn suspend(&mut self, key: SessionKey, now: Instant) -> Option<Change> {
-        let slot = self.slot_mut(key)?.as_mut()?;
+        let slot = self
+            .slots
+            .get_mut(usize::from(key.iface))?
+            .get_mut(key.peer.0 as usize)?
+            .as_mut()?;
         if slot.state == HbState::Suspended {
             return None;
         }
         slot.state = HbState::Suspended;
+        if let Some(id) = slot.timer.take() {
+            self.wheel.cancel(id);
+        }
         Some(Change {
             vm: slot.vm,
             key,
@@ -169,45 +205,46 @@ impl HeartbeatTable {
         })
     }
 
-    /// When [`HeartbeatTable::expire`] must next run.
+    /// When [`HeartbeatTable::expire`] must next run: at or before the earliest
+    /// `last heartbeat + vm_miss_after` of a VM not yet MISSING or SUSPENDED (never
+    /// after it), `None` if there is none. O(1).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((t, _))| *t)
+        self.wheel.next_deadline()
     }
 
-    /// Declare MISSING every watched VM silent for `vm_miss_after` at `now`.
+    /// Declare MISSING every watched VM silent for `vm_miss_after` at `now`. Touches only
+    /// the VMs whose timer is due (and the wheel buckets holding them).
     pub fn expire(&mut self, now: Instant, changes: &mut Vec<Change>) {
         let miss_after = self.miss_after;
-        while let Some(&Reverse((deadline, key))) = self.deadlines.peek() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop();
-            let Some(Some(slot)) = self.slot_mut(key) else {
-                continue;
-            };
-            if slot.queued != Some(deadline) {
-                continue;
-            }
-            slot.queued = None;
+        let slots = &mut self.slots;
+        self.wheel.expire(now, |key, _| {
+            let slot = slots
+                .get_mut(usize::from(key.iface))?
+                .get_mut(key.peer.0 as usize)?
+                .as_mut()?;
             let due = slot.last + miss_after;
             match slot.state {
-                HbState::Awaiting | HbState::Detected if due <= now => {
+                // A heartbeat came since the timer was set: wait for the new deadline.
+                HbState::Awaiting | HbState::Detected if due > now => Some(due),
+                HbState::Awaiting | HbState::Detected => {
                     slot.state = HbState::Missing;
+                    slot.timer = None;
                     changes.push(Change {
                         vm: slot.vm,
                         key,
                         state: HbState::Missing,
                         at: now,
                     });
+                    None
                 }
-                HbState::Awaiting | HbState::Detected => {
-                    slot.queued = Some(due);
-                    self.deadlines.push(Reverse((due, key)));
+                // Not reached (SUSPENDED cancels the timer, MISSING has none): the next
+                // heartbeat arms a new one.
+                HbState::Missing | HbState::Suspended => {
+                    slot.timer = None;
+                    None
                 }
-                // Missing: re-armed by the next heartbeat. Suspended: nothing expected.
-                HbState::Missing | HbState::Suspended => {}
             }
-        }
+        });
     }
 
     /// State of every watched VM.
@@ -315,10 +352,209 @@ mod tests {
             }
             expire(&mut t, ms);
         }
-        assert!(t.deadlines.len() <= keys.len(), "{}", t.deadlines.len());
+        assert_eq!(t.wheel.len(), keys.len());
+        // Watched at 0, due at 3, 6 and 9 s: four timer operations per VM in 10 s of
+        // heartbeats every 100 ms.
+        assert_eq!(t.wheel.links(), 4 * 1000);
         assert_eq!(t.len(), 1000);
         // All go silent at 9.9 s: all MISSING at 12.9 s, not before.
         assert!(expire(&mut t, 12_899).is_empty());
         assert_eq!(expire(&mut t, 12_900).len(), 1000);
+        assert_eq!(t.wheel.len(), 0, "MISSING VMs have no timer");
+    }
+
+    fn key(i: u32) -> SessionKey {
+        SessionKey {
+            iface: u16::try_from(i % 2).unwrap_or(0),
+            peer: PeerId(i / 2),
+        }
+    }
+
+    #[test]
+    fn ten_thousand_vms_due_together_are_reported_in_one_call() {
+        let mut t = HeartbeatTable::new(2, Duration::from_secs(20));
+        for i in 0..10_000 {
+            t.watch(key(i), VM, at(1_000));
+            t.heartbeat(key(i), at(5_000));
+        }
+        assert_eq!(t.next_deadline(), Some(at(21_000)), "the watch deadline");
+        assert!(expire(&mut t, 21_000).is_empty(), "heartbeats since");
+        assert_eq!(t.next_deadline(), Some(at(25_000)));
+        assert!(expire(&mut t, 24_999).is_empty());
+        let mut changes = Vec::new();
+        t.expire(at(25_000), &mut changes);
+        assert_eq!(changes.len(), 10_000);
+        assert!(
+            changes
+                .iter()
+                .all(|c| c.state == HbState::Missing && c.at == at(25_000))
+        );
+        let mut keys: Vec<SessionKey> = changes.iter().map(|c| c.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 10_000, "each VM once");
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn heartbeat_just_before_the_deadline_postpones_it() {
+        let miss = Duration::from_secs(20);
+        let mut t = HeartbeatTable::new(1, miss);
+        t.watch(K, VM, at(0));
+        t.heartbeat(K, at(1_000));
+        assert!(expire(&mut t, 20_000).is_empty(), "re-armed for 21 s");
+        assert_eq!(t.next_deadline(), Some(at(21_000)));
+        let just_before = Instant::from_nanos(at(21_000).as_nanos() - 1);
+        assert_eq!(t.heartbeat(K, just_before), None);
+        assert!(expire(&mut t, 21_000).is_empty(), "postponed");
+        let deadline = just_before + miss;
+        assert_eq!(t.next_deadline(), Some(deadline));
+        let mut changes = Vec::new();
+        t.expire(Instant::from_nanos(deadline.as_nanos() - 1), &mut changes);
+        assert!(changes.is_empty(), "one nanosecond early");
+        t.expire(deadline, &mut changes);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].at, deadline);
+    }
+
+    #[test]
+    fn missing_is_declared_at_the_first_check_after_the_deadline_whatever_the_tick_phase() {
+        // Deadlines at every phase of the 10 ms tick; checks every 0.7 ms.
+        let miss = Duration::from_millis(3_000);
+        let mut t = HeartbeatTable::new(1, miss);
+        let watched_at = |i: u32| Instant::from_nanos(u64::from(i) * 1_234_567);
+        for i in 0..200 {
+            t.watch(key(2 * i), VM, watched_at(i));
+        }
+        let mut reported = 0;
+        let mut now = Instant::ZERO;
+        let step = Duration::from_micros(700);
+        while reported < 200 {
+            let mut changes = Vec::new();
+            t.expire(now, &mut changes);
+            for c in &changes {
+                let due = watched_at(c.key.peer.0) + miss;
+                assert!(due <= now, "{:?} early", c.key);
+                assert!(now < due + step, "{:?} late", c.key);
+            }
+            reported += changes.len();
+            now += step;
+        }
+    }
+
+    #[test]
+    fn daemon_sleeping_until_next_deadline_wakes_per_deadline_not_per_tick() {
+        // The longest allowed vm_miss_after: 10 h, far beyond one revolution.
+        let miss = Duration::from_secs(36_000);
+        let mut t = HeartbeatTable::new(1, miss);
+        for i in 0..1_000 {
+            t.watch(key(2 * i), VM, at(u64::from(i) * 7));
+        }
+        let mut now = Instant::ZERO;
+        let mut wakes = 0;
+        let mut missing = 0;
+        while let Some(deadline) = t.next_deadline() {
+            assert!(deadline > now, "no busy loop");
+            now = deadline;
+            wakes += 1;
+            let mut changes = Vec::new();
+            t.expire(now, &mut changes);
+            for c in &changes {
+                assert_eq!(
+                    c.at,
+                    at(u64::from(c.key.peer.0) * 7) + miss,
+                    "exactly on time"
+                );
+            }
+            missing += changes.len();
+        }
+        assert_eq!(missing, 1_000);
+        assert_eq!(wakes, 1_000, "one wake per distinct deadline");
+    }
+
+    #[test]
+    fn suspend_cancels_the_timer_and_a_heartbeat_rearms_it() {
+        let mut t = HeartbeatTable::new(1, Duration::from_secs(20));
+        t.watch(K, VM, at(0));
+        t.heartbeat(K, at(1_000));
+        assert_eq!(
+            t.suspend(K, at(2_000)).map(|c| c.state),
+            Some(HbState::Suspended)
+        );
+        assert_eq!(t.suspend(K, at(2_500)), None, "written once");
+        assert_eq!(t.wheel.len(), 0);
+        assert_eq!(t.next_deadline(), None, "nothing to wake for");
+        assert_eq!(
+            t.heartbeat(K, at(50_000)).map(|c| c.state),
+            Some(HbState::Detected)
+        );
+        assert_eq!(t.next_deadline(), Some(at(70_000)));
+        assert!(expire(&mut t, 69_999).is_empty());
+        assert_eq!(expire(&mut t, 70_000), vec![HbState::Missing]);
+        // Suspended while MISSING: silent, then back.
+        assert_eq!(
+            t.suspend(K, at(80_000)).map(|c| c.state),
+            Some(HbState::Suspended)
+        );
+        assert!(expire(&mut t, 200_000).is_empty());
+    }
+
+    #[test]
+    fn watching_again_restarts_the_wait_with_one_timer() {
+        let mut t = HeartbeatTable::new(1, Duration::from_secs(20));
+        t.watch(K, VM, at(0));
+        t.heartbeat(K, at(1_000));
+        // The session is re-established (agent restarted) at 15 s.
+        let vm2 = Uuid([8; 16]);
+        t.watch(K, vm2, at(15_000));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.wheel.len(), 1);
+        assert_eq!(t.next_deadline(), Some(at(35_000)));
+        assert!(expire(&mut t, 34_999).is_empty());
+        let mut changes = Vec::new();
+        t.expire(at(35_000), &mut changes);
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].vm, changes[0].state), (vm2, HbState::Missing));
+        // Re-watched while MISSING (no timer): armed again.
+        t.watch(K, vm2, at(40_000));
+        assert_eq!(
+            t.iter().map(|e| e.2).collect::<Vec<_>>(),
+            vec![HbState::Awaiting]
+        );
+        assert_eq!(expire(&mut t, 60_000), vec![HbState::Missing]);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn unknown_sessions_are_ignored() {
+        let mut t = HeartbeatTable::new(1, Duration::from_secs(20));
+        let other = SessionKey {
+            iface: 5,
+            peer: PeerId(0),
+        };
+        t.watch(other, VM, at(0));
+        assert_eq!(t.heartbeat(other, at(1)), None);
+        assert_eq!(t.heartbeat(K, at(1)), None);
+        assert_eq!(t.suspend(K, at(1)), None);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_heartbeat_never_allocates_and_memory_per_vm_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<Option<Slot>>(), 32);
+        let mut t = HeartbeatTable::new(2, Duration::from_secs(3));
+        for i in 0..1_000 {
+            t.watch(key(i), VM, at(0));
+        }
+        assert_eq!(expire(&mut t, 3_000).len(), 1_000);
+        let capacity = t.wheel.capacity();
+        assert!(capacity >= 1_000);
+        // Every VM resumes: 1,000 timers re-armed into the freed nodes.
+        for i in 0..1_000 {
+            assert!(t.heartbeat(key(i), at(4_000)).is_some());
+        }
+        assert_eq!(t.wheel.len(), 1_000);
+        assert_eq!(t.wheel.capacity(), capacity);
     }
 }

@@ -11,6 +11,7 @@ mod admin;
 mod config;
 mod heartbeat;
 mod runtime;
+mod wheel;
 mod writer;
 
 use std::path::PathBuf;
