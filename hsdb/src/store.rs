@@ -334,6 +334,21 @@ impl Hsdb {
         Ok(out)
     }
 
+    /// Every row monitor `hm` wrote, one per VM, by VM.
+    pub fn vm_hms_of(&self, hm: &Uuid) -> Result<Vec<VmHmRow>> {
+        const OP: &str = "vm_hms_of";
+        let mut stmt = self
+            .conn
+            .prepare_cached(concat!(vm_hm_select!(), " WHERE hm = ?1 ORDER BY vm"))
+            .op(OP)?;
+        let mut rows = stmt.query([UuidText::new(hm)]).op(OP)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().op(OP)? {
+            out.push(vm_hm_row(&Columns::new(row, "vm_hm", OP))?);
+        }
+        Ok(out)
+    }
+
     /// Every pending item, oldest first.
     pub fn pending(&self) -> Result<Vec<PendingRow>> {
         const OP: &str = "pending";

@@ -7,7 +7,7 @@
 //! also when the test fails. Without root the tests print why they were skipped.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Why this machine cannot run the tests, if it cannot.
@@ -151,6 +151,32 @@ impl Lab {
         let pid = child.id();
         self.children.push((label.to_owned(), child));
         pid
+    }
+
+    /// Start `binary args…` inside `ns` with its standard input and output piped to the
+    /// caller (for programs driven by commands, such as `hvncp-loadgen`); stderr goes to
+    /// `<dir>/<label>.log`. The process is killed with the lab.
+    pub fn spawn_piped(
+        &mut self,
+        label: &str,
+        ns: &str,
+        bin: &str,
+        args: &[&str],
+    ) -> (ChildStdin, ChildStdout) {
+        let log = std::fs::File::create(self.dir.join(format!("{label}.log"))).expect("log");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(binary(bin))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.children.push((label.to_owned(), child));
+        (stdin, stdout)
     }
 
     /// Send `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to the process labelled `label`.

@@ -523,4 +523,17 @@ fn test_vm_hm_counts_per_monitor_and_state() {
     // A monitor with no rows.
     let other = Uuid::parse(b"00000000-0000-4000-8000-000000000009").expect("uuid");
     assert_eq!(f.db.vm_hm_counts(&other).expect("counts").total(), 0);
+    assert_eq!(f.db.vm_hms_of(&other).expect("rows"), []);
+    // The rows behind the counts.
+    let rows = f.db.vm_hms_of(&hm1()).expect("rows");
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r.hm == hm1()));
+    let missing: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.last_state == HeartbeatState::Missing)
+        .map(|r| r.vm)
+        .collect();
+    let mut expected = vec![vm_n(0), vm_n(1)];
+    expected.sort_by_key(|u| u.to_text());
+    assert_eq!(missing, expected);
 }

@@ -1,0 +1,84 @@
+//! The load generator and the do-nothing receiver refuse bad arguments with an error
+//! naming the value, before touching the network.
+
+use std::process::Command;
+
+fn run(bin: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin).args(args).output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_hvncp-loadgen");
+const SINK: &str = env!("CARGO_BIN_EXE_hvncp-sink");
+
+#[test]
+fn loadgen_rejects_bad_arguments() {
+    for (args, expected) in [
+        (&["--interface", "lo", "--agents", "0"][..], "--agents 0"),
+        (
+            &["--interface", "lo", "--first-mac", "zz"],
+            "--first-mac \"zz\"",
+        ),
+        (
+            &["--interface", "lo", "--first-mac", "01:00:5e:00:00:01"],
+            "multicast",
+        ),
+        (
+            &[
+                "--interface",
+                "lo",
+                "--first-mac",
+                "fe:ff:ff:ff:ff:00",
+                "--agents",
+                "1000",
+            ],
+            "run past",
+        ),
+        (&["--interface", "lo", "--rate", "0"], "rate \"0\""),
+        (&["--interface", "lo", "--period-ms", "1"], "period \"1\""),
+        (
+            &["--interface", "lo", "--ethertype", "0x05ff"],
+            "--ethertype",
+        ),
+        (&["--interface", "lo", "--seconds", "0"], "--seconds 0"),
+        (&["--interface", "bad/name"], "--interface \"bad/name\""),
+    ] {
+        let (code, text) = run(LOADGEN, args);
+        assert_eq!(code, 1, "{args:?}: {text}");
+        assert!(
+            text.contains(expected),
+            "{args:?}: {text:?} lacks {expected:?}"
+        );
+    }
+    let (code, text) = run(
+        LOADGEN,
+        &["--interface", "lo", "--rate", "5", "--period-ms", "100"],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("cannot be used with"), "{text}");
+}
+
+#[test]
+fn help_says_what_the_programs_do() {
+    let (code, text) = run(LOADGEN, &["--help"]);
+    assert_eq!(code, 0);
+    for word in ["--agents", "--rate", "--period-ms", "--syn-rate", "silence"] {
+        assert!(text.contains(word), "loadgen --help lacks {word}: {text}");
+    }
+    let (code, text) = run(SINK, &["--help"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("do nothing"), "{text}");
+}
+
+#[test]
+fn sink_rejects_bad_arguments() {
+    let (code, text) = run(SINK, &["--interface", "lo", "--report-ms", "5"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("--report-ms 5"), "{text}");
+    let (code, text) = run(SINK, &["--interface", "x/y"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("--interface \"x/y\""), "{text}");
+}

@@ -1,0 +1,770 @@
+//! `hvha-e2e-bench`: the end-to-end benchmark of `hmd` on a real link.
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! target/release/hvha-e2e-bench [--seconds 5] [--reps 3] [--rates 20000,100000,400000,max]
+//!                               [--agents 10000] [--big-agents 100000] [--silent 10000]
+//! ```
+//!
+//! Root. Two network namespaces joined by a veth pair: `hvncp-loadgen` simulates the
+//! agents in one, `hmd` (with its SQLite HSDB on the local disk) or the do-nothing
+//! receiver `hvncp-sink` listens in the other. Everything is deleted at the end, also on
+//! failure. Phases:
+//!
+//! 1. **Ingest sweep**, `--reps` times: `hmd` with `--agents` VMs paired; for each rate
+//!    of `--rates`, the loadgen offers that rate, 1 s to settle, then `--seconds` measured:
+//!    offered rate (loadgen), ingest rate (`hmd`'s `heartbeats_in`), kernel drops of
+//!    `hmd`'s socket, `hmd`'s CPU (every thread, from `/proc/<pid>/task/*/schedstat`)
+//!    and RSS. Then `hmd` stops and `hvncp-sink` takes its place for the same rates with
+//!    the same loadgen: its receive rate is the ceiling. Medians over the repetitions.
+//! 2. **Scale**: a fresh `hmd` and `--big-agents` VMs heartbeating at 20,000/s in total;
+//!    CPU and RSS of `hmd` once all are paired.
+//! 3. **Mass miss**: `--silent` of those VMs go silent at once (the loadgen sends each a
+//!    last heartbeat in one burst, then nothing); the HSDB is polled every 5 ms until it
+//!    holds that many MISSING rows for the monitor. Latency = when the last of them was
+//!    seen committed − (the latest last-heartbeat send time + `vm_miss_after`): an upper
+//!    bound of the latency after each VM's own miss deadline, since a deadline counts
+//!    from the heartbeat's arrival, which is after its sending. Then checks that no
+//!    other VM was declared MISSING.
+//!
+//! Output: one line per measurement, then the Markdown tables `docs/perf.md` quotes.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant, SystemTime};
+
+use dataplane::message::Uuid;
+use hsdb::{Hsdb, Options};
+use hvha_e2e::Lab;
+
+const HM_UUID: &str = "5c3196a3-c41f-4b5c-9861-dee6077081c6";
+
+struct Args {
+    seconds: f64,
+    reps: usize,
+    rates: Vec<Option<u64>>,
+    agents: u32,
+    big_agents: u32,
+    silent: u32,
+    miss_after_ms: u64,
+}
+
+fn usage() -> &'static str {
+    "usage: hvha-e2e-bench [--seconds S] [--reps N] [--rates 20000,100000,max] \
+     [--agents N] [--big-agents N] [--silent N] [--miss-after-ms MS]"
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        seconds: 5.0,
+        reps: 3,
+        rates: vec![Some(20_000), Some(100_000), Some(400_000), None],
+        agents: 10_000,
+        big_agents: 100_000,
+        silent: 10_000,
+        miss_after_ms: 10_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{}", usage());
+            std::process::exit(0);
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag}: needs a value\n{}", usage()))?;
+        let num = |lo: u64, hi: u64| -> Result<u64, String> {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|v| (lo..=hi).contains(v))
+                .ok_or_else(|| format!("{flag} {value:?}: expected {lo}..={hi}"))
+        };
+        match flag.as_str() {
+            "--seconds" => {
+                a.seconds = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| (0.5..=600.0).contains(s))
+                    .ok_or_else(|| format!("--seconds {value:?}: expected 0.5..=600"))?;
+            }
+            "--reps" => a.reps = usize::try_from(num(1, 20)?).unwrap_or(1),
+            "--agents" => a.agents = u32::try_from(num(1, 1_000_000)?).unwrap_or(1),
+            "--big-agents" => a.big_agents = u32::try_from(num(0, 1_000_000)?).unwrap_or(0),
+            "--silent" => a.silent = u32::try_from(num(0, 1_000_000)?).unwrap_or(0),
+            "--miss-after-ms" => a.miss_after_ms = num(1000, 600_000)?,
+            "--rates" => {
+                a.rates = value
+                    .split(',')
+                    .map(|r| {
+                        if r == "max" {
+                            Ok(None)
+                        } else {
+                            r.parse::<u64>()
+                                .ok()
+                                .filter(|v| (1..=10_000_000).contains(v))
+                                .map(Some)
+                                .ok_or_else(|| format!("--rates: {r:?} is not 1..=10000000 or max"))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            _ => return Err(format!("unknown option {flag}\n{}", usage())),
+        }
+    }
+    if a.silent > a.big_agents {
+        return Err(format!(
+            "--silent {} is more than --big-agents {}",
+            a.silent, a.big_agents
+        ));
+    }
+    Ok(a)
+}
+
+/// A child started with `ip netns exec` (which execs: the pid is the program's), its
+/// stdout lines on a channel, stderr in a log file. Killed on drop.
+struct Proc {
+    label: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(
+        dir: &Path,
+        label: &str,
+        ns: &str,
+        bin: &Path,
+        args: &[String],
+    ) -> Result<Proc, String> {
+        let log = std::fs::File::create(dir.join(format!("{label}.log")))
+            .map_err(|e| format!("{label}.log: {e}"))?;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(bin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Proc {
+            label: label.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn send(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
+        writeln!(stdin, "{line}").map_err(|e| format!("{}: {line}: {e}", self.label))
+    }
+
+    /// The next stdout line starting with `prefix` (others are skipped).
+    fn wait_line(&mut self, prefix: &str, within: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return Ok(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "{}: no {prefix:?} line within {within:?}",
+                        self.label
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(format!("{}: exited before printing {prefix:?}", self.label));
+                }
+            }
+        }
+    }
+
+    /// The last stdout line starting with `prefix` printed so far, waiting for one.
+    fn latest_line(&mut self, prefix: &str, within: Duration) -> Result<String, String> {
+        let mut last = None;
+        while let Ok(line) = self.lines.try_recv() {
+            if line.starts_with(prefix) {
+                last = Some(line);
+            }
+        }
+        match last {
+            Some(l) => Ok(l),
+            None => self.wait_line(prefix, within),
+        }
+    }
+
+    /// SIGTERM, then wait (SIGKILL after `within`).
+    fn stop(mut self, within: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .output();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` pairs of a line.
+fn fields(line: &str) -> HashMap<&str, f64> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| v.parse::<f64>().ok().map(|v| (k, v)))
+        .collect()
+}
+
+fn field(line: &str, key: &str) -> Result<f64, String> {
+    fields(line)
+        .get(key)
+        .copied()
+        .ok_or_else(|| format!("no {key} in {line:?}"))
+}
+
+/// CPU time of every thread of `pid`, from the scheduler (ns resolution).
+fn cpu_time(pid: u32) -> Duration {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
+                total += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// (VmRSS, VmHWM) of `pid` in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let get = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+fn unix_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+struct Bench {
+    lab: Lab,
+    gen_ns: String,
+    mon_ns: String,
+    bins: PathBuf,
+    miss_after_ms: u64,
+    runs: u32,
+}
+
+/// `hmd` counters read through its admin socket.
+#[derive(Debug, Clone, Copy)]
+struct HmdSnapshot {
+    at: Instant,
+    heartbeats_in: f64,
+    kernel_packets: f64,
+    kernel_drops: f64,
+    cpu: Duration,
+}
+
+impl Bench {
+    fn hmd_config(&self, name: &str) -> PathBuf {
+        let hsdb = self.lab.dir.join(format!("{name}.sqlite"));
+        let _ = std::fs::remove_file(&hsdb);
+        self.lab.write(
+            &format!("{name}.toml"),
+            &format!(
+                r#"monitor_uuid = "{HM_UUID}"
+host_id = 1
+host_name = "bench-host"
+hsdb = "{}"
+admin_socket = "{}"
+interfaces = ["m0"]
+hello_period_ms = 1000
+hb_period_ms = 1000
+vm_miss_after_ms = {}
+hm_heartbeat_period_ms = 1000
+flush_ms = 10
+log = "info"
+"#,
+                hsdb.display(),
+                self.lab.dir.join(format!("{name}.sock")).display(),
+                self.miss_after_ms,
+            ),
+        )
+    }
+
+    fn start_hmd(&mut self, name: &str) -> Result<(Proc, PathBuf), String> {
+        self.runs += 1;
+        let config = self.hmd_config(name);
+        let hmd = Proc::spawn(
+            &self.lab.dir,
+            &format!("{name}-{}", self.runs),
+            &self.mon_ns,
+            &self.bins.join("hmd"),
+            &["--config".into(), config.display().to_string()],
+        )?;
+        let socket = self.lab.dir.join(format!("{name}.sock"));
+        let started = Instant::now();
+        while !socket.exists() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(format!("hmd did not open {}", socket.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok((hmd, socket))
+    }
+
+    fn hmd_stats(&self, socket: &Path, pid: u32) -> Result<HmdSnapshot, String> {
+        let out = Command::new(self.bins.join("hmd"))
+            .args(["ctl", "--socket"])
+            .arg(socket)
+            .arg("stats")
+            .output()
+            .map_err(|e| format!("hmd ctl: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let get = |name: &str| {
+            text.lines()
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    let (_, n, v) = (w.next()?, w.next()?, w.next()?);
+                    (n == name).then(|| v.parse::<f64>().ok()).flatten()
+                })
+                .sum::<f64>()
+        };
+        Ok(HmdSnapshot {
+            at: Instant::now(),
+            heartbeats_in: get("heartbeats_in"),
+            kernel_packets: get("kernel_packets"),
+            kernel_drops: get("kernel_drops"),
+            cpu: cpu_time(pid),
+        })
+    }
+
+    fn start_loadgen(&mut self, agents: u32, first_mac: &str, rate: &str) -> Result<Proc, String> {
+        self.runs += 1;
+        Proc::spawn(
+            &self.lab.dir,
+            &format!("loadgen-{}", self.runs),
+            &self.gen_ns,
+            &self.bins.join("hvncp-loadgen"),
+            &[
+                "--interface".into(),
+                "g0".into(),
+                "--agents".into(),
+                agents.to_string(),
+                "--first-mac".into(),
+                first_mac.into(),
+                "--rate".into(),
+                rate.into(),
+                "--syn-rate".into(),
+                "10000".into(),
+                "--report-ms".into(),
+                "0".into(),
+            ],
+        )
+    }
+}
+
+/// Offered heartbeats so far (loadgen `report` on demand).
+fn offered(loadgen: &mut Proc) -> Result<(Instant, f64), String> {
+    loadgen.send("report")?;
+    let line = loadgen.wait_line("report ", Duration::from_secs(5))?;
+    Ok((Instant::now(), field(&line, "offered")?))
+}
+
+fn rate_name(r: Option<u64>) -> String {
+    r.map_or_else(|| "max".to_owned(), |r| r.to_string())
+}
+
+#[derive(Debug, Default, Clone)]
+struct Point {
+    offered: Vec<f64>,
+    ingest: Vec<f64>,
+    drops_pct: Vec<f64>,
+    cpu_pct: Vec<f64>,
+    rss_mib: Vec<f64>,
+    sink_offered: Vec<f64>,
+    sink_rate: Vec<f64>,
+    sink_drops_pct: Vec<f64>,
+    sink_cpu_pct: Vec<f64>,
+}
+
+fn ingest_sweep(b: &mut Bench, args: &Args, points: &mut [Point]) -> Result<(), String> {
+    let settle = Duration::from_secs(1);
+    let window = Duration::from_secs_f64(args.seconds);
+    let (hmd, socket) = b.start_hmd("sweep")?;
+    let mut loadgen = b.start_loadgen(args.agents, "02:4c:47:00:00:00", "1000")?;
+    let ready = loadgen.wait_line("ready", Duration::from_secs(120))?;
+    eprintln!("bench: {} agents paired with hmd: {ready}", args.agents);
+    for (k, rate) in args.rates.iter().enumerate() {
+        loadgen.send(&format!("rate {}", rate_name(*rate)))?;
+        std::thread::sleep(settle);
+        let (t0, o0) = offered(&mut loadgen)?;
+        let s0 = b.hmd_stats(&socket, hmd.pid())?;
+        std::thread::sleep(window);
+        let (t1, o1) = offered(&mut loadgen)?;
+        let s1 = b.hmd_stats(&socket, hmd.pid())?;
+        let dt = s1.at.duration_since(s0.at).as_secs_f64();
+        let p = &mut points[k];
+        let offered_rate = (o1 - o0) / t1.duration_since(t0).as_secs_f64();
+        let ingest = (s1.heartbeats_in - s0.heartbeats_in) / dt;
+        let packets = (s1.kernel_packets - s0.kernel_packets).max(1.0);
+        let drops = 100.0 * (s1.kernel_drops - s0.kernel_drops) / packets;
+        let cpu = 100.0 * s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / dt;
+        let rss = rss_kib(hmd.pid()).0 as f64 / 1024.0;
+        println!(
+            "hmd   rate={:>7} offered={offered_rate:>10.0}/s ingest={ingest:>10.0}/s drops={drops:.4}% cpu={cpu:.2}% rss={rss:.1}MiB",
+            rate_name(*rate)
+        );
+        p.offered.push(offered_rate);
+        p.ingest.push(ingest);
+        p.drops_pct.push(drops);
+        p.cpu_pct.push(cpu);
+        p.rss_mib.push(rss);
+    }
+    // The same loadgen, the same frames, the do-nothing receiver instead of hmd. The
+    // agents keep their sessions (heartbeats are not acknowledged).
+    loadgen.send("rate 1000")?;
+    hmd.stop(Duration::from_secs(10));
+    b.runs += 1;
+    let mut sink = Proc::spawn(
+        &b.lab.dir,
+        &format!("sink-{}", b.runs),
+        &b.mon_ns,
+        &b.bins.join("hvncp-sink"),
+        &[
+            "--interface".into(),
+            "m0".into(),
+            "--report-ms".into(),
+            "100".into(),
+        ],
+    )?;
+    sink.wait_line("report", Duration::from_secs(5))?;
+    for (k, rate) in args.rates.iter().enumerate() {
+        loadgen.send(&format!("rate {}", rate_name(*rate)))?;
+        std::thread::sleep(settle);
+        let (t0, o0) = offered(&mut loadgen)?;
+        let a = sink.latest_line("report", Duration::from_secs(2))?;
+        std::thread::sleep(window);
+        let (t1, o1) = offered(&mut loadgen)?;
+        let z = sink.latest_line("report", Duration::from_secs(2))?;
+        let dt = field(&z, "t_s")? - field(&a, "t_s")?;
+        let offered_rate = (o1 - o0) / t1.duration_since(t0).as_secs_f64();
+        let rate_in = (field(&z, "received")? - field(&a, "received")?) / dt;
+        let packets = (field(&z, "kernel_packets")? - field(&a, "kernel_packets")?).max(1.0);
+        let drops = 100.0 * (field(&z, "kernel_drops")? - field(&a, "kernel_drops")?) / packets;
+        let cpu = 100.0 * (field(&z, "cpu_s")? - field(&a, "cpu_s")?) / dt;
+        println!(
+            "sink  rate={:>7} offered={offered_rate:>10.0}/s received={rate_in:>10.0}/s drops={drops:.4}% cpu={cpu:.2}%",
+            rate_name(*rate)
+        );
+        let p = &mut points[k];
+        p.sink_offered.push(offered_rate);
+        p.sink_rate.push(rate_in);
+        p.sink_drops_pct.push(drops);
+        p.sink_cpu_pct.push(cpu);
+    }
+    sink.stop(Duration::from_secs(5));
+    loadgen.send("quit")?;
+    loadgen.stop(Duration::from_secs(5));
+    Ok(())
+}
+
+struct Scale {
+    vms: u32,
+    pair_s: f64,
+    offered: f64,
+    ingest: f64,
+    cpu_pct: f64,
+    rss_mib: f64,
+    hwm_mib: f64,
+    drops: f64,
+    silent: u32,
+    burst_ms: f64,
+    detect_lat_ms: f64,
+    commit_lat_ms: f64,
+    commit_lat_first_ms: f64,
+    false_missing: u64,
+}
+
+fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
+    let (hmd, socket) = b.start_hmd("scale")?;
+    let hsdb_path = b.lab.dir.join("scale.sqlite");
+    let started = Instant::now();
+    let mut loadgen = b.start_loadgen(args.big_agents, "02:4c:48:00:00:00", "20000")?;
+    let ready = loadgen.wait_line("ready", Duration::from_secs(300))?;
+    let pair_s = started.elapsed().as_secs_f64();
+    eprintln!(
+        "bench: {} agents paired in {pair_s:.1} s: {ready}",
+        args.big_agents
+    );
+    // Let the discovery writes finish and a few heartbeat periods pass.
+    std::thread::sleep(Duration::from_secs(3));
+    let window = Duration::from_secs_f64(args.seconds.max(5.0));
+    let (t0, o0) = offered(&mut loadgen)?;
+    let s0 = b.hmd_stats(&socket, hmd.pid())?;
+    std::thread::sleep(window);
+    let (t1, o1) = offered(&mut loadgen)?;
+    let s1 = b.hmd_stats(&socket, hmd.pid())?;
+    let dt = s1.at.duration_since(s0.at).as_secs_f64();
+    let (rss, hwm) = rss_kib(hmd.pid());
+    let mut scale = Scale {
+        vms: args.big_agents,
+        pair_s,
+        offered: (o1 - o0) / t1.duration_since(t0).as_secs_f64(),
+        ingest: (s1.heartbeats_in - s0.heartbeats_in) / dt,
+        cpu_pct: 100.0 * s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / dt,
+        rss_mib: rss as f64 / 1024.0,
+        hwm_mib: hwm as f64 / 1024.0,
+        drops: s1.kernel_drops,
+        silent: args.silent,
+        burst_ms: f64::NAN,
+        detect_lat_ms: f64::NAN,
+        commit_lat_ms: f64::NAN,
+        commit_lat_first_ms: f64::NAN,
+        false_missing: 0,
+    };
+    println!(
+        "scale vms={} offered={:.0}/s ingest={:.0}/s cpu={:.2}% rss={:.1}MiB hwm={:.1}MiB kernel_drops_total={}",
+        scale.vms,
+        scale.offered,
+        scale.ingest,
+        scale.cpu_pct,
+        scale.rss_mib,
+        scale.hwm_mib,
+        scale.drops
+    );
+    if args.silent > 0 {
+        let hm = Uuid::parse(HM_UUID.as_bytes()).map_err(|e| e.to_string())?;
+        let db = Hsdb::open(&hsdb_path, &Options::default()).map_err(|e| e.to_string())?;
+        let before = db.vm_hm_counts(&hm).map_err(|e| e.to_string())?;
+        if before.missing != 0 || before.detected != u64::from(args.big_agents) {
+            return Err(format!(
+                "before the silence the HSDB should hold {} DETECTED rows: {before:?}",
+                args.big_agents
+            ));
+        }
+        loadgen.send(&format!("silence 0-{}", args.silent - 1))?;
+        let line = loadgen.wait_line("silenced", Duration::from_secs(10))?;
+        let first_hb = field(&line, "first_last_hb_unix_ms")?;
+        let last_hb = field(&line, "last_last_hb_unix_ms")?;
+        let miss_after = b.miss_after_ms as f64;
+        let deadline_late = last_hb + miss_after;
+        let deadline_early = first_hb + miss_after;
+        let give_up = Instant::now() + Duration::from_millis(b.miss_after_ms + 30_000);
+        let seen_ms = loop {
+            let c = db.vm_hm_counts(&hm).map_err(|e| e.to_string())?;
+            if c.missing >= u64::from(args.silent) {
+                break unix_ms();
+            }
+            if Instant::now() > give_up {
+                return Err(format!(
+                    "only {} of {} MISSING rows committed {} s after the silence",
+                    c.missing,
+                    args.silent,
+                    (b.miss_after_ms + 30_000) / 1000
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // The monitor's own time of the transitions (`updated_ms` of the rows).
+        let mut latest_detect = 0i64;
+        for i in 0..args.silent {
+            let mac = 0x024c_4800_0000u64 + u64::from(i);
+            let mut uuid = [
+                0x4c, 0x47, 0x4c, 0x47, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0,
+            ];
+            uuid[10..].copy_from_slice(&mac.to_be_bytes()[2..]);
+            let row = db
+                .vm_hm(&Uuid(uuid), &hm)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no row for silenced agent {i}"))?;
+            if row.last_state != hsdb::HeartbeatState::Missing {
+                return Err(format!("silenced agent {i} is {:?}", row.last_state));
+            }
+            latest_detect = latest_detect.max(row.updated_ms);
+        }
+        // Two more seconds: nobody else may go MISSING.
+        std::thread::sleep(Duration::from_secs(2));
+        let after = db.vm_hm_counts(&hm).map_err(|e| e.to_string())?;
+        scale.false_missing = after.missing.saturating_sub(u64::from(args.silent));
+        scale.burst_ms = last_hb - first_hb;
+        scale.detect_lat_ms = latest_detect as f64 - deadline_late;
+        scale.commit_lat_ms = seen_ms - deadline_late;
+        scale.commit_lat_first_ms = seen_ms - deadline_early;
+        println!(
+            "miss  silent={} burst={:.0}ms all_missing_committed_after_deadline={:.0}ms (bound from the earliest last heartbeat: {:.0}ms) detection_after_deadline={:.0}ms false_missing={}",
+            args.silent,
+            scale.burst_ms,
+            scale.commit_lat_ms,
+            scale.commit_lat_first_ms,
+            scale.detect_lat_ms,
+            scale.false_missing
+        );
+        db.integrity_check().map_err(|e| e.to_string())?;
+    }
+    loadgen.send("quit")?;
+    loadgen.stop(Duration::from_secs(5));
+    hmd.stop(Duration::from_secs(20));
+    Ok(scale)
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let bins = hvha_e2e::binary("hmd")
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for bin in ["hmd", "hvncp-loadgen", "hvncp-sink"] {
+        if !bins.join(bin).exists() {
+            return Err(format!(
+                "{} not built: cargo build --release --workspace --bins",
+                bins.join(bin).display()
+            ));
+        }
+    }
+    let mut lab = Lab::new("bench").ok_or("cannot run here (see above)")?;
+    let gen_ns = lab.netns("gen");
+    let mon_ns = lab.netns("mon");
+    lab.link(&gen_ns, "g0", &mon_ns, "m0");
+    let mut b = Bench {
+        lab,
+        gen_ns,
+        mon_ns,
+        bins,
+        miss_after_ms: args.miss_after_ms,
+        runs: 0,
+    };
+    let started = Instant::now();
+    let mut points = vec![Point::default(); args.rates.len()];
+    for rep in 1..=args.reps {
+        eprintln!("bench: ingest sweep, repetition {rep} of {}", args.reps);
+        ingest_sweep(&mut b, args, &mut points)?;
+    }
+    let scale = if args.big_agents > 0 {
+        Some(scale_and_mass_miss(&mut b, args)?)
+    } else {
+        None
+    };
+    println!();
+    println!(
+        "Ingest sweep: {} VMs, {} s windows, medians of {} repetitions",
+        args.agents, args.seconds, args.reps
+    );
+    println!();
+    println!(
+        "| offered rate | hmd: offered | hmd: ingest | hmd: kernel drops | hmd: CPU (all threads) | hmd: RSS | sink: offered | sink: received | sink: drops | sink: CPU | hmd / sink |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (rate, p) in args.rates.iter().zip(&mut points) {
+        let ingest = median(&mut p.ingest);
+        let sink = median(&mut p.sink_rate);
+        println!(
+            "| {} | {:.0}/s | {ingest:.0}/s | {:.3} % | {:.2} % | {:.1} MiB | {:.0}/s | {sink:.0}/s | {:.3} % | {:.2} % | {:.1} % |",
+            rate_name(*rate),
+            median(&mut p.offered),
+            median(&mut p.drops_pct),
+            median(&mut p.cpu_pct),
+            median(&mut p.rss_mib),
+            median(&mut p.sink_offered),
+            median(&mut p.sink_drops_pct),
+            median(&mut p.sink_cpu_pct),
+            100.0 * ingest / sink
+        );
+    }
+    if let Some(s) = scale {
+        println!();
+        println!(
+            "Scale: {} VMs paired in {:.1} s; at {:.0} heartbeats/s offered, {:.0}/s ingested: hmd CPU {:.2} % of a core, RSS {:.1} MiB (peak {:.1} MiB), kernel drops since start {}",
+            s.vms, s.pair_s, s.offered, s.ingest, s.cpu_pct, s.rss_mib, s.hwm_mib, s.drops
+        );
+        println!(
+            "Mass miss: {} VMs silent at once (last heartbeats sent within {:.0} ms): all MISSING rows committed {:.0} ms after the latest miss deadline ({:.0} ms after the earliest); hmd's transition time {:.0} ms after; other VMs declared MISSING: {}",
+            s.silent,
+            s.burst_ms,
+            s.commit_lat_ms,
+            s.commit_lat_first_ms,
+            s.detect_lat_ms,
+            s.false_missing
+        );
+    }
+    eprintln!("bench: done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hvha-e2e-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hvha-e2e-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
