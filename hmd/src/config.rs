@@ -33,6 +33,7 @@ struct File {
     synchronous: String,
     #[serde(default = "default_log")]
     log: String,
+    metrics_listen: Option<String>,
 }
 
 fn default_ethertype() -> u32 {
@@ -88,6 +89,8 @@ pub struct Config {
     pub synchronous: Synchronous,
     /// Log filter (`tracing` syntax), overridden by `RUST_LOG`.
     pub log: String,
+    /// Where to serve `GET /metrics` (Prometheus text) over HTTP, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A configuration problem, naming the key, the value and what is allowed.
@@ -265,6 +268,16 @@ impl Config {
                 "a path of 1..=100 bytes",
             ));
         }
+        let metrics_listen = match &f.metrics_listen {
+            None => None,
+            Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+                bad(
+                    "metrics_listen",
+                    format!("{text:?}"),
+                    "an address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\"",
+                )
+            })?),
+        };
         Ok(Config {
             monitor_uuid,
             host_id: HostId(f.host_id),
@@ -280,6 +293,7 @@ impl Config {
             flush,
             synchronous,
             log: f.log,
+            metrics_listen,
         })
     }
 }
@@ -326,6 +340,15 @@ interfaces = ["veth-hm0"]
         assert!(err("synchronous = \"off\"\n").contains("synchronous = \"off\""));
         assert!(err("flush_ms = 5000\n").contains("flush_ms"));
         assert!(err("colour = 1\n").contains("unknown field `colour`"));
+        assert_eq!(
+            err("metrics_listen = \"localhost\"\n"),
+            "config key metrics_listen = \"localhost\" is invalid: expected an address and port \
+             such as \"127.0.0.1:9464\" or \"[::1]:9464\""
+        );
+        let c =
+            Config::parse(&format!("{GOOD}metrics_listen = \"127.0.0.1:9464\"\n")).expect("valid");
+        assert_eq!(c.metrics_listen, "127.0.0.1:9464".parse().ok());
+        assert_eq!(Config::parse(GOOD).expect("valid").metrics_listen, None);
         let e = Config::parse(&GOOD.replace("veth-hm0", "a name that is too long"))
             .expect_err("bad name")
             .to_string();

@@ -130,9 +130,19 @@ fn main() -> ExitCode {
     }
     let (admin_tx, admin_rx) = crossbeam_channel::bounded(16);
     let waker = Arc::new(Mutex::new(None));
-    if let Err(e) = admin::serve(&config.admin_socket, admin_tx, Arc::clone(&waker)) {
+    if let Err(e) = admin::serve(&config.admin_socket, admin_tx.clone(), Arc::clone(&waker)) {
         eprintln!("hmd: admin socket {}: {e}", config.admin_socket.display());
         return ExitCode::FAILURE;
+    }
+    if let Some(addr) = config.metrics_listen {
+        match admin::serve_metrics(addr, admin_tx.clone(), Arc::clone(&waker)) {
+            Ok(bound) => tracing::info!("Prometheus metrics on http://{bound}/metrics"),
+            Err(e) => {
+                eprintln!("hmd: metrics_listen {addr}: {e}");
+                let _ = std::fs::remove_file(&config.admin_socket);
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let result = runtime::run(&config, &stop, &admin_rx, &waker);
     let _ = std::fs::remove_file(&config.admin_socket);

@@ -1,6 +1,8 @@
 //! Two host monitors (one per I/O partition) and three agents, real processes on veth
 //! pairs in network namespaces, health read back from the monitors' HSDB files.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,7 @@ vm_miss_after_ms = {MISS_AFTER_MS}
 hm_heartbeat_period_ms = 1000
 flush_ms = 10
 log = "debug"
+metrics_listen = "127.0.0.1:9464"
 "#,
             HM[n - 1],
             lab.dir.join(format!("hsdb{n}.sqlite")).display(),
@@ -115,6 +118,21 @@ fn wait_state(
     })
 }
 
+/// `GET path` from hmd's Prometheus listener, inside the monitor's namespace.
+fn http_get(ns: &str, path: &str) -> String {
+    let (ns, path) = (ns.to_owned(), path.to_owned());
+    std::thread::spawn(move || {
+        dataplane::io::enter_network_namespace(&ns).expect("enter the monitor's namespace");
+        let mut stream = TcpStream::connect("127.0.0.1:9464").expect("connect to metrics_listen");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: hmd\r\n\r\n").expect("request");
+        let mut out = String::new();
+        stream.read_to_string(&mut out).expect("response");
+        out
+    })
+    .join()
+    .expect("http thread")
+}
+
 fn logs(s: &Setup) -> String {
     ["hmd1", "hmd2", "vmmd1", "vmmd2", "vmmd3"]
         .iter()
@@ -138,6 +156,25 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
             );
         }
     }
+    // Prometheus scrapes the counters over HTTP.
+    let scrape = http_get(&s.hm_ns[0], "/metrics");
+    assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
+    assert!(
+        scrape.contains("Content-Type: text/plain; version=0.0.4"),
+        "{scrape}"
+    );
+    let heartbeats: u64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("hvha_hmd_heartbeats_in{interface=\"h1a1\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no heartbeats_in for h1a1 in\n{scrape}"));
+    assert!(heartbeats > 0, "{scrape}");
+    assert!(
+        scrape.contains("hvha_hmd_kernel_drops{interface=\"h1a1\"} 0"),
+        "{scrape}"
+    );
+    let missing = http_get(&s.hm_ns[0], "/nope");
+    assert!(missing.starts_with("HTTP/1.1 404 Not Found"), "{missing}");
     // The agent of VM 1 hangs: MISSING on both monitors within vm_miss_after + a tick.
     s.lab.signal("vmmd1", "STOP");
     for m in 0..2 {
