@@ -29,6 +29,7 @@ use dataplane::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Outcome, Role
 use dataplane::io::{InterfaceName, RawSocket, RxMode};
 use dataplane::message::{HelloId, Uuid};
 use dataplane::wire::MacAddr;
+use netlab::{Netns, VethEnd};
 
 const VM_UUID: &str = "61be20f0-09a8-4753-b5e5-564f8a545ed5";
 const MONITOR_UUID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
@@ -40,96 +41,29 @@ const HB_PERIOD: Duration = Duration::from_millis(200);
 // ---------------------------------------------------------------------------------
 // Guards: namespaces and the daemon
 
-/// Two namespaces joined by a veth pair `va` (agent side) ↔ `vm` (monitor side), both
-/// up and without IPv4 addresses, and a third, empty one to park `va` in (an unplugged
-/// interface). Deleted on drop.
+/// Two namespaces `hvag-<pid>-<test>-a` and `-m` joined by a veth pair `va` (agent side)
+/// ↔ `vm` (monitor side), both up and without IPv4 addresses, and a third, empty one
+/// `-p` to park `va` in (an unplugged interface). Deleted on drop.
 struct Namespaces {
-    agent: String,
-    monitor: String,
-    parking: String,
+    agent: Netns,
+    monitor: Netns,
+    parking: Netns,
 }
 
 impl Namespaces {
     /// `test` keeps the names of tests running in parallel apart.
     fn new(test: &str) -> Namespaces {
-        static SWEEP: std::sync::Once = std::sync::Once::new();
-        SWEEP.call_once(remove_stale_namespaces);
-        let pid = std::process::id();
         let ns = Namespaces {
-            agent: format!("hvag-{pid}-{test}-a"),
-            monitor: format!("hvag-{pid}-{test}-m"),
-            parking: format!("hvag-{pid}-{test}-p"),
+            parking: Netns::new("hvag", &format!("{test}-p")),
+            agent: Netns::new("hvag", &format!("{test}-a")),
+            monitor: Netns::new("hvag", &format!("{test}-m")),
         };
-        run(&["ip", "netns", "add", &ns.parking]);
-        run(&["ip", "netns", "add", &ns.agent]);
-        run(&["ip", "netns", "add", &ns.monitor]);
-        run(&[
-            "ip",
-            "-n",
-            &ns.agent,
-            "link",
-            "add",
-            "va",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vm",
-            "netns",
-            &ns.monitor,
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            &ns.agent,
-            "link",
-            "set",
-            "va",
-            "address",
-            &MAC_AGENT.to_string(),
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            &ns.monitor,
-            "link",
-            "set",
-            "vm",
-            "address",
-            &MAC_MONITOR.to_string(),
-        ]);
-        run(&["ip", "-n", &ns.agent, "link", "set", "va", "up"]);
-        run(&["ip", "-n", &ns.monitor, "link", "set", "vm", "up"]);
+        let (mac_agent, mac_monitor) = (MAC_AGENT.to_string(), MAC_MONITOR.to_string());
+        netlab::veth(
+            VethEnd::new(ns.agent.name(), "va").with_mac(&mac_agent),
+            VethEnd::new(ns.monitor.name(), "vm").with_mac(&mac_monitor),
+        );
         ns
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in [&self.agent, &self.monitor, &self.parking] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-/// Namespaces left by a test process that was killed (its guards never ran).
-fn remove_stale_namespaces() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(ns) = line.split_whitespace().next() else {
-            continue;
-        };
-        let pid = ns
-            .strip_prefix("hvag-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
 }
 
@@ -177,7 +111,7 @@ impl Daemon {
     }
 
     fn signal(&self, signal: &str) {
-        run(&["kill", signal, &self.child.id().to_string()]);
+        netlab::run(&["kill", signal, &self.child.id().to_string()]);
     }
 
     fn log(&self) -> String {
@@ -204,46 +138,6 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("run command");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Why this machine cannot run the test, if it cannot.
-fn cannot_run() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    const NEEDED: [(u32, &str); 3] = [
-        (12, "CAP_NET_ADMIN"),
-        (13, "CAP_NET_RAW"),
-        (21, "CAP_SYS_ADMIN"),
-    ];
-    let missing: Vec<&str> = NEEDED
-        .iter()
-        .filter(|(bit, _)| cap_eff & (1 << bit) == 0)
-        .map(|(_, name)| *name)
-        .collect();
-    if !missing.is_empty() {
-        return Some(format!("not root (missing {})", missing.join(", ")));
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("iproute2 `ip` not found".to_owned());
-    }
-    None
 }
 
 // ---------------------------------------------------------------------------------
@@ -447,7 +341,7 @@ struct Rig {
 impl Rig {
     /// `None` (after printing why) when the machine cannot run the test.
     fn new(test: &str, config: &str) -> Option<Rig> {
-        if let Some(why) = cannot_run() {
+        if let Some(why) = netlab::missing_capabilities() {
             let _ = writeln!(
                 std::io::stderr(),
                 "SKIPPED vmmd_e2e::{test}: {why}; run as root to exercise vmmd over a veth pair"
@@ -455,8 +349,8 @@ impl Rig {
             return None;
         }
         let namespaces = Namespaces::new(test);
-        let monitor = Monitor::start(&namespaces.monitor);
-        let daemon = Daemon::start(&namespaces.agent, config);
+        let monitor = Monitor::start(namespaces.monitor.name());
+        let daemon = Daemon::start(namespaces.agent.name(), config);
         Some(Rig {
             daemon,
             monitor,
@@ -557,9 +451,7 @@ impl Rig {
 
     /// `ip -n <agent namespace> args…`.
     fn ip_agent(&self, args: &[&str]) {
-        let mut all = vec!["ip", "-n", self.namespaces.agent.as_str()];
-        all.extend_from_slice(args);
-        run(&all);
+        self.namespaces.agent.ip(args);
     }
 }
 
@@ -662,15 +554,17 @@ fn vmmd_never_uses_an_interface_with_an_ip_and_takes_back_one_that_returns() {
 
     // 3. `va` is unplugged (moved to another namespace): dropped. Plugged back (a new
     //    interface index, down until set up): taken back.
-    let parking = rig.namespaces.parking.clone();
-    rig.ip_agent(&["link", "set", "va", "netns", &parking]);
+    let parking = rig.namespaces.parking.name();
+    rig.ip_agent(&["link", "set", "va", "netns", parking]);
     rig.expect_silence(
         Duration::from_millis(1300),
         Duration::from_millis(500),
         "after va was unplugged",
     );
-    let agent = rig.namespaces.agent.clone();
-    run(&["ip", "-n", &parking, "link", "set", "va", "netns", &agent]);
+    let agent = rig.namespaces.agent.name();
+    rig.namespaces
+        .parking
+        .ip(&["link", "set", "va", "netns", agent]);
     rig.ip_agent(&["link", "set", "va", "up"]);
     rig.expect_pairing(Duration::from_secs(3));
     let log = rig.daemon.log();

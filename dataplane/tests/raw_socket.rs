@@ -15,13 +15,13 @@
 //! Without them each test prints `SKIPPED` on the terminal (not captured) and passes.
 
 use std::io::Write as _;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataplane::io::{
     ETH_P_ALL, Interface, InterfaceName, RawSocket, RxMode, SocketConfig, interfaces,
 };
 use dataplane::wire::MacAddr;
+use netlab::VethEnd;
 
 const HVNCP: u16 = 0x0600;
 const MAC_A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
@@ -40,35 +40,32 @@ const MODES: [RxMode; 3] = [
 // ---------------------------------------------------------------------------------
 // Namespace guard and helpers
 
-/// A network namespace `hvio-<pid>-<test>` with a veth pair `va` (MAC_A) ↔ `vb` (MAC_B), both up, no IPv4
-/// address. Deleted on drop.
-struct Netns {
-    name: String,
+/// A network namespace `hvio-<pid>-<test>` with a veth pair `va` (MAC_A) ↔ `vb` (MAC_B),
+/// both up, no IPv4 address. Deleted on drop.
+struct VethPair {
+    ns: netlab::Netns,
 }
 
-impl Netns {
+impl VethPair {
     /// `None` (after printing why) when the test cannot run here. `test` is the test's
     /// function name: unique, so parallel tests never share a namespace.
-    fn new(test: &str) -> Option<Netns> {
-        if let Some(why) = cannot_run() {
+    fn new(test: &str) -> Option<VethPair> {
+        if let Some(why) = netlab::missing_capabilities() {
             let _ = writeln!(
                 std::io::stderr(),
                 "SKIPPED raw_socket::{test}: {why}; run as root to exercise AF_PACKET"
             );
             return None;
         }
-        static SWEEP: std::sync::Once = std::sync::Once::new();
-        SWEEP.call_once(remove_stale_namespaces);
-        let name = format!("hvio-{}-{test}", std::process::id());
-        run_ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]);
-        ns.ip(&["link", "set", "va", "address", &MAC_A.to_string()]);
-        ns.ip(&["link", "set", "vb", "address", &MAC_B.to_string()]);
-        ns.ip(&["link", "set", "va", "up"]);
-        ns.ip(&["link", "set", "vb", "up"]);
-        ns.wait_until_frames_pass();
-        Some(ns)
+        let ns = netlab::Netns::new("hvio", test);
+        let (mac_a, mac_b) = (MAC_A.to_string(), MAC_B.to_string());
+        netlab::veth(
+            VethEnd::new(ns.name(), "va").with_mac(&mac_a),
+            VethEnd::new(ns.name(), "vb").with_mac(&mac_b),
+        );
+        let pair = VethPair { ns };
+        pair.wait_until_frames_pass();
+        Some(pair)
     }
 
     /// Until the kernel's link watcher has activated the veth's transmit queues (it
@@ -94,16 +91,14 @@ impl Netns {
 
     /// `ip -n <ns> args…`, panicking with its stderr on failure.
     fn ip(&self, args: &[&str]) {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        run_ip(&all);
+        self.ns.ip(args);
     }
 
     /// Run `f` on a thread inside the namespace; panics propagate.
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         std::thread::scope(|s| {
             let handle = s.spawn(|| {
-                dataplane::io::enter_network_namespace(&self.name).expect("setns");
+                dataplane::io::enter_network_namespace(self.ns.name()).expect("setns");
                 f()
             });
             handle
@@ -111,72 +106,6 @@ impl Netns {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-/// Namespaces left by a test process that was killed (its guards never ran).
-fn remove_stale_namespaces() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(ns) = line.split_whitespace().next() else {
-            continue;
-        };
-        let pid = ns
-            .strip_prefix("hvio-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-fn run_ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Why this machine cannot run the tests, if it cannot.
-fn cannot_run() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    const NEEDED: [(u32, &str); 3] = [
-        (12, "CAP_NET_ADMIN"),
-        (13, "CAP_NET_RAW"),
-        (21, "CAP_SYS_ADMIN"),
-    ];
-    let missing: Vec<&str> = NEEDED
-        .iter()
-        .filter(|(bit, _)| cap_eff & (1 << bit) == 0)
-        .map(|(_, name)| *name)
-        .collect();
-    if !missing.is_empty() {
-        return Some(format!("not root (missing {})", missing.join(", ")));
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("iproute2 `ip` not found".to_owned());
-    }
-    None
 }
 
 fn name(s: &str) -> InterfaceName {
@@ -225,7 +154,9 @@ fn drain_for(sock: &mut RawSocket, quiet: Duration) -> Vec<Vec<u8>> {
 
 /// Frames sent on `va` arrive on `vb` complete and in order, in each receive mode.
 fn frames_cross_the_veth(test: &str, mode: RxMode) {
-    let Some(ns) = Netns::new(test) else { return };
+    let Some(ns) = VethPair::new(test) else {
+        return;
+    };
     ns.run(|| {
         let tx = RawSocket::open(&name("va"), HVNCP, RxMode::Recv).expect("open va");
         let mut rx = RawSocket::open(&name("vb"), HVNCP, mode).expect("open vb");
@@ -273,7 +204,7 @@ fn ring_mode_receives_what_the_peer_sends() {
 
 #[test]
 fn other_ethertypes_are_not_received() {
-    let Some(ns) = Netns::new("other_ethertypes_are_not_received") else {
+    let Some(ns) = VethPair::new("other_ethertypes_are_not_received") else {
         return;
     };
     ns.run(|| {
@@ -301,7 +232,7 @@ fn other_ethertypes_are_not_received() {
 
 #[test]
 fn own_transmissions_are_not_received() {
-    let Some(ns) = Netns::new("own_transmissions_are_not_received") else {
+    let Some(ns) = VethPair::new("own_transmissions_are_not_received") else {
         return;
     };
     ns.run(|| {
@@ -353,7 +284,7 @@ fn unknown_interface_is_named_in_the_error() {
     assert_eq!(err.to_string(), "interface hvnope0 not found");
 
     // Inside a namespace, the host's interfaces do not exist.
-    let Some(ns) = Netns::new("unknown_interface_is_named_in_the_error") else {
+    let Some(ns) = VethPair::new("unknown_interface_is_named_in_the_error") else {
         return;
     };
     let host_ifaces = interfaces().expect("list");
@@ -375,7 +306,7 @@ fn unknown_interface_is_named_in_the_error() {
 
 #[test]
 fn packet_statistics_count_drops_and_accumulate() {
-    let Some(ns) = Netns::new("packet_statistics_count_drops_and_accumulate") else {
+    let Some(ns) = VethPair::new("packet_statistics_count_drops_and_accumulate") else {
         return;
     };
     ns.run(|| {
@@ -428,7 +359,7 @@ fn packet_statistics_count_drops_and_accumulate() {
 
 #[test]
 fn interface_facts_inside_a_namespace() {
-    let Some(ns) = Netns::new("interface_facts_inside_a_namespace") else {
+    let Some(ns) = VethPair::new("interface_facts_inside_a_namespace") else {
         return;
     };
     ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "va"]);
@@ -471,7 +402,7 @@ fn interface_facts_inside_a_namespace() {
 
 #[test]
 fn wait_readable_times_out_then_wakes_on_a_frame() {
-    let Some(ns) = Netns::new("wait_readable_times_out_then_wakes_on_a_frame") else {
+    let Some(ns) = VethPair::new("wait_readable_times_out_then_wakes_on_a_frame") else {
         return;
     };
     ns.run(|| {
@@ -504,7 +435,7 @@ fn wait_readable_times_out_then_wakes_on_a_frame() {
 
 #[test]
 fn interface_going_down_is_reported_by_recv() {
-    let Some(ns) = Netns::new("interface_going_down_is_reported_by_recv") else {
+    let Some(ns) = VethPair::new("interface_going_down_is_reported_by_recv") else {
         return;
     };
     let mut sockets = ns.run(|| {

@@ -10,20 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Why this machine cannot run the tests, if it cannot.
+use netlab::{Netns, VethEnd};
+
+/// Why this machine cannot run the tests, if it cannot: no privilege or no `ip`
+/// ([`netlab::missing_capabilities`]), or the daemons are not built.
 pub fn cannot_run() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    // CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN.
-    if [12u32, 13, 21].iter().any(|bit| cap_eff & (1 << bit) == 0) {
-        return Some("not root (CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN needed)".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("iproute2 `ip` not found".into());
+    if let Some(why) = netlab::missing_capabilities() {
+        return Some(why);
     }
     for bin in ["hmd", "vmmd"] {
         // In CI a missing binary is a build problem, not a reason to skip.
@@ -56,23 +49,11 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Namespaces, links, processes and a scratch directory; all removed on drop.
 pub struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
+    /// The test's name, cut to 6 bytes, in every namespace name.
+    test: String,
+    namespaces: Vec<Netns>,
     children: Vec<(String, Child)>,
     /// Scratch directory for configs, sockets and HSDB files.
     pub dir: PathBuf,
@@ -85,48 +66,35 @@ impl Lab {
             eprintln!("SKIPPED e2e::{test}: {why}");
             return None;
         }
-        let prefix = format!("hve{}{}", std::process::id(), &test[..test.len().min(6)]);
         let dir = std::env::temp_dir().join(format!("hvha-e2e-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         Some(Lab {
-            prefix,
+            test: test[..test.len().min(6)].to_owned(),
             namespaces: Vec::new(),
             children: Vec::new(),
             dir,
         })
     }
 
-    /// Create namespace `name` (returns its full name).
+    /// Create namespace `hve-<pid>-<test>-<name>` with `lo` up (returns its full name).
     pub fn netns(&mut self, name: &str) -> String {
-        let full = format!("{}-{name}", self.prefix);
-        run(&["ip", "netns", "add", &full]);
-        run(&["ip", "-n", &full, "link", "set", "lo", "up"]);
-        self.namespaces.push(full.clone());
+        let ns = Netns::new("hve", &format!("{}-{name}", self.test));
+        ns.ip(&["link", "set", "lo", "up"]);
+        let full = ns.name().to_owned();
+        self.namespaces.push(ns);
         full
     }
 
     /// A veth pair: `if_a` in `ns_a`, `if_b` in `ns_b`, both up, no address.
     pub fn link(&self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) {
-        run(&[
-            "ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
-            "netns", ns_b,
-        ]);
-        run(&["ip", "-n", ns_a, "link", "set", if_a, "up"]);
-        run(&["ip", "-n", ns_b, "link", "set", if_b, "up"]);
+        netlab::veth(VethEnd::new(ns_a, if_a), VethEnd::new(ns_b, if_b));
     }
 
     /// Bring an interface down or up (a cable pulled on one path).
     pub fn set_link(&self, ns: &str, iface: &str, up: bool) {
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "link",
-            "set",
-            iface,
-            if up { "up" } else { "down" },
-        ]);
+        let state = if up { "up" } else { "down" };
+        netlab::ip(&["-n", ns, "link", "set", iface, state]);
     }
 
     /// Write a file in the scratch directory; returns its path.
@@ -182,7 +150,7 @@ impl Lab {
     /// Send `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to the process labelled `label`.
     pub fn signal(&self, label: &str, signal: &str) {
         let pid = self.pid(label);
-        run(&["kill", &format!("-{signal}"), &pid.to_string()]);
+        netlab::run(&["kill", &format!("-{signal}"), &pid.to_string()]);
     }
 
     /// Pid of the process labelled `label`.
@@ -222,9 +190,7 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
+        // The namespaces go when the fields drop, after the processes in them.
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
