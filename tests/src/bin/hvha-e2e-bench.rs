@@ -256,21 +256,23 @@ fn field(line: &str, key: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("no {key} in {line:?}"))
 }
 
-/// CPU time of every thread of `pid`, from the scheduler (ns resolution).
-fn cpu_time(pid: u32) -> Duration {
+/// CPU time of every thread of `pid`, and of its main thread (`hmd`'s dataplane
+/// thread), from the scheduler (ns resolution).
+fn cpu_time(pid: u32) -> (Duration, Duration) {
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let mut total = 0u64;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
-            if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
-                total += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
+            total += read(task.path().join("schedstat"));
         }
     }
-    Duration::from_nanos(total)
+    let main = read(PathBuf::from(format!("/proc/{pid}/task/{pid}/schedstat")));
+    (Duration::from_nanos(total), Duration::from_nanos(main))
 }
 
 /// (VmRSS, VmHWM) of `pid` in KiB.
@@ -325,6 +327,7 @@ struct HmdSnapshot {
     kernel_packets: f64,
     kernel_drops: f64,
     cpu: Duration,
+    cpu_dataplane: Duration,
 }
 
 impl Bench {
@@ -397,7 +400,8 @@ log = "info"
             heartbeats_in: get("heartbeats_in"),
             kernel_packets: get("kernel_packets"),
             kernel_drops: get("kernel_drops"),
-            cpu: cpu_time(pid),
+            cpu: cpu_time(pid).0,
+            cpu_dataplane: cpu_time(pid).1,
         })
     }
 
@@ -443,6 +447,7 @@ struct Point {
     ingest: Vec<f64>,
     drops_pct: Vec<f64>,
     cpu_pct: Vec<f64>,
+    cpu_dataplane_pct: Vec<f64>,
     rss_mib: Vec<f64>,
     sink_offered: Vec<f64>,
     sink_rate: Vec<f64>,
@@ -472,11 +477,17 @@ fn ingest_sweep(b: &mut Bench, args: &Args, points: &mut [Point]) -> Result<(), 
         let packets = (s1.kernel_packets - s0.kernel_packets).max(1.0);
         let drops = 100.0 * (s1.kernel_drops - s0.kernel_drops) / packets;
         let cpu = 100.0 * s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / dt;
+        let cpu_dp = 100.0
+            * s1.cpu_dataplane
+                .saturating_sub(s0.cpu_dataplane)
+                .as_secs_f64()
+            / dt;
         let rss = rss_kib(hmd.pid()).0 as f64 / 1024.0;
         println!(
-            "hmd   rate={:>7} offered={offered_rate:>10.0}/s ingest={ingest:>10.0}/s drops={drops:.4}% cpu={cpu:.2}% rss={rss:.1}MiB",
+            "hmd   rate={:>7} offered={offered_rate:>10.0}/s ingest={ingest:>10.0}/s drops={drops:.4}% cpu={cpu:.2}% (dataplane thread {cpu_dp:.2}%) rss={rss:.1}MiB",
             rate_name(*rate)
         );
+        p.cpu_dataplane_pct.push(cpu_dp);
         p.offered.push(offered_rate);
         p.ingest.push(ingest);
         p.drops_pct.push(drops);
@@ -537,6 +548,7 @@ struct Scale {
     offered: f64,
     ingest: f64,
     cpu_pct: f64,
+    cpu_dataplane_pct: f64,
     rss_mib: f64,
     hwm_mib: f64,
     drops: f64,
@@ -559,7 +571,28 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
         "bench: {} agents paired in {pair_s:.1} s: {ready}",
         args.big_agents
     );
-    // Let the discovery writes finish and a few heartbeat periods pass.
+    // Measure steady state: every discovery committed, then a few heartbeat periods.
+    let hm = Uuid::parse(HM_UUID.as_bytes()).map_err(|e| e.to_string())?;
+    let db = Hsdb::open(&hsdb_path, &Options::default()).map_err(|e| e.to_string())?;
+    let give_up = Instant::now() + Duration::from_secs(120);
+    loop {
+        let c = db.vm_hm_counts(&hm).map_err(|e| e.to_string())?;
+        if c.detected == u64::from(args.big_agents) {
+            break;
+        }
+        if Instant::now() > give_up {
+            return Err(format!(
+                "{} agents ready but the HSDB holds {c:?}",
+                args.big_agents
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "bench: all {} VMs DETECTED in the HSDB {:.1} s after the start",
+        args.big_agents,
+        started.elapsed().as_secs_f64()
+    );
     std::thread::sleep(Duration::from_secs(3));
     let window = Duration::from_secs_f64(args.seconds.max(5.0));
     let (t0, o0) = offered(&mut loadgen)?;
@@ -575,6 +608,11 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
         offered: (o1 - o0) / t1.duration_since(t0).as_secs_f64(),
         ingest: (s1.heartbeats_in - s0.heartbeats_in) / dt,
         cpu_pct: 100.0 * s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / dt,
+        cpu_dataplane_pct: 100.0
+            * s1.cpu_dataplane
+                .saturating_sub(s0.cpu_dataplane)
+                .as_secs_f64()
+            / dt,
         rss_mib: rss as f64 / 1024.0,
         hwm_mib: hwm as f64 / 1024.0,
         drops: s1.kernel_drops,
@@ -586,18 +624,17 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
         false_missing: 0,
     };
     println!(
-        "scale vms={} offered={:.0}/s ingest={:.0}/s cpu={:.2}% rss={:.1}MiB hwm={:.1}MiB kernel_drops_total={}",
+        "scale vms={} offered={:.0}/s ingest={:.0}/s cpu={:.2}% (dataplane thread {:.2}%) rss={:.1}MiB hwm={:.1}MiB kernel_drops_total={}",
         scale.vms,
         scale.offered,
         scale.ingest,
         scale.cpu_pct,
+        scale.cpu_dataplane_pct,
         scale.rss_mib,
         scale.hwm_mib,
         scale.drops
     );
     if args.silent > 0 {
-        let hm = Uuid::parse(HM_UUID.as_bytes()).map_err(|e| e.to_string())?;
-        let db = Hsdb::open(&hsdb_path, &Options::default()).map_err(|e| e.to_string())?;
         let before = db.vm_hm_counts(&hm).map_err(|e| e.to_string())?;
         if before.missing != 0 || before.detected != u64::from(args.big_agents) {
             return Err(format!(
@@ -713,18 +750,19 @@ fn run(args: &Args) -> Result<(), String> {
     );
     println!();
     println!(
-        "| offered rate | hmd: offered | hmd: ingest | hmd: kernel drops | hmd: CPU (all threads) | hmd: RSS | sink: offered | sink: received | sink: drops | sink: CPU | hmd / sink |"
+        "| offered rate | hmd: offered | hmd: ingest | hmd: kernel drops | hmd: CPU (all threads) | hmd: dataplane thread | hmd: RSS | sink: offered | sink: received | sink: drops | sink: CPU | hmd / sink |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (rate, p) in args.rates.iter().zip(&mut points) {
         let ingest = median(&mut p.ingest);
         let sink = median(&mut p.sink_rate);
         println!(
-            "| {} | {:.0}/s | {ingest:.0}/s | {:.3} % | {:.2} % | {:.1} MiB | {:.0}/s | {sink:.0}/s | {:.3} % | {:.2} % | {:.1} % |",
+            "| {} | {:.0}/s | {ingest:.0}/s | {:.3} % | {:.2} % | {:.2} % | {:.1} MiB | {:.0}/s | {sink:.0}/s | {:.3} % | {:.2} % | {:.1} % |",
             rate_name(*rate),
             median(&mut p.offered),
             median(&mut p.drops_pct),
             median(&mut p.cpu_pct),
+            median(&mut p.cpu_dataplane_pct),
             median(&mut p.rss_mib),
             median(&mut p.sink_offered),
             median(&mut p.sink_drops_pct),
@@ -735,8 +773,16 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(s) = scale {
         println!();
         println!(
-            "Scale: {} VMs paired in {:.1} s; at {:.0} heartbeats/s offered, {:.0}/s ingested: hmd CPU {:.2} % of a core, RSS {:.1} MiB (peak {:.1} MiB), kernel drops since start {}",
-            s.vms, s.pair_s, s.offered, s.ingest, s.cpu_pct, s.rss_mib, s.hwm_mib, s.drops
+            "Scale: {} VMs paired in {:.1} s; at {:.0} heartbeats/s offered, {:.0}/s ingested: hmd CPU {:.2} % of a core (dataplane thread {:.2} %), RSS {:.1} MiB (peak {:.1} MiB), kernel drops since start {}",
+            s.vms,
+            s.pair_s,
+            s.offered,
+            s.ingest,
+            s.cpu_pct,
+            s.cpu_dataplane_pct,
+            s.rss_mib,
+            s.hwm_mib,
+            s.drops
         );
         println!(
             "Mass miss: {} VMs silent at once (last heartbeats sent within {:.0} ms): all MISSING rows committed {:.0} ms after the latest miss deadline ({:.0} ms after the earliest); hmd's transition time {:.0} ms after; other VMs declared MISSING: {}",
