@@ -8,6 +8,7 @@
 //! Never edit a released migration: append a new one.
 
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
@@ -44,16 +45,36 @@ pub const SCHEMA_VERSION: i64 = 2;
 ///
 /// Refuses a database newer than this build, and an SQLite database of something else
 /// (tables but no `schema_version`).
-pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+///
+/// A database already at [`SCHEMA_VERSION`] is only read: opening an up-to-date file
+/// takes no write lock, so readers (the control plane, operators, tests) never compete
+/// with the monitors' writers just by opening it (a monitor restarting next to a
+/// process polling the file failed to start with "database is locked" before). A
+/// migration's write lock is waited for up to `busy_timeout`, also retrying an
+/// `SQLITE_BUSY` that comes back before that time (seen under lock races).
+pub(crate) fn migrate(conn: &mut Connection, path: &Path, busy_timeout: Duration) -> Result<()> {
+    if current_version(conn, path)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
     for migration in MIGRATIONS {
         let sql_err = |source| Error::Migration {
             path: path.to_path_buf(),
             version: migration.version,
             source,
         };
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| open_error(path, e))?;
+        let tx = loop {
+            match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+                Ok(tx) => break tx,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < busy_timeout =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(open_error(path, e)),
+            }
+        };
         // Read the version inside the write transaction: another process may have
         // migrated while we waited for the lock.
         let current = current_version(&tx, path)?;

@@ -1,6 +1,7 @@
 //! [`Hsdb`]: opening the file, registration writes and every read.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dataplane::message::Uuid;
 use dataplane::wire::MacAddr;
@@ -63,21 +64,21 @@ impl Hsdb {
         }
         conn.pragma_update(None, "synchronous", options.synchronous.pragma())
             .map_err(|e| open_error(path, e))?;
-        Hsdb::finish_open(conn, path.to_path_buf())
+        Hsdb::finish_open(conn, path.to_path_buf(), options.busy_timeout)
     }
 
     /// A private database in memory, for tests: same schema, no file, no WAL.
     pub fn open_in_memory() -> Result<Hsdb> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|e| open_error(&path, e))?;
-        Hsdb::finish_open(conn, path)
+        Hsdb::finish_open(conn, path, Duration::ZERO)
     }
 
-    fn finish_open(mut conn: Connection, path: PathBuf) -> Result<Hsdb> {
+    fn finish_open(mut conn: Connection, path: PathBuf, busy_timeout: Duration) -> Result<Hsdb> {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| open_error(&path, e))?;
-        schema::migrate(&mut conn, &path)?;
+        schema::migrate(&mut conn, &path, busy_timeout)?;
         Ok(Hsdb { conn, path })
     }
 

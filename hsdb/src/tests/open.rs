@@ -347,3 +347,98 @@ fn test_corrupt_values_are_errors() {
         "CHECK on vm.state"
     );
 }
+
+#[test]
+fn test_open_while_others_open_and_write() {
+    // A monitor restarting (its killed predecessor left the WAL behind) while the
+    // control plane and operators open the same file and a writer commits: opening an
+    // up-to-date file takes no write lock, so none of them fails "database is locked".
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hsdb.sqlite");
+    {
+        let mut db = Hsdb::open(&path, &Options::default()).expect("open");
+        db.upsert_host(&host(HOST_A, "host-a", "212424W"))
+            .expect("host");
+        std::mem::forget(db); // no clean close: the WAL stays, as after kill -9
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (path.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut db = Hsdb::open(&path, &Options::default()).map_err(|e| e.to_string())?;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                db.upsert_host(&host(HOST_A, "host-a", &format!("s{n}")))
+                    .map_err(|e| e.to_string())?;
+                n += 1;
+            }
+            Ok::<u64, String>(n)
+        })
+    };
+    let openers: Vec<_> = (0..6)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    Hsdb::open(&path, &Options::default())
+                        .and_then(|db| db.schema_version())
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for opener in openers {
+        assert_eq!(opener.join().expect("thread"), Ok(()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let commits = writer.join().expect("thread");
+    assert!(commits.as_ref().is_ok_and(|n| *n > 0), "{commits:?}");
+}
+
+#[test]
+fn test_migration_waits_for_a_busy_writer() {
+    // Monitors migrating fresh files while another connection keeps taking the write
+    // lock: each migration waits for it (up to busy_timeout) instead of failing.
+    let dir = tempfile::tempdir().expect("temp dir");
+    for round in 0..5 {
+        let path = dir.path().join(format!("fresh{round}.sqlite"));
+        let locker = rusqlite::Connection::open(&path).expect("create");
+        locker
+            .pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    locker
+                        .execute_batch("BEGIN IMMEDIATE; COMMIT;")
+                        .expect("lock and release");
+                    n += 1;
+                }
+                n
+            })
+        };
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    Hsdb::open(&path, &Options::default())
+                        .and_then(|db| db.schema_version())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for opener in openers {
+            assert_eq!(
+                opener.join().expect("thread"),
+                Ok(SCHEMA_VERSION),
+                "round {round}"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(busy.join().expect("thread") > 0);
+    }
+}
