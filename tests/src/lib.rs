@@ -6,6 +6,7 @@
 //! monitors write. Dropping the [`Lab`] kills the processes and deletes the namespaces,
 //! also when the test fails. Without root the tests print why they were skipped.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -196,6 +197,47 @@ impl Drop for Lab {
         } else {
             eprintln!("e2e: logs kept in {}", self.dir.display());
         }
+    }
+}
+
+/// Ask a running `hmd` through its admin socket (`hmd ctl --socket <socket> <command>`):
+/// its answer, or why there is none. A socket path reaches the daemon from any network
+/// namespace.
+pub fn hmd_ctl(socket: &Path, command: &str) -> Result<String, String> {
+    let out = Command::new(binary("hmd"))
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .arg(command)
+        .output()
+        .map_err(|e| format!("cannot run hmd ctl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "hmd ctl {command} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `hmd ctl stats` as counter name → value, summed over interfaces (lines
+/// `<interface> <name> <value>`; the daemon-wide ones have `-` as interface).
+pub fn hmd_stats(socket: &Path) -> Result<HashMap<String, u64>, String> {
+    let text = hmd_ctl(socket, "stats")?;
+    let mut stats = HashMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some(_), Some(name), Some(value), None) =
+            (words.next(), words.next(), words.next(), words.next())
+            && let Ok(value) = value.parse::<u64>()
+        {
+            *stats.entry(name.to_owned()).or_insert(0) += value;
+        }
+    }
+    if stats.contains_key("frames_in") {
+        Ok(stats)
+    } else {
+        Err(format!("unexpected `hmd ctl stats` output:\n{text}"))
     }
 }
 

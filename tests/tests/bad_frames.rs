@@ -71,61 +71,21 @@ type Stats = HashMap<String, u64>;
 /// The monitor under attack, seen from outside: admin socket, HSDB, process.
 struct Target<'a> {
     lab: &'a Lab,
-    ns: String,
     admin: PathBuf,
     hsdb: PathBuf,
     pid: u32,
 }
 
 impl Target<'_> {
-    /// `hmd ctl stats`, run inside the monitor's namespace: `<iface> <name> <value>`.
+    /// `hmd ctl stats` (one interface: the sums are its counters).
     fn stats(&self) -> Stats {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(hvha_e2e::binary("hmd"))
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&self.admin)
-            .arg("stats")
-            .output()
-            .expect("run hmd ctl");
-        assert!(
-            out.status.success(),
-            "hmd ctl stats failed: {}\n--- hmd\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.lab.log("hmd")
-        );
-        let mut stats = Stats::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let mut words = line.split_whitespace();
-            if let (Some(iface), Some(name), Some(value), None) =
-                (words.next(), words.next(), words.next(), words.next())
-                && (iface == HM_IF || iface == "-")
-                && let Ok(value) = value.parse()
-            {
-                stats.insert(name.to_owned(), value);
-            }
-        }
-        assert!(
-            stats.contains_key("frames_in"),
-            "unexpected stats output:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        stats
+        hvha_e2e::hmd_stats(&self.admin)
+            .unwrap_or_else(|e| panic!("{e}\n--- hmd\n{}", self.lab.log("hmd")))
     }
 
     /// `hmd ctl vms`.
     fn vms(&self) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(hvha_e2e::binary("hmd"))
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&self.admin)
-            .arg("vms")
-            .output()
-            .expect("run hmd ctl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        hvha_e2e::hmd_ctl(&self.admin, "vms").unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Wait until counter `name` reaches `want`, then a little longer, so that a frame
@@ -444,7 +404,6 @@ log = "debug"
     );
     let target = Target {
         lab: &lab,
-        ns: ns_hm.clone(),
         admin,
         hsdb,
         pid,

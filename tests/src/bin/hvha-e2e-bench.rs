@@ -379,29 +379,16 @@ log = "info"
     }
 
     fn hmd_stats(&self, socket: &Path, pid: u32) -> Result<HmdSnapshot, String> {
-        let out = Command::new(self.bins.join("hmd"))
-            .args(["ctl", "--socket"])
-            .arg(socket)
-            .arg("stats")
-            .output()
-            .map_err(|e| format!("hmd ctl: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let get = |name: &str| {
-            text.lines()
-                .filter_map(|l| {
-                    let mut w = l.split_whitespace();
-                    let (_, n, v) = (w.next()?, w.next()?, w.next()?);
-                    (n == name).then(|| v.parse::<f64>().ok()).flatten()
-                })
-                .sum::<f64>()
-        };
+        let stats = hvha_e2e::hmd_stats(socket)?;
+        let get = |name: &str| stats.get(name).copied().unwrap_or(0) as f64;
+        let (cpu, cpu_dataplane) = cpu_time(pid);
         Ok(HmdSnapshot {
             at: Instant::now(),
             heartbeats_in: get("heartbeats_in"),
             kernel_packets: get("kernel_packets"),
             kernel_drops: get("kernel_drops"),
-            cpu: cpu_time(pid).0,
-            cpu_dataplane: cpu_time(pid).1,
+            cpu,
+            cpu_dataplane,
         })
     }
 
