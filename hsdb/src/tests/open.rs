@@ -5,6 +5,24 @@ use std::time::Duration;
 use super::*;
 use crate::{Error, SCHEMA_VERSION};
 
+/// Open `path` from `threads` threads at once; each one's schema version or error.
+fn open_concurrently(path: &std::path::Path, threads: usize) -> Vec<Result<i64, String>> {
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let path = path.to_path_buf();
+            std::thread::spawn(move || {
+                Hsdb::open(&path, &Options::default())
+                    .and_then(|db| db.schema_version())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("opener thread"))
+        .collect()
+}
+
 fn pragma_i64(db: &Hsdb, name: &str) -> i64 {
     db.conn
         .pragma_query_value(None, name, |row| row.get(0))
@@ -275,18 +293,7 @@ fn test_concurrent_first_open() {
     // it and finds nothing to do.
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("hsdb.sqlite");
-    let handles: Vec<_> = (0..4)
-        .map(|_| {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                Hsdb::open(&path, &Options::default())
-                    .and_then(|db| db.schema_version())
-                    .map_err(|e| e.to_string())
-            })
-        })
-        .collect();
-    for handle in handles {
-        let version = handle.join().expect("thread");
+    for version in open_concurrently(&path, 4) {
         assert_eq!(version, Ok(SCHEMA_VERSION));
     }
 }
@@ -421,22 +428,8 @@ fn test_migration_waits_for_a_busy_writer() {
                 n
             })
         };
-        let openers: Vec<_> = (0..4)
-            .map(|_| {
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    Hsdb::open(&path, &Options::default())
-                        .and_then(|db| db.schema_version())
-                        .map_err(|e| e.to_string())
-                })
-            })
-            .collect();
-        for opener in openers {
-            assert_eq!(
-                opener.join().expect("thread"),
-                Ok(SCHEMA_VERSION),
-                "round {round}"
-            );
+        for version in open_concurrently(&path, 4) {
+            assert_eq!(version, Ok(SCHEMA_VERSION), "round {round}");
         }
         stop.store(true, Ordering::Relaxed);
         assert!(busy.join().expect("thread") > 0);
