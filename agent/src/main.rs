@@ -191,7 +191,7 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(RUNTIME_FAILURE);
         }
     }
-    let result = runtime::Runtime::new(config).and_then(runtime::Runtime::run);
+    let result = runtime::Agent::new(config).and_then(runtime::Agent::run);
     match result {
         Ok(report) => {
             info!(

@@ -3,7 +3,8 @@
 //!
 //! Each turn: wait on every socket and the signal pipe (`mio`), with a timeout of the
 //! earliest endpoint timer or rescan; then receive frames into the endpoints, run due
-//! timers, send what the endpoints produced and log their events. The protocol itself
+//! timers, log the endpoints' events and send what they produced. The driver is a
+//! struct, [`Agent`], with one method per kind of event, the same shape as `hmd`'s. The protocol itself
 //! (Hello, SYN, `START_HB`, heartbeats, `SHDN`) is the endpoint's; this module never
 //! builds a frame.
 //!
@@ -12,6 +13,7 @@
 //! noticed at once (the signal handler writes to a socket pair the loop waits on).
 
 use std::io::{self, Read as _};
+use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -158,8 +160,13 @@ impl Signals {
     }
 }
 
-/// The agent: every link, the poller, the rescan schedule and the stop state.
-pub struct Runtime {
+/// The agent's driver: every link, the poller, the rescan schedule and the stop state.
+/// One method per kind of event — frames ([`Agent::on_readable`]), timers
+/// ([`Agent::on_timers`]), endpoint events ([`Agent::on_endpoint_event`]), transmits
+/// ([`Agent::flush_transmits`]), stop signals ([`Agent::on_signal`]) and interface
+/// rescans ([`Agent::on_rescan`]) — the same shape as `hmd`'s driver: a feature adds a
+/// field and a method.
+pub struct Agent {
     config: Config,
     clock: Clock,
     poll: Poll,
@@ -179,9 +186,9 @@ pub struct Runtime {
     tx: Vec<u8>,
 }
 
-impl Runtime {
+impl Agent {
     /// Install the signal handlers and create the poller. Nothing is opened yet.
-    pub fn new(config: Config) -> Result<Runtime, RuntimeError> {
+    pub fn new(config: Config) -> Result<Agent, RuntimeError> {
         let poll = Poll::new().map_err(RuntimeError::Poll)?;
         let signals = Signals::install().map_err(RuntimeError::Signals)?;
         poll.registry()
@@ -191,7 +198,7 @@ impl Runtime {
                 Interest::READABLE,
             )
             .map_err(RuntimeError::Signals)?;
-        Ok(Runtime {
+        Ok(Agent {
             config,
             clock: Clock(std::time::Instant::now()),
             poll,
@@ -217,48 +224,17 @@ impl Runtime {
     /// monitor and wait up to [`STOP_GRACE`] for the acknowledgements. A second signal
     /// ends the wait at once.
     pub fn run(mut self) -> Result<StopReport, RuntimeError> {
-        self.rescan(self.clock.now())?;
+        self.on_rescan(self.clock.now())?;
         loop {
+            let signalled = self.wait()?;
             let now = self.clock.now();
-            let timeout = if self.links.iter().any(|l| l.readable) {
-                Duration::ZERO
-            } else {
-                self.next_deadline().saturating_duration_since(now)
-            };
-            match self.poll.poll(&mut self.events, Some(timeout)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(RuntimeError::Wait(e)),
+            if signalled && self.on_signal(now).is_break() {
+                break;
             }
-            let mut signalled = false;
-            for event in &self.events {
-                if event.token() == SIGNAL_TOKEN {
-                    signalled = true;
-                } else if let Some(link) = self.links.iter_mut().find(|l| l.token == event.token())
-                {
-                    link.readable = true;
-                }
-            }
-            let now = self.clock.now();
-            if signalled && let Some(signal) = self.signals.take() {
-                if self.stop_deadline.is_some() {
-                    warn!(
-                        signal,
-                        undelivered = self.pending.len(),
-                        "second stop request: exiting without waiting for the remaining \
-                         SHDN:DAEMON acknowledgements"
-                    );
-                    break;
-                }
-                self.begin_stop(now, signal);
-            }
-            self.receive(now);
-            for link in &mut self.links {
-                if link.endpoint.poll_timeout().is_some_and(|t| t <= now) {
-                    link.endpoint.handle_timeout(now);
-                }
-            }
-            self.flush(now);
+            self.on_readable(now);
+            self.on_timers(now);
+            self.on_endpoint_events();
+            self.flush_transmits(now);
             match self.stop_deadline {
                 Some(deadline) => {
                     if self.pending.is_empty() || now >= deadline {
@@ -267,8 +243,9 @@ impl Runtime {
                 }
                 None => {
                     if now >= self.next_rescan {
-                        self.rescan(now)?;
-                        self.flush(now);
+                        self.on_rescan(now)?;
+                        self.on_endpoint_events();
+                        self.flush_transmits(now);
                     }
                 }
             }
@@ -277,6 +254,50 @@ impl Runtime {
             warn!(iface = %p.iface, monitor = %p.monitor, "SHDN:DAEMON not acknowledged in time");
         }
         Ok(self.report)
+    }
+
+    /// Sleep until a socket or the signal pipe is readable or the next deadline; mark
+    /// the readable links. `true` when the signal pipe woke us.
+    fn wait(&mut self) -> Result<bool, RuntimeError> {
+        let now = self.clock.now();
+        let timeout = if self.links.iter().any(|l| l.readable) {
+            Duration::ZERO
+        } else {
+            self.next_deadline().saturating_duration_since(now)
+        };
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(RuntimeError::Wait(e)),
+        }
+        let mut signalled = false;
+        for event in &self.events {
+            if event.token() == SIGNAL_TOKEN {
+                signalled = true;
+            } else if let Some(link) = self.links.iter_mut().find(|l| l.token == event.token()) {
+                link.readable = true;
+            }
+        }
+        Ok(signalled)
+    }
+
+    /// A stop request: the first begins the graceful stop, a second ends it at once
+    /// ([`ControlFlow::Break`]).
+    fn on_signal(&mut self, now: Instant) -> ControlFlow<()> {
+        let Some(signal) = self.signals.take() else {
+            return ControlFlow::Continue(());
+        };
+        if self.stop_deadline.is_some() {
+            warn!(
+                signal,
+                undelivered = self.pending.len(),
+                "second stop request: exiting without waiting for the remaining \
+                 SHDN:DAEMON acknowledgements"
+            );
+            return ControlFlow::Break(());
+        }
+        self.begin_stop(now, signal);
+        ControlFlow::Continue(())
     }
 
     /// The earliest of every endpoint's timer, the next rescan and the stop deadline.
@@ -294,7 +315,7 @@ impl Runtime {
     /// Hand every queued frame of every readable socket to its endpoint. A socket that
     /// fails (the interface went down or vanished) is dropped with its sessions; the
     /// next rescan takes the interface back if it is usable again.
-    fn receive(&mut self, now: Instant) {
+    fn on_readable(&mut self, now: Instant) {
         let mut failed = Vec::new();
         for (i, link) in self.links.iter_mut().enumerate() {
             if !link.readable {
@@ -328,8 +349,33 @@ impl Runtime {
         }
     }
 
-    /// Send every frame the endpoints have ready and log every event they raised.
-    fn flush(&mut self, now: Instant) {
+    /// Run the endpoints' due timers (Hello timeouts, retransmits, heartbeats).
+    fn on_timers(&mut self, now: Instant) {
+        for link in &mut self.links {
+            if link.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                link.endpoint.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Every event every endpoint raised.
+    fn on_endpoint_events(&mut self) {
+        for i in 0..self.links.len() {
+            while let Some(event) = self.links[i].endpoint.poll_event() {
+                self.on_endpoint_event(i, &event);
+            }
+        }
+    }
+
+    /// One event of link number `i`'s endpoint: log it, settle an awaited `SHDN`.
+    fn on_endpoint_event(&mut self, i: usize, event: &EndpointEvent) {
+        let link = &self.links[i];
+        log_event(link, event);
+        settle_shutdown(&mut self.pending, &mut self.report, link.name, event);
+    }
+
+    /// Send every frame the endpoints have ready.
+    fn flush_transmits(&mut self, now: Instant) {
         for link in &mut self.links {
             while let Some(len) = link.endpoint.poll_transmit(now, &mut self.tx) {
                 let frame = self.tx.get(..len).unwrap_or(&[]);
@@ -350,10 +396,6 @@ impl Runtime {
                         }
                     }
                 }
-            }
-            while let Some(event) = link.endpoint.poll_event() {
-                log_event(link, &event);
-                settle_shutdown(&mut self.pending, &mut self.report, link.name, &event);
             }
         }
     }
@@ -383,7 +425,7 @@ impl Runtime {
 
     /// Read the interface list again, log what changed, drop the interfaces no longer
     /// usable and open the new ones (seed 004 L8759-8773: every 5 s by default).
-    fn rescan(&mut self, now: Instant) -> Result<(), RuntimeError> {
+    fn on_rescan(&mut self, now: Instant) -> Result<(), RuntimeError> {
         self.next_rescan = now + self.config.rescan;
         let facts: Vec<Facts> = match dataplane::io::interfaces() {
             Ok(list) => list.iter().map(Facts::from).collect(),

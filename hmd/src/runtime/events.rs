@@ -1,0 +1,210 @@
+//! The monitor's handlers: frames, timers, endpoint events, transmits and the state
+//! changes they produce.
+
+use dataplane::endpoint::{EndpointEvent, Outcome};
+use dataplane::time::Instant;
+use dataplane::wire::VERSION;
+use hsdb::Transition;
+
+use super::{Interface, Monitor};
+use crate::heartbeat::{HbState, SessionKey};
+
+/// The heartbeat-table key of interface number `i`.
+fn iface_key(i: usize) -> u16 {
+    u16::try_from(i).unwrap_or(u16::MAX)
+}
+
+impl Monitor<'_> {
+    /// Frames: drain every socket (the readable ones and, cheaply, the others); a
+    /// heartbeat goes straight to the heartbeat table.
+    pub(super) fn on_readable(&mut self, now: Instant) {
+        let Monitor {
+            interfaces,
+            table,
+            changes,
+            busy,
+            ..
+        } = self;
+        for (i, iface) in interfaces.iter_mut().enumerate() {
+            let key_iface = iface_key(i);
+            let Interface {
+                socket,
+                endpoint,
+                name,
+                down,
+            } = iface;
+            let received = socket.recv(|frame| {
+                if let Outcome::Heartbeat(peer) = endpoint.handle_frame(now, frame)
+                    && let Some(change) = table.heartbeat(
+                        SessionKey {
+                            iface: key_iface,
+                            peer,
+                        },
+                        now,
+                    )
+                {
+                    changes.push(change);
+                }
+            });
+            // A link going down is reported once by the socket; the daemon keeps
+            // serving its other interfaces, and the silent VMs become MISSING.
+            if let Ok(n) = received
+                && n > 0
+            {
+                *busy = true;
+            }
+            match received {
+                Ok(_) if *down => {
+                    tracing::info!("interface {name}: receiving again");
+                    *down = false;
+                }
+                Ok(_) => {}
+                Err(e) if !*down => {
+                    tracing::warn!("interface {name}: {e}");
+                    *down = true;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Timers: the endpoints' (Hello, retransmits, session timeouts), the miss
+    /// deadlines, and the monitor's own heartbeat in the HSDB.
+    pub(super) fn on_timers(&mut self, now: Instant) {
+        for iface in &mut self.interfaces {
+            if iface.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                iface.endpoint.handle_timeout(now);
+            }
+        }
+        self.table.expire(now, &mut self.changes);
+        if now >= self.next_hm_heartbeat {
+            self.pending.push(Transition::HmHeartbeat {
+                hm: self.config.monitor_uuid,
+                at: self.clock.epoch_ms(now),
+            });
+            self.next_hm_heartbeat = now + self.config.hm_heartbeat_period;
+        }
+    }
+
+    /// Every event every endpoint raised this turn.
+    pub(super) fn on_endpoint_events(&mut self, now: Instant) {
+        for i in 0..self.interfaces.len() {
+            while let Some(event) = self.interfaces[i].endpoint.poll_event() {
+                self.on_endpoint_event(now, i, event);
+            }
+        }
+    }
+
+    /// One event of interface number `i`'s endpoint.
+    pub(super) fn on_endpoint_event(&mut self, now: Instant, i: usize, event: EndpointEvent) {
+        let key = |peer| SessionKey {
+            iface: iface_key(i),
+            peer,
+        };
+        let hm = self.config.monitor_uuid;
+        let at = self.clock.epoch_ms(now);
+        let iface = &mut self.interfaces[i];
+        match event {
+            EndpointEvent::AgentSyn {
+                peer,
+                mac,
+                uuid,
+                ostype,
+                ver_lower,
+                ver_upper,
+            } => {
+                if let Some(known) = self.known_macs.get(&uuid)
+                    && *known != mac
+                {
+                    let why =
+                        format!("VM {uuid} is registered with MAC {known}, SYN came from {mac}");
+                    tracing::warn!("{}: refusing SYN: {why}", iface.name);
+                    iface.endpoint.refuse(now, peer, &why);
+                    self.pending.push(Transition::Event {
+                        kind: "SYN_REFUSED".into(),
+                        vm: Some(uuid),
+                        hm: Some(hm),
+                        text: why,
+                        at,
+                    });
+                    return;
+                }
+                tracing::info!("{}: SYN from VM {uuid} at {mac} ({ostype})", iface.name);
+                self.syn_facts
+                    .insert(key(peer), (ostype, ver_lower, ver_upper));
+            }
+            EndpointEvent::Established { peer, mac, uuid } => {
+                let (ostype, ver_lower, ver_upper) = self
+                    .syn_facts
+                    .remove(&key(peer))
+                    .unwrap_or_else(|| (String::new(), VERSION, VERSION));
+                tracing::info!(
+                    "{}: VM {uuid} at {mac} discovered, START_HB every {:?}",
+                    iface.name,
+                    self.config.hb_period
+                );
+                self.known_macs.insert(uuid, mac);
+                self.pending.push(Transition::Discovered {
+                    vm: uuid,
+                    hm,
+                    mac,
+                    ostype,
+                    ver_lower,
+                    ver_upper,
+                    at,
+                });
+                self.table.watch(key(peer), uuid, now);
+            }
+            EndpointEvent::Shutdown { peer } => {
+                if let Some(c) = self.table.suspend(key(peer), now) {
+                    self.changes.push(c);
+                }
+            }
+            EndpointEvent::Doorbell { peer, vector } => {
+                if let Some(vm) = iface.endpoint.peer_uuid(peer) {
+                    self.pending
+                        .push(Transition::Doorbell { vm, hm, vector, at });
+                }
+            }
+            EndpointEvent::SynRefused { mac, why, .. } => {
+                tracing::warn!("{}: SYN from {mac} refused: {why}", iface.name);
+            }
+            EndpointEvent::Closed { mac, reason, .. } => {
+                tracing::info!("{}: session with {mac} closed: {reason}", iface.name);
+            }
+            other => tracing::debug!("{}: {other:?}", iface.name),
+        }
+    }
+
+    /// Send every frame the endpoints have ready.
+    pub(super) fn flush_transmits(&mut self, now: Instant) {
+        for iface in &mut self.interfaces {
+            while let Some(len) = iface.endpoint.poll_transmit(now, &mut self.tx) {
+                if let Err(e) = iface.socket.send(&self.tx[..len])
+                    && !iface.down
+                {
+                    tracing::warn!("{}: send failed: {e}", iface.name);
+                }
+            }
+        }
+    }
+
+    /// Turn this turn's heartbeat state changes into transitions and hand everything
+    /// pending to the HSDB writer.
+    pub(super) fn commit_changes(&mut self) {
+        let hm = self.config.monitor_uuid;
+        for c in self.changes.drain(..) {
+            let at = self.clock.epoch_ms(c.at);
+            let vm = c.vm;
+            tracing::info!("VM {vm} state changed to {}", c.state.name());
+            self.pending.push(match c.state {
+                HbState::Detected | HbState::Awaiting => Transition::Detected { vm, hm, at },
+                HbState::Missing => Transition::Missing { vm, hm, at },
+                HbState::Suspended => Transition::Suspended { vm, hm, at },
+            });
+        }
+        if !self.pending.is_empty() {
+            self.writer.send(std::mem::take(&mut self.pending));
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Start-up: open the HSDB and every interface, register the monitor, start the writer.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+
+use dataplane::endpoint::{Endpoint, EndpointConfig, Role};
+use dataplane::io::{InterfaceName, RawSocket, RxMode};
+use dataplane::message::{HelloId, Uuid};
+use dataplane::wire::{MacAddr, VERSION};
+use hsdb::{HmRecord, HostRecord, Hsdb, Options};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::{Clock, Interface, Monitor, RunError, TX_BUF_LEN, WAKER, hello_id};
+use crate::config::Config;
+use crate::heartbeat::HeartbeatTable;
+use crate::writer::Writer;
+
+impl<'a> Monitor<'a> {
+    /// Open the HSDB and every interface, register this monitor and start the HSDB
+    /// writer; `waker_slot` receives the waker the admin socket uses.
+    pub(super) fn start(
+        config: &'a Config,
+        waker_slot: &Mutex<Option<Arc<Waker>>>,
+    ) -> Result<Monitor<'a>, RunError> {
+        let clock = Clock::new();
+        let hello = hello_id();
+        let options = Options {
+            synchronous: config.synchronous,
+            ..Options::default()
+        };
+        let mut hsdb = Hsdb::open(&config.hsdb, &options).map_err(hsdb_error(config))?;
+
+        let poll = Poll::new().map_err(RunError::Poll)?;
+        let mut interfaces = Vec::new();
+        for (i, name) in config.interfaces.iter().enumerate() {
+            interfaces.push(open_interface(config, &clock, hello, &poll, i, name)?);
+        }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
+        if let Ok(mut slot) = waker_slot.lock() {
+            *slot = Some(Arc::clone(&waker));
+        }
+
+        let first_mac = interfaces
+            .first()
+            .map_or(MacAddr::default(), |i| i.endpoint.config().local_mac);
+        let known_macs = register(&mut hsdb, config, &clock, hello, first_mac)?;
+
+        let writer = Writer::spawn(hsdb, config.flush).map_err(RunError::Poll)?;
+        let table = HeartbeatTable::new(interfaces.len(), config.vm_miss_after);
+        let next_hm_heartbeat = clock.now();
+        Ok(Monitor {
+            config,
+            clock,
+            hello,
+            poll,
+            events: Events::with_capacity(64),
+            interfaces,
+            writer,
+            table,
+            known_macs,
+            syn_facts: HashMap::new(),
+            changes: Vec::new(),
+            pending: Vec::new(),
+            next_hm_heartbeat,
+            tx: vec![0u8; TX_BUF_LEN],
+            busy: false,
+        })
+    }
+}
+
+/// The error of an HSDB call at start-up, naming the file.
+fn hsdb_error(config: &Config) -> impl Fn(hsdb::Error) -> RunError + '_ {
+    |source| RunError::Hsdb {
+        path: config.hsdb.display().to_string(),
+        source,
+    }
+}
+
+/// Open interface number `i`'s socket and endpoint and watch the socket.
+fn open_interface(
+    config: &Config,
+    clock: &Clock,
+    hello: HelloId,
+    poll: &Poll,
+    i: usize,
+    name: &InterfaceName,
+) -> Result<Interface, RunError> {
+    let socket = RawSocket::open(name, config.ethertype, RxMode::DAEMON_RING)?;
+    let mac = dataplane::io::Interface::by_name(name)?.mac();
+    let mut ep_config = EndpointConfig::monitor(mac, config.monitor_uuid, hello);
+    ep_config.role = Role::Monitor {
+        hello,
+        hello_period: config.hello_period,
+        hb_period: config.hb_period,
+    };
+    ep_config.session.ethertype = config.ethertype;
+    let endpoint = Endpoint::new(ep_config, clock.now())?;
+    poll.registry()
+        .register(
+            &mut SourceFd(&socket.as_raw_fd()),
+            Token(i),
+            Interest::READABLE,
+        )
+        .map_err(RunError::Poll)?;
+    tracing::info!(
+        "interface {} ({mac}): listening for agents, Hello every {:?}",
+        name.as_str(),
+        config.hello_period
+    );
+    Ok(Interface {
+        socket,
+        endpoint,
+        name: name.as_str().to_owned(),
+        down: false,
+    })
+}
+
+/// Register the host and this monitor's incarnation (seed: the HM is known to the HSDB
+/// before it runs); return the MAC of every VM as recorded for this monitor.
+fn register(
+    hsdb: &mut Hsdb,
+    config: &Config,
+    clock: &Clock,
+    hello: HelloId,
+    first_mac: MacAddr,
+) -> Result<HashMap<Uuid, MacAddr>, RunError> {
+    let hsdb_err = hsdb_error(config);
+    let at = clock.epoch_ms(clock.now());
+    if hsdb.host(config.host_id).map_err(&hsdb_err)?.is_none() {
+        hsdb.upsert_host(&HostRecord {
+            id: config.host_id,
+            name: config.host_name.clone(),
+            machine_type: String::new(),
+            model: String::new(),
+            serial: String::new(),
+            cpu_milli: 0,
+            memory_mb: 0,
+            host_group: String::new(),
+        })
+        .map_err(&hsdb_err)?;
+    }
+    hsdb.register_hm(&HmRecord {
+        uuid: config.monitor_uuid,
+        host: config.host_id,
+        mac: first_mac,
+        incarnation: hello,
+        version: VERSION,
+        at,
+    })
+    .map_err(&hsdb_err)?;
+    let mut known_macs = HashMap::new();
+    for vm in hsdb.vms().map_err(&hsdb_err)? {
+        if let Some(mac) = hsdb
+            .vm_mac(&vm.uuid, &config.monitor_uuid)
+            .map_err(&hsdb_err)?
+        {
+            known_macs.insert(vm.uuid, mac);
+        }
+    }
+    tracing::info!(
+        "monitor {} incarnation {hello} registered in {} ({} known VMs)",
+        config.monitor_uuid,
+        config.hsdb.display(),
+        known_macs.len()
+    );
+    Ok(known_macs)
+}
