@@ -326,7 +326,9 @@ fn measure(
                     sock.recv(|f| {
                         received += 1;
                         let seq = field(f, 14);
-                        if seq % SAMPLE_EVERY == 0 && latencies.len() < latencies.capacity() {
+                        if seq.is_multiple_of(SAMPLE_EVERY)
+                            && latencies.len() < latencies.capacity()
+                        {
                             latencies.push(nanos_since(epoch).saturating_sub(field(f, 22)));
                         }
                     })

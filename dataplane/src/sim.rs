@@ -287,13 +287,13 @@ impl Network {
                 if let Some(Reverse(f)) = self.in_flight.pop() {
                     self.deliver(f);
                 }
-            } else if let Some(Reverse((t, node))) = self.timers.pop() {
-                if self.nodes[node].timer_at == t {
-                    self.nodes[node].timer_at = Instant::FAR_FUTURE;
-                    let now = self.now;
-                    self.nodes[node].endpoint.handle_timeout(now);
-                    self.flush(node);
-                }
+            } else if let Some(Reverse((t, node))) = self.timers.pop()
+                && self.nodes[node].timer_at == t
+            {
+                self.nodes[node].timer_at = Instant::FAR_FUTURE;
+                let now = self.now;
+                self.nodes[node].endpoint.handle_timeout(now);
+                self.flush(node);
             }
         }
         self.now = self.now.max(until);

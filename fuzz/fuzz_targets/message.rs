@@ -83,7 +83,7 @@ macro_rules! roundtrip {
         if len > 0 {
             let mut short = vec![SENTINEL; len - 1];
             assert_eq!(
-                value.encode_into(&mut short),
+                value.encode_into(&mut short).map_err(MessageError::from),
                 Err(MessageError::BufferTooSmall {
                     len: len - 1,
                     need: len
@@ -178,7 +178,7 @@ fn message(payload: &[u8]) {
 fn hello(payload: &[u8]) {
     let id = match HelloId::parse(payload) {
         Ok(id) => id,
-        Err(e) => return refused(payload, e),
+        Err(e) => return refused(payload, e.into()),
     };
     assert!(id.nanos < 1_000_000_000, "{id:?}");
     let encoded = roundtrip!(HelloId::parse, id);
@@ -294,7 +294,7 @@ fn properties(list: &[u8]) {
 fn uuid(text: &[u8]) {
     let id = match Uuid::parse(text) {
         Ok(id) => id,
-        Err(e) => return refused(text, e),
+        Err(e) => return refused(text, e.into()),
     };
     let canonical = id.to_text();
     assert_eq!(canonical.as_slice(), text.to_ascii_lowercase(), "{id}");

@@ -16,7 +16,7 @@
 //! - a transition naming an unregistered monitor fails the batch ([`Error::UnknownHm`]):
 //!   the monitor registers itself before writing, so this is a bug, not an input.
 
-use dataplane::message::Uuid;
+use hvha_identity::Uuid;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::codec::{UuidText, bits_to_sql, opt_uuid, version_text};

@@ -4,8 +4,8 @@
 //! Decoding checks everything: a value edited by hand becomes [`Error::Corrupt`] naming
 //! the table and column, never a panic.
 
-use dataplane::message::{HelloId, Uuid};
-use dataplane::wire::{MacAddr, Version};
+use hvha_identity::{HelloId, Uuid};
+use hvha_identity::{MacAddr, Version};
 use rusqlite::Row;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 

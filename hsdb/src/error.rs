@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use dataplane::message::Uuid;
+use hvha_identity::Uuid;
 
 /// Why an HSDB operation failed. Every variant that concerns the database file names its
 /// path; every variant that concerns a value names it.

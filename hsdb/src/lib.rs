@@ -28,9 +28,9 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use dataplane::message::{HelloId, Uuid};
-pub use dataplane::wire::{MacAddr, Version};
 pub use error::{Error, Result};
+pub use hvha_identity::{HelloId, Uuid};
+pub use hvha_identity::{MacAddr, Version};
 pub use model::{
     Applied, DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmRecord, HmRow, HmState,
     HostId, HostRecord, PendingKind, PendingRow, Priority, Transition, VmHmRow, VmRow, VmState,

@@ -5,8 +5,8 @@
 
 use core::fmt;
 
-use dataplane::message::{HelloId, Uuid};
-use dataplane::wire::{MacAddr, Version};
+use hvha_identity::{HelloId, Uuid};
+use hvha_identity::{MacAddr, Version};
 
 /// Declare an enumeration stored as text: `as_str`, `from_text`, `Display`.
 macro_rules! text_enum {

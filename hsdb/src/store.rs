@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dataplane::message::Uuid;
-use dataplane::wire::MacAddr;
+use hvha_identity::MacAddr;
+use hvha_identity::Uuid;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::codec::{Columns, UuidText, bits_from_sql, version_text};

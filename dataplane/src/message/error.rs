@@ -143,3 +143,42 @@ pub enum MessageError {
 
 /// Result of payload parsing and encoding.
 pub type Result<T> = core::result::Result<T, MessageError>;
+
+impl From<hvha_identity::IdentityError> for MessageError {
+    fn from(e: hvha_identity::IdentityError) -> MessageError {
+        use hvha_identity::IdentityError as E;
+        match e {
+            E::BadUuid { offset, len } => MessageError::BadUuid { offset, len },
+            E::BadHelloId { part } => MessageError::BadHelloId { part },
+            E::BufferTooSmall { len, need } => MessageError::BufferTooSmall { len, need },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MessageError;
+    use hvha_identity::IdentityError;
+
+    /// An identity error becomes the `MessageError` of the same name, saying the same.
+    #[test]
+    fn identity_errors_convert_word_for_word() {
+        for (e, want) in [
+            (
+                IdentityError::BadUuid { offset: 8, len: 36 },
+                MessageError::BadUuid { offset: 8, len: 36 },
+            ),
+            (
+                IdentityError::BadHelloId { part: "suffix" },
+                MessageError::BadHelloId { part: "suffix" },
+            ),
+            (
+                IdentityError::BufferTooSmall { len: 3, need: 23 },
+                MessageError::BufferTooSmall { len: 3, need: 23 },
+            ),
+        ] {
+            assert_eq!(e.to_string(), want.to_string());
+            assert_eq!(MessageError::from(e), want);
+        }
+    }
+}

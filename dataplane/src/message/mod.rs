@@ -25,10 +25,8 @@
 //! which payload is [`session`](crate::session)'s business.
 
 mod error;
-mod hello;
 mod syn;
 mod text;
-mod uuid;
 
 #[cfg(test)]
 mod tests;
@@ -36,11 +34,12 @@ mod tests;
 use core::ops::RangeInclusive;
 
 pub use self::error::{MessageError, Result};
-pub use self::hello::HelloId;
 pub use self::syn::{AgentSyn, MAX_OSTYPE_LEN, MonitorSyn};
 pub use self::text::{Properties, Property};
-pub use self::uuid::Uuid;
 pub use crate::wire::Version;
+/// The identity types live in `hvha-identity` (std only, shared with `hsdb`); their
+/// parsers' errors convert into [`MessageError`].
+pub use hvha_identity::{HelloId, IdentityError, Uuid};
 
 use self::text::{Digits, Sink, encode_into_slice, encode_to_vec, parse_decimal, parse_hex};
 

@@ -5,12 +5,12 @@
 //! Keys may come in any order and unknown keys are ignored, so a newer peer can add
 //! properties; a repeated known key is refused. Emission uses the seed's key order.
 
+use super::Uuid;
 use super::error::{MessageError, Result};
 use super::text::{
     Properties, Sink, encode_into_slice, encode_to_vec, parse_version, put_version, set_once,
     version_len,
 };
-use super::uuid::Uuid;
 use crate::wire::Version;
 
 /// Longest `ostype` accepted.

@@ -166,18 +166,6 @@ impl Digits {
         Digits::radix(n, 16)
     }
 
-    /// `n` in decimal, left-padded with zeros to `width` digits (`width <= 20`).
-    pub(super) fn decimal_padded(n: u64, width: usize) -> Digits {
-        let mut d = Digits::decimal(n);
-        while d.len() < width && d.start > 0 {
-            d.start -= 1;
-            if let Some(slot) = d.buf.get_mut(d.start) {
-                *slot = b'0';
-            }
-        }
-        d
-    }
-
     fn radix(mut n: u64, radix: u64) -> Digits {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut d = Digits {
@@ -362,12 +350,6 @@ mod tests {
         assert_eq!(Digits::hex(0).as_bytes(), b"0");
         assert_eq!(Digits::hex(0xdead_beef).as_bytes(), b"deadbeef");
         assert_eq!(Digits::hex(u64::MAX).as_bytes(), b"ffffffffffffffff");
-        assert_eq!(
-            Digits::decimal_padded(719_328_000, 9).as_bytes(),
-            b"719328000"
-        );
-        assert_eq!(Digits::decimal_padded(5, 9).as_bytes(), b"000000005");
-        assert_eq!(Digits::decimal_padded(0, 9).len(), 9);
     }
 
     #[test]

@@ -36,20 +36,9 @@ pub const HEADER_LEN: usize = field::LENGTH.end;
 /// The version we speak: 2.0 (seed 004 L8303-8311).
 pub const VERSION: Version = Version { major: 2, minor: 0 };
 
-/// Protocol version carried in every header. Only the major number must match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Version {
-    /// Incompatible changes.
-    pub major: u8,
-    /// Compatible changes; informational.
-    pub minor: u8,
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
+/// Protocol version carried in every header; defined in `hvha-identity`. Only the major
+/// number must match.
+pub use hvha_identity::Version;
 
 /// The flag byte (seed 004 L10366-10449).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -2,8 +2,8 @@
 
 use core::fmt;
 
-use super::error::{MessageError, Result};
-use super::text::{Digits, Sink, encode_into_slice, encode_to_vec, parse_decimal};
+use crate::error::IdentityError;
+use crate::text::{Digits, parse_decimal};
 
 /// A Hello identifier: `<unix seconds>.<nanoseconds, exactly 9 digits>.<suffix>`, e.g.
 /// `1556303548.719328000.38` (23 bytes, seed 004 L8313).
@@ -24,8 +24,8 @@ impl HelloId {
     /// Parse `<secs>.<nanos>.<suffix>`: seconds 1..=20 digits fitting a `u64`,
     /// nanoseconds exactly 9 digits, suffix 1..=10 digits fitting a `u32`. Nothing else:
     /// no sign, no spaces, no fourth part.
-    pub fn parse(p: &[u8]) -> Result<HelloId> {
-        let bad = |part| MessageError::BadHelloId { part };
+    pub fn parse(p: &[u8]) -> Result<HelloId, IdentityError> {
+        let bad = |part| IdentityError::BadHelloId { part };
         let mut parts = p.split(|&b| b == b'.');
         let (Some(secs), Some(nanos), Some(suffix), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -57,22 +57,61 @@ impl HelloId {
         Digits::decimal(self.secs).len() + 1 + 9 + 1 + Digits::decimal(u64::from(self.suffix)).len()
     }
 
-    /// Write the text form into `buf`; returns the bytes written.
-    pub fn encode_into(&self, buf: &mut [u8]) -> Result<usize> {
-        encode_into_slice(buf, self.encoded_len(), |s| self.emit(s))
+    /// Write the text form into `buf`; returns the bytes written, or `BufferTooSmall`
+    /// (and nothing written) if `buf` is shorter than [`encoded_len`](Self::encoded_len).
+    pub fn encode_into(&self, buf: &mut [u8]) -> Result<usize, IdentityError> {
+        let need = self.encoded_len();
+        let len = buf.len();
+        let out = buf
+            .get_mut(..need)
+            .ok_or(IdentityError::BufferTooSmall { len, need })?;
+        let mut pos = 0;
+        for part in self.parts() {
+            let end = pos + part.len();
+            if let Some(dst) = out.get_mut(pos..end) {
+                dst.copy_from_slice(part.as_bytes());
+            }
+            pos = end;
+        }
+        Ok(pos)
     }
 
     /// Append the text form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        encode_to_vec(out, self.encoded_len(), |s| self.emit(s));
+        out.reserve(self.encoded_len());
+        for part in self.parts() {
+            out.extend_from_slice(part.as_bytes());
+        }
     }
 
-    fn emit<S: Sink>(&self, s: &mut S) -> Result<()> {
-        s.put(Digits::decimal(self.secs).as_bytes())?;
-        s.put(b".")?;
-        s.put(Digits::decimal_padded(u64::from(self.nanos), 9).as_bytes())?;
-        s.put(b".")?;
-        s.put(Digits::decimal(u64::from(self.suffix)).as_bytes())
+    /// The text form in five pieces: seconds, '.', nanoseconds, '.', suffix.
+    fn parts(&self) -> [Part; 5] {
+        [
+            Part::Digits(Digits::decimal(self.secs)),
+            Part::Dot,
+            Part::Digits(Digits::decimal_padded(u64::from(self.nanos), 9)),
+            Part::Dot,
+            Part::Digits(Digits::decimal(u64::from(self.suffix))),
+        ]
+    }
+}
+
+/// A piece of a Hello identifier's text form.
+enum Part {
+    Digits(Digits),
+    Dot,
+}
+
+impl Part {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Part::Digits(d) => d.as_bytes(),
+            Part::Dot => b".",
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_bytes().len()
     }
 }
 
@@ -116,7 +155,7 @@ mod tests {
         assert_eq!(&out[7..], SEED, "encode appends");
         assert_eq!(
             id.encode_into(&mut buf[..22]),
-            Err(MessageError::BufferTooSmall { len: 22, need: 23 })
+            Err(IdentityError::BufferTooSmall { len: 22, need: 23 })
         );
     }
 
@@ -171,7 +210,7 @@ mod tests {
         for &(text, part) in cases {
             assert_eq!(
                 HelloId::parse(text),
-                Err(MessageError::BadHelloId { part }),
+                Err(IdentityError::BadHelloId { part }),
                 "{text:?}"
             );
         }

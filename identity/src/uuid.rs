@@ -5,8 +5,8 @@
 
 use core::fmt;
 
-use super::error::{MessageError, Result};
-use super::text::hex_value;
+use crate::error::IdentityError;
+use crate::text::hex_value;
 
 /// A UUID, e.g. `61be20f0-09a8-4753-b5e5-564f8a545ed5` (seed 004 L11447).
 ///
@@ -24,9 +24,9 @@ impl Uuid {
 
     /// Parse the hyphenated text form. Nothing else is accepted: no braces, no `urn:`
     /// prefix, no surrounding spaces.
-    pub fn parse(s: &[u8]) -> Result<Uuid> {
+    pub fn parse(s: &[u8]) -> Result<Uuid, IdentityError> {
         let len = s.len();
-        let bad = |offset| MessageError::BadUuid { offset, len };
+        let bad = |offset| IdentityError::BadUuid { offset, len };
         let mut bytes = [0u8; 16];
         let mut nibbles = 0usize;
         for (i, &b) in s.iter().enumerate() {
@@ -129,7 +129,7 @@ mod tests {
         let bad = |s: &[u8], offset| {
             (
                 s.to_vec(),
-                MessageError::BadUuid {
+                IdentityError::BadUuid {
                     offset,
                     len: s.len(),
                 },
