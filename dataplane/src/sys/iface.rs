@@ -5,7 +5,9 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Socket, Type};
 
 use super::cvt;
 
@@ -24,11 +26,9 @@ pub(crate) fn index_of(name: &CStr) -> io::Result<Option<u32>> {
 }
 
 /// A datagram socket to carry interface ioctls; needs no privilege.
-fn ioctl_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain system call with constant arguments.
-    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn ioctl_socket() -> io::Result<Socket> {
+    // Close-on-exec: `Socket::new` sets `SOCK_CLOEXEC` on Linux.
+    Socket::new(Domain::IPV4, Type::DGRAM, None)
 }
 
 /// An `ifreq` naming `name`, or `EINVAL` if the name does not fit.

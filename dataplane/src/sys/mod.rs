@@ -6,7 +6,8 @@
 //!
 //! - `socket`: the `AF_PACKET` socket itself — open, options, bind, send (`send`,
 //!   `sendmmsg`), one-frame receive (`recvfrom`), `poll`, `PACKET_STATISTICS`; also the
-//!   calling thread's CPU time (`getrusage(RUSAGE_THREAD)`) and `setns`.
+//!   calling thread's CPU time (`getrusage(RUSAGE_THREAD)`) and `setns`. `socket2` makes
+//!   the calls it offers (creation, `SO_RCVBUF`, `send`, `SO_ERROR`), `libc` the others.
 //! - `mmsg`: a batch of receive buffers for `recvmmsg`, allocated once.
 //! - `ring`: a `TPACKET_V3` receive ring (`PACKET_RX_RING` + `mmap`), handed to safe
 //!   code one retired block at a time as a byte slice.

@@ -5,8 +5,10 @@
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
 
 use super::{cvt, cvt_size, setsockopt, socklen_of};
 
@@ -15,9 +17,13 @@ use super::{cvt, cvt_size, setsockopt, socklen_of};
 const SEND_BATCH_MAX: usize = 64;
 
 /// An open `AF_PACKET`, `SOCK_RAW` socket, non-blocking and close-on-exec.
+///
+/// `socket2` does what it can (creation, `SO_RCVBUF`, `send`, `SO_ERROR`); `libc` the
+/// rest, which `socket2` does not offer: the `PACKET_*` options, `bind` to a
+/// `sockaddr_ll`, `sendmmsg`, `recvfrom` with the packet type, `poll`.
 #[derive(Debug)]
 pub(crate) struct PacketSocket {
-    fd: OwnedFd,
+    fd: Socket,
 }
 
 /// One frame received by [`PacketSocket::recv_from`].
@@ -47,17 +53,8 @@ impl PacketSocket {
     /// socket receives nothing until [`PacketSocket::bind`], so no frame of another
     /// interface or EtherType slips in while it is being set up.
     pub(crate) fn new() -> io::Result<PacketSocket> {
-        // SAFETY: a plain system call with constant arguments; no memory is passed.
-        let fd = cvt(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })?;
-        // SAFETY: `fd` was just returned by socket(2): it is open and owned by nothing
-        // else, so `OwnedFd` may take it over and close it once.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // `Socket::new` adds `SOCK_CLOEXEC` on Linux; `None` is protocol 0.
+        let fd = Socket::new(Domain::PACKET, Type::RAW.nonblocking(), None)?;
         Ok(PacketSocket { fd })
     }
 
@@ -76,26 +73,19 @@ impl PacketSocket {
     /// `CAP_NET_ADMIN`), else `SO_RCVBUF` (capped by `net.core.rmem_max`). Returns the
     /// size the kernel reports afterwards (it doubles the request for bookkeeping).
     pub(crate) fn set_rcvbuf(&self, bytes: usize) -> io::Result<usize> {
+        // socket2 has no `SO_RCVBUFFORCE`.
         let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        let fd = self.fd.as_fd();
-        if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &want).is_err() {
-            setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &want)?;
+        let forced = setsockopt(
+            self.fd.as_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &want,
+        );
+        if forced.is_err() {
+            self.fd
+                .set_recv_buffer_size(usize::try_from(want).unwrap_or(0))?;
         }
-        let mut got: libc::c_int = 0;
-        let mut len = socklen_of::<libc::c_int>();
-        // SAFETY: `got` and `len` are live locals; the kernel writes at most `len` bytes
-        // into `got` and the actual length into `len`.
-        let ret = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                std::ptr::from_mut(&mut got).cast(),
-                &raw mut len,
-            )
-        };
-        cvt(ret)?;
-        Ok(usize::try_from(got).unwrap_or(0))
+        self.fd.recv_buffer_size()
     }
 
     /// `PACKET_VERSION = TPACKET_V3`, required before `PACKET_RX_RING`.
@@ -105,6 +95,9 @@ impl PacketSocket {
     }
 
     /// Bind to one interface and one EtherType (host order; `ETH_P_ALL` = 3 for all).
+    ///
+    /// Through `libc`: socket2 can only make a `SockAddr` for another family with
+    /// `unsafe` code of its own (`SockAddr::new`), which would save nothing.
     pub(crate) fn bind(&self, ifindex: u32, ethertype: u16) -> io::Result<()> {
         let ifindex = libc::c_int::try_from(ifindex)
             .map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
@@ -131,17 +124,7 @@ impl PacketSocket {
 
     /// Send one complete frame (Ethernet header included) on the bound interface.
     pub(crate) fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        // SAFETY: `frame` is a live slice of `frame.len()` readable bytes; the kernel
-        // copies from it during the call.
-        let ret = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        cvt_size(ret)
+        self.fd.send_with_flags(frame, libc::MSG_DONTWAIT)
     }
 
     /// Send frames with `sendmmsg`, at most [`SEND_BATCH_MAX`] per call. Returns how
@@ -279,21 +262,7 @@ impl PacketSocket {
 impl PacketSocket {
     /// Take the pending socket error (`SO_ERROR`), if any, clearing it.
     pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
-        let mut err: libc::c_int = 0;
-        let mut len = socklen_of::<libc::c_int>();
-        // SAFETY: `err` and `len` are live locals; the kernel writes one int and its
-        // length.
-        let ret = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                std::ptr::from_mut(&mut err).cast(),
-                &raw mut len,
-            )
-        };
-        cvt(ret)?;
-        Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
+        self.fd.take_error()
     }
 }
 
