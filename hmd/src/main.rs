@@ -128,14 +128,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let (admin_tx, admin_rx) = crossbeam_channel::bounded(16);
-    let waker = Arc::new(Mutex::new(None));
-    if let Err(e) = admin::serve(&config.admin_socket, admin_tx.clone(), Arc::clone(&waker)) {
+    let (admin_tx, admin_rx) = crossbeam_channel::bounded(admin::REQUEST_QUEUE);
+    let relay = admin::Relay {
+        requests: admin_tx,
+        waker: Arc::new(Mutex::new(None)),
+    };
+    let waker = Arc::clone(&relay.waker);
+    let endpoint_stats = Arc::new(admin::EndpointStats::default());
+    if let Err(e) = admin::serve(
+        &config.admin_socket,
+        relay.clone(),
+        Arc::clone(&endpoint_stats),
+    ) {
         eprintln!("hmd: admin socket {}: {e}", config.admin_socket.display());
         return ExitCode::FAILURE;
     }
     if let Some(addr) = config.metrics_listen {
-        match admin::serve_metrics(addr, admin_tx.clone(), Arc::clone(&waker)) {
+        match admin::serve_metrics(addr, relay, endpoint_stats) {
             Ok(bound) => tracing::info!("Prometheus metrics on http://{bound}/metrics"),
             Err(e) => {
                 eprintln!("hmd: metrics_listen {addr}: {e}");
