@@ -14,6 +14,10 @@
 //! - [`sim`]: a simulated link with loss, duplication, reordering and delay on a
 //!   virtual clock, for deterministic tests, examples and benches.
 //!
+//! - [`auth`]: authenticated frames (`auth = off | accept | require`): a trailer with a
+//!   key id, a send counter and an HMAC-SHA256 tag, sealed after `poll_transmit` and
+//!   opened before `handle_frame`, with replay windows per sender.
+//!
 //! - [`io`] / [`sys`]: `AF_PACKET` sockets bound to an interface and the HVNCP
 //!   EtherType, batched receive (`recvmmsg` or a TPACKET_V3 ring), kernel drop counters,
 //!   interface facts.
@@ -21,6 +25,7 @@
 //! Time is always a parameter ([`time::Instant`]); the caller owns the clock.
 //! The protocol itself is specified in `docs/hvncp.md`.
 
+pub mod auth;
 pub mod endpoint;
 pub mod io;
 pub mod message;

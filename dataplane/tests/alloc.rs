@@ -2,6 +2,8 @@
 //!
 //! - receiving a heartbeat allocates nothing (monitor side), and neither does sending
 //!   one (agent side);
+//! - sealing and opening an authenticated heartbeat allocates nothing, nor does
+//!   refusing a replayed one;
 //! - an idle established peer costs at most 256 bytes in a 100,000-peer table.
 //!
 //! Counts are per thread, so the tests of this binary may run in parallel.
@@ -13,6 +15,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
+use dataplane::auth::{AuthMode, Authenticator, Key, Keyring};
 use dataplane::endpoint::{Endpoint, EndpointConfig, Outcome};
 use dataplane::message::{HelloId, Uuid};
 use dataplane::sim::{FakeAgent, connect_fake_agents};
@@ -188,4 +191,49 @@ fn idle_peer_costs_at_most_256_bytes_in_a_100k_table() {
     );
     assert!(per_peer <= 256, "{per_peer} bytes per idle peer");
     drop(agents);
+}
+
+fn authenticator(mode: AuthMode) -> Authenticator {
+    let keys = Keyring::new(Key::new(1, &[7u8; 32]), Some(Key::new(2, &[9u8; 32]))).expect("ids");
+    Authenticator::new(mode, Some(keys), 1_556_303_548_719_328_000, 4096).expect("valid")
+}
+
+#[test]
+fn sealing_and_opening_heartbeats_allocates_nothing() {
+    let t0 = Instant::from_millis(1);
+    let mut mon = monitor(t0);
+    let mut agents: Vec<FakeAgent> = connect_fake_agents(&mut mon, t0, 1000, 0x6a6a_0000_0000);
+    let mut tx = authenticator(AuthMode::Require);
+    let mut rx = authenticator(AuthMode::Require);
+    // Room for every sender's replay window, as a daemon reserves its peer table.
+    rx.reserve(1000);
+    let mut frames = vec![[0u8; 128]; agents.len() * 5];
+    let before = allocations();
+    let mut heartbeats = 0;
+    for (i, f) in frames.iter_mut().enumerate() {
+        let now = t0 + Duration::from_millis(i as u64);
+        let len = agents[i % 1000].heartbeat(MONITOR, f);
+        let len = tx.seal(f, len).expect("room for the trailer");
+        let Ok(opened) = rx.open(&f[..len]) else {
+            panic!("frame {i} refused: {:?}", rx.counters());
+        };
+        if let Outcome::Heartbeat(_) = mon.handle_frame(now, opened) {
+            heartbeats += 1;
+        }
+    }
+    assert_eq!(heartbeats, frames.len(), "every sealed heartbeat accepted");
+    assert_eq!(rx.counters().auth_verified, frames.len() as u64);
+    assert_eq!(rx.senders(), 1000);
+    assert_eq!(
+        allocations() - before,
+        0,
+        "no allocation to seal, open (first window of a sender included) and handle a heartbeat"
+    );
+    // Refusals allocate nothing either: a replay of every frame.
+    let before = allocations();
+    for f in &frames {
+        assert!(rx.open(f).is_err());
+    }
+    assert_eq!(rx.counters().auth_drop_replayed, frames.len() as u64);
+    assert_eq!(allocations() - before, 0, "no allocation to refuse a frame");
 }
