@@ -82,3 +82,46 @@ fn sink_rejects_bad_arguments() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("--interface \"x/y\""), "{text}");
 }
+
+#[test]
+fn every_tool_prints_its_version() {
+    for (bin, name) in [
+        (LOADGEN, "hvncp-loadgen"),
+        (SINK, "hvncp-sink"),
+        (CORPUS, "hvncp-corpus"),
+    ] {
+        let (code, text) = run(bin, &["--version"]);
+        assert_eq!(code, 0, "{name}: {text}");
+        assert_eq!(text, format!("{name} {}\n", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+const CORPUS: &str = env!("CARGO_BIN_EXE_hvncp-corpus");
+
+/// `hvncp-corpus --help` prints help and writes nothing (it once wrote its seeds into a
+/// folder named `--help`); a missing directory argument is an error, not a default.
+#[test]
+fn corpus_help_writes_nothing() {
+    let dir = std::env::temp_dir().join(format!("hvncp-corpus-help-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    for args in [&["--help"][..], &["-h"], &["--version"]] {
+        let out = Command::new(CORPUS)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{args:?}");
+        let written: Vec<_> = std::fs::read_dir(&dir).expect("list").collect();
+        assert!(written.is_empty(), "{args:?} wrote {written:?}");
+    }
+    let (code, text) = run(CORPUS, &["--help"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("Usage: hvncp-corpus <DIR>"), "{text}");
+    let out = Command::new(CORPUS)
+        .current_dir(&dir)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(std::fs::read_dir(&dir).expect("list").next().is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -82,3 +82,53 @@ fn demo_shows_missing_detected_and_suspended() {
     );
     assert!(stdout.contains("HSDB integrity check: ok"), "{stdout}");
 }
+
+/// `scripts/demo --help` answers at once: it prints its help and builds nothing (a
+/// `cargo` first on the PATH would leave a mark if it were called).
+#[test]
+fn demo_script_help_builds_nothing() {
+    let fake_bin = std::env::temp_dir().join(format!("hvha-demo-help-{}", std::process::id()));
+    std::fs::create_dir_all(&fake_bin).expect("scratch dir");
+    let mark = fake_bin.join("cargo-was-called");
+    let cargo = fake_bin.join("cargo");
+    std::fs::write(
+        &cargo,
+        format!("#!/bin/sh\ntouch '{}'\nexit 1\n", mark.display()),
+    )
+    .expect("fake cargo");
+    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/demo");
+    for flag in ["--help", "-h"] {
+        let out = Command::new("bash")
+            .arg(script)
+            .args(["--keep", flag])
+            .env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", fake_bin.display()),
+            )
+            .output()
+            .expect("run scripts/demo");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(stdout.contains("Usage: scripts/demo [--keep]"), "{stdout}");
+        assert!(!mark.exists(), "scripts/demo {flag} ran cargo");
+    }
+    let _ = std::fs::remove_dir_all(&fake_bin);
+}
+
+/// The two programs of this crate answer `--version` (and need no root for it).
+#[test]
+fn demo_and_bench_print_their_version() {
+    for (bin, name) in [
+        (env!("CARGO_BIN_EXE_hvha-demo"), "hvha-demo"),
+        (env!("CARGO_BIN_EXE_hvha-e2e-bench"), "hvha-e2e-bench"),
+    ] {
+        for flag in ["--version", "-V"] {
+            let out = Command::new(bin).arg(flag).output().expect("run");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{name} {flag}: {stdout}");
+            assert_eq!(stdout, format!("{name} {}\n", env!("CARGO_PKG_VERSION")));
+        }
+    }
+}

@@ -19,17 +19,25 @@
 //! Run from the workspace root as `cargo run -p hvncp-benches --bin hvncp-corpus -- fuzz/corpus`.
 //! The output is deterministic, so re-running it leaves the committed seeds unchanged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::{env, fs, io};
+use std::{fs, io};
+
+use clap::Parser;
+
+/// Write the fuzz seed corpus: `<DIR>/<target>/seed-<name>.bin` for every fuzz target
+/// (frame, message, reassembly, session). Deterministic: re-running it leaves the
+/// committed seeds unchanged.
+#[derive(Parser, Debug)]
+#[command(name = "hvncp-corpus", version)]
+struct Cli {
+    /// The corpus directory (normally `fuzz/corpus`); created if absent.
+    dir: PathBuf,
+}
 
 fn main() -> ExitCode {
-    let mut args = env::args_os().skip(1);
-    let (Some(dir), None) = (args.next(), args.next()) else {
-        eprintln!("usage: hvncp-corpus <corpus dir>");
-        return ExitCode::from(2);
-    };
-    let corpus = Path::new(&dir);
+    let cli = Cli::parse();
+    let corpus = cli.dir.as_path();
     let written = write_frame_seeds(corpus)
         .and_then(|()| write_message_seeds(corpus))
         .and_then(|()| write_reassembly_seeds(corpus))

@@ -65,6 +65,7 @@ const MAX_BACKLOG: Duration = Duration::from_millis(100);
 #[derive(Parser, Debug)]
 #[command(
     name = "hvncp-loadgen",
+    version,
     about = "Simulate many HVNCP VM agents on one interface: real handshakes with the \
              monitor, then heartbeats at a chosen rate; silence, pause and resume VMs \
              on command (stdin).",

@@ -25,6 +25,7 @@ use dataplane::io::{InterfaceName, RawSocket, RxMode};
 #[derive(Parser, Debug)]
 #[command(
     name = "hvncp-sink",
+    version,
     about = "Receive HVNCP frames on an interface with hmd's socket set-up and do nothing \
              but count them: the ceiling for hmd's ingest rate."
 )]

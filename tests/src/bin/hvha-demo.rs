@@ -25,7 +25,7 @@ use hvha_e2e::Lab;
 const USAGE: &str = "\
 hvha-demo — the real hmd and three vmmd in network namespaces, and the HSDB rows they write
 
-Usage: hvha-demo [--keep]
+Usage: hvha-demo [--keep] | --help | --version
 
 Builds one host-monitor namespace running hmd (SQLite HSDB in a scratch directory) and
 three agent namespaces each running vmmd on a veth pair to it (heartbeat every 200 ms,
@@ -41,6 +41,7 @@ Options:
   --keep      after (e)'s report, leave the lab running until Ctrl-C (inspect it with
               `hmd ctl`, `ip netns exec`, `sqlite3`), then clean up
   -h, --help  this text
+  -V, --version  the version
 
 Exit codes: 0 every step happened; 1 a step did not happen in time (named, with the
 daemons' logs); 2 bad arguments or not root; 130 interrupted.
@@ -98,6 +99,10 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "-h" | "--help" => {
                 print!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("hvha-demo {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
             }
             "--keep" => keep = true,

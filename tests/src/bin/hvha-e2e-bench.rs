@@ -54,7 +54,7 @@ struct Args {
 
 fn usage() -> &'static str {
     "usage: hvha-e2e-bench [--seconds S] [--reps N] [--rates 20000,100000,max] \
-     [--agents N] [--big-agents N] [--silent N] [--miss-after-ms MS]"
+     [--agents N] [--big-agents N] [--silent N] [--miss-after-ms MS] | --version"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -71,6 +71,10 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             println!("{}", usage());
+            std::process::exit(0);
+        }
+        if flag == "--version" || flag == "-V" {
+            println!("hvha-e2e-bench {}", env!("CARGO_PKG_VERSION"));
             std::process::exit(0);
         }
         let value = it
