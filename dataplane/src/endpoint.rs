@@ -76,8 +76,14 @@ pub struct EndpointConfig {
     pub uuid: Uuid,
     /// Protocol parameters shared by all sessions.
     pub session: session::Config,
-    /// Largest number of peers in the table.
+    /// Largest number of peers in the table. When it is full, a new peer takes the
+    /// place of the oldest half-open one; with none, it is refused (`drop_table_full`).
     pub max_peers: usize,
+    /// Largest number of half-open peers (never established) in the table, at most
+    /// `max_peers`. Past it, a new peer evicts the oldest half-open one
+    /// (`peers_evicted`): forged source MACs cost a bounded table and never displace
+    /// an established peer.
+    pub max_half_open: usize,
     /// Reassembly memory for all sessions together, in bytes.
     pub reassembly_budget: usize,
     /// Seed for initial packet numbers (drivers pass something random).
@@ -128,8 +134,15 @@ impl EndpointConfig {
                 "1..=32 characters of A-Z a-z 0-9 _ . -",
             ));
         }
-        if self.max_peers == 0 || self.max_peers > 1 << 24 {
+        if self.max_peers == 0 || self.max_peers > MAX_PEERS_LIMIT {
             return Err(err("max_peers", self.max_peers.to_string(), "1..=16777216"));
+        }
+        if self.max_half_open == 0 || self.max_half_open > self.max_peers {
+            return Err(err(
+                "max_half_open",
+                self.max_half_open.to_string(),
+                "1..=max_peers",
+            ));
         }
         if self.reassembly_budget < self.session.max_message {
             return Err(err(
@@ -152,7 +165,8 @@ impl EndpointConfig {
             local_mac,
             uuid,
             session: session::Config::default(),
-            max_peers: 131_072,
+            max_peers: DEFAULT_MONITOR_MAX_PEERS,
+            max_half_open: DEFAULT_MONITOR_MAX_HALF_OPEN,
             reassembly_budget: 64 << 20,
             seed: random_seed() ^ local_mac.to_u64(),
         }
@@ -168,11 +182,32 @@ impl EndpointConfig {
             uuid,
             session: session::Config::default(),
             max_peers: 64,
+            max_half_open: 16,
             reassembly_budget: 4 << 20,
             seed: random_seed() ^ local_mac.to_u64(),
         }
     }
 }
+
+/// Highest `max_peers` accepted (peer ids are `u32`, links in the half-open list too).
+pub const MAX_PEERS_LIMIT: usize = 1 << 24;
+
+/// A monitor's default `max_peers`: 100,000 VMs on one interface with 31 % to spare
+/// (VMs migrating in before the ones that left are forgotten): about 30 MiB of table at
+/// the ~230 bytes per idle established peer measured by `dataplane/tests/alloc.rs`.
+pub const DEFAULT_MONITOR_MAX_PEERS: usize = 131_072;
+
+/// A monitor's default `max_half_open`: a burst of 16,384 simultaneous handshakes (a
+/// whole host group re-pairing after a monitor restart paces its SYNs far below this)
+/// while forged MACs can hold at most 1/8 of the table.
+pub const DEFAULT_MONITOR_MAX_HALF_OPEN: usize = 16_384;
+
+/// Most refused MACs remembered so that their data does not make us open a session
+/// to them from our side.
+const REFUSED_MEMORY: usize = 1024;
+
+/// "No peer" in the half-open list.
+const NIL: u32 = u32::MAX;
 
 /// 64 bits from the process's hash randomness (no clock, no extra dependency): a
 /// restarted daemon must not reuse its previous initial packet numbers.
@@ -232,7 +267,9 @@ pub enum EndpointEvent {
     },
     /// Monitor: an agent synchronised; `uuid` is the VM it claims to be. The
     /// application may refuse it with [`Endpoint::refuse`] (e.g. the UUID belongs to
-    /// another MAC).
+    /// another MAC). Under a flood of new MACs the peer may have been evicted (half-open
+    /// peers go oldest first) before the event is read, and its id given to another:
+    /// act on it only while [`Endpoint::peer_mac`] still returns `mac`.
     AgentSyn {
         /// The agent's session.
         peer: PeerId,
@@ -377,8 +414,13 @@ struct Peer {
     agent: Option<Box<AgentSide>>,
     /// In the ready queue.
     queued: bool,
-    /// A SYN from this peer was refused: do not reopen its session from our side.
-    refused: bool,
+    /// The session was established once: the peer left the half-open list for good
+    /// and is never evicted.
+    settled: bool,
+    /// Half-open list links (older and newer neighbour), `NIL` at the ends or when
+    /// settled.
+    older: u32,
+    newer: u32,
     /// Reassembly bytes of this session counted in the endpoint's total.
     reassembly_counted: u32,
     /// Earliest deadline scheduled in the timer heap for this peer.
@@ -403,7 +445,51 @@ pub struct Endpoint {
     /// Agent: `shutdown` was called; Hellos no longer open sessions.
     shutting_down: bool,
     rng: u64,
+    /// Half-open peers, oldest first (an intrusive list through `Peer::older/newer`).
+    half_open: HalfOpen,
+    /// MACs whose SYN the application refused lately.
+    refused: RefusedMacs,
     stats: Counters,
+}
+
+/// Ends and length of the list of half-open peers.
+#[derive(Debug)]
+struct HalfOpen {
+    oldest: u32,
+    newest: u32,
+    len: usize,
+}
+
+/// The last [`REFUSED_MEMORY`] MACs refused with [`Endpoint::refuse`]: a tombstone that
+/// keeps us from opening a session to them from our side when they send data. Fixed
+/// size, allocated once.
+#[derive(Debug)]
+struct RefusedMacs {
+    set: hashbrown::HashSet<MacAddr, foldhash::fast::RandomState>,
+    order: VecDeque<MacAddr>,
+}
+
+impl RefusedMacs {
+    fn new() -> RefusedMacs {
+        RefusedMacs {
+            set: hashbrown::HashSet::with_capacity_and_hasher(REFUSED_MEMORY, Default::default()),
+            order: VecDeque::with_capacity(REFUSED_MEMORY),
+        }
+    }
+    fn insert(&mut self, mac: MacAddr) {
+        if !self.set.insert(mac) {
+            return;
+        }
+        if self.order.len() == REFUSED_MEMORY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.order.push_back(mac);
+    }
+    fn contains(&self, mac: &MacAddr) -> bool {
+        !self.set.is_empty() && self.set.contains(mac)
+    }
 }
 
 /// Default heartbeat period when `START_HB` carries none (seed 004 L9021).
@@ -453,6 +539,12 @@ impl Endpoint {
             reassembly_bytes: 0,
             shutting_down: false,
             rng: config.seed ^ 0x9e37_79b9_7f4a_7c15,
+            half_open: HalfOpen {
+                oldest: NIL,
+                newest: NIL,
+                len: 0,
+            },
+            refused: RefusedMacs::new(),
             stats: Counters::default(),
             config,
         })
@@ -550,9 +642,29 @@ impl Endpoint {
         (z ^ (z >> 31)).to_le_bytes()[0]
     }
 
-    fn insert_peer(&mut self, mac: MacAddr) -> Option<PeerId> {
-        if self.index.len() >= self.config.max_peers {
+    /// Make room for one more peer: evict the oldest half-open peer when the half-open
+    /// limit is reached, or when the table is full and there is one. False (counted in
+    /// `drop_table_full`) when the table is full of established peers. O(1).
+    fn make_room(&mut self) -> bool {
+        let full = self.index.len() >= self.config.max_peers;
+        if !full && self.half_open.len < self.config.max_half_open {
+            return true;
+        }
+        if self.half_open.oldest == NIL {
             self.stats.drop_table_full += 1;
+            return false;
+        }
+        // Silently: a half-open peer was never reported established, so the
+        // application holds nothing for it but what an `AgentSyn` told it, and that
+        // id may now name the next peer (check `peer_mac` before acting on an old
+        // event's id).
+        self.forget(PeerId(self.half_open.oldest));
+        self.stats.peers_evicted += 1;
+        true
+    }
+
+    fn insert_peer(&mut self, mac: MacAddr) -> Option<PeerId> {
+        if !self.make_room() {
             return None;
         }
         let number = self.next_initial_number();
@@ -563,7 +675,9 @@ impl Endpoint {
             last_heartbeat: None,
             agent: None,
             queued: false,
-            refused: false,
+            settled: false,
+            older: NIL,
+            newer: NIL,
             reassembly_counted: 0,
             timer_at: Instant::FAR_FUTURE,
         };
@@ -576,35 +690,124 @@ impl Endpoint {
             id
         };
         self.index.insert(mac, id);
+        self.link_newest(id);
+        self.stats.peers_added += 1;
         Some(id)
     }
 
-    /// Forget a peer entirely (e.g. its VM was removed). Pending messages are lost.
-    pub fn remove_peer(&mut self, id: PeerId) {
+    /// Append a peer to the half-open list (it is the newest).
+    fn link_newest(&mut self, id: PeerId) {
+        let newest = self.half_open.newest;
+        if let Some(peer) = self.peer_mut(id) {
+            peer.older = newest;
+            peer.newer = NIL;
+        } else {
+            return;
+        }
+        match self.peers.get_mut(newest as usize).and_then(Option::as_mut) {
+            Some(prev) => prev.newer = id.0,
+            None => self.half_open.oldest = id.0,
+        }
+        self.half_open.newest = id.0;
+        self.half_open.len += 1;
+    }
+
+    /// Take a peer out of the half-open list, if it is in it.
+    fn unlink(&mut self, id: PeerId) {
+        let Some(peer) = self.peer_mut(id) else {
+            return;
+        };
+        if peer.settled {
+            return;
+        }
+        let (older, newer) = (peer.older, peer.newer);
+        peer.older = NIL;
+        peer.newer = NIL;
+        match self.peers.get_mut(older as usize).and_then(Option::as_mut) {
+            Some(p) => p.newer = newer,
+            None => self.half_open.oldest = newer,
+        }
+        match self.peers.get_mut(newer as usize).and_then(Option::as_mut) {
+            Some(p) => p.older = older,
+            None => self.half_open.newest = older,
+        }
+        self.half_open.len -= 1;
+    }
+
+    /// The session was established: the peer leaves the half-open list for good.
+    fn settle(&mut self, id: PeerId) {
+        self.unlink(id);
+        if let Some(peer) = self.peer_mut(id) {
+            peer.settled = true;
+        }
+    }
+
+    /// Drop a peer from every structure. Stale entries it leaves in the timer heap and
+    /// the ready queue are skipped when reached; the heap is rebuilt when they pile up.
+    fn forget(&mut self, id: PeerId) {
+        self.unlink(id);
         if let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::take) {
             self.reassembly_bytes -= peer.reassembly_counted as usize;
             self.index.remove(&peer.session.peer());
             self.free.push(id);
         }
+        self.compact_timers();
     }
 
-    /// Refuse a peer's SYN (e.g. its VM UUID is registered with another MAC): the
-    /// session is closed and its UUID forgotten; it may try again with a new SYN.
+    /// Rebuild the timer heap from the live peers once stale entries (of peers that
+    /// were evicted or removed) outnumber the live ones: O(table) at most once per
+    /// table-size removals, so amortised O(1) per removal, and the heap stays within
+    /// twice the table.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.index.len() + 1024 {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.timers).into_vec();
+        entries.clear();
+        for (i, peer) in self.peers.iter().enumerate() {
+            if let Some(p) = peer
+                && p.timer_at != Instant::FAR_FUTURE
+                && let Ok(i) = u32::try_from(i)
+            {
+                entries.push(Reverse((p.timer_at, PeerId(i))));
+            }
+        }
+        self.timers = BinaryHeap::from(entries);
+    }
+
+    /// Forget a peer entirely (e.g. its VM was removed). Pending messages are lost.
+    pub fn remove_peer(&mut self, id: PeerId) {
+        if self.peer(id).is_some() {
+            self.forget(id);
+            self.stats.peers_removed += 1;
+        }
+    }
+
+    /// Number of half-open peers (never established) in the table.
+    pub fn half_open_len(&self) -> usize {
+        self.half_open.len
+    }
+
+    /// Refuse a peer's SYN (e.g. its VM UUID is registered with another MAC): the peer
+    /// is removed from the table (it holds no session, nothing is sent to it) and its
+    /// MAC remembered among the last refused ones, so that its data does not make us
+    /// open a session to it from our side. A new SYN from it is a new peer, for the
+    /// application to judge again.
     pub fn refuse(&mut self, now: Instant, id: PeerId, why: &str) {
-        let Some(peer) = self.peer_mut(id) else {
+        let _ = now;
+        let Some(peer) = self.peer(id) else {
             return;
         };
         let mac = peer.session.peer();
-        peer.uuid = None;
-        peer.refused = true;
-        peer.session.close();
+        self.forget(id);
+        self.refused.insert(mac);
         self.stats.syn_refused += 1;
+        self.stats.peers_removed += 1;
         self.events.push_back(EndpointEvent::SynRefused {
             peer: id,
             mac,
             why: why.to_owned(),
         });
-        self.process(now, id);
     }
 
     /// Queue a reliable message to a peer.
@@ -680,8 +883,10 @@ impl Endpoint {
                     // has not heard our new Hello yet (Hellos may be lost, and come only
                     // every 30 s). Open the session from our side rather than let its
                     // heartbeats go unheard until the next Hello.
+                    // Not to a MAC whose SYN was refused lately.
                     if monitor
                         && !flags.intersects(Flags::ACK | Flags::SYN)
+                        && !self.refused.contains(&frame.src)
                         && let Some(id) = self.insert_peer(frame.src)
                         && let Some(peer) = self.peer_mut(id)
                     {
@@ -726,7 +931,6 @@ impl Endpoint {
                 if r == session::Refusal::NotOpen
                     && matches!(self.config.role, Role::Monitor { .. })
                     && peer.session.tx_state() == TxState::Closed
-                    && !peer.refused
                 {
                     peer.session.connect();
                     self.stats.sessions_reopened += 1;
@@ -904,7 +1108,6 @@ impl Endpoint {
         let mac = peer.session.peer();
         match event {
             session::Event::PeerSyn { payload, .. } => {
-                peer.refused = false;
                 let checked = if monitor {
                     AgentSyn::parse(&payload)
                         .map_err(|e| e.to_string())
@@ -962,6 +1165,11 @@ impl Endpoint {
             }
             session::Event::Established => {
                 self.stats.sessions_established += 1;
+                // Established once: never evicted from now on.
+                self.settle(id);
+                let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::as_mut) else {
+                    return;
+                };
                 let Some(uuid) = peer.uuid else {
                     return;
                 };

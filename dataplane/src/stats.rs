@@ -63,7 +63,7 @@ counters! {
     drop_reassembly,
     /// Fragments refused because reassembly memory was exhausted.
     drop_budget,
-    /// New peers refused because the session table is full.
+    /// New peers refused because the session table is full of established peers.
     drop_table_full,
     /// Packets received twice (acknowledged again, not delivered).
     duplicates,
@@ -82,6 +82,12 @@ counters! {
     /// Sessions a monitor opened from its side because an agent kept sending data
     /// (after the monitor restarted or its side of the session failed).
     sessions_reopened,
+    /// Peers added to the table.
+    peers_added,
+    /// Half-open peers evicted to make room for a new one (the oldest first).
+    peers_evicted,
+    /// Peers removed by the application (refused SYNs included).
+    peers_removed,
 }
 
 impl Counters {

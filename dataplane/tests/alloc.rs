@@ -4,7 +4,8 @@
 //!   one (agent side);
 //! - sealing and opening an authenticated heartbeat allocates nothing, nor does
 //!   refusing a replayed one;
-//! - an idle established peer costs at most 256 bytes in a 100,000-peer table.
+//! - an idle established peer costs at most 256 bytes in a 100,000-peer table;
+//! - a flood of forged source MACs leaves the table's memory bounded by its limits.
 //!
 //! Counts are per thread, so the tests of this binary may run in parallel.
 
@@ -236,4 +237,88 @@ fn sealing_and_opening_heartbeats_allocates_nothing() {
     }
     assert_eq!(rx.counters().auth_drop_replayed, frames.len() as u64);
     assert_eq!(allocations() - before, 0, "no allocation to refuse a frame");
+}
+
+/// A frame from a MAC the monitor does not know: an agent's first SYN (even `i`) or a
+/// heartbeat (odd `i`).
+fn forged_frame(i: u64, buf: &mut [u8]) -> usize {
+    use dataplane::wire::{DEFAULT_ETHERTYPE, Flags, FrameBuilder, HvncpRepr, VERSION};
+    let src = MacAddr::from_u64(0x0aff_0000_0000 + i);
+    if i % 2 == 1 {
+        return FakeAgent {
+            mac: src,
+            next_number: 1,
+        }
+        .heartbeat(MONITOR, buf);
+    }
+    let mut uuid = [0u8; 16];
+    uuid[..8].copy_from_slice(&i.to_be_bytes());
+    let mut payload = Vec::new();
+    dataplane::message::AgentSyn {
+        uuid: Uuid(uuid),
+        ostype: "linux",
+        ver_lower: VERSION,
+        ver_upper: VERSION,
+    }
+    .encode(&mut payload);
+    let header = HvncpRepr {
+        version: VERSION,
+        number: 7,
+        flags: Flags::SYN | Flags::ACKR | Flags::BEG,
+        frag_index: 0,
+        payload_len: u16::try_from(payload.len()).expect("short"),
+    };
+    FrameBuilder {
+        dst: MONITOR,
+        src,
+        ethertype: DEFAULT_ETHERTYPE,
+    }
+    .emit(buf, &header, &payload)
+    .unwrap_or(0)
+}
+
+#[test]
+fn a_flood_of_forged_macs_leaves_bounded_memory() {
+    // 100 real agents, then forged MACs at 1 per µs with the driver's timer and
+    // transmit turns: the memory after 40,000 forged MACs (past the 16,384 half-open
+    // limit, the table at its largest) and after 200,000 must be the same within the
+    // growth of no structure, and within the half-open limit's worth of peers.
+    let t0 = Instant::from_millis(1);
+    let mut mon = monitor(t0);
+    let agents = connect_fake_agents(&mut mon, t0, 100, 0x6a6a_0000_0000);
+    let limit = mon.config().max_half_open;
+    let mut buf = vec![0u8; 2048];
+    let mut now = t0;
+    let start = live_bytes();
+    let mut at_40k = 0;
+    for i in 0..200_000u64 {
+        now += Duration::from_micros(1);
+        let n = forged_frame(i, &mut buf);
+        mon.handle_frame(now, &buf[..n]);
+        if i % 256 == 255 {
+            if mon.poll_timeout().is_some_and(|t| t <= now) {
+                mon.handle_timeout(now);
+            }
+            while mon.poll_event().is_some() {}
+            while mon.poll_transmit(now, &mut buf).is_some() {}
+        }
+        if i == 40_000 {
+            at_40k = live_bytes() - start;
+        }
+    }
+    let at_200k = live_bytes() - start;
+    let per_half_open = at_200k / i64::try_from(limit).expect("fits");
+    println!(
+        "{limit} half-open peers after 200,000 forged MACs: {at_200k} bytes ({per_half_open} per half-open peer); {at_40k} bytes after 40,000"
+    );
+    assert_eq!(mon.half_open_len(), limit);
+    assert!(
+        per_half_open <= 1536,
+        "{per_half_open} bytes per half-open peer"
+    );
+    assert!(
+        at_200k <= at_40k + at_40k / 4,
+        "memory keeps growing with forged MACs: {at_40k} -> {at_200k} bytes"
+    );
+    drop(agents);
 }

@@ -542,9 +542,14 @@ fn a_refused_agent_is_not_reopened_by_its_heartbeats() {
     net.run_for(Duration::from_secs(10));
     let mon = net.endpoint(m);
     assert!(!mon.is_established(peer));
+    // A refused peer holds no session: its heartbeats come from a MAC we do not know.
+    assert_eq!(mon.peer_by_mac(agent_mac(1)), None);
     assert_eq!(mon.stats().sessions_reopened, 0);
     assert_eq!(mon.stats().syn_refused, 1);
-    assert!(mon.stats().drop_not_open >= 9, "its heartbeats are dropped");
+    assert!(
+        mon.stats().drop_no_session >= 9,
+        "its heartbeats are dropped"
+    );
 }
 
 #[test]
