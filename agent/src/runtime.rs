@@ -25,6 +25,7 @@ use dataplane::io::{InterfaceName, IoError, RawSocket, RxMode};
 use dataplane::session::MessageId;
 use dataplane::time::Instant;
 use dataplane::wire::MacAddr;
+use hvha_notify::{Notifier, WatchdogPacer};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -184,6 +185,10 @@ pub struct Agent {
     pending: Vec<PendingShutdown>,
     report: StopReport,
     tx: Vec<u8>,
+    /// The service manager (`NOTIFY_SOCKET`): READY after the first interface scan,
+    /// `WATCHDOG=1` at the end of a turn when due.
+    notifier: Notifier,
+    pacer: Option<WatchdogPacer>,
 }
 
 impl Agent {
@@ -198,6 +203,14 @@ impl Agent {
                 Interest::READABLE,
             )
             .map_err(RuntimeError::Signals)?;
+        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+            warn!("service manager notifications off: {e}");
+            Notifier::disabled()
+        });
+        let pacer = notifier.watchdog_timeout().map(WatchdogPacer::new);
+        if let Some(p) = pacer {
+            info!(every = ?p.interval(), "service manager watchdog: pinging from the loop");
+        }
         Ok(Agent {
             config,
             clock: Clock(std::time::Instant::now()),
@@ -217,6 +230,8 @@ impl Agent {
                 delivered: 0,
             },
             tx: vec![0u8; TX_BUF_LEN],
+            notifier,
+            pacer,
         })
     }
 
@@ -225,6 +240,10 @@ impl Agent {
     /// ends the wait at once.
     pub fn run(mut self) -> Result<StopReport, RuntimeError> {
         self.on_rescan(self.clock.now())?;
+        let ready = format!("{} interface(s) open", self.links.len());
+        if let Err(e) = self.notifier.ready(&ready) {
+            warn!("cannot tell the service manager READY=1: {e}");
+        }
         loop {
             let signalled = self.wait()?;
             let now = self.clock.now();
@@ -249,6 +268,7 @@ impl Agent {
                     }
                 }
             }
+            self.on_turn_completed();
         }
         for p in &self.pending {
             warn!(iface = %p.iface, monitor = %p.monitor, "SHDN:DAEMON not acknowledged in time");
@@ -306,10 +326,27 @@ impl Agent {
             Some(deadline) => deadline,
             None => self.next_rescan,
         };
+        let ping = self.pacer.map_or(Instant::FAR_FUTURE, |p| {
+            Instant::from_nanos(u64::try_from(p.next_due().as_nanos()).unwrap_or(u64::MAX))
+        });
         self.links
             .iter()
             .filter_map(|l| l.endpoint.poll_timeout())
-            .fold(others, Instant::min)
+            .fold(others.min(ping), Instant::min)
+    }
+
+    /// The end of a loop turn: `WATCHDOG=1` if one is due. Only here, so a loop that
+    /// stops turning stops the pings.
+    fn on_turn_completed(&mut self) {
+        let now = Duration::from_nanos(self.clock.now().as_nanos());
+        if let Some(pacer) = &mut self.pacer
+            && pacer.is_due(now)
+        {
+            match self.notifier.watchdog() {
+                Ok(()) => pacer.pinged(now),
+                Err(e) => debug!("watchdog ping not delivered: {e}"),
+            }
+        }
     }
 
     /// Hand every queued frame of every readable socket to its endpoint. A socket that
@@ -403,6 +440,7 @@ impl Agent {
     /// Stop heartbeating and send `SHDN:DAEMON` to every monitor (seed 004
     /// L9088-9102).
     fn begin_stop(&mut self, now: Instant, signal: &str) {
+        let _ = self.notifier.stopping();
         self.stop_deadline = Some(now + STOP_GRACE);
         for link in &mut self.links {
             for (peer, id) in link.endpoint.shutdown(now) {

@@ -4,6 +4,7 @@
 //! hmd --config /etc/hvha/hmd.toml          run
 //! hmd --check-config /etc/hvha/hmd.toml    validate and print the effective configuration
 //! hmd ctl --config /etc/hvha/hmd.toml status|stats|vms|metrics
+//! hmd health --config /etc/hvha/hmd.toml   exit 0 if healthy, else print why and exit 1
 //! ```
 #![forbid(unsafe_code)]
 
@@ -11,6 +12,7 @@ mod admin;
 mod config;
 mod heartbeat;
 mod runtime;
+mod supervise;
 mod wheel;
 mod writer;
 
@@ -51,10 +53,37 @@ enum Command {
         /// status | stats | vms | metrics (Prometheus text).
         what: String,
     },
+    /// Exit 0 if the running hmd is healthy; else print why and exit 1 (the HSDB writer
+    /// is stuck, an interface is down, or nothing answers: stopped or wedged).
+    Health {
+        /// Admin socket; default: the one named in --config.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Configuration file naming the admin socket.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Health { socket, config }) = &cli.command {
+        let path = match (socket, config.as_ref().or(cli.config.as_ref())) {
+            (Some(p), _) => p.clone(),
+            (None, Some(c)) => match Config::load(c) {
+                Ok(c) => c.admin_socket,
+                Err(e) => {
+                    eprintln!("hmd: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            (None, None) => {
+                eprintln!("hmd health: give --socket PATH or --config FILE");
+                return ExitCode::from(2);
+            }
+        };
+        return supervise::check_health(&path);
+    }
     if let Some(Command::Ctl {
         socket,
         config,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use hsdb::{Hsdb, Transition};
@@ -18,9 +18,11 @@ use hsdb::{Hsdb, Transition};
 /// Largest number of transitions committed in one transaction.
 const MAX_BATCH: usize = 100_000;
 
-/// What the writer has done; read by the admin socket.
-#[derive(Debug, Default)]
+/// What the writer has done; read by the admin socket and the watchdog.
+#[derive(Debug)]
 pub struct WriterStats {
+    /// Transitions handed to the writer (counted before the hand-over).
+    pub handed: AtomicU64,
     /// Transitions committed.
     pub transitions: AtomicU64,
     /// Transactions committed.
@@ -29,6 +31,61 @@ pub struct WriterStats {
     pub retries: AtomicU64,
     /// Duration of the last commit, microseconds.
     pub last_commit_us: AtomicU64,
+    /// When the writer last made progress, in ms since `origin`: its last commit, or
+    /// the hand-over that found it with nothing owed.
+    progress_ms: AtomicU64,
+    origin: Instant,
+}
+
+impl Default for WriterStats {
+    fn default() -> WriterStats {
+        WriterStats {
+            handed: AtomicU64::new(0),
+            transitions: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            last_commit_us: AtomicU64::new(0),
+            progress_ms: AtomicU64::new(0),
+            origin: Instant::now(),
+        }
+    }
+}
+
+/// A writer that owes transitions and has not committed for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    /// Transitions handed over and not committed.
+    pub owed: u64,
+    /// Time since the writer last made progress.
+    pub silent: Duration,
+}
+
+impl WriterStats {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The writer made progress now.
+    fn progressed(&self) {
+        self.progress_ms.fetch_max(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// `Some` when the writer owes transitions and has made no progress for longer than
+    /// `limit` (blocked on a lock, a failing disk, or gone); `None` when it is caught
+    /// up or working.
+    pub fn stalled(&self, limit: Duration) -> Option<Stall> {
+        // Committed first: a hand-over in between can only make `owed` larger.
+        let committed = self.transitions.load(Ordering::Relaxed);
+        let owed = self
+            .handed
+            .load(Ordering::Relaxed)
+            .saturating_sub(committed);
+        let silent = Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.progress_ms.load(Ordering::Relaxed)),
+        );
+        (owed > 0 && silent > limit).then_some(Stall { owed, silent })
+    }
 }
 
 /// Handle on the writer thread.
@@ -61,6 +118,14 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
+        // A writer that owed nothing starts its clock now, not at its last commit.
+        let stats = &self.stats;
+        if stats.handed.load(Ordering::Relaxed) == stats.transitions.load(Ordering::Relaxed) {
+            stats.progressed();
+        }
+        stats
+            .handed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         if let Some(tx) = &self.tx
             && tx.send(batch).is_err()
         {
@@ -122,6 +187,7 @@ fn commit(hsdb: &mut Hsdb, batch: &mut Vec<Transition>, stats: &WriterStats) {
                     .transitions
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.progressed();
                 tracing::debug!(transitions = batch.len(), us, ?applied, "HSDB commit");
                 batch.clear();
                 return;
@@ -137,5 +203,39 @@ fn commit(hsdb: &mut Hsdb, batch: &mut Vec<Transition>, stats: &WriterStats) {
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stall verdict from the counters alone (no thread, no database, no sleep: the
+    /// writer's clock origin is set a minute back).
+    #[test]
+    fn stalled_only_while_owing_and_silent() {
+        let minute = Duration::from_secs(60);
+        let stats = WriterStats {
+            origin: Instant::now()
+                .checked_sub(minute)
+                .expect("a minute of uptime"),
+            ..WriterStats::default()
+        };
+        let limit = Duration::from_secs(5);
+        assert_eq!(stats.stalled(Duration::ZERO), None, "owes nothing");
+        stats.handed.store(3, Ordering::Relaxed);
+        let stall = stats
+            .stalled(limit)
+            .expect("owes 3, no progress for a minute");
+        assert_eq!(stall.owed, 3);
+        assert!(stall.silent >= minute, "{stall:?}");
+        stats.progressed();
+        assert_eq!(
+            stats.stalled(limit),
+            None,
+            "owes, but made progress just now"
+        );
+        stats.transitions.store(3, Ordering::Relaxed);
+        assert_eq!(stats.stalled(Duration::ZERO), None, "caught up");
     }
 }

@@ -107,11 +107,25 @@ impl Lab {
 
     /// Start `binary args…` inside `ns`; stderr goes to `<dir>/<label>.log`. Returns its pid.
     pub fn spawn(&mut self, label: &str, ns: &str, bin: &str, args: &[&str]) -> u32 {
+        self.spawn_with_env(label, ns, bin, args, &[])
+    }
+
+    /// As [`Lab::spawn`], with `env` added to the environment (`ip netns exec` passes it
+    /// on and execs the binary, so the pid is the daemon's).
+    pub fn spawn_with_env(
+        &mut self,
+        label: &str,
+        ns: &str,
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> u32 {
         let log = std::fs::File::create(self.dir.join(format!("{label}.log"))).expect("log");
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .arg(binary(bin))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -8,6 +8,7 @@ use crossbeam_channel::Receiver;
 
 use super::{AdminRequest, Monitor};
 use crate::heartbeat::HbState;
+use crate::supervise::link_problem;
 
 impl Monitor<'_> {
     /// Answer every queued admin request.
@@ -116,10 +117,14 @@ impl Monitor<'_> {
                     }
                 }
             }
+            "health" => {
+                let links = config.interfaces.iter().filter_map(link_problem);
+                let _ = writeln!(out, "{}", self.supervisor.health(w, links));
+            }
             other => {
                 let _ = writeln!(
                     out,
-                    "error: unknown command {other:?}; commands: status, stats, vms, metrics"
+                    "error: unknown command {other:?}; commands: status, stats, vms, metrics, health"
                 );
             }
         }

@@ -36,6 +36,7 @@ use mio::{Events, Poll, Token, Waker};
 
 use crate::config::Config;
 use crate::heartbeat::{Change, HeartbeatTable, SessionKey};
+use crate::supervise::Supervisor;
 use crate::writer::Writer;
 
 /// Token of the admin waker; sockets use their interface index.
@@ -125,6 +126,8 @@ struct Monitor<'a> {
     tx: Vec<u8>,
     /// The last receive pass found frames: look again without sleeping.
     busy: bool,
+    /// READY, watchdog pings and the health verdict.
+    supervisor: Supervisor,
 }
 
 impl Monitor<'_> {
@@ -144,6 +147,8 @@ impl Monitor<'_> {
             self.flush_transmits(now);
             self.commit_changes();
             self.on_admin(admin);
+            let end = Duration::from_nanos(self.clock.now().as_nanos());
+            self.supervisor.turn_completed(end, &self.writer.stats);
         }
         self.finish();
         Ok(())
@@ -159,6 +164,10 @@ impl Monitor<'_> {
         }
         if let Some(t) = self.table.next_deadline() {
             deadline = deadline.min(t);
+        }
+        if let Some(t) = self.supervisor.next_ping() {
+            let nanos = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
+            deadline = deadline.min(Instant::from_nanos(nanos));
         }
         deadline
     }
@@ -183,6 +192,7 @@ impl Monitor<'_> {
 
     /// Hand what is pending to the writer and wait until it is committed.
     fn finish(self) {
+        self.supervisor.stopping();
         tracing::info!("stopping: committing pending transitions");
         self.writer.send(self.pending);
         self.writer.finish();

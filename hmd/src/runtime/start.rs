@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::{Clock, Interface, Monitor, RunError, TX_BUF_LEN, WAKER, hello_id};
 use crate::config::Config;
 use crate::heartbeat::HeartbeatTable;
+use crate::supervise::Supervisor;
 use crate::writer::Writer;
 
 impl<'a> Monitor<'a> {
@@ -50,6 +51,13 @@ impl<'a> Monitor<'a> {
         let writer = Writer::spawn(hsdb, config.flush).map_err(RunError::Poll)?;
         let table = HeartbeatTable::new(interfaces.len(), config.vm_miss_after);
         let next_hm_heartbeat = clock.now();
+        // Interfaces open, monitor registered, writer running: tell the service manager.
+        let supervisor = Supervisor::from_env();
+        supervisor.ready(&format!(
+            "monitoring {} interface(s), HSDB {}",
+            interfaces.len(),
+            config.hsdb.display()
+        ));
         Ok(Monitor {
             config,
             clock,
@@ -66,6 +74,7 @@ impl<'a> Monitor<'a> {
             next_hm_heartbeat,
             tx: vec![0u8; TX_BUF_LEN],
             busy: false,
+            supervisor,
         })
     }
 }
