@@ -340,7 +340,8 @@ pub enum EndpointEvent {
         /// The message.
         id: MessageId,
     },
-    /// A SYN was refused.
+    /// The endpoint refused a SYN (bad properties, incompatible version); not raised
+    /// for [`Endpoint::refuse`], whose caller knows.
     SynRefused {
         /// The session.
         peer: PeerId,
@@ -792,9 +793,9 @@ impl Endpoint {
     /// is removed from the table (it holds no session, nothing is sent to it) and its
     /// MAC remembered among the last refused ones, so that its data does not make us
     /// open a session to it from our side. A new SYN from it is a new peer, for the
-    /// application to judge again.
-    pub fn refuse(&mut self, now: Instant, id: PeerId, why: &str) {
-        let _ = now;
+    /// application to judge again. No [`EndpointEvent::SynRefused`] is raised: that
+    /// event reports the refusals the endpoint makes itself.
+    pub fn refuse(&mut self, id: PeerId) {
         let Some(peer) = self.peer(id) else {
             return;
         };
@@ -803,11 +804,6 @@ impl Endpoint {
         self.refused.insert(mac);
         self.stats.syn_refused += 1;
         self.stats.peers_removed += 1;
-        self.events.push_back(EndpointEvent::SynRefused {
-            peer: id,
-            mac,
-            why: why.to_owned(),
-        });
     }
 
     /// Queue a reliable message to a peer.

@@ -244,9 +244,8 @@ impl Network {
     }
 
     /// Monitor `node` refuses its `peer`'s SYN (e.g. a UUID conflict).
-    pub fn refuse(&mut self, node: NodeId, peer: PeerId, why: &str) {
-        let now = self.now;
-        self.nodes[node.0].endpoint.refuse(now, peer, why);
+    pub fn refuse(&mut self, node: NodeId, peer: PeerId) {
+        self.nodes[node.0].endpoint.refuse(peer);
         self.flush(node.0);
     }
 

@@ -538,7 +538,7 @@ fn a_refused_agent_is_not_reopened_by_its_heartbeats() {
     let _ = a;
     net.run_for(Duration::from_secs(1));
     let peer = net.endpoint(m).peer_by_mac(agent_mac(1)).expect("known");
-    net.refuse(m, peer, "VM UUID registered with another MAC");
+    net.refuse(m, peer); // e.g. its VM UUID is registered with another MAC
     net.run_for(Duration::from_secs(10));
     let mon = net.endpoint(m);
     assert!(!mon.is_established(peer));

@@ -11,6 +11,7 @@
 mod admin;
 mod config;
 mod heartbeat;
+mod refusals;
 mod runtime;
 mod supervise;
 mod wheel;

@@ -8,6 +8,7 @@ use hsdb::Transition;
 
 use super::{Interface, Monitor};
 use crate::heartbeat::{HbState, SessionKey};
+use crate::refusals::{Report, Source};
 
 /// The heartbeat-table key of interface number `i`.
 fn iface_key(i: usize) -> u16 {
@@ -77,6 +78,9 @@ impl Monitor<'_> {
             }
         }
         self.table.expire(now, &mut self.changes);
+        let mut reports = Vec::new();
+        self.refusals.close_if_due(now, &mut reports);
+        self.write_refusals(now, reports);
         if now >= self.next_hm_heartbeat {
             self.pending.push(Transition::HmHeartbeat {
                 hm: self.config.monitor_uuid,
@@ -113,23 +117,25 @@ impl Monitor<'_> {
                 ver_lower,
                 ver_upper,
             } => {
+                // Under a flood of new MACs the peer may have been evicted since (and
+                // its id given to another): nothing to do then.
+                if iface.endpoint.peer_mac(peer) != Some(mac) {
+                    return;
+                }
                 if let Some(known) = self.known_macs.get(&uuid)
                     && *known != mac
                 {
                     let why =
                         format!("VM {uuid} is registered with MAC {known}, SYN came from {mac}");
-                    tracing::warn!("{}: refusing SYN: {why}", iface.name);
-                    iface.endpoint.refuse(now, peer, &why);
-                    self.pending.push(Transition::Event {
-                        kind: "SYN_REFUSED".into(),
-                        vm: Some(uuid),
-                        hm: Some(hm),
-                        text: why,
-                        at,
-                    });
+                    // The peer is removed: no session kept, silence on the wire. The
+                    // row and the log line are aggregated per source and interval.
+                    iface.endpoint.refuse(peer);
+                    self.on_refused(now, i, mac, Some(uuid), &why);
                     return;
                 }
-                tracing::info!("{}: SYN from VM {uuid} at {mac} ({ostype})", iface.name);
+                // One line per SYN would let a flood of SYNs flood the log: debug; the
+                // discovery below is logged once per VM.
+                tracing::debug!("{}: SYN from VM {uuid} at {mac} ({ostype})", iface.name);
                 self.syn_facts
                     .insert(key(peer), (ostype, ver_lower, ver_upper));
             }
@@ -167,12 +173,53 @@ impl Monitor<'_> {
                 }
             }
             EndpointEvent::SynRefused { mac, why, .. } => {
-                tracing::warn!("{}: SYN from {mac} refused: {why}", iface.name);
+                self.on_refused(now, i, mac, None, &why);
             }
             EndpointEvent::Closed { mac, reason, .. } => {
                 tracing::info!("{}: session with {mac} closed: {reason}", iface.name);
             }
             other => tracing::debug!("{}: {other:?}", iface.name),
+        }
+    }
+
+    /// A SYN from `mac` on interface number `i` was refused: counted, and written and
+    /// logged when it is the first from this source in the interval.
+    fn on_refused(
+        &mut self,
+        now: Instant,
+        i: usize,
+        mac: dataplane::wire::MacAddr,
+        vm: Option<dataplane::message::Uuid>,
+        why: &str,
+    ) {
+        let source = Source {
+            iface: iface_key(i),
+            mac,
+        };
+        let mut reports = Vec::new();
+        if let Some(first) = self.refusals.refused(now, source, vm, why, &mut reports) {
+            reports.push(first);
+        }
+        self.write_refusals(now, reports);
+    }
+
+    /// One `SYN_REFUSED` event row and one warning line per report.
+    fn write_refusals(&mut self, now: Instant, reports: Vec<Report>) {
+        let at = self.clock.epoch_ms(now);
+        for report in reports {
+            let iface = report
+                .iface()
+                .and_then(|i| self.interfaces.get(usize::from(i)))
+                .map_or("-", |i| i.name.as_str());
+            let text = report.text(iface);
+            tracing::warn!("{text}");
+            self.pending.push(Transition::Event {
+                kind: "SYN_REFUSED".into(),
+                vm: report.vm(),
+                hm: Some(self.config.monitor_uuid),
+                text,
+                at,
+            });
         }
     }
 

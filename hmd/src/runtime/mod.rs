@@ -36,6 +36,7 @@ use mio::{Events, Poll, Token, Waker};
 
 use crate::config::Config;
 use crate::heartbeat::{Change, HeartbeatTable, SessionKey};
+use crate::refusals::Refusals;
 use crate::supervise::Supervisor;
 use crate::writer::Writer;
 
@@ -118,6 +119,8 @@ struct Monitor<'a> {
     known_macs: HashMap<Uuid, MacAddr>,
     /// Agents between their SYN and the established session.
     syn_facts: HashMap<SessionKey, SynFacts>,
+    /// Refused SYNs, aggregated per source and interval (rows and log lines bounded).
+    refusals: Refusals,
     /// Heartbeat state changes of this turn.
     changes: Vec<Change>,
     /// Transitions for the HSDB writer, sent once per turn.
@@ -168,6 +171,9 @@ impl Monitor<'_> {
         if let Some(t) = self.supervisor.next_ping() {
             let nanos = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
             deadline = deadline.min(Instant::from_nanos(nanos));
+        }
+        if let Some(t) = self.refusals.next_deadline() {
+            deadline = deadline.min(t);
         }
         deadline
     }

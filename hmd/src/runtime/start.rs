@@ -69,6 +69,7 @@ impl<'a> Monitor<'a> {
             table,
             known_macs,
             syn_facts: HashMap::new(),
+            refusals: Default::default(),
             changes: Vec::new(),
             pending: Vec::new(),
             next_hm_heartbeat,
