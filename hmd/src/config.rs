@@ -34,8 +34,18 @@ struct File {
     #[serde(default = "default_log")]
     log: String,
     metrics_listen: Option<String>,
+    #[serde(default = "default_max_peers")]
+    max_peers: u64,
+    #[serde(default = "default_max_half_open")]
+    max_half_open: u64,
 }
 
+fn default_max_peers() -> u64 {
+    dataplane::endpoint::DEFAULT_MONITOR_MAX_PEERS as u64
+}
+fn default_max_half_open() -> u64 {
+    dataplane::endpoint::DEFAULT_MONITOR_MAX_HALF_OPEN as u64
+}
 fn default_ethertype() -> u32 {
     u32::from(dataplane::wire::DEFAULT_ETHERTYPE)
 }
@@ -91,6 +101,11 @@ pub struct Config {
     pub log: String,
     /// Where to serve `GET /metrics` (Prometheus text) over HTTP, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Most peers (agents) per interface (docs/hvncp.md §6.5).
+    pub max_peers: usize,
+    /// Most half-open peers (never established) per interface; past it the oldest is
+    /// evicted.
+    pub max_half_open: usize,
 }
 
 /// A configuration problem, naming the key, the value and what is allowed.
@@ -278,6 +293,26 @@ impl Config {
                 )
             })?),
         };
+        let max_peers = usize::try_from(f.max_peers)
+            .ok()
+            .filter(|n| (1..=dataplane::endpoint::MAX_PEERS_LIMIT).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "max_peers",
+                    f.max_peers,
+                    "1..=16777216 (peers per interface)",
+                )
+            })?;
+        let max_half_open = usize::try_from(f.max_half_open)
+            .ok()
+            .filter(|n| (1..=max_peers).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "max_half_open",
+                    f.max_half_open,
+                    "1..=max_peers (peers per interface not yet established)",
+                )
+            })?;
         Ok(Config {
             monitor_uuid,
             host_id: HostId(f.host_id),
@@ -294,6 +329,8 @@ impl Config {
             synchronous,
             log: f.log,
             metrics_listen,
+            max_peers,
+            max_half_open,
         })
     }
 }
@@ -320,6 +357,27 @@ interfaces = ["veth-hm0"]
         assert_eq!(c.hm_heartbeat_period, Duration::from_secs(30));
         assert_eq!(c.ethertype, 0x0600);
         assert_eq!(c.synchronous, Synchronous::Full);
+        assert_eq!(c.max_peers, 131_072);
+        assert_eq!(c.max_half_open, 16_384);
+    }
+
+    #[test]
+    fn peer_limits_are_checked() {
+        assert_eq!(
+            err("max_peers = 0\n"),
+            "config key max_peers = 0 is invalid: expected 1..=16777216 (peers per interface)"
+        );
+        assert!(err("max_peers = 16777217\n").contains("max_peers = 16777217"));
+        assert_eq!(
+            err("max_peers = 1000\nmax_half_open = 1001\n"),
+            "config key max_half_open = 1001 is invalid: expected 1..=max_peers (peers per interface not yet established)"
+        );
+        assert!(err("max_half_open = 0\n").contains("max_half_open = 0"));
+        let c = Config::parse(&format!(
+            "{GOOD}max_peers = 200000\nmax_half_open = 200000\n"
+        ))
+        .expect("valid");
+        assert_eq!((c.max_peers, c.max_half_open), (200_000, 200_000));
     }
 
     fn err(extra: &str) -> String {

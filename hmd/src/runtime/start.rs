@@ -106,6 +106,8 @@ fn open_interface(
         hb_period: config.hb_period,
     };
     ep_config.session.ethertype = config.ethertype;
+    ep_config.max_peers = config.max_peers;
+    ep_config.max_half_open = config.max_half_open;
     let endpoint = Endpoint::new(ep_config, clock.now())?;
     poll.registry()
         .register(
