@@ -6,20 +6,26 @@
 //! interfaces = ["eth1", "eth2"]   # optional; absent: every suitable interface
 //! rescan_ms = 5000                # interface rescan period (seed 004 L8771)
 //! ethertype = 0x0600              # HVNCP EtherType (seed 004 L8349)
-//! log = "info"                    # RUST_LOG, when set, wins
+//! log = "info"                    # a valid RUST_LOG, when set, wins
+//! log_format = "text"             # or "json"
 //! ```
 //!
 //! This module owns parsing and validation only; it never looks at the machine's
-//! interfaces (that is `interfaces`) and never opens anything.
+//! interfaces (that is `interfaces`) and never opens anything. Errors carry the line
+//! of the value (TOML spans) for the message `main` prints with the file's name.
 
 use std::fmt;
+use std::ops::Range;
 use std::time::Duration;
 
 use dataplane::endpoint::EndpointConfig;
 use dataplane::io::InterfaceName;
 use dataplane::message::Uuid;
 use dataplane::wire::MacAddr;
+use hvha_daemon::config::{check_ethertype, line_of};
+use hvha_daemon::log::{FILTER_ALLOWED, FORMAT_ALLOWED, LogFilter, LogFormat};
 use serde::Deserialize;
+use toml::Spanned;
 
 /// Default interface rescan period: 5 s (seed 004 L8771).
 pub const DEFAULT_RESCAN_MS: u64 = 5000;
@@ -27,22 +33,20 @@ pub const DEFAULT_RESCAN_MS: u64 = 5000;
 pub const RESCAN_MS_RANGE: std::ops::RangeInclusive<u64> = 1000..=60_000;
 /// HVNCP's EtherType (seed 004 L8349).
 pub const DEFAULT_ETHERTYPE: u16 = 0x0600;
-/// Allowed EtherTypes: values below 0x0600 are 802.3 lengths, not types.
-pub const ETHERTYPE_RANGE: std::ops::RangeInclusive<u16> = 0x0600..=0xffff;
-/// Log levels the `log` key accepts.
-pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
 /// The file as written. Integers are read as `i64` so that a negative or huge value
-/// gets our range message rather than serde's type error.
+/// gets our range message rather than serde's type error; every value keeps its place
+/// in the file for the message.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    vm_uuid: String,
-    ostype: Option<String>,
-    interfaces: Option<Vec<String>>,
-    rescan_ms: Option<i64>,
-    ethertype: Option<i64>,
-    log: Option<String>,
+    vm_uuid: Spanned<String>,
+    ostype: Option<Spanned<String>>,
+    interfaces: Option<Spanned<Vec<Spanned<String>>>>,
+    rescan_ms: Option<Spanned<i64>>,
+    ethertype: Option<Spanned<i64>>,
+    log: Option<Spanned<String>>,
+    log_format: Option<Spanned<String>>,
 }
 
 /// Which interfaces carry HVNCP.
@@ -68,8 +72,10 @@ pub struct Config {
     pub rescan: Duration,
     /// EtherType of HVNCP frames.
     pub ethertype: u16,
-    /// Log level (one of [`LOG_LEVELS`]).
-    pub log: String,
+    /// Log filter, overridden by a valid `RUST_LOG`.
+    pub log: LogFilter,
+    /// Log line format.
+    pub log_format: LogFormat,
 }
 
 /// What is wrong with a configuration file.
@@ -81,6 +87,8 @@ pub enum ConfigError {
     /// A value outside its allowed range.
     #[error("{key} = {value} is invalid: allowed {allowed}")]
     Invalid {
+        /// The value's line in the file, when known.
+        line: Option<usize>,
         /// The key, e.g. `rescan_ms` or `interfaces[1]`.
         key: String,
         /// The value as written.
@@ -90,11 +98,42 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The message with the file's name (and the value's line when known).
+    pub fn in_file(&self, path: &std::path::Path) -> String {
+        match self {
+            ConfigError::Invalid {
+                line: Some(line), ..
+            } => format!("config file {} line {line}: {self}", path.display()),
+            _ => format!("config file {}: {self}", path.display()),
+        }
+    }
+}
+
 fn invalid(key: &str, value: impl fmt::Display, allowed: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
+        line: None,
         key: key.to_owned(),
         value: value.to_string(),
         allowed: allowed.into(),
+    }
+}
+
+/// Attach the line of `span` in `text` to an [`ConfigError::Invalid`].
+fn at(text: &str, span: Range<usize>) -> impl Fn(ConfigError) -> ConfigError + '_ {
+    move |e| match e {
+        ConfigError::Invalid {
+            key,
+            value,
+            allowed,
+            ..
+        } => ConfigError::Invalid {
+            line: Some(line_of(text, span.start)),
+            key,
+            value,
+            allowed,
+        },
+        other => other,
     }
 }
 
@@ -105,48 +144,65 @@ impl Config {
             // toml's message ends with a newline and quotes the offending line.
             ConfigError::Syntax(e.to_string().trim_end().to_owned())
         })?;
-        let vm_uuid = Uuid::parse(file.vm_uuid.as_bytes()).map_err(|_| {
-            invalid(
-                "vm_uuid",
-                format!("{:?}", file.vm_uuid),
-                "a UUID: 8-4-4-4-12 hexadecimal digits, e.g. \"61be20f0-09a8-4753-b5e5-564f8a545ed5\"",
-            )
-        })?;
+        let vm_uuid = Uuid::parse(file.vm_uuid.get_ref().as_bytes())
+            .ok()
+            .filter(|u| *u != Uuid::default())
+            .ok_or_else(|| {
+                invalid(
+                    "vm_uuid",
+                    format!("{:?}", file.vm_uuid.get_ref()),
+                    "a UUID other than all zeros: 8-4-4-4-12 hexadecimal digits, e.g. \
+                     \"61be20f0-09a8-4753-b5e5-564f8a545ed5\"",
+                )
+            })
+            .map_err(at(text, file.vm_uuid.span()))?;
 
-        let ostype = file.ostype.unwrap_or_else(|| "linux".to_owned());
+        let (ostype, ostype_span) = match file.ostype {
+            Some(o) => {
+                let span = o.span();
+                (o.into_inner(), Some(span))
+            }
+            None => ("linux".to_owned(), None),
+        };
         // The endpoint owns the SYN grammar; ask it rather than repeat the rule here.
         EndpointConfig::agent(MacAddr([2, 0, 0, 0, 0, 1]), vm_uuid, &ostype)
             .validate()
-            .map_err(|e| invalid(e.key, e.value, e.allowed))?;
+            .map_err(|e| invalid(e.key, e.value, e.allowed))
+            .map_err(at(text, ostype_span.unwrap_or(0..0)))?;
 
         let interfaces = match file.interfaces {
             None => InterfaceChoice::Auto,
             Some(names) => {
-                if names.is_empty() {
+                if names.get_ref().is_empty() {
                     return Err(invalid(
                         "interfaces",
                         "[]",
                         "1 or more interface names; leave the key out to use every \
                          interface that is up, Ethernet, not loopback and has no IP address",
-                    ));
+                    ))
+                    .map_err(at(text, names.span()));
                 }
-                let mut parsed: Vec<InterfaceName> = Vec::with_capacity(names.len());
-                for (i, name) in names.iter().enumerate() {
+                let mut parsed: Vec<InterfaceName> = Vec::with_capacity(names.get_ref().len());
+                for (i, name) in names.get_ref().iter().enumerate() {
                     let key = format!("interfaces[{i}]");
-                    let n = InterfaceName::new(name).map_err(|_| {
-                        invalid(
-                            &key,
-                            format!("{name:?}"),
-                            "an interface name: 1..=15 bytes, no '/', ':', whitespace or NUL, \
-                             not \".\" or \"..\"",
-                        )
-                    })?;
+                    let located = at(text, name.span());
+                    let name = name.get_ref();
+                    let n = InterfaceName::new(name)
+                        .map_err(|_| {
+                            invalid(
+                                &key,
+                                format!("{name:?}"),
+                                "an interface name: 1..=15 bytes, no '/', ':', whitespace or NUL, \
+                                 not \".\" or \"..\"",
+                            )
+                        })
+                        .map_err(&located)?;
                     if parsed.contains(&n) {
-                        return Err(invalid(
+                        return Err(located(invalid(
                             &key,
                             format!("{name:?}"),
                             "each interface once (it is listed twice)",
-                        ));
+                        )));
                     }
                     parsed.push(n);
                 }
@@ -154,50 +210,58 @@ impl Config {
             }
         };
 
-        let rescan_ms = file.rescan_ms.unwrap_or(DEFAULT_RESCAN_MS as i64);
-        let rescan_ms = u64::try_from(rescan_ms)
-            .ok()
-            .filter(|ms| RESCAN_MS_RANGE.contains(ms))
-            .ok_or_else(|| {
-                invalid(
-                    "rescan_ms",
-                    rescan_ms,
-                    format!(
-                        "{}..={} (milliseconds)",
-                        RESCAN_MS_RANGE.start(),
-                        RESCAN_MS_RANGE.end()
-                    ),
-                )
-            })?;
+        let rescan_ms = match &file.rescan_ms {
+            None => DEFAULT_RESCAN_MS,
+            Some(v) => u64::try_from(*v.get_ref())
+                .ok()
+                .filter(|ms| RESCAN_MS_RANGE.contains(ms))
+                .ok_or_else(|| {
+                    invalid(
+                        "rescan_ms",
+                        v.get_ref(),
+                        format!(
+                            "{}..={} (milliseconds)",
+                            RESCAN_MS_RANGE.start(),
+                            RESCAN_MS_RANGE.end()
+                        ),
+                    )
+                })
+                .map_err(at(text, v.span()))?,
+        };
 
-        let ethertype = file.ethertype.unwrap_or(i64::from(DEFAULT_ETHERTYPE));
-        let ethertype = u16::try_from(ethertype)
-            .ok()
-            .filter(|t| ETHERTYPE_RANGE.contains(t))
-            .ok_or_else(|| {
-                invalid(
-                    "ethertype",
-                    if ethertype < 0 {
-                        ethertype.to_string()
+        let ethertype = match &file.ethertype {
+            None => DEFAULT_ETHERTYPE,
+            Some(v) => check_ethertype(*v.get_ref())
+                .map_err(|allowed| {
+                    let e = *v.get_ref();
+                    let shown = if e < 0 {
+                        e.to_string()
                     } else {
-                        format!("{ethertype:#06x}")
-                    },
-                    format!(
-                        "{:#06x}..={:#06x}",
-                        ETHERTYPE_RANGE.start(),
-                        ETHERTYPE_RANGE.end()
-                    ),
-                )
-            })?;
+                        format!("{e:#06x}")
+                    };
+                    invalid("ethertype", shown, allowed)
+                })
+                .map_err(at(text, v.span()))?,
+        };
 
-        let log = file.log.unwrap_or_else(|| "info".to_owned());
-        if !LOG_LEVELS.contains(&log.as_str()) {
-            return Err(invalid(
-                "log",
-                format!("{log:?}"),
-                format!("one of {}", LOG_LEVELS.join(", ")),
-            ));
-        }
+        let log = match &file.log {
+            None => LogFilter::default(),
+            Some(l) => LogFilter::parse(l.get_ref())
+                .map_err(|why| {
+                    invalid(
+                        "log",
+                        format!("{:?}", l.get_ref()),
+                        format!("{FILTER_ALLOWED} ({why})"),
+                    )
+                })
+                .map_err(at(text, l.span()))?,
+        };
+        let log_format = match &file.log_format {
+            None => LogFormat::default(),
+            Some(l) => LogFormat::parse(l.get_ref())
+                .ok_or_else(|| invalid("log_format", format!("{:?}", l.get_ref()), FORMAT_ALLOWED))
+                .map_err(at(text, l.span()))?,
+        };
 
         Ok(Config {
             vm_uuid,
@@ -206,6 +270,7 @@ impl Config {
             rescan: Duration::from_millis(rescan_ms),
             ethertype,
             log,
+            log_format,
         })
     }
 }
@@ -214,11 +279,14 @@ impl Config {
 /// prints. Feeding it back to [`Config::parse`] gives the same configuration.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "# this VM's identity, sent in its SYN")?;
         writeln!(f, "vm_uuid = \"{}\"", self.vm_uuid)?;
+        writeln!(f, "# OS type announced in the SYN (default \"linux\")")?;
         writeln!(f, "ostype = \"{}\"", self.ostype)?;
         match &self.interfaces {
             InterfaceChoice::Configured(names) => {
                 let list: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+                writeln!(f, "# HVNCP interfaces")?;
                 writeln!(f, "interfaces = [{}]", list.join(", "))?;
             }
             InterfaceChoice::Auto => writeln!(
@@ -227,9 +295,17 @@ impl fmt::Display for Config {
                  and has no IP address"
             )?,
         }
+        writeln!(f, "# interface rescan period (default {DEFAULT_RESCAN_MS})")?;
         writeln!(f, "rescan_ms = {}", self.rescan.as_millis())?;
+        writeln!(f, "# HVNCP EtherType (default 0x0600)")?;
         writeln!(f, "ethertype = {:#06x}", self.ethertype)?;
-        writeln!(f, "log = \"{}\"", self.log)
+        writeln!(f, "# log filter (a valid RUST_LOG wins; default \"info\")")?;
+        writeln!(f, "log = \"{}\"", self.log)?;
+        writeln!(
+            f,
+            "# log lines: \"text\" (key=value fields, default) or \"json\""
+        )?;
+        writeln!(f, "log_format = \"{}\"", self.log_format.as_str())
     }
 }
 
@@ -255,7 +331,8 @@ mod tests {
         assert_eq!(c.interfaces, InterfaceChoice::Auto);
         assert_eq!(c.rescan, Duration::from_secs(5));
         assert_eq!(c.ethertype, 0x0600);
-        assert_eq!(c.log, "info");
+        assert_eq!(c.log.as_str(), "info");
+        assert_eq!(c.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -270,12 +347,16 @@ mod tests {
         assert_eq!(c.interfaces, InterfaceChoice::Configured(names.to_vec()));
         assert_eq!(c.rescan, Duration::from_secs(1));
         assert_eq!(c.ethertype, 0x88b5);
-        assert_eq!(c.log, "debug");
+        assert_eq!(c.log.as_str(), "debug");
     }
 
     #[test]
     fn display_round_trips() {
-        for extra in ["", "interfaces = [\"eth1\", \"eth2\"]\nethertype = 0xffff"] {
+        for extra in [
+            "",
+            "interfaces = [\"eth1\", \"eth2\"]\nethertype = 0xffff\nlog = \"info,agent=debug\"\n\
+             log_format = \"json\"",
+        ] {
             let c = parse(extra).expect("valid");
             let text = c.to_string();
             assert_eq!(Config::parse(&text).expect(&text), c, "{text}");
@@ -317,7 +398,23 @@ mod tests {
             ),
             (
                 "log = \"verbose\"",
-                "log = \"verbose\" is invalid: allowed one of off, error, warn, info, debug, trace",
+                "log = \"verbose\" is invalid: allowed a level (off, error, warn, info, debug, trace)",
+            ),
+            (
+                "log = \"warning\"",
+                "log = \"warning\" is invalid: allowed a level",
+            ),
+            (
+                "log_format = \"xml\"",
+                "log_format = \"xml\" is invalid: allowed \"text\"",
+            ),
+            (
+                "ethertype = 0x0800",
+                "ethertype = 0x0800 is invalid: allowed an EtherType of no other protocol: 0x0800 is IPv4",
+            ),
+            (
+                "ethertype = 0x88cc",
+                "ethertype = 0x88cc is invalid: allowed an EtherType of no other protocol",
             ),
             (
                 "ostype = \"li nux\"",
@@ -351,12 +448,39 @@ mod tests {
     }
 
     #[test]
+    fn errors_carry_the_line_of_the_value() {
+        let e = parse("ostype = \"aix\"\n\nrescan_ms = 5\n").expect_err("range");
+        assert_eq!(
+            e.in_file(std::path::Path::new("/etc/hvha/vmmd.toml")),
+            "config file /etc/hvha/vmmd.toml line 4: rescan_ms = 5 is invalid: allowed \
+             1000..=60000 (milliseconds)"
+        );
+        let e = parse("interfaces = [\"eth1\",\n  \"eth1\"]").expect_err("twice");
+        assert!(
+            matches!(e, ConfigError::Invalid { line: Some(3), .. }),
+            "{e:?}"
+        );
+        let e = parse("colour = 1").expect_err("unknown");
+        assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn the_nil_uuid_is_refused() {
+        let err = Config::parse("vm_uuid = \"00000000-0000-0000-0000-000000000000\"")
+            .expect_err("nil")
+            .to_string();
+        assert!(err.contains("a UUID other than all zeros"), "{err}");
+    }
+
+    #[test]
     fn bad_uuid_is_named() {
         let err = Config::parse("vm_uuid = \"61be20f0\"")
             .expect_err("bad uuid")
             .to_string();
         assert!(
-            err.starts_with("vm_uuid = \"61be20f0\" is invalid: allowed a UUID: 8-4-4-4-12"),
+            err.starts_with(
+                "vm_uuid = \"61be20f0\" is invalid: allowed a UUID other than all zeros: 8-4-4-4-12"
+            ),
             "{err}"
         );
     }

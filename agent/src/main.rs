@@ -12,13 +12,12 @@ mod config;
 mod interfaces;
 mod runtime;
 
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
+use hvha_daemon::config::VMMD_CONFIG;
+use tracing::{error, info};
 
 use crate::config::{Config, ConfigError, InterfaceChoice};
 use crate::interfaces::{Facts, Verdict};
@@ -38,21 +37,22 @@ use crate::interfaces::{Facts, Verdict};
 ///   ostype = "linux"               # default "linux"
 ///   interfaces = ["eth1", "eth2"]  # default: automatic selection
 ///   rescan_ms = 5000               # 1000..=60000
-///   ethertype = 0x0600             # 0x0600..=0xffff
-///   log = "info"                   # off|error|warn|info|debug|trace; RUST_LOG wins
+///   ethertype = 0x0600             # 0x0600..=0xffff, no other protocol's
+///   log = "info"                   # a level or level,target=level…; RUST_LOG wins
+///   log_format = "text"            # or "json"
 ///
 /// Exit codes: 0 clean stop; 1 runtime failure; 2 bad arguments or configuration.
 #[derive(Debug, Parser)]
 #[command(name = "vmmd", version, verbatim_doc_comment)]
-#[command(group(clap::ArgGroup::new("mode").required(true).args(["config", "check_config"])))]
 struct Cli {
     /// Run the agent with this configuration file.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Validate this configuration file against the machine's interfaces, print the
-    /// effective configuration (defaults included) and exit: 0 valid, 2 invalid.
-    #[arg(long, value_name = "FILE")]
-    check_config: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", default_value = VMMD_CONFIG)]
+    config: PathBuf,
+    /// Validate this configuration file (default: --config's) against the machine's
+    /// interfaces, print the effective configuration (defaults included) and exit:
+    /// 0 valid, 2 invalid.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    check_config: Option<Option<PathBuf>>,
 }
 
 const BAD_CONFIG: u8 = 2;
@@ -60,11 +60,9 @@ const RUNTIME_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match (cli.config, cli.check_config) {
-        (_, Some(path)) => check_config(&path),
-        (Some(path), None) => run(&path),
-        // clap enforces exactly one of the two.
-        (None, None) => ExitCode::from(BAD_CONFIG),
+    match cli.check_config {
+        Some(path) => check_config(&path.unwrap_or(cli.config)),
+        None => run(&cli.config),
     }
 }
 
@@ -72,7 +70,7 @@ fn main() -> ExitCode {
 fn load(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    Config::parse(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+    Config::parse(&text).map_err(|e| e.in_file(path))
 }
 
 /// The configured interfaces as they are now; `Err` for one that can never be used as
@@ -84,6 +82,7 @@ fn check_interfaces(
     let verdicts = interfaces::select(&config.interfaces, facts);
     if let Some((position, name, skip)) = interfaces::misconfigured(&config.interfaces, &verdicts) {
         return Err(ConfigError::Invalid {
+            line: None,
             key: format!("interfaces[{position}]"),
             value: format!("\"{name}\""),
             allowed: format!(
@@ -129,29 +128,9 @@ fn check_config(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("vmmd: config file {}: {e}", path.display());
+            eprintln!("vmmd: {}", e.in_file(path));
             ExitCode::from(BAD_CONFIG)
         }
-    }
-}
-
-/// Log to stderr at the configured level; `RUST_LOG`, when set and valid, wins.
-fn init_logging(config: &Config) {
-    let from_env =
-        std::env::var_os(EnvFilter::DEFAULT_ENV).map(|_| EnvFilter::try_from_default_env());
-    let (filter, bad_env) = match from_env {
-        Some(Ok(filter)) => (filter, None),
-        Some(Err(e)) => (EnvFilter::new(&config.log), Some(e)),
-        None => (EnvFilter::new(&config.log), None),
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal, not in a journal or a log file.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .init();
-    if let Some(e) = bad_env {
-        warn!("ignoring RUST_LOG ({e}); using log = \"{}\"", config.log);
     }
 }
 
@@ -163,7 +142,7 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(BAD_CONFIG);
         }
     };
-    init_logging(&config);
+    hvha_daemon::log::init(&config.log, config.log_format);
     info!(
         version = env!("CARGO_PKG_VERSION"),
         vm_uuid = %config.vm_uuid,
@@ -182,7 +161,7 @@ fn run(path: &Path) -> ExitCode {
     match current_facts() {
         Ok(facts) => {
             if let Err(e) = check_interfaces(&config, &facts) {
-                error!("config file {}: {e}", path.display());
+                error!("{}", e.in_file(path));
                 return ExitCode::from(BAD_CONFIG);
             }
         }

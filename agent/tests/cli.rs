@@ -117,15 +117,82 @@ fn a_configured_interface_that_can_never_carry_hvncp_is_refused() {
 
 #[test]
 fn arguments_are_checked() {
+    // Without arguments: the default configuration file.
     let none = vmmd(&[]);
     assert_eq!(none.status.code(), Some(2));
-    assert!(stderr(&none).contains("--config"), "{}", stderr(&none));
-    let both = vmmd(&["--config", "a", "--check-config", "b"]);
-    assert_eq!(both.status.code(), Some(2));
+    if !std::path::Path::new("/etc/hvha/vmmd.toml").exists() {
+        assert!(
+            stderr(&none).contains("cannot read config file /etc/hvha/vmmd.toml"),
+            "{}",
+            stderr(&none)
+        );
+    }
+    let extra = vmmd(&["--check-config", "a", "b"]);
+    assert_eq!(extra.status.code(), Some(2));
+    let version = vmmd(&["--version"]);
+    assert_eq!(version.status.code(), Some(0));
+    assert_eq!(
+        stdout(&version),
+        format!("vmmd {}\n", env!("CARGO_PKG_VERSION"))
+    );
     let help = vmmd(&["--help"]);
     assert_eq!(help.status.code(), Some(0));
     let text = stdout(&help);
     for words in ["SHDN:DAEMON", "rescan_ms", "Exit codes", "--check-config"] {
         assert!(text.contains(words), "--help lacks {words:?}:\n{text}");
+    }
+}
+
+#[test]
+fn check_config_output_is_a_configuration_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("vmmd.toml");
+    std::fs::write(
+        &path,
+        format!("vm_uuid = \"{UUID}\"\nlog = \"info,agent=debug\"\nlog_format = \"json\"\n"),
+    )
+    .expect("write");
+    // --check-config without a value checks --config's file.
+    let out = vmmd(&["--config", path.to_str().expect("utf-8"), "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# log lines: \"text\""), "{text}");
+    assert!(text.contains("log_format = \"json\""), "{text}");
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, &text).expect("write");
+    let out2 = vmmd(&["--check-config", again.to_str().expect("utf-8")]);
+    assert_eq!(out2.status.code(), Some(0), "{}", stderr(&out2));
+    let body = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with("# effective"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&text), body(&stdout(&out2)));
+}
+
+#[test]
+fn log_filters_ethertypes_and_the_nil_uuid_are_validated_with_the_line() {
+    for (config, want) in [
+        (
+            format!("vm_uuid = \"{UUID}\"\n\nlog = \"warning\"\n"),
+            "line 3: log = \"warning\" is invalid: allowed a level",
+        ),
+        (
+            format!("vm_uuid = \"{UUID}\"\nethertype = 0x86dd\n"),
+            "line 2: ethertype = 0x86dd is invalid: allowed an EtherType of no other protocol: \
+             0x86dd is IPv6",
+        ),
+        (
+            "vm_uuid = \"00000000-0000-0000-0000-000000000000\"\n".to_owned(),
+            "line 1: vm_uuid = \"00000000-0000-0000-0000-000000000000\" is invalid",
+        ),
+    ] {
+        for flag in ["--check-config", "--config"] {
+            let out = with_config(flag, &config);
+            assert_eq!(out.status.code(), Some(2), "{flag} {config}");
+            let err = stderr(&out);
+            assert!(err.contains(want), "{flag} {config}: {err}");
+        }
     }
 }

@@ -24,7 +24,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -171,11 +171,18 @@ impl Relay {
 
 /// Bind the admin socket (replacing a stale one, mode 0600) and serve it on a thread.
 pub fn serve(path: &Path, relay: Relay, stats: Arc<EndpointStats>) -> std::io::Result<()> {
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            // A typo must not delete a file: only a stale socket is replaced.
+            return Err(std::io::Error::new(
+                ErrorKind::AlreadyExists,
+                "exists and is not a socket (hmd replaces only a stale socket)",
+            ));
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
                 ErrorKind::AddrInUse,
-                format!("{} is in use by a running hmd", path.display()),
+                "another hmd answers on it",
             ));
         }
         std::fs::remove_file(path)?;

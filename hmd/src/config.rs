@@ -1,71 +1,63 @@
 //! `hmd` configuration: a TOML file, every value checked against its range.
+//!
+//! Errors name the file, the line, the key, the value and what is allowed. Relative
+//! paths (`hsdb`, `admin_socket`) are taken from the configuration file's directory.
+//! [`Config::check_machine`] then checks what can be checked on this machine without
+//! creating anything: the interfaces exist, the HSDB's directory exists and the HSDB is
+//! an SQLite file or absent, the admin socket is a socket or absent, the metrics port
+//! can be bound.
 
+use std::fmt;
+use std::ops::Range;
+use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dataplane::io::InterfaceName;
 use dataplane::message::Uuid;
 use hsdb::{HostId, Synchronous};
+use hvha_daemon::config::{check_ethertype, line_of, resolve};
+use hvha_daemon::log::{FILTER_ALLOWED, FORMAT_ALLOWED, LogFilter, LogFormat};
 use serde::Deserialize;
+use toml::Spanned;
 
-/// The configuration file as written by the operator.
-#[derive(Debug, Clone, Deserialize)]
+/// Default `hello_period_ms` (seed 004 L8313).
+const DEFAULT_HELLO_MS: u64 = 30_000;
+/// Default `hb_period_ms` (seed 004 L9021).
+const DEFAULT_HB_MS: u64 = 10_000;
+/// Default `hm_heartbeat_period_ms` (seed 004 L8439-8458).
+const DEFAULT_HM_HB_MS: u64 = 30_000;
+/// Default `flush_ms`.
+const DEFAULT_FLUSH_MS: u64 = 10;
+/// Longest `vm_miss_after_ms`: 10 h.
+const MAX_MISS_MS: u64 = 36_000_000;
+/// Longest admin socket path (`sun_path` holds 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 100;
+
+/// The configuration file as written by the operator. Integers are read as `i64` so
+/// that a negative value gets our range message; every value keeps its place in the
+/// file for the error message.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    monitor_uuid: String,
-    host_id: i64,
-    host_name: String,
-    hsdb: PathBuf,
-    admin_socket: PathBuf,
-    interfaces: Vec<String>,
-    #[serde(default = "default_ethertype")]
-    ethertype: u32,
-    #[serde(default = "default_hello")]
-    hello_period_ms: u64,
-    #[serde(default = "default_hb")]
-    hb_period_ms: u64,
-    vm_miss_after_ms: Option<u64>,
-    #[serde(default = "default_hm_hb")]
-    hm_heartbeat_period_ms: u64,
-    #[serde(default = "default_flush")]
-    flush_ms: u64,
-    #[serde(default = "default_sync")]
-    synchronous: String,
-    #[serde(default = "default_log")]
-    log: String,
-    metrics_listen: Option<String>,
-    #[serde(default = "default_max_peers")]
-    max_peers: u64,
-    #[serde(default = "default_max_half_open")]
-    max_half_open: u64,
-}
-
-fn default_max_peers() -> u64 {
-    dataplane::endpoint::DEFAULT_MONITOR_MAX_PEERS as u64
-}
-fn default_max_half_open() -> u64 {
-    dataplane::endpoint::DEFAULT_MONITOR_MAX_HALF_OPEN as u64
-}
-fn default_ethertype() -> u32 {
-    u32::from(dataplane::wire::DEFAULT_ETHERTYPE)
-}
-fn default_hello() -> u64 {
-    30_000 // seed 004 L8313
-}
-fn default_hb() -> u64 {
-    10_000 // seed 004 L9021
-}
-fn default_hm_hb() -> u64 {
-    30_000 // seed 004 L8439-8458
-}
-fn default_flush() -> u64 {
-    10
-}
-fn default_sync() -> String {
-    "full".into()
-}
-fn default_log() -> String {
-    "info".into()
+    monitor_uuid: Spanned<String>,
+    host_id: Spanned<i64>,
+    host_name: Spanned<String>,
+    hsdb: Spanned<PathBuf>,
+    admin_socket: Spanned<PathBuf>,
+    interfaces: Spanned<Vec<Spanned<String>>>,
+    ethertype: Option<Spanned<i64>>,
+    hello_period_ms: Option<Spanned<i64>>,
+    hb_period_ms: Option<Spanned<i64>>,
+    vm_miss_after_ms: Option<Spanned<i64>>,
+    hm_heartbeat_period_ms: Option<Spanned<i64>>,
+    flush_ms: Option<Spanned<i64>>,
+    synchronous: Option<Spanned<String>>,
+    log: Option<Spanned<String>>,
+    log_format: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
+    max_peers: Option<Spanned<i64>>,
+    max_half_open: Option<Spanned<i64>>,
 }
 
 /// The validated configuration.
@@ -77,9 +69,9 @@ pub struct Config {
     pub host_id: HostId,
     /// The host's name.
     pub host_name: String,
-    /// The HSDB file.
+    /// The HSDB file (absolute: a relative path is taken from the file's directory).
     pub hsdb: PathBuf,
-    /// The admin UNIX socket.
+    /// The admin UNIX socket (absolute, like `hsdb`).
     pub admin_socket: PathBuf,
     /// HVNCP interfaces (normally one: the trunk toward the VMs on this monitor's VLAN).
     pub interfaces: Vec<InterfaceName>,
@@ -97,8 +89,10 @@ pub struct Config {
     pub flush: Duration,
     /// SQLite durability.
     pub synchronous: Synchronous,
-    /// Log filter (`tracing` syntax), overridden by `RUST_LOG`.
-    pub log: String,
+    /// Log filter, overridden by a valid `RUST_LOG`.
+    pub log: LogFilter,
+    /// Log line format.
+    pub log_format: LogFormat,
     /// Where to serve `GET /metrics` (Prometheus text) over HTTP, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Most peers (agents) per interface (docs/hvncp.md §6.5).
@@ -108,19 +102,19 @@ pub struct Config {
     pub max_half_open: usize,
 }
 
-/// A configuration problem, naming the key, the value and what is allowed.
+/// A configuration problem, naming the file, the key, the value and what is allowed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {}: {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid TOML for this configuration.
-    #[error("config file {path}: {message}")]
+    /// The file is not valid TOML for this configuration (the message has the line).
+    #[error("config file {}: {message}", path.display())]
     Syntax {
         /// The file.
         path: PathBuf,
@@ -128,36 +122,89 @@ pub enum ConfigError {
         message: String,
     },
     /// A value is out of range.
-    #[error("config key {key} = {value} is invalid: expected {allowed}")]
+    #[error("config file {}{}: {key} = {value} is invalid: expected {allowed}",
+        path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Value {
-        /// The key.
-        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The value's line, when the file has it (not for a default).
+        line: Option<usize>,
+        /// The key, e.g. `interfaces[1]`.
+        key: String,
         /// The value as written.
         value: String,
         /// What is allowed.
-        allowed: &'static str,
+        allowed: String,
+    },
+    /// A value does not fit this machine (checked by [`Config::check_machine`]).
+    #[error("config file {}: {key} = {value}: {cause}", path.display())]
+    Machine {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// What is wrong on this machine.
+        cause: String,
     },
 }
 
-fn bad(key: &'static str, value: impl ToString, allowed: &'static str) -> ConfigError {
-    ConfigError::Value {
-        key,
-        value: value.to_string(),
-        allowed,
+/// The file being parsed: its text (for line numbers) and path (for messages and
+/// relative paths).
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    fn bad(
+        &self,
+        key: impl Into<String>,
+        span: Option<Range<usize>>,
+        value: impl fmt::Display,
+        allowed: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Value {
+            path: self.path.to_owned(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            key: key.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    /// A duration in milliseconds: the value, or `default` when absent.
+    fn ms(
+        &self,
+        key: &'static str,
+        value: Option<&Spanned<i64>>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        u64::try_from(*v.get_ref())
+            .ok()
+            .filter(|ms| range.contains(ms))
+            .ok_or_else(|| {
+                self.bad(
+                    key,
+                    Some(v.span()),
+                    v.get_ref(),
+                    format!("{}..={} (ms)", range.start(), range.end()),
+                )
+            })
     }
 }
 
-fn ms_in(
-    key: &'static str,
-    ms: u64,
-    range: std::ops::RangeInclusive<u64>,
-    allowed: &'static str,
-) -> Result<Duration, ConfigError> {
-    if range.contains(&ms) {
-        Ok(Duration::from_millis(ms))
-    } else {
-        Err(bad(key, ms, allowed))
-    }
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+fn quoted_path(p: &Path) -> String {
+    quoted(&p.to_string_lossy())
 }
 
 impl Config {
@@ -167,171 +214,563 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text).map_err(|e| match e {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
-                path: path.to_owned(),
-                message,
-            },
-            other => other,
-        })
+        Config::parse(&text, path)
     }
 
-    /// Parse and validate configuration text.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    /// Parse and validate the text of the configuration file `path` (named in errors;
+    /// relative paths in it are taken from its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let src = Source { text, path };
         let f: File = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: PathBuf::new(),
-            message: e.to_string(),
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
         })?;
-        let monitor_uuid = Uuid::parse(f.monitor_uuid.as_bytes()).map_err(|_| {
-            bad(
-                "monitor_uuid",
-                format!("{:?}", f.monitor_uuid),
-                "a UUID like 5c3196a3-c41f-4b5c-9861-dee6077081c6",
-            )
-        })?;
-        if f.host_id < 0 {
-            return Err(bad("host_id", f.host_id, "a non-negative integer"));
+        let monitor_uuid = Uuid::parse(f.monitor_uuid.get_ref().as_bytes())
+            .ok()
+            .filter(|u| *u != Uuid::default())
+            .ok_or_else(|| {
+                src.bad(
+                    "monitor_uuid",
+                    Some(f.monitor_uuid.span()),
+                    quoted(f.monitor_uuid.get_ref()),
+                    "a UUID other than all zeros, like 5c3196a3-c41f-4b5c-9861-dee6077081c6",
+                )
+            })?;
+        let host_id = *f.host_id.get_ref();
+        if host_id < 0 {
+            return Err(src.bad(
+                "host_id",
+                Some(f.host_id.span()),
+                host_id,
+                "a non-negative integer",
+            ));
         }
-        if f.host_name.is_empty() || f.host_name.len() > 64 {
-            return Err(bad(
+        let host_name = f.host_name.get_ref();
+        if host_name.is_empty() || host_name.len() > 64 {
+            return Err(src.bad(
                 "host_name",
-                format!("{:?}", f.host_name),
+                Some(f.host_name.span()),
+                quoted(host_name),
                 "1..=64 characters",
             ));
         }
-        if f.interfaces.is_empty() || f.interfaces.len() > 8 {
-            return Err(bad(
+        let names = f.interfaces.get_ref();
+        if names.is_empty() || names.len() > 8 {
+            return Err(src.bad(
                 "interfaces",
-                format!("{:?}", f.interfaces),
+                Some(f.interfaces.span()),
+                format!("{} names", names.len()),
                 "1..=8 interface names",
             ));
         }
         let mut interfaces = Vec::new();
-        for name in &f.interfaces {
-            let iface = InterfaceName::new(name).map_err(|_| {
-                bad(
-                    "interfaces",
-                    format!("{name:?}"),
-                    "interface names of 1..=15 bytes without '/' or spaces",
-                )
-            })?;
+        for (i, name) in names.iter().enumerate() {
+            let key = format!("interfaces[{i}]");
+            let bad = |allowed| src.bad(&key, Some(name.span()), quoted(name.get_ref()), allowed);
+            let iface = InterfaceName::new(name.get_ref())
+                .map_err(|_| bad("an interface name of 1..=15 bytes without '/', ':' or spaces"))?;
             if interfaces.contains(&iface) {
-                return Err(bad(
-                    "interfaces",
-                    format!("{name:?} twice"),
-                    "distinct names",
-                ));
+                return Err(bad("each interface once (it is listed twice)"));
             }
             interfaces.push(iface);
         }
-        let ethertype = u16::try_from(f.ethertype)
-            .ok()
-            .filter(|e| *e >= 0x0600)
-            .ok_or_else(|| {
-                bad(
-                    "ethertype",
-                    format!("{:#x}", f.ethertype),
-                    "0x0600..=0xffff",
-                )
-            })?;
-        let hello_period = ms_in(
+        let ethertype = match &f.ethertype {
+            None => dataplane::wire::DEFAULT_ETHERTYPE,
+            Some(e) => check_ethertype(*e.get_ref()).map_err(|allowed| {
+                let v = *e.get_ref();
+                let shown = if v < 0 {
+                    v.to_string()
+                } else {
+                    format!("{v:#06x}")
+                };
+                src.bad("ethertype", Some(e.span()), shown, allowed)
+            })?,
+        };
+        let hello_ms = src.ms(
             "hello_period_ms",
-            f.hello_period_ms,
+            f.hello_period_ms.as_ref(),
+            DEFAULT_HELLO_MS,
             100..=3_600_000,
-            "100..=3600000 (ms)",
         )?;
-        let hb_period = ms_in(
+        let hb_ms = src.ms(
             "hb_period_ms",
-            f.hb_period_ms,
+            f.hb_period_ms.as_ref(),
+            DEFAULT_HB_MS,
             100..=3_600_000,
-            "100..=3600000 (ms)",
         )?;
-        let miss_default = 2 * f.hb_period_ms;
-        let miss_ms = f.vm_miss_after_ms.unwrap_or(miss_default);
-        if miss_ms <= f.hb_period_ms || miss_ms > 36_000_000 {
-            return Err(bad(
-                "vm_miss_after_ms",
-                miss_ms,
-                "more than hb_period_ms and at most 36000000 (ms); default 2 × hb_period_ms",
+        let miss_ms = match &f.vm_miss_after_ms {
+            None => 2 * hb_ms,
+            Some(v) => u64::try_from(*v.get_ref())
+                .ok()
+                .filter(|ms| *ms > hb_ms && *ms <= MAX_MISS_MS)
+                .ok_or_else(|| {
+                    src.bad(
+                        "vm_miss_after_ms",
+                        Some(v.span()),
+                        v.get_ref(),
+                        format!(
+                            "more than hb_period_ms ({hb_ms}) and at most {MAX_MISS_MS} (ms); \
+                             default 2 × hb_period_ms"
+                        ),
+                    )
+                })?,
+        };
+        let hm_hb_ms = src.ms(
+            "hm_heartbeat_period_ms",
+            f.hm_heartbeat_period_ms.as_ref(),
+            DEFAULT_HM_HB_MS,
+            100..=3_600_000,
+        )?;
+        let flush_ms = src.ms("flush_ms", f.flush_ms.as_ref(), DEFAULT_FLUSH_MS, 0..=1000)?;
+        let synchronous = match &f.synchronous {
+            None => Synchronous::Full,
+            Some(s) => match s.get_ref().as_str() {
+                "full" => Synchronous::Full,
+                "normal" => Synchronous::Normal,
+                other => {
+                    return Err(src.bad(
+                        "synchronous",
+                        Some(s.span()),
+                        quoted(other),
+                        "\"full\" (no committed transition lost on power failure) or \"normal\"",
+                    ));
+                }
+            },
+        };
+        let hsdb = resolve(path, f.hsdb.get_ref());
+        if f.hsdb.get_ref().as_os_str().is_empty() {
+            return Err(src.bad("hsdb", Some(f.hsdb.span()), "\"\"", "a file path"));
+        }
+        let admin_socket = resolve(path, f.admin_socket.get_ref());
+        let socket_len = admin_socket.as_os_str().len();
+        if f.admin_socket.get_ref().as_os_str().is_empty() || socket_len > MAX_SOCKET_PATH {
+            return Err(src.bad(
+                "admin_socket",
+                Some(f.admin_socket.span()),
+                quoted_path(&admin_socket),
+                format!("a path of 1..={MAX_SOCKET_PATH} bytes, once made absolute"),
             ));
         }
-        let hm_heartbeat_period = ms_in(
-            "hm_heartbeat_period_ms",
-            f.hm_heartbeat_period_ms,
-            100..=3_600_000,
-            "100..=3600000 (ms)",
-        )?;
-        let flush = ms_in("flush_ms", f.flush_ms, 0..=1000, "0..=1000 (ms)")?;
-        let synchronous = match f.synchronous.as_str() {
-            "full" => Synchronous::Full,
-            "normal" => Synchronous::Normal,
-            other => {
-                return Err(bad(
-                    "synchronous",
-                    format!("{other:?}"),
-                    "\"full\" (no committed transition lost on power failure) or \"normal\"",
+        let config_file = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        if admin_socket == hsdb {
+            return Err(src.bad(
+                "admin_socket",
+                Some(f.admin_socket.span()),
+                quoted_path(&admin_socket),
+                "another path than hsdb (the socket would replace the database)",
+            ));
+        }
+        for (key, value, span) in [
+            ("hsdb", &hsdb, f.hsdb.span()),
+            ("admin_socket", &admin_socket, f.admin_socket.span()),
+        ] {
+            if *value == config_file {
+                return Err(src.bad(
+                    key,
+                    Some(span),
+                    quoted_path(value),
+                    "another path than the configuration file's",
                 ));
             }
-        };
-        if f.hsdb.as_os_str().is_empty() {
-            return Err(bad("hsdb", "\"\"", "a file path"));
         }
-        if f.admin_socket.as_os_str().is_empty() || f.admin_socket.as_os_str().len() > 100 {
-            return Err(bad(
-                "admin_socket",
-                f.admin_socket.display(),
-                "a path of 1..=100 bytes",
-            ));
-        }
-        let metrics_listen = match &f.metrics_listen {
-            None => None,
-            Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
-                bad(
-                    "metrics_listen",
-                    format!("{text:?}"),
-                    "an address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\"",
+        let log = match &f.log {
+            None => LogFilter::default(),
+            Some(l) => LogFilter::parse(l.get_ref()).map_err(|why| {
+                src.bad(
+                    "log",
+                    Some(l.span()),
+                    quoted(l.get_ref()),
+                    format!("{FILTER_ALLOWED} ({why})"),
                 )
-            })?),
+            })?,
         };
-        let max_peers = usize::try_from(f.max_peers)
-            .ok()
-            .filter(|n| (1..=dataplane::endpoint::MAX_PEERS_LIMIT).contains(n))
-            .ok_or_else(|| {
-                bad(
-                    "max_peers",
-                    f.max_peers,
-                    "1..=16777216 (peers per interface)",
+        let log_format = match &f.log_format {
+            None => LogFormat::default(),
+            Some(l) => LogFormat::parse(l.get_ref()).ok_or_else(|| {
+                src.bad(
+                    "log_format",
+                    Some(l.span()),
+                    quoted(l.get_ref()),
+                    FORMAT_ALLOWED,
                 )
-            })?;
-        let max_half_open = usize::try_from(f.max_half_open)
-            .ok()
-            .filter(|n| (1..=max_peers).contains(n))
-            .ok_or_else(|| {
-                bad(
-                    "max_half_open",
-                    f.max_half_open,
-                    "1..=max_peers (peers per interface not yet established)",
-                )
-            })?;
+            })?,
+        };
+        let metrics_listen =
+            match &f.metrics_listen {
+                None => None,
+                Some(text) => Some(text.get_ref().parse::<std::net::SocketAddr>().map_err(
+                    |_| {
+                        src.bad(
+                            "metrics_listen",
+                            Some(text.span()),
+                            quoted(text.get_ref()),
+                            "an address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\"",
+                        )
+                    },
+                )?),
+            };
+        let count = |key: &'static str,
+                     v: Option<&Spanned<i64>>,
+                     default: usize,
+                     max: usize,
+                     allowed: &str| {
+            let Some(v) = v else {
+                return Ok(default);
+            };
+            usize::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| src.bad(key, Some(v.span()), v.get_ref(), allowed))
+        };
+        let max_peers = count(
+            "max_peers",
+            f.max_peers.as_ref(),
+            dataplane::endpoint::DEFAULT_MONITOR_MAX_PEERS,
+            dataplane::endpoint::MAX_PEERS_LIMIT,
+            "1..=16777216 (peers per interface)",
+        )?;
+        let max_half_open = count(
+            "max_half_open",
+            f.max_half_open.as_ref(),
+            dataplane::endpoint::DEFAULT_MONITOR_MAX_HALF_OPEN.min(max_peers),
+            max_peers,
+            "1..=max_peers (peers per interface not yet established)",
+        )?;
         Ok(Config {
             monitor_uuid,
-            host_id: HostId(f.host_id),
-            host_name: f.host_name,
-            hsdb: f.hsdb,
-            admin_socket: f.admin_socket,
+            host_id: HostId(host_id),
+            host_name: host_name.clone(),
+            hsdb,
+            admin_socket,
             interfaces,
             ethertype,
-            hello_period,
-            hb_period,
+            hello_period: Duration::from_millis(hello_ms),
+            hb_period: Duration::from_millis(hb_ms),
             vm_miss_after: Duration::from_millis(miss_ms),
-            hm_heartbeat_period,
-            flush,
+            hm_heartbeat_period: Duration::from_millis(hm_hb_ms),
+            flush: Duration::from_millis(flush_ms),
             synchronous,
-            log: f.log,
+            log,
+            log_format,
             metrics_listen,
             max_peers,
             max_half_open,
         })
+    }
+
+    /// The admin socket named by the configuration file `path`, read even when another
+    /// key is invalid or the file is half edited (so that `hmd ctl` works during an
+    /// incident): the whole file when it is TOML, else the first line that sets
+    /// `admin_socket`.
+    pub fn admin_socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let from_table = |table: &toml::Table| {
+            table
+                .get("admin_socket")
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+        };
+        let found = match text.parse::<toml::Table>() {
+            Ok(table) => from_table(&table),
+            Err(_) => text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("admin_socket"))
+                .find_map(|l| l.parse::<toml::Table>().ok().as_ref().and_then(from_table)),
+        };
+        match found {
+            Some(p) if !p.is_empty() => Ok(resolve(path, Path::new(&p))),
+            _ => Err(ConfigError::Value {
+                path: path.to_owned(),
+                line: None,
+                key: "admin_socket".into(),
+                value: "(not found)".into(),
+                allowed: "a line admin_socket = \"PATH\" (or give hmd ctl --socket PATH)".into(),
+            }),
+        }
+    }
+
+    /// Check the configuration `path` held against this machine without creating or
+    /// changing anything: the interfaces exist and are Ethernet, the HSDB's directory
+    /// exists and the HSDB is absent or an SQLite file, the admin socket is absent or a
+    /// socket, the metrics address can be bound. Returns notes for `--check-config`,
+    /// and whether an `hmd` already answers on the admin socket.
+    pub fn check_machine(&self, path: &Path) -> Result<MachineCheck, ConfigError> {
+        let fail = |key: &str, value: String, cause: String| ConfigError::Machine {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            value,
+            cause,
+        };
+        let mut notes = Vec::new();
+        for (i, name) in self.interfaces.iter().enumerate() {
+            let key = format!("interfaces[{i}]");
+            let value = quoted(name.as_str());
+            let iface = dataplane::io::Interface::by_name(name).map_err(|e| match e {
+                dataplane::io::IoError::NotFound { .. } => fail(
+                    &key,
+                    value.clone(),
+                    "no such interface on this machine (in this network namespace)".into(),
+                ),
+                other => fail(&key, value.clone(), other.to_string()),
+            })?;
+            if iface.is_loopback() || !iface.is_ethernet() {
+                return Err(fail(
+                    &key,
+                    value,
+                    "not an Ethernet interface (HVNCP runs on Ethernet frames)".into(),
+                ));
+            }
+            notes.push(format!(
+                "{key} {name} ({}): {}",
+                iface.mac(),
+                if iface.is_up() {
+                    "up"
+                } else {
+                    "down (hmd starts; agents behind it stay unseen until it is up)"
+                }
+            ));
+        }
+        notes.push(
+            check_hsdb(&self.hsdb).map_err(|cause| fail("hsdb", quoted_path(&self.hsdb), cause))?,
+        );
+        let (note, running) = check_socket(&self.admin_socket)
+            .map_err(|cause| fail("admin_socket", quoted_path(&self.admin_socket), cause))?;
+        notes.push(note);
+        if let Some(addr) = self.metrics_listen {
+            if running {
+                notes.push(format!(
+                    "metrics_listen {addr}: not tried (the running hmd holds it)"
+                ));
+            } else {
+                std::net::TcpListener::bind(addr).map_err(|e| {
+                    fail(
+                        "metrics_listen",
+                        quoted(&addr.to_string()),
+                        format!("cannot bind: {e}"),
+                    )
+                })?;
+                notes.push(format!("metrics_listen {addr}: free"));
+            }
+        }
+        Ok(MachineCheck { notes, running })
+    }
+}
+
+/// What [`Config::check_machine`] found.
+#[derive(Debug)]
+pub struct MachineCheck {
+    /// One line per checked value.
+    pub notes: Vec<String>,
+    /// An `hmd` answers on the admin socket.
+    pub running: bool,
+}
+
+/// The HSDB path: an SQLite file or nothing yet, in an existing directory.
+fn check_hsdb(hsdb: &Path) -> Result<String, String> {
+    match std::fs::metadata(hsdb) {
+        Ok(m) if m.is_dir() => Err("is a directory".into()),
+        Ok(m) if !m.is_file() => Err("is not a regular file".into()),
+        Ok(m) => {
+            let mut head = [0u8; 16];
+            let n = std::io::Read::read(
+                &mut std::fs::File::open(hsdb).map_err(|e| format!("cannot be read: {e}"))?,
+                &mut head,
+            )
+            .map_err(|e| format!("cannot be read: {e}"))?;
+            if n > 0 && head[..n] != b"SQLite format 3\0"[..n] {
+                return Err("is not an SQLite database (hmd would not overwrite it)".into());
+            }
+            Ok(format!(
+                "hsdb {}: SQLite file of {} bytes",
+                hsdb.display(),
+                m.len()
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = hsdb.parent().unwrap_or(Path::new("/"));
+            match std::fs::metadata(dir) {
+                Ok(d) if d.is_dir() => Ok(format!(
+                    "hsdb {}: absent, created at start in {}",
+                    hsdb.display(),
+                    dir.display()
+                )),
+                Ok(_) => Err(format!("{} is not a directory", dir.display())),
+                Err(e) => Err(format!(
+                    "its directory {} cannot be used: {e} (hmd creates the file, not its \
+                     directory)",
+                    dir.display()
+                )),
+            }
+        }
+        Err(e) => Err(format!("cannot be examined: {e}")),
+    }
+}
+
+/// Why the HSDB at `path` could not be opened, as far as the file system tells (SQLite
+/// says only "unable to open database file"): `"; cause: …"`, or "" when nothing is
+/// found. Probing an absent file's directory creates a file there and removes it.
+pub fn hsdb_cause(path: &Path) -> String {
+    let cause = match check_hsdb(path) {
+        Err(cause) => Some(cause),
+        Ok(_) if path.exists() => std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .err()
+            .map(|e| format!("cannot be opened for writing: {e}")),
+        Ok(_) => {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            let probe = dir.join(format!(".hmd-probe-{}", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+            {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&probe);
+                    None
+                }
+                Err(e) => Some(format!("cannot create a file in {}: {e}", dir.display())),
+            }
+        }
+    };
+    cause.map(|c| format!("; cause: {c}")).unwrap_or_default()
+}
+
+/// The admin socket path: absent (its directory is created at start if needed), a
+/// stale socket (replaced), or the socket of a running hmd (`true`).
+fn check_socket(socket: &Path) -> Result<(String, bool), String> {
+    match std::fs::symlink_metadata(socket) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                Ok((
+                    format!(
+                        "admin_socket {}: a running hmd answers on it",
+                        socket.display()
+                    ),
+                    true,
+                ))
+            } else {
+                Ok((
+                    format!(
+                        "admin_socket {}: stale socket, replaced at start",
+                        socket.display()
+                    ),
+                    false,
+                ))
+            }
+        }
+        Ok(_) => Err("exists and is not a socket (hmd replaces only a stale socket)".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = socket.parent().unwrap_or(Path::new("/"));
+            match std::fs::metadata(dir) {
+                Ok(d) if d.is_dir() => Ok((
+                    format!("admin_socket {}: created at start", socket.display()),
+                    false,
+                )),
+                Ok(_) => Err(format!("{} is not a directory", dir.display())),
+                Err(_) => Ok((
+                    format!(
+                        "admin_socket {}: created at start, with its directory {}",
+                        socket.display(),
+                        dir.display()
+                    ),
+                    false,
+                )),
+            }
+        }
+        Err(e) => Err(format!("cannot be examined: {e}")),
+    }
+}
+
+/// The effective configuration as TOML, defaults included, each key with a comment:
+/// what `--check-config` prints. Feeding it back to [`Config::parse`] gives the same
+/// configuration.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| d.as_millis();
+        let names: Vec<String> = self.interfaces.iter().map(|n| quoted(n.as_str())).collect();
+        writeln!(f, "# this monitor's identity in the HSDB and in its SYNs")?;
+        writeln!(f, "monitor_uuid = \"{}\"", self.monitor_uuid)?;
+        writeln!(f, "# the host (host.id in the HSDB) and its name")?;
+        writeln!(f, "host_id = {}", self.host_id.0)?;
+        writeln!(f, "host_name = {}", quoted(&self.host_name))?;
+        writeln!(
+            f,
+            "# the SQLite HSDB (relative paths are taken from the config file's directory)"
+        )?;
+        writeln!(f, "hsdb = {}", quoted_path(&self.hsdb))?;
+        writeln!(f, "# UNIX socket for `hmd ctl`, mode 0600")?;
+        writeln!(f, "admin_socket = {}", quoted_path(&self.admin_socket))?;
+        writeln!(f, "# HVNCP interfaces")?;
+        writeln!(f, "interfaces = [{}]", names.join(", "))?;
+        writeln!(f, "# HVNCP EtherType (default 0x0600)")?;
+        writeln!(f, "ethertype = {:#06x}", self.ethertype)?;
+        writeln!(f, "# Hello broadcast period (default {DEFAULT_HELLO_MS})")?;
+        writeln!(f, "hello_period_ms = {}", ms(self.hello_period))?;
+        writeln!(
+            f,
+            "# heartbeat period commanded in START_HB (default {DEFAULT_HB_MS})"
+        )?;
+        writeln!(f, "hb_period_ms = {}", ms(self.hb_period))?;
+        writeln!(
+            f,
+            "# silence after which a VM is MISSING (default 2 × hb_period_ms)"
+        )?;
+        writeln!(f, "vm_miss_after_ms = {}", ms(self.vm_miss_after))?;
+        writeln!(
+            f,
+            "# the monitor's own heartbeat into the HSDB (default {DEFAULT_HM_HB_MS})"
+        )?;
+        writeln!(
+            f,
+            "hm_heartbeat_period_ms = {}",
+            ms(self.hm_heartbeat_period)
+        )?;
+        writeln!(
+            f,
+            "# how long the HSDB writer gathers transitions (default {DEFAULT_FLUSH_MS})"
+        )?;
+        writeln!(f, "flush_ms = {}", ms(self.flush))?;
+        writeln!(f, "# SQLite durability: \"full\" (default) or \"normal\"")?;
+        let sync = match self.synchronous {
+            Synchronous::Full => "full",
+            Synchronous::Normal => "normal",
+        };
+        writeln!(f, "synchronous = \"{sync}\"")?;
+        writeln!(f, "# log filter (a valid RUST_LOG wins; default \"info\")")?;
+        writeln!(f, "log = {}", quoted(self.log.as_str()))?;
+        writeln!(
+            f,
+            "# log lines: \"text\" (key=value fields, default) or \"json\""
+        )?;
+        writeln!(f, "log_format = \"{}\"", self.log_format.as_str())?;
+        writeln!(
+            f,
+            "# most peers per interface (default {})",
+            dataplane::endpoint::DEFAULT_MONITOR_MAX_PEERS
+        )?;
+        writeln!(f, "max_peers = {}", self.max_peers)?;
+        writeln!(
+            f,
+            "# most peers per interface not yet established; past it the oldest is evicted \
+             (default {})",
+            dataplane::endpoint::DEFAULT_MONITOR_MAX_HALF_OPEN
+        )?;
+        writeln!(f, "max_half_open = {}", self.max_half_open)?;
+        match self.metrics_listen {
+            Some(addr) => {
+                writeln!(f, "# Prometheus metrics over HTTP")?;
+                writeln!(f, "metrics_listen = \"{addr}\"")
+            }
+            None => writeln!(
+                f,
+                "# metrics_listen: not set (metrics only through `hmd ctl metrics`)"
+            ),
+        }
     }
 }
 
@@ -348,15 +787,21 @@ admin_socket = "/tmp/hmd.sock"
 interfaces = ["veth-hm0"]
 "#;
 
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/hvha/hmd.toml"))
+    }
+
     #[test]
     fn defaults_follow_the_seed() {
-        let c = Config::parse(GOOD).expect("valid");
+        let c = parse(GOOD).expect("valid");
         assert_eq!(c.hello_period, Duration::from_secs(30));
         assert_eq!(c.hb_period, Duration::from_secs(10));
         assert_eq!(c.vm_miss_after, Duration::from_secs(20));
         assert_eq!(c.hm_heartbeat_period, Duration::from_secs(30));
         assert_eq!(c.ethertype, 0x0600);
         assert_eq!(c.synchronous, Synchronous::Full);
+        assert_eq!(c.log.as_str(), "info");
+        assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_peers, 131_072);
         assert_eq!(c.max_half_open, 16_384);
     }
@@ -365,15 +810,17 @@ interfaces = ["veth-hm0"]
     fn peer_limits_are_checked() {
         assert_eq!(
             err("max_peers = 0\n"),
-            "config key max_peers = 0 is invalid: expected 1..=16777216 (peers per interface)"
+            "config file /etc/hvha/hmd.toml line 8: max_peers = 0 is invalid: expected \
+             1..=16777216 (peers per interface)"
         );
         assert!(err("max_peers = 16777217\n").contains("max_peers = 16777217"));
         assert_eq!(
             err("max_peers = 1000\nmax_half_open = 1001\n"),
-            "config key max_half_open = 1001 is invalid: expected 1..=max_peers (peers per interface not yet established)"
+            "config file /etc/hvha/hmd.toml line 9: max_half_open = 1001 is invalid: expected \
+             1..=max_peers (peers per interface not yet established)"
         );
         assert!(err("max_half_open = 0\n").contains("max_half_open = 0"));
-        let c = Config::parse(&format!(
+        let c = parse(&format!(
             "{GOOD}max_peers = 200000\nmax_half_open = 200000\n"
         ))
         .expect("valid");
@@ -381,47 +828,247 @@ interfaces = ["veth-hm0"]
     }
 
     fn err(extra: &str) -> String {
-        Config::parse(&format!("{GOOD}{extra}"))
+        parse(&format!("{GOOD}{extra}"))
             .expect_err("invalid")
             .to_string()
     }
 
     #[test]
-    fn every_bad_value_names_key_and_range() {
+    fn every_bad_value_names_file_line_key_and_range() {
         assert_eq!(
             err("hb_period_ms = 50\n"),
-            "config key hb_period_ms = 50 is invalid: expected 100..=3600000 (ms)"
+            "config file /etc/hvha/hmd.toml line 8: hb_period_ms = 50 is invalid: expected \
+             100..=3600000 (ms)"
         );
-        assert!(err("hello_period_ms = 0\n").contains("hello_period_ms = 0"));
+        assert!(err("hello_period_ms = 0\n").contains("line 8: hello_period_ms = 0"));
+        assert!(err("hello_period_ms = -5\n").contains("hello_period_ms = -5 is invalid"));
         assert!(err("vm_miss_after_ms = 5000\n").contains("vm_miss_after_ms = 5000"));
-        assert!(err("ethertype = 0x0100\n").contains("ethertype = 0x100"));
-        assert!(err("synchronous = \"off\"\n").contains("synchronous = \"off\""));
+        assert!(err("ethertype = 0x0100\n").contains("ethertype = 0x0100"));
+        assert!(err("synchronous = \"off\"\n").contains("line 8: synchronous = \"off\""));
         assert!(err("flush_ms = 5000\n").contains("flush_ms"));
         assert!(err("colour = 1\n").contains("unknown field `colour`"));
+        assert!(
+            err("colour = 1\n").contains("line 8"),
+            "{}",
+            err("colour = 1\n")
+        );
         assert_eq!(
             err("metrics_listen = \"localhost\"\n"),
-            "config key metrics_listen = \"localhost\" is invalid: expected an address and port \
-             such as \"127.0.0.1:9464\" or \"[::1]:9464\""
+            "config file /etc/hvha/hmd.toml line 8: metrics_listen = \"localhost\" is invalid: \
+             expected an address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\""
         );
-        let c =
-            Config::parse(&format!("{GOOD}metrics_listen = \"127.0.0.1:9464\"\n")).expect("valid");
+        let c = parse(&format!("{GOOD}metrics_listen = \"127.0.0.1:9464\"\n")).expect("valid");
         assert_eq!(c.metrics_listen, "127.0.0.1:9464".parse().ok());
-        assert_eq!(Config::parse(GOOD).expect("valid").metrics_listen, None);
-        let e = Config::parse(&GOOD.replace("veth-hm0", "a name that is too long"))
+        assert_eq!(parse(GOOD).expect("valid").metrics_listen, None);
+        let e = parse(&GOOD.replace("veth-hm0", "a name that is too long"))
             .expect_err("bad name")
             .to_string();
-        assert!(e.contains("interfaces"), "{e}");
-        let e = Config::parse(&GOOD.replace("5c3196a3", "zz"))
+        assert!(
+            e.contains("line 7: interfaces[0] = \"a name that is too long\""),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("\"veth-hm0\"", "\"a\", \"b\", \"a\""))
+            .expect_err("twice")
+            .to_string();
+        assert!(
+            e.contains("interfaces[2] = \"a\" is invalid: expected each interface once"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("5c3196a3", "zz"))
             .expect_err("bad uuid")
             .to_string();
-        assert!(e.contains("monitor_uuid"), "{e}");
+        assert!(e.contains("line 2: monitor_uuid"), "{e}");
     }
 
     #[test]
-    fn missing_file_names_the_path() {
-        let e = Config::load(Path::new("/nonexistent/hmd.toml"))
-            .expect_err("missing")
+    fn log_filters_that_would_silence_everything_are_refused() {
+        let e = err("log = \"warning\"\n");
+        assert!(
+            e.starts_with(
+                "config file /etc/hvha/hmd.toml line 8: log = \"warning\" is invalid: \
+                           expected a level (off, error, warn, info, debug, trace)"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("\"warning\" is not a level"), "{e}");
+        let c = parse(&format!(
+            "{GOOD}log = \"info,hmd=debug\"\nlog_format = \"json\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.log.as_str(), "info,hmd=debug");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(err("log_format = \"yaml\"\n").contains("log_format = \"yaml\" is invalid"));
+    }
+
+    #[test]
+    fn other_protocols_ethertypes_and_the_nil_uuid_are_refused() {
+        let e = err("ethertype = 0x0800\n");
+        assert!(e.contains("ethertype = 0x0800 is invalid"), "{e}");
+        assert!(e.contains("IPv4"), "{e}");
+        for t in ["0x86dd", "0x8100", "0x88cc", "0x88a8"] {
+            assert!(
+                err(&format!("ethertype = {t}\n")).contains("no other protocol"),
+                "{t}"
+            );
+        }
+        assert_eq!(
+            parse(&format!("{GOOD}ethertype = 0x88b5\n"))
+                .expect("ok")
+                .ethertype,
+            0x88b5
+        );
+        let e = parse(&GOOD.replace(
+            "5c3196a3-c41f-4b5c-9861-dee6077081c6",
+            "00000000-0000-0000-0000-000000000000",
+        ))
+        .expect_err("nil")
+        .to_string();
+        assert!(
+            e.contains("monitor_uuid = \"00000000-0000-0000-0000-000000000000\""),
+            "{e}"
+        );
+        assert!(e.contains("other than all zeros"), "{e}");
+    }
+
+    #[test]
+    fn paths_are_taken_from_the_files_directory() {
+        let text = GOOD
+            .replace("/tmp/hsdb.sqlite", "db/hsdb.sqlite")
+            .replace("/tmp/hmd.sock", "../run/hmd.sock");
+        let c = parse(&text).expect("valid");
+        assert_eq!(c.hsdb, Path::new("/etc/hvha/db/hsdb.sqlite"));
+        assert_eq!(c.admin_socket, Path::new("/etc/hvha/../run/hmd.sock"));
+        let e = parse(&GOOD.replace("/tmp/hmd.sock", "/tmp/hsdb.sqlite"))
+            .expect_err("same path")
             .to_string();
-        assert!(e.contains("/nonexistent/hmd.toml"), "{e}");
+        assert!(
+            e.contains(
+                "admin_socket = \"/tmp/hsdb.sqlite\" is invalid: expected another path than hsdb"
+            ),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("/tmp/hsdb.sqlite", "hmd.toml"))
+            .expect_err("the config file")
+            .to_string();
+        assert!(
+            e.contains("another path than the configuration file's"),
+            "{e}"
+        );
+        let long = format!("/{}/hmd.sock", "d".repeat(100));
+        let e = parse(&GOOD.replace("/tmp/hmd.sock", &long))
+            .expect_err("long")
+            .to_string();
+        assert!(e.contains("1..=100 bytes"), "{e}");
+    }
+
+    #[test]
+    fn display_is_toml_that_parses_back_to_the_same_configuration() {
+        for extra in [
+            "",
+            "ethertype = 0x88b5\nsynchronous = \"normal\"\nlog = \"debug\"\nlog_format = \"json\"\n\
+             metrics_listen = \"[::1]:9464\"\nvm_miss_after_ms = 12345\n",
+        ] {
+            let c = parse(&format!("{GOOD}{extra}")).expect("valid");
+            let text = c.to_string();
+            assert!(text.contains("# "), "comments: {text}");
+            assert_eq!(parse(&text).expect(&text), c, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_admin_socket_is_found_in_a_file_with_other_mistakes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hmd.toml");
+        let write = |text: &str| std::fs::write(&path, text).expect("write");
+        write(&GOOD.replace("host_id = 1", "host_id = -1\nlog = \"warning\""));
+        assert_eq!(
+            Config::admin_socket_of(&path).expect("found"),
+            Path::new("/tmp/hmd.sock")
+        );
+        write(&format!("{GOOD}hb_period_ms = = broken\n").replace("/tmp/hmd.sock", "hmd.sock"));
+        assert_eq!(
+            Config::admin_socket_of(&path).expect("found"),
+            dir.path().join("hmd.sock")
+        );
+        write("interfaces = [\"x\"]\n");
+        let e = Config::admin_socket_of(&path)
+            .expect_err("absent")
+            .to_string();
+        assert!(e.contains("admin_socket"), "{e}");
+    }
+
+    #[test]
+    fn the_machine_check_names_key_value_and_cause_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display();
+        let path = dir.path().join("hmd.toml");
+        let with = |hsdb: &str, socket: &str, iface: &str| {
+            parse(
+                &GOOD
+                    .replace("/tmp/hsdb.sqlite", hsdb)
+                    .replace("/tmp/hmd.sock", socket)
+                    .replace("veth-hm0", iface),
+            )
+            .expect("valid")
+            .check_machine(&path)
+            .map_err(|e| e.to_string())
+        };
+        let ok_sock = format!("{d}/hmd.sock");
+        let e = with(&format!("{d}/db"), &ok_sock, "nosuchif9").expect_err("no interface");
+        assert!(
+            e.contains("interfaces[0] = \"nosuchif9\": no such interface"),
+            "{e}"
+        );
+        let e = with(&format!("{d}/none/db"), &ok_sock, "lo").expect_err("loopback");
+        assert!(
+            e.contains("interfaces[0] = \"lo\": not an Ethernet interface"),
+            "{e}"
+        );
+        // The remaining checks need an Ethernet interface; any will do.
+        let Some(eth) = dataplane::io::interfaces()
+            .expect("interfaces")
+            .into_iter()
+            .find(|i| i.is_ethernet() && !i.is_loopback())
+        else {
+            eprintln!("SKIPPED the HSDB and socket checks: no Ethernet interface here");
+            return;
+        };
+        let eth = eth.name();
+        let e = with(&format!("{d}/none/db"), &ok_sock, eth.as_str()).expect_err("no directory");
+        assert!(
+            e.contains(&format!(
+                "hsdb = \"{d}/none/db\": its directory {d}/none cannot be used"
+            )),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("text"), "not a database").expect("write");
+        let e = with(&format!("{d}/text"), &ok_sock, eth.as_str()).expect_err("not sqlite");
+        assert!(e.contains("is not an SQLite database"), "{e}");
+        let e = with(d.to_string().as_str(), &ok_sock, eth.as_str()).expect_err("a directory");
+        assert!(
+            e.contains(&format!("hsdb = \"{d}\": is a directory")),
+            "{e}"
+        );
+        let e = with(&format!("{d}/db"), &format!("{d}/text"), eth.as_str()).expect_err("file");
+        assert!(
+            e.contains(&format!(
+                "admin_socket = \"{d}/text\": exists and is not a socket"
+            )),
+            "{e}"
+        );
+        let check = with(&format!("{d}/db"), &ok_sock, eth.as_str()).expect("fits");
+        assert!(!check.running);
+        assert!(
+            check
+                .notes
+                .iter()
+                .any(|n| n.contains("absent, created at start")),
+            "{check:?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["text"], "the checks created something");
     }
 }

@@ -1,11 +1,15 @@
 //! `hmd`, the host monitor daemon.
 //!
 //! ```text
-//! hmd --config /etc/hvha/hmd.toml          run
-//! hmd --check-config /etc/hvha/hmd.toml    validate and print the effective configuration
-//! hmd ctl --config /etc/hvha/hmd.toml status|stats|vms|metrics
-//! hmd health --config /etc/hvha/hmd.toml   exit 0 if healthy, else print why and exit 1
+//! hmd [--config FILE]                 run (default /etc/hvha/hmd.toml)
+//! hmd --check-config [FILE]           check the file and this machine, print the
+//!                                     effective configuration as TOML
+//! hmd ctl [--config FILE | --socket PATH] status|stats|vms|metrics
+//! hmd health [--config FILE | --socket PATH]   exit 0 if healthy, else print why, exit 1
 //! ```
+//!
+//! Exit codes: 0 clean stop (or valid configuration); 1 runtime failure, the message
+//! names the key, the value and the cause; 2 bad arguments or configuration.
 #![forbid(unsafe_code)]
 
 mod admin;
@@ -17,26 +21,32 @@ mod supervise;
 mod wheel;
 mod writer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 
+use hvha_daemon::config::HMD_CONFIG;
+
 use crate::config::Config;
 
 /// Host monitor: HVNCP sessions with every VM agent on this host's HA network,
 /// heartbeat miss detection, health transitions written to the HSDB.
+///
+/// Exit codes: 0 clean stop; 1 runtime failure; 2 bad arguments or configuration.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
     /// Configuration file (TOML); every key is described in docs/operations.md.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Validate the configuration file, print the effective values and exit.
-    #[arg(long, value_name = "FILE", conflicts_with = "config")]
-    check_config: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", default_value = HMD_CONFIG)]
+    config: PathBuf,
+    /// Check the configuration file (default: --config's) and this machine (interfaces,
+    /// HSDB directory, admin socket, metrics port) without creating anything, print
+    /// the effective configuration as TOML and exit: 0 valid, 2 invalid.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    check_config: Option<Option<PathBuf>>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -45,10 +55,11 @@ struct Cli {
 enum Command {
     /// Ask a running hmd (through its admin socket).
     Ctl {
-        /// Admin socket; default: the one named in --config.
+        /// Admin socket; default: the one named in the configuration file.
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
-        /// Configuration file naming the admin socket.
+        /// Configuration file naming the admin socket (only `admin_socket` is read, so
+        /// a mistake in another key does not stop `ctl`).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// status | stats | vms | metrics (Prometheus text).
@@ -57,104 +68,129 @@ enum Command {
     /// Exit 0 if the running hmd is healthy; else print why and exit 1 (the HSDB writer
     /// is stuck, an interface is down, or nothing answers: stopped or wedged).
     Health {
-        /// Admin socket; default: the one named in --config.
+        /// Admin socket; default: the one named in the configuration file.
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
-        /// Configuration file naming the admin socket.
+        /// Configuration file naming the admin socket (only `admin_socket` is read).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
 }
 
+const BAD_CONFIG: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Health { socket, config }) = &cli.command {
-        let path = match (socket, config.as_ref().or(cli.config.as_ref())) {
-            (Some(p), _) => p.clone(),
-            (None, Some(c)) => match Config::load(c) {
-                Ok(c) => c.admin_socket,
-                Err(e) => {
-                    eprintln!("hmd: {e}");
-                    return ExitCode::from(2);
-                }
-            },
-            (None, None) => {
-                eprintln!("hmd health: give --socket PATH or --config FILE");
-                return ExitCode::from(2);
+    match cli.command {
+        Some(Command::Ctl {
+            socket,
+            config,
+            what,
+        }) => ctl(socket, config.unwrap_or(cli.config), &what),
+        Some(Command::Health { socket, config }) => {
+            match admin_socket(socket, config.unwrap_or(cli.config)) {
+                Ok(path) => supervise::check_health(&path),
+                Err(code) => code,
             }
-        };
-        return supervise::check_health(&path);
+        }
+        None => match cli.check_config {
+            Some(path) => check_config(&path.unwrap_or(cli.config)),
+            None => run(&cli.config),
+        },
     }
-    if let Some(Command::Ctl {
-        socket,
-        config,
-        what,
-    }) = cli.command
-    {
-        let path = match (socket, config.or(cli.config)) {
-            (Some(p), _) => p,
-            (None, Some(c)) => match Config::load(&c) {
-                Ok(c) => c.admin_socket,
-                Err(e) => {
-                    eprintln!("hmd: {e}");
-                    return ExitCode::from(2);
-                }
-            },
-            (None, None) => {
-                eprintln!("hmd ctl: give --socket PATH or --config FILE");
-                return ExitCode::from(2);
-            }
-        };
-        return match admin::request(&path, &what) {
-            Ok(text) => {
-                print!("{text}");
-                if text.starts_with("error:") {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                }
-            }
-            Err(e) => {
-                eprintln!("hmd ctl: {e}");
-                ExitCode::FAILURE
-            }
-        };
+}
+
+/// The admin socket: `--socket`, else the one named in the configuration file.
+fn admin_socket(socket: Option<PathBuf>, config: PathBuf) -> Result<PathBuf, ExitCode> {
+    match socket {
+        Some(p) => Ok(p),
+        None => Config::admin_socket_of(&config).map_err(|e| {
+            eprintln!("hmd: {e} (or give --config FILE or --socket PATH)");
+            ExitCode::from(BAD_CONFIG)
+        }),
     }
-    if let Some(path) = cli.check_config {
-        return match Config::load(&path) {
-            Ok(c) => {
-                println!("{c:#?}");
+}
+
+fn ctl(socket: Option<PathBuf>, config: PathBuf, what: &str) -> ExitCode {
+    let path = match admin_socket(socket, config) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match admin::request(&path, what) {
+        Ok(text) => {
+            print!("{text}");
+            if text.starts_with("error:") {
+                ExitCode::from(BAD_CONFIG)
+            } else {
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("hmd: {e}");
-                ExitCode::from(2)
-            }
-        };
+        }
+        Err(e) => {
+            eprintln!("hmd ctl: {e}");
+            ExitCode::FAILURE
+        }
     }
-    let Some(path) = cli.config else {
-        eprintln!("hmd: give --config FILE (or --help)");
-        return ExitCode::from(2);
-    };
-    let config = match Config::load(&path) {
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hmd: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(BAD_CONFIG);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    print!(
+        "# effective configuration of {}, defaults included\n{config}",
+        path.display()
+    );
+    match config.check_machine(path) {
+        Ok(check) => {
+            println!("# this machine:");
+            for note in check.notes {
+                println!("#   {note}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hmd: {e}");
+            ExitCode::from(BAD_CONFIG)
+        }
+    }
+}
+
+/// Run the monitor. Everything that can be checked is checked before anything is
+/// created, and what is created is created in the order that leaves least behind on a
+/// failure: the metrics port (closed at exit), the admin socket (removed at exit), the
+/// interfaces' sockets, and last the HSDB file.
+fn run(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hmd: {e}");
+            return ExitCode::from(BAD_CONFIG);
+        }
+    };
+    hvha_daemon::log::init(&config.log, config.log_format);
+    match config.check_machine(path) {
+        Ok(check) if check.running => {
+            tracing::error!(
+                admin_socket = %config.admin_socket.display(),
+                "cannot start: another hmd answers on the admin socket"
+            );
+            return ExitCode::FAILURE;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
-            eprintln!("hmd: cannot install signal handler: {e}");
+            tracing::error!("cannot install signal handler: {e}");
             return ExitCode::FAILURE;
         }
     }
@@ -165,30 +201,35 @@ fn main() -> ExitCode {
     };
     let waker = Arc::clone(&relay.waker);
     let endpoint_stats = Arc::new(admin::EndpointStats::default());
-    if let Err(e) = admin::serve(
-        &config.admin_socket,
-        relay.clone(),
-        Arc::clone(&endpoint_stats),
-    ) {
-        eprintln!("hmd: admin socket {}: {e}", config.admin_socket.display());
-        return ExitCode::FAILURE;
-    }
     if let Some(addr) = config.metrics_listen {
-        match admin::serve_metrics(addr, relay, endpoint_stats) {
-            Ok(bound) => tracing::info!("Prometheus metrics on http://{bound}/metrics"),
+        match admin::serve_metrics(addr, relay.clone(), Arc::clone(&endpoint_stats)) {
+            Ok(bound) => {
+                tracing::info!(url = %format!("http://{bound}/metrics"), "serving Prometheus metrics")
+            }
             Err(e) => {
-                eprintln!("hmd: metrics_listen {addr}: {e}");
-                let _ = std::fs::remove_file(&config.admin_socket);
+                tracing::error!("cannot start: metrics_listen = \"{addr}\": cannot bind: {e}");
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if let Err(e) = admin::serve(&config.admin_socket, relay, endpoint_stats) {
+        tracing::error!(
+            "cannot start: admin_socket = \"{}\": {e}",
+            config.admin_socket.display()
+        );
+        return ExitCode::FAILURE;
     }
     let result = runtime::run(&config, &stop, &admin_rx, &waker);
     let _ = std::fs::remove_file(&config.admin_socket);
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(runtime::RunError::Hsdb { path, source }) => {
+            let cause = config::hsdb_cause(Path::new(&path));
+            tracing::error!("hsdb = \"{path}\": {source}{cause}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
-            eprintln!("hmd: {e}");
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -62,7 +62,7 @@ pub struct AdminRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The HSDB could not be opened or written at start-up.
-    #[error("HSDB {path}: {source}")]
+    #[error("hsdb = \"{path}\": {source}")]
     Hsdb {
         /// The file.
         path: String,

@@ -31,13 +31,13 @@ impl<'a> Monitor<'a> {
             synchronous: config.synchronous,
             ..Options::default()
         };
-        let mut hsdb = Hsdb::open(&config.hsdb, &options).map_err(hsdb_error(config))?;
-
+        // Interfaces first: a failure there leaves no HSDB file behind.
         let poll = Poll::new().map_err(RunError::Poll)?;
         let mut interfaces = Vec::new();
         for (i, name) in config.interfaces.iter().enumerate() {
             interfaces.push(open_interface(config, &clock, hello, &poll, i, name)?);
         }
+        let mut hsdb = Hsdb::open(&config.hsdb, &options).map_err(hsdb_error(config))?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         if let Ok(mut slot) = waker_slot.lock() {
             *slot = Some(Arc::clone(&waker));
