@@ -8,6 +8,9 @@
 //! ethertype = 0x0600              # HVNCP EtherType (seed 004 L8349)
 //! log = "info"                    # a valid RUST_LOG, when set, wins
 //! log_format = "text"             # or "json"
+//! auth = "off"                    # authenticated frames: off, accept, require
+//! auth_key_file = "/etc/hvha/auth.key"          # needed unless auth = "off"
+//! auth_second_key_file = "/etc/hvha/next.key"   # optional, during a key rotation
 //! ```
 //!
 //! This module owns parsing and validation only; it never looks at the machine's
@@ -18,6 +21,7 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+use dataplane::auth::{AuthConfig, AuthConfigError, AuthMode};
 use dataplane::endpoint::EndpointConfig;
 use dataplane::io::InterfaceName;
 use dataplane::message::Uuid;
@@ -47,6 +51,9 @@ struct File {
     ethertype: Option<Spanned<i64>>,
     log: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
+    auth: Option<Spanned<String>>,
+    auth_key_file: Option<Spanned<std::path::PathBuf>>,
+    auth_second_key_file: Option<Spanned<std::path::PathBuf>>,
 }
 
 /// Which interfaces carry HVNCP.
@@ -76,6 +83,8 @@ pub struct Config {
     pub log: LogFilter,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Authenticated frames (docs/hvncp.md §7): mode and key files, read at start.
+    pub auth: AuthConfig,
 }
 
 /// What is wrong with a configuration file.
@@ -263,6 +272,46 @@ impl Config {
                 .map_err(at(text, l.span()))?,
         };
 
+        let mode = match &file.auth {
+            None => AuthMode::Off,
+            Some(m) => m
+                .get_ref()
+                .parse()
+                .map_err(|_| {
+                    invalid(
+                        "auth",
+                        format!("{:?}", m.get_ref()),
+                        "one of off, accept, require",
+                    )
+                })
+                .map_err(at(text, m.span()))?,
+        };
+        let span = |s: &Option<Spanned<std::path::PathBuf>>| s.as_ref().map(Spanned::span);
+        let (key_span, second_span) = (span(&file.auth_key_file), span(&file.auth_second_key_file));
+        let auth = AuthConfig {
+            mode,
+            key_file: file.auth_key_file.map(Spanned::into_inner),
+            second_key_file: file.auth_second_key_file.map(Spanned::into_inner),
+        };
+        auth.validate().map_err(|e| match e {
+            AuthConfigError::SecondWithoutFirst => at(text, second_span.unwrap_or(0..0))(invalid(
+                "auth_second_key_file",
+                "set",
+                "only with auth_key_file (the key frames are sent with)",
+            )),
+            _ => {
+                let e = invalid(
+                    "auth_key_file",
+                    "(missing)",
+                    "a key file when auth is accept or require",
+                );
+                match key_span {
+                    Some(s) => at(text, s)(e),
+                    None => e,
+                }
+            }
+        })?;
+
         Ok(Config {
             vm_uuid,
             ostype,
@@ -271,6 +320,7 @@ impl Config {
             ethertype,
             log,
             log_format,
+            auth,
         })
     }
 }
@@ -305,7 +355,21 @@ impl fmt::Display for Config {
             f,
             "# log lines: \"text\" (key=value fields, default) or \"json\""
         )?;
-        writeln!(f, "log_format = \"{}\"", self.log_format.as_str())
+        writeln!(f, "log_format = \"{}\"", self.log_format.as_str())?;
+        writeln!(
+            f,
+            "# authenticated frames: \"off\" (default), \"accept\" or \"require\""
+        )?;
+        writeln!(f, "auth = \"{}\"", self.auth.mode)?;
+        for (key, path) in [
+            ("auth_key_file", &self.auth.key_file),
+            ("auth_second_key_file", &self.auth.second_key_file),
+        ] {
+            if let Some(p) = path {
+                writeln!(f, "{key} = {:?}", p.display().to_string())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -351,11 +415,26 @@ mod tests {
     }
 
     #[test]
+    fn auth_keys_are_checked() {
+        assert_eq!(parse("").expect("valid").auth, AuthConfig::default());
+        let c = parse("auth = \"require\"\nauth_key_file = \"/etc/hvha/a.key\"").expect("valid");
+        assert_eq!(c.auth.mode, AuthMode::Require);
+        assert_eq!(
+            c.auth.key_file.as_deref(),
+            Some(std::path::Path::new("/etc/hvha/a.key"))
+        );
+        assert!(error("auth = \"yes\"").contains("auth = \"yes\" is invalid"));
+        assert!(error("auth = \"require\"").contains("auth_key_file = (missing)"));
+        assert!(error("auth_second_key_file = \"/k\"").contains("auth_second_key_file = set"));
+    }
+
+    #[test]
     fn display_round_trips() {
         for extra in [
             "",
             "interfaces = [\"eth1\", \"eth2\"]\nethertype = 0xffff\nlog = \"info,agent=debug\"\n\
              log_format = \"json\"",
+            "auth = \"accept\"\nauth_key_file = \"/k/a\"\nauth_second_key_file = \"/k/b\"",
         ] {
             let c = parse(extra).expect("valid");
             let text = c.to_string();

@@ -70,7 +70,12 @@ fn main() -> ExitCode {
 fn load(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    Config::parse(&text).map_err(|e| e.in_file(path))
+    let mut config = Config::parse(&text).map_err(|e| e.in_file(path))?;
+    // Key files named relative to the configuration file, as in hmd.
+    config
+        .auth
+        .resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
+    Ok(config)
 }
 
 /// The configured interfaces as they are now; `Err` for one that can never be used as

@@ -18,8 +18,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use dataplane::auth::{self, Authenticator, Key, Keyring};
 use dataplane::endpoint::{Endpoint, EndpointConfig, EndpointEvent, PeerId};
 use dataplane::io::{InterfaceName, IoError, RawSocket, RxMode};
 use dataplane::session::MessageId;
@@ -36,6 +37,10 @@ use crate::interfaces::{self, Facts, Verdict};
 
 /// How long a stopping agent waits for its `SHDN:DAEMON` messages to be acknowledged.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Replay windows an agent keeps per interface: one per monitor MAC and key; a VLAN
+/// carries a handful of monitors (docs/hvncp.md §7.5).
+const MAX_AUTH_SENDERS: usize = 64;
 
 /// `recvmmsg` batch: an agent receives a few frames per second.
 const RX_BATCH: usize = 8;
@@ -79,6 +84,9 @@ pub enum RuntimeError {
         /// What the endpoint refused.
         source: dataplane::session::ConfigError,
     },
+    /// The authentication keys cannot be used (a key file others may read, …).
+    #[error(transparent)]
+    Auth(#[from] dataplane::auth::AuthSetupError),
 }
 
 /// What a graceful stop achieved.
@@ -105,6 +113,8 @@ struct Link {
     index: u32,
     mac: MacAddr,
     socket: RawSocket,
+    /// Opens what the socket receives, seals what the endpoint sends (docs/hvncp.md §7).
+    auth: Authenticator,
     endpoint: Endpoint,
     token: Token,
     /// Frames may still be queued: the last receive stopped at its limit.
@@ -169,6 +179,8 @@ impl Signals {
 /// field and a method.
 pub struct Agent {
     config: Config,
+    /// The keys of the host group, read at start (none when `auth = off`).
+    keys: Option<Keyring>,
     clock: Clock,
     poll: Poll,
     events: Events,
@@ -194,6 +206,16 @@ pub struct Agent {
 impl Agent {
     /// Install the signal handlers and create the poller. Nothing is opened yet.
     pub fn new(config: Config) -> Result<Agent, RuntimeError> {
+        // Keys first: a key file others may read stops the start before anything opens.
+        let keys = config.auth.keyring()?;
+        if let Some(k) = &keys {
+            info!(
+                auth = %config.auth.mode,
+                key = k.primary().id(),
+                second_key = ?k.second().map(Key::id),
+                "authenticated frames"
+            );
+        }
         let poll = Poll::new().map_err(RuntimeError::Poll)?;
         let signals = Signals::install().map_err(RuntimeError::Signals)?;
         poll.registry()
@@ -213,6 +235,7 @@ impl Agent {
         }
         Ok(Agent {
             config,
+            keys,
             clock: Clock(std::time::Instant::now()),
             poll,
             events: Events::with_capacity(64),
@@ -359,12 +382,18 @@ impl Agent {
                 continue;
             }
             let Link {
-                socket, endpoint, ..
+                socket,
+                auth,
+                endpoint,
+                ..
             } = link;
             let mut calls = 0;
             let result = loop {
                 match socket.recv(|frame| {
-                    endpoint.handle_frame(now, frame);
+                    // Refused frames are counted by the authenticator.
+                    if let Ok(frame) = auth.open(frame) {
+                        endpoint.handle_frame(now, frame);
+                    }
                 }) {
                     Ok(0) => break Ok(false),
                     Ok(_) if calls + 1 >= RECV_CALLS_PER_WAKE => break Ok(true),
@@ -415,6 +444,13 @@ impl Agent {
     fn flush_transmits(&mut self, now: Instant) {
         for link in &mut self.links {
             while let Some(len) = link.endpoint.poll_transmit(now, &mut self.tx) {
+                let len = match link.auth.seal(&mut self.tx, len) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        warn!(iface = %link.name, "cannot seal a frame: {e}");
+                        continue;
+                    }
+                };
                 let frame = self.tx.get(..len).unwrap_or(&[]);
                 match link.socket.send(frame) {
                     Ok(()) => {
@@ -571,6 +607,17 @@ impl Agent {
         self.open_failures.retain(|(n, _)| *n != name);
         let mut config = EndpointConfig::agent(mac, self.config.vm_uuid, &self.config.ostype);
         config.session.ethertype = self.config.ethertype;
+        // A new link starts its send counter from the clock, above any counter an
+        // earlier link (or process) sent (docs/hvncp.md §7.5).
+        let auth = Authenticator::new(
+            self.config.auth.mode,
+            self.keys.clone(),
+            auth::initial_counter(SystemTime::now()),
+            MAX_AUTH_SENDERS,
+        )
+        .map_err(dataplane::auth::AuthSetupError::from)?;
+        // Room for the authentication trailer within the MTU (docs/hvncp.md §7.1).
+        config.session.max_payload -= u16::try_from(auth.overhead()).unwrap_or(0);
         let endpoint = Endpoint::new(config, now).map_err(|source| RuntimeError::Endpoint {
             iface: name,
             source,
@@ -595,6 +642,7 @@ impl Agent {
             index,
             mac,
             socket,
+            auth,
             endpoint,
             token,
             // Frames may have queued between bind and registration.

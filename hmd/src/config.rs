@@ -13,6 +13,7 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dataplane::auth::{AuthConfig, AuthConfigError, AuthMode};
 use dataplane::io::InterfaceName;
 use dataplane::message::Uuid;
 use hsdb::{HostId, Synchronous};
@@ -58,6 +59,9 @@ struct File {
     metrics_listen: Option<Spanned<String>>,
     max_peers: Option<Spanned<i64>>,
     max_half_open: Option<Spanned<i64>>,
+    auth: Option<Spanned<String>>,
+    auth_key_file: Option<Spanned<PathBuf>>,
+    auth_second_key_file: Option<Spanned<PathBuf>>,
 }
 
 /// The validated configuration.
@@ -95,6 +99,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where to serve `GET /metrics` (Prometheus text) over HTTP, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Authenticated frames (docs/hvncp.md §7): mode and key files (absolute).
+    pub auth: AuthConfig,
     /// Most peers (agents) per interface (docs/hvncp.md §6.5).
     pub max_peers: usize,
     /// Most half-open peers (never established) per interface; past it the oldest is
@@ -436,6 +442,7 @@ impl Config {
             max_peers,
             "1..=max_peers (peers per interface not yet established)",
         )?;
+        let auth = auth_config(&src, f.auth, f.auth_key_file, f.auth_second_key_file)?;
         Ok(Config {
             monitor_uuid,
             host_id: HostId(host_id),
@@ -455,6 +462,7 @@ impl Config {
             metrics_listen,
             max_peers,
             max_half_open,
+            auth,
         })
     }
 
@@ -764,14 +772,72 @@ impl fmt::Display for Config {
         match self.metrics_listen {
             Some(addr) => {
                 writeln!(f, "# Prometheus metrics over HTTP")?;
-                writeln!(f, "metrics_listen = \"{addr}\"")
+                writeln!(f, "metrics_listen = \"{addr}\"")?;
             }
             None => writeln!(
                 f,
                 "# metrics_listen: not set (metrics only through `hmd ctl metrics`)"
-            ),
+            )?,
         }
+        writeln!(
+            f,
+            "# authenticated frames (docs/hvncp.md §7): \"off\" (default), \"accept\" or \"require\""
+        )?;
+        writeln!(f, "auth = \"{}\"", self.auth.mode)?;
+        for (key, path) in [
+            ("auth_key_file", &self.auth.key_file),
+            ("auth_second_key_file", &self.auth.second_key_file),
+        ] {
+            if let Some(p) = path {
+                writeln!(f, "{key} = {}", quoted_path(p))?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// `auth`, `auth_key_file`, `auth_second_key_file`, checked without reading the key
+/// files (the daemon reads them at start and refuses one that others may read);
+/// relative paths are taken from the configuration file's directory.
+fn auth_config(
+    src: &Source<'_>,
+    mode: Option<Spanned<String>>,
+    key_file: Option<Spanned<PathBuf>>,
+    second_key_file: Option<Spanned<PathBuf>>,
+) -> Result<AuthConfig, ConfigError> {
+    let mode = match &mode {
+        None => AuthMode::Off,
+        Some(m) => m.get_ref().parse().map_err(|_| {
+            src.bad(
+                "auth",
+                Some(m.span()),
+                quoted(m.get_ref()),
+                "\"off\", \"accept\" or \"require\"",
+            )
+        })?,
+    };
+    let span = |s: &Option<Spanned<PathBuf>>| s.as_ref().map(Spanned::span);
+    let (key_span, second_span) = (span(&key_file), span(&second_key_file));
+    let auth = AuthConfig {
+        mode,
+        key_file: key_file.map(|p| resolve(src.path, p.get_ref())),
+        second_key_file: second_key_file.map(|p| resolve(src.path, p.get_ref())),
+    };
+    auth.validate().map_err(|e| match e {
+        AuthConfigError::SecondWithoutFirst => src.bad(
+            "auth_second_key_file",
+            second_span,
+            "set",
+            "auth_key_file as well (the key frames are sent with)",
+        ),
+        _ => src.bad(
+            "auth_key_file",
+            key_span,
+            "(missing)",
+            "a key file when auth is \"accept\" or \"require\"",
+        ),
+    })?;
+    Ok(auth)
 }
 
 #[cfg(test)]
@@ -831,6 +897,26 @@ interfaces = ["veth-hm0"]
         parse(&format!("{GOOD}{extra}"))
             .expect_err("invalid")
             .to_string()
+    }
+
+    #[test]
+    fn auth_keys_are_checked() {
+        assert_eq!(parse(GOOD).expect("valid").auth, AuthConfig::default());
+        let c = parse(&format!(
+            "{GOOD}auth = \"require\"\nauth_key_file = \"/etc/hvha/a.key\"\nauth_second_key_file = \"b.key\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.auth.mode, AuthMode::Require);
+        assert_eq!(c.auth.key_file, Some(PathBuf::from("/etc/hvha/a.key")));
+        let second = c.auth.second_key_file.clone().expect("set");
+        assert!(
+            second.is_absolute() && second.ends_with("b.key"),
+            "{second:?}"
+        );
+        assert_eq!(parse(&c.to_string()).expect("round trip").auth, c.auth);
+        assert!(err("auth = \"on\"\n").contains("auth = \"on\" is invalid"));
+        assert!(err("auth = \"accept\"\n").contains("auth_key_file = (missing)"));
+        assert!(err("auth_second_key_file = \"/k\"\n").contains("auth_second_key_file = set"));
     }
 
     #[test]

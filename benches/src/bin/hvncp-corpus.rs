@@ -4,6 +4,8 @@
 //! - `frame`: each golden frame of [`hvncp_benches::golden_frames`];
 //! - `message`: a parser selector byte followed by a payload of the seed trace (every
 //!   verb, the Hello id, both SYN property lists, a UUID);
+//! - `auth`: each golden frame sealed with the target's key (id 1, 32 bytes of 0x5a),
+//!   plus the plain heartbeat;
 //! - `reassembly`, `session`: short operation sequences (a handshake, fragmented messages
 //!   in and out of order, loss, duplication, timeouts, a reconnect...) encoded the way
 //!   the targets decode their input.
@@ -41,7 +43,8 @@ fn main() -> ExitCode {
     let written = write_frame_seeds(corpus)
         .and_then(|()| write_message_seeds(corpus))
         .and_then(|()| write_reassembly_seeds(corpus))
-        .and_then(|()| write_session_seeds(corpus));
+        .and_then(|()| write_session_seeds(corpus))
+        .and_then(|()| write_auth_seeds(corpus));
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -76,6 +79,29 @@ fn write_frame_seeds(corpus: &Path) -> io::Result<()> {
             .into_iter()
             .map(|g| (g.name, g.bytes)),
     )
+}
+
+/// Seeds of the `auth` fuzz target: the golden frames sealed with its key, so that its
+/// mutations start from frames whose tag verifies, and one plain frame.
+fn write_auth_seeds(corpus: &Path) -> io::Result<()> {
+    use dataplane::auth::{AuthMode, Authenticator, Key, Keyring, TRAILER_LEN};
+    let keys = Keyring::new(Key::new(1, &[0x5a; 32]), None).map_err(io::Error::other)?;
+    let mut tx = Authenticator::new(AuthMode::Require, Some(keys), 1_556_303_548_719_328_000, 1)
+        .map_err(io::Error::other)?;
+    let mut seeds = Vec::new();
+    for g in hvncp_benches::golden_frames() {
+        let mut bytes = g.bytes.clone();
+        bytes.resize(g.bytes.len() + TRAILER_LEN, 0);
+        let len = tx
+            .seal(&mut bytes, g.bytes.len())
+            .map_err(io::Error::other)?;
+        bytes.truncate(len);
+        seeds.push((g.name, bytes));
+    }
+    let plain =
+        hvncp_benches::heartbeat_frame(hvncp_benches::AGENT_MAC, hvncp_benches::MONITOR_MAC, 1);
+    seeds.push(("plain-heartbeat", plain.to_vec()));
+    write_seeds(corpus, "auth", seeds)
 }
 
 /// Seeds of the `message` fuzz target: the first byte picks the parser (0 `Message`,

@@ -45,6 +45,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
+use dataplane::auth::{self, AuthConfig, AuthMode, Authenticator};
 use dataplane::io::{InterfaceName, RawSocket, RxMode, SocketConfig};
 use dataplane::message::{AgentSyn, HelloId, Message, Uuid};
 use dataplane::session::{self, Event, Priority, Session, TxState};
@@ -111,6 +112,14 @@ struct Cli {
     /// HVNCP EtherType (hex with 0x, or decimal).
     #[arg(long, default_value = "0x0600")]
     ethertype: String,
+    /// Authenticate frames (docs/hvncp.md §7) with the key in this file (`<id> <64 hex
+    /// digits>`, mode 0600): every frame sent is sealed; see --auth for what is accepted.
+    #[arg(long)]
+    auth_key: Option<std::path::PathBuf>,
+    /// With --auth-key: `require` (default) drops frames from the monitor that are not
+    /// authenticated, `accept` takes them too.
+    #[arg(long, default_value = "require", requires = "auth_key")]
+    auth: String,
 }
 
 /// How heartbeats are scheduled.
@@ -240,6 +249,10 @@ struct Totals {
 
 struct Fleet {
     socket: RawSocket,
+    /// Seals every frame sent, opens every frame received (`auth = off` without
+    /// --auth-key). One send counter for the whole fleet: each agent MAC still sees it
+    /// increase.
+    auth: Authenticator,
     ethertype: u16,
     start: std::time::Instant,
     start_unix_ms: u128,
@@ -324,6 +337,14 @@ impl Fleet {
 
     fn send_control(&mut self, len: usize) {
         self.totals.control_frames += 1;
+        let len = match self.auth.seal(&mut self.buf, len) {
+            Ok(n) => n,
+            Err(e) => {
+                self.totals.send_errors += 1;
+                tracing::debug!("seal: {e}");
+                return;
+            }
+        };
         if let Err(e) = self.socket.send(&self.buf[..len]) {
             self.totals.send_errors += 1;
             tracing::debug!("send: {e}");
@@ -387,6 +408,10 @@ impl Fleet {
 
     fn on_frame(&mut self, now: Instant, bytes: &[u8]) {
         self.totals.frames_in += 1;
+        let Ok(bytes) = self.auth.open(bytes) else {
+            self.totals.refused_frames += 1;
+            return;
+        };
         let Ok(frame) = Frame::parse(bytes, self.ethertype) else {
             self.totals.refused_frames += 1;
             return;
@@ -518,8 +543,12 @@ impl Fleet {
         let Some(session) = agent.session.as_mut() else {
             return false;
         };
-        match session.emit_datagram(Priority::Normal, b"HB:", &mut self.batch[k]) {
-            Ok(len) => {
+        let emitted = session
+            .emit_datagram(Priority::Normal, b"HB:", &mut self.batch[k])
+            .ok()
+            .and_then(|len| self.auth.seal(&mut self.batch[k], len).ok());
+        match emitted {
+            Some(len) => {
                 agent.last_hb = now.as_nanos().max(1);
                 self.batch_len.push(len);
                 if self.batch_len.len() == BATCH {
@@ -527,7 +556,7 @@ impl Fleet {
                 }
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
@@ -674,7 +703,7 @@ impl Fleet {
             .map(|c| c.total().as_secs_f64())
             .unwrap_or(0.0);
         println!(
-            "report t_s={:.3} unix_ms={} agents={} established={} heartbeating={} silenced={silenced} paused={paused} offered={}{rate} control_frames={} frames_in={} hellos_in={} connects={} sessions_closed={} send_errors={} refused_frames={} backlog_dropped={} cpu_s={cpu:.3}",
+            "report t_s={:.3} unix_ms={} agents={} established={} heartbeating={} silenced={silenced} paused={paused} offered={}{rate} control_frames={} frames_in={} hellos_in={} connects={} sessions_closed={} send_errors={} refused_frames={} auth_drops={} backlog_dropped={} cpu_s={cpu:.3}",
             now.as_nanos() as f64 / 1e9,
             unix_ms(),
             self.agents.len(),
@@ -688,6 +717,7 @@ impl Fleet {
             t.sessions_closed,
             t.send_errors,
             t.refused_frames,
+            self.auth.counters().drops(),
             t.backlog_dropped,
         );
     }
@@ -759,10 +789,27 @@ fn run(cli: &Cli) -> Result<(), String> {
     socket_config.rcvbuf_bytes = 8 << 20;
     let socket = RawSocket::open_with(&name, &socket_config).map_err(|e| e.to_string())?;
 
-    let config = session::Config {
+    let auth = match &cli.auth_key {
+        None => Authenticator::off(),
+        Some(path) => {
+            let mode: AuthMode = cli.auth.parse().map_err(|e| format!("--auth: {e}"))?;
+            let settings = AuthConfig {
+                mode,
+                key_file: Some(path.clone()),
+                second_key_file: None,
+            };
+            let keys = settings.keyring().map_err(|e| format!("--auth-key: {e}"))?;
+            let first = auth::initial_counter(SystemTime::now());
+            let max = usize::try_from(cli.agents).unwrap_or(usize::MAX);
+            Authenticator::new(mode, keys, first, max).map_err(|e| e.to_string())?
+        }
+    };
+    let mut config = session::Config {
         ethertype,
         ..session::Config::default()
     };
+    // Room for the trailer within the MTU.
+    config.max_payload -= u16::try_from(auth.overhead()).unwrap_or(0);
     config.validate().map_err(|e| e.to_string())?;
     let start = std::time::Instant::now();
     let mut agents = Vec::with_capacity(cli.agents as usize);
@@ -790,6 +837,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     .unwrap_or(1);
     let mut fleet = Fleet {
         socket,
+        auth,
         ethertype,
         start,
         start_unix_ms: unix_ms(),

@@ -23,6 +23,7 @@ mod replay;
 mod trailer;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::SystemTime;
 
@@ -143,11 +144,92 @@ pub enum AuthConfigError {
         /// The mode asked for.
         mode: AuthMode,
     },
+    /// `auth_second_key_file` without `auth_key_file`.
+    #[error("auth_second_key_file needs auth_key_file (the key we send with)")]
+    SecondWithoutFirst,
     /// The two keys of a rotation share their id.
     #[error("both keys have id {id}: a rotation needs a new key id")]
     SameKeyId {
         /// The shared id.
         id: u8,
+    },
+}
+
+/// Authentication settings of a daemon, as configured: `auth`, `auth_key_file`,
+/// `auth_second_key_file`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The mode.
+    pub mode: AuthMode,
+    /// The primary key: signs what we send, accepted.
+    pub key_file: Option<PathBuf>,
+    /// A second key accepted during a rotation, never used to send.
+    pub second_key_file: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    /// Checks that need no file: `accept` and `require` need `auth_key_file`; a second
+    /// key needs a first.
+    pub fn validate(&self) -> Result<(), AuthConfigError> {
+        if self.mode != AuthMode::Off && self.key_file.is_none() {
+            return Err(AuthConfigError::NoKey { mode: self.mode });
+        }
+        if self.key_file.is_none() && self.second_key_file.is_some() {
+            return Err(AuthConfigError::SecondWithoutFirst);
+        }
+        Ok(())
+    }
+
+    /// Take relative key file paths as relative to `dir` (the configuration file's).
+    pub fn resolve_relative_to(&mut self, dir: &std::path::Path) {
+        for path in [&mut self.key_file, &mut self.second_key_file]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        }
+    }
+
+    /// Read the key files (none when `off`) and check them (mode 0600, syntax, distinct
+    /// ids).
+    pub fn keyring(&self) -> Result<Option<Keyring>, AuthSetupError> {
+        self.validate()?;
+        if self.mode == AuthMode::Off {
+            return Ok(None);
+        }
+        let Some(first) = &self.key_file else {
+            return Err(AuthConfigError::NoKey { mode: self.mode }.into());
+        };
+        let primary = Key::load(first).map_err(|e| AuthSetupError::Key {
+            setting: "auth_key_file",
+            error: e,
+        })?;
+        let second = match &self.second_key_file {
+            Some(path) => Some(Key::load(path).map_err(|e| AuthSetupError::Key {
+                setting: "auth_second_key_file",
+                error: e,
+            })?),
+            None => None,
+        };
+        Ok(Some(Keyring::new(primary, second)?))
+    }
+}
+
+/// The authentication settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// Inconsistent settings.
+    #[error(transparent)]
+    Config(#[from] AuthConfigError),
+    /// A key file cannot be used.
+    #[error("{setting}: {error}")]
+    Key {
+        /// Which setting names the file.
+        setting: &'static str,
+        /// Why.
+        error: KeyFileError,
     },
 }
 

@@ -399,3 +399,67 @@ fn endpoints_pair_through_the_layer() {
         }
     }
 }
+
+#[test]
+fn config_loads_keys_and_names_the_setting() {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, id: u8, mode: u32| {
+        let path = dir.path().join(name);
+        let mut f = std::fs::File::create(&path).expect("create");
+        writeln!(f, "{id} {}", "ab".repeat(32)).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    };
+    let (k1, k2, open) = (
+        write("k1", 1, 0o600),
+        write("k2", 2, 0o400),
+        write("k3", 3, 0o644),
+    );
+    let off = AuthConfig::default();
+    assert!(off.keyring().expect("off needs nothing").is_none());
+    let cfg = AuthConfig {
+        mode: AuthMode::Require,
+        key_file: Some(k1.clone()),
+        second_key_file: Some(k2.clone()),
+    };
+    let ring = cfg.keyring().expect("valid").expect("keys");
+    assert_eq!(
+        (ring.primary().id(), ring.second().map(Key::id)),
+        (1, Some(2))
+    );
+    let bad = AuthConfig {
+        second_key_file: Some(open.clone()),
+        ..cfg.clone()
+    };
+    let msg = bad.keyring().expect_err("0644").to_string();
+    assert!(msg.starts_with("auth_second_key_file: key file "), "{msg}");
+    assert!(msg.contains("0644"), "{msg}");
+    let same = AuthConfig {
+        second_key_file: Some(k1.clone()),
+        ..cfg.clone()
+    };
+    assert!(matches!(
+        same.keyring(),
+        Err(AuthSetupError::Config(AuthConfigError::SameKeyId { id: 1 }))
+    ));
+    let none = AuthConfig {
+        mode: AuthMode::Accept,
+        ..AuthConfig::default()
+    };
+    assert_eq!(
+        none.validate(),
+        Err(AuthConfigError::NoKey {
+            mode: AuthMode::Accept
+        })
+    );
+    let second_only = AuthConfig {
+        second_key_file: Some(k2),
+        ..AuthConfig::default()
+    };
+    assert_eq!(
+        second_only.validate(),
+        Err(AuthConfigError::SecondWithoutFirst)
+    );
+}

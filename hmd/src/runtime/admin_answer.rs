@@ -69,7 +69,7 @@ impl Monitor<'_> {
             "stats" | "metrics" => {
                 let prom = command == "metrics";
                 for i in interfaces.iter_mut() {
-                    for (name, value) in i.endpoint.stats().iter() {
+                    for (name, value) in i.endpoint.stats().iter().chain(i.auth.counters().iter()) {
                         if prom {
                             let _ = writeln!(
                                 out,

@@ -30,11 +30,16 @@ impl Monitor<'_> {
             let key_iface = iface_key(i);
             let Interface {
                 socket,
+                auth,
                 endpoint,
                 name,
                 down,
             } = iface;
             let received = socket.recv(|frame| {
+                // Refused frames are counted by the authenticator (stats, metrics).
+                let Ok(frame) = auth.open(frame) else {
+                    return;
+                };
                 if let Outcome::Heartbeat(peer) = endpoint.handle_frame(now, frame)
                     && let Some(change) = table.heartbeat(
                         SessionKey {
@@ -227,6 +232,13 @@ impl Monitor<'_> {
     pub(super) fn flush_transmits(&mut self, now: Instant) {
         for iface in &mut self.interfaces {
             while let Some(len) = iface.endpoint.poll_transmit(now, &mut self.tx) {
+                let len = match iface.auth.seal(&mut self.tx, len) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!("{}: cannot seal a frame: {e}", iface.name);
+                        continue;
+                    }
+                };
                 if let Err(e) = iface.socket.send(&self.tx[..len])
                     && !iface.down
                 {

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
+use dataplane::auth::Authenticator;
 use dataplane::endpoint::Endpoint;
 use dataplane::io::RawSocket;
 use dataplane::message::{HelloId, Uuid};
@@ -78,6 +79,9 @@ pub enum RunError {
     /// A session parameter is invalid.
     #[error(transparent)]
     Session(#[from] dataplane::session::ConfigError),
+    /// The authentication keys cannot be used.
+    #[error(transparent)]
+    Auth(#[from] dataplane::auth::AuthSetupError),
 }
 
 /// Run the monitor until `stop` is set. Returns once every transition is committed.
@@ -93,6 +97,8 @@ pub fn run(
 /// One HA interface: its socket and the sessions with the agents behind it.
 struct Interface {
     socket: RawSocket,
+    /// Opens what the socket receives, seals what the endpoint sends (docs/hvncp.md §7).
+    auth: Authenticator,
     endpoint: Endpoint,
     name: String,
     /// The last receive failed (link down); logged once.

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+use dataplane::auth::{self, Authenticator};
 use dataplane::endpoint::{Endpoint, EndpointConfig, Role};
 use dataplane::io::{InterfaceName, RawSocket, RxMode};
 use dataplane::message::{HelloId, Uuid};
@@ -27,6 +29,19 @@ impl<'a> Monitor<'a> {
     ) -> Result<Monitor<'a>, RunError> {
         let clock = Clock::new();
         let hello = hello_id();
+        // Keys first: a key file others may read stops the start before anything opens.
+        let keys = config.auth.keyring()?;
+        if let Some(k) = &keys {
+            tracing::info!(
+                "authenticated frames: auth = {}, sending with key {}{}",
+                config.auth.mode,
+                k.primary().id(),
+                k.second().map_or(String::new(), |s| format!(
+                    ", also accepting key {}",
+                    s.id()
+                ))
+            );
+        }
         let options = Options {
             synchronous: config.synchronous,
             ..Options::default()
@@ -35,7 +50,14 @@ impl<'a> Monitor<'a> {
         let poll = Poll::new().map_err(RunError::Poll)?;
         let mut interfaces = Vec::new();
         for (i, name) in config.interfaces.iter().enumerate() {
-            interfaces.push(open_interface(config, &clock, hello, &poll, i, name)?);
+            let auth = Authenticator::new(
+                config.auth.mode,
+                keys.clone(),
+                auth::initial_counter(SystemTime::now()),
+                auth::DEFAULT_MAX_SENDERS,
+            )
+            .map_err(dataplane::auth::AuthSetupError::from)?;
+            interfaces.push(open_interface(config, &clock, hello, &poll, i, name, auth)?);
         }
         let mut hsdb = Hsdb::open(&config.hsdb, &options).map_err(hsdb_error(config))?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
@@ -96,6 +118,7 @@ fn open_interface(
     poll: &Poll,
     i: usize,
     name: &InterfaceName,
+    auth: Authenticator,
 ) -> Result<Interface, RunError> {
     let socket = RawSocket::open(name, config.ethertype, RxMode::DAEMON_RING)?;
     let mac = dataplane::io::Interface::by_name(name)?.mac();
@@ -108,6 +131,8 @@ fn open_interface(
     ep_config.session.ethertype = config.ethertype;
     ep_config.max_peers = config.max_peers;
     ep_config.max_half_open = config.max_half_open;
+    // Room for the authentication trailer within the MTU (docs/hvncp.md §7.1).
+    ep_config.session.max_payload -= u16::try_from(auth.overhead()).unwrap_or(0);
     let endpoint = Endpoint::new(ep_config, clock.now())?;
     poll.registry()
         .register(
@@ -123,6 +148,7 @@ fn open_interface(
     );
     Ok(Interface {
         socket,
+        auth,
         endpoint,
         name: name.as_str().to_owned(),
         down: false,

@@ -4,6 +4,7 @@
 //! cargo build --release --workspace --bins
 //! target/release/hvha-e2e-bench [--seconds 5] [--reps 3] [--rates 20000,100000,400000,max]
 //!                               [--agents 10000] [--big-agents 100000] [--silent 10000]
+//!                               [--phases sweep,scale,auth]
 //! ```
 //!
 //! Root. Two network namespaces joined by a veth pair: `hvncp-loadgen` simulates the
@@ -26,6 +27,10 @@
 //!    bound of the latency after each VM's own miss deadline, since a deadline counts
 //!    from the heartbeat's arrival, which is after its sending. Then checks that no
 //!    other VM was declared MISSING.
+//! 4. **Authentication** (docs/hvncp.md §7), `--reps` times: `hmd` with `--agents` VMs
+//!    at 20,000 heartbeats/s, once with `auth = "off"` and once with `auth = "require"`
+//!    (the loadgen sealing every frame with `--auth-key`), in alternating order; `hmd`'s
+//!    CPU over `--seconds` for each, medians and their ratio.
 //!
 //! Output: one line per measurement, then the Markdown tables `docs/perf.md` quotes.
 
@@ -50,11 +55,13 @@ struct Args {
     big_agents: u32,
     silent: u32,
     miss_after_ms: u64,
+    phases: Vec<String>,
 }
 
 fn usage() -> &'static str {
     "usage: hvha-e2e-bench [--seconds S] [--reps N] [--rates 20000,100000,max] \
-     [--agents N] [--big-agents N] [--silent N] [--miss-after-ms MS] | --version"
+     [--agents N] [--big-agents N] [--silent N] [--miss-after-ms MS] \
+     [--phases sweep,scale,auth] | --version"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
         big_agents: 100_000,
         silent: 10_000,
         miss_after_ms: 10_000,
+        phases: vec!["sweep".into(), "scale".into(), "auth".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -115,6 +123,16 @@ fn parse_args() -> Result<Args, String> {
                         }
                     })
                     .collect::<Result<_, _>>()?;
+            }
+            "--phases" => {
+                a.phases = value.split(',').map(str::to_owned).collect();
+                if let Some(p) = a
+                    .phases
+                    .iter()
+                    .find(|p| !["sweep", "scale", "auth"].contains(&p.as_str()))
+                {
+                    return Err(format!("--phases: {p:?} is not sweep, scale or auth"));
+                }
             }
             _ => return Err(format!("unknown option {flag}\n{}", usage())),
         }
@@ -335,7 +353,7 @@ struct HmdSnapshot {
 }
 
 impl Bench {
-    fn hmd_config(&self, name: &str) -> PathBuf {
+    fn hmd_config(&self, name: &str, extra: &str) -> PathBuf {
         let hsdb = self.lab.dir.join(format!("{name}.sqlite"));
         let _ = std::fs::remove_file(&hsdb);
         self.lab.write(
@@ -353,7 +371,7 @@ vm_miss_after_ms = {}
 hm_heartbeat_period_ms = 1000
 flush_ms = 10
 log = "info"
-"#,
+{extra}"#,
                 hsdb.display(),
                 self.lab.dir.join(format!("{name}.sock")).display(),
                 self.miss_after_ms,
@@ -362,8 +380,13 @@ log = "info"
     }
 
     fn start_hmd(&mut self, name: &str) -> Result<(Proc, PathBuf), String> {
+        self.start_hmd_with(name, "")
+    }
+
+    /// `hmd` with `extra` configuration lines.
+    fn start_hmd_with(&mut self, name: &str, extra: &str) -> Result<(Proc, PathBuf), String> {
         self.runs += 1;
-        let config = self.hmd_config(name);
+        let config = self.hmd_config(name, extra);
         let hmd = Proc::spawn(
             &self.lab.dir,
             &format!("{name}-{}", self.runs),
@@ -397,6 +420,17 @@ log = "info"
     }
 
     fn start_loadgen(&mut self, agents: u32, first_mac: &str, rate: &str) -> Result<Proc, String> {
+        self.start_loadgen_with(agents, first_mac, rate, &[])
+    }
+
+    /// The loadgen with `extra` arguments.
+    fn start_loadgen_with(
+        &mut self,
+        agents: u32,
+        first_mac: &str,
+        rate: &str,
+        extra: &[String],
+    ) -> Result<Proc, String> {
         self.runs += 1;
         Proc::spawn(
             &self.lab.dir,
@@ -416,9 +450,83 @@ log = "info"
                 "10000".into(),
                 "--report-ms".into(),
                 "0".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().cloned())
+            .collect::<Vec<_>>(),
         )
     }
+}
+
+/// `hmd`'s CPU at 20,000 heartbeats/s, authentication off and on.
+#[derive(Debug, Default)]
+struct AuthCost {
+    /// Per mode (off, on): CPU % of every thread, of the dataplane thread, ingest rate.
+    cpu_pct: [Vec<f64>; 2],
+    cpu_dataplane_pct: [Vec<f64>; 2],
+    ingest: [Vec<f64>; 2],
+}
+
+fn auth_cost(b: &mut Bench, args: &Args, rep: usize, cost: &mut AuthCost) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = b.lab.write("auth.key", &format!("1 {}\n", "5a".repeat(32)));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+    let modes = if rep.is_multiple_of(2) {
+        [0, 1]
+    } else {
+        [1, 0]
+    };
+    for on in modes {
+        let (extra, loadgen_args) = if on == 1 {
+            (
+                format!("auth = \"require\"\nauth_key_file = {:?}\n", key.display()),
+                vec!["--auth-key".to_owned(), key.display().to_string()],
+            )
+        } else {
+            (String::new(), Vec::new())
+        };
+        let (hmd, socket) = b.start_hmd_with("auth", &extra)?;
+        let mut loadgen =
+            b.start_loadgen_with(args.agents, "02:4c:49:00:00:00", "1000", &loadgen_args)?;
+        loadgen.wait_line("ready", Duration::from_secs(120))?;
+        loadgen.send("rate 20000")?;
+        std::thread::sleep(Duration::from_secs(1));
+        let s0 = b.hmd_stats(&socket, hmd.pid())?;
+        std::thread::sleep(Duration::from_secs_f64(args.seconds));
+        let s1 = b.hmd_stats(&socket, hmd.pid())?;
+        let stats = hvha_e2e::hmd_stats(&socket)?;
+        let dt = s1.at.duration_since(s0.at).as_secs_f64();
+        let cpu = 100.0 * s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / dt;
+        let cpu_dp = 100.0
+            * s1.cpu_dataplane
+                .saturating_sub(s0.cpu_dataplane)
+                .as_secs_f64()
+            / dt;
+        let ingest = (s1.heartbeats_in - s0.heartbeats_in) / dt;
+        let verified = stats.get("auth_verified").copied().unwrap_or(0);
+        let refused: u64 = stats
+            .iter()
+            .filter(|(k, _)| k.starts_with("auth_drop_"))
+            .map(|(_, v)| v)
+            .sum();
+        println!(
+            "auth  {} ingest={ingest:>8.0}/s cpu={cpu:.2}% (dataplane thread {cpu_dp:.2}%) auth_verified={verified} auth_refused={refused}",
+            if on == 1 { "on " } else { "off" }
+        );
+        if on == 1 && (verified == 0 || refused > 0) {
+            return Err(format!(
+                "auth on: {verified} frames verified, {refused} refused: the phase measures nothing"
+            ));
+        }
+        cost.cpu_pct[on].push(cpu);
+        cost.cpu_dataplane_pct[on].push(cpu_dp);
+        cost.ingest[on].push(ingest);
+        loadgen.send("quit")?;
+        loadgen.stop(Duration::from_secs(5));
+        hmd.stop(Duration::from_secs(20));
+    }
+    Ok(())
 }
 
 /// Offered heartbeats so far (loadgen `report` on demand).
@@ -725,41 +833,80 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let started = Instant::now();
     let mut points = vec![Point::default(); args.rates.len()];
-    for rep in 1..=args.reps {
-        eprintln!("bench: ingest sweep, repetition {rep} of {}", args.reps);
-        ingest_sweep(&mut b, args, &mut points)?;
+    let phase = |name: &str| args.phases.iter().any(|p| p == name);
+    if phase("sweep") {
+        for rep in 1..=args.reps {
+            eprintln!("bench: ingest sweep, repetition {rep} of {}", args.reps);
+            ingest_sweep(&mut b, args, &mut points)?;
+        }
     }
-    let scale = if args.big_agents > 0 {
+    let mut auth = AuthCost::default();
+    if phase("auth") {
+        for rep in 1..=args.reps {
+            eprintln!(
+                "bench: authentication off/on, repetition {rep} of {}",
+                args.reps
+            );
+            auth_cost(&mut b, args, rep, &mut auth)?;
+        }
+    }
+    let scale = if args.big_agents > 0 && phase("scale") {
         Some(scale_and_mass_miss(&mut b, args)?)
     } else {
         None
     };
-    println!();
-    println!(
-        "Ingest sweep: {} VMs, {} s windows, medians of {} repetitions",
-        args.agents, args.seconds, args.reps
-    );
-    println!();
-    println!(
-        "| offered rate | hmd: offered | hmd: ingest | hmd: kernel drops | hmd: CPU (all threads) | hmd: dataplane thread | hmd: RSS | sink: offered | sink: received | sink: drops | sink: CPU | hmd / sink |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for (rate, p) in args.rates.iter().zip(&mut points) {
-        let ingest = median(&mut p.ingest);
-        let sink = median(&mut p.sink_rate);
+    if phase("sweep") {
+        println!();
         println!(
-            "| {} | {:.0}/s | {ingest:.0}/s | {:.3} % | {:.2} % | {:.2} % | {:.1} MiB | {:.0}/s | {sink:.0}/s | {:.3} % | {:.2} % | {:.1} % |",
-            rate_name(*rate),
-            median(&mut p.offered),
-            median(&mut p.drops_pct),
-            median(&mut p.cpu_pct),
-            median(&mut p.cpu_dataplane_pct),
-            median(&mut p.rss_mib),
-            median(&mut p.sink_offered),
-            median(&mut p.sink_drops_pct),
-            median(&mut p.sink_cpu_pct),
-            100.0 * ingest / sink
+            "Ingest sweep: {} VMs, {} s windows, medians of {} repetitions",
+            args.agents, args.seconds, args.reps
         );
+        println!();
+        println!(
+            "| offered rate | hmd: offered | hmd: ingest | hmd: kernel drops | hmd: CPU (all threads) | hmd: dataplane thread | hmd: RSS | sink: offered | sink: received | sink: drops | sink: CPU | hmd / sink |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for (rate, p) in args.rates.iter().zip(&mut points) {
+            let ingest = median(&mut p.ingest);
+            let sink = median(&mut p.sink_rate);
+            println!(
+                "| {} | {:.0}/s | {ingest:.0}/s | {:.3} % | {:.2} % | {:.2} % | {:.1} MiB | {:.0}/s | {sink:.0}/s | {:.3} % | {:.2} % | {:.1} % |",
+                rate_name(*rate),
+                median(&mut p.offered),
+                median(&mut p.drops_pct),
+                median(&mut p.cpu_pct),
+                median(&mut p.cpu_dataplane_pct),
+                median(&mut p.rss_mib),
+                median(&mut p.sink_offered),
+                median(&mut p.sink_drops_pct),
+                median(&mut p.sink_cpu_pct),
+                100.0 * ingest / sink
+            );
+        }
+    }
+    if phase("auth") {
+        let [off, on] = &mut auth.cpu_pct;
+        let (off, on) = (median(off), median(on));
+        let [dp_off, dp_on] = &mut auth.cpu_dataplane_pct;
+        let (dp_off, dp_on) = (median(dp_off), median(dp_on));
+        let [in_off, in_on] = &mut auth.ingest;
+        println!();
+        println!(
+            "Authentication: {} VMs at 20000 heartbeats/s, {} s windows, medians of {} repetitions",
+            args.agents, args.seconds, args.reps
+        );
+        println!();
+        println!("| auth | ingest | hmd CPU (all threads) | dataplane thread |");
+        println!("|---|---|---|---|");
+        println!(
+            "| off | {:.0}/s | {off:.2} % | {dp_off:.2} % |",
+            median(in_off)
+        );
+        println!(
+            "| require | {:.0}/s | {on:.2} % | {dp_on:.2} % |",
+            median(in_on)
+        );
+        println!("| on / off | | {:.2} | {:.2} |", on / off, dp_on / dp_off);
     }
     if let Some(s) = scale {
         println!();
