@@ -13,7 +13,7 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dataplane::auth::{AuthConfig, AuthConfigError, AuthMode};
+use dataplane::auth::{AuthConfig, AuthConfigError, AuthMode, AuthSetupError};
 use dataplane::io::InterfaceName;
 use dataplane::message::Uuid;
 use hsdb::{HostId, Synchronous};
@@ -540,6 +540,33 @@ impl Config {
                     "down (hmd starts; agents behind it stay unseen until it is up)"
                 }
             ));
+        }
+        match self.auth.keyring() {
+            Ok(None) => {}
+            Ok(Some(keys)) => notes.push(format!(
+                "auth {}: key {} read, private{}",
+                self.auth.mode,
+                keys.primary().id(),
+                keys.second().map_or(String::new(), |k| format!(
+                    "; second key {} read, private",
+                    k.id()
+                ))
+            )),
+            Err(AuthSetupError::Key { setting, error }) => {
+                let file = match setting {
+                    "auth_second_key_file" => &self.auth.second_key_file,
+                    _ => &self.auth.key_file,
+                };
+                let value = file.as_deref().map_or_else(String::new, quoted_path);
+                return Err(fail(setting, value, error.to_string()));
+            }
+            Err(other) => {
+                return Err(fail(
+                    "auth",
+                    quoted(self.auth.mode.as_str()),
+                    other.to_string(),
+                ));
+            }
         }
         notes.push(
             check_hsdb(&self.hsdb).map_err(|cause| fail("hsdb", quoted_path(&self.hsdb), cause))?,
@@ -1081,6 +1108,41 @@ interfaces = ["veth-hm0"]
             .expect_err("absent")
             .to_string();
         assert!(e.contains("admin_socket"), "{e}");
+    }
+
+    #[test]
+    fn the_machine_check_reads_the_key_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Some(eth) = dataplane::io::interfaces()
+            .expect("interfaces")
+            .into_iter()
+            .find(|i| i.is_ethernet() && !i.is_loopback())
+        else {
+            eprintln!("SKIPPED: no Ethernet interface here");
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hmd.toml");
+        let key = dir.path().join("auth.key");
+        std::fs::write(&key, format!("3 {}\n", "ab".repeat(32))).expect("write");
+        let check = |mode: u32| {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            parse(&format!(
+                "{}auth = \"require\"\nauth_key_file = {:?}\n",
+                GOOD.replace("veth-hm0", eth.name().as_str())
+                    .replace("/tmp/", &format!("{}/", dir.path().display())),
+                key.display().to_string()
+            ))
+            .expect("valid")
+            .check_machine(&path)
+            .map(|m| m.notes.join("\n"))
+            .map_err(|e| e.to_string())
+        };
+        let notes = check(0o600).expect("a private key file");
+        assert!(notes.contains("auth require: key 3 read"), "{notes}");
+        let e = check(0o644).expect_err("readable by others");
+        assert!(e.contains("auth_key_file = "), "{e}");
+        assert!(e.contains("has mode 0644"), "{e}");
     }
 
     #[test]
