@@ -14,11 +14,9 @@
 
 mod admin;
 mod config;
-mod heartbeat;
 mod refusals;
 mod runtime;
 mod supervise;
-mod wheel;
 mod writer;
 
 use std::path::{Path, PathBuf};

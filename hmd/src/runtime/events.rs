@@ -6,9 +6,9 @@ use dataplane::time::Instant;
 use dataplane::wire::VERSION;
 use hsdb::Transition;
 
-use super::{Interface, Monitor};
-use crate::heartbeat::{HbState, SessionKey};
+use super::{Interface, Monitor, epoch_ms};
 use crate::refusals::{Report, Source};
+use dataplane::heartbeat::{HbState, SessionKey};
 
 /// The heartbeat-table key of interface number `i`.
 fn iface_key(i: usize) -> u16 {
@@ -89,7 +89,7 @@ impl Monitor<'_> {
         if now >= self.next_hm_heartbeat {
             self.pending.push(Transition::HmHeartbeat {
                 hm: self.config.monitor_uuid,
-                at: self.clock.epoch_ms(now),
+                at: epoch_ms(&self.clock, now),
             });
             self.next_hm_heartbeat = now + self.config.hm_heartbeat_period;
         }
@@ -111,7 +111,7 @@ impl Monitor<'_> {
             peer,
         };
         let hm = self.config.monitor_uuid;
-        let at = self.clock.epoch_ms(now);
+        let at = epoch_ms(&self.clock, now);
         let iface = &mut self.interfaces[i];
         match event {
             EndpointEvent::AgentSyn {
@@ -210,7 +210,7 @@ impl Monitor<'_> {
 
     /// One `SYN_REFUSED` event row and one warning line per report.
     fn write_refusals(&mut self, now: Instant, reports: Vec<Report>) {
-        let at = self.clock.epoch_ms(now);
+        let at = epoch_ms(&self.clock, now);
         for report in reports {
             let iface = report
                 .iface()
@@ -253,7 +253,7 @@ impl Monitor<'_> {
     pub(super) fn commit_changes(&mut self) {
         let hm = self.config.monitor_uuid;
         for c in self.changes.drain(..) {
-            let at = self.clock.epoch_ms(c.at);
+            let at = epoch_ms(&self.clock, c.at);
             let vm = c.vm;
             tracing::info!("VM {vm} state changed to {}", c.state.name());
             self.pending.push(match c.state {
