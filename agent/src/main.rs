@@ -10,6 +10,7 @@
 
 mod config;
 mod interfaces;
+mod monitors;
 mod runtime;
 
 use std::path::{Path, PathBuf};

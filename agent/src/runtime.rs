@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use dataplane::auth::{self, Authenticator, Key, Keyring};
-use dataplane::endpoint::{Endpoint, EndpointConfig, EndpointEvent, PeerId};
+use dataplane::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Outcome, PeerId};
 use dataplane::io::{InterfaceName, IoError, RawSocket, RxMode};
 use dataplane::session::MessageId;
-use dataplane::time::{Instant, MonotonicClock};
+use dataplane::time::Instant;
 use dataplane::wire::MacAddr;
 use hvha_notify::{Notifier, WatchdogPacer};
 use mio::unix::SourceFd;
@@ -34,6 +34,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::interfaces::{self, Facts, Verdict};
+use crate::monitors::{Heard, HelloWatch};
 
 /// How long a stopping agent waits for its `SHDN:DAEMON` messages to be acknowledged.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -96,6 +97,15 @@ pub struct StopReport {
     pub sent: usize,
     /// Those acknowledged by their monitor before the agent exited.
     pub delivered: usize,
+}
+
+/// Monotonic time since the daemon started, as the endpoints count it.
+struct Clock(std::time::Instant);
+
+impl Clock {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
 }
 
 /// One interface in use: its socket and the sessions with the monitors behind it.
@@ -172,7 +182,7 @@ pub struct Agent {
     config: Config,
     /// The keys of the host group, read at start (none when `auth = off`).
     keys: Option<Keyring>,
-    clock: MonotonicClock,
+    clock: Clock,
     poll: Poll,
     events: Events,
     signals: Signals,
@@ -192,6 +202,8 @@ pub struct Agent {
     /// `WATCHDOG=1` at the end of a turn when due.
     notifier: Notifier,
     pacer: Option<WatchdogPacer>,
+    /// The monitors heard, to log once when one's Hellos stop and once when they return.
+    hellos: HelloWatch,
 }
 
 impl Agent {
@@ -227,7 +239,7 @@ impl Agent {
         Ok(Agent {
             config,
             keys,
-            clock: MonotonicClock::new(),
+            clock: Clock(std::time::Instant::now()),
             poll,
             events: Events::with_capacity(64),
             signals,
@@ -246,6 +258,7 @@ impl Agent {
             tx: vec![0u8; TX_BUF_LEN],
             notifier,
             pacer,
+            hellos: HelloWatch::default(),
         })
     }
 
@@ -343,10 +356,11 @@ impl Agent {
         let ping = self.pacer.map_or(Instant::FAR_FUTURE, |p| {
             Instant::from_nanos(u64::try_from(p.next_due().as_nanos()).unwrap_or(u64::MAX))
         });
+        let silence = self.hellos.next_deadline().unwrap_or(Instant::FAR_FUTURE);
         self.links
             .iter()
             .filter_map(|l| l.endpoint.poll_timeout())
-            .fold(others.min(ping), Instant::min)
+            .fold(others.min(ping).min(silence), Instant::min)
     }
 
     /// The end of a loop turn: `WATCHDOG=1` if one is due. Only here, so a loop that
@@ -376,14 +390,21 @@ impl Agent {
                 socket,
                 auth,
                 endpoint,
+                name,
                 ..
             } = link;
+            let hellos = &mut self.hellos;
+            let ethertype = self.config.ethertype;
             let mut calls = 0;
             let result = loop {
                 match socket.recv(|frame| {
                     // Refused frames are counted by the authenticator.
-                    if let Ok(frame) = auth.open(frame) {
-                        endpoint.handle_frame(now, frame);
+                    if let Ok(frame) = auth.open(frame)
+                        && endpoint.handle_frame(now, frame) == Outcome::Handled
+                        && let Some(monitor) = hello_source(frame, ethertype)
+                        && let Some(back) = hellos.hello(now, *name, monitor)
+                    {
+                        log_heard(&back);
                     }
                 }) {
                     Ok(0) => break Ok(false),
@@ -413,6 +434,9 @@ impl Agent {
                 link.endpoint.handle_timeout(now);
             }
         }
+        let mut silent = Vec::new();
+        self.hellos.check(now, &mut silent);
+        silent.iter().for_each(log_heard);
     }
 
     /// Every event every endpoint raised.
@@ -653,6 +677,7 @@ impl Agent {
             .registry()
             .deregister(&mut SourceFd(&link.socket.as_raw_fd()));
         self.pending.retain(|p| p.iface != link.name);
+        self.hellos.forget_interface(link.name);
         let s = link.endpoint.stats();
         debug!(
             iface = %link.name,
@@ -662,6 +687,45 @@ impl Agent {
             sessions_established = s.sessions_established,
             "interface dropped"
         );
+    }
+}
+
+/// The sender of `frame` when it is a well-formed Hello.
+fn hello_source(frame: &[u8], ethertype: u16) -> Option<MacAddr> {
+    let f = dataplane::wire::Frame::parse(frame, ethertype).ok()?;
+    f.header
+        .flags
+        .contains(dataplane::wire::Flags::HEL)
+        .then_some(f.src)
+}
+
+/// One line when a monitor's Hellos stop, one when they return.
+fn log_heard(heard: &Heard) {
+    match heard {
+        Heard::Gone {
+            iface,
+            monitor,
+            silent,
+            period,
+        } => warn!(
+            %iface,
+            %monitor,
+            silent_ms = silent.as_millis(),
+            hello_period_ms = period.as_millis(),
+            "host monitor silent: no Hello for {} periods (stopped, crashed or cut off); \
+             heartbeats continue",
+            crate::monitors::SILENT_PERIODS
+        ),
+        Heard::Back {
+            iface,
+            monitor,
+            silent,
+        } => info!(
+            %iface,
+            %monitor,
+            silent_ms = silent.as_millis(),
+            "host monitor heard again"
+        ),
     }
 }
 
@@ -782,5 +846,15 @@ mod tests {
         settle_shutdown(&mut waiting, &mut report, eth2, &closed);
         assert!(waiting.is_empty());
         assert_eq!(report.delivered, 1);
+    }
+
+    #[test]
+    fn clock_starts_at_zero_and_advances() {
+        let clock = Clock(std::time::Instant::now());
+        let a = clock.now();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = clock.now();
+        assert!(a < Instant::from_millis(1000));
+        assert!(b.saturating_duration_since(a) >= Duration::from_millis(2));
     }
 }

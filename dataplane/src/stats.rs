@@ -7,12 +7,12 @@ use crate::session::Refusal;
 use crate::wire;
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $name:ident ),* $(,)?) => {
         /// Counters of one endpoint. Names match the Prometheus metrics and
         /// `docs/hvncp.md`.
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
         pub struct Counters {
-            $( $(#[$doc])* pub $name: u64, )*
+            $( $(#[doc = $doc])* pub $name: u64, )*
         }
 
         impl Counters {
@@ -20,6 +20,11 @@ macro_rules! counters {
             pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
                 [$( (stringify!($name), self.$name) ),*].into_iter()
             }
+
+            /// Every counter's name and description (its documentation, for the
+            /// `# HELP` line of a metrics page), in declaration order.
+            pub const HELP: &'static [(&'static str, &'static str)] =
+                &[$( (stringify!($name), concat!($($doc),*)) ),*];
         }
     };
 }

@@ -121,17 +121,25 @@ impl EndpointStats {
     fn append(&self, out: &mut String, prometheus: bool) {
         use std::fmt::Write as _;
         let (admin, metrics) = (self.admin.values(), self.metrics.values());
-        for (i, (name, help)) in COUNTERS.iter().enumerate() {
-            if prometheus {
-                let metric = format!("hvha_hmd_endpoint_{name}_total");
-                let _ = writeln!(out, "# HELP {metric} Admin socket and metrics port: {help}");
-                let _ = writeln!(out, "# TYPE {metric} counter");
-                let _ = writeln!(out, "{metric}{{listener=\"admin\"}} {}", admin[i]);
-                let _ = writeln!(out, "{metric}{{listener=\"metrics\"}} {}", metrics[i]);
-            } else {
-                let _ = writeln!(out, "- admin_{name} {}", admin[i]);
-                let _ = writeln!(out, "- metrics_{name} {}", metrics[i]);
+        if prometheus {
+            let mut page = crate::metrics::Page::default();
+            for (i, (name, help)) in COUNTERS.iter().enumerate() {
+                page.family(
+                    &format!("endpoint_{name}"),
+                    crate::metrics::Kind::Counter,
+                    &format!("Admin socket and metrics port: {help}"),
+                    [
+                        ([("listener", "admin")], admin[i]),
+                        ([("listener", "metrics")], metrics[i]),
+                    ],
+                );
             }
+            out.push_str(&page.finish());
+            return;
+        }
+        for (i, (name, _)) in COUNTERS.iter().enumerate() {
+            let _ = writeln!(out, "- admin_{name} {}", admin[i]);
+            let _ = writeln!(out, "- metrics_{name} {}", metrics[i]);
         }
     }
 }

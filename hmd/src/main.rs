@@ -14,9 +14,12 @@
 
 mod admin;
 mod config;
+mod heartbeat;
+mod metrics;
 mod refusals;
 mod runtime;
 mod supervise;
+mod wheel;
 mod writer;
 
 use std::path::{Path, PathBuf};

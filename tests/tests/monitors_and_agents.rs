@@ -165,14 +165,27 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
     );
     let heartbeats: u64 = scrape
         .lines()
-        .find_map(|l| l.strip_prefix("hvha_hmd_heartbeats_in{interface=\"h1a1\"} "))
+        .find_map(|l| l.strip_prefix("hvha_hmd_heartbeats_in_total{interface=\"h1a1\"} "))
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no heartbeats_in for h1a1 in\n{scrape}"));
+        .unwrap_or_else(|| panic!("no heartbeats_in_total for h1a1 in\n{scrape}"));
     assert!(heartbeats > 0, "{scrape}");
-    assert!(
-        scrape.contains("hvha_hmd_kernel_drops{interface=\"h1a1\"} 0"),
-        "{scrape}"
-    );
+    for line in [
+        "# TYPE hvha_hmd_heartbeats_in_total counter",
+        "# HELP hvha_hmd_heartbeats_in_total Heartbeats received and accepted.",
+        "hvha_hmd_kernel_drops_total{interface=\"h1a1\"} 0",
+        "# TYPE hvha_hmd_vms gauge",
+        "hvha_hmd_vms{interface=\"h1a1\",state=\"detected\"} 1",
+        "hvha_hmd_vms{interface=\"h1a2\",state=\"missing\"} 0",
+        "hvha_hmd_sessions{interface=\"h1a3\"} 1",
+        "# TYPE hvha_hmd_vms_watched gauge",
+        "hvha_hmd_vms_watched 3",
+    ] {
+        assert!(
+            scrape.contains(&format!("\n{line}\n")),
+            "no {line:?} in\n{scrape}"
+        );
+    }
+    assert_prometheus_text(scrape.split("\r\n\r\n").nth(1).unwrap_or(""));
     let missing = http_get(&s.hm_ns[0], "/nope");
     assert!(missing.starts_with("HTTP/1.1 404 Not Found"), "{missing}");
     // The agent of VM 1 hangs: MISSING on both monitors within vm_miss_after + a tick.
@@ -186,6 +199,26 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
             "MISSING after {took:?}, expected within vm_miss_after ({MISS_AFTER_MS} ms) + 1 heartbeat + commit"
         );
     }
+    // The MISSING line names the interface and how long the VM was silent.
+    let vm1 = vm_uuid(1);
+    let missing = |label: &str| {
+        s.lab
+            .log(label)
+            .lines()
+            .find(|l| l.contains(&format!("vm={vm1}")) && l.contains("state=MISSING"))
+            .map(str::to_owned)
+    };
+    let line = missing("hmd1").unwrap_or_else(|| panic!("no MISSING line\n{}", logs(&s)));
+    assert!(line.contains("iface=h1a1"), "{line}");
+    let silent_ms: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("silent_ms="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no silent_ms in {line}"));
+    assert!(
+        (MISS_AFTER_MS..MISS_AFTER_MS + 1000).contains(&silent_ms),
+        "{line}"
+    );
     // It resumes: DETECTED again.
     s.lab.signal("vmmd1", "CONT");
     for m in 0..2 {
@@ -212,6 +245,16 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
             logs(&s)
         );
     }
+    // `hmd ctl status` no longer counts VM 2's session.
+    let status = hvha_e2e::hmd_ctl(&s.lab.dir.join("hmd1.sock"), "status").expect("status");
+    assert!(
+        status.contains("interface    h1a2 0 sessions, 0 opening, 1 shut down by their agent\n"),
+        "{status}"
+    );
+    assert!(
+        status.contains("interface    h1a1 1 sessions, 0 opening, 0 shut down by their agent\n"),
+        "{status}"
+    );
     std::thread::sleep(Duration::from_millis(2 * MISS_AFTER_MS));
     for (db, hm) in s.hsdb.iter().zip(HM) {
         assert_eq!(
@@ -262,8 +305,35 @@ fn monitor_killed_and_restarted_agents_pair_with_the_new_incarnation() {
         .hm(&uuid(HM[0]))
         .expect("read")
         .expect("registered");
+    // Let the agents hear a few Hellos (every 500 ms): the interval between two is the
+    // period they judge a monitor's silence by.
+    std::thread::sleep(Duration::from_millis(1500));
     s.lab.signal("hmd1", "KILL");
     s.lab.wait_exit("hmd1", Duration::from_secs(5));
+    // Inside the VMs, the silence of monitor 1 is logged (once), naming the interface.
+    for vm in 1..=2 {
+        let label = format!("vmmd{vm}");
+        assert!(
+            wait_for(Duration::from_secs(10), || log_has(
+                &s,
+                &label,
+                "host monitor silent: no Hello for 3 periods"
+            ))
+            .is_some(),
+            "{label} did not notice that the monitor went away\n{}",
+            logs(&s)
+        );
+        let log = s.lab.log(&label);
+        let silent: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("host monitor silent"))
+            .collect();
+        assert_eq!(silent.len(), 1, "{log}");
+        assert!(
+            silent[0].contains("iface=ha1") && silent[0].contains("silent_ms="),
+            "{log}"
+        );
+    }
     let config = s.lab.dir.join("hmd1.toml").display().to_string();
     let ns = s.hm_ns[0].clone();
     s.lab.spawn("hmd1b", &ns, "hmd", &["--config", &config]);
@@ -280,13 +350,33 @@ fn monitor_killed_and_restarted_agents_pair_with_the_new_incarnation() {
     let log = s.lab.log("hmd1b");
     for vm in 1..=2 {
         assert!(
-            wait_for(Duration::from_secs(10), || log_has(
-                &s,
-                "hmd1b",
-                &format!("VM {} state changed to DETECTED", vm_uuid(vm))
-            ))
+            wait_for(Duration::from_secs(10), || {
+                let uuid = vm_uuid(vm);
+                s.lab
+                    .log("hmd1b")
+                    .lines()
+                    .any(|l| {
+                        l.contains("VM state changed")
+                            && l.contains(&format!("vm={uuid}"))
+                            && l.contains("state=DETECTED")
+                    })
+                    .then_some(())
+            })
             .is_some(),
             "VM {vm} did not pair with the new incarnation\n{log}\n{}",
+            logs(&s)
+        );
+    }
+    for vm in 1..=2 {
+        let label = format!("vmmd{vm}");
+        assert!(
+            wait_for(Duration::from_secs(10), || log_has(
+                &s,
+                &label,
+                "host monitor heard again"
+            ))
+            .is_some(),
+            "{label} did not log the monitor's return\n{}",
             logs(&s)
         );
     }
@@ -294,6 +384,37 @@ fn monitor_killed_and_restarted_agents_pair_with_the_new_incarnation() {
         .expect("open")
         .integrity_check()
         .expect("the HSDB survived kill -9");
+}
+
+/// A Prometheus text page as the format requires it: every sample's family announced
+/// once by `# HELP` and `# TYPE` before its samples, which come together; counters end
+/// in `_total`.
+fn assert_prometheus_text(page: &str) {
+    let mut seen = std::collections::HashSet::new();
+    let mut current = String::new();
+    let mut kind = String::new();
+    for line in page.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split_whitespace();
+            current = words.next().unwrap_or("").to_owned();
+            kind = words.next().unwrap_or("").to_owned();
+            assert!(seen.insert(current.clone()), "{current} announced twice");
+            if kind == "counter" {
+                assert!(
+                    current.ends_with("_total"),
+                    "counter {current} lacks _total"
+                );
+            }
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        assert_eq!(name, current, "sample {line:?} outside its family");
+        assert!(matches!(kind.as_str(), "counter" | "gauge"), "{line}");
+    }
+    assert!(seen.len() > 10, "{page}");
 }
 
 fn log_has(s: &Setup, label: &str, text: &str) -> Option<()> {

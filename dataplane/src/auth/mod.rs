@@ -295,12 +295,12 @@ pub enum SealError {
 }
 
 macro_rules! auth_counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $name:ident ),* $(,)?) => {
         /// Counters of one authenticator. Names match the Prometheus metrics and
         /// `docs/hvncp.md` §7.
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
         pub struct AuthCounters {
-            $( $(#[$doc])* pub $name: u64, )*
+            $( $(#[doc = $doc])* pub $name: u64, )*
         }
 
         impl AuthCounters {
@@ -308,6 +308,11 @@ macro_rules! auth_counters {
             pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
                 [$( (stringify!($name), self.$name) ),*].into_iter()
             }
+
+            /// Every counter's name and description (its documentation, for the
+            /// `# HELP` line of a metrics page), in declaration order.
+            pub const HELP: &'static [(&'static str, &'static str)] =
+                &[$( (stringify!($name), concat!($($doc),*)) ),*];
         }
     };
 }

@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::Receiver;
 
 use super::{AdminRequest, Monitor};
+use crate::heartbeat::HbState;
+use crate::metrics::{Kind, Page};
 use crate::supervise::link_problem;
-use dataplane::heartbeat::HbState;
 
 impl Monitor<'_> {
     /// Answer every queued admin request.
@@ -37,8 +38,30 @@ impl Monitor<'_> {
                 let _ = writeln!(out, "incarnation  {}", self.hello);
                 let _ = writeln!(out, "uptime       {:.0} s", now.as_nanos() as f64 / 1e9);
                 let _ = writeln!(out, "hsdb         {}", config.hsdb.display());
-                for i in interfaces.iter() {
-                    let _ = writeln!(out, "interface    {} {} sessions", i.name, i.endpoint.len());
+                // A session whose agent shut down (SHDN:DAEMON) is not counted: the
+                // agent is gone until it opens a new one.
+                let mut shut = vec![0usize; interfaces.len()];
+                for (key, _, state, _) in table.iter() {
+                    if state == HbState::Suspended
+                        && let Some(n) = shut.get_mut(usize::from(key.iface))
+                    {
+                        *n += 1;
+                    }
+                }
+                for (i, iface) in interfaces.iter().enumerate() {
+                    let established = iface
+                        .endpoint
+                        .peers()
+                        .filter(|p| iface.endpoint.is_established(*p))
+                        .count();
+                    let _ = writeln!(
+                        out,
+                        "interface    {} {} sessions, {} opening, {} shut down by their agent",
+                        iface.name,
+                        established.saturating_sub(shut[i]),
+                        iface.endpoint.half_open_len(),
+                        shut[i]
+                    );
                 }
                 let _ = writeln!(
                     out,
@@ -66,37 +89,14 @@ impl Monitor<'_> {
                     );
                 }
             }
-            "stats" | "metrics" => {
-                let prom = command == "metrics";
+            "stats" => {
                 for i in interfaces.iter_mut() {
                     for (name, value) in i.endpoint.stats().iter().chain(i.auth.counters().iter()) {
-                        if prom {
-                            let _ = writeln!(
-                                out,
-                                "hvha_hmd_{name}{{interface=\"{}\"}} {value}",
-                                i.name
-                            );
-                        } else {
-                            let _ = writeln!(out, "{} {name} {value}", i.name);
-                        }
+                        let _ = writeln!(out, "{} {name} {value}", i.name);
                     }
                     if let Ok(s) = i.socket.stats() {
-                        for (name, value) in [
-                            ("kernel_packets", s.kernel_packets),
-                            ("kernel_drops", s.kernel_drops),
-                            ("kernel_freezes", s.kernel_freezes),
-                            ("socket_delivered", s.delivered),
-                            ("socket_truncated", s.truncated),
-                        ] {
-                            if prom {
-                                let _ = writeln!(
-                                    out,
-                                    "hvha_hmd_{name}{{interface=\"{}\"}} {value}",
-                                    i.name
-                                );
-                            } else {
-                                let _ = writeln!(out, "{} {name} {value}", i.name);
-                            }
+                        for (name, value) in socket_counters(&s) {
+                            let _ = writeln!(out, "{} {name} {value}", i.name);
                         }
                     }
                 }
@@ -110,13 +110,10 @@ impl Monitor<'_> {
                     ),
                     ("vms_watched", table.len() as u64),
                 ] {
-                    if prom {
-                        let _ = writeln!(out, "hvha_hmd_{name} {value}");
-                    } else {
-                        let _ = writeln!(out, "- {name} {value}");
-                    }
+                    let _ = writeln!(out, "- {name} {value}");
                 }
             }
+            "metrics" => out = self.metrics(),
             "health" => {
                 let links = config.interfaces.iter().filter_map(link_problem);
                 let _ = writeln!(out, "{}", self.supervisor.health(w, links));
@@ -130,4 +127,182 @@ impl Monitor<'_> {
         }
         out
     }
+
+    /// The Prometheus page: every counter of every interface, the kernel's and the
+    /// HSDB writer's counters, and gauges of VMs per interface and state and of
+    /// sessions per interface.
+    fn metrics(&mut self) -> String {
+        let mut page = Page::default();
+        let names: Vec<String> = self.interfaces.iter().map(|i| i.name.clone()).collect();
+        let label = |i: usize| [("interface", names[i].as_str())];
+        let counters: Vec<_> = self
+            .interfaces
+            .iter()
+            .map(|i| i.endpoint.stats().clone())
+            .collect();
+        for (k, (name, help)) in dataplane::stats::Counters::HELP.iter().enumerate() {
+            let samples = counters
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.iter().nth(k).map(|(_, v)| (label(i), v)));
+            page.family(name, Kind::Counter, help, samples);
+        }
+        let auth: Vec<_> = self
+            .interfaces
+            .iter()
+            .map(|i| i.auth.counters().clone())
+            .collect();
+        for (k, (name, help)) in dataplane::auth::AuthCounters::HELP.iter().enumerate() {
+            let samples = auth
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.iter().nth(k).map(|(_, v)| (label(i), v)));
+            page.family(name, Kind::Counter, help, samples);
+        }
+        let sockets: Vec<_> = self
+            .interfaces
+            .iter_mut()
+            .map(|i| i.socket.stats().ok())
+            .collect();
+        for (k, (name, help)) in SOCKET_HELP.iter().enumerate() {
+            let samples = sockets
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().map(|s| (label(i), socket_counters(s)[k].1)));
+            page.family(name, Kind::Counter, help, samples);
+        }
+        let mut vms = vec![[0u64; 4]; names.len()];
+        let mut shut = vec![0u64; names.len()];
+        for (key, _, state, _) in self.table.iter() {
+            if let Some(row) = vms.get_mut(usize::from(key.iface)) {
+                row[state as usize] += 1;
+            }
+            if state == HbState::Suspended
+                && let Some(n) = shut.get_mut(usize::from(key.iface))
+            {
+                *n += 1;
+            }
+        }
+        let states = [
+            HbState::Awaiting,
+            HbState::Detected,
+            HbState::Missing,
+            HbState::Suspended,
+        ];
+        let lower: Vec<String> = states.iter().map(|s| s.name().to_lowercase()).collect();
+        page.family(
+            "vms",
+            Kind::Gauge,
+            "VMs watched, by interface and heartbeat state (awaiting: no heartbeat yet).",
+            (0..names.len()).flat_map(|i| {
+                let (names, lower, vms) = (&names, &lower, &vms);
+                states.iter().enumerate().map(move |(k, s)| {
+                    (
+                        [
+                            ("interface", names[i].as_str()),
+                            ("state", lower[k].as_str()),
+                        ],
+                        vms[i][*s as usize],
+                    )
+                })
+            }),
+        );
+        let sessions: Vec<u64> = self
+            .interfaces
+            .iter()
+            .enumerate()
+            .map(|(i, iface)| {
+                let established = iface
+                    .endpoint
+                    .peers()
+                    .filter(|p| iface.endpoint.is_established(*p))
+                    .count() as u64;
+                established.saturating_sub(shut[i])
+            })
+            .collect();
+        page.family(
+            "sessions",
+            Kind::Gauge,
+            "Established sessions whose agent has not shut down, by interface.",
+            sessions.iter().enumerate().map(|(i, n)| (label(i), *n)),
+        );
+        page.family(
+            "peers_half_open",
+            Kind::Gauge,
+            "Peers whose session is not established yet, by interface.",
+            self.interfaces
+                .iter()
+                .enumerate()
+                .map(|(i, iface)| (label(i), iface.endpoint.half_open_len() as u64)),
+        );
+        let w = &self.writer.stats;
+        let none: [(&str, &str); 0] = [];
+        for (name, help, value) in [
+            (
+                "hsdb_transitions",
+                "Transitions committed to the HSDB.",
+                &w.transitions,
+            ),
+            ("hsdb_commits", "HSDB transactions committed.", &w.commits),
+            (
+                "hsdb_retries",
+                "HSDB commits that failed and were retried.",
+                &w.retries,
+            ),
+        ] {
+            page.family(
+                name,
+                Kind::Counter,
+                help,
+                [(none, value.load(Ordering::Relaxed))],
+            );
+        }
+        page.family(
+            "hsdb_last_commit_us",
+            Kind::Gauge,
+            "Duration of the last HSDB commit, in microseconds.",
+            [(none, w.last_commit_us.load(Ordering::Relaxed))],
+        );
+        page.family(
+            "vms_watched",
+            Kind::Gauge,
+            "VMs watched, every interface and state.",
+            [(none, self.table.len() as u64)],
+        );
+        page.finish()
+    }
+}
+
+/// The receive socket's counters, with their `# HELP` texts.
+const SOCKET_HELP: [(&str, &str); 5] = [
+    (
+        "kernel_packets",
+        "Frames that reached the socket in the kernel, dropped ones included.",
+    ),
+    (
+        "kernel_drops",
+        "Frames the kernel dropped because the socket's ring was full.",
+    ),
+    (
+        "kernel_freezes",
+        "Times the receive ring froze because every block was held.",
+    ),
+    (
+        "socket_delivered",
+        "Frames the socket handed to the endpoint.",
+    ),
+    (
+        "socket_truncated",
+        "Frames longer than the receive buffer, not delivered.",
+    ),
+];
+
+fn socket_counters(s: &dataplane::io::SocketStats) -> [(&'static str, u64); 5] {
+    [
+        ("kernel_packets", s.kernel_packets),
+        ("kernel_drops", s.kernel_drops),
+        ("kernel_freezes", s.kernel_freezes),
+        ("socket_delivered", s.delivered),
+        ("socket_truncated", s.truncated),
+    ]
 }

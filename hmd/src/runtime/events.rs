@@ -6,9 +6,23 @@ use dataplane::time::Instant;
 use dataplane::wire::VERSION;
 use hsdb::Transition;
 
-use super::{Interface, Monitor, epoch_ms};
+use super::{Interface, Monitor};
+use crate::heartbeat::{Change, HbState, SessionKey};
 use crate::refusals::{Report, Source};
-use dataplane::heartbeat::{HbState, SessionKey};
+
+/// The name of an event, for a debug line (its fields are the endpoint's business).
+fn event_kind(event: &EndpointEvent) -> &'static str {
+    match event {
+        EndpointEvent::MonitorFound { .. } => "MonitorFound",
+        EndpointEvent::MonitorRestarted { .. } => "MonitorRestarted",
+        EndpointEvent::HeartbeatStarted { .. } => "HeartbeatStarted",
+        EndpointEvent::HeartbeatStopped { .. } => "HeartbeatStopped",
+        EndpointEvent::Message { .. } => "Message",
+        EndpointEvent::Delivered { .. } => "Delivered",
+        EndpointEvent::Lost { .. } => "Lost",
+        _ => "other",
+    }
+}
 
 /// The heartbeat-table key of interface number `i`.
 fn iface_key(i: usize) -> u16 {
@@ -61,12 +75,12 @@ impl Monitor<'_> {
             }
             match received {
                 Ok(_) if *down => {
-                    tracing::info!("interface {name}: receiving again");
+                    tracing::info!(iface = %name, "interface receiving again");
                     *down = false;
                 }
                 Ok(_) => {}
                 Err(e) if !*down => {
-                    tracing::warn!("interface {name}: {e}");
+                    tracing::warn!(iface = %name, error = %e, "interface cannot receive");
                     *down = true;
                 }
                 Err(_) => {}
@@ -89,7 +103,7 @@ impl Monitor<'_> {
         if now >= self.next_hm_heartbeat {
             self.pending.push(Transition::HmHeartbeat {
                 hm: self.config.monitor_uuid,
-                at: epoch_ms(&self.clock, now),
+                at: self.clock.epoch_ms(now),
             });
             self.next_hm_heartbeat = now + self.config.hm_heartbeat_period;
         }
@@ -111,7 +125,7 @@ impl Monitor<'_> {
             peer,
         };
         let hm = self.config.monitor_uuid;
-        let at = epoch_ms(&self.clock, now);
+        let at = self.clock.epoch_ms(now);
         let iface = &mut self.interfaces[i];
         match event {
             EndpointEvent::AgentSyn {
@@ -140,7 +154,7 @@ impl Monitor<'_> {
                 }
                 // One line per SYN would let a flood of SYNs flood the log: debug; the
                 // discovery below is logged once per VM.
-                tracing::debug!("{}: SYN from VM {uuid} at {mac} ({ostype})", iface.name);
+                tracing::debug!(iface = %iface.name, vm = %uuid, %mac, %ostype, "SYN");
                 self.syn_facts
                     .insert(key(peer), (ostype, ver_lower, ver_upper));
             }
@@ -150,9 +164,11 @@ impl Monitor<'_> {
                     .remove(&key(peer))
                     .unwrap_or_else(|| (String::new(), VERSION, VERSION));
                 tracing::info!(
-                    "{}: VM {uuid} at {mac} discovered, START_HB every {:?}",
-                    iface.name,
-                    self.config.hb_period
+                    iface = %iface.name,
+                    vm = %uuid,
+                    %mac,
+                    hb_period_ms = self.config.hb_period.as_millis(),
+                    "VM discovered, START_HB sent"
                 );
                 self.known_macs.insert(uuid, mac);
                 self.pending.push(Transition::Discovered {
@@ -181,9 +197,13 @@ impl Monitor<'_> {
                 self.on_refused(now, i, mac, None, &why);
             }
             EndpointEvent::Closed { mac, reason, .. } => {
-                tracing::info!("{}: session with {mac} closed: {reason}", iface.name);
+                tracing::info!(iface = %iface.name, %mac, %reason, "session closed");
             }
-            other => tracing::debug!("{}: {other:?}", iface.name),
+            other => tracing::debug!(
+                iface = %iface.name,
+                event = event_kind(&other),
+                "endpoint event not used by the monitor"
+            ),
         }
     }
 
@@ -210,7 +230,7 @@ impl Monitor<'_> {
 
     /// One `SYN_REFUSED` event row and one warning line per report.
     fn write_refusals(&mut self, now: Instant, reports: Vec<Report>) {
-        let at = epoch_ms(&self.clock, now);
+        let at = self.clock.epoch_ms(now);
         for report in reports {
             let iface = report
                 .iface()
@@ -242,7 +262,7 @@ impl Monitor<'_> {
                 if let Err(e) = iface.socket.send(&self.tx[..len])
                     && !iface.down
                 {
-                    tracing::warn!("{}: send failed: {e}", iface.name);
+                    tracing::warn!(iface = %iface.name, error = %e, "send failed");
                 }
             }
         }
@@ -253,9 +273,9 @@ impl Monitor<'_> {
     pub(super) fn commit_changes(&mut self) {
         let hm = self.config.monitor_uuid;
         for c in self.changes.drain(..) {
-            let at = epoch_ms(&self.clock, c.at);
+            let at = self.clock.epoch_ms(c.at);
             let vm = c.vm;
-            tracing::info!("VM {vm} state changed to {}", c.state.name());
+            log_change(&self.interfaces, self.config.vm_miss_after, &c);
             self.pending.push(match c.state {
                 HbState::Detected | HbState::Awaiting => Transition::Detected { vm, hm, at },
                 HbState::Missing => Transition::Missing { vm, hm, at },
@@ -265,5 +285,33 @@ impl Monitor<'_> {
         if !self.pending.is_empty() {
             self.writer.send(std::mem::take(&mut self.pending));
         }
+    }
+}
+
+/// One line per heartbeat state change, with the interface; a MISSING one says how
+/// long the VM had been silent.
+fn log_change(interfaces: &[Interface], miss_after: std::time::Duration, c: &Change) {
+    let iface = interfaces.get(usize::from(c.key.iface));
+    let name = iface.map_or("-", |i| i.name.as_str());
+    let state = c.state.name();
+    if c.state != HbState::Missing {
+        tracing::info!(vm = %c.vm, iface = %name, state = %state, "VM state changed");
+        return;
+    }
+    match iface.and_then(|i| i.endpoint.last_heartbeat(c.key.peer)) {
+        Some(last) => tracing::info!(
+            vm = %c.vm,
+            iface = %name,
+            state = %state,
+            silent_ms = c.at.saturating_duration_since(last).as_millis(),
+            "VM state changed"
+        ),
+        None => tracing::info!(
+            vm = %c.vm,
+            iface = %name,
+            state = %state,
+            silent_ms = miss_after.as_millis(),
+            "VM state changed: no heartbeat since its session opened"
+        ),
     }
 }
