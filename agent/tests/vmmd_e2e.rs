@@ -182,12 +182,8 @@ fn fake_monitor(
         dataplane::io::enter_network_namespace(&namespace).expect("setns");
         let iface = InterfaceName::new("vm").expect("name");
         let mut socket = RawSocket::open(&iface, 0x0600, RxMode::Recv).expect("open vm");
-        let start = Instant::now();
-        let clock = || {
-            dataplane::time::Instant::from_nanos(
-                u64::try_from(start.elapsed().as_nanos()).expect("fits"),
-            )
-        };
+        let monotonic = dataplane::time::MonotonicClock::new();
+        let clock = || monotonic.now();
         let first = HelloId {
             secs: 1_556_303_548,
             nanos: 719_328_000,

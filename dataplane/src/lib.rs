@@ -11,6 +11,9 @@
 //!   retransmission, duplicates, fragmentation and reassembly, urgent preemption.
 //! - [`endpoint`]: the table of sessions of one local interface, keyed by peer MAC, with
 //!   the role behaviour of a host monitor or an agent (Hello, `START_HB`, heartbeats).
+//! - [`heartbeat`] over [`wheel`]: the host monitor's miss detection — which VMs
+//!   heartbeat, which went silent — on a hashed timing wheel (the monitor core, pure and
+//!   clock-injected like the rest; `docs/architecture.md` says why it lives here).
 //! - [`sim`]: a simulated link with loss, duplication, reordering and delay on a
 //!   virtual clock, for deterministic tests, examples and benches.
 //!
@@ -27,6 +30,7 @@
 
 pub mod auth;
 pub mod endpoint;
+pub mod heartbeat;
 pub mod io;
 pub mod message;
 pub mod session;
@@ -34,4 +38,5 @@ pub mod sim;
 pub mod stats;
 pub mod sys;
 pub mod time;
+pub mod wheel;
 pub mod wire;

@@ -1,7 +1,8 @@
 //! The protocol's notion of time: a monotonic instant supplied by the caller.
 //!
-//! The engine never reads a clock. Drivers pass `Instant::from_nanos` of a monotonic
-//! clock; tests pass a virtual clock and run simulated hours in milliseconds.
+//! The engine never reads a clock. Drivers read [`MonotonicClock`] (the system's
+//! monotonic clock, counted from the driver's start); tests pass a virtual clock and run
+//! simulated hours in milliseconds.
 
 use std::ops::{Add, AddAssign};
 use std::time::Duration;
@@ -64,6 +65,60 @@ impl AddAssign<Duration> for Instant {
     }
 }
 
+/// The system's monotonic clock as the engine counts time: [`Instant::ZERO`] when the
+/// clock was created, then nanoseconds since. The one adapter from
+/// [`std::time::Instant`] that every driver (`hmd`, `vmmd`, the load generator) uses.
+///
+/// It also anchors the wall clock once, at creation, for timestamps that leave the
+/// process (the HSDB's milliseconds since the Unix epoch): a later step of the wall
+/// clock (NTP, an operator) does not make monotonic intervals jump.
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    start: std::time::Instant,
+    unix_ms_at_start: u64,
+}
+
+impl MonotonicClock {
+    /// A clock reading [`Instant::ZERO`] now.
+    pub fn new() -> MonotonicClock {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        MonotonicClock {
+            start: std::time::Instant::now(),
+            unix_ms_at_start: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Now (saturating at [`Instant::FAR_FUTURE`] after 584 years).
+    pub fn now(&self) -> Instant {
+        self.at(std::time::Instant::now())
+    }
+
+    /// The engine's instant of a system instant (`Instant::ZERO` if before the start).
+    pub fn at(&self, t: std::time::Instant) -> Instant {
+        let elapsed = t.saturating_duration_since(self.start);
+        Instant::from_nanos(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Time from now until `t`, zero if `t` has passed.
+    pub fn until(&self, t: Instant) -> Duration {
+        t.saturating_duration_since(self.now())
+    }
+
+    /// Milliseconds since the Unix epoch at `t`: the wall clock read at creation plus the
+    /// monotonic time since.
+    pub fn unix_ms(&self, t: Instant) -> u64 {
+        self.unix_ms_at_start.saturating_add(t.as_millis())
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> MonotonicClock {
+        MonotonicClock::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +136,35 @@ mod tests {
             Duration::ZERO
         );
         assert_eq!(Instant::from_millis(3).as_millis(), 3);
+    }
+
+    #[test]
+    fn monotonic_clock_starts_at_zero_and_advances() {
+        let clock = MonotonicClock::new();
+        let a = clock.now();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = clock.now();
+        assert!(a < Instant::from_millis(1000));
+        assert!(b.saturating_duration_since(a) >= Duration::from_millis(2));
+        assert_eq!(clock.until(a), Duration::ZERO);
+        assert!(clock.until(b + Duration::from_secs(60)) > Duration::from_secs(59));
+        // The start reads as zero, and so does anything before it.
+        assert_eq!(clock.at(clock.start), Instant::ZERO);
+        if let Some(earlier) = clock.start.checked_sub(Duration::from_secs(1)) {
+            assert_eq!(clock.at(earlier), Instant::ZERO);
+        }
+    }
+
+    #[test]
+    fn unix_ms_is_the_anchor_plus_monotonic_time() {
+        let clock = MonotonicClock::new();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let t0 = clock.unix_ms(Instant::ZERO);
+        // The anchor is the wall clock at creation (within the test's own run time).
+        assert!(t0.abs_diff(wall) < 60_000, "{t0} vs {wall}");
+        assert_eq!(clock.unix_ms(Instant::from_millis(1500)), t0 + 1500);
     }
 }

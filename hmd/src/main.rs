@@ -14,12 +14,10 @@
 
 mod admin;
 mod config;
-mod heartbeat;
 mod metrics;
 mod refusals;
 mod runtime;
 mod supervise;
-mod wheel;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -236,15 +236,13 @@ fn agent_syn_payload(vm: &str) -> Vec<u8> {
 /// The attacker's raw socket on B's interface, with its clock.
 struct Wire {
     socket: RawSocket,
-    start: Instant,
+    clock: dataplane::time::MonotonicClock,
     sent: u64,
 }
 
 impl Wire {
     fn now(&self) -> dataplane::time::Instant {
-        dataplane::time::Instant::from_nanos(
-            u64::try_from(self.start.elapsed().as_nanos()).expect("fits"),
-        )
+        self.clock.now()
     }
 
     /// Send one frame, waiting out a full transmit queue; every 32 frames, let the
@@ -494,7 +492,7 @@ fn attack(target: &Target<'_>, ns_vm: &str, snapshot: &VmHmRow, registered_mac: 
     let iface = InterfaceName::new(VM_IF).expect("name");
     let mut wire = Wire {
         socket: RawSocket::open(&iface, ETHERTYPE, RxMode::Recv).expect("raw socket on B"),
-        start: Instant::now(),
+        clock: dataplane::time::MonotonicClock::new(),
         sent: 0,
     };
     // The monitor's Hello (broadcast) tells its MAC; it is kept to start agents with.

@@ -8,14 +8,16 @@
 //!   plus the plain heartbeat;
 //! - `reassembly`, `session`: short operation sequences (a handshake, fragmented messages
 //!   in and out of order, loss, duplication, timeouts, a reconnect...) encoded the way
-//!   the targets decode their input.
+//!   the targets decode their input;
+//! - `wheel`: timer operations (deadlines within and many revolutions beyond the wheel,
+//!   in the past, "never"; moves, cancels, stale ids, re-arming expiries).
 //!
-//! The two structured targets read their input with `arbitrary` 1.x (`#[derive]`): the
+//! The structured targets read their input with `arbitrary` 1.x (`#[derive]`): the
 //! leading fields in order, then the operations until the input ends, each preceded by a
 //! byte whose low bit says "one more", each starting with a `u32` that selects the
 //! variant (variant `i` of `n` is the range starting at `ceil(i × 2^32 / n)`), then its
 //! fields, integers little-endian, `bool` as one byte. [`Ops`] writes that layout; its
-//! variant numbers mirror the `Op` enums of `fuzz/fuzz_targets/{reassembly,session}.rs`
+//! variant numbers mirror the `Op` enums of `fuzz/fuzz_targets/{reassembly,session,wheel}.rs`
 //! and must follow them when those change (a stale seed still decodes, to other ops).
 //!
 //! Run from the workspace root as `cargo run -p hvncp-benches --bin hvncp-corpus -- fuzz/corpus`.
@@ -44,7 +46,8 @@ fn main() -> ExitCode {
         .and_then(|()| write_message_seeds(corpus))
         .and_then(|()| write_reassembly_seeds(corpus))
         .and_then(|()| write_session_seeds(corpus))
-        .and_then(|()| write_auth_seeds(corpus));
+        .and_then(|()| write_auth_seeds(corpus))
+        .and_then(|()| write_wheel_seeds(corpus));
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -176,6 +179,16 @@ impl Ops {
     }
 
     fn u16(&mut self, v: u16) -> &mut Ops {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    fn u32(&mut self, v: u32) -> &mut Ops {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    fn u64(&mut self, v: u64) -> &mut Ops {
         self.bytes.extend_from_slice(&v.to_le_bytes());
         self
     }
@@ -395,4 +408,107 @@ fn write_session_seeds(corpus: &Path) -> io::Result<()> {
     seeds.push(("wild", o.done()));
 
     write_seeds(corpus, "session", seeds)
+}
+
+/// Operations of `fuzz/fuzz_targets/wheel.rs`.
+mod wheel {
+    pub const VARIANTS: u32 = 7;
+    pub const INSERT: u32 = 0;
+    pub const INSERT_AT: u32 = 1;
+    pub const RESCHEDULE: u32 = 2;
+    pub const CANCEL: u32 = 3;
+    pub const STALE: u32 = 4;
+    pub const EXPIRE: u32 = 5;
+    pub const EXPIRE_AT_NEXT: u32 = 6;
+}
+
+/// `Input { tick, buckets_log2, ops }` of the wheel target: ticks of `tick + 1` ns,
+/// `2^buckets_log2` buckets.
+fn wheel_input(tick: u16, buckets_log2: u8) -> Ops {
+    let mut o = Ops::new(wheel::VARIANTS);
+    o.u16(tick).u8(buckets_log2);
+    o
+}
+
+/// `Op::Insert { delay, past }`.
+fn insert(o: &mut Ops, delay: u32, past: bool) {
+    o.op(wheel::INSERT).u32(delay).bool(past);
+}
+
+/// `Op::Expire { advance, rearm, delay }`.
+fn expire(o: &mut Ops, advance: u32, rearm: u8, delay: u32) {
+    o.op(wheel::EXPIRE).u32(advance).u8(rearm).u32(delay);
+}
+
+/// `Op::ExpireAtNext { rearm, delay }`, `times` times.
+fn expire_at_next(o: &mut Ops, times: usize, rearm: u8, delay: u32) {
+    for _ in 0..times {
+        o.op(wheel::EXPIRE_AT_NEXT).u8(rearm).u32(delay);
+    }
+}
+
+/// Seeds of the `wheel` fuzz target.
+fn write_wheel_seeds(corpus: &Path) -> io::Result<()> {
+    let mut seeds = Vec::new();
+
+    // 1024 buckets of 10 µs (a 10.24 ms revolution): deadlines in this revolution and
+    // in later ones, expired step by step and then at each next deadline.
+    let mut o = wheel_input(9_999, 10);
+    for delay in [
+        5_000, 10_000, 10_001, 2_000_000, 10_240_000, 10_250_000, 90_000_000,
+    ] {
+        insert(&mut o, delay, false);
+    }
+    expire(&mut o, 10_000, 0, 0);
+    expire(&mut o, 2_000_000, 0, 0);
+    expire_at_next(&mut o, 5, 0, 0);
+    seeds.push(("revolutions", o.done()));
+
+    // Four buckets of 1 ns: every deadline is many rounds away.
+    let mut o = wheel_input(0, 2);
+    for delay in [3, 4, 17, 1_000, 1_001, 65_536] {
+        insert(&mut o, delay, false);
+    }
+    expire_at_next(&mut o, 8, 0, 0);
+    seeds.push(("tiny-wheel", o.done()));
+
+    // Every fired timer re-armed at `now` (fires at the next call, not in this one),
+    // then some re-armed later, the rest dropped.
+    let mut o = wheel_input(999, 6);
+    for delay in 0..8 {
+        insert(&mut o, delay * 700, false);
+    }
+    expire(&mut o, 6_000, 0xff, 0);
+    expire(&mut o, 0, 0x55, 50_000);
+    expire_at_next(&mut o, 3, 0, 0);
+    seeds.push(("rearm", o.done()));
+
+    // Moves, cancels, and ids that are no longer pending.
+    let mut o = wheel_input(99, 4);
+    for delay in [100, 200, 300, 400] {
+        insert(&mut o, delay, false);
+    }
+    o.op(wheel::RESCHEDULE).u16(0).u32(5_000);
+    o.op(wheel::CANCEL).u16(1);
+    o.op(wheel::STALE).u16(0).bool(true).u32(0);
+    o.op(wheel::STALE).u16(0).bool(false).u32(10);
+    expire(&mut o, 450, 0, 0);
+    o.op(wheel::STALE).u16(1).bool(true).u32(0);
+    insert(&mut o, 10, false);
+    o.op(wheel::CANCEL).u16(0);
+    expire_at_next(&mut o, 2, 0, 0);
+    seeds.push(("move-cancel-stale", o.done()));
+
+    // Deadlines in the past (fire at the next call) and one that is never due.
+    let mut o = wheel_input(4_095, 8);
+    expire(&mut o, 1_000_000, 0, 0);
+    insert(&mut o, 500_000, true);
+    insert(&mut o, 2_000_000, true);
+    o.op(wheel::INSERT_AT).u64(u64::MAX);
+    o.op(wheel::INSERT_AT).u64(1_000_000);
+    expire(&mut o, 0, 0, 0);
+    expire_at_next(&mut o, 2, 0, 0);
+    seeds.push(("past-and-never", o.done()));
+
+    write_seeds(corpus, "wheel", seeds)
 }

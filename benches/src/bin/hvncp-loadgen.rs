@@ -50,7 +50,7 @@ use dataplane::io::{InterfaceName, RawSocket, RxMode, SocketConfig};
 use dataplane::message::{AgentSyn, HelloId, Message, Uuid};
 use dataplane::session::{self, Event, Priority, Session, TxState};
 use dataplane::sim::Rng;
-use dataplane::time::Instant;
+use dataplane::time::{Instant, MonotonicClock};
 use dataplane::wire::{Flags, Frame, MacAddr, VERSION};
 
 /// Most agents one process simulates.
@@ -254,8 +254,7 @@ struct Fleet {
     /// increase.
     auth: Authenticator,
     ethertype: u16,
-    start: std::time::Instant,
-    start_unix_ms: u128,
+    clock: MonotonicClock,
     agents: Vec<Agent>,
     by_mac: HashMap<MacAddr, u32>,
     config: Arc<session::Config>,
@@ -281,11 +280,11 @@ struct Fleet {
 
 impl Fleet {
     fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        self.clock.now()
     }
 
-    fn unix_ms_at(&self, t: u64) -> u128 {
-        self.start_unix_ms + u128::from(t / 1_000_000)
+    fn unix_ms_at(&self, t: u64) -> u64 {
+        self.clock.unix_ms(Instant::from_nanos(t))
     }
 
     /// Heartbeats per second the schedule asks for now.
@@ -811,7 +810,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     // Room for the trailer within the MTU.
     config.max_payload -= u16::try_from(auth.overhead()).unwrap_or(0);
     config.validate().map_err(|e| e.to_string())?;
-    let start = std::time::Instant::now();
+    let clock = MonotonicClock::new();
     let mut agents = Vec::with_capacity(cli.agents as usize);
     let mut by_mac = HashMap::with_capacity(cli.agents as usize);
     for i in 0..cli.agents {
@@ -839,8 +838,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         socket,
         auth,
         ethertype,
-        start,
-        start_unix_ms: unix_ms(),
+        clock,
         agents,
         by_mac,
         config: Arc::new(config),

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::Receiver;
 
 use super::{AdminRequest, Monitor};
-use crate::heartbeat::HbState;
 use crate::metrics::{Kind, Page};
 use crate::supervise::link_problem;
+use dataplane::heartbeat::HbState;
 
 impl Monitor<'_> {
     /// Answer every queued admin request.

@@ -6,9 +6,9 @@ use dataplane::time::Instant;
 use dataplane::wire::VERSION;
 use hsdb::Transition;
 
-use super::{Interface, Monitor};
-use crate::heartbeat::{Change, HbState, SessionKey};
+use super::{Interface, Monitor, epoch_ms};
 use crate::refusals::{Report, Source};
+use dataplane::heartbeat::{Change, HbState, SessionKey};
 
 /// The name of an event, for a debug line (its fields are the endpoint's business).
 fn event_kind(event: &EndpointEvent) -> &'static str {
@@ -103,7 +103,7 @@ impl Monitor<'_> {
         if now >= self.next_hm_heartbeat {
             self.pending.push(Transition::HmHeartbeat {
                 hm: self.config.monitor_uuid,
-                at: self.clock.epoch_ms(now),
+                at: epoch_ms(&self.clock, now),
             });
             self.next_hm_heartbeat = now + self.config.hm_heartbeat_period;
         }
@@ -125,7 +125,7 @@ impl Monitor<'_> {
             peer,
         };
         let hm = self.config.monitor_uuid;
-        let at = self.clock.epoch_ms(now);
+        let at = epoch_ms(&self.clock, now);
         let iface = &mut self.interfaces[i];
         match event {
             EndpointEvent::AgentSyn {
@@ -230,7 +230,7 @@ impl Monitor<'_> {
 
     /// One `SYN_REFUSED` event row and one warning line per report.
     fn write_refusals(&mut self, now: Instant, reports: Vec<Report>) {
-        let at = self.clock.epoch_ms(now);
+        let at = epoch_ms(&self.clock, now);
         for report in reports {
             let iface = report
                 .iface()
@@ -273,7 +273,7 @@ impl Monitor<'_> {
     pub(super) fn commit_changes(&mut self) {
         let hm = self.config.monitor_uuid;
         for c in self.changes.drain(..) {
-            let at = self.clock.epoch_ms(c.at);
+            let at = epoch_ms(&self.clock, c.at);
             let vm = c.vm;
             log_change(&self.interfaces, self.config.vm_miss_after, &c);
             self.pending.push(match c.state {

@@ -30,16 +30,16 @@ use dataplane::auth::Authenticator;
 use dataplane::endpoint::Endpoint;
 use dataplane::io::RawSocket;
 use dataplane::message::{HelloId, Uuid};
-use dataplane::time::Instant;
+use dataplane::time::{Instant, MonotonicClock};
 use dataplane::wire::MacAddr;
 use hsdb::Transition;
 use mio::{Events, Poll, Token, Waker};
 
 use crate::config::Config;
-use crate::heartbeat::{Change, HeartbeatTable, SessionKey};
 use crate::refusals::Refusals;
 use crate::supervise::Supervisor;
 use crate::writer::Writer;
+use dataplane::heartbeat::{Change, HeartbeatTable, SessionKey};
 
 /// Token of the admin waker; sockets use their interface index.
 const WAKER: Token = Token(usize::MAX);
@@ -112,7 +112,7 @@ type SynFacts = (String, hsdb::Version, hsdb::Version);
 /// HSDB writer. One method per kind of event.
 struct Monitor<'a> {
     config: &'a Config,
-    clock: Clock,
+    clock: MonotonicClock,
     /// This incarnation's Hello identifier.
     hello: HelloId,
     poll: Poll,
@@ -212,32 +212,9 @@ impl Monitor<'_> {
     }
 }
 
-/// Time for the dataplane (monotonic) and for the HSDB (ms since the epoch).
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    start: std::time::Instant,
-    epoch_ms_at_start: i64,
-}
-
-impl Clock {
-    fn new() -> Clock {
-        let epoch = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        Clock {
-            start: std::time::Instant::now(),
-            epoch_ms_at_start: i64::try_from(epoch.as_millis()).unwrap_or(i64::MAX),
-        }
-    }
-    fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
-    }
-    fn epoch_ms(&self, t: Instant) -> i64 {
-        self.epoch_ms_at_start + i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
-    }
-    fn until(&self, t: Instant) -> Duration {
-        t.saturating_duration_since(self.now())
-    }
+/// Milliseconds since the Unix epoch at `t`, as the HSDB stores time.
+fn epoch_ms(clock: &MonotonicClock, t: Instant) -> i64 {
+    i64::try_from(clock.unix_ms(t)).unwrap_or(i64::MAX)
 }
 
 /// This incarnation's Hello identifier: start time and process id (the seed's form,

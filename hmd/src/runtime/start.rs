@@ -9,16 +9,17 @@ use dataplane::auth::{self, Authenticator};
 use dataplane::endpoint::{Endpoint, EndpointConfig, Role};
 use dataplane::io::{InterfaceName, RawSocket, RxMode};
 use dataplane::message::{HelloId, Uuid};
+use dataplane::time::MonotonicClock;
 use dataplane::wire::{MacAddr, VERSION};
 use hsdb::{HmRecord, HostRecord, Hsdb, Options};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Clock, Interface, Monitor, RunError, TX_BUF_LEN, WAKER, hello_id};
+use super::{Interface, Monitor, RunError, TX_BUF_LEN, WAKER, epoch_ms, hello_id};
 use crate::config::Config;
-use crate::heartbeat::HeartbeatTable;
 use crate::supervise::Supervisor;
 use crate::writer::Writer;
+use dataplane::heartbeat::HeartbeatTable;
 
 impl<'a> Monitor<'a> {
     /// Open the HSDB and every interface, register this monitor and start the HSDB
@@ -27,7 +28,7 @@ impl<'a> Monitor<'a> {
         config: &'a Config,
         waker_slot: &Mutex<Option<Arc<Waker>>>,
     ) -> Result<Monitor<'a>, RunError> {
-        let clock = Clock::new();
+        let clock = MonotonicClock::new();
         let hello = hello_id();
         // Keys first: a key file others may read stops the start before anything opens.
         let keys = config.auth.keyring()?;
@@ -113,7 +114,7 @@ fn hsdb_error(config: &Config) -> impl Fn(hsdb::Error) -> RunError + '_ {
 /// Open interface number `i`'s socket and endpoint and watch the socket.
 fn open_interface(
     config: &Config,
-    clock: &Clock,
+    clock: &MonotonicClock,
     hello: HelloId,
     poll: &Poll,
     i: usize,
@@ -161,12 +162,12 @@ fn open_interface(
 fn register(
     hsdb: &mut Hsdb,
     config: &Config,
-    clock: &Clock,
+    clock: &MonotonicClock,
     hello: HelloId,
     first_mac: MacAddr,
 ) -> Result<HashMap<Uuid, MacAddr>, RunError> {
     let hsdb_err = hsdb_error(config);
-    let at = clock.epoch_ms(clock.now());
+    let at = epoch_ms(clock, clock.now());
     if hsdb.host(config.host_id).map_err(&hsdb_err)?.is_none() {
         hsdb.upsert_host(&HostRecord {
             id: config.host_id,

@@ -33,9 +33,9 @@
 
 use std::time::Duration;
 
-use dataplane::endpoint::PeerId;
-use dataplane::message::Uuid;
-use dataplane::time::Instant;
+use crate::endpoint::PeerId;
+use crate::message::Uuid;
+use crate::time::Instant;
 
 use crate::wheel::{TimerId, TimerWheel};
 
@@ -123,6 +123,11 @@ impl HeartbeatTable {
     /// Number of VMs watched.
     pub fn len(&self) -> usize {
         self.watched
+    }
+
+    /// No VM is watched.
+    pub fn is_empty(&self) -> bool {
+        self.watched == 0
     }
 
     /// Start watching `vm` on `key` (its session was established): AWAITING its first

@@ -34,7 +34,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use dataplane::time::Instant;
+use crate::time::Instant;
 
 /// End of a bucket list or of the free list.
 const NIL: u32 = u32::MAX;
@@ -414,9 +414,13 @@ impl<K: Copy> TimerWheel<K> {
     }
 
     /// Number of pending timers.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// No timer is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Timers the slab can hold without allocating.
