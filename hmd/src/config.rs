@@ -1089,6 +1089,19 @@ interfaces = ["veth-hm0"]
     }
 
     #[test]
+    fn an_hsdb_that_cannot_be_opened_gets_a_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("none/hsdb.sqlite");
+        let cause = hsdb_cause(&missing);
+        assert!(cause.starts_with("; cause: its directory "), "{cause}");
+        assert!(cause.contains("No such file or directory"), "{cause}");
+        assert_eq!(hsdb_cause(dir.path()), "; cause: is a directory");
+        // A usable place: no cause, and the probe left nothing behind.
+        assert_eq!(hsdb_cause(&dir.path().join("hsdb.sqlite")), "");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
+    }
+
+    #[test]
     fn the_admin_socket_is_found_in_a_file_with_other_mistakes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("hmd.toml");
