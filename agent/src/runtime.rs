@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use dataplane::auth::{self, Authenticator, Key, Keyring};
+use dataplane::auth::{self, Authenticator, Key, Keyring, RefusalLog};
 use dataplane::endpoint::{Endpoint, EndpointConfig, EndpointEvent, Outcome, PeerId};
 use dataplane::io::{InterfaceName, IoError, RawSocket, RxMode};
 use dataplane::session::MessageId;
@@ -107,6 +107,8 @@ struct Link {
     socket: RawSocket,
     /// Opens what the socket receives, seals what the endpoint sends (docs/hvncp.md §7).
     auth: Authenticator,
+    /// At most one line a minute about refused frames.
+    auth_log: RefusalLog,
     endpoint: Endpoint,
     token: Token,
     /// Frames may still be queued: the last receive stopped at its limit.
@@ -405,6 +407,9 @@ impl Agent {
                     Err(e) => break Err(e),
                 }
             };
+            if let Some((n, last)) = link.auth_log.poll(now, &link.auth) {
+                warn!(iface = %link.name, refused = n, %last, "frames refused by authentication");
+            }
             match result {
                 Ok(more) => link.readable = more,
                 Err(e) => {
@@ -649,6 +654,7 @@ impl Agent {
             mac,
             socket,
             auth,
+            auth_log: RefusalLog::new(Duration::from_secs(60)),
             endpoint,
             token,
             // Frames may have queued between bind and registration.

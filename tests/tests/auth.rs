@@ -245,6 +245,12 @@ fn mixed_group_under_accept() {
         "the agent with another key is never DETECTED"
     );
     assert_ne!(g.state(3), Some(HeartbeatState::Detected));
+    let log = g.lab.log("hmd-0");
+    assert!(
+        log.contains("frames refused by authentication")
+            && log.contains("key id 7 is not one of ours"),
+        "the refusals are logged\n{log}"
+    );
 }
 
 #[test]

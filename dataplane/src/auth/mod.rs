@@ -25,7 +25,7 @@ mod trailer;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use subtle::ConstantTimeEq as _;
 
@@ -33,6 +33,7 @@ pub use key::{KEY_LEN, Key, KeyFileError, KeySyntax, KeySyntaxError, MAX_KEY_FIL
 pub use replay::REPLAY_WINDOW;
 pub use trailer::{TAG_LEN, TAGGED_TRAILER_LEN, TRAILER_LEN, Trailer, TrailerRepr};
 
+use crate::time::Instant;
 use crate::wire::{ETHERNET_HEADER_LEN, Flags, HEADER_LEN, HvncpPacket, MIN_FRAME_LEN, MacAddr};
 use replay::{Replay, ReplayTable};
 
@@ -377,6 +378,7 @@ pub struct Authenticator {
     next_counter: u64,
     replay: ReplayTable,
     counters: AuthCounters,
+    last_drop: Option<AuthDrop>,
 }
 
 impl Authenticator {
@@ -398,6 +400,7 @@ impl Authenticator {
             next_counter: first_counter,
             replay: ReplayTable::new(max_senders),
             counters: AuthCounters::default(),
+            last_drop: None,
         })
     }
 
@@ -409,6 +412,7 @@ impl Authenticator {
             next_counter: 0,
             replay: ReplayTable::new(1),
             counters: AuthCounters::default(),
+            last_drop: None,
         }
     }
 
@@ -425,6 +429,11 @@ impl Authenticator {
     /// The counters.
     pub fn counters(&self) -> &AuthCounters {
         &self.counters
+    }
+
+    /// The last refusal, if any.
+    pub fn last_drop(&self) -> Option<AuthDrop> {
+        self.last_drop
     }
 
     /// The counter the next sealed frame will carry.
@@ -500,6 +509,7 @@ impl Authenticator {
         let opened = self.check(frame);
         if let Err(d) = opened {
             self.counters.count(d);
+            self.last_drop = Some(d);
         }
         opened
     }
@@ -552,6 +562,40 @@ impl Authenticator {
         }
         self.counters.auth_verified += 1;
         Ok(&frame[..at])
+    }
+}
+
+/// Rate limit of the log line a daemon writes about refused frames: the first refusal
+/// at once, then at most one line per interval with the number refused since the
+/// previous line, so that a peer with the wrong key is visible in the log without a
+/// line per frame.
+#[derive(Debug, Clone)]
+pub struct RefusalLog {
+    interval: Duration,
+    reported: u64,
+    next: Option<Instant>,
+}
+
+impl RefusalLog {
+    /// At most one line per `interval`.
+    pub fn new(interval: Duration) -> RefusalLog {
+        RefusalLog {
+            interval,
+            reported: 0,
+            next: None,
+        }
+    }
+
+    /// Whether to log now: the frames refused since the last line and the last reason.
+    pub fn poll(&mut self, now: Instant, auth: &Authenticator) -> Option<(u64, AuthDrop)> {
+        let drops = auth.counters().drops();
+        if drops <= self.reported || self.next.is_some_and(|t| now < t) {
+            return None;
+        }
+        let n = drops - self.reported;
+        self.reported = drops;
+        self.next = Some(now + self.interval);
+        auth.last_drop().map(|d| (n, d))
     }
 }
 

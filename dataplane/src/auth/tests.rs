@@ -463,3 +463,27 @@ fn config_loads_keys_and_names_the_setting() {
         Err(AuthConfigError::SecondWithoutFirst)
     );
 }
+
+#[test]
+fn refusals_are_logged_once_per_interval_with_a_count() {
+    let mut rx = auth(AuthMode::Require, keys(1, 0));
+    let mut log = RefusalLog::new(Duration::from_secs(60));
+    let t0 = Instant::from_millis(1);
+    assert_eq!(log.poll(t0, &rx), None, "nothing refused yet");
+    let (hb, len) = heartbeat(VM, 1);
+    assert!(rx.open(&hb[..len]).is_err());
+    assert_eq!(log.poll(t0, &rx), Some((1, AuthDrop::Unauthenticated)));
+    for _ in 0..5 {
+        assert!(rx.open(&hb[..len]).is_err());
+    }
+    assert_eq!(log.poll(t0 + Duration::from_secs(59), &rx), None);
+    assert_eq!(
+        log.poll(t0 + Duration::from_secs(60), &rx),
+        Some((5, AuthDrop::Unauthenticated))
+    );
+    assert_eq!(
+        log.poll(t0 + Duration::from_secs(200), &rx),
+        None,
+        "no new refusal"
+    );
+}

@@ -45,6 +45,7 @@ impl Monitor<'_> {
             let Interface {
                 socket,
                 auth,
+                auth_log,
                 endpoint,
                 name,
                 down,
@@ -66,6 +67,11 @@ impl Monitor<'_> {
                     changes.push(change);
                 }
             });
+            if let Some((n, last)) = auth_log.poll(now, auth) {
+                tracing::warn!(
+                    "interface {name}: {n} frames refused by authentication (last: {last})"
+                );
+            }
             // A link going down is reported once by the socket; the daemon keeps
             // serving its other interfaces, and the silent VMs become MISSING.
             if let Ok(n) = received

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
-use dataplane::auth::Authenticator;
+use dataplane::auth::{Authenticator, RefusalLog};
 use dataplane::endpoint::Endpoint;
 use dataplane::io::RawSocket;
 use dataplane::message::{HelloId, Uuid};
@@ -99,6 +99,8 @@ struct Interface {
     socket: RawSocket,
     /// Opens what the socket receives, seals what the endpoint sends (docs/hvncp.md §7).
     auth: Authenticator,
+    /// At most one line a minute about refused frames.
+    auth_log: RefusalLog,
     endpoint: Endpoint,
     name: String,
     /// The last receive failed (link down); logged once.

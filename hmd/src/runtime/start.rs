@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use dataplane::auth::{self, Authenticator};
+use dataplane::auth::{self, Authenticator, RefusalLog};
 use dataplane::endpoint::{Endpoint, EndpointConfig, Role};
 use dataplane::io::{InterfaceName, RawSocket, RxMode};
 use dataplane::message::{HelloId, Uuid};
@@ -151,6 +151,7 @@ fn open_interface(
     Ok(Interface {
         socket,
         auth,
+        auth_log: RefusalLog::new(Duration::from_secs(60)),
         endpoint,
         name: name.as_str().to_owned(),
         down: false,
