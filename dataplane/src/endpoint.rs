@@ -610,6 +610,13 @@ impl Endpoint {
         self.peer(id).is_some_and(|p| p.session.is_established())
     }
 
+    /// True when the session with this peer was established at least once (the peer
+    /// is then never evicted, docs/hvncp.md §6.5); false for a handshake that never
+    /// completed.
+    pub fn was_established(&self, id: PeerId) -> bool {
+        self.peer(id).is_some_and(|p| p.settled)
+    }
+
     /// Agent: true while heartbeating to this monitor.
     pub fn is_heartbeating(&self, id: PeerId) -> bool {
         self.peer(id).is_some_and(|p| p.next_heartbeat().is_some())

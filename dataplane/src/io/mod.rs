@@ -175,9 +175,13 @@ impl std::fmt::Debug for RawSocket {
 }
 
 /// Upper bounds on what one `recv` call drains, so a flood cannot starve the caller's
-/// timers: frames for `Recv`, batches for `Recvmmsg` (the ring stops after one pass).
+/// timers: frames for `Recv`, batches for `Recvmmsg`, blocks for the ring. A whole pass
+/// over the daemon's ring (256 blocks, some 130,000 small frames) kept `hmd` from its
+/// timers and its admin socket for seconds in a debug build under a flood; 16 blocks
+/// are about 8,000 frames.
 const DRAIN_FRAMES: usize = 1024;
 const DRAIN_BATCHES: usize = 16;
+const DRAIN_BLOCKS: usize = 16;
 
 impl RawSocket {
     /// Open a socket on `iface` for `ethertype` with the default [`SocketConfig`].
@@ -243,7 +247,7 @@ impl RawSocket {
 
     /// Deliver every frame queued now to `on_frame`, in arrival order, and return how
     /// many were delivered. Never waits. Stops early after 1024 frames
-    /// (`Recv`), 16 batches (`Recvmmsg`) or one pass over the ring, so the caller's
+    /// (`Recv`), 16 batches (`Recvmmsg`) or 16 blocks of the ring (at most one pass), so the caller's
     /// timers keep running under a flood. A level-triggered wait
     /// ([`RawSocket::wait_readable`], `poll(2)`) then still reports the socket readable;
     /// an edge-triggered one (`mio`) does not, so a `mio` driver calls `recv` again
@@ -307,7 +311,7 @@ impl RawSocket {
                     malformed += (claimed - walked) as u64;
                     drop(block);
                     blocks += 1;
-                    if blocks >= block_count {
+                    if blocks >= block_count.min(DRAIN_BLOCKS) {
                         break;
                     }
                 }

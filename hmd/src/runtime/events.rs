@@ -202,8 +202,14 @@ impl Monitor<'_> {
             EndpointEvent::SynRefused { mac, why, .. } => {
                 self.on_refused(now, i, mac, None, &why);
             }
-            EndpointEvent::Closed { mac, reason, .. } => {
-                tracing::info!(iface = %iface.name, %mac, %reason, "session closed");
+            EndpointEvent::Closed { peer, mac, reason } => {
+                // A handshake that never completed (forged MACs end this way by the
+                // thousand) is counted, not logged one by one.
+                if iface.endpoint.was_established(peer) {
+                    tracing::info!(iface = %iface.name, %mac, %reason, "session closed");
+                } else {
+                    tracing::debug!(iface = %iface.name, %mac, %reason, "handshake failed");
+                }
             }
             other => tracing::debug!(
                 iface = %iface.name,
@@ -243,7 +249,7 @@ impl Monitor<'_> {
                 .and_then(|i| self.interfaces.get(usize::from(i)))
                 .map_or("-", |i| i.name.as_str());
             let text = report.text(iface);
-            tracing::warn!("{text}");
+            tracing::warn!(iface = %iface, kind = "SYN_REFUSED", "{text}");
             self.pending.push(Transition::Event {
                 kind: "SYN_REFUSED".into(),
                 vm: report.vm(),
