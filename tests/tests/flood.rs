@@ -272,11 +272,21 @@ log = "info"
     let received = delta("peers_added") + delta("drop_table_full");
     let kernel_drops = delta("kernel_drops");
     let status = hmd_ctl(&socket, "status").expect("status after the flood");
-    let sessions: u64 = status
+    // `interface    m0 <established> sessions, <half-open> opening, …`
+    let (established, opening) = status
         .lines()
-        .find(|l| l.contains("interface") && l.contains("m0"))
-        .and_then(|l| l.split_whitespace().rev().nth(1)?.parse().ok())
+        .find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.as_slice() {
+                ["interface", "m0", n, "sessions,", h, "opening,", ..] => {
+                    Some((n.parse::<u64>().ok()?, h.parse::<u64>().ok()?))
+                }
+                _ => None,
+            }
+        })
         .unwrap_or_else(|| panic!("sessions of m0 in {status}"));
+    assert_eq!(established, AGENTS, "{status}");
+    let sessions = established + opening;
     eprintln!(
         "flood: {sent} frames in {:.2} s ({:.0} frames/s); hmd received {received} of them \
          (kernel drops {kernel_drops}), evicted {}, refused {} for a full table, refused {} \
