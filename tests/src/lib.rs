@@ -7,8 +7,10 @@
 //! also when the test fails. Without root the tests print why they were skipped.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use netlab::{Netns, VethEnd};
@@ -196,6 +198,64 @@ impl Lab {
     /// A process's log so far (for assertion messages).
     pub fn log(&self, label: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{label}.log"))).unwrap_or_default()
+    }
+}
+
+/// A running `hvncp-loadgen` ([`Lab::loadgen`]): commands in, event lines out.
+pub struct Loadgen {
+    commands: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl Lab {
+    /// Start `hvncp-loadgen args…` in `ns` (stderr in `<dir>/<label>.log`), or `None`
+    /// after printing why when it is not built (a build problem in CI: then it panics).
+    pub fn loadgen(&mut self, label: &str, ns: &str, args: &[&str]) -> Option<Loadgen> {
+        let bin = binary("hvncp-loadgen");
+        if !bin.exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{} not built",
+                bin.display()
+            );
+            eprintln!(
+                "SKIPPED e2e::{}: {} not built (cargo test --workspace builds it)",
+                self.test,
+                bin.display()
+            );
+            return None;
+        }
+        let (commands, stdout) = self.spawn_piped(label, ns, "hvncp-loadgen", args);
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(Loadgen { commands, lines })
+    }
+}
+
+impl Loadgen {
+    /// Send one command line (`pause 7-9`, `resume all`, `quit`…).
+    pub fn command(&mut self, line: &str) {
+        writeln!(self.commands, "{line}").expect("loadgen stdin");
+    }
+
+    /// The next output line starting with `prefix` (`ready`, `paused`…), skipping the
+    /// others; panics after `within`.
+    pub fn wait_line(&self, prefix: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("loadgen: no {prefix:?} line within {within:?}: {e}"),
+            }
+        }
     }
 }
 

@@ -10,16 +10,14 @@
 //! observer last saw must be there, unchanged or newer.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dataplane::message::Uuid;
 use hsdb::{HeartbeatState, Hsdb, Options, VmHmRow};
-use hvha_e2e::{Lab, binary, wait_for};
+use hvha_e2e::{Lab, wait_for};
 
 const HM: &str = "5c3196a3-c41f-4b5c-9861-dee6077081c6";
 const AGENTS: u32 = 3000;
@@ -43,36 +41,11 @@ fn counts(path: &Path) -> Option<hsdb::HeartbeatCounts> {
         .ok()
 }
 
-fn wait_line(lines: &Receiver<String>, prefix: &str, within: Duration) -> String {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line.starts_with(prefix) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("loadgen: no {prefix:?} line: {e}"),
-        }
-    }
-}
-
 #[test]
 fn kill_9_mid_burst_loses_no_committed_transition() {
     let Some(mut lab) = Lab::new("kill9") else {
         return;
     };
-    let loadgen = binary("hvncp-loadgen");
-    if !loadgen.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{} not built",
-            loadgen.display()
-        );
-        eprintln!(
-            "SKIPPED e2e::kill9: {} not built (cargo test --workspace builds it)",
-            loadgen.display()
-        );
-        return;
-    }
     let gen_ns = lab.netns("gen");
     let mon_ns = lab.netns("mon");
     lab.link(&gen_ns, "g0", &mon_ns, "m0");
@@ -99,10 +72,9 @@ log = "info"
     );
     let config = config.display().to_string();
     lab.spawn("hmd1", &mon_ns, "hmd", &["--config", &config]);
-    let (mut commands, stdout) = lab.spawn_piped(
+    let Some(mut commands) = lab.loadgen(
         "loadgen",
         &gen_ns,
-        "hvncp-loadgen",
         &[
             "--interface",
             "g0",
@@ -115,16 +87,10 @@ log = "info"
             "--report-ms",
             "0",
         ],
-    );
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    wait_line(&lines, "ready", Duration::from_secs(30));
+    ) else {
+        return;
+    };
+    commands.wait_line("ready", Duration::from_secs(30));
     let detected = wait_for(Duration::from_secs(20), || {
         counts(&hsdb_path).filter(|c| c.detected == u64::from(AGENTS))
     });
@@ -159,9 +125,9 @@ log = "info"
     let range = |g: u32| format!("{}-{}", g * GROUP, g * GROUP + GROUP - 1);
     let mut missing_seen_before_kill = 0;
     for step in 0..25u32 {
-        writeln!(commands, "silence {}", range(step % groups)).expect("loadgen stdin");
+        commands.command(&format!("silence {}", range(step % groups)));
         if step >= 13 {
-            writeln!(commands, "resume {}", range((step - 13) % groups)).expect("loadgen stdin");
+            commands.command(&format!("resume {}", range((step - 13) % groups)));
         }
         std::thread::sleep(Duration::from_millis(100));
         if let Some(rows) = seen.lock().expect("lock").as_ref() {
@@ -229,7 +195,7 @@ log = "info"
     );
 
     // A new hmd on the same file: a new incarnation, every agent re-pairs.
-    writeln!(commands, "resume all").expect("loadgen stdin");
+    commands.command("resume all");
     lab.spawn("hmd2", &mon_ns, "hmd", &["--config", &config]);
     let back = wait_for(Duration::from_secs(30), || {
         counts(&hsdb_path).filter(|c| c.detected == u64::from(AGENTS))
@@ -249,5 +215,5 @@ log = "info"
         .expect("open")
         .integrity_check()
         .expect("integrity_check after the restart");
-    let _ = writeln!(commands, "quit");
+    commands.command("quit");
 }

@@ -72,6 +72,13 @@ impl Monitor<'_> {
                     counts[HbState::Suspended as usize],
                     counts[HbState::Awaiting as usize]
                 );
+                if self.rewatch.len() > 0 {
+                    let _ = writeln!(
+                        out,
+                        "restart      {} VMs DETECTED by the previous run not re-paired yet",
+                        self.rewatch.len()
+                    );
+                }
             }
             "vms" => {
                 for (key, vm, state, last) in table.iter() {

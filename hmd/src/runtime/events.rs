@@ -103,6 +103,7 @@ impl Monitor<'_> {
             }
         }
         self.table.expire(now, &mut self.changes);
+        self.on_rewatch_deadline(now);
         let mut reports = Vec::new();
         self.refusals.close_if_due(now, &mut reports);
         self.write_refusals(now, reports);
@@ -112,6 +113,29 @@ impl Monitor<'_> {
                 at: epoch_ms(&self.clock, now),
             });
             self.next_hm_heartbeat = now + self.config.hm_heartbeat_period;
+        }
+    }
+
+    /// The previous run's DETECTED VMs that have not re-paired by the deadline are
+    /// MISSING (seed 004 L8365-8367, vioHmRestartVMs): one summary line, one
+    /// transition per VM.
+    fn on_rewatch_deadline(&mut self, now: Instant) {
+        let gone = self.rewatch.expire(now);
+        if gone.is_empty() {
+            return;
+        }
+        const SHOWN: usize = 5;
+        let first: Vec<String> = gone.iter().take(SHOWN).map(ToString::to_string).collect();
+        tracing::warn!(
+            count = gone.len(),
+            within_ms = (self.config.hello_period + self.config.vm_miss_after).as_millis(),
+            first = %format_args!("{}{}", first.join(","), if gone.len() > SHOWN { ",…" } else { "" }),
+            "VMs DETECTED before the restart did not re-pair: MISSING"
+        );
+        let (hm, at) = (self.config.monitor_uuid, epoch_ms(&self.clock, now));
+        for vm in gone {
+            tracing::debug!(%vm, state = "MISSING", "VM did not re-pair after the restart");
+            self.pending.push(Transition::Missing { vm, hm, at });
         }
     }
 
@@ -177,6 +201,7 @@ impl Monitor<'_> {
                     "VM discovered, START_HB sent"
                 );
                 self.known_macs.insert(uuid, mac);
+                self.rewatch.paired(&uuid);
                 self.pending.push(Transition::Discovered {
                     vm: uuid,
                     hm,

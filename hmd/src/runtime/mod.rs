@@ -14,10 +14,12 @@
 //!
 //! Files: this one holds the loop; `start.rs` opens the interfaces and registers the
 //! monitor in the HSDB; `events.rs` handles frames, timers and endpoint events;
+//! `rewatch.rs` keeps the previous run's VMs watched across a restart;
 //! `admin_answer.rs` answers the admin socket.
 
 mod admin_answer;
 mod events;
+mod rewatch;
 mod start;
 
 use std::collections::HashMap;
@@ -35,6 +37,7 @@ use dataplane::wire::MacAddr;
 use hsdb::Transition;
 use mio::{Events, Poll, Token, Waker};
 
+use self::rewatch::Rewatch;
 use crate::config::Config;
 use crate::refusals::Refusals;
 use crate::supervise::Supervisor;
@@ -129,6 +132,8 @@ struct Monitor<'a> {
     syn_facts: HashMap<SessionKey, SynFacts>,
     /// Refused SYNs, aggregated per source and interval (rows and log lines bounded).
     refusals: Refusals,
+    /// The previous run's DETECTED VMs that have not re-paired yet.
+    rewatch: Rewatch,
     /// Heartbeat state changes of this turn.
     changes: Vec<Change>,
     /// Transitions for the HSDB writer, sent once per turn.
@@ -181,6 +186,9 @@ impl Monitor<'_> {
             deadline = deadline.min(Instant::from_nanos(nanos));
         }
         if let Some(t) = self.refusals.next_deadline() {
+            deadline = deadline.min(t);
+        }
+        if let Some(t) = self.rewatch.next_deadline() {
             deadline = deadline.min(t);
         }
         deadline

@@ -11,10 +11,11 @@ use dataplane::io::{InterfaceName, RawSocket, RxMode};
 use dataplane::message::{HelloId, Uuid};
 use dataplane::time::MonotonicClock;
 use dataplane::wire::{MacAddr, VERSION};
-use hsdb::{HmRecord, HostRecord, Hsdb, Options};
+use hsdb::{HeartbeatState, HmRecord, HostRecord, Hsdb, Options};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::rewatch::Rewatch;
 use super::{Interface, Monitor, RunError, TX_BUF_LEN, WAKER, epoch_ms, hello_id};
 use crate::config::Config;
 use crate::supervise::Supervisor;
@@ -69,11 +70,24 @@ impl<'a> Monitor<'a> {
         let first_mac = interfaces
             .first()
             .map_or(MacAddr::default(), |i| i.endpoint.config().local_mac);
-        let known_macs = register(&mut hsdb, config, &clock, hello, first_mac)?;
+        let (known_macs, previous) = register(&mut hsdb, config, &clock, hello, first_mac)?;
 
         let writer = Writer::spawn(hsdb, config.flush).map_err(RunError::Poll)?;
         let table = HeartbeatTable::new(interfaces.len(), config.vm_miss_after);
         let next_hm_heartbeat = clock.now();
+        // The previous run's DETECTED VMs: MISSING unless they re-pair within a Hello
+        // period plus vm_miss_after (seed 004 L8365-8367, vioHmRestartVMs).
+        let rewatch = Rewatch::new(
+            previous,
+            clock.now() + config.hello_period + config.vm_miss_after,
+        );
+        if rewatch.len() > 0 {
+            tracing::info!(
+                count = rewatch.len(),
+                within_ms = (config.hello_period + config.vm_miss_after).as_millis(),
+                "re-watching the VMs the previous run left DETECTED: MISSING unless they re-pair"
+            );
+        }
         // Interfaces open, monitor registered, writer running: tell the service manager.
         let supervisor = Supervisor::from_env();
         supervisor.ready(&format!(
@@ -93,6 +107,7 @@ impl<'a> Monitor<'a> {
             known_macs,
             syn_facts: HashMap::new(),
             refusals: Default::default(),
+            rewatch,
             changes: Vec::new(),
             pending: Vec::new(),
             next_hm_heartbeat,
@@ -159,14 +174,15 @@ fn open_interface(
 }
 
 /// Register the host and this monitor's incarnation (seed: the HM is known to the HSDB
-/// before it runs); return the MAC of every VM as recorded for this monitor.
+/// before it runs). Returns the MAC of every VM as recorded for this monitor, and the
+/// VMs this monitor's previous run left DETECTED.
 fn register(
     hsdb: &mut Hsdb,
     config: &Config,
     clock: &MonotonicClock,
     hello: HelloId,
     first_mac: MacAddr,
-) -> Result<HashMap<Uuid, MacAddr>, RunError> {
+) -> Result<(HashMap<Uuid, MacAddr>, Vec<Uuid>), RunError> {
     let hsdb_err = hsdb_error(config);
     let at = epoch_ms(clock, clock.now());
     if hsdb.host(config.host_id).map_err(&hsdb_err)?.is_none() {
@@ -191,13 +207,15 @@ fn register(
         at,
     })
     .map_err(&hsdb_err)?;
+    // One read of this monitor's rows (docs/hsdb.md: `vm_hms_of`): MACs and states.
     let mut known_macs = HashMap::new();
-    for vm in hsdb.vms().map_err(&hsdb_err)? {
-        if let Some(mac) = hsdb
-            .vm_mac(&vm.uuid, &config.monitor_uuid)
-            .map_err(&hsdb_err)?
-        {
-            known_macs.insert(vm.uuid, mac);
+    let mut detected = Vec::new();
+    for row in hsdb.vm_hms_of(&config.monitor_uuid).map_err(&hsdb_err)? {
+        if let Some(mac) = row.mac {
+            known_macs.insert(row.vm, mac);
+        }
+        if row.last_state == HeartbeatState::Detected {
+            detected.push(row.vm);
         }
     }
     tracing::info!(
@@ -205,7 +223,8 @@ fn register(
         incarnation = %hello,
         hsdb = %config.hsdb.display(),
         known_vms = known_macs.len(),
+        detected_by_previous_run = detected.len(),
         "monitor registered in the HSDB"
     );
-    Ok(known_macs)
+    Ok((known_macs, detected))
 }
