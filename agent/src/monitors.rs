@@ -3,10 +3,14 @@
 //! acknowledged, so nothing else would say so.
 //!
 //! Each monitor (interface and MAC) is tracked from its Hellos. Its Hello period is
-//! not announced: it is taken as the last interval between two of its Hellos, and as
-//! the seed's default period (30 s, seed 004 L8313) until two were heard. A monitor
-//! silent for [`SILENT_PERIODS`] periods is reported once as gone; its next Hello
-//! reports it once as back, with how long it was silent.
+//! not announced: it is taken as the longest of the last [`INTERVALS`] intervals between
+//! two of its Hellos once two intervals were seen, and as the seed's default period
+//! (30 s, seed 004 L8313) before. The longest, not the last: a monitor's first
+//! interval is often short (its first Hello goes when its loop starts, the next on its
+//! fixed schedule), and a period judged too short would report a live monitor gone. A
+//! monitor silent for [`SILENT_PERIODS`] periods is reported once as gone; its next
+//! Hello reports it once as back, with how long it was silent, and its period is learnt
+//! again from the Hellos that follow.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,20 +23,36 @@ use dataplane::wire::MacAddr;
 pub const SILENT_PERIODS: u32 = 3;
 /// The Hello period assumed until two Hellos were heard (seed 004 L8313).
 pub const DEFAULT_HELLO_PERIOD: Duration = Duration::from_secs(30);
+/// Intervals between Hellos remembered per monitor.
+pub const INTERVALS: usize = 3;
 /// Shortest and longest Hello period taken from the intervals (`hmd`'s range).
 const PERIOD_RANGE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(3600));
 
 #[derive(Debug, Clone, Copy)]
 struct Track {
     last: Instant,
-    period: Option<Duration>,
+    /// The last intervals between two Hellos, newest at `next - 1` (a ring).
+    intervals: [Option<Duration>; INTERVALS],
+    next: usize,
     /// Reported gone and not heard since.
     gone: bool,
 }
 
 impl Track {
+    fn new(now: Instant) -> Track {
+        Track {
+            last: now,
+            intervals: [None; INTERVALS],
+            next: 0,
+            gone: false,
+        }
+    }
     fn period(&self) -> Duration {
-        self.period.unwrap_or(DEFAULT_HELLO_PERIOD)
+        let seen = self.intervals.iter().flatten();
+        if seen.clone().count() < 2 {
+            return DEFAULT_HELLO_PERIOD;
+        }
+        seen.copied().max().unwrap_or(DEFAULT_HELLO_PERIOD)
     }
     fn deadline(&self) -> Instant {
         self.last + self.period() * SILENT_PERIODS
@@ -76,31 +96,23 @@ impl HelloWatch {
     pub fn hello(&mut self, now: Instant, iface: InterfaceName, monitor: MacAddr) -> Option<Heard> {
         match self.monitors.get_mut(&(iface, monitor)) {
             None => {
-                self.monitors.insert(
-                    (iface, monitor),
-                    Track {
-                        last: now,
-                        period: None,
-                        gone: false,
-                    },
-                );
+                self.monitors.insert((iface, monitor), Track::new(now));
                 None
             }
             Some(track) => {
                 let interval = now.saturating_duration_since(track.last);
-                track.last = now;
                 if track.gone {
-                    // The interval spans the silence, not a period: keep the old one.
-                    track.gone = false;
+                    // The interval spans the silence, not a period: learn it again.
+                    *track = Track::new(now);
                     return Some(Heard::Back {
                         iface,
                         monitor,
                         silent: interval,
                     });
                 }
-                if interval >= PERIOD_RANGE.0 {
-                    track.period = Some(interval.min(PERIOD_RANGE.1));
-                }
+                track.last = now;
+                track.intervals[track.next] = Some(interval.clamp(PERIOD_RANGE.0, PERIOD_RANGE.1));
+                track.next = (track.next + 1) % INTERVALS;
                 None
             }
         }
@@ -183,8 +195,28 @@ mod tests {
                 silent: Duration::from_millis(9000),
             })
         );
-        // The silence did not become the period.
-        assert_eq!(w.next_deadline(), Some(at(11_500)));
+        // The silence did not become the period: it is learnt again.
+        assert_eq!(w.next_deadline(), Some(at(100_000)));
+        w.hello(at(10_500), eth1(), MON);
+        w.hello(at(11_000), eth1(), MON);
+        assert_eq!(w.next_deadline(), Some(at(12_500)));
+    }
+
+    #[test]
+    fn a_short_first_interval_does_not_report_a_live_monitor_gone() {
+        // The monitor's first Hello goes when its loop starts, 141 ms before the next
+        // one on its 500 ms schedule.
+        let mut w = HelloWatch::default();
+        let mut t = 0;
+        w.hello(at(t), eth1(), MON);
+        t += 141;
+        w.hello(at(t), eth1(), MON);
+        for _ in 0..20 {
+            t += 500;
+            assert!(gone_at(&mut w, t - 1).is_empty(), "reported gone at {t}");
+            assert_eq!(w.hello(at(t), eth1(), MON), None);
+        }
+        assert_eq!(w.next_deadline(), Some(at(t + 1500)));
     }
 
     #[test]
