@@ -11,8 +11,10 @@
 //! Role behaviour (`docs/hvncp.md` §3):
 //!
 //! - **Monitor**: broadcasts Hello at start and every `hello_period`; answers an agent's
-//!   SYN; once the session is established reports the VM as discovered and sends
-//!   `START_HB:period_ms=…`; records heartbeats (no event, no allocation: the returned
+//!   SYN (refusing one of a previous incarnation of the agent, `docs/hvncp.md` §3.8);
+//!   once the session is established reports the VM as discovered and sends `START_HB`
+//!   (with `period_ms=…` unless the period is the default 10 s); records heartbeats,
+//!   repeated numbers included (no event, no allocation: the returned
 //!   [`Outcome::Heartbeat`] tells the caller); reports `SHDN`, `DBELL` and other
 //!   messages as events.
 //! - **Agent**: on a Hello from a monitor it has no session with, or whose identifier
@@ -88,6 +90,11 @@ pub struct EndpointConfig {
     pub reassembly_budget: usize,
     /// Seed for initial packet numbers (drivers pass something random).
     pub seed: u64,
+    /// Agent: the incarnation announced in our SYN (`inc`, docs/hvncp.md §3.8), the same
+    /// for every interface of one agent process. [`EndpointConfig::agent`] fills in
+    /// [`process_incarnation`]; `None` announces none, as the seed's agents. A monitor
+    /// ignores it.
+    pub incarnation: Option<u64>,
 }
 
 impl EndpointConfig {
@@ -169,6 +176,7 @@ impl EndpointConfig {
             max_half_open: DEFAULT_MONITOR_MAX_HALF_OPEN,
             reassembly_budget: 64 << 20,
             seed: random_seed() ^ local_mac.to_u64(),
+            incarnation: None,
         }
     }
 
@@ -185,6 +193,7 @@ impl EndpointConfig {
             max_half_open: 16,
             reassembly_budget: 4 << 20,
             seed: random_seed() ^ local_mac.to_u64(),
+            incarnation: Some(process_incarnation()),
         }
     }
 }
@@ -216,6 +225,14 @@ fn random_seed() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(0x4856_4e43_u64)
 }
 
+/// This process's agent incarnation: 64 random bits drawn once, at the first call, and
+/// the same for every endpoint of the process afterwards (docs/hvncp.md §3.8).
+/// Never 0, which a monitor reads as "no incarnation".
+pub fn process_incarnation() -> u64 {
+    static INCARNATION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INCARNATION.get_or_init(|| random_seed().max(1))
+}
+
 /// What happened to one received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -243,6 +260,9 @@ pub enum Drop {
     TableFull,
     /// A payload that is not a valid message here.
     Malformed,
+    /// A SYN from a previous incarnation of the agent that holds this session
+    /// (docs/hvncp.md §3.8).
+    OldIncarnation,
 }
 
 /// Something the application of the endpoint must know.
@@ -403,6 +423,64 @@ impl Peer {
     }
 }
 
+/// How many previous incarnations of one agent a monitor remembers.
+pub const REMEMBERED_INCARNATIONS: usize = 8;
+
+/// Monitor: the incarnations (`inc` of its SYNs) of the agent at one MAC: the current
+/// one, and the last [`REMEMBERED_INCARNATIONS`] it replaced, whose SYNs are refused
+/// however late they arrive (docs/hvncp.md §3.8). The history is allocated only once an
+/// agent restarted; an idle peer pays 16 bytes.
+#[derive(Debug, Default)]
+struct Incarnations {
+    /// The incarnation of the SYN the session holds (or held last); 0 for an agent that
+    /// announces none (an announced 0 counts as none).
+    current: u64,
+    /// Previous incarnations, oldest overwritten first.
+    previous: Option<Box<History>>,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    ids: [u64; REMEMBERED_INCARNATIONS],
+    len: u8,
+    next: u8,
+}
+
+impl Incarnations {
+    /// True when `inc` is one this agent already replaced.
+    fn is_previous(&self, inc: u64) -> bool {
+        inc != 0
+            && inc != self.current
+            && self.previous.as_ref().is_some_and(|h| {
+                h.ids
+                    .get(..usize::from(h.len))
+                    .is_some_and(|ids| ids.contains(&inc))
+            })
+    }
+
+    /// The agent's SYN announcing `inc` (or none) was taken.
+    fn observe(&mut self, inc: Option<u64>) {
+        let inc = inc.unwrap_or(0);
+        if inc != 0 && inc == self.current {
+            return;
+        }
+        let old = std::mem::replace(&mut self.current, inc);
+        if old == 0 {
+            return;
+        }
+        let h = self.previous.get_or_insert_with(Box::default);
+        let len = usize::from(h.len);
+        if !h.ids.get(..len).is_some_and(|ids| ids.contains(&old)) {
+            let slot = usize::from(h.next) % REMEMBERED_INCARNATIONS;
+            if let Some(id) = h.ids.get_mut(slot) {
+                *id = old;
+            }
+            h.next = u8::try_from((slot + 1) % REMEMBERED_INCARNATIONS).unwrap_or(0);
+            h.len = u8::try_from((len + 1).min(REMEMBERED_INCARNATIONS)).unwrap_or(u8::MAX);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Peer {
     session: Session,
@@ -422,6 +500,8 @@ struct Peer {
     /// settled.
     older: u32,
     newer: u32,
+    /// Monitor: the incarnations the agent at this MAC announced.
+    incarnations: Incarnations,
     /// Reassembly bytes of this session counted in the endpoint's total.
     reassembly_counted: u32,
     /// Earliest deadline scheduled in the timer heap for this peer.
@@ -512,6 +592,7 @@ impl Endpoint {
                 ostype,
                 ver_lower: VERSION,
                 ver_upper: VERSION,
+                inc: config.incarnation,
             }
             .encode(&mut local_syn),
         }
@@ -686,6 +767,7 @@ impl Endpoint {
             settled: false,
             older: NIL,
             newer: NIL,
+            incarnations: Incarnations::default(),
             reassembly_counted: 0,
             timer_at: Instant::FAR_FUTURE,
         };
@@ -875,7 +957,10 @@ impl Endpoint {
             None => {
                 let monitor = matches!(self.config.role, Role::Monitor { .. });
                 let flags = frame.header.flags;
-                if monitor && flags.contains(Flags::SYN | Flags::BEG) {
+                if monitor
+                    && flags.contains(Flags::SYN | Flags::BEG | Flags::ACKR)
+                    && !flags.contains(Flags::ACK)
+                {
                     match self.insert_peer(frame.src) {
                         Some(id) => id,
                         None => return Outcome::Dropped(Drop::TableFull),
@@ -886,9 +971,12 @@ impl Endpoint {
                     // has not heard our new Hello yet (Hellos may be lost, and come only
                     // every 30 s). Open the session from our side rather than let its
                     // heartbeats go unheard until the next Hello.
-                    // Not to a MAC whose SYN was refused lately.
+                    // Not to a MAC whose SYN was refused lately. A refresh (SYN without
+                    // ACKR) also says the agent believes the session open.
+                    let data_or_refresh = !flags.contains(Flags::ACK)
+                        && (!flags.contains(Flags::SYN) || !flags.contains(Flags::ACKR));
                     if monitor
-                        && !flags.intersects(Flags::ACK | Flags::SYN)
+                        && data_or_refresh
                         && !self.refused.contains(&frame.src)
                         && let Some(id) = self.insert_peer(frame.src)
                         && let Some(peer) = self.peer_mut(id)
@@ -905,9 +993,23 @@ impl Endpoint {
             .config
             .reassembly_budget
             .saturating_sub(self.reassembly_bytes);
+        let monitor = matches!(self.config.role, Role::Monitor { .. });
         let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::as_mut) else {
             return Outcome::Dropped(Drop::NoSession);
         };
+        let flags = frame.header.flags;
+        if monitor
+            && flags.contains(Flags::SYN | Flags::ACKR)
+            && !flags.contains(Flags::ACK)
+            && let Ok(syn) = AgentSyn::parse(frame.payload)
+            && let Some(inc) = syn.inc
+            && peer.incarnations.is_previous(inc)
+        {
+            // A SYN of a run of the agent that a later run replaced, however late it
+            // arrives: it must not reopen (and so reset) the later run's session.
+            self.stats.syn_old_incarnation += 1;
+            return Outcome::Dropped(Drop::OldIncarnation);
+        }
         let result = peer.session.handle_frame_within(now, &frame, budget);
         match result {
             // Heartbeats take this path: one parse, a time stamp, a counter; no
@@ -918,11 +1020,24 @@ impl Endpoint {
                 Outcome::Handled
             }
             Ok(Input::Duplicate) => {
+                if let Some(outcome) = self.repeated_heartbeat(now, id, &frame) {
+                    self.process(now, id);
+                    return outcome;
+                }
                 self.stats.duplicates += 1;
                 self.process(now, id);
                 Outcome::Handled
             }
+            Ok(Input::Refresh) => {
+                self.stats.syn_refreshes += 1;
+                Outcome::Handled
+            }
             Err(r) => {
+                if r == session::Refusal::Stale
+                    && let Some(outcome) = self.repeated_heartbeat(now, id, &frame)
+                {
+                    return outcome;
+                }
                 self.stats.count_refusal(r);
                 self.account(id);
                 let Some(peer) = self.peers.get_mut(id.index()).and_then(Option::as_mut) else {
@@ -942,6 +1057,29 @@ impl Endpoint {
                 Outcome::Dropped(Drop::Session(r))
             }
         }
+    }
+
+    /// Monitor: a heartbeat whose number the duplicate window says was already seen (a
+    /// copy, or a peer that does not number its heartbeats as we do) still proves the
+    /// agent alive: recorded as liveness, counted `heartbeats_duplicate`.
+    fn repeated_heartbeat(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        frame: &Frame<'_>,
+    ) -> Option<Outcome> {
+        let flags = frame.header.flags;
+        let whole = !flags.contains(Flags::ACKR) || flags.contains(Flags::BEG | Flags::END);
+        if !matches!(self.config.role, Role::Monitor { .. })
+            || !whole
+            || !crate::message::is_heartbeat(frame.payload)
+        {
+            return None;
+        }
+        let peer = self.peer_mut(id)?;
+        peer.last_heartbeat = Some(now);
+        self.stats.heartbeats_duplicate += 1;
+        Some(Outcome::Heartbeat(id))
     }
 
     fn handle_hello(&mut self, now: Instant, frame: &Frame<'_>) -> Outcome {
@@ -1115,6 +1253,7 @@ impl Endpoint {
                     AgentSyn::parse(&payload)
                         .map_err(|e| e.to_string())
                         .and_then(|syn| {
+                            peer.incarnations.observe(syn.inc);
                             if syn.ver_lower.major <= VERSION.major
                                 && VERSION.major <= syn.ver_upper.major
                             {
@@ -1179,8 +1318,10 @@ impl Endpoint {
                 if let Role::Monitor { hb_period, .. } = self.config.role {
                     let period_ms = u32::try_from(hb_period.as_millis()).unwrap_or(u32::MAX);
                     let mut start = Vec::new();
+                    // The seed's monitor sends a bare `START_HB` for its 10 s default
+                    // (seed 004 L11589, L11786); a period only when it differs.
                     Message::StartHb {
-                        period_ms: Some(period_ms),
+                        period_ms: (period_ms != DEFAULT_HB_PERIOD_MS).then_some(period_ms),
                     }
                     .encode(&mut start);
                     let _ = peer.session.send(Priority::Normal, &start);
@@ -1205,6 +1346,9 @@ impl Endpoint {
             session::Event::Closed(reason) => {
                 peer.stop_heartbeats();
                 self.stats.sessions_closed += 1;
+                if reason.is_handshake() {
+                    self.stats.handshakes_failed += 1;
+                }
                 self.events.push_back(EndpointEvent::Closed {
                     peer: id,
                     mac,

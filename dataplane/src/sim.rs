@@ -183,6 +183,7 @@ impl Network {
     /// from the network's, so that a run is reproducible.
     pub fn add(&mut self, mut config: EndpointConfig) -> Result<NodeId, session::ConfigError> {
         config.seed = self.rng.next_u64();
+        config.incarnation = config.incarnation.map(|_| self.rng.next_u64());
         let mac = config.local_mac;
         let endpoint = Endpoint::new(config, self.now)?;
         let id = self.nodes.len();
@@ -198,13 +199,15 @@ impl Network {
     }
 
     /// Replace a node's endpoint by a fresh one (a daemon restart: `config` should
-    /// carry a new Hello identifier for a monitor). Frames in flight to it still arrive.
+    /// carry a new Hello identifier for a monitor; an agent announcing an incarnation
+    /// gets a new one). Frames in flight to it still arrive.
     pub fn restart(
         &mut self,
         node: NodeId,
         mut config: EndpointConfig,
     ) -> Result<(), session::ConfigError> {
         config.seed = self.rng.next_u64();
+        config.incarnation = config.incarnation.map(|_| self.rng.next_u64());
         let endpoint = Endpoint::new(config, self.now)?;
         self.nodes[node.0].endpoint = endpoint;
         self.nodes[node.0].timer_at = Instant::FAR_FUTURE;
@@ -453,6 +456,7 @@ pub fn connect_fake_agents(
             ostype: "linux",
             ver_lower: crate::wire::VERSION,
             ver_upper: crate::wire::VERSION,
+            inc: Some(first_mac.wrapping_add(i)),
         };
         let mut payload = Vec::new();
         syn.encode(&mut payload);

@@ -36,6 +36,8 @@ counters! {
     frames_out,
     /// Heartbeats received and accepted.
     heartbeats_in,
+    /// Heartbeats whose packet number was already seen, taken as liveness anyway.
+    heartbeats_duplicate,
     /// Heartbeats sent.
     heartbeats_out,
     /// Hellos received.
@@ -80,6 +82,12 @@ counters! {
     msg_malformed,
     /// SYNs refused (bad properties, incompatible version, identity conflict).
     syn_refused,
+    /// SYNs of an agent incarnation that a later one replaced, dropped.
+    syn_old_incarnation,
+    /// SYNs without ACKR on an open session (refreshes): accepted, nothing changes.
+    syn_refreshes,
+    /// Handshakes that failed: our SYN never acknowledged, or the peer's never sent.
+    handshakes_failed,
     /// Sessions that became established.
     sessions_established,
     /// Sessions that failed or were closed.

@@ -259,6 +259,7 @@ fn forged_frame(i: u64, buf: &mut [u8]) -> usize {
         ostype: "linux",
         ver_lower: VERSION,
         ver_upper: VERSION,
+        inc: Some(i),
     }
     .encode(&mut payload);
     let header = HvncpRepr {

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dataplane::endpoint::{EndpointConfig, EndpointEvent, PeerId, Role};
+use dataplane::endpoint::{Drop, Endpoint, EndpointConfig, EndpointEvent, Outcome, PeerId, Role};
 use dataplane::message::{HelloId, Uuid};
 use dataplane::session::{self, CloseReason, Priority};
 use dataplane::sim::{LinkConfig, Network, NodeId, Rng};
 use dataplane::time::Instant;
-use dataplane::wire::MacAddr;
+use dataplane::wire::{DEFAULT_ETHERTYPE, Flags, Frame, FrameBuilder, HvncpRepr, MacAddr, VERSION};
 
 const MONITOR_MAC: MacAddr = MacAddr([0x6a, 0x6a, 0x08, 0x84, 0xee, 0x11]);
 
@@ -623,4 +623,235 @@ fn discarded_partial_messages_release_the_endpoint_budget() {
         "released when discarded"
     );
     assert_eq!(net.endpoint(a).stats().drop_reassembly, 1);
+}
+
+/// Every frame `ep` has to send at `now` (after its due timers ran), as bytes.
+fn outbox(ep: &mut Endpoint, now: Instant) -> Vec<Vec<u8>> {
+    if ep.poll_timeout().is_some_and(|t| t <= now) {
+        ep.handle_timeout(now);
+    }
+    let mut buf = vec![0u8; 1514];
+    std::iter::from_fn(|| ep.poll_transmit(now, &mut buf).map(|n| buf[..n].to_vec())).collect()
+}
+
+/// Shuttle frames between a monitor and an agent until both are quiet; returns what the
+/// agent sent (to replay later).
+fn pump(monitor: &mut Endpoint, agent: &mut Endpoint, now: Instant) -> Vec<Vec<u8>> {
+    let mut from_agent = Vec::new();
+    loop {
+        let down = outbox(monitor, now);
+        let up = outbox(agent, now);
+        if down.is_empty() && up.is_empty() {
+            return from_agent;
+        }
+        for f in &down {
+            agent.handle_frame(now, f);
+        }
+        for f in &up {
+            monitor.handle_frame(now, f);
+        }
+        from_agent.extend(up);
+    }
+}
+
+fn is_syn(frame: &[u8]) -> bool {
+    Frame::parse(frame, DEFAULT_ETHERTYPE).is_ok_and(|f| {
+        f.header.flags.contains(Flags::SYN | Flags::ACKR) && !f.header.flags.contains(Flags::ACK)
+    })
+}
+
+/// One run of the agent at `agent_mac(1)` (a process start: a new incarnation), paired
+/// with `monitor` through a new Hello. Returns its endpoint and its SYNs.
+fn agent_run(
+    monitor: &mut Endpoint,
+    incarnation: Option<u64>,
+    hello_id: HelloId,
+    now: Instant,
+) -> (Endpoint, Vec<Vec<u8>>) {
+    let mut config = agent_config(1, session::Config::default());
+    config.incarnation = incarnation;
+    let mut agent = Endpoint::new(config, now).expect("agent");
+    let hello = hello_frame(hello_id);
+    agent.handle_frame(now, &hello);
+    let sent = pump(monitor, &mut agent, now);
+    let syns: Vec<Vec<u8>> = sent.into_iter().filter(|f| is_syn(f)).collect();
+    assert!(!syns.is_empty(), "the run sent its SYN");
+    (agent, syns)
+}
+
+/// A Hello from the monitor, as the agent would receive it.
+fn hello_frame(id: HelloId) -> Vec<u8> {
+    let mut text = Vec::new();
+    id.encode(&mut text);
+    let header = HvncpRepr {
+        version: VERSION,
+        number: 0,
+        flags: Flags::HEL,
+        frag_index: 0,
+        payload_len: u16::try_from(text.len()).expect("short"),
+    };
+    let mut buf = vec![0u8; 64];
+    let len = FrameBuilder {
+        dst: MacAddr::BROADCAST,
+        src: MONITOR_MAC,
+        ethertype: DEFAULT_ETHERTYPE,
+    }
+    .emit(&mut buf, &header, &text)
+    .expect("fits");
+    buf.truncate(len);
+    buf
+}
+
+/// docs/hvncp.md §3.8: a SYN of a previous run of the agent never reopens the session of
+/// a later run, however late it arrives; the monitor remembers the last
+/// `REMEMBERED_INCARNATIONS` runs of a MAC, and an agent without incarnation still pairs.
+#[test]
+fn a_late_syn_of_a_previous_agent_run_never_reopens_the_session() {
+    let mut now = Instant::from_millis(1);
+    let mut monitor =
+        Endpoint::new(monitor_config(hello(0), session::Config::default()), now).expect("monitor");
+    outbox(&mut monitor, now);
+    let peer_of = |m: &Endpoint| m.peer_by_mac(agent_mac(1)).expect("known");
+    // Runs 1..=10 of the agent, each with its own incarnation; keep every SYN it sent.
+    let mut runs: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut agent = None;
+    for run in 1..=10u64 {
+        now = now.saturating_add(Duration::from_secs(60));
+        let (a, syns) = agent_run(&mut monitor, Some(0x1000 + run), hello(0), now);
+        let peer = peer_of(&monitor);
+        assert!(monitor.is_established(peer), "run {run} pairs");
+        runs.push(syns);
+        agent = Some(a);
+    }
+    let mut agent = agent.expect("a run");
+    while monitor.poll_event().is_some() {}
+    let peer = peer_of(&monitor);
+    // An hour later, SYNs of runs 2..=9 arrive: every one is refused, nothing answered,
+    // the session of run 10 untouched and still heartbeating.
+    now = now.saturating_add(Duration::from_secs(3600));
+    let before = monitor.stats().clone();
+    for syns in &runs[1..9] {
+        for syn in syns {
+            assert_eq!(
+                monitor.handle_frame(now, syn),
+                Outcome::Dropped(Drop::OldIncarnation)
+            );
+        }
+    }
+    let refused: u64 = runs[1..9].iter().map(|s| s.len() as u64).sum();
+    assert_eq!(
+        monitor.stats().syn_old_incarnation - before.syn_old_incarnation,
+        refused
+    );
+    assert!(
+        monitor.poll_event().is_none(),
+        "no AgentSyn, no Established"
+    );
+    assert!(
+        outbox(&mut monitor, now)
+            .iter()
+            .all(|f| Frame::parse(f, DEFAULT_ETHERTYPE).is_ok_and(|f| f.dst.is_broadcast())),
+        "silence toward the agent (Hellos only)"
+    );
+    assert!(monitor.is_established(peer));
+    let hb = outbox(&mut agent, now);
+    assert!(!hb.is_empty(), "run 10 heartbeats");
+    for f in &hb {
+        assert_eq!(monitor.handle_frame(now, f), Outcome::Heartbeat(peer));
+    }
+    // The current run's own SYN is not refused: an hour later it is a new SYN of that
+    // run (past the retransmission span it cannot be a copy), and the session reopens.
+    let current = runs[9][0].clone();
+    assert_eq!(monitor.handle_frame(now, &current), Outcome::Handled);
+    assert!(
+        std::iter::from_fn(|| monitor.poll_event())
+            .any(|e| matches!(e, EndpointEvent::AgentSyn { .. }))
+    );
+    pump(&mut monitor, &mut agent, now);
+    assert!(monitor.is_established(peer));
+    while monitor.poll_event().is_some() {}
+    // Memory is bounded: run 1 is beyond the last REMEMBERED_INCARNATIONS (8) and its
+    // SYN counts as a new run, which the monitor takes (docs/hvncp.md §3.8).
+    assert_eq!(dataplane::endpoint::REMEMBERED_INCARNATIONS, 8);
+    assert_eq!(monitor.handle_frame(now, &runs[0][0]), Outcome::Handled);
+    assert!(
+        std::iter::from_fn(|| monitor.poll_event())
+            .any(|e| matches!(e, EndpointEvent::AgentSyn { .. })),
+        "a forgotten run is a new one"
+    );
+    // An agent that announces no incarnation (the seed's) pairs like before, and the
+    // runs before it stay refused.
+    now = now.saturating_add(Duration::from_secs(60));
+    let (_old_style, syns) = agent_run(&mut monitor, None, hello(0), now);
+    assert!(monitor.is_established(peer_of(&monitor)));
+    assert!(
+        !String::from_utf8_lossy(
+            Frame::parse(&syns[0], DEFAULT_ETHERTYPE)
+                .expect("valid")
+                .payload
+        )
+        .contains("inc="),
+        "no incarnation announced"
+    );
+    // Remembered now: runs 4..=10 and run 1 (taken again above); runs 2 and 3 were the
+    // oldest and made room.
+    for syns in runs[3..].iter().chain(&runs[..1]) {
+        assert_eq!(
+            monitor.handle_frame(now, &syns[0]),
+            Outcome::Dropped(Drop::OldIncarnation)
+        );
+    }
+}
+
+/// A handshake that fails is counted and reported with the peer's MAC and the reason.
+#[test]
+fn a_failed_handshake_is_counted_and_reported_with_mac_and_reason() {
+    let mut now = Instant::from_millis(1);
+    let mut monitor =
+        Endpoint::new(monitor_config(hello(0), session::Config::default()), now).expect("monitor");
+    outbox(&mut monitor, now);
+    let mut agent = Endpoint::new(agent_config(1, session::Config::default()), now).expect("agent");
+    agent.handle_frame(now, &hello_frame(hello(0)));
+    // The agent's SYN reaches the monitor; nothing of the monitor reaches the agent, so
+    // the monitor's SYN is never acknowledged.
+    for f in outbox(&mut agent, now) {
+        monitor.handle_frame(now, &f);
+    }
+    let mut events = Vec::new();
+    let mut to_agent = 0;
+    let end = now + Duration::from_secs(20);
+    while let Some(t) = monitor.poll_timeout().filter(|&t| t <= end) {
+        now = t;
+        to_agent += outbox(&mut monitor, now)
+            .iter()
+            .filter(|f| Frame::parse(f, DEFAULT_ETHERTYPE).is_ok_and(|f| f.dst == agent_mac(1)))
+            .count();
+        events.extend(std::iter::from_fn(|| monitor.poll_event()));
+    }
+    let failed: Vec<(MacAddr, CloseReason)> = events
+        .iter()
+        .filter_map(|e| match e {
+            EndpointEvent::Closed { mac, reason, .. } => Some((*mac, *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{events:?}");
+    assert_eq!(failed[0].0, agent_mac(1));
+    assert!(failed[0].1.is_handshake());
+    assert!(
+        matches!(
+            failed[0].1,
+            CloseReason::SynUnacknowledged { retries: 5, .. }
+        ),
+        "{:?}",
+        failed[0].1
+    );
+    assert!(
+        failed[0].1.to_string().contains("SYN"),
+        "the reason reads as a handshake failure: {}",
+        failed[0].1
+    );
+    assert_eq!(to_agent, 1 + 1 + 5, "SYN, its ACK, 5 retransmissions");
+    assert_eq!(monitor.stats().handshakes_failed, 1);
+    assert_eq!(monitor.stats().sessions_closed, 1);
 }

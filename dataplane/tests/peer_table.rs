@@ -43,6 +43,7 @@ fn forged_syn(src: MacAddr, uuid: Uuid, buf: &mut [u8]) -> usize {
         ostype: "linux",
         ver_lower: VERSION,
         ver_upper: VERSION,
+        inc: None,
     }
     .encode(&mut payload);
     let header = HvncpRepr {

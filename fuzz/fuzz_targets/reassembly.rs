@@ -265,6 +265,7 @@ impl Harness {
             .handle_frame_within(self.now, &parsed, budget)
             .map(|input| match input {
                 Rx::Datagram(_) => panic!("an ACKR fragment delivered as a datagram"),
+                Rx::Refresh => panic!("an ACKR fragment taken as a refresh"),
                 Rx::Consumed => Rx::Consumed,
                 Rx::Duplicate => Rx::Duplicate,
             });

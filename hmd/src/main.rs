@@ -14,6 +14,7 @@
 
 mod admin;
 mod config;
+mod handshakes;
 mod metrics;
 mod refusals;
 mod runtime;

@@ -228,6 +228,7 @@ fn agent_syn_payload(vm: &str) -> Vec<u8> {
         ostype: "linux",
         ver_lower: VERSION,
         ver_upper: VERSION,
+        inc: None,
     }
     .encode(&mut out);
     out

@@ -162,6 +162,7 @@ fn build(
         ostype: "linux",
         ver_lower: VERSION,
         ver_upper: VERSION,
+        inc: None,
     }
     .encode(text);
     let header = HvncpRepr {

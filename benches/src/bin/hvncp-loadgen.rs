@@ -482,7 +482,8 @@ impl Fleet {
         let Some(monitor) = self.monitor else {
             return;
         };
-        let initial = self.rng.next_u64().to_le_bytes()[0];
+        let draw = self.rng.next_u64();
+        let initial = draw.to_le_bytes()[0];
         let agent = &mut self.agents[i as usize];
         agent.queued = false;
         if agent.mode == Mode::Paused {
@@ -495,6 +496,9 @@ impl Fleet {
                 ostype: "loadgen",
                 ver_lower: VERSION,
                 ver_upper: VERSION,
+                // One incarnation per simulated agent, for its whole run (docs/hvncp.md
+                // §3.8).
+                inc: Some(draw),
             }
             .encode(&mut syn);
             Session::new(

@@ -11,8 +11,8 @@ pub enum MessageError {
     /// The payload is empty or starts with ':', so it has no verb.
     #[error("payload has no verb")]
     EmptyVerb,
-    /// The verb contains a byte other than `A-Z`, `0-9` and `_`.
-    #[error("byte {byte:#04x} at offset {offset} is not allowed in a verb (A-Z, 0-9, _)")]
+    /// The verb contains a byte other than `A-Z`, `a-z`, `0-9` and `_`.
+    #[error("byte {byte:#04x} at offset {offset} is not allowed in a verb (A-Z, a-z, 0-9, _)")]
     BadVerb {
         /// Offset of the byte in the payload.
         offset: usize,
@@ -98,6 +98,12 @@ pub enum MessageError {
     BadVersion {
         /// The key of the value.
         key: &'static str,
+    },
+    /// The agent's incarnation is not 1..=16 hexadecimal digits.
+    #[error("inc of {len} bytes is not 1..=16 hexadecimal digits")]
+    BadIncarnation {
+        /// Length of the value.
+        len: usize,
     },
     /// An agent offered a version range whose lower bound is above its upper bound.
     #[error("verVmmLower {lower} is above verVmmUpper {upper}")]

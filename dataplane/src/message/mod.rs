@@ -68,6 +68,12 @@ mod verb {
     pub const CLRDB: &str = "CLRDB";
 }
 
+/// True when `payload` is a heartbeat (`HB:` in any case and form, docs/hvncp.md §4.1):
+/// what a monitor counts as liveness even when the packet's number was already seen.
+pub fn is_heartbeat(payload: &[u8]) -> bool {
+    matches!(Message::parse(payload), Ok(Message::Heartbeat { .. }))
+}
+
 /// One application-level message (docs/hvncp.md §4), borrowing from its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -119,7 +125,7 @@ pub enum Message<'a> {
     /// Any other well-formed verb, kept verbatim so that it can be counted, acknowledged
     /// and re-encoded byte for byte.
     Unknown {
-        /// The verb: 1..=[`MAX_VERB_LEN`] bytes of `A-Z 0-9 _`.
+        /// The verb: 1..=[`MAX_VERB_LEN`] bytes of `A-Z a-z 0-9 _`, in the sender's case.
         verb: &'a [u8],
         /// Everything after the first ':', if there was one.
         args: Option<&'a [u8]>,
@@ -146,10 +152,11 @@ impl Arg<'_> {
 impl<'a> Message<'a> {
     /// Parse a payload.
     ///
-    /// Known verbs with malformed arguments are refused with an error naming the verb;
-    /// unknown verbs are returned as [`Message::Unknown`]. `START_HB`, `STOP_HB` and `HB`
-    /// carry properties: keys this version does not know are ignored (a newer peer may add
-    /// some), a repeated known key is refused.
+    /// Verbs are matched in any letter case (`hb:`, `dbell:28` and `Start_HB` are the
+    /// known verbs); property keys too. Known verbs with malformed arguments are refused
+    /// with an error naming the verb; unknown verbs are returned as [`Message::Unknown`].
+    /// `START_HB`, `STOP_HB` and `HB` carry properties: keys this version does not know
+    /// are ignored (a newer peer may add some), a repeated known key is refused.
     pub fn parse(payload: &'a [u8]) -> Result<Message<'a>> {
         // The hot path: every heartbeat a monitor receives is exactly this (seed 004).
         if payload == b"HB:" {
@@ -158,7 +165,17 @@ impl<'a> Message<'a> {
         let (verb, args) = split_verb(payload)?;
         // Offset of the arguments in the payload, for error reports.
         let base = verb.len() + 1;
-        Ok(match verb {
+        // Verbs in any case (seed 004 writes `dbell`); the copy lives on the stack.
+        let mut upper = [0u8; MAX_VERB_LEN];
+        let upper = match upper.get_mut(..verb.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(verb);
+                slot.make_ascii_uppercase();
+                &*slot
+            }
+            None => verb,
+        };
+        Ok(match upper {
             b"HB" => Message::Heartbeat {
                 seq: match lone_property(verb::HB, b"seq", args, base)? {
                     None => None,
@@ -285,7 +302,7 @@ fn split_verb(payload: &[u8]) -> Result<(&[u8], Option<&[u8]>)> {
     if verb.is_empty() {
         return Err(MessageError::EmptyVerb);
     }
-    let allowed = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_';
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
     if let Some(offset) = verb.iter().take(MAX_VERB_LEN + 1).position(|b| !allowed(b)) {
         let byte = verb.get(offset).copied().unwrap_or_default();
         return Err(MessageError::BadVerb { offset, byte });
@@ -323,7 +340,7 @@ fn lone_property<'a>(
         match item {
             Err(MessageError::EmptyKey { .. }) => return Err(bad("property with an empty key")),
             Err(_) => return Err(bad("property without '='")),
-            Ok((k, value)) if k == key => {
+            Ok((k, value)) if k.eq_ignore_ascii_case(key) => {
                 if found.is_some() {
                     return Err(bad("property repeated"));
                 }

@@ -2,14 +2,15 @@
 //! (seed 004 L11430-11520): the agent introduces its VM, the monitor answers with its own
 //! identity and the protocol version it runs.
 //!
-//! Keys may come in any order and unknown keys are ignored, so a newer peer can add
-//! properties; a repeated known key is refused. Emission uses the seed's key order.
+//! Keys may come in any order and any letter case, and unknown keys are ignored, so a
+//! newer peer can add properties; a repeated known key is refused. Emission uses the
+//! seed's key order, then the agent's incarnation (ours, docs/hvncp.md §4.2).
 
 use super::Uuid;
 use super::error::{MessageError, Result};
 use super::text::{
-    Properties, Sink, encode_into_slice, encode_to_vec, parse_version, put_version, set_once,
-    version_len,
+    Digits, Properties, Sink, encode_into_slice, encode_to_vec, parse_hex, parse_version,
+    put_version, set_once, version_len,
 };
 use crate::wire::Version;
 
@@ -17,8 +18,8 @@ use crate::wire::Version;
 pub const MAX_OSTYPE_LEN: usize = 32;
 
 /// The agent's SYN payload:
-/// `uuid=<vm uuid>:ostype=<os>:verVmmLower=2.0:verVmmUpper=2.0`
-/// (84 bytes with `ostype=AIX`, seed 004 L11430-11447).
+/// `uuid=<vm uuid>:ostype=<os>:verVmmLower=2.0:verVmmUpper=2.0[:inc=<16 hex digits>]`
+/// (84 bytes with `ostype=AIX` and no incarnation, seed 004 L11430-11447).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AgentSyn<'a> {
     /// UUID of the VM the agent runs in.
@@ -29,6 +30,10 @@ pub struct AgentSyn<'a> {
     pub ver_lower: Version,
     /// Newest protocol version the agent speaks; never below `ver_lower`.
     pub ver_upper: Version,
+    /// The agent process's incarnation (`inc`): 64 random bits chosen at its start, so
+    /// that a monitor can tell a late SYN of a previous run from the current run's
+    /// (docs/hvncp.md §3.8). `None` for agents that do not send it (the seed's).
+    pub inc: Option<u64>,
 }
 
 impl<'a> AgentSyn<'a> {
@@ -36,19 +41,28 @@ impl<'a> AgentSyn<'a> {
     const OSTYPE: &'static str = "ostype";
     const LOWER: &'static str = "verVmmLower";
     const UPPER: &'static str = "verVmmUpper";
+    const INC: &'static str = "inc";
 
     /// Parse the payload.
     pub fn parse(payload: &'a [u8]) -> Result<AgentSyn<'a>> {
         let (mut uuid, mut ostype, mut lower, mut upper) = (None, None, None, None);
+        let mut inc = None;
         for item in Properties::new(payload) {
             let (key, value) = item?;
-            match key {
-                b"uuid" => set_once(&mut uuid, Self::UUID, value)?,
-                b"ostype" => set_once(&mut ostype, Self::OSTYPE, value)?,
-                b"verVmmLower" => set_once(&mut lower, Self::LOWER, value)?,
-                b"verVmmUpper" => set_once(&mut upper, Self::UPPER, value)?,
-                _ => {}
-            }
+            let slot = if key.eq_ignore_ascii_case(Self::UUID.as_bytes()) {
+                (&mut uuid, Self::UUID)
+            } else if key.eq_ignore_ascii_case(Self::OSTYPE.as_bytes()) {
+                (&mut ostype, Self::OSTYPE)
+            } else if key.eq_ignore_ascii_case(Self::LOWER.as_bytes()) {
+                (&mut lower, Self::LOWER)
+            } else if key.eq_ignore_ascii_case(Self::UPPER.as_bytes()) {
+                (&mut upper, Self::UPPER)
+            } else if key.eq_ignore_ascii_case(Self::INC.as_bytes()) {
+                (&mut inc, Self::INC)
+            } else {
+                continue;
+            };
+            set_once(slot.0, slot.1, value)?;
         }
         let uuid = uuid.ok_or(MessageError::MissingKey { key: Self::UUID })?;
         let ostype = ostype.ok_or(MessageError::MissingKey { key: Self::OSTYPE })?;
@@ -59,6 +73,7 @@ impl<'a> AgentSyn<'a> {
             ostype: parse_ostype(ostype)?,
             ver_lower: parse_version(lower, Self::LOWER)?,
             ver_upper: parse_version(upper, Self::UPPER)?,
+            inc: inc.map(parse_incarnation).transpose()?,
         };
         if (syn.ver_lower.major, syn.ver_lower.minor) > (syn.ver_upper.major, syn.ver_upper.minor) {
             return Err(MessageError::VersionOrder {
@@ -79,6 +94,7 @@ impl<'a> AgentSyn<'a> {
             + version_len(self.ver_lower)
             + ":verVmmUpper=".len()
             + version_len(self.ver_upper)
+            + self.inc.map_or(0, |_| ":inc=".len() + INC_DIGITS)
     }
 
     /// Write the payload into `buf`; returns the bytes written.
@@ -99,8 +115,21 @@ impl<'a> AgentSyn<'a> {
         s.put(b":verVmmLower=")?;
         put_version(s, self.ver_lower)?;
         s.put(b":verVmmUpper=")?;
-        put_version(s, self.ver_upper)
+        put_version(s, self.ver_upper)?;
+        if let Some(inc) = self.inc {
+            s.put(b":inc=")?;
+            s.put(Digits::hex_padded(inc, INC_DIGITS).as_bytes())?;
+        }
+        Ok(())
     }
+}
+
+/// Digits of the canonical incarnation (`inc=` then 16 lowercase hexadecimal digits).
+const INC_DIGITS: usize = 16;
+
+/// The agent's incarnation: 1..=16 hexadecimal digits of either case.
+fn parse_incarnation(value: &[u8]) -> Result<u64> {
+    parse_hex(value).ok_or(MessageError::BadIncarnation { len: value.len() })
 }
 
 /// The monitor's SYN payload: `uuid=<hm uuid>:verHmRunning=2.0`
@@ -122,10 +151,10 @@ impl MonitorSyn {
         let (mut uuid, mut running) = (None, None);
         for item in Properties::new(payload) {
             let (key, value) = item?;
-            match key {
-                b"uuid" => set_once(&mut uuid, Self::UUID, value)?,
-                b"verHmRunning" => set_once(&mut running, Self::RUNNING, value)?,
-                _ => {}
+            if key.eq_ignore_ascii_case(Self::UUID.as_bytes()) {
+                set_once(&mut uuid, Self::UUID, value)?;
+            } else if key.eq_ignore_ascii_case(Self::RUNNING.as_bytes()) {
+                set_once(&mut running, Self::RUNNING, value)?;
             }
         }
         let uuid = uuid.ok_or(MessageError::MissingKey { key: Self::UUID })?;
@@ -196,6 +225,42 @@ mod tests {
         assert_eq!(syn.ostype, "AIX");
         assert_eq!(syn.ver_lower, V2_0);
         assert_eq!(syn.ver_upper, V2_0);
+        assert_eq!(syn.inc, None, "the seed's agents send no incarnation");
+    }
+
+    #[test]
+    fn test_incarnation() {
+        let with = [AGENT, b":inc=0123456789abcdef"].concat();
+        let syn = AgentSyn::parse(&with).expect("valid");
+        assert_eq!(syn.inc, Some(0x0123_4567_89ab_cdef));
+        let mut out = Vec::new();
+        syn.encode(&mut out);
+        assert_eq!(
+            out, with,
+            "canonical: 16 lowercase digits after the seed's keys"
+        );
+        assert_eq!(syn.encoded_len(), 84 + 21);
+        // Lenient: either case, fewer digits, any position, key in any case.
+        let short = [b"INC=AB:", AGENT].concat();
+        let syn = AgentSyn::parse(&short).expect("valid");
+        assert_eq!(syn.inc, Some(0xab));
+        out.clear();
+        syn.encode(&mut out);
+        assert_eq!(out, [AGENT, b":inc=00000000000000ab"].concat());
+        for bad in [&b""[..], b"12345678901234567", b"xyz", b"0x12", b"-1"] {
+            let payload = [AGENT, b":inc=", bad].concat();
+            assert_eq!(
+                AgentSyn::parse(&payload),
+                Err(MessageError::BadIncarnation { len: bad.len() }),
+                "{}",
+                bad.escape_ascii()
+            );
+        }
+        let twice = [AGENT, b":inc=1:inc=2"].concat();
+        assert_eq!(
+            AgentSyn::parse(&twice),
+            Err(MessageError::DuplicateKey { key: "inc" })
+        );
     }
 
     #[test]
@@ -289,10 +354,17 @@ mod tests {
             MonitorSyn::parse(b"verHmRunning=2.0"),
             Err(MessageError::MissingKey { key: "uuid" })
         );
-        // Key names are case-sensitive.
+        // Key names are matched in any case; a key in two cases is a repeated key.
         assert_eq!(
-            MonitorSyn::parse(b"UUID=5c3196a3-c41f-4b5c-9861-dee6077081c6:verHmRunning=2.0"),
-            Err(MessageError::MissingKey { key: "uuid" })
+            MonitorSyn::parse(b"UUID=5c3196a3-c41f-4b5c-9861-dee6077081c6:VERHMRUNNING=2.0")
+                .map(|s| s.ver_running),
+            Ok(V2_0)
+        );
+        assert_eq!(
+            MonitorSyn::parse(
+                b"uuid=5c3196a3-c41f-4b5c-9861-dee6077081c6:Uuid=5c3196a3-c41f-4b5c-9861-dee6077081c6:verHmRunning=2.0"
+            ),
+            Err(MessageError::DuplicateKey { key: "uuid" })
         );
     }
 

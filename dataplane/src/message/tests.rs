@@ -115,16 +115,69 @@ fn test_unknown_verb_preserved() {
     ));
 }
 
+/// Verbs and property keys in any letter case (the seed writes `dbell`, seed 004
+/// L8177-8195); they encode back in the canonical upper case. Unknown verbs keep theirs.
+#[test]
+fn test_verbs_in_any_case() {
+    for (payload, expected) in [
+        (&b"hb:"[..], Message::Heartbeat { seq: None }),
+        (b"Hb", Message::Heartbeat { seq: None }),
+        (b"hb:SEQ=7", Message::Heartbeat { seq: Some(7) }),
+        (b"start_hb", Message::StartHb { period_ms: None }),
+        (
+            b"Start_Hb:Period_MS=2500",
+            Message::StartHb {
+                period_ms: Some(2500),
+            },
+        ),
+        (b"stop_hb", Message::StopHb),
+        (b"shdn:daemon", Message::Shutdown { reason: b"daemon" }),
+        (b"dbell:28", Message::Doorbell { vector: 0x28 }),
+        (b"DBell:2A", Message::Doorbell { vector: 0x2a }),
+        (b"pmsg_req:x", Message::PmsgReq { args: b"x" }),
+        (b"clrdb", Message::ClearDb { args: b"" }),
+    ] {
+        assert_eq!(
+            Message::parse(payload),
+            Ok(expected),
+            "{}",
+            payload.escape_ascii()
+        );
+    }
+    let mut out = Vec::new();
+    Message::parse(b"dbell:28").expect("valid").encode(&mut out);
+    assert_eq!(out, b"DBELL:28");
+    assert!(is_heartbeat(b"hb:"));
+    assert!(is_heartbeat(b"HB:seq=1"));
+    assert!(!is_heartbeat(b"HBX:"));
+    assert!(!is_heartbeat(b"SHDN:DAEMON"));
+    assert_eq!(
+        Message::parse(b"future_verb:x"),
+        Ok(Message::Unknown {
+            verb: b"future_verb",
+            args: Some(b"x")
+        })
+    );
+    assert_eq!(
+        Message::parse(b"hb:seq=1:Seq=2"),
+        Err(MessageError::BadArgs {
+            verb: "HB",
+            offset: 9,
+            why: "property repeated"
+        })
+    );
+}
+
 #[test]
 fn test_bad_verb() {
     assert_eq!(Message::parse(b""), Err(MessageError::EmptyVerb));
     assert_eq!(Message::parse(b":"), Err(MessageError::EmptyVerb));
     assert_eq!(Message::parse(b":HB"), Err(MessageError::EmptyVerb));
     assert_eq!(
-        Message::parse(b"hb:"),
+        Message::parse(b"h\xe9:"),
         Err(MessageError::BadVerb {
-            offset: 0,
-            byte: b'h'
+            offset: 1,
+            byte: 0xe9
         })
     );
     assert_eq!(
@@ -369,8 +422,8 @@ fn test_errors_read_well() {
         "START_HB: period_ms=50 is outside 100..=3600000"
     );
     assert_eq!(
-        text(b"hb"),
-        "byte 0x68 at offset 0 is not allowed in a verb (A-Z, 0-9, _)"
+        text(b"h.b"),
+        "byte 0x2e at offset 1 is not allowed in a verb (A-Z, a-z, 0-9, _)"
     );
     assert_eq!(
         text(b"SHDN:\x01"),

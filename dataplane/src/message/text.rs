@@ -166,6 +166,19 @@ impl Digits {
         Digits::radix(n, 16)
     }
 
+    /// `n` in lowercase hexadecimal, left-padded with zeros to `width` digits
+    /// (`width <= 20`).
+    pub(super) fn hex_padded(n: u64, width: usize) -> Digits {
+        let mut d = Digits::hex(n);
+        while d.len() < width && d.start > 0 {
+            d.start -= 1;
+            if let Some(slot) = d.buf.get_mut(d.start) {
+                *slot = b'0';
+            }
+        }
+        d
+    }
+
     fn radix(mut n: u64, radix: u64) -> Digits {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut d = Digits {
@@ -350,6 +363,11 @@ mod tests {
         assert_eq!(Digits::hex(0).as_bytes(), b"0");
         assert_eq!(Digits::hex(0xdead_beef).as_bytes(), b"deadbeef");
         assert_eq!(Digits::hex(u64::MAX).as_bytes(), b"ffffffffffffffff");
+        assert_eq!(Digits::hex_padded(0xab, 16).as_bytes(), b"00000000000000ab");
+        assert_eq!(
+            Digits::hex_padded(u64::MAX, 16).as_bytes(),
+            b"ffffffffffffffff"
+        );
     }
 
     #[test]

@@ -81,10 +81,10 @@ impl Config {
                 allowed,
             }
         }
-        // At least a SYN's properties (113 bytes at most: UUID, a 32-byte OS type and
-        // both versions) must fit one packet.
-        if !(128..=9000 - 8).contains(&self.max_payload) {
-            return Err(err("max_payload", self.max_payload, "128..=8992 bytes"));
+        // At least a SYN's properties (134 bytes at most: UUID, a 32-byte OS type, both
+        // versions and the incarnation) must fit one packet.
+        if !(160..=9000 - 8).contains(&self.max_payload) {
+            return Err(err("max_payload", self.max_payload, "160..=8992 bytes"));
         }
         if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&self.rto) {
             return Err(err("rto", format!("{:?}", self.rto), "1 ms..=60 s"));

@@ -81,12 +81,32 @@ pub enum CloseReason {
         /// Retransmissions made.
         retries: u8,
     },
+    /// Our SYN was retransmitted `max_retries` times without acknowledgement: the
+    /// handshake failed.
+    #[error("our SYN {number} unacknowledged after {retries} retransmissions")]
+    SynUnacknowledged {
+        /// Its packet number.
+        number: u8,
+        /// Retransmissions made.
+        retries: u8,
+    },
     /// Our SYN was acknowledged but the peer never sent its own.
     #[error("the peer acknowledged our SYN but never sent its own")]
     HandshakeTimeout,
     /// The local side closed it.
     #[error("closed locally")]
     Local,
+}
+
+impl CloseReason {
+    /// True when the session failed during a handshake: our SYN was never
+    /// acknowledged, or the peer never sent its own.
+    pub fn is_handshake(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::SynUnacknowledged { .. } | CloseReason::HandshakeTimeout
+        )
+    }
 }
 
 /// Something the application must know.
@@ -129,6 +149,9 @@ pub enum Input<'a> {
     Consumed,
     /// A packet already delivered: acknowledged again if asked, not delivered.
     Duplicate,
+    /// A SYN without `ACKR` on a session whose receiving direction is open: the peer
+    /// refreshes the session (seed 004 L10419-10442). Nothing changes.
+    Refresh,
 }
 
 /// Why a received frame was refused. Each is a counter in the daemons.
@@ -594,6 +617,14 @@ impl Session {
             return self.handle_ack(now, h);
         }
         if h.flags.contains(Flags::SYN) {
+            if !h.flags.contains(Flags::ACKR) {
+                // A refresh asks for nothing and carries no properties to open with.
+                return if self.rx.is_some() {
+                    Ok(Input::Refresh)
+                } else {
+                    Err(Refusal::NotOpen)
+                };
+            }
             self.handle_syn(now, h, frame.payload);
             return Ok(Input::Consumed);
         }
@@ -618,7 +649,8 @@ impl Session {
             Seen::New => {}
         }
         if !ackr {
-            // The wire layer guarantees BEG and END: a whole unacknowledged message.
+            // Without ACKR a packet is a whole message, whatever its BEG and END bits
+            // and fragment index say (docs/hvncp.md §10.1).
             rx.record(h.number, now, horizon);
             return Ok(Input::Datagram(frame.payload));
         }
@@ -675,11 +707,20 @@ impl Session {
         let Some(a) = self.active.as_mut() else {
             return Err(Refusal::UnexpectedAck);
         };
-        let Some(pos) = a
+        let exact = a
             .inflight
             .iter()
-            .position(|f| f.number == h.number && matches!(f.what, Sent::Syn) == syn)
-        else {
+            .position(|f| f.number == h.number && matches!(f.what, Sent::Syn) == syn);
+        // A plain ACK naming our SYN's number acknowledges the SYN (HVNCP.md §2 asks no
+        // more): while our SYN is unacknowledged no data packet of ours is in flight, so
+        // the number is unambiguous.
+        let plain_syn_ack = exact.is_none() && !syn;
+        let found = exact.or_else(|| {
+            a.inflight
+                .iter()
+                .position(|f| plain_syn_ack && f.number == h.number && matches!(f.what, Sent::Syn))
+        });
+        let Some(pos) = found else {
             return Err(Refusal::UnexpectedAck);
         };
         let acked = a.inflight.swap_remove(pos);
@@ -687,6 +728,13 @@ impl Session {
             Sent::Syn => {
                 a.syn = None;
                 self.tx = TxState::Open;
+                if plain_syn_ack && self.tx_next == acked.number {
+                    // The first packet after a SYN shares its number; a second plain ACK
+                    // of the SYN (its copies were acknowledged twice) would then clear
+                    // that packet unseen. Skipping the number makes such an ACK match
+                    // nothing; a receiver never waits for a gap (HVNCP.md §3.5).
+                    self.tx_next = self.tx_next.wrapping_add(1);
+                }
                 if self.rx.is_some() {
                     self.push_event(Event::Established);
                 } else {
@@ -712,15 +760,21 @@ impl Session {
 
     fn handle_syn(&mut self, now: Instant, h: HvncpRepr, payload: &[u8]) {
         let digest = syn_digest(payload);
-        if self.rx.is_some() && self.peer_syn == Some((h.number, digest)) {
-            // A retransmission of the SYN we already hold: our ACK was lost.
+        if self.rx.is_some()
+            && self.peer_syn == Some((h.number, digest))
+            && now.saturating_duration_since(self.peer_syn_at) <= self.local.retransmission_span
+        {
+            // A retransmission of the SYN we already hold: our ACK was lost. Later than
+            // the sender's retransmission span it cannot be one: it is a restarted peer
+            // that opens with the same number and properties (the seed's agent starts
+            // at 1, seed 004 L11360), taken as a new SYN below.
             self.queue_ack(h.number, Priority::Normal, true);
             return;
         }
         if let (Some(_), Some((current, current_digest))) = (self.rx.as_ref(), self.peer_syn)
             && current_digest == digest
             && (1..DEDUP_WINDOW).contains(&current.wrapping_sub(h.number))
-            && now.saturating_duration_since(self.peer_syn_at) < self.local.config.rto
+            && now.saturating_duration_since(self.peer_syn_at) <= self.local.config.rto
         {
             // An older SYN of the same peer, overtaken on the link by the one we took
             // less than an RTO ago (a sender calls `connect` again only after bumping
@@ -921,9 +975,15 @@ impl Session {
                     && (f.retries >= max_retries
                         || now.saturating_duration_since(f.first_sent) > span)
             })
-            .map(|f| CloseReason::RetriesExhausted {
-                number: f.number,
-                retries: f.retries,
+            .map(|f| match f.what {
+                Sent::Syn => CloseReason::SynUnacknowledged {
+                    number: f.number,
+                    retries: f.retries,
+                },
+                Sent::Fragment { .. } => CloseReason::RetriesExhausted {
+                    number: f.number,
+                    retries: f.retries,
+                },
             });
         let stalled = a.handshake_deadline.is_some_and(|d| d <= now);
         if let Some(reason) = exhausted {

@@ -42,6 +42,7 @@ fn deliver(
                 Input::Datagram(_) => Input::Datagram(&[]),
                 Input::Consumed => Input::Consumed,
                 Input::Duplicate => Input::Duplicate,
+                Input::Refresh => Input::Refresh,
             })
         })
         .collect()
@@ -454,4 +455,295 @@ fn a_late_sender_fails_instead_of_retransmitting_a_forgotten_number() {
             .iter()
             .any(|e| matches!(e, Event::Closed(CloseReason::RetriesExhausted { .. })))
     );
+}
+
+/// `frame` with its flags replaced by `flags` (checksum recomputed).
+fn with_flags(frame: &[u8], flags: Flags) -> Vec<u8> {
+    let f = Frame::parse(frame, DEFAULT_ETHERTYPE).expect("valid");
+    let header = HvncpRepr { flags, ..f.header };
+    let mut buf = vec![0u8; 2048];
+    let len = FrameBuilder {
+        dst: f.dst,
+        src: f.src,
+        ethertype: DEFAULT_ETHERTYPE,
+    }
+    .emit(&mut buf, &header, f.payload)
+    .expect("fits");
+    buf.truncate(len);
+    buf
+}
+
+fn number_of(f: &[u8]) -> u8 {
+    Frame::parse(f, DEFAULT_ETHERTYPE)
+        .expect("valid")
+        .header
+        .number
+}
+
+/// HVNCP.md §2 lets a peer acknowledge our SYN with a plain `ACK n`; both roles take it.
+#[test]
+fn a_plain_ack_of_our_syn_opens_our_direction() {
+    let (mut agent, mut monitor) = pair(Config::default());
+    let t = Instant::ZERO;
+    agent.connect();
+    let syn = drain(&mut agent, t);
+    deliver(&mut monitor, t, &syn);
+    events(&mut monitor);
+    let answer = drain(&mut monitor, t);
+    assert_eq!(answer.len(), 2, "SYN|END, then ACK|SYN");
+    // The monitor's SYN acknowledgement arrives as a plain ACK: the agent's side opens.
+    let plain = with_flags(&answer[1], Flags::ACK);
+    deliver(&mut agent, t, &answer[..1]);
+    assert_eq!(deliver(&mut agent, t, &[plain]), vec![Ok(Input::Consumed)]);
+    assert!(agent.is_established(), "agent role");
+    let ack = drain(&mut agent, t);
+    assert_eq!(
+        flags_of(&ack[0]),
+        Flags::ACK | Flags::SYN,
+        "we keep ACK|SYN"
+    );
+    // The agent acknowledges the monitor's SYN with a plain ACK too: the monitor opens.
+    let monitor_syn = number_of(&answer[0]);
+    let plain = with_flags(&ack[0], Flags::ACK);
+    assert_eq!(
+        deliver(&mut monitor, t, std::slice::from_ref(&plain)),
+        vec![Ok(Input::Consumed)]
+    );
+    assert!(monitor.is_established(), "monitor role");
+    assert_eq!(events(&mut monitor), vec![Event::Established]);
+    // The number a plain ACK of our SYN names is not reused by the next packet, so a
+    // second copy of that ACK clears nothing.
+    let id = monitor.send(Priority::Normal, b"START_HB").expect("fits");
+    let start = drain(&mut monitor, t);
+    assert_eq!(number_of(&start[0]), monitor_syn.wrapping_add(1));
+    assert_eq!(
+        deliver(&mut monitor, t, &[plain]),
+        vec![Err(Refusal::UnexpectedAck)]
+    );
+    assert!(
+        events(&mut monitor).is_empty(),
+        "START_HB not taken as acked"
+    );
+    deliver(&mut agent, t, &start);
+    assert_eq!(
+        events(&mut agent),
+        vec![
+            Event::PeerSyn {
+                payload: MONITOR_SYN.to_vec(),
+                reverse: false
+            },
+            Event::Established,
+            Event::Message {
+                priority: Priority::Normal,
+                payload: b"START_HB".to_vec()
+            }
+        ],
+        "a skipped number is no gap to wait for"
+    );
+    settle(&mut agent, &mut monitor, t);
+    assert_eq!(events(&mut monitor), vec![Event::Acked(id)]);
+    // With ACK|SYN nothing is skipped: the first packet carries the SYN's number.
+    let (_, mut monitor) = established_pair();
+    monitor.send(Priority::Normal, b"x").expect("fits");
+    let next = drain(&mut monitor, t);
+    assert_eq!(number_of(&next[0]), 9, "the monitor's SYN was number 9");
+}
+
+/// A SYN without ACKR (and without properties) on an open session is a refresh (seed
+/// 004 L10419-10442): accepted, nothing answered, nothing reset.
+#[test]
+fn a_syn_without_ackr_refreshes_an_open_session() {
+    let (mut agent, mut monitor) = established_pair();
+    let t = Instant::ZERO;
+    let mut buf = [0u8; 64];
+    let len = agent
+        .emit_datagram(Priority::Normal, b"HB:", &mut buf)
+        .expect("open");
+    let hb = buf[..len].to_vec();
+    let number = number_of(&hb);
+    assert_eq!(
+        deliver(&mut monitor, t, &[hb]),
+        vec![Ok(Input::Datagram(&[]))]
+    );
+    for (flags, payload) in [
+        (Flags::SYN, &b""[..]),
+        (Flags::SYN | Flags::BEG, b""),
+        (Flags::SYN | Flags::END, b"ignored=1"),
+    ] {
+        let refresh = {
+            let header = HvncpRepr {
+                version: VERSION,
+                number: number.wrapping_add(1),
+                flags,
+                frag_index: 0,
+                payload_len: u16::try_from(payload.len()).expect("short"),
+            };
+            let mut buf = vec![0u8; 128];
+            let len = FrameBuilder {
+                dst: MONITOR,
+                src: AGENT,
+                ethertype: DEFAULT_ETHERTYPE,
+            }
+            .emit(&mut buf, &header, payload)
+            .expect("fits");
+            buf.truncate(len);
+            buf
+        };
+        assert_eq!(
+            deliver(&mut monitor, t, std::slice::from_ref(&refresh)),
+            vec![Ok(Input::Refresh)],
+            "{flags}"
+        );
+        assert!(monitor.is_established());
+        assert!(events(&mut monitor).is_empty(), "no PeerSyn, no reset");
+        assert!(drain(&mut monitor, t).is_empty(), "nothing to acknowledge");
+        // Before the peer's SYN is held, a refresh cannot open anything.
+        let (_, mut fresh) = pair(Config::default());
+        assert_eq!(
+            deliver(&mut fresh, t, &[refresh]),
+            vec![Err(Refusal::NotOpen)]
+        );
+    }
+    // The session carries on: the next heartbeat is new.
+    let len = agent
+        .emit_datagram(Priority::Normal, b"HB:", &mut buf)
+        .expect("open");
+    assert_eq!(
+        deliver(&mut monitor, t, &[buf[..len].to_vec()]),
+        vec![Ok(Input::Datagram(&[]))]
+    );
+}
+
+/// Without ACKR a packet is a whole message, whatever its BEG/END bits and index.
+#[test]
+fn a_packet_without_ackr_is_a_whole_message() {
+    let (mut agent, mut monitor) = established_pair();
+    let t = Instant::ZERO;
+    let mut buf = [0u8; 64];
+    for (flags, index) in [
+        (Flags::EMPTY, 0u8),
+        (Flags::BEG, 0),
+        (Flags::END, 3),
+        (Flags::BEG | Flags::END, 9),
+        (Flags::PRI, 1),
+    ] {
+        let len = agent
+            .emit_datagram(Priority::Normal, b"HB:", &mut buf)
+            .expect("open");
+        let f = Frame::parse(&buf[..len], DEFAULT_ETHERTYPE).expect("valid");
+        let header = HvncpRepr {
+            flags,
+            frag_index: index,
+            ..f.header
+        };
+        let mut out = vec![0u8; 64];
+        let len = FrameBuilder {
+            dst: MONITOR,
+            src: AGENT,
+            ethertype: DEFAULT_ETHERTYPE,
+        }
+        .emit(&mut out, &header, b"HB:")
+        .expect("fits");
+        let frame = Frame::parse(&out[..len], DEFAULT_ETHERTYPE).expect("the wire accepts it");
+        assert_eq!(
+            monitor.handle_frame(t, &frame),
+            Ok(Input::Datagram(b"HB:")),
+            "{flags} index {index}"
+        );
+    }
+    assert!(drain(&mut monitor, t).is_empty());
+}
+
+/// A SYN with both BEG and END is taken as BEG: the receiver opens its side too.
+#[test]
+fn a_syn_with_beg_and_end_asks_for_the_reverse_direction() {
+    let (mut agent, mut monitor) = pair(Config::default());
+    let t = Instant::ZERO;
+    agent.connect();
+    let syn = drain(&mut agent, t);
+    let both = with_flags(&syn[0], Flags::SYN | Flags::ACKR | Flags::BEG | Flags::END);
+    deliver(&mut monitor, t, &[both]);
+    assert_eq!(
+        events(&mut monitor),
+        vec![Event::PeerSyn {
+            payload: AGENT_SYN.to_vec(),
+            reverse: true
+        }]
+    );
+    let answer = drain(&mut monitor, t);
+    assert_eq!(flags_of(&answer[0]), Flags::SYN | Flags::ACKR | Flags::END);
+    deliver(&mut agent, t, &answer);
+    settle(&mut agent, &mut monitor, t);
+    assert!(agent.is_established() && monitor.is_established());
+}
+
+/// A SYN never acknowledged closes the session with a handshake reason.
+#[test]
+fn an_unacknowledged_syn_is_a_failed_handshake() {
+    let (mut agent, _monitor) = pair(Config::default());
+    let mut t = Instant::ZERO;
+    agent.connect();
+    drain(&mut agent, t);
+    while let Some(next) = agent.poll_timeout() {
+        t = next;
+        agent.handle_timeout(t);
+        drain(&mut agent, t);
+    }
+    let closed = events(&mut agent);
+    assert_eq!(
+        closed,
+        vec![Event::Closed(CloseReason::SynUnacknowledged {
+            number: 2,
+            retries: 5
+        })]
+    );
+    assert!(
+        CloseReason::SynUnacknowledged {
+            number: 2,
+            retries: 5
+        }
+        .is_handshake()
+    );
+    assert!(CloseReason::HandshakeTimeout.is_handshake());
+    assert!(
+        !CloseReason::RetriesExhausted {
+            number: 2,
+            retries: 5
+        }
+        .is_handshake()
+    );
+}
+
+/// A SYN identical to the one held (number and properties) is a retransmission only
+/// within the sender's retransmission span: later it is a restarted peer that opens with
+/// the same number (the seed's agent starts at 1), and it reopens the session.
+#[test]
+fn the_same_syn_much_later_is_a_restarted_peer() {
+    let (mut agent, mut monitor) = pair(Config::default());
+    let t = Instant::ZERO;
+    agent.connect();
+    let syn = drain(&mut agent, t);
+    deliver(&mut monitor, t, &syn);
+    settle(&mut agent, &mut monitor, t);
+    events(&mut monitor);
+    let span = Config::default().retransmission_span();
+    // Within the span: our ACK was lost, acknowledge again, nothing else.
+    deliver(&mut monitor, t + span, &syn);
+    assert!(events(&mut monitor).is_empty());
+    let again = drain(&mut monitor, t + span);
+    assert_eq!(again.len(), 1);
+    assert_eq!(flags_of(&again[0]), Flags::ACK | Flags::SYN);
+    // Later: a new SYN asking for the reverse direction; the monitor answers with its
+    // own SYN first.
+    let later = t + span + Duration::from_millis(1);
+    deliver(&mut monitor, later, &syn);
+    assert_eq!(
+        events(&mut monitor),
+        vec![Event::PeerSyn {
+            payload: AGENT_SYN.to_vec(),
+            reverse: true
+        }]
+    );
+    let answer = drain(&mut monitor, later);
+    assert_eq!(flags_of(&answer[0]), Flags::SYN | Flags::ACKR | Flags::END);
 }

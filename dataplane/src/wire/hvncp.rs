@@ -363,32 +363,27 @@ impl Repr {
         Ok(repr)
     }
 
-    /// The flag rules of `docs/hvncp.md` §2.
+    /// The flag rules of `docs/hvncp.md` §2.2: only what no reading of HVNCP.md allows.
+    ///
+    /// Everything else a peer following HVNCP.md's letter may send is accepted and given
+    /// a meaning by the session (`docs/hvncp.md` §10.1): an ACK carrying `ACKR`, `BEG` or
+    /// `END` (ignored), a SYN without `ACKR` (a refresh), a SYN with both `BEG` and `END`
+    /// (taken as `BEG`), a packet without `ACKR` whatever its `BEG`/`END` bits and fragment
+    /// index (a whole message).
     #[inline]
     fn check_flags(&self) -> Result<()> {
         let f = self.flags;
         let bad = |why| Err(Error::InvalidFlags { flags: f, why });
         if f.contains(Flags::ACK) {
-            if f.intersects(Flags::ACKR | Flags::BEG | Flags::END) {
-                return bad("an ACK carries no ACKR, BEG or END");
-            }
             if self.payload_len != 0 {
                 return bad("an ACK has an empty payload");
             }
             return Ok(());
         }
-        if f.contains(Flags::SYN) {
-            if !f.contains(Flags::ACKR) {
-                return bad("a SYN is always sent with ACKR");
-            }
-            if f.contains(Flags::BEG | Flags::END) {
-                return bad("a SYN carries BEG or END, not both");
-            }
+        if f.contains(Flags::SYN) || !f.contains(Flags::ACKR) {
             return Ok(());
         }
-        if !f.contains(Flags::ACKR) && !f.contains(Flags::BEG | Flags::END) {
-            return bad("a packet without ACKR must hold a whole message (BEG and END)");
-        }
+        // A fragment of a reliable message: its index places it in the message.
         if f.contains(Flags::BEG) && self.frag_index != 0 {
             return bad("the first packet of a message has fragment index 0");
         }
@@ -553,21 +548,58 @@ mod tests {
     fn flag_rules() {
         let parse = |b: Vec<u8>| Repr::parse(&Packet::new_checked(&b[..]).expect("len"));
         let invalid = |r: Result<Repr>| matches!(r, Err(Error::InvalidFlags { .. }));
+        // An ACK has an empty payload; any other flag on it is tolerated.
         assert!(invalid(parse(header(Flags::ACK, 0, 1))));
-        assert!(invalid(parse(header(Flags::ACK | Flags::ACKR, 0, 0))));
-        assert!(parse(header(Flags::ACK | Flags::SYN, 0, 0)).is_ok());
-        assert!(invalid(parse(header(Flags::SYN, 0, 5))));
-        assert!(invalid(parse(header(
-            Flags::SYN | Flags::ACKR | Flags::BEG | Flags::END,
-            0,
-            5
-        ))));
-        assert!(invalid(parse(header(Flags::BEG, 0, 3))));
-        assert!(invalid(parse(header(Flags::EMPTY, 0, 3))));
-        assert!(parse(header(Flags::BEG | Flags::END, 0, 3)).is_ok());
+        assert!(invalid(parse(header(Flags::ACK | Flags::SYN, 0, 1))));
+        for extra in [
+            Flags::EMPTY,
+            Flags::SYN,
+            Flags::ACKR,
+            Flags::BEG | Flags::END,
+            Flags::PRI,
+        ] {
+            assert!(
+                parse(header(Flags::ACK | extra, 3, 0)).is_ok(),
+                "ACK|{extra}"
+            );
+        }
+        // SYNs: with or without ACKR (a refresh), BEG, END, both or neither, any index.
+        for extra in [
+            Flags::EMPTY,
+            Flags::ACKR,
+            Flags::ACKR | Flags::BEG,
+            Flags::ACKR | Flags::END,
+            Flags::ACKR | Flags::BEG | Flags::END,
+            Flags::BEG,
+        ] {
+            assert!(
+                parse(header(Flags::SYN | extra, 1, 5)).is_ok(),
+                "SYN|{extra}"
+            );
+        }
+        // Without ACKR a packet is a whole message whatever BEG, END and the index say.
+        for (flags, index) in [
+            (Flags::BEG | Flags::END, 0),
+            (Flags::BEG, 0),
+            (Flags::END, 4),
+            (Flags::EMPTY, 0),
+            (Flags::BEG | Flags::END, 7),
+        ] {
+            assert!(
+                parse(header(flags, index, 3)).is_ok(),
+                "{flags} index {index}"
+            );
+        }
+        // Fragments of a reliable message: BEG if and only if index 0.
         assert!(invalid(parse(header(Flags::ACKR | Flags::BEG, 2, 3))));
+        assert!(invalid(parse(header(
+            Flags::ACKR | Flags::BEG | Flags::END,
+            1,
+            3
+        ))));
         assert!(parse(header(Flags::ACKR, 2, 3)).is_ok());
         assert!(invalid(parse(header(Flags::ACKR | Flags::END, 0, 3))));
+        assert!(invalid(parse(header(Flags::ACKR, 0, 3))));
         // Reserved bit is ignored; Hello ignores everything else.
         let r = parse(header(Flags::BEG | Flags::END | Flags::RSV, 0, 3)).expect("rsv ignored");
         assert_eq!(r.flags, Flags::BEG | Flags::END);

@@ -46,6 +46,7 @@ impl Monitor<'_> {
                 socket,
                 auth,
                 auth_log,
+                handshake_log,
                 endpoint,
                 name,
                 down,
@@ -70,6 +71,15 @@ impl Monitor<'_> {
             if let Some((n, last)) = auth_log.poll(now, auth) {
                 tracing::warn!(
                     "interface {name}: {n} frames refused by authentication (last: {last})"
+                );
+            }
+            if let Some(held) = handshake_log.poll(now) {
+                tracing::warn!(
+                    iface = %name,
+                    count = held.count,
+                    last_mac = %held.mac,
+                    last_reason = %held.reason,
+                    "more handshakes failed in the last minute (not logged one by one)"
                 );
             }
             // A link going down is reported once by the socket; the daemon keeps
@@ -228,12 +238,22 @@ impl Monitor<'_> {
                 self.on_refused(now, i, mac, None, &why);
             }
             EndpointEvent::Closed { peer, mac, reason } => {
-                // A handshake that never completed (forged MACs end this way by the
-                // thousand) is counted, not logged one by one.
-                if iface.endpoint.was_established(peer) {
+                if reason.is_handshake() {
+                    // Counted in `handshakes_failed`; logged at once, or counted into
+                    // one line per interval when they come by the thousand (forged
+                    // MACs).
+                    if iface.handshake_log.failed(now, mac, reason) {
+                        tracing::warn!(
+                            iface = %iface.name,
+                            %mac,
+                            %reason,
+                            "handshake failed: the VM at this MAC is not monitored until it pairs again"
+                        );
+                    }
+                } else if iface.endpoint.was_established(peer) {
                     tracing::info!(iface = %iface.name, %mac, %reason, "session closed");
                 } else {
-                    tracing::debug!(iface = %iface.name, %mac, %reason, "handshake failed");
+                    tracing::debug!(iface = %iface.name, %mac, %reason, "session closed before it was established");
                 }
             }
             other => tracing::debug!(

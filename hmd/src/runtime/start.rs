@@ -18,6 +18,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::rewatch::Rewatch;
 use super::{Interface, Monitor, RunError, TX_BUF_LEN, WAKER, epoch_ms, hello_id};
 use crate::config::Config;
+use crate::handshakes::HandshakeLog;
 use crate::supervise::Supervisor;
 use crate::writer::Writer;
 use dataplane::heartbeat::HeartbeatTable;
@@ -167,6 +168,7 @@ fn open_interface(
         socket,
         auth,
         auth_log: RefusalLog::new(Duration::from_secs(60)),
+        handshake_log: HandshakeLog::new(Duration::from_secs(60)),
         endpoint,
         name: name.as_str().to_owned(),
         down: false,
