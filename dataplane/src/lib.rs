@@ -14,6 +14,7 @@
 //! - [`heartbeat`] over [`wheel`]: the host monitor's miss detection — which VMs
 //!   heartbeat, which went silent — on a hashed timing wheel (the monitor core, pure and
 //!   clock-injected like the rest; `docs/architecture.md` says why it lives here).
+//! - [`ratelimit`]: a rate limit for repeated log lines, counting what it suppresses.
 //! - [`sim`]: a simulated link with loss, duplication, reordering and delay on a
 //!   virtual clock, for deterministic tests, examples and benches.
 //!
@@ -33,6 +34,7 @@ pub mod endpoint;
 pub mod heartbeat;
 pub mod io;
 pub mod message;
+pub mod ratelimit;
 pub mod session;
 pub mod sim;
 pub mod stats;

@@ -16,6 +16,7 @@ mod admin;
 mod config;
 mod handshakes;
 mod metrics;
+mod quiet;
 mod refusals;
 mod runtime;
 mod supervise;

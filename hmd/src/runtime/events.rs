@@ -7,6 +7,7 @@ use dataplane::wire::VERSION;
 use hsdb::Transition;
 
 use super::{Interface, Monitor, epoch_ms};
+use crate::quiet::suppressed_note;
 use crate::refusals::{Report, Source};
 use dataplane::heartbeat::{Change, HbState, SessionKey};
 
@@ -203,13 +204,27 @@ impl Monitor<'_> {
                     .syn_facts
                     .remove(&key(peer))
                     .unwrap_or_else(|| (String::new(), VERSION, VERSION));
-                tracing::info!(
-                    iface = %iface.name,
-                    vm = %uuid,
-                    %mac,
-                    hb_period_ms = self.config.hb_period.as_millis(),
-                    "VM discovered, START_HB sent"
-                );
+                // A discovery is a state change too: summarised at scale (quiet.rs).
+                if self
+                    .transitions
+                    .record(now, uuid, "DISCOVERED", iface_key(i))
+                {
+                    tracing::info!(
+                        iface = %iface.name,
+                        vm = %uuid,
+                        %mac,
+                        hb_period_ms = self.config.hb_period.as_millis(),
+                        "VM discovered, START_HB sent"
+                    );
+                } else {
+                    tracing::debug!(
+                        iface = %iface.name,
+                        vm = %uuid,
+                        %mac,
+                        hb_period_ms = self.config.hb_period.as_millis(),
+                        "VM discovered, START_HB sent"
+                    );
+                }
                 self.known_macs.insert(uuid, mac);
                 self.rewatch.paired(&uuid);
                 self.pending.push(Transition::Discovered {
@@ -251,7 +266,19 @@ impl Monitor<'_> {
                         );
                     }
                 } else if iface.endpoint.was_established(peer) {
-                    tracing::info!(iface = %iface.name, %mac, %reason, "session closed");
+                    // Rate-limited: 10,000 silent VMs close 10,000 sessions.
+                    match self.warnings.session_closed.check(now) {
+                        Some(n) => tracing::info!(
+                            iface = %iface.name,
+                            %mac,
+                            %reason,
+                            "session closed{}",
+                            suppressed_note(n)
+                        ),
+                        None => {
+                            tracing::debug!(iface = %iface.name, %mac, %reason, "session closed")
+                        }
+                    }
                 } else {
                     tracing::debug!(iface = %iface.name, %mac, %reason, "session closed before it was established");
                 }
@@ -318,8 +345,14 @@ impl Monitor<'_> {
                 };
                 if let Err(e) = iface.socket.send(&self.tx[..len])
                     && !iface.down
+                    && let Some(n) = self.warnings.send_failed.check(now)
                 {
-                    tracing::warn!(iface = %iface.name, error = %e, "send failed");
+                    tracing::warn!(
+                        iface = %iface.name,
+                        error = %e,
+                        "send failed{}",
+                        suppressed_note(n)
+                    );
                 }
             }
         }
@@ -329,10 +362,20 @@ impl Monitor<'_> {
     /// pending to the HSDB writer.
     pub(super) fn commit_changes(&mut self) {
         let hm = self.config.monitor_uuid;
+        let now = self.clock.now();
+        if let Some(summary) = self.transitions.poll(now) {
+            tracing::info!("{summary}");
+        }
+        self.warnings.report_suppressed(now);
         for c in self.changes.drain(..) {
             let at = epoch_ms(&self.clock, c.at);
             let vm = c.vm;
-            log_change(&self.interfaces, self.config.vm_miss_after, &c);
+            // The first few of a burst at info, the rest at debug and summed up once
+            // the burst is over (quiet.rs).
+            let loud = self
+                .transitions
+                .record(c.at, vm, c.state.name(), c.key.iface);
+            log_change(&self.interfaces, self.config.vm_miss_after, &c, loud);
             self.pending.push(match c.state {
                 HbState::Detected | HbState::Awaiting => Transition::Detected { vm, hm, at },
                 HbState::Missing => Transition::Missing { vm, hm, at },
@@ -346,29 +389,25 @@ impl Monitor<'_> {
 }
 
 /// One line per heartbeat state change, with the interface; a MISSING one says how
-/// long the VM had been silent.
-fn log_change(interfaces: &[Interface], miss_after: std::time::Duration, c: &Change) {
+/// long the VM had been silent. At info when `loud`, else at debug.
+fn log_change(interfaces: &[Interface], miss_after: std::time::Duration, c: &Change, loud: bool) {
     let iface = interfaces.get(usize::from(c.key.iface));
     let name = iface.map_or("-", |i| i.name.as_str());
     let state = c.state.name();
-    if c.state != HbState::Missing {
-        tracing::info!(vm = %c.vm, iface = %name, state = %state, "VM state changed");
-        return;
-    }
-    match iface.and_then(|i| i.endpoint.last_heartbeat(c.key.peer)) {
-        Some(last) => tracing::info!(
-            vm = %c.vm,
-            iface = %name,
-            state = %state,
-            silent_ms = c.at.saturating_duration_since(last).as_millis(),
-            "VM state changed"
-        ),
-        None => tracing::info!(
-            vm = %c.vm,
-            iface = %name,
-            state = %state,
-            silent_ms = miss_after.as_millis(),
-            "VM state changed: no heartbeat since its session opened"
-        ),
+    let (silent_ms, note) = if c.state == HbState::Missing {
+        match iface.and_then(|i| i.endpoint.last_heartbeat(c.key.peer)) {
+            Some(last) => (Some(c.at.saturating_duration_since(last).as_millis()), ""),
+            None => (
+                Some(miss_after.as_millis()),
+                ": no heartbeat since its session opened",
+            ),
+        }
+    } else {
+        (None, "")
+    };
+    if loud {
+        tracing::info!(vm = %c.vm, iface = %name, state = %state, silent_ms, "VM state changed{note}");
+    } else {
+        tracing::debug!(vm = %c.vm, iface = %name, state = %state, silent_ms, "VM state changed{note}");
     }
 }

@@ -40,6 +40,7 @@ use mio::{Events, Poll, Token, Waker};
 use self::rewatch::Rewatch;
 use crate::config::Config;
 use crate::handshakes::HandshakeLog;
+use crate::quiet::{TransitionLog, Warnings};
 use crate::refusals::Refusals;
 use crate::supervise::Supervisor;
 use crate::writer::Writer;
@@ -147,6 +148,10 @@ struct Monitor<'a> {
     busy: bool,
     /// READY, watchdog pings and the health verdict.
     supervisor: Supervisor,
+    /// VM state changes logged one by one or summed up per burst.
+    transitions: TransitionLog,
+    /// Rate limits of the warnings a flood repeats.
+    warnings: Warnings,
 }
 
 impl Monitor<'_> {
@@ -216,8 +221,11 @@ impl Monitor<'_> {
     }
 
     /// Hand what is pending to the writer and wait until it is committed.
-    fn finish(self) {
+    fn finish(mut self) {
         self.supervisor.stopping();
+        if let Some(summary) = self.transitions.finish() {
+            tracing::info!("{summary}");
+        }
         tracing::info!("stopping: committing pending transitions");
         self.writer.send(self.pending);
         self.writer.finish();

@@ -19,6 +19,7 @@ use super::rewatch::Rewatch;
 use super::{Interface, Monitor, RunError, TX_BUF_LEN, WAKER, epoch_ms, hello_id};
 use crate::config::Config;
 use crate::handshakes::HandshakeLog;
+use crate::quiet::{TransitionLog, Warnings};
 use crate::supervise::Supervisor;
 use crate::writer::Writer;
 use dataplane::heartbeat::HeartbeatTable;
@@ -96,6 +97,7 @@ impl<'a> Monitor<'a> {
             interfaces.len(),
             config.hsdb.display()
         ));
+        let transitions = TransitionLog::new(interfaces.iter().map(|i| i.name.clone()).collect());
         Ok(Monitor {
             config,
             clock,
@@ -115,6 +117,8 @@ impl<'a> Monitor<'a> {
             tx: vec![0u8; TX_BUF_LEN],
             busy: false,
             supervisor,
+            transitions,
+            warnings: Warnings::default(),
         })
     }
 }

@@ -26,7 +26,8 @@
 //!    seen committed − (the latest last-heartbeat send time + `vm_miss_after`): an upper
 //!    bound of the latency after each VM's own miss deadline, since a deadline counts
 //!    from the heartbeat's arrival, which is after its sending. Then checks that no
-//!    other VM was declared MISSING.
+//!    other VM was declared MISSING, and counts the lines `hmd` logged from the silence
+//!    until 2 s after the last commit: more than 10 fails the benchmark.
 //! 4. **Authentication** (docs/hvncp.md §7), `--reps` times: `hmd` with `--agents` VMs
 //!    at 20,000 heartbeats/s, once with `auth = "off"` and once with `auth = "require"`
 //!    (the loadgen sealing every frame with `--auth-key`), in alternating order; `hmd`'s
@@ -657,6 +658,27 @@ struct Scale {
     commit_lat_ms: f64,
     commit_lat_first_ms: f64,
     false_missing: u64,
+    /// Lines `hmd` logged (at its `info` level) from the silence until 2 s after the
+    /// last MISSING row was committed.
+    log_lines: usize,
+}
+
+/// Most `hmd` log lines allowed for the mass miss (issue 7, item 5).
+const MAX_MISS_LOG_LINES: usize = 10;
+
+/// Bytes in `path` (0 if absent).
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Lines of `path` after byte `from`.
+fn lines_after(path: &Path, from: u64) -> Vec<String> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(usize::MAX);
+    String::from_utf8_lossy(text.get(from..).unwrap_or_default())
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
@@ -721,6 +743,7 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
         commit_lat_ms: f64::NAN,
         commit_lat_first_ms: f64::NAN,
         false_missing: 0,
+        log_lines: 0,
     };
     println!(
         "scale vms={} offered={:.0}/s ingest={:.0}/s cpu={:.2}% (dataplane thread {:.2}%) rss={:.1}MiB hwm={:.1}MiB kernel_drops_total={}",
@@ -741,6 +764,8 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
                 args.big_agents
             ));
         }
+        let hmd_log = b.lab.dir.join(format!("{}.log", hmd.label));
+        let log_from = file_len(&hmd_log);
         loadgen.send(&format!("silence 0-{}", args.silent - 1))?;
         let line = loadgen.wait_line("silenced", Duration::from_secs(10))?;
         let first_hb = field(&line, "first_last_hb_unix_ms")?;
@@ -785,19 +810,31 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
         std::thread::sleep(Duration::from_secs(2));
         let after = db.vm_hm_counts(&hm).map_err(|e| e.to_string())?;
         scale.false_missing = after.missing.saturating_sub(u64::from(args.silent));
+        // Two seconds after the last commit the burst (one quiet second) is summed up.
+        let logged = lines_after(&hmd_log, log_from);
+        scale.log_lines = logged.len();
         scale.burst_ms = last_hb - first_hb;
         scale.detect_lat_ms = latest_detect as f64 - deadline_late;
         scale.commit_lat_ms = seen_ms - deadline_late;
         scale.commit_lat_first_ms = seen_ms - deadline_early;
         println!(
-            "miss  silent={} burst={:.0}ms all_missing_committed_after_deadline={:.0}ms (bound from the earliest last heartbeat: {:.0}ms) detection_after_deadline={:.0}ms false_missing={}",
+            "miss  silent={} burst={:.0}ms all_missing_committed_after_deadline={:.0}ms (bound from the earliest last heartbeat: {:.0}ms) detection_after_deadline={:.0}ms false_missing={} hmd_log_lines={}",
             args.silent,
             scale.burst_ms,
             scale.commit_lat_ms,
             scale.commit_lat_first_ms,
             scale.detect_lat_ms,
-            scale.false_missing
+            scale.false_missing,
+            scale.log_lines
         );
+        if scale.log_lines > MAX_MISS_LOG_LINES {
+            return Err(format!(
+                "hmd logged {} lines for {} misses (at most {MAX_MISS_LOG_LINES} allowed):\n{}",
+                scale.log_lines,
+                args.silent,
+                logged.join("\n")
+            ));
+        }
         db.integrity_check().map_err(|e| e.to_string())?;
     }
     loadgen.send("quit")?;
@@ -923,13 +960,14 @@ fn run(args: &Args) -> Result<(), String> {
             s.drops
         );
         println!(
-            "Mass miss: {} VMs silent at once (last heartbeats sent within {:.0} ms): all MISSING rows committed {:.0} ms after the latest miss deadline ({:.0} ms after the earliest); hmd's transition time {:.0} ms after; other VMs declared MISSING: {}",
+            "Mass miss: {} VMs silent at once (last heartbeats sent within {:.0} ms): all MISSING rows committed {:.0} ms after the latest miss deadline ({:.0} ms after the earliest); hmd's transition time {:.0} ms after; other VMs declared MISSING: {}; hmd log lines for the whole phase: {} (at most {MAX_MISS_LOG_LINES})",
             s.silent,
             s.burst_ms,
             s.commit_lat_ms,
             s.commit_lat_first_ms,
             s.detect_lat_ms,
-            s.false_missing
+            s.false_missing,
+            s.log_lines
         );
     }
     eprintln!("bench: done in {:.0} s", started.elapsed().as_secs_f64());
