@@ -464,3 +464,78 @@ fn a_bare_start_hb_for_the_default_period_and_a_failed_handshake_logged_once() {
             .unwrap_or_else(|e| std::panic::resume_unwind(e));
     });
 }
+
+/// `vmmd` announces its incarnation in its SYN (`inc=`, 16 hexadecimal digits), a new
+/// one at every start (docs/hvncp.md §3.8). A raw socket plays the monitor: its Hello
+/// draws the agent's SYN, which is read and never answered.
+#[test]
+fn vmmd_announces_a_new_incarnation_at_every_start() {
+    let Some(mut lab) = Lab::new("specinc") else {
+        return;
+    };
+    const MONITOR: [u8; 6] = [0x02, 0x5e, 0xc0, 0, 0, 0x10];
+    let ns_hm = lab.netns("hm");
+    let ns_vm = lab.netns("vm");
+    lab.link(&ns_hm, HM_IF, &ns_vm, VM_IF);
+    let config = lab.write(
+        "vmmd.toml",
+        &format!("vm_uuid = \"{VM_UUID}\"\ninterfaces = [\"{VM_IF}\"]\nlog = \"debug\"\n"),
+    );
+    let config = config.display().to_string();
+    let mut incarnations = Vec::new();
+    for run in 0..2 {
+        lab.spawn("vmmd", &ns_vm, "vmmd", &["--config", &config]);
+        let lab_ref = &lab;
+        let ns = ns_hm.clone();
+        let syn = std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    dataplane::io::enter_network_namespace(&ns).expect("enter");
+                    let iface = InterfaceName::new(HM_IF).expect("name");
+                    let mut wire = Wire {
+                        socket: RawSocket::open(&iface, 0x0600, RxMode::Recv).expect("socket"),
+                        backlog: Vec::new(),
+                    };
+                    let hello = encode(BROADCAST, MONITOR, 0, HEL, b"1556303548.719328000.38");
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while Instant::now() < deadline {
+                        wire.send(&hello);
+                        if let Some(syn) = wire.expect(Duration::from_millis(200), |f| {
+                            f.dst == MONITOR && f.flags & SYN != 0 && f.flags & ACK == 0
+                        }) {
+                            return syn;
+                        }
+                    }
+                    panic!("no SYN from vmmd (run {run})\n{}", lab_ref.log("vmmd"));
+                })
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        });
+        assert_eq!(syn.flags, SYN | ACKR | BEG);
+        let text = String::from_utf8(syn.payload).expect("ASCII");
+        assert!(
+            text.starts_with(&format!("uuid={VM_UUID}:ostype=")),
+            "{text}"
+        );
+        let inc = text
+            .split(':')
+            .find_map(|p| p.strip_prefix("inc="))
+            .unwrap_or_else(|| panic!("no incarnation in {text}"))
+            .to_owned();
+        assert_eq!(inc.len(), 16, "{text}");
+        assert!(inc.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+        incarnations.push(inc);
+        let pid = lab.pid("vmmd");
+        lab.signal("vmmd", "KILL");
+        // Killed: no exit code; reaped all the same.
+        lab.wait_exit("vmmd", Duration::from_secs(5));
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "vmmd {pid} still runs"
+        );
+    }
+    assert_ne!(
+        incarnations[0], incarnations[1],
+        "a restarted vmmd is a new incarnation"
+    );
+}
