@@ -142,7 +142,8 @@ pub fn link_problem(name: &dataplane::io::InterfaceName) -> Option<String> {
         Ok(i) if !i.is_up() => Some(format!("interface {name} is administratively down")),
         Ok(i) if !i.is_running() => Some(format!("interface {name} has no carrier")),
         Ok(_) => None,
-        Err(e) => Some(format!("interface {name}: {e}")),
+        // The error names the interface already ("interface hv9 not found").
+        Err(e) => Some(e.to_string()),
     }
 }
 
@@ -324,6 +325,15 @@ mod tests {
         assert_eq!(
             sup.health(&writer, std::iter::empty()).to_string(),
             "healthy"
+        );
+    }
+
+    #[test]
+    fn a_missing_interface_is_named_once() {
+        let name: dataplane::io::InterfaceName = "hvnope0".parse().expect("valid name");
+        assert_eq!(
+            link_problem(&name).as_deref(),
+            Some("interface hvnope0 not found")
         );
     }
 
