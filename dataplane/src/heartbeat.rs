@@ -27,6 +27,10 @@
 //! Memory: a slot of 32 bytes and a wheel node of 24 per watched VM, 56 bytes (5.6 MB for
 //! 100,000 VMs; growing vectors may hold up to twice that), plus 48.5 KiB for the wheel.
 //!
+//! An interface without carrier hears nothing: while it is deaf
+//! ([`HeartbeatTable::set_hearing`]) its VMs' misses are withheld, and each is owed a
+//! full `vm_miss_after` once it hears again.
+//!
 //! The HSDB is written on transitions only (seed 004 L8136-8137: the VM_HB thread "does
 //! the HSDB update in case there is a miss"): DETECTED on the first heartbeat and when
 //! heartbeats resume, MISSING once, SUSPENDED on a graceful stop.
@@ -95,6 +99,8 @@ pub struct Change {
 struct Slot {
     vm: Uuid,
     state: HbState,
+    /// Its miss came due while its interface was deaf and was withheld.
+    withheld: bool,
     last: Instant,
     /// This slot's timer on the wheel, if any.
     timer: Option<TimerId>,
@@ -105,8 +111,12 @@ struct Slot {
 pub struct HeartbeatTable {
     miss_after: Duration,
     slots: Vec<Vec<Option<Slot>>>,
+    /// Per interface: no carrier, nothing can be heard there ([`HeartbeatTable::set_hearing`]).
+    deaf: Vec<bool>,
     wheel: TimerWheel<SessionKey>,
     watched: usize,
+    /// Misses withheld because their interface was deaf, since creation.
+    withheld: u64,
 }
 
 impl HeartbeatTable {
@@ -115,8 +125,10 @@ impl HeartbeatTable {
         HeartbeatTable {
             miss_after,
             slots: vec![Vec::new(); interfaces],
+            deaf: vec![false; interfaces],
             wheel: TimerWheel::new(TICK, BUCKETS),
             watched: 0,
+            withheld: 0,
         }
     }
 
@@ -155,6 +167,7 @@ impl HeartbeatTable {
         *slot = Some(Slot {
             vm,
             state: HbState::Awaiting,
+            withheld: false,
             last: now,
             timer: Some(timer),
         });
@@ -217,11 +230,56 @@ impl HeartbeatTable {
         self.wheel.next_deadline()
     }
 
-    /// Declare MISSING every watched VM silent for `vm_miss_after` at `now`. Touches only
-    /// the VMs whose timer is due (and the wheel buckets holding them).
+    /// Interface `iface` lost (`hearing == false`) or regained its carrier.
+    ///
+    /// While an interface is deaf, the misses of its VMs are **withheld**: a silence
+    /// that nothing could have heard proves nothing about the VMs (docs/architecture.md,
+    /// "Link loss: misses withheld, not marked"). When it hears again at `now`, every VM
+    /// of it that was heard from or awaited is owed a full `miss_after` from `now`:
+    /// MISSING at the first [`HeartbeatTable::expire`] at or after `now + miss_after`
+    /// unless it heartbeats. Returns how many of its VMs had their miss withheld during
+    /// the outage (0 when going deaf). O(VMs of the interface) when hearing again, O(1)
+    /// otherwise.
+    pub fn set_hearing(&mut self, iface: u16, hearing: bool, now: Instant) -> usize {
+        let Some(deaf) = self.deaf.get_mut(usize::from(iface)) else {
+            return 0;
+        };
+        *deaf = !hearing;
+        if !hearing {
+            return 0;
+        }
+        let mut withheld = 0;
+        for slot in self.slots[usize::from(iface)].iter_mut().flatten() {
+            if matches!(slot.state, HbState::Awaiting | HbState::Detected) {
+                slot.last = slot.last.max(now);
+            }
+            if slot.withheld {
+                slot.withheld = false;
+                withheld += 1;
+            }
+        }
+        withheld
+    }
+
+    /// Whether interface `iface` is hearing (not marked deaf).
+    pub fn is_hearing(&self, iface: u16) -> bool {
+        !self.deaf.get(usize::from(iface)).copied().unwrap_or(false)
+    }
+
+    /// Misses withheld because their interface was deaf, since creation (one per VM per
+    /// `miss_after` of outage).
+    pub fn withheld(&self) -> u64 {
+        self.withheld
+    }
+
+    /// Declare MISSING every watched VM silent for `vm_miss_after` at `now`, except on a
+    /// deaf interface, where the miss is withheld (the timer waits another `miss_after`).
+    /// Touches only the VMs whose timer is due (and the wheel buckets holding them).
     pub fn expire(&mut self, now: Instant, changes: &mut Vec<Change>) {
         let miss_after = self.miss_after;
         let slots = &mut self.slots;
+        let deaf = &self.deaf;
+        let withheld = &mut self.withheld;
         self.wheel.expire(now, |key, _| {
             let slot = slots
                 .get_mut(usize::from(key.iface))?
@@ -231,6 +289,14 @@ impl HeartbeatTable {
             match slot.state {
                 // A heartbeat came since the timer was set: wait for the new deadline.
                 HbState::Awaiting | HbState::Detected if due > now => Some(due),
+                // Nothing could be heard: no verdict; look again in `miss_after`.
+                HbState::Awaiting | HbState::Detected
+                    if deaf.get(usize::from(key.iface)).copied().unwrap_or(false) =>
+                {
+                    slot.withheld = true;
+                    *withheld += 1;
+                    Some(now + miss_after)
+                }
                 HbState::Awaiting | HbState::Detected => {
                     slot.state = HbState::Missing;
                     slot.timer = None;
@@ -543,6 +609,68 @@ mod tests {
         assert_eq!(t.suspend(K, at(1)), None);
         assert_eq!(t.len(), 0);
         assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn misses_on_a_deaf_interface_are_withheld_until_a_full_miss_after_past_its_return() {
+        let mut t = HeartbeatTable::new(2, Duration::from_millis(1000));
+        let other = SessionKey {
+            iface: 1,
+            peer: PeerId(0),
+        };
+        t.watch(K, VM, at(0));
+        t.watch(other, Uuid([8; 16]), at(0));
+        assert!(t.heartbeat(K, at(100)).is_some());
+        assert!(t.heartbeat(other, at(100)).is_some());
+        // Interface 0 loses its carrier at 500 ms.
+        assert_eq!(t.set_hearing(0, false, at(500)), 0);
+        assert!(!t.is_hearing(0) && t.is_hearing(1));
+        // At 1,100 ms both are due: interface 1's VM is MISSING, interface 0's is withheld,
+        // and again at every later check while it stays deaf.
+        let mut changes = Vec::new();
+        for ms in [1_100, 2_100, 3_100, 4_100] {
+            t.expire(at(ms), &mut changes);
+        }
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            (changes[0].key, changes[0].state),
+            (other, HbState::Missing)
+        );
+        assert!(t.withheld() >= 3, "{}", t.withheld());
+        // Carrier back at 4,500 ms: one VM's miss was withheld; it is owed until 5,500.
+        assert_eq!(t.set_hearing(0, true, at(4_500)), 1);
+        assert!(t.is_hearing(0));
+        let mut changes = Vec::new();
+        t.expire(at(5_499), &mut changes);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert!(t.next_deadline().is_some_and(|d| d <= at(5_500)));
+        t.expire(at(5_500), &mut changes);
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].key, changes[0].state), (K, HbState::Missing));
+        assert_eq!(changes[0].at, at(5_500));
+    }
+
+    #[test]
+    fn a_vm_heard_after_the_link_returns_is_never_missing() {
+        let mut t = HeartbeatTable::new(1, Duration::from_millis(1000));
+        t.watch(K, VM, at(0));
+        assert!(t.heartbeat(K, at(100)).is_some());
+        t.set_hearing(0, false, at(200));
+        let mut changes = Vec::new();
+        t.expire(at(3_000), &mut changes);
+        assert_eq!(t.set_hearing(0, true, at(3_000)), 1);
+        // Heartbeats resume within miss_after of the return.
+        assert!(t.heartbeat(K, at(3_900)).is_none(), "still DETECTED");
+        t.expire(at(4_000), &mut changes);
+        t.expire(at(4_899), &mut changes);
+        assert!(changes.is_empty(), "{changes:?}");
+        // A second outage counts again; an unknown interface is ignored.
+        t.set_hearing(0, false, at(5_000));
+        t.expire(at(6_000), &mut changes);
+        assert_eq!(t.set_hearing(0, true, at(6_000)), 1);
+        assert_eq!(t.set_hearing(7, true, at(6_000)), 0);
+        assert!(t.is_hearing(7));
+        assert!(changes.is_empty(), "{changes:?}");
     }
 
     #[test]

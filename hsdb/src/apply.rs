@@ -21,7 +21,9 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::codec::{UuidText, bits_to_sql, opt_uuid, version_text};
 use crate::error::{Context, Error, Result};
-use crate::model::{Applied, HeartbeatState, HostId, PendingKind, Transition, VmState};
+use crate::model::{
+    Applied, HeartbeatState, HostId, InterfaceState, PendingKind, Transition, VmState,
+};
 use crate::store::Hsdb;
 
 const VM_STATE: &str = "SELECT state, current_host FROM vm WHERE uuid = ?1";
@@ -50,6 +52,11 @@ const VM_HM_MISSING: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_ms, last_
 const HM_HOST: &str = "SELECT host_id FROM hm WHERE uuid = ?1";
 const HM_HEARTBEAT: &str = "UPDATE hm SET last_hb_ms = ?2 WHERE uuid = ?1";
 const HM_EVENT: &str = "UPDATE hm SET state = ?2, reason = ?3, has_data = 1 WHERE uuid = ?1";
+const HM_HAS_DATA: &str = "UPDATE hm SET has_data = 1 WHERE uuid = ?1";
+const HM_INTERFACE_STATE: &str = "SELECT state FROM hm_interface WHERE hm = ?1 AND name = ?2";
+const HM_INTERFACE_SET: &str = "INSERT INTO hm_interface (hm, name, state, changed_ms) \
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (hm, name) DO UPDATE SET \
+    state = excluded.state, changed_ms = excluded.changed_ms";
 const EVENT_INSERT: &str =
     "INSERT INTO event (kind, vm, hm, text, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
 
@@ -217,6 +224,44 @@ impl BatchWriter<'_, '_> {
                     *at,
                 )?;
                 self.applied.hm_events += 1;
+            }
+            Transition::HmInterface {
+                hm,
+                interface,
+                state,
+                at,
+            } => {
+                self.host_of(hm)?;
+                let before: Option<String> = self
+                    .tx
+                    .prepare_cached(HM_INTERFACE_STATE)?
+                    .query_row((UuidText::new(hm), interface), |row| row.get(0))
+                    .optional()?;
+                let changed = match before.as_deref() {
+                    Some(text) => text != state.as_str(),
+                    None => true,
+                };
+                if changed {
+                    self.tx.prepare_cached(HM_INTERFACE_SET)?.execute((
+                        UuidText::new(hm),
+                        interface,
+                        state.as_str(),
+                        at,
+                    ))?;
+                }
+                // A change is an event for the controller; so is a first row that is
+                // DOWN (a monitor starting deaf). A first row UP is the normal start.
+                if changed && (before.is_some() || *state == InterfaceState::Down) {
+                    let text = format!(
+                        "EVENT_TYPE=ADAPTER_{}\nINTERFACE_NAME={interface}\n",
+                        state.as_str()
+                    );
+                    self.tx
+                        .prepare_cached(HM_HAS_DATA)?
+                        .execute([UuidText::new(hm)])?;
+                    self.pending(None, hm, PendingKind::HmEvent, 0, &text, *at)?;
+                }
+                self.applied.hm_interfaces += 1;
             }
             Transition::Event {
                 kind,

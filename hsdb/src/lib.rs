@@ -32,8 +32,9 @@ pub use error::{Error, Result};
 pub use hvha_identity::{HelloId, Uuid};
 pub use hvha_identity::{MacAddr, Version};
 pub use model::{
-    Applied, DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmRecord, HmRow, HmState,
-    HostId, HostRecord, PendingKind, PendingRow, Priority, Transition, VmHmRow, VmRow, VmState,
+    Applied, DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmInterfaceRow, HmRecord,
+    HmRow, HmState, HostId, HostRecord, InterfaceState, PendingKind, PendingRow, Priority,
+    Transition, VmHmRow, VmRow, VmState,
 };
 pub use options::{Options, Synchronous};
 pub use schema::SCHEMA_VERSION;

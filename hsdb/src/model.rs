@@ -82,6 +82,16 @@ text_enum! {
 }
 
 text_enum! {
+    /// State of one HA interface of a monitor (`hm_interface.state`).
+    InterfaceState {
+        /// Up with carrier: the monitor hears the VMs behind it.
+        Up => "UP",
+        /// Down or without carrier: the monitor hears nothing there.
+        Down => "DOWN",
+    }
+}
+
+text_enum! {
     /// What one monitor last wrote about one VM's heartbeats (`vm_hm.last_state`).
     HeartbeatState {
         /// Heartbeats arrive (seed 004 L11804).
@@ -259,6 +269,19 @@ pub struct VmHmRow {
     pub updated_ms: i64,
 }
 
+/// One HA interface of a monitor as stored (`hm_interface` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HmInterfaceRow {
+    /// The monitor.
+    pub hm: Uuid,
+    /// The interface's name on the monitor's host.
+    pub name: String,
+    /// UP (carrier) or DOWN.
+    pub state: InterfaceState,
+    /// When it entered that state, ms since the Unix epoch.
+    pub changed_ms: i64,
+}
+
 /// How many VMs one monitor reports in each heartbeat state ([`Hsdb::vm_hm_counts`]).
 ///
 /// [`Hsdb::vm_hm_counts`]: crate::Hsdb::vm_hm_counts
@@ -399,6 +422,21 @@ pub enum Transition {
         /// When.
         at: i64,
     },
+    /// One of the monitor's HA interfaces is up with carrier, or is not: its
+    /// `hm_interface` row. A change of state (or a first row that is DOWN) also leaves an
+    /// `HM_EVENT` pending for the controller, in the seed's CAA adapter-event form
+    /// (`EVENT_TYPE=ADAPTER_DOWN` / `ADAPTER_UP`, `INTERFACE_NAME=…`, seed 004 L6644-6667,
+    /// L7337-7339); the monitor's own state is untouched.
+    HmInterface {
+        /// The monitor.
+        hm: Uuid,
+        /// The interface's name.
+        interface: String,
+        /// Its state.
+        state: InterfaceState,
+        /// When.
+        at: i64,
+    },
     /// An entry of the event outbox.
     Event {
         /// Event name.
@@ -425,6 +463,7 @@ impl Transition {
             Transition::Doorbell { .. } => "Doorbell",
             Transition::HmHeartbeat { .. } => "HmHeartbeat",
             Transition::HmEvent { .. } => "HmEvent",
+            Transition::HmInterface { .. } => "HmInterface",
             Transition::Event { .. } => "Event",
         }
     }
@@ -449,6 +488,8 @@ pub struct Applied {
     pub hm_heartbeats: usize,
     /// `HmEvent` transitions.
     pub hm_events: usize,
+    /// `HmInterface` transitions, including those that changed nothing.
+    pub hm_interfaces: usize,
     /// `Event` transitions (outbox rows).
     pub events: usize,
     /// VM rows created (by `Discovered`, or on the fly for an unknown VM).
@@ -467,6 +508,7 @@ impl Applied {
             + self.doorbells
             + self.hm_heartbeats
             + self.hm_events
+            + self.hm_interfaces
             + self.events
     }
 }

@@ -36,10 +36,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "index vm_hm by monitor and state",
         sql: include_str!("schema/v2.sql"),
     },
+    Migration {
+        version: 3,
+        name: "state of each monitor interface",
+        sql: include_str!("schema/v3.sql"),
+    },
 ];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Bring the database at `path` to [`SCHEMA_VERSION`].
 ///

@@ -10,8 +10,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use crate::codec::{Columns, UuidText, bits_from_sql, version_text};
 use crate::error::{Context, Error, Result};
 use crate::model::{
-    DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmRecord, HmRow, HmState, HostId,
-    HostRecord, PendingKind, PendingRow, Priority, VmHmRow, VmRow, VmState,
+    DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmInterfaceRow, HmRecord, HmRow,
+    HmState, HostId, HostRecord, InterfaceState, PendingKind, PendingRow, Priority, VmHmRow, VmRow,
+    VmState,
 };
 use crate::options::Options;
 use crate::schema::{self, open_error};
@@ -233,6 +234,58 @@ impl Hsdb {
             version: c.version(7, "version")?,
             has_data: c.bool(8, "has_data")?,
         }))
+    }
+
+    /// Every HA interface monitor `hm` reported, by name (`hm_interface`).
+    pub fn hm_interfaces(&self, hm: &Uuid) -> Result<Vec<HmInterfaceRow>> {
+        const OP: &str = "hm_interfaces";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT hm, name, state, changed_ms FROM hm_interface WHERE hm = ?1 \
+                 ORDER BY name",
+            )
+            .op(OP)?;
+        let mut rows = stmt.query([UuidText::new(hm)]).op(OP)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().op(OP)? {
+            let c = Columns::new(row, "hm_interface", OP);
+            out.push(HmInterfaceRow {
+                hm: c.uuid(0, "hm")?,
+                name: c.text(1)?,
+                state: c.enumeration(2, "state", "UP or DOWN", InterfaceState::from_text)?,
+                changed_ms: c.int(3)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Forget the interfaces of monitor `hm` that are not in `names` (removed from its
+    /// configuration): a monitor calls it at start, before reporting the ones it has.
+    /// Returns how many rows went.
+    pub fn retain_hm_interfaces(&mut self, hm: &Uuid, names: &[&str]) -> Result<usize> {
+        const OP: &str = "retain_hm_interfaces";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        let stored: Vec<String> = tx
+            .prepare_cached("SELECT name FROM hm_interface WHERE hm = ?1")
+            .op(OP)?
+            .query_map([UuidText::new(hm)], |row| row.get(0))
+            .op(OP)?
+            .collect::<rusqlite::Result<_>>()
+            .op(OP)?;
+        let mut removed = 0;
+        for name in stored.iter().filter(|n| !names.contains(&n.as_str())) {
+            removed += tx
+                .prepare_cached("DELETE FROM hm_interface WHERE hm = ?1 AND name = ?2")
+                .op(OP)?
+                .execute((UuidText::new(hm), name))
+                .op(OP)?;
+        }
+        tx.commit().op(OP)?;
+        Ok(removed)
     }
 
     /// The VM `uuid`, if known.

@@ -89,9 +89,28 @@ impl Lab {
         full
     }
 
-    /// A veth pair: `if_a` in `ns_a`, `if_b` in `ns_b`, both up, no address.
+    /// A veth pair: `if_a` in `ns_a`, `if_b` in `ns_b`, both up with carrier, no
+    /// address.
     pub fn link(&self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) {
         netlab::veth(VethEnd::new(ns_a, if_a), VethEnd::new(ns_b, if_b));
+        self.wait_carrier(ns_a, if_a);
+        self.wait_carrier(ns_b, if_b);
+    }
+
+    /// Wait until `iface` in `ns` is operationally up (carrier; the kernel reports it up
+    /// to a second after the link is set up, and a daemon started before would see it
+    /// come up later). Panics after 10 s.
+    pub fn wait_carrier(&self, ns: &str, iface: &str) {
+        let up = wait_for(Duration::from_secs(10), || {
+            let out = Command::new("ip")
+                .args(["-n", ns, "-o", "link", "show", "dev", iface])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains(" state UP ")
+                .then_some(())
+        });
+        assert!(up.is_some(), "{iface} in {ns} never got its carrier");
     }
 
     /// Bring an interface down or up (a cable pulled on one path).

@@ -61,7 +61,7 @@ fn vmmd_config(lab: &Lab, i: usize) -> std::path::PathBuf {
     lab.write(
         &format!("vmmd{i}.toml"),
         &format!(
-            "vm_uuid = \"{}\"\ninterfaces = [\"ha1\", \"ha2\"]\nlog = \"debug\"\n",
+            "vm_uuid = \"{}\"\ninterfaces = [\"ha1\", \"ha2\"]\nrescan_ms = 1000\nlog = \"debug\"\n",
             vm_uuid(i)
         ),
     )
@@ -263,9 +263,42 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
             "a stopped agent is never MISSING"
         );
     }
-    // One path down (VM 3's link to monitor 1): that monitor alone reports the miss.
+    // Monitor 1's interface to VM 3 loses its carrier: monitor 1 is deaf there, so it
+    // withholds the miss (docs/architecture.md, "Link loss") and reports the interface
+    // DOWN; monitor 2 still hears VM 3.
     s.lab.set_link(&s.hm_ns[0], "h1a3", false);
-    assert!(wait_state(&s, 0, 3, HeartbeatState::Missing, Duration::from_secs(5)).is_some());
+    let deaf = wait_for(Duration::from_secs(5), || {
+        let db = Hsdb::open(&s.hsdb[0], &Options::default()).ok()?;
+        db.hm_interfaces(&uuid(HM[0]))
+            .ok()?
+            .into_iter()
+            .find(|r| r.name == "h1a3" && r.state == hsdb::InterfaceState::Down)
+    });
+    assert!(
+        deaf.is_some(),
+        "h1a3 DOWN in monitor 1's HSDB\n{}",
+        logs(&s)
+    );
+    std::thread::sleep(Duration::from_millis(3 * MISS_AFTER_MS));
+    for (db, hm) in s.hsdb.iter().zip(HM) {
+        assert_eq!(
+            state(db, &vm_uuid(3), hm),
+            Some(HeartbeatState::Detected),
+            "no miss declared through a dead link ({hm})"
+        );
+    }
+    s.lab.set_link(&s.hm_ns[0], "h1a3", true);
+    // One path lost while every carrier stays up: VM 3 stops using its interface to
+    // monitor 1 (an address on it makes vmmd drop it at its next rescan, seed 004
+    // L11244-11251). That monitor alone reports the miss.
+    std::thread::sleep(Duration::from_millis(MISS_AFTER_MS));
+    let agent_ns = s.hm_ns[0].replace("-hm1", "-a3");
+    netlab::ip(&["-n", &agent_ns, "addr", "add", "192.0.2.3/24", "dev", "ha1"]);
+    assert!(
+        wait_state(&s, 0, 3, HeartbeatState::Missing, Duration::from_secs(10)).is_some(),
+        "{}",
+        logs(&s)
+    );
     assert_eq!(
         state(&s.hsdb[1], &vm_uuid(3), HM[1]),
         Some(HeartbeatState::Detected)

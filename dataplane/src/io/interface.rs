@@ -180,6 +180,27 @@ impl Interface {
     }
 }
 
+/// Whether interface `name` is up and has carrier (`IFF_UP` and `IFF_RUNNING`), from one
+/// `SIOCGIFFLAGS`: cheap enough for a daemon to poll a few times a second (no
+/// interface list, no address lookup). An interface that no longer exists is
+/// [`IoError::NotFound`].
+pub fn has_carrier(name: &InterfaceName) -> Result<bool, IoError> {
+    let c_name = c_name(name)?;
+    let flags = iface::flags(&c_name).map_err(|source| {
+        if source.raw_os_error() == Some(libc::ENODEV) {
+            IoError::NotFound { iface: *name }
+        } else {
+            IoError::Query {
+                iface: *name,
+                what: "flags",
+                source,
+            }
+        }
+    })?;
+    let wanted = libc_flag(libc::IFF_UP) | libc_flag(libc::IFF_RUNNING);
+    Ok(flags & wanted == wanted)
+}
+
 /// Every interface of the caller's network namespace, by index (from one
 /// `getifaddrs` call).
 pub fn interfaces() -> Result<Vec<Interface>, IoError> {
@@ -275,6 +296,19 @@ mod tests {
     fn missing_interface_is_named_in_the_error() {
         let name = InterfaceName::new("hvnope9").expect("valid");
         let err = Interface::by_name(&name).expect_err("no such interface");
+        assert_eq!(err.to_string(), "interface hvnope9 not found");
+    }
+
+    #[test]
+    fn carrier_is_up_and_running() {
+        let all = interfaces().expect("getifaddrs works unprivileged");
+        let lo = all.iter().find(|i| i.is_loopback()).expect("lo exists");
+        assert_eq!(
+            has_carrier(&lo.name()).expect("flags of lo"),
+            lo.is_up() && lo.is_running()
+        );
+        let name = InterfaceName::new("hvnope9").expect("valid");
+        let err = has_carrier(&name).expect_err("no such interface");
         assert_eq!(err.to_string(), "interface hvnope9 not found");
     }
 

@@ -31,7 +31,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 pub use error::IoError;
-pub use interface::{Interface, InterfaceName, MAX_NAME_LEN, interfaces};
+pub use interface::{Interface, InterfaceName, MAX_NAME_LEN, has_carrier, interfaces};
 
 use crate::sys::mmsg::RecvBatch;
 use crate::sys::ring::{self, Ring};

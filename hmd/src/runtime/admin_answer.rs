@@ -106,6 +106,7 @@ impl Monitor<'_> {
                             let _ = writeln!(out, "{} {name} {value}", i.name);
                         }
                     }
+                    let _ = writeln!(out, "{} link_up {}", i.name, u8::from(i.carrier));
                 }
                 for (name, value) in [
                     ("hsdb_transitions", w.transitions.load(Ordering::Relaxed)),
@@ -116,6 +117,7 @@ impl Monitor<'_> {
                         w.last_commit_us.load(Ordering::Relaxed),
                     ),
                     ("vms_watched", table.len() as u64),
+                    ("vm_misses_withheld", table.withheld()),
                 ] {
                     let _ = writeln!(out, "- {name} {value}");
                 }
@@ -275,6 +277,21 @@ impl Monitor<'_> {
             Kind::Gauge,
             "VMs watched, every interface and state.",
             [(none, self.table.len() as u64)],
+        );
+        page.family(
+            "link_up",
+            Kind::Gauge,
+            "1 while the interface is up with carrier, 0 while the monitor is deaf there.",
+            self.interfaces
+                .iter()
+                .enumerate()
+                .map(|(i, iface)| (label(i), u64::from(iface.carrier))),
+        );
+        page.family(
+            "vm_misses_withheld",
+            Kind::Counter,
+            "Misses not declared because the VM's interface had no carrier (one per VM per vm_miss_after of outage).",
+            [(none, self.table.withheld())],
         );
         page.finish()
     }

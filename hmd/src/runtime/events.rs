@@ -34,6 +34,7 @@ impl Monitor<'_> {
     /// Frames: drain every socket (the readable ones and, cheaply, the others); a
     /// heartbeat goes straight to the heartbeat table.
     pub(super) fn on_readable(&mut self, now: Instant) {
+        let mut failed = false;
         let Monitor {
             interfaces,
             table,
@@ -51,6 +52,7 @@ impl Monitor<'_> {
                 endpoint,
                 name,
                 down,
+                ..
             } = iface;
             let received = socket.recv(|frame| {
                 // Refused frames are counted by the authenticator (stats, metrics).
@@ -99,9 +101,14 @@ impl Monitor<'_> {
                 Err(e) if !*down => {
                     tracing::warn!(iface = %name, error = %e, "interface cannot receive");
                     *down = true;
+                    failed = true;
                 }
                 Err(_) => {}
             }
+        }
+        // A receive error is often the first sign of a lost carrier: look now.
+        if failed {
+            self.on_link_check(now, true);
         }
     }
 
@@ -113,6 +120,7 @@ impl Monitor<'_> {
                 iface.endpoint.handle_timeout(now);
             }
         }
+        self.on_link_check(now, false);
         self.table.expire(now, &mut self.changes);
         self.on_rewatch_deadline(now);
         let mut reports = Vec::new();
@@ -345,6 +353,7 @@ impl Monitor<'_> {
                 };
                 if let Err(e) = iface.socket.send(&self.tx[..len])
                     && !iface.down
+                    && iface.carrier
                     && let Some(n) = self.warnings.send_failed.check(now)
                 {
                     tracing::warn!(

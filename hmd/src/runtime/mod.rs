@@ -14,11 +14,13 @@
 //!
 //! Files: this one holds the loop; `start.rs` opens the interfaces and registers the
 //! monitor in the HSDB; `events.rs` handles frames, timers and endpoint events;
-//! `rewatch.rs` keeps the previous run's VMs watched across a restart;
+//! `rewatch.rs` keeps the previous run's VMs watched across a restart; `health.rs`
+//! reports the monitor's own health (carrier of each interface, graceful stop);
 //! `admin_answer.rs` answers the admin socket.
 
 mod admin_answer;
 mod events;
+mod health;
 mod rewatch;
 mod start;
 
@@ -112,6 +114,8 @@ struct Interface {
     name: String,
     /// The last receive failed (link down); logged once.
     down: bool,
+    /// Up with carrier at the last check (`health.rs`).
+    carrier: bool,
 }
 
 /// What an agent's SYN announced, kept until its session is established.
@@ -143,6 +147,8 @@ struct Monitor<'a> {
     /// Transitions for the HSDB writer, sent once per turn.
     pending: Vec<Transition>,
     next_hm_heartbeat: Instant,
+    /// When the interfaces' carrier is read next.
+    next_link_check: Instant,
     tx: Vec<u8>,
     /// The last receive pass found frames: look again without sleeping.
     busy: bool,
@@ -199,7 +205,7 @@ impl Monitor<'_> {
         if let Some(t) = self.rewatch.next_deadline() {
             deadline = deadline.min(t);
         }
-        deadline
+        deadline.min(self.next_link_check)
     }
 
     /// Sleep until a socket is readable, an admin request arrives or the next deadline
@@ -220,12 +226,14 @@ impl Monitor<'_> {
         }
     }
 
-    /// Hand what is pending to the writer and wait until it is committed.
+    /// Mark the graceful stop, hand what is pending to the writer and wait until it is
+    /// committed.
     fn finish(mut self) {
         self.supervisor.stopping();
         if let Some(summary) = self.transitions.finish() {
             tracing::info!("{summary}");
         }
+        self.shutdown_event();
         tracing::info!("stopping: committing pending transitions");
         self.writer.send(self.pending);
         self.writer.finish();

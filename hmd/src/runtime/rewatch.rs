@@ -22,6 +22,9 @@ use dataplane::time::Instant;
 pub(super) struct Rewatch {
     waiting: HashSet<Uuid>,
     deadline: Instant,
+    /// An interface is deaf: no verdict until [`Rewatch::resume`] (the VMs may be
+    /// behind it; which interface a VM uses is not in the HSDB).
+    held: bool,
 }
 
 impl Rewatch {
@@ -30,6 +33,7 @@ impl Rewatch {
         Rewatch {
             waiting: vms.into_iter().collect(),
             deadline,
+            held: false,
         }
     }
 
@@ -43,15 +47,29 @@ impl Rewatch {
         self.waiting.remove(vm)
     }
 
-    /// When [`Rewatch::expire`] must run; `None` once nothing is waited for.
+    /// An interface lost its carrier: the VMs that could not re-pair through it are
+    /// not given up on while it is deaf.
+    pub(super) fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Every interface hears again: give up on the VMs that have not re-paired by
+    /// `deadline` (or by the original deadline, if later).
+    pub(super) fn resume(&mut self, deadline: Instant) {
+        self.held = false;
+        self.deadline = self.deadline.max(deadline);
+    }
+
+    /// When [`Rewatch::expire`] must run; `None` once nothing is waited for, or while
+    /// held.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        (!self.waiting.is_empty()).then_some(self.deadline)
+        (!self.waiting.is_empty() && !self.held).then_some(self.deadline)
     }
 
     /// At or after the deadline: every VM that has not re-paired, by UUID (and none is
-    /// waited for any more). Before it: nothing.
+    /// waited for any more). Before it, or while held: nothing.
     pub(super) fn expire(&mut self, now: Instant) -> Vec<Uuid> {
-        if now < self.deadline || self.waiting.is_empty() {
+        if self.held || now < self.deadline || self.waiting.is_empty() {
             return Vec::new();
         }
         let mut gone: Vec<Uuid> = self.waiting.drain().collect();
@@ -83,6 +101,28 @@ mod tests {
         assert_eq!(r.len(), 0);
         assert_eq!(r.next_deadline(), None);
         assert_eq!(r.expire(Instant::from_millis(9999)), []);
+    }
+
+    #[test]
+    fn a_deaf_interface_holds_the_verdict_until_a_new_deadline() {
+        let mut r = Rewatch::new([vm(1), vm(2)], Instant::from_millis(1500));
+        r.hold();
+        assert_eq!(r.next_deadline(), None, "no wake-up while held");
+        assert_eq!(r.expire(Instant::from_millis(5000)), []);
+        assert!(
+            r.paired(&vm(2)),
+            "re-pairing through another interface still counts"
+        );
+        // Carrier back at 5 s: the VM is owed until 6.5 s.
+        r.resume(Instant::from_millis(6500));
+        assert_eq!(r.next_deadline(), Some(Instant::from_millis(6500)));
+        assert_eq!(r.expire(Instant::from_millis(6499)), []);
+        assert_eq!(r.expire(Instant::from_millis(6500)), [vm(1)]);
+        // Resuming never brings a deadline forward.
+        let mut r = Rewatch::new([vm(1)], Instant::from_millis(9000));
+        r.hold();
+        r.resume(Instant::from_millis(100));
+        assert_eq!(r.next_deadline(), Some(Instant::from_millis(9000)));
     }
 
     #[test]

@@ -11,10 +11,11 @@ use dataplane::io::{InterfaceName, RawSocket, RxMode};
 use dataplane::message::{HelloId, Uuid};
 use dataplane::time::MonotonicClock;
 use dataplane::wire::{MacAddr, VERSION};
-use hsdb::{HeartbeatState, HmRecord, HostRecord, Hsdb, Options};
+use hsdb::{HeartbeatState, HmRecord, HostRecord, Hsdb, Options, Transition};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::health::{self, LINK_CHECK, interface_state};
 use super::rewatch::Rewatch;
 use super::{Interface, Monitor, RunError, TX_BUF_LEN, WAKER, epoch_ms, hello_id};
 use crate::config::Config;
@@ -73,16 +74,28 @@ impl<'a> Monitor<'a> {
             .first()
             .map_or(MacAddr::default(), |i| i.endpoint.config().local_mac);
         let (known_macs, previous) = register(&mut hsdb, config, &clock, hello, first_mac)?;
+        report_interfaces(&mut hsdb, config, &clock, &interfaces)?;
 
         let writer = Writer::spawn(hsdb, config.flush).map_err(RunError::Poll)?;
-        let table = HeartbeatTable::new(interfaces.len(), config.vm_miss_after);
+        let mut table = HeartbeatTable::new(interfaces.len(), config.vm_miss_after);
         let next_hm_heartbeat = clock.now();
         // The previous run's DETECTED VMs: MISSING unless they re-pair within a Hello
         // period plus vm_miss_after (seed 004 L8365-8367, vioHmRestartVMs).
-        let rewatch = Rewatch::new(
+        let mut rewatch = Rewatch::new(
             previous,
             clock.now() + config.hello_period + config.vm_miss_after,
         );
+        // An interface without carrier from the start is deaf from the start.
+        for (i, iface) in interfaces.iter().enumerate() {
+            if !iface.carrier {
+                table.set_hearing(u16::try_from(i).unwrap_or(u16::MAX), false, clock.now());
+                rewatch.hold();
+                tracing::warn!(
+                    iface = %iface.name,
+                    "interface has no carrier: the monitor hears none of its VMs until it has"
+                );
+            }
+        }
         if rewatch.len() > 0 {
             tracing::info!(
                 count = rewatch.len(),
@@ -114,6 +127,7 @@ impl<'a> Monitor<'a> {
             changes: Vec::new(),
             pending: Vec::new(),
             next_hm_heartbeat,
+            next_link_check: clock.now() + LINK_CHECK,
             tx: vec![0u8; TX_BUF_LEN],
             busy: false,
             supervisor,
@@ -176,6 +190,7 @@ fn open_interface(
         endpoint,
         name: name.as_str().to_owned(),
         down: false,
+        carrier: health::carrier(name),
     })
 }
 
@@ -233,4 +248,31 @@ fn register(
         "monitor registered in the HSDB"
     );
     Ok((known_macs, detected))
+}
+
+/// Write each interface's carrier as the monitor starts (`hm_interface`; an `HM_EVENT` for
+/// a change since the previous run or one starting DOWN) and forget interfaces no longer
+/// configured.
+fn report_interfaces(
+    hsdb: &mut Hsdb,
+    config: &Config,
+    clock: &MonotonicClock,
+    interfaces: &[Interface],
+) -> Result<(), RunError> {
+    let hsdb_err = hsdb_error(config);
+    let names: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
+    hsdb.retain_hm_interfaces(&config.monitor_uuid, &names)
+        .map_err(&hsdb_err)?;
+    let at = epoch_ms(clock, clock.now());
+    let batch: Vec<Transition> = interfaces
+        .iter()
+        .map(|i| Transition::HmInterface {
+            hm: config.monitor_uuid,
+            interface: i.name.clone(),
+            state: interface_state(i.carrier),
+            at,
+        })
+        .collect();
+    hsdb.apply(&batch).map_err(&hsdb_err)?;
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::{Applied, Error, HmRow, HmState, PendingKind};
+use crate::{Applied, Error, HmInterfaceRow, HmRow, HmState, InterfaceState, PendingKind};
 
 #[test]
 fn test_upsert_host() {
@@ -124,6 +124,108 @@ fn test_register_hm_again_after_event() {
         }
     );
     assert_eq!(f.db.pending().expect("pending").len(), 1, "still pending");
+}
+
+#[test]
+fn test_hm_interface_state_and_events() {
+    let mut f = Fixture::new();
+    let iface = |name: &str, state, at| Transition::HmInterface {
+        hm: hm1(),
+        interface: name.to_string(),
+        state,
+        at,
+    };
+    let row = |name: &str, state, changed_ms| HmInterfaceRow {
+        hm: hm1(),
+        name: name.to_string(),
+        state,
+        changed_ms,
+    };
+    // Start: one interface with carrier (the normal start: a row, no event), one without
+    // (a monitor starting deaf there: an event).
+    let applied =
+        f.db.apply(&[
+            iface("ent1", InterfaceState::Up, T0 + 1),
+            iface("ent2", InterfaceState::Down, T0 + 1),
+        ])
+        .expect("apply");
+    assert_eq!(
+        applied,
+        Applied {
+            hm_interfaces: 2,
+            pending_added: 1,
+            ..Applied::default()
+        }
+    );
+    assert_eq!(
+        f.db.hm_interfaces(&hm1()).expect("read"),
+        [
+            row("ent1", InterfaceState::Up, T0 + 1),
+            row("ent2", InterfaceState::Down, T0 + 1)
+        ]
+    );
+    assert_eq!(f.db.hm_interfaces(&hm2()).expect("read"), []);
+    // The same state again changes nothing, not even the time.
+    let applied =
+        f.db.apply(&[iface("ent1", InterfaceState::Up, T0 + 2)])
+            .expect("apply");
+    assert_eq!(applied.pending_added, 0);
+    // Carrier lost on ent1, back on ent2: two events, the monitor itself stays UP.
+    f.db.apply(&[
+        iface("ent1", InterfaceState::Down, T0 + 3),
+        iface("ent2", InterfaceState::Up, T0 + 4),
+    ])
+    .expect("apply");
+    assert_eq!(
+        f.db.hm_interfaces(&hm1()).expect("read"),
+        [
+            row("ent1", InterfaceState::Down, T0 + 3),
+            row("ent2", InterfaceState::Up, T0 + 4)
+        ]
+    );
+    let hm = f.db.hm(&hm1()).expect("read").expect("row");
+    assert_eq!((hm.state, hm.reason, hm.has_data), (HmState::Up, 0, true));
+    let events: Vec<(PendingKind, Option<Uuid>, u64, String, i64)> =
+        f.db.pending()
+            .expect("pending")
+            .into_iter()
+            .map(|p| (p.kind, p.hm, p.code, p.data, p.created_ms))
+            .collect();
+    let event = |text: &str, at| (PendingKind::HmEvent, Some(hm1()), 0, text.to_string(), at);
+    assert_eq!(
+        events,
+        [
+            event("EVENT_TYPE=ADAPTER_DOWN\nINTERFACE_NAME=ent2\n", T0 + 1),
+            event("EVENT_TYPE=ADAPTER_DOWN\nINTERFACE_NAME=ent1\n", T0 + 3),
+            event("EVENT_TYPE=ADAPTER_UP\nINTERFACE_NAME=ent2\n", T0 + 4),
+        ]
+    );
+    // An unregistered monitor fails the batch, as for every monitor transition.
+    let stranger = Uuid::parse(b"00000000-0000-4000-8000-000000000009").expect("uuid");
+    let err =
+        f.db.apply(&[Transition::HmInterface {
+            hm: stranger,
+            interface: "ent1".to_string(),
+            state: InterfaceState::Up,
+            at: T0,
+        }])
+        .expect_err("unknown monitor");
+    assert!(matches!(err, Error::UnknownHm { index: 0, hm } if hm == stranger));
+    // Interfaces no longer configured are forgotten at the next start.
+    assert_eq!(
+        f.db.retain_hm_interfaces(&hm1(), &["ent2", "ent3"])
+            .expect("retain"),
+        1
+    );
+    assert_eq!(
+        f.db.hm_interfaces(&hm1()).expect("read"),
+        [row("ent2", InterfaceState::Up, T0 + 4)]
+    );
+    assert_eq!(
+        f.db.retain_hm_interfaces(&hm1(), &["ent2"])
+            .expect("retain"),
+        0
+    );
 }
 
 #[test]

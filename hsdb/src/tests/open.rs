@@ -59,6 +59,7 @@ fn test_open_migrates_empty_file() {
         "event_consumer",
         "relocation",
         "policy",
+        "hm_interface",
     ] {
         let n: i64 = db
             .conn
@@ -81,7 +82,8 @@ fn test_open_migrates_empty_file() {
         recorded,
         [
             (1, "initial schema".to_string()),
-            (2, "index vm_hm by monitor and state".to_string())
+            (2, "index vm_hm by monitor and state".to_string()),
+            (3, "state of each monitor interface".to_string())
         ]
     );
 }
@@ -112,7 +114,7 @@ fn test_v1_database_is_migrated_with_its_rows() {
         .expect("v1 rows");
     }
     let db = Hsdb::open(&path, &Options::default()).expect("migrate");
-    assert_eq!(db.schema_version().expect("version"), 2);
+    assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
     let hm = Uuid::parse(b"5c3196a3-c41f-4b5c-9861-dee6077081c6").expect("uuid");
     let counts = db.vm_hm_counts(&hm).expect("counts");
     assert_eq!((counts.missing, counts.total()), (1, 1));
@@ -129,6 +131,8 @@ fn test_v1_database_is_migrated_with_its_rows() {
         "{indexes:?}"
     );
     assert!(!indexes.contains(&"vm_hm_by_hm".to_string()), "{indexes:?}");
+    // v3: the monitor's interfaces, empty until the monitor reports them.
+    assert_eq!(db.hm_interfaces(&hm).expect("hm_interface exists"), []);
     db.integrity_check().expect("integrity");
 }
 

@@ -491,6 +491,7 @@ fn test_mixed_batch_counts() {
             doorbells: 1,
             hm_heartbeats: 1,
             hm_events: 0,
+            hm_interfaces: 0,
             events: 1,
             vms_created: 2,
             pending_added: 3,
