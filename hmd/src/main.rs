@@ -14,7 +14,6 @@
 
 mod admin;
 mod config;
-mod handshakes;
 mod metrics;
 mod quiet;
 mod refusals;

@@ -174,8 +174,10 @@ impl fmt::Display for Summary {
 /// source, `refusals`.)
 #[derive(Debug)]
 pub struct Warnings {
-    /// A session that failed its handshake or closed.
+    /// A session that closed.
     pub session_closed: RateLimiter,
+    /// A session that failed its handshake (docs/hvncp.md §3.2): a VM not monitored.
+    pub handshake_failed: RateLimiter,
     /// A send that failed.
     pub send_failed: RateLimiter,
 }
@@ -191,6 +193,7 @@ impl Default for Warnings {
         let limit = RateLimiter::new(WARN_BURST, WARN_WINDOW);
         Warnings {
             session_closed: limit.clone(),
+            handshake_failed: limit.clone(),
             send_failed: limit,
         }
     }
@@ -201,6 +204,7 @@ impl Warnings {
     pub fn report_suppressed(&mut self, now: Instant) {
         for (what, limit) in [
             ("session closed", &mut self.session_closed),
+            ("handshake failed", &mut self.handshake_failed),
             ("send failure", &mut self.send_failed),
         ] {
             if let Some(n) = limit.take_suppressed(now) {

@@ -48,7 +48,6 @@ impl Monitor<'_> {
                 socket,
                 auth,
                 auth_log,
-                handshake_log,
                 endpoint,
                 name,
                 down,
@@ -74,15 +73,6 @@ impl Monitor<'_> {
             if let Some((n, last)) = auth_log.poll(now, auth) {
                 tracing::warn!(
                     "interface {name}: {n} frames refused by authentication (last: {last})"
-                );
-            }
-            if let Some(held) = handshake_log.poll(now) {
-                tracing::warn!(
-                    iface = %name,
-                    count = held.count,
-                    last_mac = %held.mac,
-                    last_reason = %held.reason,
-                    "more handshakes failed in the last minute (not logged one by one)"
                 );
             }
             // A link going down is reported once by the socket; the daemon keeps
@@ -262,15 +252,15 @@ impl Monitor<'_> {
             }
             EndpointEvent::Closed { peer, mac, reason } => {
                 if reason.is_handshake() {
-                    // Counted in `handshakes_failed`; logged at once, or counted into
-                    // one line per interval when they come by the thousand (forged
-                    // MACs).
-                    if iface.handshake_log.failed(now, mac, reason) {
+                    // Counted in `handshakes_failed`; rate-limited, since forged MACs
+                    // fail handshakes by the thousand.
+                    if let Some(n) = self.warnings.handshake_failed.check(now) {
                         tracing::warn!(
                             iface = %iface.name,
                             %mac,
                             %reason,
-                            "handshake failed: the VM at this MAC is not monitored until it pairs again"
+                            "handshake failed: the VM at this MAC is not monitored until it pairs again{}",
+                            suppressed_note(n)
                         );
                     }
                 } else if iface.endpoint.was_established(peer) {

@@ -41,7 +41,6 @@ use mio::{Events, Poll, Token, Waker};
 
 use self::rewatch::Rewatch;
 use crate::config::Config;
-use crate::handshakes::HandshakeLog;
 use crate::quiet::{TransitionLog, Warnings};
 use crate::refusals::Refusals;
 use crate::supervise::Supervisor;
@@ -108,8 +107,6 @@ struct Interface {
     auth: Authenticator,
     /// At most one line a minute about refused frames.
     auth_log: RefusalLog,
-    /// Failed handshakes: the first logged at once, at most one line a minute after.
-    handshake_log: HandshakeLog,
     endpoint: Endpoint,
     name: String,
     /// The last receive failed (link down); logged once.

@@ -19,7 +19,6 @@ use super::health::{self, LINK_CHECK, interface_state};
 use super::rewatch::Rewatch;
 use super::{Interface, Monitor, RunError, TX_BUF_LEN, WAKER, epoch_ms, hello_id};
 use crate::config::Config;
-use crate::handshakes::HandshakeLog;
 use crate::quiet::{TransitionLog, Warnings};
 use crate::supervise::Supervisor;
 use crate::writer::Writer;
@@ -186,7 +185,6 @@ fn open_interface(
         socket,
         auth,
         auth_log: RefusalLog::new(Duration::from_secs(60)),
-        handshake_log: HandshakeLog::new(Duration::from_secs(60)),
         endpoint,
         name: name.as_str().to_owned(),
         down: false,
