@@ -4,40 +4,18 @@
 //! listener serves (32), the ones silent the longest are closed with an error line and
 //! `hmd ctl` still works.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hvha_e2e::{Lab, hmd_ctl, hmd_stats, wait_for};
+use hvha_e2e::{Lab, hmd_ctl, hmd_stats, hmd_toml, http_get, in_netns, spawn_in_netns, wait_for};
 
 /// hmd's connection budget per listener (`admin::MAX_CONNECTIONS`).
 const MAX_CONNECTIONS: usize = 32;
 /// An answer behind an idle client took at least its 5 s timeout before.
 const PROMPT: Duration = Duration::from_secs(2);
-
-/// Run `f` on a thread inside network namespace `ns` (sockets it creates stay there).
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_owned();
-    std::thread::spawn(move || {
-        dataplane::io::enter_network_namespace(&ns).expect("enter the monitor's namespace");
-        f()
-    })
-    .join()
-    .expect("namespace thread")
-}
-
-fn scrape() -> String {
-    let mut s = TcpStream::connect("127.0.0.1:9464").expect("connect to metrics_listen");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: hmd\r\n\r\n")
-        .expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
-}
 
 /// The line hmd wrote on `s` within `wait`, or "" if none.
 fn line_on(s: &UnixStream, wait: Duration) -> String {
@@ -65,17 +43,12 @@ fn idle_slow_and_garbage_clients_block_neither_ctl_nor_scrapes() {
     let socket = lab.dir.join("hmd.sock");
     let config = lab.write(
         "hmd.toml",
-        &format!(
-            r#"monitor_uuid = "5c3196a3-c41f-4b5c-9861-dee6077081e1"
-host_id = 1
-host_name = "host1"
-hsdb = "{}"
-admin_socket = "{}"
-interfaces = ["adm0"]
-metrics_listen = "127.0.0.1:9464"
-"#,
-            lab.dir.join("hsdb.sqlite").display(),
-            socket.display()
+        &hmd_toml(
+            "5c3196a3-c41f-4b5c-9861-dee6077081e1",
+            &lab.dir.join("hsdb.sqlite"),
+            &socket,
+            &["adm0"],
+            "metrics_listen = \"127.0.0.1:9464\"\n",
         ),
     );
     lab.spawn(
@@ -103,7 +76,7 @@ metrics_listen = "127.0.0.1:9464"
         s
     });
     // On the metrics port, the same.
-    let (idle_tcp, garbage_tcp) = in_ns(&hm, || {
+    let (idle_tcp, garbage_tcp) = in_netns(&hm, || {
         let idle: Vec<TcpStream> = (0..8)
             .map(|_| TcpStream::connect("127.0.0.1:9464").expect("idle"))
             .collect();
@@ -111,9 +84,7 @@ metrics_listen = "127.0.0.1:9464"
         garbage.write_all(&[0x00; 3000]).expect("garbage");
         (idle, garbage)
     });
-    let slow_ns = hm.clone();
-    let slow_tcp = std::thread::spawn(move || {
-        dataplane::io::enter_network_namespace(&slow_ns).expect("enter namespace");
+    let slow_tcp = spawn_in_netns(&hm, || {
         let mut s = TcpStream::connect("127.0.0.1:9464").expect("slow");
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(3) && s.write_all(b"G").is_ok() {
@@ -129,9 +100,9 @@ metrics_listen = "127.0.0.1:9464"
             took < PROMPT,
             "hmd ctl status took {took:?} behind idle clients"
         );
-        let (took, scraped) = in_ns(&hm, || {
+        let (took, scraped) = in_netns(&hm, || {
             let asked = Instant::now();
-            let out = scrape();
+            let out = http_get("127.0.0.1:9464", "/metrics");
             (asked.elapsed(), out)
         });
         assert!(scraped.starts_with("HTTP/1.1 200 OK\r\n"), "{scraped}");

@@ -33,7 +33,7 @@ use dataplane::wire::{
     HvncpRepr, MIN_FRAME_LEN, MacAddr, VERSION,
 };
 use hsdb::{HeartbeatState, Hsdb, Options, VmHmRow};
-use hvha_e2e::{Lab, wait_for};
+use hvha_e2e::{FAST_TIMERS, Lab, hmd_toml, wait_for};
 
 const HM_UUID: &str = "5c3196a3-c41f-4b5c-9861-dee6077081d1";
 const VM_UUID: &str = "61be20f0-09a8-4753-b5e5-564f8a545ee1";
@@ -367,22 +367,12 @@ fn bad_frames_are_counted_and_the_monitor_keeps_serving() {
     let admin = lab.dir.join("hmd.sock");
     let hmd_config = lab.write(
         "hmd.toml",
-        &format!(
-            r#"monitor_uuid = "{HM_UUID}"
-host_id = 1
-host_name = "host1"
-hsdb = "{}"
-admin_socket = "{}"
-interfaces = ["{HM_IF}"]
-hello_period_ms = 500
-hb_period_ms = 200
-vm_miss_after_ms = 1000
-hm_heartbeat_period_ms = 1000
-flush_ms = 10
-log = "debug"
-"#,
-            hsdb.display(),
-            admin.display(),
+        &hmd_toml(
+            HM_UUID,
+            &hsdb,
+            &admin,
+            &[HM_IF],
+            &format!("{FAST_TIMERS}log = \"debug\"\n"),
         ),
     );
     let vmmd_config = lab.write(

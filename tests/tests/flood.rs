@@ -12,16 +12,11 @@
 //! add at most 129 `SYN_REFUSED` rows and as many log lines per 60 s interval.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use dataplane::message::Uuid;
-use hsdb::{HeartbeatState, Hsdb, Options};
-use hvha_e2e::{Lab, binary, hmd_ctl, wait_for};
+use hsdb::HeartbeatState;
+use hvha_e2e::{MonitorRig, hmd_ctl, hmd_iface_stats, unix_ms, wait_for};
 
-const HM: &str = "5c3196a3-c41f-4b5c-9861-dee6077081c6";
 const AGENTS: u64 = 100;
 const FORGED_MACS: u64 = 1_000_000;
 const SPOOF_EVERY: u64 = 10;
@@ -34,30 +29,6 @@ const HALF_OPEN: u64 = 16_384;
 const MAX_RSS_GROWTH_KB: u64 = 64 * 1024;
 /// Rows and lines one 60 s refusal interval writes at most (2 × 64 sources + 1).
 const MAX_REFUSAL_REPORTS: usize = 129;
-
-fn hm() -> Uuid {
-    Uuid::parse(HM.as_bytes()).expect("uuid")
-}
-
-fn open(path: &Path) -> Option<Hsdb> {
-    Hsdb::open(path, &Options::default()).ok()
-}
-
-/// `hmd ctl stats` of one interface: counter name → value.
-fn iface_stats(socket: &Path, iface: &str) -> HashMap<String, u64> {
-    let text = hmd_ctl(socket, "stats").expect("hmd ctl stats");
-    text.lines()
-        .filter_map(|line| {
-            let mut w = line.split_whitespace();
-            match (w.next(), w.next(), w.next()) {
-                (Some(i), Some(name), Some(v)) if i == iface => {
-                    Some((name.to_owned(), v.parse().ok()?))
-                }
-                _ => None,
-            }
-        })
-        .collect()
-}
 
 fn get(stats: &HashMap<String, u64>, name: &str) -> u64 {
     *stats
@@ -76,30 +47,6 @@ fn vm_rss_kb(pid: u32) -> u64 {
         .expect("hmd's VmRSS")
 }
 
-fn lines_of(stdout: std::process::ChildStdout) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_line(lines: &Receiver<String>, prefix: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line.starts_with(prefix) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no {prefix:?} line: {e}"),
-        }
-    }
-}
-
 /// `key=value` of a line such as `done sent=1000000 syns=…`.
 fn field(line: &str, key: &str) -> u64 {
     line.split_whitespace()
@@ -110,135 +57,86 @@ fn field(line: &str, key: &str) -> u64 {
 
 #[test]
 fn a_million_forged_macs_leave_hmd_bounded_and_every_real_vm_detected() {
-    let Some(mut lab) = Lab::new("flood") else {
-        return;
-    };
-    for tool in ["hvncp-loadgen", "hvncp-flood"] {
-        if !binary(tool).exists() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{tool} not built"
-            );
-            eprintln!("SKIPPED e2e::flood: {tool} not built (cargo test --workspace builds it)");
-            return;
-        }
-    }
-    let gen_ns = lab.netns("gen");
-    let mon_ns = lab.netns("mon");
-    lab.link(&gen_ns, "g0", &mon_ns, "m0");
-    let hsdb_path = lab.dir.join("hsdb.sqlite");
-    let socket = lab.dir.join("hmd.sock");
     // The kernel drops what hmd cannot take from its ring, real heartbeats as much as
     // forged frames (a debug hmd takes 15-25 % of this flood, docs/perf.md). Heartbeats
     // every 20 ms and MISSING after 3 s of silence: 150 heartbeats of a VM would have
     // to be lost in a row.
-    let config = lab.write(
-        "hmd.toml",
-        &format!(
-            r#"monitor_uuid = "{HM}"
-host_id = 1
-host_name = "host1"
-hsdb = "{}"
-admin_socket = "{}"
-interfaces = ["m0"]
-hello_period_ms = 1000
-hb_period_ms = 100
-vm_miss_after_ms = 3000
-flush_ms = 10
-log = "info"
-"#,
-            hsdb_path.display(),
-            socket.display(),
-        ),
-    );
-    let config = config.display().to_string();
-    lab.spawn("hmd", &mon_ns, "hmd", &["--config", &config]);
-    let (mut commands, stdout) = lab.spawn_piped(
-        "loadgen",
-        &gen_ns,
-        "hvncp-loadgen",
-        &[
-            "--interface",
-            "g0",
-            "--agents",
-            &AGENTS.to_string(),
-            "--period-ms",
-            "20",
-            "--report-ms",
-            "0",
-        ],
-    );
-    let loadgen = lines_of(stdout);
-    wait_line(&loadgen, "ready", Duration::from_secs(30));
-    let counts = || open(&hsdb_path)?.vm_hm_counts(&hm()).ok();
-    assert!(
-        wait_for(Duration::from_secs(20), || counts()
-            .filter(|c| c.detected == AGENTS))
-        .is_some(),
-        "all {AGENTS} VMs DETECTED before the flood: {:?}\n{}",
-        counts(),
-        lab.log("hmd")
-    );
+    let Some(mut rig) = MonitorRig::new(
+        "flood",
+        "hello_period_ms = 1000\nhb_period_ms = 100\nvm_miss_after_ms = 3000\nflush_ms = 10\n\
+         log = \"info\"\n",
+    ) else {
+        return;
+    };
+    if !rig.lab.tools_built(&["hvncp-loadgen", "hvncp-flood"]) {
+        return;
+    }
+    let (hm, socket) = (rig.hm(), rig.socket.clone());
+    let iface_stats = |socket, iface| hmd_iface_stats(socket, iface).expect("hmd ctl stats");
+    rig.start_hmd("hmd");
+    let Some(mut commands) = rig.agents(AGENTS, 20, &[]) else {
+        return;
+    };
+    rig.assert_all_detected(AGENTS, "hmd");
     // A discovered VM's row says DETECTED at once; its first heartbeat writes it again.
     // Let every first heartbeat be committed before the flood starts.
     std::thread::sleep(Duration::from_secs(1));
-    let rows_before = open(&hsdb_path)
-        .expect("HSDB")
-        .vm_hms_of(&hm())
-        .expect("rows");
+    let rows_before = rig.rows().expect("rows");
     let victim = rows_before[0].vm;
-    let events_before = open(&hsdb_path)
+    let events_before = rig
+        .db()
         .expect("HSDB")
         .events_after(0, 1_000_000)
         .expect("events")
         .last()
         .map_or(0, |e| e.id);
-    let log_lines_before = lab.log("hmd").lines().count();
-    let pid = lab.pid("hmd");
+    let log_lines_before = rig.lab.log("hmd").lines().count();
+    let pid = rig.lab.pid("hmd");
     let rss_before = vm_rss_kb(pid);
     let before = iface_stats(&socket, "m0");
-    let flood_start_ms = i64::try_from(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis(),
-    )
-    .expect("ms");
+    let flood_start_ms = unix_ms();
 
     // The flood, and `hmd ctl status` every 100 ms while it lasts.
-    let (_stdin, stdout) = lab.spawn_piped(
-        "flood",
-        &gen_ns,
-        "hvncp-flood",
-        &[
-            "--interface",
-            "g0",
-            "--macs",
-            &FORGED_MACS.to_string(),
-            "--spoof-uuid",
-            &victim.to_string(),
-            "--spoof-every",
-            &SPOOF_EVERY.to_string(),
-        ],
-    );
-    let flood = lines_of(stdout);
+    let gen_ns = rig.gen_ns.clone();
+    let flood = rig
+        .lab
+        .tool(
+            "flood",
+            &gen_ns,
+            "hvncp-flood",
+            &[
+                "--interface",
+                "g0",
+                "--macs",
+                &FORGED_MACS.to_string(),
+                "--spoof-uuid",
+                &victim.to_string(),
+                "--spoof-every",
+                &SPOOF_EVERY.to_string(),
+            ],
+        )
+        .expect("hvncp-flood is built");
     // The flood takes every cycle the agents and hmd leave, not theirs: on a 2-core
     // machine a flooder at the same priority starves the simulated agents themselves.
-    netlab::run(&["renice", "-n", "19", "-p", &lab.pid("flood").to_string()]);
+    netlab::run(&[
+        "renice",
+        "-n",
+        "19",
+        "-p",
+        &rig.lab.pid("flood").to_string(),
+    ]);
     let started = Instant::now();
     let mut rss_peak = rss_before;
     let mut answered = 0u32;
     let mut slowest = Duration::ZERO;
     let done = loop {
-        if let Ok(line) = flood.try_recv()
-            && line.starts_with("done")
-        {
+        if let Some(line) = flood.try_line("done") {
             break line;
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the flood did not finish within 120 s\n{}",
-            lab.log("flood")
+            rig.lab.log("flood")
         );
         let asked = Instant::now();
         let status = hmd_ctl(&socket, "status");
@@ -330,8 +228,8 @@ log = "info"
     );
 
     // No real VM turned MISSING: every row as before the flood, untouched since.
-    let db = open(&hsdb_path).expect("HSDB");
-    let rows = db.vm_hms_of(&hm()).expect("rows");
+    let db = rig.db().expect("HSDB");
+    let rows = db.vm_hms_of(&hm).expect("rows");
     assert_eq!(rows.len() as u64, AGENTS, "no forged VM was discovered");
     for row in &rows {
         assert_eq!(row.last_state, HeartbeatState::Detected, "{row:?}");
@@ -348,7 +246,7 @@ log = "info"
         .into_iter()
         .filter(|e| e.kind == "SYN_REFUSED")
         .count();
-    let log = lab.log("hmd");
+    let log = rig.lab.log("hmd");
     let refusal_lines = log
         .lines()
         .skip(log_lines_before)
@@ -379,5 +277,5 @@ log = "info"
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let _ = writeln!(commands, "quit");
+    commands.command("quit");
 }

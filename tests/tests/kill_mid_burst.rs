@@ -10,96 +10,27 @@
 //! observer last saw must be there, unchanged or newer.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dataplane::message::Uuid;
-use hsdb::{HeartbeatState, Hsdb, Options, VmHmRow};
-use hvha_e2e::{Lab, wait_for};
+use hsdb::{HeartbeatState, Hsdb, Options, Uuid, VmHmRow};
+use hvha_e2e::{FAST_TIMERS, MonitorRig};
 
-const HM: &str = "5c3196a3-c41f-4b5c-9861-dee6077081c6";
 const AGENTS: u32 = 3000;
 const GROUP: u32 = 300;
 
-fn hm() -> Uuid {
-    Uuid::parse(HM.as_bytes()).expect("uuid")
-}
-
-fn rows(path: &Path) -> Option<Vec<VmHmRow>> {
-    Hsdb::open(path, &Options::default())
-        .ok()?
-        .vm_hms_of(&hm())
-        .ok()
-}
-
-fn counts(path: &Path) -> Option<hsdb::HeartbeatCounts> {
-    Hsdb::open(path, &Options::default())
-        .ok()?
-        .vm_hm_counts(&hm())
-        .ok()
-}
-
 #[test]
 fn kill_9_mid_burst_loses_no_committed_transition() {
-    let Some(mut lab) = Lab::new("kill9") else {
+    let Some(mut rig) = MonitorRig::new("kill9", &format!("{FAST_TIMERS}log = \"info\"\n")) else {
         return;
     };
-    let gen_ns = lab.netns("gen");
-    let mon_ns = lab.netns("mon");
-    lab.link(&gen_ns, "g0", &mon_ns, "m0");
-    let hsdb_path: PathBuf = lab.dir.join("hsdb.sqlite");
-    let config = lab.write(
-        "hmd.toml",
-        &format!(
-            r#"monitor_uuid = "{HM}"
-host_id = 1
-host_name = "host1"
-hsdb = "{}"
-admin_socket = "{}"
-interfaces = ["m0"]
-hello_period_ms = 500
-hb_period_ms = 200
-vm_miss_after_ms = 1000
-hm_heartbeat_period_ms = 1000
-flush_ms = 10
-log = "info"
-"#,
-            hsdb_path.display(),
-            lab.dir.join("hmd.sock").display(),
-        ),
-    );
-    let config = config.display().to_string();
-    lab.spawn("hmd1", &mon_ns, "hmd", &["--config", &config]);
-    let Some(mut commands) = lab.loadgen(
-        "loadgen",
-        &gen_ns,
-        &[
-            "--interface",
-            "g0",
-            "--agents",
-            &AGENTS.to_string(),
-            "--period-ms",
-            "200",
-            "--syn-rate",
-            "20000",
-            "--report-ms",
-            "0",
-        ],
-    ) else {
+    let (hm, hsdb_path) = (rig.hm(), rig.hsdb.clone());
+    rig.start_hmd("hmd1");
+    let Some(mut commands) = rig.agents(u64::from(AGENTS), 200, &["--syn-rate", "20000"]) else {
         return;
     };
-    commands.wait_line("ready", Duration::from_secs(30));
-    let detected = wait_for(Duration::from_secs(20), || {
-        counts(&hsdb_path).filter(|c| c.detected == u64::from(AGENTS))
-    });
-    assert!(
-        detected.is_some(),
-        "all {AGENTS} VMs DETECTED in the HSDB; {:?}\n{}",
-        counts(&hsdb_path),
-        lab.log("hmd1")
-    );
+    rig.assert_all_detected(u64::from(AGENTS), "hmd1");
 
     // The observer: the latest complete view of the monitor's rows.
     let seen: Arc<Mutex<Option<Vec<VmHmRow>>>> = Arc::new(Mutex::new(None));
@@ -110,7 +41,7 @@ log = "info"
             let db = Hsdb::open(&path, &Options::default()).expect("observer connection");
             let mut views = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(rows) = db.vm_hms_of(&hm()) {
+                if let Ok(rows) = db.vm_hms_of(&hm) {
                     *seen.lock().expect("lock") = Some(rows);
                     views += 1;
                 }
@@ -142,13 +73,7 @@ log = "info"
     // Take the observer's latest complete view, then kill at once: whatever it holds
     // was committed before the kill.
     let before_kill = seen.lock().expect("lock").clone().expect("a view");
-    let pid = lab.pid("hmd1");
-    lab.signal("hmd1", "KILL");
-    lab.wait_exit("hmd1", Duration::from_secs(5));
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "hmd {pid} is gone after SIGKILL"
-    );
+    rig.lab.kill_9("hmd1");
     stop.store(true, Ordering::Relaxed);
     let views = observer.join().expect("observer");
     assert!(
@@ -160,7 +85,7 @@ log = "info"
     let db = Hsdb::open(&hsdb_path, &Options::default()).expect("reopen after kill -9");
     db.integrity_check().expect("integrity_check after kill -9");
     let after: HashMap<Uuid, VmHmRow> = db
-        .vm_hms_of(&hm())
+        .vm_hms_of(&hm)
         .expect("rows")
         .into_iter()
         .map(|r| (r.vm, r))
@@ -196,17 +121,9 @@ log = "info"
 
     // A new hmd on the same file: a new incarnation, every agent re-pairs.
     commands.command("resume all");
-    lab.spawn("hmd2", &mon_ns, "hmd", &["--config", &config]);
-    let back = wait_for(Duration::from_secs(30), || {
-        counts(&hsdb_path).filter(|c| c.detected == u64::from(AGENTS))
-    });
-    assert!(
-        back.is_some(),
-        "after the restart all {AGENTS} VMs DETECTED again: {:?}\n{}",
-        counts(&hsdb_path),
-        lab.log("hmd2")
-    );
-    let rows = rows(&hsdb_path).expect("rows");
+    rig.start_hmd("hmd2");
+    rig.assert_all_detected(u64::from(AGENTS), "hmd2");
+    let rows = rig.rows().expect("rows");
     assert!(
         rows.iter()
             .all(|r| r.last_state == HeartbeatState::Detected)

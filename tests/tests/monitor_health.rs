@@ -9,130 +9,55 @@
 //!   carrier back: `ADAPTER_UP`, every live VM DETECTED, and a VM that died during the
 //!   outage MISSING only a full `vm_miss_after` after the link returned.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use dataplane::message::Uuid;
-use hsdb::{
-    HeartbeatState, HmRow, HmState, Hsdb, InterfaceState, Options, PendingKind, PendingRow,
-};
-use hvha_e2e::{Lab, hmd_stats, wait_for};
+use hsdb::{HeartbeatState, HmRow, HmState, InterfaceState, PendingKind, PendingRow};
+use hvha_e2e::{FAST_TIMERS, MonitorRig, hmd_stats, loadgen_vm, unix_ms, wait_for};
 
-const HM: &str = "5c3196a3-c41f-4b5c-9861-dee6077081c6";
+/// `vm_miss_after_ms` of [`FAST_TIMERS`].
 const MISS_AFTER_MS: i64 = 1000;
 const AGENTS: u32 = 100;
 
-fn hm() -> Uuid {
-    Uuid::parse(HM.as_bytes()).expect("uuid")
+fn setup(test: &str) -> Option<MonitorRig> {
+    MonitorRig::new(test, &format!("{FAST_TIMERS}log = \"info\"\n"))
 }
 
-fn db(path: &Path) -> Option<Hsdb> {
-    Hsdb::open(path, &Options::default()).ok()
+fn hm_row(s: &MonitorRig) -> Option<HmRow> {
+    s.db()?.hm(&s.hm()).ok()?
 }
 
-fn hm_row(path: &Path) -> Option<HmRow> {
-    db(path)?.hm(&hm()).ok()?
-}
-
-fn hm_events(path: &Path) -> Vec<PendingRow> {
-    db(path)
+fn hm_events(s: &MonitorRig) -> Vec<PendingRow> {
+    s.db()
         .and_then(|d| d.pending().ok())
         .unwrap_or_default()
         .into_iter()
-        .filter(|p| p.kind == PendingKind::HmEvent && p.hm == Some(hm()))
+        .filter(|p| p.kind == PendingKind::HmEvent && p.hm == Some(s.hm()))
         .collect()
 }
 
-fn interface_state(path: &Path, name: &str) -> Option<InterfaceState> {
-    db(path)?
-        .hm_interfaces(&hm())
+fn interface_state(s: &MonitorRig, name: &str) -> Option<InterfaceState> {
+    s.db()?
+        .hm_interfaces(&s.hm())
         .ok()?
         .into_iter()
         .find(|r| r.name == name)
         .map(|r| r.state)
 }
 
-fn unix_ms() -> i64 {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(d.as_millis()).expect("ms fit")
-}
-
-/// A lab with a monitor namespace (`m0`) joined to an agent namespace (`g0`), and the
-/// monitor's configuration; `hmd` not started yet.
-struct Setup {
-    lab: Lab,
-    gen_ns: String,
-    mon_ns: String,
-    hsdb: PathBuf,
-    socket: PathBuf,
-    config: String,
-}
-
-fn setup(test: &str) -> Option<Setup> {
-    let mut lab = Lab::new(test)?;
-    let gen_ns = lab.netns("gen");
-    let mon_ns = lab.netns("mon");
-    lab.link(&gen_ns, "g0", &mon_ns, "m0");
-    let hsdb = lab.dir.join("hsdb.sqlite");
-    let socket = lab.dir.join("hmd.sock");
-    let config = lab
-        .write(
-            "hmd.toml",
-            &format!(
-                r#"monitor_uuid = "{HM}"
-host_id = 1
-host_name = "host1"
-hsdb = "{}"
-admin_socket = "{}"
-interfaces = ["m0"]
-hello_period_ms = 500
-hb_period_ms = 200
-vm_miss_after_ms = {MISS_AFTER_MS}
-hm_heartbeat_period_ms = 1000
-flush_ms = 10
-log = "info"
-"#,
-                hsdb.display(),
-                socket.display(),
-            ),
-        )
-        .display()
-        .to_string();
-    Some(Setup {
-        lab,
-        gen_ns,
-        mon_ns,
-        hsdb,
-        socket,
-        config,
-    })
-}
-
-impl Setup {
-    fn start_hmd(&mut self, label: &str) {
-        let config = self.config.clone();
-        self.lab
-            .spawn(label, &self.mon_ns, "hmd", &["--config", &config]);
-    }
-
-    /// The monitor registered UP with no reason, its interface UP.
-    fn wait_up(&self, label: &str) -> HmRow {
-        let row = wait_for(Duration::from_secs(10), || {
-            hm_row(&self.hsdb).filter(|r| {
-                r.state == HmState::Up
-                    && interface_state(&self.hsdb, "m0") == Some(InterfaceState::Up)
-            })
-        });
-        row.unwrap_or_else(|| {
-            panic!(
-                "{label} registered UP with m0 UP: {:?}\n{}",
-                hm_row(&self.hsdb),
-                self.lab.log(label)
-            )
+/// The monitor registered UP with no reason, its interface UP.
+fn wait_up(s: &MonitorRig, label: &str) -> HmRow {
+    let row = wait_for(Duration::from_secs(10), || {
+        hm_row(s).filter(|r| {
+            r.state == HmState::Up && interface_state(s, "m0") == Some(InterfaceState::Up)
         })
-    }
+    });
+    row.unwrap_or_else(|| {
+        panic!(
+            "{label} registered UP with m0 UP: {:?}\n{}",
+            hm_row(s),
+            s.lab.log(label)
+        )
+    })
 }
 
 #[test]
@@ -141,24 +66,18 @@ fn graceful_stop_is_down_with_node_shutdown_and_a_start_is_up() {
         return;
     };
     s.start_hmd("hmd1");
-    let up = s.wait_up("hmd1");
+    let up = wait_up(&s, "hmd1");
     assert_eq!((up.reason, up.has_data), (0, false));
-    assert!(hm_events(&s.hsdb).is_empty(), "a normal start is no event");
+    assert!(hm_events(&s).is_empty(), "a normal start is no event");
 
-    s.lab.signal("hmd1", "TERM");
-    assert_eq!(
-        s.lab.wait_exit("hmd1", Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        s.lab.log("hmd1")
-    );
-    let down = hm_row(&s.hsdb).expect("row");
+    s.lab.stop_cleanly("hmd1");
+    let down = hm_row(&s).expect("row");
     assert_eq!(
         (down.state, down.reason, down.has_data),
         (HmState::Down, 0x40, true),
         "graceful stop: DOWN, reason NODE_SHUTDOWN (0x40)"
     );
-    let events = hm_events(&s.hsdb);
+    let events = hm_events(&s);
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].code, 0x40);
     assert!(
@@ -169,11 +88,11 @@ fn graceful_stop_is_down_with_node_shutdown_and_a_start_is_up() {
     // A start: UP again, reason cleared; the stop's event stays pending for the
     // controller.
     s.start_hmd("hmd2");
-    let again = s.wait_up("hmd2");
+    let again = wait_up(&s, "hmd2");
     assert_eq!(again.reason, 0);
     assert_ne!(again.incarnation, down.incarnation, "a new incarnation");
     assert!(again.has_data, "the stop's event is still unacknowledged");
-    assert_eq!(hm_events(&s.hsdb).len(), 1);
+    assert_eq!(hm_events(&s).len(), 1);
 }
 
 #[test]
@@ -182,22 +101,16 @@ fn kill_9_writes_no_down() {
         return;
     };
     s.start_hmd("hmd1");
-    let up = s.wait_up("hmd1");
+    let up = wait_up(&s, "hmd1");
     // The monitor's own heartbeat (every second) moves on while it runs.
     let beating = wait_for(Duration::from_secs(10), || {
-        hm_row(&s.hsdb).filter(|r| r.last_hb_ms > up.last_hb_ms)
+        hm_row(&s).filter(|r| r.last_hb_ms > up.last_hb_ms)
     })
     .expect("the monitor heartbeats into the HSDB");
-    let pid = s.lab.pid("hmd1");
-    s.lab.signal("hmd1", "KILL");
-    s.lab.wait_exit("hmd1", Duration::from_secs(5));
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "hmd {pid} is gone after SIGKILL"
-    );
+    s.lab.kill_9("hmd1");
     // Give a writer that does not exist any more time to write what it never will.
     std::thread::sleep(Duration::from_millis(1500));
-    let after = hm_row(&s.hsdb).expect("row");
+    let after = hm_row(&s).expect("row");
     assert_eq!(
         (after.state, after.reason, after.has_data),
         (HmState::Up, 0, false),
@@ -208,7 +121,7 @@ fn kill_9_writes_no_down() {
         unix_ms() - after.last_hb_ms >= 1000,
         "its heartbeat time ages: {after:?}"
     );
-    assert!(hm_events(&s.hsdb).is_empty());
+    assert!(hm_events(&s).is_empty());
 }
 
 #[test]
@@ -217,47 +130,23 @@ fn carrier_loss_under_100_agents_withholds_misses_and_is_reported() {
         return;
     };
     s.start_hmd("hmd");
-    let gen_ns = s.gen_ns.clone();
-    let Some(mut agents) = s.lab.loadgen(
-        "loadgen",
-        &gen_ns,
-        &[
-            "--interface",
-            "g0",
-            "--agents",
-            &AGENTS.to_string(),
-            "--period-ms",
-            "200",
-            "--report-ms",
-            "0",
-        ],
-    ) else {
+    let Some(mut agents) = s.agents(u64::from(AGENTS), 200, &[]) else {
         return;
     };
-    agents.wait_line("ready", Duration::from_secs(30));
-    let counts = |s: &Setup| db(&s.hsdb).and_then(|d| d.vm_hm_counts(&hm()).ok());
-    assert!(
-        wait_for(Duration::from_secs(20), || {
-            counts(&s).filter(|c| c.detected == u64::from(AGENTS))
-        })
-        .is_some(),
-        "all {AGENTS} VMs DETECTED: {:?}\n{}",
-        counts(&s),
-        s.lab.log("hmd")
-    );
+    s.assert_all_detected(u64::from(AGENTS), "hmd");
 
     // The cable is pulled on the monitor's side.
     let mon_ns = s.mon_ns.clone();
     s.lab.set_link(&mon_ns, "m0", false);
     assert!(
         wait_for(Duration::from_secs(5), || {
-            (interface_state(&s.hsdb, "m0") == Some(InterfaceState::Down)).then_some(())
+            (interface_state(&s, "m0") == Some(InterfaceState::Down)).then_some(())
         })
         .is_some(),
         "m0 DOWN in hm_interface\n{}",
         s.lab.log("hmd")
     );
-    let events = hm_events(&s.hsdb);
+    let events = hm_events(&s);
     assert!(
         events
             .iter()
@@ -265,7 +154,7 @@ fn carrier_loss_under_100_agents_withholds_misses_and_is_reported() {
                 && e.data.contains("INTERFACE_NAME=m0")),
         "{events:?}"
     );
-    let row = hm_row(&s.hsdb).expect("row");
+    let row = hm_row(&s).expect("row");
     assert_eq!(
         (row.state, row.has_data),
         (HmState::Up, true),
@@ -277,7 +166,7 @@ fn carrier_loss_under_100_agents_withholds_misses_and_is_reported() {
     std::thread::sleep(Duration::from_millis(
         3 * u64::try_from(MISS_AFTER_MS).expect("positive"),
     ));
-    let during = counts(&s).expect("counts");
+    let during = s.counts().expect("counts");
     assert_eq!(
         (during.missing, during.detected),
         (0, u64::from(AGENTS)),
@@ -296,24 +185,22 @@ fn carrier_loss_under_100_agents_withholds_misses_and_is_reported() {
     s.lab.set_link(&mon_ns, "m0", true);
     assert!(
         wait_for(Duration::from_secs(5), || {
-            (interface_state(&s.hsdb, "m0") == Some(InterfaceState::Up)).then_some(())
+            (interface_state(&s, "m0") == Some(InterfaceState::Up)).then_some(())
         })
         .is_some(),
         "m0 UP again in hm_interface\n{}",
         s.lab.log("hmd")
     );
     assert!(
-        hm_events(&s.hsdb)
+        hm_events(&s)
             .iter()
             .any(|e| e.data.contains("EVENT_TYPE=ADAPTER_UP")),
         "an ADAPTER_UP event"
     );
-    let dead = Uuid([
-        0x4c, 0x47, 0x4c, 0x47, 0, 0, 0x40, 0, 0x80, 0, 0x02, 0x4c, 0x47, 0, 0, 0,
-    ]);
+    let dead = loadgen_vm(0);
     let missed = wait_for(Duration::from_secs(10), || {
-        db(&s.hsdb)?
-            .vm_hm(&dead, &hm())
+        s.db()?
+            .vm_hm(&dead, &s.hm())
             .ok()?
             .filter(|r| r.last_state == HeartbeatState::Missing)
     })
@@ -331,7 +218,7 @@ fn carrier_loss_under_100_agents_withholds_misses_and_is_reported() {
     std::thread::sleep(Duration::from_millis(
         2 * u64::try_from(MISS_AFTER_MS).expect("positive"),
     ));
-    let last = counts(&s).expect("counts");
+    let last = s.counts().expect("counts");
     assert_eq!(
         (last.missing, last.detected),
         (1, u64::from(AGENTS) - 1),

@@ -1,14 +1,11 @@
 //! Two host monitors (one per I/O partition) and three agents, real processes on veth
 //! pairs in network namespaces, health read back from the monitors' HSDB files.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dataplane::message::Uuid;
 use hsdb::{HeartbeatState, Hsdb, Options};
-use hvha_e2e::{Lab, wait_for};
+use hvha_e2e::{Lab, hmd_toml, http_get, in_netns, uuid, wait_for};
 
 const HM: [&str; 2] = [
     "5c3196a3-c41f-4b5c-9861-dee6077081c6",
@@ -20,10 +17,6 @@ fn vm_uuid(i: usize) -> String {
     format!("61be20f0-09a8-4753-b5e5-564f8a545ed{i}")
 }
 
-fn uuid(s: &str) -> Uuid {
-    Uuid::parse(s.as_bytes()).expect("uuid")
-}
-
 /// What monitor `hm` last wrote about `vm`, if the HSDB can be read yet.
 fn state(hsdb: &Path, vm: &str, hm: &str) -> Option<HeartbeatState> {
     let db = Hsdb::open(hsdb, &Options::default()).ok()?;
@@ -31,28 +24,19 @@ fn state(hsdb: &Path, vm: &str, hm: &str) -> Option<HeartbeatState> {
 }
 
 fn hmd_config(lab: &Lab, n: usize, interfaces: &[String]) -> std::path::PathBuf {
-    let list: Vec<String> = interfaces.iter().map(|i| format!("{i:?}")).collect();
+    let interfaces: Vec<&str> = interfaces.iter().map(String::as_str).collect();
     lab.write(
         &format!("hmd{n}.toml"),
-        &format!(
-            r#"monitor_uuid = "{}"
-host_id = 1
-host_name = "host1"
-hsdb = "{}"
-admin_socket = "{}"
-interfaces = [{}]
-hello_period_ms = 500
-hb_period_ms = 200
-vm_miss_after_ms = {MISS_AFTER_MS}
-hm_heartbeat_period_ms = 1000
-flush_ms = 10
-log = "debug"
-metrics_listen = "127.0.0.1:9464"
-"#,
+        &hmd_toml(
             HM[n - 1],
-            lab.dir.join(format!("hsdb{n}.sqlite")).display(),
-            lab.dir.join(format!("hmd{n}.sock")).display(),
-            list.join(", ")
+            &lab.dir.join(format!("hsdb{n}.sqlite")),
+            &lab.dir.join(format!("hmd{n}.sock")),
+            &interfaces,
+            &format!(
+                "hello_period_ms = 500\nhb_period_ms = 200\nvm_miss_after_ms = {MISS_AFTER_MS}\n\
+                 hm_heartbeat_period_ms = 1000\nflush_ms = 10\nlog = \"debug\"\n\
+                 metrics_listen = \"127.0.0.1:9464\"\n"
+            ),
         ),
     )
 }
@@ -119,18 +103,9 @@ fn wait_state(
 }
 
 /// `GET path` from hmd's Prometheus listener, inside the monitor's namespace.
-fn http_get(ns: &str, path: &str) -> String {
-    let (ns, path) = (ns.to_owned(), path.to_owned());
-    std::thread::spawn(move || {
-        dataplane::io::enter_network_namespace(&ns).expect("enter the monitor's namespace");
-        let mut stream = TcpStream::connect("127.0.0.1:9464").expect("connect to metrics_listen");
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: hmd\r\n\r\n").expect("request");
-        let mut out = String::new();
-        stream.read_to_string(&mut out).expect("response");
-        out
-    })
-    .join()
-    .expect("http thread")
+fn metrics_get(ns: &str, path: &str) -> String {
+    let path = path.to_owned();
+    in_netns(ns, move || http_get("127.0.0.1:9464", &path))
 }
 
 fn logs(s: &Setup) -> String {
@@ -157,7 +132,7 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
         }
     }
     // Prometheus scrapes the counters over HTTP.
-    let scrape = http_get(&s.hm_ns[0], "/metrics");
+    let scrape = metrics_get(&s.hm_ns[0], "/metrics");
     assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
     assert!(
         scrape.contains("Content-Type: text/plain; version=0.0.4"),
@@ -186,7 +161,7 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
         );
     }
     assert_prometheus_text(scrape.split("\r\n\r\n").nth(1).unwrap_or(""));
-    let missing = http_get(&s.hm_ns[0], "/nope");
+    let missing = metrics_get(&s.hm_ns[0], "/nope");
     assert!(missing.starts_with("HTTP/1.1 404 Not Found"), "{missing}");
     // The agent of VM 1 hangs: MISSING on both monitors within vm_miss_after + a tick.
     s.lab.signal("vmmd1", "STOP");
@@ -230,13 +205,7 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
         );
     }
     // VM 2's agent stops gracefully: SUSPENDED, and never MISSING afterwards.
-    s.lab.signal("vmmd2", "TERM");
-    assert_eq!(
-        s.lab.wait_exit("vmmd2", Duration::from_secs(5)),
-        Some(0),
-        "{}",
-        logs(&s)
-    );
+    s.lab.stop_cleanly("vmmd2");
     for m in 0..2 {
         assert!(
             wait_state(&s, m, 2, HeartbeatState::Suspended, Duration::from_secs(5)).is_some(),
@@ -305,13 +274,7 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
     );
     // Monitors stop cleanly and leave a sound database.
     for m in ["hmd1", "hmd2"] {
-        s.lab.signal(m, "TERM");
-        assert_eq!(
-            s.lab.wait_exit(m, Duration::from_secs(5)),
-            Some(0),
-            "{}",
-            logs(&s)
-        );
+        s.lab.stop_cleanly(m);
     }
     for db in &s.hsdb {
         Hsdb::open(db, &Options::default())
@@ -341,8 +304,7 @@ fn monitor_killed_and_restarted_agents_pair_with_the_new_incarnation() {
     // Let the agents hear a few Hellos (every 500 ms): the interval between two is the
     // period they judge a monitor's silence by.
     std::thread::sleep(Duration::from_millis(1500));
-    s.lab.signal("hmd1", "KILL");
-    s.lab.wait_exit("hmd1", Duration::from_secs(5));
+    s.lab.kill_9("hmd1");
     // Inside the VMs, the silence of monitor 1 is logged (once), naming the interface.
     for vm in 1..=2 {
         let label = format!("vmmd{vm}");

@@ -8,95 +8,42 @@
 //! `vm_miss_after` after the start — not before, and not much later.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use dataplane::message::Uuid;
-use hsdb::{HeartbeatState, Hsdb, Options, VmHmRow};
-use hvha_e2e::{Lab, wait_for};
+use hsdb::{HeartbeatState, Uuid, VmHmRow};
+use hvha_e2e::{MonitorRig, loadgen_vm, unix_ms, wait_for};
 
-const HM: &str = "5c3196a3-c41f-4b5c-9861-dee6077081c6";
 const AGENTS: u8 = 10;
 const DEAD: [u8; 3] = [2, 5, 9];
 const HELLO_MS: i64 = 500;
 const MISS_AFTER_MS: i64 = 1000;
 
-fn hm() -> Uuid {
-    Uuid::parse(HM.as_bytes()).expect("uuid")
-}
-
-/// The VM UUID `hvncp-loadgen` gives agent `i` (default first MAC 02:4c:47:00:00:00).
+/// The VM UUID `hvncp-loadgen` gives agent `i`.
 fn agent_vm(i: u8) -> Uuid {
-    Uuid([
-        0x4c, 0x47, 0x4c, 0x47, 0, 0, 0x40, 0, 0x80, 0, 0x02, 0x4c, 0x47, 0, 0, i,
-    ])
+    loadgen_vm(u32::from(i))
 }
 
-fn rows(path: &Path) -> Option<BTreeMap<Uuid, VmHmRow>> {
-    let rows = Hsdb::open(path, &Options::default())
-        .ok()?
-        .vm_hms_of(&hm())
-        .ok()?;
-    Some(rows.into_iter().map(|r| (r.vm, r)).collect())
-}
-
-fn unix_ms() -> i64 {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(d.as_millis()).expect("ms fit")
+fn rows(rig: &MonitorRig) -> Option<BTreeMap<Uuid, VmHmRow>> {
+    Some(rig.rows()?.into_iter().map(|r| (r.vm, r)).collect())
 }
 
 #[test]
 fn restarted_monitor_declares_the_vms_that_died_meanwhile_missing() {
-    let Some(mut lab) = Lab::new("rewatch") else {
-        return;
-    };
-    let gen_ns = lab.netns("gen");
-    let mon_ns = lab.netns("mon");
-    lab.link(&gen_ns, "g0", &mon_ns, "m0");
-    let hsdb_path = lab.dir.join("hsdb.sqlite");
-    let config = lab.write(
-        "hmd.toml",
+    let Some(mut rig) = MonitorRig::new(
+        "rewatch",
         &format!(
-            r#"monitor_uuid = "{HM}"
-host_id = 1
-host_name = "host1"
-hsdb = "{}"
-admin_socket = "{}"
-interfaces = ["m0"]
-hello_period_ms = {HELLO_MS}
-hb_period_ms = 200
-vm_miss_after_ms = {MISS_AFTER_MS}
-hm_heartbeat_period_ms = 1000
-flush_ms = 10
-log = "info"
-"#,
-            hsdb_path.display(),
-            lab.dir.join("hmd.sock").display(),
+            "hello_period_ms = {HELLO_MS}\nhb_period_ms = 200\nvm_miss_after_ms = {MISS_AFTER_MS}\n\
+             hm_heartbeat_period_ms = 1000\nflush_ms = 10\nlog = \"info\"\n"
         ),
-    );
-    let config = config.display().to_string();
-    lab.spawn("hmd1", &mon_ns, "hmd", &["--config", &config]);
-    let Some(mut agents) = lab.loadgen(
-        "loadgen",
-        &gen_ns,
-        &[
-            "--interface",
-            "g0",
-            "--agents",
-            &AGENTS.to_string(),
-            "--period-ms",
-            "200",
-            "--report-ms",
-            "0",
-        ],
     ) else {
         return;
     };
-    agents.wait_line("ready", Duration::from_secs(30));
+    rig.start_hmd("hmd1");
+    let Some(mut agents) = rig.agents(u64::from(AGENTS), 200, &[]) else {
+        return;
+    };
     let all_detected = wait_for(Duration::from_secs(20), || {
-        rows(&hsdb_path).filter(|r| {
+        rows(&rig).filter(|r| {
             (0..AGENTS).all(|i| {
                 r.get(&agent_vm(i))
                     .is_some_and(|row| row.last_state == HeartbeatState::Detected)
@@ -106,22 +53,16 @@ log = "info"
     assert!(
         all_detected.is_some(),
         "all {AGENTS} VMs DETECTED before the stop: {:?}\n{}",
-        rows(&hsdb_path),
-        lab.log("hmd1")
+        rows(&rig),
+        rig.lab.log("hmd1")
     );
 
     // Stop the monitor; three VMs die while it is down.
-    lab.signal("hmd1", "TERM");
-    assert_eq!(
-        lab.wait_exit("hmd1", Duration::from_secs(10)),
-        Some(0),
-        "hmd stops cleanly\n{}",
-        lab.log("hmd1")
-    );
+    rig.lab.stop_cleanly("hmd1");
     let dead: Vec<String> = DEAD.iter().map(u8::to_string).collect();
     agents.command(&format!("pause {}", dead.join(",")));
     agents.wait_line("paused", Duration::from_secs(10));
-    let before = rows(&hsdb_path).expect("rows after the stop");
+    let before = rows(&rig).expect("rows after the stop");
     for i in DEAD {
         assert_eq!(
             before[&agent_vm(i)].last_state,
@@ -132,9 +73,9 @@ log = "info"
 
     // Restart on the same HSDB.
     let restarted_ms = unix_ms();
-    lab.spawn("hmd2", &mon_ns, "hmd", &["--config", &config]);
+    rig.start_hmd("hmd2");
     let settled = wait_for(Duration::from_secs(30), || {
-        rows(&hsdb_path).filter(|r| {
+        rows(&rig).filter(|r| {
             DEAD.iter()
                 .all(|&i| r[&agent_vm(i)].last_state == HeartbeatState::Missing)
         })
@@ -142,8 +83,8 @@ log = "info"
     let after = settled.unwrap_or_else(|| {
         panic!(
             "the 3 dead VMs MISSING after the restart: {:?}\n{}",
-            rows(&hsdb_path),
-            lab.log("hmd2")
+            rows(&rig),
+            rig.lab.log("hmd2")
         )
     });
     let owed = HELLO_MS + MISS_AFTER_MS;
@@ -160,7 +101,7 @@ log = "info"
         assert!(
             after_start <= owed + 5000,
             "VM {i} declared MISSING only {after_start} ms after the restart\n{}",
-            lab.log("hmd2")
+            rig.lab.log("hmd2")
         );
     }
     // The live ones re-paired with the new run (a new row time) and stay DETECTED past
@@ -168,7 +109,7 @@ log = "info"
     std::thread::sleep(Duration::from_millis(
         u64::try_from(owed).expect("positive"),
     ));
-    let last = rows(&hsdb_path).expect("rows");
+    let last = rows(&rig).expect("rows");
     for i in 0..AGENTS {
         let row = &last[&agent_vm(i)];
         if DEAD.contains(&i) {
@@ -178,7 +119,7 @@ log = "info"
                 row.last_state,
                 HeartbeatState::Detected,
                 "live VM {i}\n{}",
-                lab.log("hmd2")
+                rig.lab.log("hmd2")
             );
             assert!(
                 row.updated_ms >= restarted_ms,
@@ -187,11 +128,12 @@ log = "info"
         }
     }
     assert!(
-        lab.log("hmd2")
+        rig.lab
+            .log("hmd2")
             .lines()
             .any(|l| l.contains("did not re-pair: MISSING") && l.contains("count=3")),
         "one summary line for the VMs given up on\n{}",
-        lab.log("hmd2")
+        rig.lab.log("hmd2")
     );
     agents.command("quit");
 }

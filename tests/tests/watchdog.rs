@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hvha_e2e::{Lab, binary, wait_for};
+use hvha_e2e::{HM_UUID, Lab, binary, hmd_toml, wait_for};
 
-const HM: &str = "5c3196a3-c41f-4b5c-9861-dee6077081c6";
 const VM: &str = "61be20f0-09a8-4753-b5e5-564f8a545ed5";
 
 /// A fake service manager's notification socket.
@@ -98,23 +97,16 @@ fn pings_stop_when_the_loop_or_the_hsdb_writer_is_stuck() {
     lab.link(&vm, "ha1", &hm, "hv0");
     let hsdb = lab.dir.join("hsdb.sqlite");
     let admin = lab.dir.join("hmd.sock");
+    // hmd's own heartbeat row every 200 ms: work for the HSDB writer (below).
     let hmd_config = lab.write(
         "hmd.toml",
-        &format!(
-            r#"monitor_uuid = "{HM}"
-host_id = 1
-host_name = "host1"
-hsdb = "{}"
-admin_socket = "{}"
-interfaces = ["hv0"]
-hello_period_ms = 500
-hb_period_ms = 200
-vm_miss_after_ms = 1000
-hm_heartbeat_period_ms = 200
-flush_ms = 10
-"#,
-            hsdb.display(),
-            admin.display()
+        &hmd_toml(
+            HM_UUID,
+            &hsdb,
+            &admin,
+            &["hv0"],
+            "hello_period_ms = 500\nhb_period_ms = 200\nvm_miss_after_ms = 1000\n\
+             hm_heartbeat_period_ms = 200\nflush_ms = 10\n",
         ),
     );
     let vmmd_config = lab.write(
