@@ -115,6 +115,21 @@ fn check_config(path: &Path) -> ExitCode {
         }
     };
     print!("# effective configuration of {}\n{config}", path.display());
+    // The key files: readable, private (0600), one key each.
+    match config.auth.keyring() {
+        Ok(None) => {}
+        Ok(Some(keys)) => println!(
+            "# auth {}: key {} read{}",
+            config.auth.mode,
+            keys.primary().id(),
+            keys.second()
+                .map_or(String::new(), |k| format!(", second key {} read", k.id()))
+        ),
+        Err(e) => {
+            eprintln!("vmmd: config file {}: {e}", path.display());
+            return ExitCode::from(BAD_CONFIG);
+        }
+    }
     let facts = match current_facts() {
         Ok(f) => f,
         Err(e) => {

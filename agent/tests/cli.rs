@@ -196,3 +196,37 @@ fn log_filters_ethertypes_and_the_nil_uuid_are_validated_with_the_line() {
         }
     }
 }
+
+#[test]
+fn check_config_reads_the_key_files() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("auth.key");
+    std::fs::write(&key, format!("4 {}\n", "cd".repeat(32))).expect("write key");
+    let config = dir.path().join("vmmd.toml");
+    // A relative key path is taken from the configuration file's directory.
+    std::fs::write(
+        &config,
+        format!("vm_uuid = \"{UUID}\"\nauth = \"require\"\nauth_key_file = \"auth.key\"\n"),
+    )
+    .expect("write config");
+    let check = |mode: u32| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        vmmd(&["--check-config", config.to_str().expect("utf-8 path")])
+    };
+    let out = check(0o600);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("# auth require: key 4 read"),
+        "{}",
+        stdout(&out)
+    );
+    let out = check(0o640);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("auth_key_file: key file"), "{err}");
+    assert!(
+        err.contains(&key.display().to_string()) && err.contains("mode 0640"),
+        "{err}"
+    );
+}

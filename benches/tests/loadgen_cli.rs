@@ -45,6 +45,14 @@ fn loadgen_rejects_bad_arguments() {
         ),
         (&["--interface", "lo", "--seconds", "0"], "--seconds 0"),
         (&["--interface", "bad/name"], "--interface \"bad/name\""),
+        (
+            &["--interface", "lo", "--auth-key", "/nonexistent/auth.key"],
+            "--auth-key: auth_key_file: cannot read key file /nonexistent/auth.key",
+        ),
+        (
+            &["--interface", "lo", "--auth-key", "/k", "--auth", "maybe"],
+            "--auth: auth mode \"maybe\"",
+        ),
     ] {
         let (code, text) = run(LOADGEN, args);
         assert_eq!(code, 1, "{args:?}: {text}");

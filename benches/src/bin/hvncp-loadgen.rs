@@ -788,10 +788,6 @@ fn run(cli: &Cli) -> Result<(), String> {
         .interface
         .parse()
         .map_err(|e| format!("--interface {:?}: {e}", cli.interface))?;
-    let mut socket_config = SocketConfig::new(ethertype, RxMode::Recvmmsg { batch: 64 });
-    socket_config.rcvbuf_bytes = 8 << 20;
-    let socket = RawSocket::open_with(&name, &socket_config).map_err(|e| e.to_string())?;
-
     let auth = match &cli.auth_key {
         None => Authenticator::off(),
         Some(path) => {
@@ -802,11 +798,15 @@ fn run(cli: &Cli) -> Result<(), String> {
                 second_key_file: None,
             };
             let keys = settings.keyring().map_err(|e| format!("--auth-key: {e}"))?;
-            let first = auth::initial_counter(SystemTime::now());
+            let first_counter = auth::initial_counter(SystemTime::now());
             let max = usize::try_from(cli.agents).unwrap_or(usize::MAX);
-            Authenticator::new(mode, keys, first, max).map_err(|e| e.to_string())?
+            Authenticator::new(mode, keys, first_counter, max).map_err(|e| e.to_string())?
         }
     };
+    let mut socket_config = SocketConfig::new(ethertype, RxMode::Recvmmsg { batch: 64 });
+    socket_config.rcvbuf_bytes = 8 << 20;
+    let socket = RawSocket::open_with(&name, &socket_config).map_err(|e| e.to_string())?;
+
     let mut config = session::Config {
         ethertype,
         ..session::Config::default()
