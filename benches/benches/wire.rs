@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::wire::{
-    DEFAULT_ETHERTYPE, DEFAULT_MAX_PAYLOAD, Flags, Frame, FrameBuilder, HEADER_LEN, HvncpRepr,
-    MIN_FRAME_LEN, VERSION, checksum,
+    DEFAULT_ETHERTYPE, DEFAULT_MAX_PAYLOAD, Frame, HEADER_LEN, MIN_FRAME_LEN, checksum,
 };
-use hvncp_benches::{AGENT_MAC, MONITOR_MAC, heartbeat_frame, max_payload};
+use hvncp_benches::{
+    AGENT_MAC, HEARTBEAT, MONITOR_MAC, builder, heartbeat_frame, heartbeat_header, max_payload,
+};
 use pnet_packet::ethernet::EthernetPacket;
 
 fn parse(c: &mut Criterion) {
@@ -48,23 +49,19 @@ fn checksum_max(c: &mut Criterion) {
 }
 
 fn emit(c: &mut Criterion) {
-    let builder = FrameBuilder {
-        dst: MONITOR_MAC,
-        src: AGENT_MAC,
-        ethertype: DEFAULT_ETHERTYPE,
-    };
-    let header = HvncpRepr {
-        version: VERSION,
-        number: 7,
-        flags: Flags::BEG | Flags::END,
-        frag_index: 0,
-        payload_len: 3,
-    };
+    let builder = builder(AGENT_MAC, MONITOR_MAC);
+    let header = heartbeat_header(7);
     let mut buf = [0u8; MIN_FRAME_LEN];
     let mut g = c.benchmark_group("wire");
     g.throughput(Throughput::Elements(1));
     g.bench_function("emit_heartbeat", |b| {
-        b.iter(|| builder.emit(black_box(&mut buf), black_box(&header), black_box(b"HB:")))
+        b.iter(|| {
+            builder.emit(
+                black_box(&mut buf),
+                black_box(&header),
+                black_box(HEARTBEAT),
+            )
+        })
     });
     g.finish();
 }

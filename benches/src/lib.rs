@@ -18,12 +18,29 @@ pub const AGENT_MAC: MacAddr = MacAddr([0x6a, 0x6a, 0x0f, 0xfd, 0xf7, 0x07]);
 /// The heartbeat an agent sends every period: payload `HB:`, BEG|END, no ACKR, padded
 /// to the 60-byte Ethernet minimum. This is the frame a monitor parses most often.
 pub fn heartbeat_frame(src: MacAddr, dst: MacAddr, number: u8) -> [u8; MIN_FRAME_LEN] {
-    let header = repr(number, Flags::BEG | Flags::END, 0, b"HB:");
     let mut buf = [0u8; MIN_FRAME_LEN];
     builder(src, dst)
-        .emit(&mut buf, &header, b"HB:")
+        .emit(&mut buf, &heartbeat_header(number), HEARTBEAT)
         .expect("a heartbeat fits in a minimum-size frame");
     buf
+}
+
+/// A heartbeat's payload.
+pub const HEARTBEAT: &[u8] = b"HB:";
+
+/// The HVNCP header of heartbeat `number` (BEG|END, no ACKR, payload [`HEARTBEAT`]),
+/// for benches that emit heartbeats themselves.
+pub fn heartbeat_header(number: u8) -> HvncpRepr {
+    repr(number, Flags::BEG | Flags::END, 0, HEARTBEAT)
+}
+
+/// The builder of frames from `src` to `dst` with HVNCP's default EtherType.
+pub fn builder(src: MacAddr, dst: MacAddr) -> FrameBuilder {
+    FrameBuilder {
+        dst,
+        src,
+        ethertype: DEFAULT_ETHERTYPE,
+    }
 }
 
 /// A payload of the largest size one packet carries on a 1500-byte MTU (1492 bytes),
@@ -127,14 +144,6 @@ const HELLO: &[u8] = b"1556303548.719328000.38";
 const AGENT_SYN: &[u8] =
     b"uuid=61be20f0-09a8-4753-b5e5-564f8a545ed5:ostype=AIX:verVmmLower=2.0:verVmmUpper=2.0";
 const MONITOR_SYN: &[u8] = b"uuid=5c3196a3-c41f-4b5c-9861-dee6077081c6:verHmRunning=2.0";
-
-fn builder(src: MacAddr, dst: MacAddr) -> FrameBuilder {
-    FrameBuilder {
-        dst,
-        src,
-        ethertype: DEFAULT_ETHERTYPE,
-    }
-}
 
 fn repr(number: u8, flags: Flags, frag_index: u8, payload: &[u8]) -> HvncpRepr {
     HvncpRepr {
