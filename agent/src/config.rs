@@ -26,8 +26,8 @@ use dataplane::endpoint::EndpointConfig;
 use dataplane::io::InterfaceName;
 use dataplane::message::Uuid;
 use dataplane::wire::MacAddr;
-use hvha_daemon::config::{check_ethertype, line_of};
-use hvha_daemon::log::{FILTER_ALLOWED, FORMAT_ALLOWED, LogFilter, LogFormat};
+use hvha_daemon::config::{Refused, ethertype_value, line_of, log_format_value, log_value};
+use hvha_daemon::log::{LogFilter, LogFormat};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -126,6 +126,17 @@ fn invalid(key: &str, value: impl fmt::Display, allowed: impl Into<String>) -> C
         value: value.to_string(),
         allowed: allowed.into(),
     }
+}
+
+/// The error for the value of `key` at `value`'s place in `text`, refused for the reason
+/// given.
+fn refused<'t, T>(
+    text: &'t str,
+    key: &'static str,
+    value: &Spanned<T>,
+) -> impl FnOnce(Refused) -> ConfigError + 't {
+    let span = value.span();
+    move |r| at(text, span)(invalid(key, r.value, r.allowed))
 }
 
 /// Attach the line of `span` in `text` to an [`ConfigError::Invalid`].
@@ -240,36 +251,16 @@ impl Config {
 
         let ethertype = match &file.ethertype {
             None => DEFAULT_ETHERTYPE,
-            Some(v) => check_ethertype(*v.get_ref())
-                .map_err(|allowed| {
-                    let e = *v.get_ref();
-                    let shown = if e < 0 {
-                        e.to_string()
-                    } else {
-                        format!("{e:#06x}")
-                    };
-                    invalid("ethertype", shown, allowed)
-                })
-                .map_err(at(text, v.span()))?,
+            Some(v) => ethertype_value(*v.get_ref()).map_err(refused(text, "ethertype", v))?,
         };
 
         let log = match &file.log {
             None => LogFilter::default(),
-            Some(l) => LogFilter::parse(l.get_ref())
-                .map_err(|why| {
-                    invalid(
-                        "log",
-                        format!("{:?}", l.get_ref()),
-                        format!("{FILTER_ALLOWED} ({why})"),
-                    )
-                })
-                .map_err(at(text, l.span()))?,
+            Some(l) => log_value(l.get_ref()).map_err(refused(text, "log", l))?,
         };
         let log_format = match &file.log_format {
             None => LogFormat::default(),
-            Some(l) => LogFormat::parse(l.get_ref())
-                .ok_or_else(|| invalid("log_format", format!("{:?}", l.get_ref()), FORMAT_ALLOWED))
-                .map_err(at(text, l.span()))?,
+            Some(l) => log_format_value(l.get_ref()).map_err(refused(text, "log_format", l))?,
         };
 
         let mode = match &file.auth {

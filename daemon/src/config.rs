@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::log::{FILTER_ALLOWED, FORMAT_ALLOWED, LogFilter, LogFormat};
+
 /// Default configuration file of `hmd`.
 pub const HMD_CONFIG: &str = "/etc/hvha/hmd.toml";
 /// Default configuration file of `vmmd`.
@@ -83,6 +85,51 @@ pub fn check_ethertype(ethertype: i64) -> Result<u16, String> {
     }
 }
 
+/// A configuration value refused: the value as an error message shows it and what is
+/// allowed instead. Each daemon adds the key, the line and the file to make its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The value as written (strings quoted as in TOML, EtherTypes in hexadecimal).
+    pub value: String,
+    /// What the key allows, in words.
+    pub allowed: String,
+}
+
+/// `text` as a TOML string: how a string value is shown in messages and in the
+/// effective configuration the daemons print.
+pub fn quoted(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// The `ethertype` key: [`check_ethertype`], the value shown in hexadecimal (as
+/// written when negative).
+pub fn ethertype_value(ethertype: i64) -> Result<u16, Refused> {
+    check_ethertype(ethertype).map_err(|allowed| Refused {
+        value: if ethertype < 0 {
+            ethertype.to_string()
+        } else {
+            format!("{ethertype:#06x}")
+        },
+        allowed,
+    })
+}
+
+/// The `log` key: a filter [`LogFilter::parse`] accepts.
+pub fn log_value(text: &str) -> Result<LogFilter, Refused> {
+    LogFilter::parse(text).map_err(|why| Refused {
+        value: quoted(text),
+        allowed: format!("{FILTER_ALLOWED} ({why})"),
+    })
+}
+
+/// The `log_format` key: `text` or `json`.
+pub fn log_format_value(text: &str) -> Result<LogFormat, Refused> {
+    LogFormat::parse(text).ok_or_else(|| Refused {
+        value: quoted(text),
+        allowed: FORMAT_ALLOWED.to_owned(),
+    })
+}
+
 /// The 1-based line of byte `offset` in `text`.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
@@ -129,6 +176,28 @@ mod tests {
         let mut sorted = OTHER_PROTOCOL_ETHERTYPES.to_vec();
         sorted.sort();
         assert_eq!(sorted, OTHER_PROTOCOL_ETHERTYPES, "kept sorted");
+    }
+
+    #[test]
+    fn refused_values_are_shown_as_written() {
+        assert_eq!(ethertype_value(0x0600), Ok(0x0600));
+        let refused = ethertype_value(0x0800).expect_err("IPv4");
+        assert_eq!(refused.value, "0x0800");
+        assert!(refused.allowed.contains("IPv4"), "{refused:?}");
+        assert_eq!(ethertype_value(-1).expect_err("negative").value, "-1");
+        assert!(log_value("info,hmd=debug").is_ok());
+        let refused = log_value("warning").expect_err("not a level");
+        assert_eq!(refused.value, "\"warning\"");
+        assert!(refused.allowed.starts_with(FILTER_ALLOWED), "{refused:?}");
+        assert_eq!(log_format_value("json"), Ok(LogFormat::Json));
+        assert_eq!(
+            log_format_value("xml"),
+            Err(Refused {
+                value: "\"xml\"".to_owned(),
+                allowed: FORMAT_ALLOWED.to_owned()
+            })
+        );
+        assert_eq!(quoted("a\"b"), "'a\"b'");
     }
 
     #[test]

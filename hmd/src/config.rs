@@ -17,8 +17,10 @@ use dataplane::auth::{AuthConfig, AuthConfigError, AuthMode, AuthSetupError};
 use dataplane::io::InterfaceName;
 use dataplane::message::Uuid;
 use hsdb::{HostId, Synchronous};
-use hvha_daemon::config::{check_ethertype, line_of, resolve};
-use hvha_daemon::log::{FILTER_ALLOWED, FORMAT_ALLOWED, LogFilter, LogFormat};
+use hvha_daemon::config::{
+    Refused, ethertype_value, line_of, log_format_value, log_value, quoted, resolve,
+};
+use hvha_daemon::log::{LogFilter, LogFormat};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -180,6 +182,16 @@ impl Source<'_> {
         }
     }
 
+    /// The error for the value of `key` at `value`'s place, refused for the reason given.
+    fn refused<'s, T>(
+        &'s self,
+        key: &'static str,
+        value: &Spanned<T>,
+    ) -> impl FnOnce(Refused) -> ConfigError + 's {
+        let span = value.span();
+        move |r| self.bad(key, Some(span), r.value, r.allowed)
+    }
+
     /// A duration in milliseconds: the value, or `default` when absent.
     fn ms(
         &self,
@@ -203,10 +215,6 @@ impl Source<'_> {
                 )
             })
     }
-}
-
-fn quoted(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
 }
 
 fn quoted_path(p: &Path) -> String {
@@ -282,15 +290,7 @@ impl Config {
         }
         let ethertype = match &f.ethertype {
             None => dataplane::wire::DEFAULT_ETHERTYPE,
-            Some(e) => check_ethertype(*e.get_ref()).map_err(|allowed| {
-                let v = *e.get_ref();
-                let shown = if v < 0 {
-                    v.to_string()
-                } else {
-                    format!("{v:#06x}")
-                };
-                src.bad("ethertype", Some(e.span()), shown, allowed)
-            })?,
+            Some(e) => ethertype_value(*e.get_ref()).map_err(src.refused("ethertype", e))?,
         };
         let hello_ms = src.ms(
             "hello_period_ms",
@@ -381,25 +381,11 @@ impl Config {
         }
         let log = match &f.log {
             None => LogFilter::default(),
-            Some(l) => LogFilter::parse(l.get_ref()).map_err(|why| {
-                src.bad(
-                    "log",
-                    Some(l.span()),
-                    quoted(l.get_ref()),
-                    format!("{FILTER_ALLOWED} ({why})"),
-                )
-            })?,
+            Some(l) => log_value(l.get_ref()).map_err(src.refused("log", l))?,
         };
         let log_format = match &f.log_format {
             None => LogFormat::default(),
-            Some(l) => LogFormat::parse(l.get_ref()).ok_or_else(|| {
-                src.bad(
-                    "log_format",
-                    Some(l.span()),
-                    quoted(l.get_ref()),
-                    FORMAT_ALLOWED,
-                )
-            })?,
+            Some(l) => log_format_value(l.get_ref()).map_err(src.refused("log_format", l))?,
         };
         let metrics_listen =
             match &f.metrics_listen {
