@@ -265,7 +265,7 @@ impl Config {
                 "host_name",
                 Some(f.host_name.span()),
                 quoted(host_name),
-                "1..=64 characters",
+                "1..=64 bytes",
             ));
         }
         let names = f.interfaces.get_ref();
@@ -977,6 +977,17 @@ interfaces = ["veth-hm0"]
             .expect_err("bad uuid")
             .to_string();
         assert!(e.contains("line 2: monitor_uuid"), "{e}");
+        // host_name counts bytes: 64 pass; 65, or 33 two-byte characters, do not.
+        assert!(parse(&GOOD.replace("host1", &"h".repeat(64))).is_ok());
+        for name in ["h".repeat(65), "é".repeat(33), String::new()] {
+            let e = parse(&GOOD.replace("host1", &name))
+                .expect_err("bad host_name")
+                .to_string();
+            assert!(
+                e.contains("line 4: host_name") && e.ends_with("expected 1..=64 bytes"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
