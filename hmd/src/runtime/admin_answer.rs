@@ -144,42 +144,40 @@ impl Monitor<'_> {
         let mut page = Page::default();
         let names: Vec<String> = self.interfaces.iter().map(|i| i.name.clone()).collect();
         let label = |i: usize| [("interface", names[i].as_str())];
-        let counters: Vec<_> = self
+        let values = |counters: &mut dyn Iterator<Item = (&'static str, u64)>| {
+            Some(counters.map(|(_, v)| v).collect())
+        };
+        let endpoint: Vec<_> = self
             .interfaces
             .iter()
-            .map(|i| i.endpoint.stats().clone())
+            .map(|i| values(&mut i.endpoint.stats().iter()))
             .collect();
-        for (k, (name, help)) in dataplane::stats::Counters::HELP.iter().enumerate() {
-            let samples = counters
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.iter().nth(k).map(|(_, v)| (label(i), v)));
-            page.family(name, Kind::Counter, help, samples);
-        }
+        per_interface_counters(
+            &mut page,
+            &names,
+            dataplane::stats::Counters::HELP,
+            &endpoint,
+        );
         let auth: Vec<_> = self
             .interfaces
             .iter()
-            .map(|i| i.auth.counters().clone())
+            .map(|i| values(&mut i.auth.counters().iter()))
             .collect();
-        for (k, (name, help)) in dataplane::auth::AuthCounters::HELP.iter().enumerate() {
-            let samples = auth
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.iter().nth(k).map(|(_, v)| (label(i), v)));
-            page.family(name, Kind::Counter, help, samples);
-        }
+        per_interface_counters(
+            &mut page,
+            &names,
+            dataplane::auth::AuthCounters::HELP,
+            &auth,
+        );
         let sockets: Vec<_> = self
             .interfaces
             .iter_mut()
-            .map(|i| i.socket.stats().ok())
+            .map(|i| {
+                let s = i.socket.stats().ok()?;
+                values(&mut socket_counters(&s).into_iter())
+            })
             .collect();
-        for (k, (name, help)) in SOCKET_HELP.iter().enumerate() {
-            let samples = sockets
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.as_ref().map(|s| (label(i), socket_counters(s)[k].1)));
-            page.family(name, Kind::Counter, help, samples);
-        }
+        per_interface_counters(&mut page, &names, &SOCKET_HELP, &sockets);
         let mut vms = vec![[0u64; 4]; names.len()];
         let mut shut = vec![0u64; names.len()];
         for (key, _, state, _) in self.table.iter() {
@@ -294,6 +292,24 @@ impl Monitor<'_> {
             [(none, self.table.withheld())],
         );
         page.finish()
+    }
+}
+
+/// One counter family per `(name, help)` of `help`, with one sample per interface:
+/// `values[i]` holds interface `i`'s counters in the order of `help` (`None`: it has none
+/// to show now).
+fn per_interface_counters(
+    page: &mut Page,
+    names: &[String],
+    help: &[(&str, &str)],
+    values: &[Option<Vec<u64>>],
+) {
+    for (k, (name, help)) in help.iter().enumerate() {
+        let samples = names.iter().zip(values).filter_map(|(iface, v)| {
+            let v = v.as_ref()?.get(k)?;
+            Some(([("interface", iface.as_str())], *v))
+        });
+        page.family(name, Kind::Counter, help, samples);
     }
 }
 
