@@ -121,16 +121,33 @@ fn message(payload: &[u8]) {
     let encoded = roundtrip!(Message::parse, m);
 
     let verb = m.verb();
-    assert!(payload.starts_with(verb), "the verb comes from the payload");
+    assert!(
+        payload
+            .get(..verb.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(verb)),
+        "the verb comes from the payload, in any letter case"
+    );
     assert!(encoded.starts_with(verb));
     assert!(!verb.is_empty() && verb.len() <= MAX_VERB_LEN, "{m:?}");
     assert!(
-        verb.iter()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_'),
+        verb.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_'),
         "{m:?}"
     );
     // Every payload is `VERB` or `VERB:…`.
     assert!(payload.len() == verb.len() || payload.get(verb.len()) == Some(&b':'));
+    // Verbs are matched in any letter case (docs/hvncp.md §10.1): the same payload with
+    // its verb upper-cased is the same kind of message.
+    let mut upper = payload.to_vec();
+    upper[..verb.len()].make_ascii_uppercase();
+    if let Ok(u) = Message::parse(&upper) {
+        assert_eq!(
+            std::mem::discriminant(&u),
+            std::mem::discriminant(&m),
+            "verb case changed the message kind: {m:?}"
+        );
+    } else {
+        panic!("upper-casing the verb made {m:?} unparsable");
+    }
 
     let exact = match m {
         Message::Unknown { verb, .. } => {
@@ -166,12 +183,20 @@ fn message(payload: &[u8]) {
         | Message::Doorbell { .. } => false,
     };
     if exact {
-        assert_eq!(
-            encoded,
-            payload,
-            "{m:?} must encode byte for byte: {:?}",
-            payload.escape_ascii()
+        // Byte for byte, except that a known verb is written in its canonical (upper)
+        // case whatever case it arrived in; an unknown verb keeps the sender's case.
+        let n = verb.len();
+        assert!(
+            encoded.len() == payload.len()
+                && encoded[..n].eq_ignore_ascii_case(&payload[..n])
+                && encoded[n..] == payload[n..],
+            "{m:?} must encode byte for byte: {:?} -> {:?}",
+            payload.escape_ascii(),
+            encoded.escape_ascii()
         );
+        if matches!(m, Message::Unknown { .. }) {
+            assert_eq!(encoded, payload, "an unknown verb keeps the sender's case");
+        }
     }
 }
 
@@ -211,7 +236,15 @@ fn agent_syn(payload: &[u8]) {
         "{syn:?}"
     );
     let encoded = roundtrip!(AgentSyn::parse, syn);
-    check_properties(&encoded, &["uuid", "ostype", "verVmmLower", "verVmmUpper"]);
+    // The incarnation is optional and, when present, last (docs/hvncp.md §4.2).
+    if syn.inc.is_some() {
+        check_properties(
+            &encoded,
+            &["uuid", "ostype", "verVmmLower", "verVmmUpper", "inc"],
+        );
+    } else {
+        check_properties(&encoded, &["uuid", "ostype", "verVmmLower", "verVmmUpper"]);
+    }
 }
 
 fn monitor_syn(payload: &[u8]) {
