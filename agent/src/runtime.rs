@@ -766,10 +766,10 @@ fn log_event(link: &Link, event: &EndpointEvent) {
             debug!(%iface, monitor = %mac(*peer), len = payload.len(), "message from the monitor not handled yet");
         }
         // Monitor-role events: an agent endpoint never raises them.
-        EndpointEvent::AgentSyn { .. }
-        | EndpointEvent::Shutdown { .. }
-        | EndpointEvent::Doorbell { .. } => {
-            debug!(%iface, ?event, "unexpected monitor-role event");
+        EndpointEvent::AgentSyn { peer, .. }
+        | EndpointEvent::Shutdown { peer }
+        | EndpointEvent::Doorbell { peer, .. } => {
+            debug!(%iface, monitor = %mac(*peer), "unexpected monitor-role event");
         }
     }
 }

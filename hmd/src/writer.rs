@@ -188,7 +188,23 @@ fn commit(hsdb: &mut Hsdb, batch: &mut Vec<Transition>, stats: &WriterStats) {
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.progressed();
-                tracing::debug!(transitions = batch.len(), us, ?applied, "HSDB commit");
+                tracing::debug!(
+                    transitions = batch.len(),
+                    us,
+                    discovered = applied.discovered,
+                    detected = applied.detected,
+                    missing = applied.missing,
+                    missing_ignored = applied.missing_ignored,
+                    suspended = applied.suspended,
+                    doorbells = applied.doorbells,
+                    hm_heartbeats = applied.hm_heartbeats,
+                    hm_events = applied.hm_events,
+                    hm_interfaces = applied.hm_interfaces,
+                    events = applied.events,
+                    vms_created = applied.vms_created,
+                    pending_added = applied.pending_added,
+                    "HSDB commit"
+                );
                 batch.clear();
                 return;
             }

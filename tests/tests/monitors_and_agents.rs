@@ -282,6 +282,17 @@ fn discovery_missing_detected_suspended_on_both_monitors() {
             .integrity_check()
             .expect("integrity");
     }
+    // Every line, debug ones included (both daemons run at `log = "debug"`), is
+    // key=value fields: no Rust struct (`Name { field: … }`) printed into a log.
+    for label in ["hmd1", "hmd2", "vmmd1", "vmmd2", "vmmd3"] {
+        let log = s.lab.log(label);
+        assert!(log.lines().count() > 10, "{label} logged at debug\n{log}");
+        let dumps: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" { ") || l.contains("{ ") && l.contains(": "))
+            .collect();
+        assert!(dumps.is_empty(), "{label}: {dumps:#?}");
+    }
 }
 
 #[test]
