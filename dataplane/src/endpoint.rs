@@ -79,13 +79,21 @@ pub struct EndpointConfig {
     /// Protocol parameters shared by all sessions.
     pub session: session::Config,
     /// Largest number of peers in the table. When it is full, a new peer takes the
-    /// place of the oldest half-open one; with none, it is refused (`drop_table_full`).
+    /// place of the oldest half-open one if that one is older than `half_open_grace`;
+    /// with none, it is refused (`drop_table_full`, or `drop_half_open_full` while the
+    /// oldest half-open peer is younger).
     pub max_peers: usize,
     /// Largest number of half-open peers (never established) in the table, at most
-    /// `max_peers`. Past it, a new peer evicts the oldest half-open one
-    /// (`peers_evicted`): forged source MACs cost a bounded table and never displace
-    /// an established peer.
+    /// `max_peers`. Past it, a new peer evicts the oldest half-open one if that one has
+    /// been half-open for `half_open_grace` (`peers_evicted`), and is refused without
+    /// any state otherwise (`drop_half_open_full`): forged source MACs cost a bounded
+    /// table, never displace an established peer, and never a handshake in progress
+    /// (docs/hvncp.md §6.5).
     pub max_half_open: usize,
+    /// How long a half-open peer is safe from eviction: its handshake's time to
+    /// complete. `session.rto..=session.retransmission_span()`; default 3 s
+    /// ([`DEFAULT_HALF_OPEN_GRACE`]).
+    pub half_open_grace: Duration,
     /// Reassembly memory for all sessions together, in bytes.
     pub reassembly_budget: usize,
     /// Seed for initial packet numbers (drivers pass something random).
@@ -151,6 +159,15 @@ impl EndpointConfig {
                 "1..=max_peers",
             ));
         }
+        if self.half_open_grace < self.session.rto
+            || self.half_open_grace > self.session.retransmission_span()
+        {
+            return Err(err(
+                "half_open_grace",
+                format!("{:?}", self.half_open_grace),
+                "session.rto..=the retransmission span (200 ms..=12.6 s by default)",
+            ));
+        }
         if self.reassembly_budget < self.session.max_message {
             return Err(err(
                 "reassembly_budget",
@@ -174,6 +191,7 @@ impl EndpointConfig {
             session: session::Config::default(),
             max_peers: DEFAULT_MONITOR_MAX_PEERS,
             max_half_open: DEFAULT_MONITOR_MAX_HALF_OPEN,
+            half_open_grace: DEFAULT_HALF_OPEN_GRACE,
             reassembly_budget: 64 << 20,
             seed: random_seed() ^ local_mac.to_u64(),
             incarnation: None,
@@ -191,6 +209,7 @@ impl EndpointConfig {
             session: session::Config::default(),
             max_peers: 64,
             max_half_open: 16,
+            half_open_grace: DEFAULT_HALF_OPEN_GRACE,
             reassembly_budget: 4 << 20,
             seed: random_seed() ^ local_mac.to_u64(),
             incarnation: Some(process_incarnation()),
@@ -210,6 +229,17 @@ pub const DEFAULT_MONITOR_MAX_PEERS: usize = 131_072;
 /// whole host group re-pairing after a monitor restart paces its SYNs far below this)
 /// while forged MACs can hold at most 1/8 of the table.
 pub const DEFAULT_MONITOR_MAX_HALF_OPEN: usize = 16_384;
+
+/// Default `half_open_grace`: 3 s = `rto` × (1 + 2 + 4 + 8) with the default 200 ms
+/// `rto`, i.e. our SYN sent four times (at 0, 0.2, 0.6 and 1.4 s) and the full timeout
+/// after the fourth waited. A real handshake takes one round trip, a few more on a
+/// lossy link or behind a loaded monitor's receive queue; a peer that answered none of
+/// four copies in 3 s is, on a link where others pair, a forged MAC or a dead peer.
+/// Under a flood a forged peer holds its place for 3 s at least and then gives it up:
+/// places free up at `max_half_open` / 3 s (5,461 a second with the defaults), shared
+/// between the flood and the real agents pairing meanwhile, which resend a refused SYN
+/// 5 times and try again at every Hello.
+pub const DEFAULT_HALF_OPEN_GRACE: Duration = Duration::from_secs(3);
 
 /// Most refused MACs remembered so that their data does not make us open a session
 /// to them from our side.
@@ -256,8 +286,11 @@ pub enum Drop {
     NotForUs,
     /// From a MAC with no session, and not opening one.
     NoSession,
-    /// The table is full.
+    /// The table is full of established peers.
     TableFull,
+    /// The half-open places are all taken by handshakes younger than
+    /// `half_open_grace` (docs/hvncp.md §6.5): nothing was created; the peer retries.
+    HalfOpenFull,
     /// A payload that is not a valid message here.
     Malformed,
     /// A SYN from a previous incarnation of the agent that holds this session
@@ -392,6 +425,9 @@ struct AgentSide {
     hb_period_ms: u32,
     /// A heartbeat is due.
     hb_due: bool,
+    /// Established and waiting for `START_HB`: the session is closed if none has
+    /// come by then (the monitor lost its side, docs/hvncp.md §6.5).
+    start_hb_by: Option<Instant>,
 }
 
 impl Default for AgentSide {
@@ -401,6 +437,7 @@ impl Default for AgentSide {
             next_heartbeat: None,
             hb_period_ms: DEFAULT_HB_PERIOD_MS,
             hb_due: false,
+            start_hb_by: None,
         }
     }
 }
@@ -415,10 +452,14 @@ impl Peer {
     fn next_heartbeat(&self) -> Option<Instant> {
         self.agent.as_ref().and_then(|a| a.next_heartbeat)
     }
+    fn start_hb_by(&self) -> Option<Instant> {
+        self.agent.as_ref().and_then(|a| a.start_hb_by)
+    }
     fn stop_heartbeats(&mut self) {
         if let Some(a) = self.agent.as_deref_mut() {
             a.next_heartbeat = None;
             a.hb_due = false;
+            a.start_hb_by = None;
         }
     }
 }
@@ -487,7 +528,9 @@ struct Peer {
     /// The peer's UUID from its SYN.
     uuid: Option<Uuid>,
     /// Monitor: time of the last heartbeat.
-    last_heartbeat: Option<Instant>,
+    /// [`Instant::FAR_FUTURE`] before the first (not an `Option`: 8 bytes less in a
+    /// table of 100,000 peers).
+    last_heartbeat: Instant,
     /// Agent: the state toward this monitor (boxed: a monitor's table holds many peers
     /// and needs none of it).
     agent: Option<Box<AgentSide>>,
@@ -500,6 +543,9 @@ struct Peer {
     /// settled.
     older: u32,
     newer: u32,
+    /// When the peer entered the table: a half-open peer is evicted only once it is
+    /// older than `half_open_grace`.
+    created: Instant,
     /// Monitor: the incarnations the agent at this MAC announced.
     incarnations: Incarnations,
     /// Reassembly bytes of this session counted in the endpoint's total.
@@ -683,7 +729,9 @@ impl Endpoint {
 
     /// Monitor: when the last heartbeat from this peer arrived.
     pub fn last_heartbeat(&self, id: PeerId) -> Option<Instant> {
-        self.peer(id).and_then(|p| p.last_heartbeat)
+        self.peer(id)
+            .map(|p| p.last_heartbeat)
+            .filter(|&t| t != Instant::FAR_FUTURE)
     }
 
     /// True when the session with this peer is established.
@@ -731,17 +779,24 @@ impl Endpoint {
         (z ^ (z >> 31)).to_le_bytes()[0]
     }
 
-    /// Make room for one more peer: evict the oldest half-open peer when the half-open
-    /// limit is reached, or when the table is full and there is one. False (counted in
-    /// `drop_table_full`) when the table is full of established peers. O(1).
-    fn make_room(&mut self) -> bool {
+    /// Make room for one more peer at `now`: when the half-open limit is reached, or
+    /// the table is full and holds a half-open peer, evict the oldest half-open peer if
+    /// it has been half-open for `half_open_grace`. Refused otherwise, creating
+    /// nothing: `drop_half_open_full` while that peer is younger (its handshake may be
+    /// in progress, and the new peer retries), `drop_table_full` when the table is full
+    /// of established peers. O(1).
+    fn make_room(&mut self, now: Instant) -> Result<(), Drop> {
         let full = self.index.len() >= self.config.max_peers;
         if !full && self.half_open.len < self.config.max_half_open {
-            return true;
+            return Ok(());
         }
-        if self.half_open.oldest == NIL {
+        let Some(oldest) = self.peer(PeerId(self.half_open.oldest)) else {
             self.stats.drop_table_full += 1;
-            return false;
+            return Err(Drop::TableFull);
+        };
+        if now.saturating_duration_since(oldest.created) < self.config.half_open_grace {
+            self.stats.drop_half_open_full += 1;
+            return Err(Drop::HalfOpenFull);
         }
         // Silently: a half-open peer was never reported established, so the
         // application holds nothing for it but what an `AgentSyn` told it, and that
@@ -749,24 +804,23 @@ impl Endpoint {
         // event's id).
         self.forget(PeerId(self.half_open.oldest));
         self.stats.peers_evicted += 1;
-        true
+        Ok(())
     }
 
-    fn insert_peer(&mut self, mac: MacAddr) -> Option<PeerId> {
-        if !self.make_room() {
-            return None;
-        }
+    fn insert_peer(&mut self, now: Instant, mac: MacAddr) -> Result<PeerId, Drop> {
+        self.make_room(now)?;
         let number = self.next_initial_number();
         let session = Session::with_local(Arc::clone(&self.local), mac, number);
         let peer = Peer {
             session,
             uuid: None,
-            last_heartbeat: None,
+            last_heartbeat: Instant::FAR_FUTURE,
             agent: None,
             queued: false,
             settled: false,
             older: NIL,
             newer: NIL,
+            created: now,
             incarnations: Incarnations::default(),
             reassembly_counted: 0,
             timer_at: Instant::FAR_FUTURE,
@@ -775,14 +829,15 @@ impl Endpoint {
             self.peers[id.index()] = Some(peer);
             id
         } else {
-            let id = PeerId(u32::try_from(self.peers.len()).ok()?);
+            // Below MAX_PEERS_LIMIT (validated), so always a u32.
+            let id = PeerId(u32::try_from(self.peers.len()).map_err(|_| Drop::TableFull)?);
             self.peers.push(Some(peer));
             id
         };
         self.index.insert(mac, id);
         self.link_newest(id);
         self.stats.peers_added += 1;
-        Some(id)
+        Ok(id)
     }
 
     /// Append a peer to the half-open list (it is the newest).
@@ -961,9 +1016,9 @@ impl Endpoint {
                     && flags.contains(Flags::SYN | Flags::BEG | Flags::ACKR)
                     && !flags.contains(Flags::ACK)
                 {
-                    match self.insert_peer(frame.src) {
-                        Some(id) => id,
-                        None => return Outcome::Dropped(Drop::TableFull),
+                    match self.insert_peer(now, frame.src) {
+                        Ok(id) => id,
+                        Err(why) => return Outcome::Dropped(why),
                     }
                 } else {
                     self.stats.drop_no_session += 1;
@@ -972,13 +1027,18 @@ impl Endpoint {
                     // every 30 s). Open the session from our side rather than let its
                     // heartbeats go unheard until the next Hello.
                     // Not to a MAC whose SYN was refused lately. A refresh (SYN without
-                    // ACKR) also says the agent believes the session open.
-                    let data_or_refresh = !flags.contains(Flags::ACK)
-                        && (!flags.contains(Flags::SYN) || !flags.contains(Flags::ACKR));
+                    // ACKR) also says the agent believes the session open, and so does
+                    // an ACK: typically the agent's ACK of our SYN arriving after its
+                    // half-open peer was evicted (docs/hvncp.md §6.5) — the agent is
+                    // established and waits for START_HB. Only a SYN with ACKR
+                    // and without BEG (an answer to a SYN of ours) creates nothing.
+                    let believes_open = flags.contains(Flags::ACK)
+                        || !flags.contains(Flags::SYN)
+                        || !flags.contains(Flags::ACKR);
                     if monitor
-                        && data_or_refresh
+                        && believes_open
                         && !self.refused.contains(&frame.src)
-                        && let Some(id) = self.insert_peer(frame.src)
+                        && let Ok(id) = self.insert_peer(now, frame.src)
                         && let Some(peer) = self.peer_mut(id)
                     {
                         peer.session.connect();
@@ -1077,7 +1137,7 @@ impl Endpoint {
             return None;
         }
         let peer = self.peer_mut(id)?;
-        peer.last_heartbeat = Some(now);
+        peer.last_heartbeat = now;
         self.stats.heartbeats_duplicate += 1;
         Some(Outcome::Heartbeat(id))
     }
@@ -1096,8 +1156,9 @@ impl Endpoint {
         let id = match self.index.get(&mac) {
             Some(id) => *id,
             None => {
-                let Some(id) = self.insert_peer(mac) else {
-                    return Outcome::Dropped(Drop::TableFull);
+                let id = match self.insert_peer(now, mac) {
+                    Ok(id) => id,
+                    Err(why) => return Outcome::Dropped(why),
                 };
                 self.events.push_back(EndpointEvent::MonitorFound {
                     peer: id,
@@ -1149,7 +1210,7 @@ impl Endpoint {
         let event = match (monitor, message) {
             (true, Message::Heartbeat { .. }) => {
                 if let Some(peer) = self.peer_mut(id) {
-                    peer.last_heartbeat = Some(now);
+                    peer.last_heartbeat = now;
                 }
                 self.stats.heartbeats_in += 1;
                 return Outcome::Heartbeat(id);
@@ -1166,6 +1227,7 @@ impl Endpoint {
                 // The first heartbeat goes at once so the monitor sees us quickly.
                 agent.next_heartbeat = Some(now);
                 agent.hb_due = false;
+                agent.start_hb_by = None;
                 self.schedule(id);
                 EndpointEvent::HeartbeatStarted {
                     peer: id,
@@ -1229,10 +1291,14 @@ impl Endpoint {
         let Some(peer) = self.peer_mut(id) else {
             return;
         };
-        let deadline = [peer.session.poll_timeout(), peer.next_heartbeat()]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            peer.session.poll_timeout(),
+            peer.next_heartbeat(),
+            peer.start_hb_by(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Some(t) = deadline
             && t < peer.timer_at
         {
@@ -1315,6 +1381,17 @@ impl Endpoint {
                 let Some(uuid) = peer.uuid else {
                     return;
                 };
+                if matches!(self.config.role, Role::Agent { .. }) && peer.next_heartbeat().is_none()
+                {
+                    // A monitor that holds the session sends START_HB at once. It has
+                    // our acknowledgement of its SYN within one retransmission span (it
+                    // resends that SYN for no longer, and we acknowledge every copy),
+                    // and its START_HB arrives within the next span: past two spans,
+                    // it lost its side of the session (docs/hvncp.md §6.5) or never
+                    // monitors us, and the next Hello pairs again.
+                    let wait = self.local.config().retransmission_span() * 2;
+                    peer.agent_mut().start_hb_by = Some(now + wait);
+                }
                 if let Role::Monitor { hb_period, .. } = self.config.role {
                     let period_ms = u32::try_from(hb_period.as_millis()).unwrap_or(u32::MAX);
                     let mut start = Vec::new();
@@ -1395,6 +1472,15 @@ impl Endpoint {
             }
             peer.timer_at = Instant::FAR_FUTURE;
             let discarded = peer.session.handle_timeout(now);
+            if let Some(agent) = peer.agent.as_deref_mut()
+                && agent.start_hb_by.is_some_and(|t| t <= now)
+            {
+                agent.start_hb_by = None;
+                if peer.session.is_established() {
+                    // Closed(StartHbMissing), counted as a failed handshake.
+                    peer.session.close_because(CloseReason::StartHbMissing);
+                }
+            }
             if let Some(agent) = peer.agent.as_deref_mut()
                 && let Some(next) = agent.next_heartbeat
                 && next <= now

@@ -260,6 +260,26 @@ impl Network {
         sent
     }
 
+    /// Put a frame built outside the simulated nodes (a forged one, say) on the wire
+    /// now, as if a host without an endpoint sent it: it reaches the node its
+    /// destination MAC names (every node for broadcast) under the link's rules.
+    pub fn inject(&mut self, frame: &[u8]) {
+        self.stats.sent += 1;
+        let Some(dst) = frame.get(..6) else {
+            return;
+        };
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(dst);
+        let dst = MacAddr(mac);
+        if dst.is_broadcast() {
+            for to in 0..self.nodes.len() {
+                self.schedule(to, frame);
+            }
+        } else if let Some(&to) = self.by_mac.get(&dst) {
+            self.schedule(to, frame);
+        }
+    }
+
     /// Every event so far, with the node and time it happened at; the log is emptied.
     pub fn take_events(&mut self) -> Vec<(NodeId, Instant, EndpointEvent)> {
         std::mem::take(&mut self.events)

@@ -72,6 +72,9 @@ counters! {
     drop_budget,
     /// New peers refused because the session table is full of established peers.
     drop_table_full,
+    /// New peers refused, with no state created, because every half-open place is
+    /// taken by a handshake younger than the half-open grace (they retry).
+    drop_half_open_full,
     /// Packets received twice (acknowledged again, not delivered).
     duplicates,
     /// Acknowledgements of nothing in flight.

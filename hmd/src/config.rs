@@ -61,6 +61,7 @@ struct File {
     metrics_listen: Option<Spanned<String>>,
     max_peers: Option<Spanned<i64>>,
     max_half_open: Option<Spanned<i64>>,
+    half_open_grace_ms: Option<Spanned<i64>>,
     auth: Option<Spanned<String>>,
     auth_key_file: Option<Spanned<PathBuf>>,
     auth_second_key_file: Option<Spanned<PathBuf>>,
@@ -106,8 +107,10 @@ pub struct Config {
     /// Most peers (agents) per interface (docs/hvncp.md §6.5).
     pub max_peers: usize,
     /// Most half-open peers (never established) per interface; past it the oldest is
-    /// evicted.
+    /// evicted once older than `half_open_grace`, a new one refused before.
     pub max_half_open: usize,
+    /// How long a half-open peer's handshake is safe from eviction (docs/hvncp.md §6.5).
+    pub half_open_grace: Duration,
 }
 
 /// A configuration problem, naming the file, the key, the value and what is allowed.
@@ -428,6 +431,16 @@ impl Config {
             max_peers,
             "1..=max_peers (peers per interface not yet established)",
         )?;
+        // Within the default session's rto (200 ms) and retransmission span (12.6 s), as
+        // `EndpointConfig::validate` requires.
+        let default_grace =
+            u64::try_from(dataplane::endpoint::DEFAULT_HALF_OPEN_GRACE.as_millis()).unwrap_or(3000);
+        let half_open_grace_ms = src.ms(
+            "half_open_grace_ms",
+            f.half_open_grace_ms.as_ref(),
+            default_grace,
+            200..=12_600,
+        )?;
         let auth = auth_config(&src, f.auth, f.auth_key_file, f.auth_second_key_file)?;
         Ok(Config {
             monitor_uuid,
@@ -448,6 +461,7 @@ impl Config {
             metrics_listen,
             max_peers,
             max_half_open,
+            half_open_grace: Duration::from_millis(half_open_grace_ms),
             auth,
         })
     }
@@ -782,6 +796,13 @@ impl fmt::Display for Config {
             dataplane::endpoint::DEFAULT_MONITOR_MAX_HALF_OPEN
         )?;
         writeln!(f, "max_half_open = {}", self.max_half_open)?;
+        writeln!(
+            f,
+            "# a half-open peer younger than this is never evicted: a new peer is refused \
+             instead and retries (default {})",
+            dataplane::endpoint::DEFAULT_HALF_OPEN_GRACE.as_millis()
+        )?;
+        writeln!(f, "half_open_grace_ms = {}", ms(self.half_open_grace))?;
         match self.metrics_listen {
             Some(addr) => {
                 writeln!(f, "# Prometheus metrics over HTTP")?;
@@ -883,6 +904,7 @@ interfaces = ["veth-hm0"]
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_peers, 131_072);
         assert_eq!(c.max_half_open, 16_384);
+        assert_eq!(c.half_open_grace, Duration::from_secs(3));
     }
 
     #[test]
@@ -904,6 +926,14 @@ interfaces = ["veth-hm0"]
         ))
         .expect("valid");
         assert_eq!((c.max_peers, c.max_half_open), (200_000, 200_000));
+        assert_eq!(
+            err("half_open_grace_ms = 199\n"),
+            "config file /etc/hvha/hmd.toml line 8: half_open_grace_ms = 199 is invalid: \
+             expected 200..=12600 (ms)"
+        );
+        assert!(err("half_open_grace_ms = 12601\n").contains("12601"));
+        let c = parse(&format!("{GOOD}half_open_grace_ms = 12600\n")).expect("valid");
+        assert_eq!(c.half_open_grace, Duration::from_millis(12_600));
     }
 
     fn err(extra: &str) -> String {

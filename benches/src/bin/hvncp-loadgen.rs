@@ -5,7 +5,9 @@
 //! (derived from the MAC), and runs a real HVNCP [`Session`]: it answers the monitor's
 //! Hello with a SYN carrying its properties, completes the handshake, acknowledges
 //! `START_HB`, and re-pairs when the monitor restarts (a new Hello id) or the session
-//! fails. Handshakes are paced (`--syn-rate`) so that 100,000 agents do not all answer
+//! fails (at the next Hello, as `vmmd`) — also when the monitor never sends `START_HB`
+//! after the handshake (it lost its side, docs/hvncp.md §6.5: the session is closed
+//! after two retransmission spans, `start_hb_missing`). Handshakes are paced (`--syn-rate`) so that 100,000 agents do not all answer
 //! the same Hello in the same millisecond. Once `START_HB` arrived, the agent
 //! heartbeats: the whole fleet sends `--rate` heartbeats per second round-robin over
 //! the heartbeating agents, or each agent every `--period-ms`, or (neither given) every
@@ -48,7 +50,7 @@ use clap::Parser;
 use dataplane::auth::{self, AuthConfig, AuthMode, Authenticator};
 use dataplane::io::{InterfaceName, RawSocket, RxMode, SocketConfig};
 use dataplane::message::{AgentSyn, HelloId, Message, Uuid};
-use dataplane::session::{self, Event, Priority, Session, TxState};
+use dataplane::session::{self, CloseReason, Event, Priority, Session, TxState};
 use dataplane::sim::Rng;
 use dataplane::time::{Instant, MonotonicClock};
 use dataplane::wire::{Flags, Frame, MacAddr, VERSION};
@@ -180,6 +182,8 @@ struct Agent {
     period_ms: u32,
     /// When the last heartbeat left (ns since start; 0: never).
     last_hb: u64,
+    /// Established without `START_HB` yet: the session is closed if none came by then.
+    start_hb_by: Option<Instant>,
 }
 
 impl Agent {
@@ -244,6 +248,7 @@ struct Totals {
     refused_frames: u64,
     connects: u64,
     sessions_closed: u64,
+    start_hb_missing: u64,
     backlog_dropped: u64,
 }
 
@@ -263,6 +268,8 @@ struct Fleet {
     hello: Option<HelloId>,
     connect_queue: VecDeque<u32>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    /// `start_hb_by` deadlines (stale entries skipped).
+    start_hb_timers: BinaryHeap<Reverse<(Instant, u32)>>,
     schedule: Schedule,
     /// Heartbeats the schedule allows but not yet sent.
     credit: f64,
@@ -362,14 +369,24 @@ impl Fleet {
             };
             match event {
                 Event::Established => {
-                    if !self.agents[i as usize].established {
-                        self.agents[i as usize].established = true;
+                    let agent = &mut self.agents[i as usize];
+                    if !agent.established {
+                        agent.established = true;
                         self.established += 1;
+                    }
+                    if !agent.heartbeating {
+                        // As `vmmd` (dataplane's endpoint): a monitor that holds the
+                        // session sends START_HB at once; after two retransmission
+                        // spans it has lost its side.
+                        let by = now + self.config.retransmission_span() * 2;
+                        agent.start_hb_by = Some(by);
+                        self.start_hb_timers.push(Reverse((by, i)));
                     }
                 }
                 Event::Message { payload, .. } => match Message::parse(&payload) {
                     Ok(Message::StartHb { period_ms }) => {
                         self.agents[i as usize].period_ms = period_ms.unwrap_or(10_000);
+                        self.agents[i as usize].start_hb_by = None;
                         self.set_heartbeating(i, true);
                     }
                     Ok(Message::StopHb) => self.set_heartbeating(i, false),
@@ -378,6 +395,7 @@ impl Fleet {
                 Event::Closed(reason) => {
                     tracing::debug!("agent {i}: session closed: {reason:?}");
                     self.totals.sessions_closed += 1;
+                    self.agents[i as usize].start_hb_by = None;
                     self.set_heartbeating(i, false);
                     if self.agents[i as usize].established {
                         self.agents[i as usize].established = false;
@@ -513,6 +531,31 @@ impl Fleet {
         self.totals.connects += 1;
         self.set_heartbeating(i, false);
         self.pump(i, now);
+    }
+
+    /// Close the sessions of agents still waiting for `START_HB` at their deadline; the
+    /// next Hello pairs them again.
+    fn start_hb_timeouts(&mut self, now: Instant) {
+        while let Some(&Reverse((t, i))) = self.start_hb_timers.peek() {
+            if t > now {
+                break;
+            }
+            self.start_hb_timers.pop();
+            let agent = &mut self.agents[i as usize];
+            if agent.start_hb_by != Some(t) || agent.mode == Mode::Paused {
+                continue;
+            }
+            agent.start_hb_by = None;
+            let Some(session) = agent.session.as_mut() else {
+                continue;
+            };
+            if session.is_established() && !agent.heartbeating {
+                tracing::debug!("agent {i}: established but no START_HB: closing");
+                session.close_because(CloseReason::StartHbMissing);
+                self.totals.start_hb_missing += 1;
+                self.pump(i, now);
+            }
+        }
     }
 
     /// Send up to `count` heartbeats round-robin over the heartbeating agents.
@@ -706,7 +749,7 @@ impl Fleet {
             .map(|c| c.total().as_secs_f64())
             .unwrap_or(0.0);
         println!(
-            "report t_s={:.3} unix_ms={} agents={} established={} heartbeating={} silenced={silenced} paused={paused} offered={}{rate} control_frames={} frames_in={} hellos_in={} connects={} sessions_closed={} send_errors={} refused_frames={} auth_drops={} backlog_dropped={} cpu_s={cpu:.3}",
+            "report t_s={:.3} unix_ms={} agents={} established={} heartbeating={} silenced={silenced} paused={paused} offered={}{rate} control_frames={} frames_in={} hellos_in={} connects={} sessions_closed={} start_hb_missing={} send_errors={} refused_frames={} auth_drops={} backlog_dropped={} cpu_s={cpu:.3}",
             now.as_nanos() as f64 / 1e9,
             unix_ms(),
             self.agents.len(),
@@ -718,6 +761,7 @@ impl Fleet {
             t.hellos_in,
             t.connects,
             t.sessions_closed,
+            t.start_hb_missing,
             t.send_errors,
             t.refused_frames,
             self.auth.counters().drops(),
@@ -829,6 +873,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             established: false,
             period_ms: 10_000,
             last_hb: 0,
+            start_hb_by: None,
         });
     }
     let seed = u64::try_from(
@@ -851,6 +896,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         hello: None,
         connect_queue: VecDeque::new(),
         timers: BinaryHeap::new(),
+        start_hb_timers: BinaryHeap::new(),
         schedule,
         credit: 0.0,
         cursor: 0,
@@ -946,6 +992,7 @@ fn run(cli: &Cli) -> Result<(), String> {
                 fleet.pump(i, now);
             }
         }
+        fleet.start_hb_timeouts(now);
         // Paced handshakes.
         if fleet.connect_queue.is_empty() {
             fleet.syn_credit = 0.0;

@@ -96,15 +96,23 @@ pub enum CloseReason {
     /// The local side closed it.
     #[error("closed locally")]
     Local,
+    /// Agent: the session was established but the monitor never sent `START_HB` (it
+    /// lost the session on its side, e.g. its half-open peer was evicted,
+    /// `docs/hvncp.md` §6.5); the next Hello reopens it.
+    #[error("established, but the monitor sent no START_HB")]
+    StartHbMissing,
 }
 
 impl CloseReason {
     /// True when the session failed during a handshake: our SYN was never
-    /// acknowledged, or the peer never sent its own.
+    /// acknowledged, the peer never sent its own, or (agent) the monitor never sent
+    /// `START_HB` after it.
     pub fn is_handshake(&self) -> bool {
         matches!(
             self,
-            CloseReason::SynUnacknowledged { .. } | CloseReason::HandshakeTimeout
+            CloseReason::SynUnacknowledged { .. }
+                | CloseReason::HandshakeTimeout
+                | CloseReason::StartHbMissing
         )
     }
 }
@@ -498,6 +506,12 @@ impl Session {
     /// reported lost; the next SYN reopens it.
     pub fn close(&mut self) {
         self.fail(CloseReason::Local);
+    }
+
+    /// Close the session for a reason the application found (e.g.
+    /// [`CloseReason::StartHbMissing`]): as [`Session::close`], reported with `reason`.
+    pub fn close_because(&mut self, reason: CloseReason) {
+        self.fail(reason);
     }
 
     fn fail(&mut self, reason: CloseReason) {

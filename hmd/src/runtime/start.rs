@@ -165,6 +165,7 @@ fn open_interface(
     ep_config.session.ethertype = config.ethertype;
     ep_config.max_peers = config.max_peers;
     ep_config.max_half_open = config.max_half_open;
+    ep_config.half_open_grace = config.half_open_grace;
     // Room for the authentication trailer within the MTU (docs/hvncp.md §7.1).
     ep_config.session.max_payload -= u16::try_from(auth.overhead()).unwrap_or(0);
     let endpoint = Endpoint::new(ep_config, clock.now())?;

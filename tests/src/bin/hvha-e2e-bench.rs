@@ -4,7 +4,8 @@
 //! cargo build --release --workspace --bins
 //! target/release/hvha-e2e-bench [--seconds 5] [--reps 3] [--rates 20000,100000,400000,max]
 //!                               [--agents 10000] [--big-agents 100000] [--silent 10000]
-//!                               [--phases sweep,scale,auth]
+//!                               [--phases sweep,scale,auth] [--syn-rate 10000]
+//!                               [--max-half-open N]
 //! ```
 //!
 //! Root. Two network namespaces joined by a veth pair: `hvncp-loadgen` simulates the
@@ -18,8 +19,12 @@
 //!    `hmd`'s socket, `hmd`'s CPU (every thread, from `/proc/<pid>/task/*/schedstat`)
 //!    and RSS. Then `hmd` stops and `hvncp-sink` takes its place for the same rates with
 //!    the same loadgen: its receive rate is the ceiling. Medians over the repetitions.
-//! 2. **Scale**: a fresh `hmd` and `--big-agents` VMs heartbeating at 20,000/s in total;
-//!    CPU and RSS of `hmd` once all are paired.
+//! 2. **Scale**: a fresh `hmd` (`max_half_open` from `--max-half-open`, else its
+//!    default) and `--big-agents` VMs, paired at `--syn-rate` handshakes a second
+//!    (10,000 by default; 1,000,000 is every agent answering the first Hello at once,
+//!    as after a monitor restart): the pairing time, `hmd`'s and the loadgen's pairing
+//!    counters (docs/hvncp.md §6.5) and the load average; then the VMs heartbeat at
+//!    20,000/s in total: CPU and RSS of `hmd`.
 //! 3. **Mass miss**: `--silent` of those VMs go silent at once (the loadgen sends each a
 //!    last heartbeat in one burst, then nothing); the HSDB is polled every 5 ms until it
 //!    holds that many MISSING rows for the monitor. Latency = when the last of them was
@@ -57,12 +62,16 @@ struct Args {
     silent: u32,
     miss_after_ms: u64,
     phases: Vec<String>,
+    /// Handshakes the loadgen starts per second.
+    syn_rate: u64,
+    /// `max_half_open` of the scale phase's `hmd` (its default when `None`).
+    max_half_open: Option<u64>,
 }
 
 fn usage() -> &'static str {
     "usage: hvha-e2e-bench [--seconds S] [--reps N] [--rates 20000,100000,max] \
      [--agents N] [--big-agents N] [--silent N] [--miss-after-ms MS] \
-     [--phases sweep,scale,auth] | --version"
+     [--phases sweep,scale,auth] [--syn-rate N] [--max-half-open N] | --version"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -75,6 +84,8 @@ fn parse_args() -> Result<Args, String> {
         silent: 10_000,
         miss_after_ms: 10_000,
         phases: vec!["sweep".into(), "scale".into(), "auth".into()],
+        syn_rate: 10_000,
+        max_half_open: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -109,6 +120,8 @@ fn parse_args() -> Result<Args, String> {
             "--big-agents" => a.big_agents = u32::try_from(num(0, 1_000_000)?).unwrap_or(0),
             "--silent" => a.silent = u32::try_from(num(0, 1_000_000)?).unwrap_or(0),
             "--miss-after-ms" => a.miss_after_ms = num(1000, 600_000)?,
+            "--syn-rate" => a.syn_rate = num(1, 1_000_000)?,
+            "--max-half-open" => a.max_half_open = Some(num(1, 16_777_216)?),
             "--rates" => {
                 a.rates = value
                     .split(',')
@@ -339,6 +352,7 @@ struct Bench {
     mon_ns: String,
     bins: PathBuf,
     miss_after_ms: u64,
+    syn_rate: u64,
     runs: u32,
 }
 
@@ -448,7 +462,7 @@ log = "info"
                 "--rate".into(),
                 rate.into(),
                 "--syn-rate".into(),
-                "10000".into(),
+                self.syn_rate.to_string(),
                 "--report-ms".into(),
                 "0".into(),
             ]
@@ -645,6 +659,8 @@ fn ingest_sweep(b: &mut Bench, args: &Args, points: &mut [Point]) -> Result<(), 
 struct Scale {
     vms: u32,
     pair_s: f64,
+    /// hmd's and the loadgen's pairing counters, and the load average.
+    pairing: String,
     offered: f64,
     ingest: f64,
     cpu_pct: f64,
@@ -682,7 +698,10 @@ fn lines_after(path: &Path, from: u64) -> Vec<String> {
 }
 
 fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
-    let (hmd, socket) = b.start_hmd("scale")?;
+    let extra = args
+        .max_half_open
+        .map_or(String::new(), |n| format!("max_half_open = {n}\n"));
+    let (hmd, socket) = b.start_hmd_with("scale", &extra)?;
     let hsdb_path = b.lab.dir.join("scale.sqlite");
     let started = Instant::now();
     let mut loadgen = b.start_loadgen(args.big_agents, "02:4c:48:00:00:00", "20000")?;
@@ -690,6 +709,35 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
     let pair_s = started.elapsed().as_secs_f64();
     eprintln!(
         "bench: {} agents paired in {pair_s:.1} s: {ready}",
+        args.big_agents
+    );
+    // How the pairing went on both sides (docs/hvncp.md §6.5), and how loaded the
+    // machine was.
+    loadgen.send("report")?;
+    let report = loadgen.wait_line("report", Duration::from_secs(10))?;
+    let stats = hvha_e2e::hmd_stats(&socket)?;
+    let hmd_count = |name: &str| stats.get(name).copied().unwrap_or(0);
+    let pairing = format!(
+        "hmd peers_added={} drop_half_open_full={} peers_evicted={} sessions_reopened={} \
+         handshakes_failed={}; loadgen connects={} sessions_closed={} start_hb_missing={}; \
+         load average {}",
+        hmd_count("peers_added"),
+        hmd_count("drop_half_open_full"),
+        hmd_count("peers_evicted"),
+        hmd_count("sessions_reopened"),
+        hmd_count("handshakes_failed"),
+        field(&report, "connects")?,
+        field(&report, "sessions_closed")?,
+        field(&report, "start_hb_missing")?,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    println!(
+        "pairing vms={} pair_s={pair_s:.1} {pairing}",
         args.big_agents
     );
     // Measure steady state: every discovery committed, then a few heartbeat periods.
@@ -726,6 +774,7 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
     let mut scale = Scale {
         vms: args.big_agents,
         pair_s,
+        pairing,
         offered: (o1 - o0) / t1.duration_since(t0).as_secs_f64(),
         ingest: (s1.heartbeats_in - s0.heartbeats_in) / dt,
         cpu_pct: 100.0 * s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / dt,
@@ -866,6 +915,7 @@ fn run(args: &Args) -> Result<(), String> {
         mon_ns,
         bins,
         miss_after_ms: args.miss_after_ms,
+        syn_rate: args.syn_rate,
         runs: 0,
     };
     let started = Instant::now();
@@ -947,6 +997,15 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if let Some(s) = scale {
         println!();
+        println!(
+            "Pairing: {} VMs in {:.1} s, the loadgen starting {} handshakes/s{}: {}",
+            s.vms,
+            s.pair_s,
+            args.syn_rate,
+            args.max_half_open
+                .map_or(String::new(), |n| format!(", hmd's max_half_open {n}")),
+            s.pairing
+        );
         println!(
             "Scale: {} VMs paired in {:.1} s; at {:.0} heartbeats/s offered, {:.0}/s ingested: hmd CPU {:.2} % of a core (dataplane thread {:.2} %), RSS {:.1} MiB (peak {:.1} MiB), kernel drops since start {}",
             s.vms,
