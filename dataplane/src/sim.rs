@@ -451,6 +451,40 @@ impl FakeAgent {
     }
 }
 
+/// An agent's first SYN (SYN|ACKR|BEG carrying its properties, HVNCP number 7) from
+/// `src` to `monitor`, built from the header fields with no session behind it: what a
+/// forged source MAC or a pairing storm puts on the wire. Returns the frame's length.
+pub fn forged_syn(
+    src: MacAddr,
+    monitor: MacAddr,
+    uuid: crate::message::Uuid,
+    inc: Option<u64>,
+    buf: &mut [u8],
+) -> crate::wire::Result<usize> {
+    let mut payload = Vec::new();
+    crate::message::AgentSyn {
+        uuid,
+        ostype: "linux",
+        ver_lower: crate::wire::VERSION,
+        ver_upper: crate::wire::VERSION,
+        inc,
+    }
+    .encode(&mut payload);
+    let header = crate::wire::HvncpRepr {
+        version: crate::wire::VERSION,
+        number: 7,
+        flags: crate::wire::Flags::SYN | crate::wire::Flags::ACKR | crate::wire::Flags::BEG,
+        frag_index: 0,
+        payload_len: u16::try_from(payload.len()).unwrap_or(u16::MAX),
+    };
+    crate::wire::FrameBuilder {
+        dst: monitor,
+        src,
+        ethertype: crate::wire::DEFAULT_ETHERTYPE,
+    }
+    .emit(buf, &header, &payload)
+}
+
 /// Open sessions between `monitor` and `count` agents with MACs `first_mac`,
 /// `first_mac + 1`, … (VM UUIDs derived from the MAC), by running each agent's real
 /// session through the handshake and `START_HB`, frame by frame, on a perfect wire.

@@ -242,7 +242,6 @@ fn sealing_and_opening_heartbeats_allocates_nothing() {
 /// A frame from a MAC the monitor does not know: an agent's first SYN (even `i`) or a
 /// heartbeat (odd `i`).
 fn forged_frame(i: u64, buf: &mut [u8]) -> usize {
-    use dataplane::wire::{DEFAULT_ETHERTYPE, Flags, FrameBuilder, HvncpRepr, VERSION};
     let src = MacAddr::from_u64(0x0aff_0000_0000 + i);
     if i % 2 == 1 {
         return FakeAgent {
@@ -253,29 +252,7 @@ fn forged_frame(i: u64, buf: &mut [u8]) -> usize {
     }
     let mut uuid = [0u8; 16];
     uuid[..8].copy_from_slice(&i.to_be_bytes());
-    let mut payload = Vec::new();
-    dataplane::message::AgentSyn {
-        uuid: Uuid(uuid),
-        ostype: "linux",
-        ver_lower: VERSION,
-        ver_upper: VERSION,
-        inc: Some(i),
-    }
-    .encode(&mut payload);
-    let header = HvncpRepr {
-        version: VERSION,
-        number: 7,
-        flags: Flags::SYN | Flags::ACKR | Flags::BEG,
-        frag_index: 0,
-        payload_len: u16::try_from(payload.len()).expect("short"),
-    };
-    FrameBuilder {
-        dst: MONITOR,
-        src,
-        ethertype: DEFAULT_ETHERTYPE,
-    }
-    .emit(buf, &header, &payload)
-    .unwrap_or(0)
+    dataplane::sim::forged_syn(src, MONITOR, Uuid(uuid), Some(i), buf).unwrap_or(0)
 }
 
 #[test]

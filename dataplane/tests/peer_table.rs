@@ -11,11 +11,11 @@ use std::time::Duration;
 use dataplane::endpoint::{
     DEFAULT_HALF_OPEN_GRACE, Drop, Endpoint, EndpointConfig, EndpointEvent, Outcome, Role,
 };
-use dataplane::message::{AgentSyn, HelloId, Uuid};
+use dataplane::message::{HelloId, Uuid};
 use dataplane::session::CloseReason;
 use dataplane::sim::{FakeAgent, LinkConfig, Network, NodeId, connect_fake_agents};
 use dataplane::time::Instant;
-use dataplane::wire::{DEFAULT_ETHERTYPE, Flags, FrameBuilder, HvncpRepr, MacAddr, VERSION};
+use dataplane::wire::{DEFAULT_ETHERTYPE, MacAddr};
 
 const GRACE: Duration = DEFAULT_HALF_OPEN_GRACE;
 
@@ -43,32 +43,9 @@ fn uuid_of(n: u64) -> Uuid {
     Uuid(b)
 }
 
-/// An agent's first SYN (SYN|ACKR|BEG with its properties), built from the header
-/// fields, from `src`.
+/// An agent's first SYN (SYN|ACKR|BEG with its properties) from `src`.
 fn forged_syn(src: MacAddr, uuid: Uuid, buf: &mut [u8]) -> usize {
-    let mut payload = Vec::new();
-    AgentSyn {
-        uuid,
-        ostype: "linux",
-        ver_lower: VERSION,
-        ver_upper: VERSION,
-        inc: None,
-    }
-    .encode(&mut payload);
-    let header = HvncpRepr {
-        version: VERSION,
-        number: 7,
-        flags: Flags::SYN | Flags::ACKR | Flags::BEG,
-        frag_index: 0,
-        payload_len: u16::try_from(payload.len()).expect("short"),
-    };
-    FrameBuilder {
-        dst: MONITOR,
-        src,
-        ethertype: DEFAULT_ETHERTYPE,
-    }
-    .emit(buf, &header, &payload)
-    .expect("fits")
+    dataplane::sim::forged_syn(src, MONITOR, uuid, None, buf).expect("fits")
 }
 
 /// A heartbeat from `src`, a MAC the monitor may not know.
