@@ -7,8 +7,9 @@
 //! - `open_parse`: [`Authenticator::open`] of the sealed frame (tag, constant-time
 //!   compare, replay window) then [`Frame::parse`] of what it returns: what it pays with
 //!   `auth = require`;
-//! - `plain_emit` / `emit_seal`: [`FrameBuilder::emit`] of the heartbeat, without and
-//!   with [`Authenticator::seal`]: what an agent pays per heartbeat sent.
+//! - `plain_emit` / `emit_seal`: [`FrameBuilder::emit`](dataplane::wire::FrameBuilder::emit)
+//!   of the heartbeat, without and with [`Authenticator::seal`]: what an agent pays per
+//!   heartbeat sent.
 //!
 //! Group `auth_mac`, the candidates for the tag over the 34 bytes a heartbeat's tag
 //! covers and over a full 1514-byte frame (how the MAC was chosen, `docs/perf.md`):
@@ -26,10 +27,10 @@ use blake2::digest::{KeyInit as _, Mac as _};
 use chacha20::cipher::{KeyIvInit as _, StreamCipher as _};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::auth::{AuthMode, Authenticator, Key, Keyring};
-use dataplane::wire::{
-    DEFAULT_ETHERTYPE, Flags, Frame, FrameBuilder, HvncpRepr, MIN_FRAME_LEN, VERSION,
+use dataplane::wire::{DEFAULT_ETHERTYPE, Frame, MIN_FRAME_LEN};
+use hvncp_benches::{
+    AGENT_MAC, HEARTBEAT, MONITOR_MAC, builder, heartbeat_frame, heartbeat_header,
 };
-use hvncp_benches::{AGENT_MAC, MONITOR_MAC, heartbeat_frame};
 
 const SECRET: [u8; 32] = [0x5a; 32];
 /// Sealed heartbeats opened in a row before the receiver starts afresh (their counters
@@ -63,7 +64,7 @@ fn heartbeat(c: &mut Criterion) {
     for f in &sealed {
         let opened = check.open(f).expect("verifies");
         let parsed = Frame::parse(opened, DEFAULT_ETHERTYPE).expect("valid");
-        assert_eq!(parsed.payload, b"HB:");
+        assert_eq!(parsed.payload, HEARTBEAT);
     }
 
     let mut g = c.benchmark_group("auth_heartbeat");
@@ -94,27 +95,27 @@ fn heartbeat(c: &mut Criterion) {
             took
         })
     });
-    let builder = FrameBuilder {
-        dst: MONITOR_MAC,
-        src: AGENT_MAC,
-        ethertype: DEFAULT_ETHERTYPE,
-    };
-    let header = HvncpRepr {
-        version: VERSION,
-        number: 7,
-        flags: Flags::BEG | Flags::END,
-        frag_index: 0,
-        payload_len: 3,
-    };
+    let builder = builder(AGENT_MAC, MONITOR_MAC);
+    let header = heartbeat_header(7);
     let mut buf = [0u8; MIN_FRAME_LEN];
     g.bench_function("plain_emit", |b| {
-        b.iter(|| builder.emit(black_box(&mut buf), black_box(&header), black_box(b"HB:")))
+        b.iter(|| {
+            builder.emit(
+                black_box(&mut buf),
+                black_box(&header),
+                black_box(HEARTBEAT),
+            )
+        })
     });
     let mut tx = authenticator();
     g.bench_function("emit_seal", |b| {
         b.iter(|| {
             let n = builder
-                .emit(black_box(&mut buf), black_box(&header), black_box(b"HB:"))
+                .emit(
+                    black_box(&mut buf),
+                    black_box(&header),
+                    black_box(HEARTBEAT),
+                )
                 .expect("fits");
             tx.seal(black_box(&mut buf), n)
         })
