@@ -3,7 +3,8 @@
 //! - [`Uuid`]: a VM or monitor UUID (the text form HVNCP carries in SYN payloads);
 //! - [`MacAddr`]: a 48-bit Ethernet address;
 //! - [`HelloId`]: the identifier a monitor broadcasts in its Hellos, one per monitor start;
-//! - [`Version`]: an HVNCP protocol version `MAJOR.MINOR`.
+//! - [`Version`]: an HVNCP protocol version `MAJOR.MINOR`;
+//! - [`text`]: the digit parsers behind them, shared with `dataplane`'s message codec.
 //!
 //! This crate depends on `std` alone, so that a program that only reads or writes the HSDB
 //! (the control plane) compiles and links no socket code. `dataplane` re-exports the
@@ -16,7 +17,7 @@
 mod error;
 mod hello;
 mod mac;
-mod text;
+pub mod text;
 mod uuid;
 mod version;
 

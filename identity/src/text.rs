@@ -1,7 +1,8 @@
-//! Digits in and out, without allocating.
+//! Digits in and out, without allocating. [`hex_value`] and [`parse_decimal`] are also
+//! what `dataplane`'s message codec parses numbers with.
 
 /// The value of one hexadecimal digit of either case.
-pub(crate) fn hex_value(b: u8) -> Option<u8> {
+pub fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -12,7 +13,7 @@ pub(crate) fn hex_value(b: u8) -> Option<u8> {
 
 /// A decimal number of 1..=`max_digits` ASCII digits (leading zeros allowed) that fits
 /// a `u64`. No sign, no spaces.
-pub(crate) fn parse_decimal(text: &[u8], max_digits: usize) -> Option<u64> {
+pub fn parse_decimal(text: &[u8], max_digits: usize) -> Option<u64> {
     if text.is_empty() || text.len() > max_digits {
         return None;
     }

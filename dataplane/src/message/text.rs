@@ -87,20 +87,7 @@ pub(super) fn set_once<'a>(
     Ok(())
 }
 
-/// A decimal number of 1..=`max_digits` ASCII digits (leading zeros allowed) that fits
-/// a `u64`. No sign, no spaces.
-pub(super) fn parse_decimal(text: &[u8], max_digits: usize) -> Option<u64> {
-    if text.is_empty() || text.len() > max_digits {
-        return None;
-    }
-    text.iter().try_fold(0u64, |acc, &b| {
-        let digit = b.wrapping_sub(b'0');
-        if digit > 9 {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(digit))
-    })
-}
+pub(super) use hvha_identity::text::{hex_value, parse_decimal};
 
 /// A hexadecimal number of 1..=16 digits of either case, no prefix.
 pub(super) fn parse_hex(text: &[u8]) -> Option<u64> {
@@ -111,16 +98,6 @@ pub(super) fn parse_hex(text: &[u8]) -> Option<u64> {
         let digit = hex_value(b)?;
         Some((acc << 4) | u64::from(digit))
     })
-}
-
-/// The value of one hexadecimal digit of either case.
-pub(super) fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// A version `MAJOR.MINOR`, each part a decimal `u8` (seed 004 L11430: `2.0`).
