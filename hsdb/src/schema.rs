@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
@@ -112,27 +112,35 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path, busy_timeout: Duration
 }
 
 /// The version recorded in the database; 0 for an empty database.
+///
+/// Whether `schema_version` exists and which other tables there are is read in ONE
+/// statement, so both come from the same snapshot: read apart, another process could
+/// commit the first migration in between and a fresh file would look like some other
+/// program's database ("tables but no schema_version").
 pub(crate) fn current_version(conn: &Connection, path: &Path) -> Result<i64> {
-    let has_table = conn
-        .prepare_cached(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
-        )
-        .and_then(|mut stmt| stmt.query_row([], |_| Ok(())).optional())
-        .map_err(|e| open_error(path, e))?
-        .is_some();
-    if !has_table {
-        let mut tables = Vec::new();
+    let mut has_table = false;
+    let mut tables = Vec::new();
+    {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT name FROM sqlite_master WHERE type = 'table' \
-                 AND name NOT LIKE 'sqlite_%' ORDER BY name LIMIT 5",
+                 AND name NOT LIKE 'sqlite_%' \
+                 ORDER BY name = 'schema_version' DESC, name LIMIT 6",
             )
             .map_err(|e| open_error(path, e))?;
         let mut rows = stmt.query([]).map_err(|e| open_error(path, e))?;
         while let Some(row) = rows.next().map_err(|e| open_error(path, e))? {
-            tables.push(row.get::<_, String>(0).map_err(|e| open_error(path, e))?);
+            let name: String = row.get(0).map_err(|e| open_error(path, e))?;
+            if name == "schema_version" {
+                has_table = true;
+                break;
+            }
+            tables.push(name);
         }
+    }
+    if !has_table {
         if !tables.is_empty() {
+            tables.truncate(5);
             return Err(Error::ForeignDatabase {
                 path: path.to_path_buf(),
                 tables: tables.join(", "),

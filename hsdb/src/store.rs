@@ -53,10 +53,23 @@ impl Hsdb {
         }
         conn.busy_timeout(options.busy_timeout)
             .map_err(|e| open_error(path, e))?;
-        // The first statement that reads the file: a non-database fails here.
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(|e| open_error(path, e))?;
+        // The first statement that reads the file: a non-database fails here. Switching a
+        // fresh file to WAL needs an exclusive lock, and SQLite reports a conflict with
+        // another process doing the same as SQLITE_BUSY at once, without its busy
+        // handler: retry up to busy_timeout, as the migrations do.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+                Ok(mode) => break mode,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < options.busy_timeout =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(open_error(path, e)),
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::NoWal {
                 path: path.to_path_buf(),
