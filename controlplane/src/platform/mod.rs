@@ -1,0 +1,174 @@
+//! Platform drivers: how the control plane probes hosts and VMs and acts on them
+//! (DESIGN.md §6; the seed's HMC, seed-controlplane.md §3.3-§3.4, §4.4).
+//!
+//! One trait, [`Platform`], with probes (host alive, ping, power state with "OS started")
+//! and actions (stop, start on a host, cleanup). Every call is bounded by the driver's
+//! timeout and fails with [`PlatformError::Timeout`] rather than hang: a probe that
+//! cannot answer is never taken as evidence of a failure by the caller.
+//!
+//! Hosts are named by their HSDB `host.name`; VMs by their UUID.
+
+use std::fmt;
+
+use hsdb::Uuid;
+
+/// A VM's power state as the platform reports it: the seed's LPAR states
+/// (seed 004 L4822-4841), which the Failure Detection Engine's table is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PowerState {
+    /// Running (libvirt: running, blocked).
+    Running,
+    /// Not Activated: defined but powered off (libvirt: shut off, crashed).
+    NotActivated,
+    /// Open Firmware: in the firmware / boot menu.
+    OpenFirmware,
+    /// Shutting Down.
+    ShuttingDown,
+    /// Error.
+    Error,
+    /// Not Available: the platform cannot tell (libvirt: paused, pmsuspended, no state).
+    NotAvailable,
+    /// Migrating - Running.
+    MigratingRunning,
+    /// Migrating - Not Activated.
+    MigratingNotActivated,
+    /// Hardware Discovery.
+    HardwareDiscovery,
+}
+
+impl PowerState {
+    /// The seed's words for the state.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PowerState::Running => "Running",
+            PowerState::NotActivated => "Not Activated",
+            PowerState::OpenFirmware => "Open Firmware",
+            PowerState::ShuttingDown => "Shutting Down",
+            PowerState::Error => "Error",
+            PowerState::NotAvailable => "Not Available",
+            PowerState::MigratingRunning => "Migrating - Running",
+            PowerState::MigratingNotActivated => "Migrating - Not Activated",
+            PowerState::HardwareDiscovery => "Hardware Discovery",
+        }
+    }
+}
+
+impl fmt::Display for PowerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the platform says about a VM on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmStatus {
+    /// Power state.
+    pub power: PowerState,
+    /// The guest's OS had started (the seed's refcode rule: `0`/empty, `Linux ppc64le`, …
+    /// mean the OS is up, seed 004 L4843-4853). A VM that crashed after its OS started
+    /// still reads true: that is the VM the engine recovers.
+    pub os_started: bool,
+}
+
+/// What a start needs to know about the VM (define it on a host that does not have it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    /// UUID, kept across hosts.
+    pub uuid: Uuid,
+    /// Name.
+    pub name: String,
+    /// CPU entitlement, thousandths of a CPU.
+    pub cpu_milli: u32,
+    /// Memory, MiB.
+    pub memory_mb: u32,
+}
+
+/// A host as the platform knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    /// Name (the HSDB's `host.name`).
+    pub name: String,
+    /// CPU capacity, thousandths of a CPU.
+    pub cpu_milli: u32,
+    /// Memory capacity, MiB.
+    pub memory_mb: u32,
+    /// VMs defined on the host, with their state and size.
+    pub vms: Vec<(VmSpec, VmStatus)>,
+}
+
+/// Why a platform call failed. Every variant names what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    /// The call did not answer within the driver's timeout.
+    #[error("{op} timed out after {after_ms} ms")]
+    Timeout {
+        /// The call, with its arguments (`vm_status host-a 6f1c…`).
+        op: String,
+        /// The timeout.
+        after_ms: u64,
+    },
+    /// The host's hypervisor / management endpoint cannot be reached.
+    #[error("host {host} is unreachable: {why}")]
+    Unreachable {
+        /// The host.
+        host: String,
+        /// What failed.
+        why: String,
+    },
+    /// The driver has no such host configured.
+    #[error("no host named {host} on this platform")]
+    NoSuchHost {
+        /// The host.
+        host: String,
+    },
+    /// The VM is not defined on that host.
+    #[error("VM {vm} is not defined on host {host}")]
+    NoSuchVm {
+        /// The host.
+        host: String,
+        /// The VM.
+        vm: Uuid,
+    },
+    /// The platform refused or failed the action.
+    #[error("{op} failed: {why}")]
+    Failed {
+        /// The call, with its arguments.
+        op: String,
+        /// The platform's words.
+        why: String,
+    },
+}
+
+/// A platform driver: probes and actions, each bounded by a timeout.
+///
+/// Calls take `&mut self`: a driver may hold connections (libvirt: one per host, since the
+/// test hypervisor keeps its state only for the life of a connection) and is driven by one
+/// thread at a time.
+pub trait Platform: Send {
+    /// The driver's name for logs (`sim`, `libvirt`).
+    fn name(&self) -> &'static str;
+
+    /// Every configured host with its capacity and the VMs defined on it.
+    fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError>;
+
+    /// Does the host's hypervisor answer? `Ok(false)` is a definite "gone" (the seed's
+    /// final sanity check before a host relocation, seed 004 L4735-4753); an error
+    /// (timeout) is "cannot tell".
+    fn host_alive(&mut self, host: &str) -> Result<bool, PlatformError>;
+
+    /// Does the VM answer a ping (seed 004 L4815-4816)? A pingable VM is never relocated.
+    fn ping(&mut self, vm: &Uuid) -> Result<bool, PlatformError>;
+
+    /// The VM's power state on `host`.
+    fn vm_status(&mut self, host: &str, vm: &Uuid) -> Result<VmStatus, PlatformError>;
+
+    /// Power the VM off on `host` (the first step of a restart; a VM already off is Ok).
+    fn stop(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError>;
+
+    /// Start the VM on `host`, defining it there first if the host does not have it.
+    fn start(&mut self, host: &str, vm: &VmSpec) -> Result<(), PlatformError>;
+
+    /// Remove the VM's leftover definition from `host` after it moved away (the seed's
+    /// configuration cleanup, seed 004 L17548-17563); a VM not defined there is Ok.
+    fn cleanup(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError>;
+}
