@@ -94,6 +94,11 @@ struct Cli {
     /// MAC of the first agent; the others follow (+1, +2, …). Locally administered.
     #[arg(long, default_value = "02:4c:47:00:00:00")]
     first_mac: String,
+    /// Derive the agents' VM UUIDs from this MAC (+1, +2, …) instead of their own MACs:
+    /// two load generators on a host's two HA networks, with different --first-mac and
+    /// the same --uuid-mac, are the same VMs seen by both monitors.
+    #[arg(long)]
+    uuid_mac: Option<String>,
     /// Heartbeats per second over the whole fleet, round-robin over the heartbeating
     /// agents (1..=10000000, or `max` for as fast as the link takes them).
     #[arg(long, conflicts_with = "period_ms")]
@@ -170,6 +175,8 @@ enum Mode {
 
 struct Agent {
     mac: MacAddr,
+    /// The VM's UUID (from the MAC, or from --uuid-mac).
+    uuid: Uuid,
     session: Option<Session>,
     mode: Mode,
     /// `START_HB` received on the current session.
@@ -510,7 +517,7 @@ impl Fleet {
         let session = agent.session.get_or_insert_with(|| {
             let mut syn = Vec::new();
             AgentSyn {
-                uuid: vm_uuid(agent.mac),
+                uuid: agent.uuid,
                 ostype: "loadgen",
                 ver_lower: VERSION,
                 ver_upper: VERSION,
@@ -817,6 +824,12 @@ fn run(cli: &Cli) -> Result<(), String> {
             cli.agents, first.0[0]
         ));
     }
+    let uuid_first = match &cli.uuid_mac {
+        None => first,
+        Some(text) => {
+            MacAddr::parse(text).ok_or_else(|| format!("--uuid-mac {text:?}: not a MAC address"))?
+        }
+    };
     let schedule = match (&cli.rate, cli.period_ms) {
         (Some(r), _) => Schedule::parse_rate(r).map_err(|e| format!("--{e}"))?,
         (None, Some(p)) => Schedule::parse_period(&p.to_string()).map_err(|e| format!("--{e}"))?,
@@ -866,6 +879,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         by_mac.insert(mac, i);
         agents.push(Agent {
             mac,
+            uuid: vm_uuid(MacAddr::from_u64(uuid_first.to_u64() + u64::from(i))),
             session: None,
             mode: Mode::Active,
             heartbeating: false,
