@@ -12,6 +12,8 @@ use std::fmt;
 
 use hsdb::Uuid;
 
+pub mod sim;
+
 /// A VM's power state as the platform reports it: the seed's LPAR states
 /// (seed 004 L4822-4841), which the Failure Detection Engine's table is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
