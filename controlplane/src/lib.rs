@@ -13,6 +13,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod clock;
+pub mod daemon;
 pub mod hs;
 pub mod platform;

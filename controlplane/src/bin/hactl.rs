@@ -1,6 +1,7 @@
-//! `hactl`: the control plane daemon (`hactl run`) and operator CLI.
+//! `hactl`: the control plane daemon (`hactl run`) and the operator's command line. The
+//! commands live in `controlplane::cli`; `hactl --help` lists them with examples and the
+//! exit codes.
 
-fn main() {
-    eprintln!("hactl: not implemented yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    controlplane::cli::main()
 }

@@ -1,0 +1,891 @@
+//! `hactl` configuration: a TOML file (`/etc/hvha/hactl.toml` by default), every value
+//! checked against its range.
+//!
+//! Errors name the file, the line, the key, the value and what is allowed, the way `hmd`'s
+//! do (the helpers are shared in `hvha_daemon::config`). Relative paths (`hsdb`,
+//! `admin_socket`) are taken from the configuration file's directory, so `hactl status`
+//! run from any directory reaches the daemon's socket.
+//!
+//! ```toml
+//! hsdb = "/var/lib/hvha/hsdb.sqlite"
+//! admin_socket = "/run/hvha/hactl.sock"
+//! host_groups = ["hg1"]          # default: every host group in the HSDB
+//! profile = "default"            # or "fast" (below the seed's ranges: tests and demos)
+//! log = "info"
+//!
+//! [platform]
+//! driver = "libvirt"             # or "sim"
+//! timeout_ms = 10000
+//! ping_timeout_ms = 2000
+//! [platform.hosts]               # host name (as in the HSDB) = libvirt URI
+//! host-a = "qemu+ssh://root@host-a/system"
+//! [platform.ping]                # VM UUID = address its ping probe uses
+//! "61be20f0-09a8-4753-b5e5-564f8a545ed5" = "10.0.0.5"
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hsdb::{Synchronous, Uuid};
+use hvha_daemon::config::{Refused, line_of, log_format_value, log_value, quoted, resolve};
+use hvha_daemon::log::{LogFilter, LogFormat};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Default configuration file.
+pub const HACTL_CONFIG: &str = "/etc/hvha/hactl.toml";
+/// Default admin socket of `hactl run`.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/hvha/hactl.sock";
+/// Longest admin socket path (`sun_path` holds 108 bytes with its NUL), as in `hmd`.
+const MAX_SOCKET_PATH: usize = 100;
+/// Longest host group or host name, in bytes (the seed's host group names, seed 004 L13952).
+pub const MAX_NAME: usize = 64;
+/// Most host groups one `hactl run` serves (the seed's KSYS serves 4, seed 004
+/// L1925-1926; we allow more, each is one engine in one loop).
+pub const MAX_HOST_GROUPS: usize = 64;
+/// Default `platform.timeout_ms`: every platform call is bounded by it.
+pub const DEFAULT_PLATFORM_TIMEOUT_MS: u64 = 10_000;
+/// Default `platform.ping_timeout_ms` (the seed's failed ping took ~6 s, seed 004
+/// L13484-13492; we wait 2 s per probe).
+pub const DEFAULT_PING_TIMEOUT_MS: u64 = 2_000;
+/// Longest libvirt URI accepted.
+const MAX_URI: usize = 1024;
+/// Longest ping address (a DNS name is at most 253 bytes).
+const MAX_ADDRESS: usize = 253;
+/// Most hosts or ping addresses in the file.
+const MAX_ENTRIES: usize = 100_000;
+
+/// The parameter profile (`controlplane::params` holds the values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// The seed's values and ranges (scan every 20 s, host FDT 90 s, …).
+    #[default]
+    Default,
+    /// Seconds instead of minutes, below the seed's ranges: for tests, demos and
+    /// operators who accept the risk of acting on a short outage.
+    Fast,
+}
+
+impl Profile {
+    /// The configuration value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Profile::Default => "default",
+            Profile::Fast => "fast",
+        }
+    }
+}
+
+/// Which platform driver `hactl run` drives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlatformConfig {
+    /// The deterministic in-memory platform, built from the HSDB's hosts and VMs at start
+    /// (demos and tests: its actions change nothing real).
+    Sim {
+        /// Seed of its random choices.
+        seed: u64,
+    },
+    /// libvirt through `virsh`: one long-lived connection per host.
+    Libvirt(LibvirtConfig),
+}
+
+impl PlatformConfig {
+    /// The driver's name.
+    pub fn driver(&self) -> &'static str {
+        match self {
+            PlatformConfig::Sim { .. } => "sim",
+            PlatformConfig::Libvirt(_) => "libvirt",
+        }
+    }
+}
+
+/// The libvirt driver's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibvirtConfig {
+    /// The `virsh` program.
+    pub virsh: PathBuf,
+    /// Host name (the HSDB's `host.name`) → libvirt URI, by name.
+    pub hosts: BTreeMap<String, String>,
+    /// VM → the address its ping probe uses.
+    pub ping: BTreeMap<Uuid, String>,
+    /// Every call's timeout.
+    pub timeout: Duration,
+    /// One ping probe's timeout.
+    pub ping_timeout: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from (absolute), or `None` for the defaults used without a file.
+    pub file: Option<PathBuf>,
+    /// The HSDB file (absolute).
+    pub hsdb: PathBuf,
+    /// SQLite durability of the daemon's writes.
+    pub synchronous: Synchronous,
+    /// The admin socket of `hactl run` (absolute).
+    pub admin_socket: PathBuf,
+    /// Host groups served; empty: every host group the HSDB has.
+    pub host_groups: Vec<String>,
+    /// Parameter profile.
+    pub profile: Profile,
+    /// The platform driver.
+    pub platform: PlatformConfig,
+    /// Log filter (a valid `RUST_LOG` wins).
+    pub log: LogFilter,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+/// A configuration problem, naming the file, the key, the value and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration (the message has the line).
+    #[error("config file {}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (line, column, key).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config file {}{}: {key} = {value} is invalid: expected {allowed}",
+        path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The value's line, when the file has it.
+        line: Option<usize>,
+        /// The key, e.g. `platform.hosts.host-a`.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+}
+
+/// The file as written. Integers are read as `i64` so that a negative value gets our
+/// range message; every value keeps its place for the error message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    hsdb: Spanned<PathBuf>,
+    synchronous: Option<Spanned<String>>,
+    admin_socket: Option<Spanned<PathBuf>>,
+    host_groups: Option<Spanned<Vec<Spanned<String>>>>,
+    profile: Option<Spanned<String>>,
+    log: Option<Spanned<String>>,
+    log_format: Option<Spanned<String>>,
+    platform: Option<Spanned<PlatformFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformFile {
+    driver: Spanned<String>,
+    seed: Option<Spanned<i64>>,
+    virsh: Option<Spanned<PathBuf>>,
+    timeout_ms: Option<Spanned<i64>>,
+    ping_timeout_ms: Option<Spanned<i64>>,
+    hosts: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    ping: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+}
+
+/// The file being parsed: its text (for line numbers) and path.
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    fn bad(
+        &self,
+        key: impl Into<String>,
+        span: Option<Range<usize>>,
+        value: impl fmt::Display,
+        allowed: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Value {
+            path: self.path.to_owned(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            key: key.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    fn refused<'s, T>(
+        &'s self,
+        key: &'static str,
+        value: &Spanned<T>,
+    ) -> impl FnOnce(Refused) -> ConfigError + 's {
+        let span = value.span();
+        move |r| self.bad(key, Some(span), r.value, r.allowed)
+    }
+
+    fn ms(
+        &self,
+        key: &'static str,
+        value: Option<&Spanned<i64>>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        u64::try_from(*v.get_ref())
+            .ok()
+            .filter(|ms| range.contains(ms))
+            .ok_or_else(|| {
+                self.bad(
+                    key,
+                    Some(v.span()),
+                    v.get_ref(),
+                    format!("{}..={} (ms)", range.start(), range.end()),
+                )
+            })
+    }
+}
+
+fn quoted_path(p: &Path) -> String {
+    quoted(&p.to_string_lossy())
+}
+
+/// A host group or host name: 1..=64 bytes, printable, no spaces, not starting with `-`
+/// (it is passed to commands and shown in tables).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '=' && c != ',');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "a name of 1..={MAX_NAME} bytes without spaces, '=', ',' or control characters, \
+             not starting with '-'"
+        ))
+    }
+}
+
+/// A ping address: an IP address, or a host name of letters, digits, '.', '-' and '_'
+/// that does not start with '-' (the address is an argument of `ping`; an option is
+/// refused).
+fn check_address(address: &str) -> bool {
+    if address.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !address.is_empty()
+        && address.len() <= MAX_ADDRESS
+        && !address.starts_with(['-', '.'])
+        && address
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+}
+
+/// A libvirt URI: `scheme:…`, printable, no spaces, not starting with '-'.
+fn check_uri(uri: &str) -> bool {
+    let scheme_ok = uri.split_once(':').is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    scheme_ok
+        && uri.len() <= MAX_URI
+        && !uri.starts_with('-')
+        && uri.chars().all(|c| c.is_ascii_graphic())
+}
+
+impl Config {
+    /// The configuration used without a file: the HSDB at `hsdb`, everything else
+    /// defaulted (read-side commands need nothing else).
+    pub fn without_file(hsdb: PathBuf) -> Config {
+        Config {
+            file: None,
+            hsdb: std::path::absolute(&hsdb).unwrap_or(hsdb),
+            synchronous: Synchronous::Full,
+            admin_socket: PathBuf::from(DEFAULT_ADMIN_SOCKET),
+            host_groups: Vec::new(),
+            profile: Profile::Default,
+            platform: PlatformConfig::Sim { seed: 1 },
+            log: LogFilter::default(),
+            log_format: LogFormat::default(),
+        }
+    }
+
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate the text of the configuration file `path` (named in errors;
+    /// relative paths in it are taken from its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let src = Source { text, path };
+        let f: File = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        if f.hsdb.get_ref().as_os_str().is_empty() {
+            return Err(src.bad("hsdb", Some(f.hsdb.span()), "\"\"", "a file path"));
+        }
+        let hsdb = resolve(path, f.hsdb.get_ref());
+        let synchronous = match &f.synchronous {
+            None => Synchronous::Full,
+            Some(s) => match s.get_ref().as_str() {
+                "full" => Synchronous::Full,
+                "normal" => Synchronous::Normal,
+                other => {
+                    return Err(src.bad(
+                        "synchronous",
+                        Some(s.span()),
+                        quoted(other),
+                        "\"full\" (no committed decision lost on power failure) or \"normal\"",
+                    ));
+                }
+            },
+        };
+        let admin_socket = match &f.admin_socket {
+            None => PathBuf::from(DEFAULT_ADMIN_SOCKET),
+            Some(s) => {
+                let resolved = resolve(path, s.get_ref());
+                let len = resolved.as_os_str().len();
+                if s.get_ref().as_os_str().is_empty() || len > MAX_SOCKET_PATH {
+                    return Err(src.bad(
+                        "admin_socket",
+                        Some(s.span()),
+                        quoted_path(&resolved),
+                        format!("a path of 1..={MAX_SOCKET_PATH} bytes, once made absolute"),
+                    ));
+                }
+                if resolved == hsdb {
+                    return Err(src.bad(
+                        "admin_socket",
+                        Some(s.span()),
+                        quoted_path(&resolved),
+                        "another path than hsdb (the socket would replace the database)",
+                    ));
+                }
+                resolved
+            }
+        };
+        let config_file = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        if hsdb == config_file {
+            return Err(src.bad(
+                "hsdb",
+                Some(f.hsdb.span()),
+                quoted_path(&hsdb),
+                "another path than the configuration file's",
+            ));
+        }
+        let mut host_groups = Vec::new();
+        if let Some(groups) = &f.host_groups {
+            if groups.get_ref().len() > MAX_HOST_GROUPS {
+                return Err(src.bad(
+                    "host_groups",
+                    Some(groups.span()),
+                    format!("{} names", groups.get_ref().len()),
+                    format!(
+                        "0..={MAX_HOST_GROUPS} host group names (none: every group in the HSDB)"
+                    ),
+                ));
+            }
+            for (i, g) in groups.get_ref().iter().enumerate() {
+                let key = format!("host_groups[{i}]");
+                let name = g.get_ref();
+                check_name(name).map_err(|allowed| {
+                    src.bad(key.clone(), Some(g.span()), quoted(name), allowed)
+                })?;
+                if host_groups.contains(name) {
+                    return Err(src.bad(
+                        key,
+                        Some(g.span()),
+                        quoted(name),
+                        "each host group once (it is listed twice)",
+                    ));
+                }
+                host_groups.push(name.clone());
+            }
+        }
+        let profile = match &f.profile {
+            None => Profile::Default,
+            Some(p) => match p.get_ref().as_str() {
+                "default" => Profile::Default,
+                "fast" => Profile::Fast,
+                other => {
+                    return Err(src.bad(
+                        "profile",
+                        Some(p.span()),
+                        quoted(other),
+                        "\"default\" (the seed's values) or \"fast\" (seconds, below the \
+                         seed's ranges: tests and demos)",
+                    ));
+                }
+            },
+        };
+        let log = match &f.log {
+            None => LogFilter::default(),
+            Some(l) => log_value(l.get_ref()).map_err(src.refused("log", l))?,
+        };
+        let log_format = match &f.log_format {
+            None => LogFormat::default(),
+            Some(l) => log_format_value(l.get_ref()).map_err(src.refused("log_format", l))?,
+        };
+        let platform = match &f.platform {
+            None => PlatformConfig::Sim { seed: 1 },
+            Some(p) => platform(&src, p)?,
+        };
+        Ok(Config {
+            file: Some(config_file),
+            hsdb,
+            synchronous,
+            admin_socket,
+            host_groups,
+            profile,
+            platform,
+            log,
+            log_format,
+        })
+    }
+
+    /// The admin socket named by the configuration file `path`, read even when another
+    /// key is invalid (so that `hactl status` works during an incident): the whole file
+    /// when it is TOML, else the first line that sets `admin_socket`; the default socket
+    /// when the file does not set it.
+    pub fn admin_socket_of(path: &Path) -> Result<PathBuf, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let from_table = |table: &toml::Table| {
+            table
+                .get("admin_socket")
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+        };
+        let found = match text.parse::<toml::Table>() {
+            Ok(table) => from_table(&table),
+            Err(_) => text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("admin_socket"))
+                .find_map(|l| l.parse::<toml::Table>().ok().as_ref().and_then(from_table)),
+        };
+        Ok(match found {
+            Some(p) if !p.is_empty() => resolve(path, Path::new(&p)),
+            _ => PathBuf::from(DEFAULT_ADMIN_SOCKET),
+        })
+    }
+}
+
+fn platform(src: &Source<'_>, p: &Spanned<PlatformFile>) -> Result<PlatformConfig, ConfigError> {
+    let file = p.get_ref();
+    let driver = file.driver.get_ref().as_str();
+    // Keys of the other driver are refused rather than ignored: a `hosts` table under
+    // `driver = "sim"` is a configuration the operator did not mean.
+    let stray = |key: &'static str, span: Option<Range<usize>>, allowed: &str| {
+        src.bad(
+            format!("platform.{key}"),
+            span,
+            "(set)",
+            format!("{allowed} (not a key of driver = {})", quoted(driver)),
+        )
+    };
+    match driver {
+        "sim" => {
+            if let Some(h) = &file.hosts {
+                return Err(stray("hosts", Some(h.span()), "nothing"));
+            }
+            if let Some(h) = &file.ping {
+                return Err(stray("ping", Some(h.span()), "nothing"));
+            }
+            if let Some(v) = &file.virsh {
+                return Err(stray("virsh", Some(v.span()), "nothing"));
+            }
+            let seed = match &file.seed {
+                None => 1,
+                Some(s) => u64::try_from(*s.get_ref()).map_err(|_| {
+                    src.bad(
+                        "platform.seed",
+                        Some(s.span()),
+                        s.get_ref(),
+                        "0..=9223372036854775807",
+                    )
+                })?,
+            };
+            Ok(PlatformConfig::Sim { seed })
+        }
+        "libvirt" => {
+            if let Some(s) = &file.seed {
+                return Err(stray("seed", Some(s.span()), "nothing"));
+            }
+            let timeout_ms = src.ms(
+                "platform.timeout_ms",
+                file.timeout_ms.as_ref(),
+                DEFAULT_PLATFORM_TIMEOUT_MS,
+                100..=600_000,
+            )?;
+            let ping_timeout_ms = src.ms(
+                "platform.ping_timeout_ms",
+                file.ping_timeout_ms.as_ref(),
+                DEFAULT_PING_TIMEOUT_MS,
+                100..=60_000,
+            )?;
+            let virsh = match &file.virsh {
+                None => PathBuf::from("virsh"),
+                Some(v) if v.get_ref().as_os_str().is_empty() => {
+                    return Err(src.bad(
+                        "platform.virsh",
+                        Some(v.span()),
+                        "\"\"",
+                        "the virsh program (a name on PATH or a path)",
+                    ));
+                }
+                Some(v) => v.get_ref().clone(),
+            };
+            let Some(hosts_table) = &file.hosts else {
+                return Err(src.bad(
+                    "platform.hosts",
+                    Some(p.span()),
+                    "(missing)",
+                    "a table [platform.hosts] of host name = \"libvirt URI\", one per host",
+                ));
+            };
+            if hosts_table.get_ref().is_empty() || hosts_table.get_ref().len() > MAX_ENTRIES {
+                return Err(src.bad(
+                    "platform.hosts",
+                    Some(hosts_table.span()),
+                    format!("{} hosts", hosts_table.get_ref().len()),
+                    format!("1..={MAX_ENTRIES} hosts"),
+                ));
+            }
+            let mut hosts = BTreeMap::new();
+            for (name, uri) in hosts_table.get_ref() {
+                let key = format!("platform.hosts.{name}");
+                check_name(name).map_err(|allowed| {
+                    src.bad(key.clone(), Some(uri.span()), quoted(name), allowed)
+                })?;
+                if !check_uri(uri.get_ref()) {
+                    return Err(src.bad(
+                        key,
+                        Some(uri.span()),
+                        quoted(uri.get_ref()),
+                        format!(
+                            "a libvirt URI of at most {MAX_URI} printable bytes without \
+                             spaces, such as \"qemu+ssh://root@host-a/system\" or \
+                             \"test:///etc/hvha/host-a.xml\""
+                        ),
+                    ));
+                }
+                hosts.insert(name.clone(), uri.get_ref().clone());
+            }
+            let mut ping = BTreeMap::new();
+            if let Some(table) = &file.ping {
+                if table.get_ref().len() > MAX_ENTRIES {
+                    return Err(src.bad(
+                        "platform.ping",
+                        Some(table.span()),
+                        format!("{} addresses", table.get_ref().len()),
+                        format!("0..={MAX_ENTRIES} addresses"),
+                    ));
+                }
+                for (vm, address) in table.get_ref() {
+                    let key = format!("platform.ping.{vm}");
+                    let uuid = Uuid::parse(vm.as_bytes()).map_err(|_| {
+                        src.bad(
+                            key.clone(),
+                            Some(address.span()),
+                            quoted(vm),
+                            "a VM UUID as key, like \"61be20f0-09a8-4753-b5e5-564f8a545ed5\"",
+                        )
+                    })?;
+                    if !check_address(address.get_ref()) {
+                        return Err(src.bad(
+                            key,
+                            Some(address.span()),
+                            quoted(address.get_ref()),
+                            "an IP address or a host name (letters, digits, '.', '-', '_'; \
+                             not starting with '-')",
+                        ));
+                    }
+                    if ping.insert(uuid, address.get_ref().clone()).is_some() {
+                        return Err(src.bad(
+                            key,
+                            Some(address.span()),
+                            quoted(vm),
+                            "each VM once (its UUID is listed twice, in another letter case)",
+                        ));
+                    }
+                }
+            }
+            Ok(PlatformConfig::Libvirt(LibvirtConfig {
+                virsh,
+                hosts,
+                ping,
+                timeout: Duration::from_millis(timeout_ms),
+                ping_timeout: Duration::from_millis(ping_timeout_ms),
+            }))
+        }
+        other => Err(src.bad(
+            "platform.driver",
+            Some(file.driver.span()),
+            quoted(other),
+            "\"sim\" (in-memory, for demos and tests) or \"libvirt\" (virsh)",
+        )),
+    }
+}
+
+/// The effective configuration as TOML, defaults included: what `hactl check-config`
+/// prints. Feeding it back to [`Config::parse`] gives the same configuration.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "# the SQLite HSDB (relative paths are taken from the config file's directory)"
+        )?;
+        writeln!(f, "hsdb = {}", quoted_path(&self.hsdb))?;
+        writeln!(f, "# SQLite durability: \"full\" (default) or \"normal\"")?;
+        let sync = match self.synchronous {
+            Synchronous::Full => "full",
+            Synchronous::Normal => "normal",
+        };
+        writeln!(f, "synchronous = \"{sync}\"")?;
+        writeln!(
+            f,
+            "# UNIX socket of `hactl run` for `hactl status`, mode 0600"
+        )?;
+        writeln!(f, "admin_socket = {}", quoted_path(&self.admin_socket))?;
+        writeln!(
+            f,
+            "# host groups served (empty: every host group in the HSDB)"
+        )?;
+        let groups: Vec<String> = self.host_groups.iter().map(|g| quoted(g)).collect();
+        writeln!(f, "host_groups = [{}]", groups.join(", "))?;
+        writeln!(
+            f,
+            "# parameter profile: \"default\" (the seed's) or \"fast\" (below the seed's ranges)"
+        )?;
+        writeln!(f, "profile = \"{}\"", self.profile.as_str())?;
+        writeln!(f, "# log filter (a valid RUST_LOG wins; default \"info\")")?;
+        writeln!(f, "log = {}", quoted(self.log.as_str()))?;
+        writeln!(f, "log_format = \"{}\"", self.log_format.as_str())?;
+        writeln!(f)?;
+        writeln!(f, "[platform]")?;
+        writeln!(f, "driver = \"{}\"", self.platform.driver())?;
+        match &self.platform {
+            PlatformConfig::Sim { seed } => writeln!(f, "seed = {seed}")?,
+            PlatformConfig::Libvirt(l) => {
+                writeln!(f, "virsh = {}", quoted_path(&l.virsh))?;
+                writeln!(f, "timeout_ms = {}", l.timeout.as_millis())?;
+                writeln!(f, "ping_timeout_ms = {}", l.ping_timeout.as_millis())?;
+                writeln!(f, "[platform.hosts]")?;
+                for (name, uri) in &l.hosts {
+                    writeln!(f, "{} = {}", quoted(name), quoted(uri))?;
+                }
+                writeln!(f, "[platform.ping]")?;
+                for (vm, address) in &l.ping {
+                    writeln!(f, "\"{vm}\" = {}", quoted(address))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const FILE: &str = "/etc/hvha/hactl.toml";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new(FILE))
+    }
+
+    fn value_error(text: &str) -> (Option<usize>, String, String, String) {
+        match parse(text) {
+            Err(ConfigError::Value {
+                line,
+                key,
+                value,
+                allowed,
+                ..
+            }) => (line, key, value, allowed),
+            other => panic!("expected a value error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_file_takes_the_defaults() {
+        let c = parse("hsdb = \"hsdb.sqlite\"\n").unwrap();
+        assert_eq!(c.hsdb, Path::new("/etc/hvha/hsdb.sqlite"));
+        assert_eq!(c.admin_socket, Path::new(DEFAULT_ADMIN_SOCKET));
+        assert_eq!(c.profile, Profile::Default);
+        assert_eq!(c.platform, PlatformConfig::Sim { seed: 1 });
+        assert!(c.host_groups.is_empty());
+        assert_eq!(c.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn libvirt_hosts_and_ping_addresses_are_read() {
+        let c = parse(
+            r#"
+hsdb = "/var/lib/hvha/hsdb.sqlite"
+admin_socket = "run/hactl.sock"
+host_groups = ["hg1", "hg2"]
+profile = "fast"
+
+[platform]
+driver = "libvirt"
+timeout_ms = 3000
+[platform.hosts]
+host-a = "test:///etc/hvha/host-a.xml"
+host-b = "qemu+ssh://root@host-b/system"
+[platform.ping]
+"61BE20F0-09a8-4753-b5e5-564f8a545ed5" = "10.0.0.5"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.admin_socket, Path::new("/etc/hvha/run/hactl.sock"));
+        assert_eq!(c.host_groups, ["hg1", "hg2"]);
+        assert_eq!(c.profile, Profile::Fast);
+        let PlatformConfig::Libvirt(l) = &c.platform else {
+            panic!("libvirt expected");
+        };
+        assert_eq!(l.timeout, Duration::from_secs(3));
+        assert_eq!(
+            l.ping_timeout,
+            Duration::from_millis(DEFAULT_PING_TIMEOUT_MS)
+        );
+        assert_eq!(l.hosts["host-b"], "qemu+ssh://root@host-b/system");
+        let vm = Uuid::parse(b"61be20f0-09a8-4753-b5e5-564f8a545ed5").unwrap();
+        assert_eq!(l.ping[&vm], "10.0.0.5");
+        // The printed configuration reads back the same.
+        let again = Config::parse(&c.to_string(), Path::new(FILE)).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn errors_name_the_key_the_value_the_range_and_the_line() {
+        let (line, key, value, allowed) = value_error("hsdb = \"x\"\n\nprofile = \"quick\"\n");
+        assert_eq!(line, Some(3));
+        assert_eq!(key, "profile");
+        assert_eq!(value, "\"quick\"");
+        assert!(allowed.contains("\"fast\""), "{allowed}");
+
+        let (line, key, value, allowed) = value_error(
+            "hsdb = \"x\"\n[platform]\ndriver = \"libvirt\"\ntimeout_ms = -5\n[platform.hosts]\na = \"test:///x\"\n",
+        );
+        assert_eq!(
+            (line, key.as_str(), value.as_str()),
+            (Some(4), "platform.timeout_ms", "-5")
+        );
+        assert_eq!(allowed, "100..=600000 (ms)");
+
+        let (line, key, value, _) = value_error(
+            "hsdb = \"x\"\n[platform]\ndriver = \"libvirt\"\n[platform.hosts]\na = \"test:///x\"\n[platform.ping]\n\"61be20f0-09a8-4753-b5e5-564f8a545ed5\" = \"-f\"\n",
+        );
+        assert_eq!(line, Some(7), "a ping option is refused as an address");
+        assert_eq!(key, "platform.ping.61be20f0-09a8-4753-b5e5-564f8a545ed5");
+        assert_eq!(value, "\"-f\"");
+
+        let (_, key, value, _) = value_error(
+            "hsdb = \"x\"\n[platform]\ndriver = \"libvirt\"\n[platform.hosts]\na = \"no uri\"\n",
+        );
+        assert_eq!(
+            (key.as_str(), value.as_str()),
+            ("platform.hosts.a", "\"no uri\"")
+        );
+
+        let (_, key, _, allowed) = value_error("hsdb = \"x\"\n[platform]\ndriver = \"libvirt\"\n");
+        assert_eq!(key, "platform.hosts");
+        assert!(allowed.contains("[platform.hosts]"), "{allowed}");
+
+        let (_, key, _, allowed) = value_error(
+            "hsdb = \"x\"\n[platform]\ndriver = \"sim\"\n[platform.hosts]\na = \"test:///x\"\n",
+        );
+        assert_eq!(key, "platform.hosts");
+        assert!(allowed.contains("driver = \"sim\""), "{allowed}");
+
+        let (line, key, value, _) = value_error("hsdb = \"x\"\nhost_groups = [\"a\", \"a\"]\n");
+        assert_eq!(
+            (line, key.as_str(), value.as_str()),
+            (Some(2), "host_groups[1]", "\"a\"")
+        );
+
+        let (_, key, _, _) = value_error("hsdb = \"x\"\nhost_groups = [\"has space\"]\n");
+        assert_eq!(key, "host_groups[0]");
+
+        let (_, key, value, _) = value_error("hsdb = \"x\"\nlog = \"warning\"\n");
+        assert_eq!((key.as_str(), value.as_str()), ("log", "\"warning\""));
+
+        let (_, key, _, allowed) = value_error("hsdb = \"x\"\n[platform]\ndriver = \"hmc\"\n");
+        assert_eq!(key, "platform.driver");
+        assert!(allowed.contains("libvirt"), "{allowed}");
+
+        let (_, key, _, _) = value_error("hsdb = \"s\"\nadmin_socket = \"s\"\n");
+        assert_eq!(key, "admin_socket");
+        let long = format!("hsdb = \"x\"\nadmin_socket = \"/{}\"\n", "a".repeat(120));
+        assert_eq!(value_error(&long).1, "admin_socket");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_are_refused_with_the_file() {
+        let e = parse("hsdb = \"x\"\nscan = 3\n").unwrap_err().to_string();
+        assert!(e.starts_with("config file /etc/hvha/hactl.toml"), "{e}");
+        assert!(e.contains("scan"), "{e}");
+        let e = parse("profile = \"fast\"\n").unwrap_err().to_string();
+        assert!(e.contains("hsdb"), "a missing hsdb is named: {e}");
+    }
+
+    #[test]
+    fn admin_socket_is_found_in_a_half_edited_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hactl.toml");
+        std::fs::write(&path, "hsdb = \nadmin_socket = \"a.sock\"\n").unwrap();
+        assert_eq!(
+            Config::admin_socket_of(&path).unwrap(),
+            dir.path().join("a.sock")
+        );
+        std::fs::write(&path, "hsdb = \"x\"\n").unwrap();
+        assert_eq!(
+            Config::admin_socket_of(&path).unwrap(),
+            Path::new(DEFAULT_ADMIN_SOCKET)
+        );
+    }
+
+    #[test]
+    fn names_and_addresses() {
+        assert!(check_name("hg1").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("-x").is_err());
+        assert!(check_name("a=b").is_err());
+        assert!(check_name(&"a".repeat(65)).is_err());
+        assert!(check_address("::1"));
+        assert!(check_address("vm1.example.org"));
+        assert!(!check_address("-c5"));
+        assert!(!check_address("a b"));
+        assert!(check_uri("test:///tmp/a.xml"));
+        assert!(!check_uri("/tmp/a.xml"));
+        assert!(!check_uri("-c:x"));
+    }
+}

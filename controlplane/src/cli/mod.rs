@@ -1,0 +1,194 @@
+//! `hactl`, the operator's command line and the control plane daemon (`hactl run`), in
+//! the spirit of the seed's `ksysmgr` (seed 004 L2470-2471, L4540-4546, L15463-15600).
+//!
+//! This module is the command line only: it parses arguments, opens what a command needs
+//! and prints the result. The work is done by library functions (the HSDB's reads and
+//! writes, [`crate::hs`], [`crate::daemon`]), so every command is testable without the
+//! binary, and the binary (`src/bin/hactl.rs`) is one call to [`main`].
+//!
+//! Exit codes ([`Exit`]): 0 done, 1 the operation failed, 2 bad usage / value /
+//! configuration, 3 the daemon is not running, 4 no such VM / host / monitor / group.
+
+pub mod config;
+pub mod error;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use self::config::{Config, HACTL_CONFIG};
+pub use self::error::{CliError, Exit};
+use crate::daemon::admin;
+use crate::daemon::status::DaemonStatus;
+
+/// How long `hactl status` waits for the daemon's answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+const EXAMPLES: &str = "\
+Examples:
+  hactl --config /etc/hvha/hactl.toml check-config
+  hactl run                                   # the FDE daemon (SIGTERM: finish the scan, exit 0)
+  hactl status                                # ask the running daemon
+  hactl status --json
+
+Exit codes:
+  0  done (run: stopped cleanly on SIGTERM/SIGINT)
+  1  the operation failed (HSDB, platform or daemon error)
+  2  bad usage, value or configuration file (the message names the value and the range)
+  3  no `hactl run` answers on the admin socket
+  4  no such VM, host, monitor or host group
+
+Configuration: /etc/hvha/hactl.toml unless --config is given; docs/operators.md describes
+every key.";
+
+/// The control plane of hvha: QuickQuery / NeedsAttention over the HSDB the host monitors
+/// write, the Failure Detection Engine (`hactl run`), and the operator's commands.
+#[derive(Debug, Parser)]
+#[command(name = "hactl", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Configuration file (TOML). Default /etc/hvha/hactl.toml; read-side commands run
+    /// without one when --hsdb is given.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The HSDB file; overrides the configuration's `hsdb`.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub hsdb: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true, conflicts_with = "xml")]
+    pub json: bool,
+    /// Print the seed's XML (qq and na only).
+    #[arg(long, global = true)]
+    pub xml: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration file and print the effective configuration as TOML.
+    #[command(name = "check-config")]
+    CheckConfig,
+    /// Ask the running `hactl run` for its status.
+    ///
+    /// Scans, the last QuickQuery and NeedsAttention, relocations in flight, the last
+    /// decisions, and whether the parameters are below the seed's ranges. Exit 3 when no
+    /// daemon answers.
+    Status {
+        /// Admin socket; default: the one named in the configuration file.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+}
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Human tables.
+    Table,
+    /// JSON.
+    Json,
+    /// The seed's XML.
+    Xml,
+}
+
+impl Cli {
+    /// The output format the flags ask for.
+    pub fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else if self.xml {
+            Format::Xml
+        } else {
+            Format::Table
+        }
+    }
+}
+
+/// Parse the process's arguments, run the command, print its output or error, and
+/// return the exit code.
+pub fn main() -> ExitCode {
+    // clap exits by itself: 0 for --help / --version, 2 for a usage error.
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(text) => {
+            print!("{text}");
+            Exit::Ok.code()
+        }
+        Err(e) => {
+            eprintln!("hactl: {e}");
+            e.exit().code()
+        }
+    }
+}
+
+/// Run one command; `Ok` is what to print.
+pub fn run(cli: &Cli) -> Result<String, CliError> {
+    let format = cli.format();
+    match &cli.command {
+        Command::CheckConfig => {
+            refuse_xml(format, "check-config")?;
+            let path = cli.config.clone().unwrap_or_else(|| HACTL_CONFIG.into());
+            let mut config = Config::load(&path)?;
+            if let Some(hsdb) = &cli.hsdb {
+                config.hsdb = std::path::absolute(hsdb).unwrap_or_else(|_| hsdb.clone());
+            }
+            Ok(format!(
+                "# effective configuration of {}, defaults included\n{config}",
+                path.display()
+            ))
+        }
+        Command::Status { socket } => {
+            refuse_xml(format, "status")?;
+            let socket = match socket {
+                Some(s) => s.clone(),
+                None => admin_socket(cli.config.as_deref())?,
+            };
+            let text = admin::request(&socket, "status", STATUS_TIMEOUT)?;
+            let status: DaemonStatus = serde_json::from_str(&text).map_err(|e| {
+                CliError::Failed(format!(
+                    "the daemon on {} answered something that is not its status: {e}",
+                    socket.display()
+                ))
+            })?;
+            Ok(match format {
+                Format::Json => json(&status)?,
+                _ => crate::daemon::render::status(&status),
+            })
+        }
+    }
+}
+
+/// The admin socket: the one named in the configuration file (`FILE` or the default
+/// file), or the default socket when there is no file.
+fn admin_socket(config: Option<&Path>) -> Result<PathBuf, CliError> {
+    match config {
+        Some(file) => Ok(Config::admin_socket_of(file)?),
+        None if Path::new(HACTL_CONFIG).exists() => {
+            Ok(Config::admin_socket_of(Path::new(HACTL_CONFIG))?)
+        }
+        None => Ok(PathBuf::from(config::DEFAULT_ADMIN_SOCKET)),
+    }
+}
+
+/// `--xml` on a command that has no XML form.
+fn refuse_xml(format: Format, command: &str) -> Result<(), CliError> {
+    if format == Format::Xml {
+        return Err(CliError::Usage(format!(
+            "--xml is for qq and na (the seed's XML); `hactl {command}` prints a table or --json"
+        )));
+    }
+    Ok(())
+}
+
+/// `value` as pretty JSON with a final newline.
+pub fn json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
+    text.push('\n');
+    Ok(text)
+}

@@ -1,0 +1,474 @@
+//! The daemon's loop: every host group's engine scanned when due, on one thread, one
+//! HSDB connection and one platform driver.
+//!
+//! Scans are scheduled on the monotonic clock (a wall clock set back an hour must not stop
+//! detection for an hour) and read "now" from the injected [`Clock`] (what the HSDB's
+//! times are compared with). The first scan of a group runs at once (the seed has no
+//! sleep before scan 1, seed 004 L12253-12255), each next one `scan_interval` after the
+//! previous one *started*, so a slow scan does not drift the cadence; a scan that overran
+//! a whole interval is followed by the next one at once, never by a burst.
+//!
+//! A stop request (SIGTERM, SIGINT) is honoured between scans: the scan in progress
+//! completes (its decisions are committed, its platform action finished or timed out),
+//! then the loop returns and the caller closes the HSDB.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hsdb::Hsdb;
+use hvha_notify::{Notifier, WatchdogPacer};
+
+use super::status::{DaemonStatus, GroupStatus};
+use crate::clock::Clock;
+use crate::platform::Platform;
+
+/// The longest the loop sleeps before looking at its stop flag again.
+pub const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// One host group's detection engine as the loop drives it.
+pub trait GroupEngine: Send {
+    /// The host group.
+    fn host_group(&self) -> &str;
+
+    /// Time between two scans (from the parameters in force).
+    fn scan_interval(&self) -> Duration;
+
+    /// One scan at `now_ms`; records what it found and decided in `status`. `Err` is a
+    /// scan that could not complete (the HSDB failed), in words; the loop counts it,
+    /// logs it and scans again at the next interval.
+    fn scan(
+        &mut self,
+        now_ms: i64,
+        hsdb: &mut Hsdb,
+        platform: &mut dyn Platform,
+        status: &mut GroupStatus,
+    ) -> Result<(), String>;
+}
+
+/// Something the loop does after every turn (the event log notifier): `Err` is logged and
+/// shown by `status`, and the loop goes on.
+pub trait AfterTurn: Send {
+    /// Called after the scans of a turn, with the HSDB they wrote to.
+    fn after_turn(&mut self, hsdb: &mut Hsdb, status: &mut DaemonStatus) -> Result<(), String>;
+}
+
+/// A group being served.
+struct Slot {
+    engine: Box<dyn GroupEngine>,
+    due: Instant,
+    status: GroupStatus,
+}
+
+/// The loop's state.
+pub struct Runner {
+    hsdb: Hsdb,
+    platform: Box<dyn Platform>,
+    clock: Arc<dyn Clock>,
+    slots: Vec<Slot>,
+    after: Vec<Box<dyn AfterTurn>>,
+    published: Arc<Mutex<DaemonStatus>>,
+    status: DaemonStatus,
+    notifier: Notifier,
+    pacer: Option<WatchdogPacer>,
+    origin: Instant,
+}
+
+impl Runner {
+    /// A loop over `hsdb` and `platform`, reading now from `clock`, publishing its status
+    /// to `published` (the admin socket serves it), telling the service manager through
+    /// `notifier`.
+    pub fn new(
+        hsdb: Hsdb,
+        platform: Box<dyn Platform>,
+        clock: Arc<dyn Clock>,
+        published: Arc<Mutex<DaemonStatus>>,
+        notifier: Notifier,
+    ) -> Runner {
+        let status = published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let pacer = notifier.watchdog_timeout().map(WatchdogPacer::new);
+        Runner {
+            hsdb,
+            platform,
+            clock,
+            slots: Vec::new(),
+            after: Vec::new(),
+            published,
+            status,
+            notifier,
+            pacer,
+            origin: Instant::now(),
+        }
+    }
+
+    /// Serve one more host group; its first scan is due at once.
+    pub fn add_group(&mut self, engine: Box<dyn GroupEngine>) {
+        let interval = engine.scan_interval();
+        let status = GroupStatus {
+            name: engine.host_group().to_owned(),
+            scans: 0,
+            scan_interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            next_scan_ms: self.clock.now_ms(),
+            last_qq: None,
+            last_na: None,
+            in_flight: Vec::new(),
+            last_decisions: Vec::new(),
+            errors: 0,
+            last_error: None,
+        };
+        tracing::info!(
+            host_group = engine.host_group(),
+            scan_interval_ms = status.scan_interval_ms,
+            "serving host group"
+        );
+        self.slots.push(Slot {
+            engine,
+            due: Instant::now(),
+            status,
+        });
+    }
+
+    /// The host groups served.
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|s| s.engine.host_group())
+    }
+
+    /// Run `task` after every turn.
+    pub fn after_turn(&mut self, task: Box<dyn AfterTurn>) {
+        self.after.push(task);
+    }
+
+    /// The status as it will next be published (for the caller to amend before
+    /// [`run`](Self::run): parameters below the seed's ranges, …).
+    pub fn status_mut(&mut self) -> &mut DaemonStatus {
+        &mut self.status
+    }
+
+    /// The HSDB connection (for the caller's setup and for tests).
+    pub fn hsdb_mut(&mut self) -> &mut Hsdb {
+        &mut self.hsdb
+    }
+
+    /// Every scan due at `now`, then the after-turn tasks, then publish the status.
+    /// Returns when the next scan is due (`None`: no group served).
+    pub fn turn(&mut self, now: Instant) -> Option<Instant> {
+        for slot in &mut self.slots {
+            if slot.due > now {
+                continue;
+            }
+            let started = Instant::now();
+            let now_ms = self.clock.now_ms();
+            let result = slot.engine.scan(
+                now_ms,
+                &mut self.hsdb,
+                self.platform.as_mut(),
+                &mut slot.status,
+            );
+            let interval = slot.engine.scan_interval();
+            slot.status.scan_interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+            self.status.scans_total += 1;
+            if let Err(why) = result {
+                slot.status.errors += 1;
+                tracing::error!(
+                    host_group = slot.engine.host_group(),
+                    scan = slot.status.scans,
+                    "scan failed: {why}"
+                );
+                slot.status.last_error = Some(why);
+            }
+            // The next scan one interval after this one started; after an overrun, at
+            // once (and the cadence restarts from there).
+            slot.due = (started + interval).max(Instant::now());
+            let wait = slot.due.saturating_duration_since(Instant::now());
+            slot.status.next_scan_ms = self
+                .clock
+                .now_ms()
+                .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        }
+        for task in &mut self.after {
+            if let Err(why) = task.after_turn(&mut self.hsdb, &mut self.status) {
+                tracing::error!("{why}");
+                self.status.last_error = Some(why);
+            }
+        }
+        self.publish("running");
+        self.slots.iter().map(|s| s.due).min()
+    }
+
+    /// Copy the status to where the admin socket reads it.
+    fn publish(&mut self, state: &str) {
+        self.status.state = state.to_owned();
+        self.status.now_ms = self.clock.now_ms();
+        self.status.groups = self.slots.iter().map(|s| s.status.clone()).collect();
+        *self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.status.clone();
+    }
+
+    /// Turn until `stop` is set: tell the service manager READY after the first turn,
+    /// ping its watchdog after every turn, STOPPING at the end. Returns the HSDB
+    /// connection, to be closed by the caller.
+    pub fn run(mut self, stop: &AtomicBool) -> Hsdb {
+        let mut ready = false;
+        while !stop.load(Ordering::SeqCst) {
+            let next = self.turn(Instant::now());
+            if !ready {
+                let groups: Vec<&str> = self.groups().collect();
+                let text = format!(
+                    "serving {} host group(s): {}",
+                    groups.len(),
+                    groups.join(", ")
+                );
+                if let Err(e) = self.notifier.ready(&text) {
+                    tracing::warn!("cannot tell the service manager READY=1: {e}");
+                }
+                tracing::info!("{text}");
+                ready = true;
+            }
+            self.ping_watchdog();
+            // Sleep until the next scan, the next watchdog ping or a stop request.
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let now = Instant::now();
+                let mut until = next.unwrap_or(now + STOP_POLL);
+                if let Some(p) = &self.pacer {
+                    until = until.min(self.origin + p.next_due());
+                }
+                if until <= now {
+                    break;
+                }
+                std::thread::sleep(until.saturating_duration_since(now).min(STOP_POLL));
+                if self.pacer.is_some() {
+                    self.ping_watchdog();
+                }
+                if next.is_none() {
+                    // No group served: turn again now and then (after-turn tasks).
+                    break;
+                }
+            }
+        }
+        tracing::info!(
+            scans = self.status.scans_total,
+            "stop requested: the scan in progress has completed; closing the HSDB"
+        );
+        let _ = self.notifier.stopping();
+        self.publish("stopping");
+        self.hsdb
+    }
+
+    fn ping_watchdog(&mut self) {
+        let now = self.origin.elapsed();
+        if let Some(p) = &mut self.pacer
+            && p.is_due(now)
+        {
+            match self.notifier.watchdog() {
+                Ok(()) => p.pinged(now),
+                Err(e) => tracing::debug!("watchdog ping not delivered: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::daemon::status::Decision;
+    use crate::platform::{HostInfo, PlatformError, VmSpec, VmStatus};
+    use hsdb::Uuid;
+
+    /// A platform that is never called by these engines.
+    struct NoPlatform;
+
+    impl Platform for NoPlatform {
+        fn name(&self) -> &'static str {
+            "none"
+        }
+        fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError> {
+            Ok(Vec::new())
+        }
+        fn host_alive(&mut self, _: &str) -> Result<bool, PlatformError> {
+            Ok(true)
+        }
+        fn ping(&mut self, _: &Uuid) -> Result<bool, PlatformError> {
+            Ok(true)
+        }
+        fn vm_status(&mut self, host: &str, vm: &Uuid) -> Result<VmStatus, PlatformError> {
+            Err(PlatformError::NoSuchVm {
+                host: host.to_owned(),
+                vm: *vm,
+            })
+        }
+        fn stop(&mut self, _: &str, _: &Uuid) -> Result<(), PlatformError> {
+            Ok(())
+        }
+        fn start(&mut self, _: &str, _: &VmSpec) -> Result<(), PlatformError> {
+            Ok(())
+        }
+        fn cleanup(&mut self, _: &str, _: &Uuid) -> Result<(), PlatformError> {
+            Ok(())
+        }
+    }
+
+    /// Counts its scans, records the time it was given, fails every `fail_every`th scan,
+    /// and takes `slow` per scan.
+    struct Counting {
+        name: String,
+        interval: Duration,
+        times: Arc<Mutex<Vec<i64>>>,
+        fail_every: u64,
+        slow: Duration,
+    }
+
+    impl GroupEngine for Counting {
+        fn host_group(&self) -> &str {
+            &self.name
+        }
+        fn scan_interval(&self) -> Duration {
+            self.interval
+        }
+        fn scan(
+            &mut self,
+            now_ms: i64,
+            _: &mut Hsdb,
+            _: &mut dyn Platform,
+            status: &mut GroupStatus,
+        ) -> Result<(), String> {
+            std::thread::sleep(self.slow);
+            self.times.lock().unwrap().push(now_ms);
+            status.scans += 1;
+            status.last_decisions.push(Decision {
+                at_ms: now_ms,
+                scan: status.scans,
+                text: "nothing to do".into(),
+            });
+            if self.fail_every > 0 && status.scans.is_multiple_of(self.fail_every) {
+                return Err(format!("scan {} failed", status.scans));
+            }
+            Ok(())
+        }
+    }
+
+    fn runner(clock: &ManualClock) -> (Runner, Arc<Mutex<DaemonStatus>>) {
+        let published = Arc::new(Mutex::new(DaemonStatus::starting(
+            ":memory:", "none", "default", 0,
+        )));
+        let runner = Runner::new(
+            Hsdb::open_in_memory().unwrap(),
+            Box::new(NoPlatform),
+            Arc::new(clock.clone()),
+            Arc::clone(&published),
+            Notifier::disabled(),
+        );
+        (runner, published)
+    }
+
+    #[test]
+    fn first_scan_at_once_then_every_interval_and_failures_are_counted() {
+        let clock = ManualClock::new(5_000);
+        let (mut r, published) = runner(&clock);
+        let times = Arc::new(Mutex::new(Vec::new()));
+        r.add_group(Box::new(Counting {
+            name: "hg1".into(),
+            interval: Duration::from_secs(20),
+            times: Arc::clone(&times),
+            fail_every: 2,
+            slow: Duration::ZERO,
+        }));
+        let t0 = Instant::now();
+        let next = r.turn(t0).unwrap();
+        assert_eq!(*times.lock().unwrap(), [5_000], "scan 1 runs at once");
+        assert!(next >= t0 + Duration::from_secs(19), "next in about 20 s");
+        // Not due yet: nothing happens.
+        clock.advance(1_000);
+        r.turn(t0 + Duration::from_secs(1));
+        assert_eq!(times.lock().unwrap().len(), 1);
+        // Due: scan 2, which fails; the loop goes on.
+        clock.advance(19_000);
+        r.turn(next);
+        assert_eq!(*times.lock().unwrap(), [5_000, 25_000]);
+        let s = published.lock().unwrap().clone();
+        assert_eq!(s.state, "running");
+        assert_eq!(s.scans_total, 2);
+        assert_eq!(s.groups.len(), 1);
+        assert_eq!(s.groups[0].scans, 2);
+        assert_eq!(s.groups[0].errors, 1);
+        assert_eq!(s.groups[0].last_error.as_deref(), Some("scan 2 failed"));
+        assert_eq!(s.groups[0].scan_interval_ms, 20_000);
+    }
+
+    #[test]
+    fn stop_lets_the_scan_in_progress_complete() {
+        let clock = ManualClock::new(0);
+        let (mut r, published) = runner(&clock);
+        let times = Arc::new(Mutex::new(Vec::new()));
+        r.add_group(Box::new(Counting {
+            name: "hg1".into(),
+            interval: Duration::from_millis(10),
+            times: Arc::clone(&times),
+            fail_every: 0,
+            slow: Duration::from_millis(300),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let setter = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                stop.store(true, Ordering::SeqCst);
+            })
+        };
+        let started = Instant::now();
+        let hsdb = r.run(&stop);
+        setter.join().unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "the scan finished"
+        );
+        assert_eq!(
+            times.lock().unwrap().len(),
+            1,
+            "no scan after the stop request"
+        );
+        assert_eq!(published.lock().unwrap().state, "stopping");
+        // The connection comes back usable, for the caller to close.
+        assert!(hsdb.schema_version().unwrap() > 0);
+    }
+
+    #[test]
+    fn without_groups_the_loop_still_turns_and_stops() {
+        struct Tally(Arc<Mutex<u32>>);
+        impl AfterTurn for Tally {
+            fn after_turn(&mut self, _: &mut Hsdb, s: &mut DaemonStatus) -> Result<(), String> {
+                *self.0.lock().unwrap() += 1;
+                s.events_logged += 1;
+                Err("notifier failed".into())
+            }
+        }
+        let clock = ManualClock::new(0);
+        let (mut r, published) = runner(&clock);
+        let turns = Arc::new(Mutex::new(0));
+        r.after_turn(Box::new(Tally(Arc::clone(&turns))));
+        let stop = Arc::new(AtomicBool::new(false));
+        let setter = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(350));
+                stop.store(true, Ordering::SeqCst);
+            })
+        };
+        r.run(&stop);
+        setter.join().unwrap();
+        let n = *turns.lock().unwrap();
+        assert!(n >= 2, "turned {n} times in 350 ms");
+        let s = published.lock().unwrap().clone();
+        assert_eq!(s.last_error.as_deref(), Some("notifier failed"));
+        assert_eq!(s.events_logged, u64::from(n));
+    }
+}

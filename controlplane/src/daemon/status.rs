@@ -1,0 +1,135 @@
+//! What `hactl run` tells `hactl status`: a snapshot the loop publishes after every turn,
+//! served as JSON on the admin socket and rendered by the client.
+
+use serde::{Deserialize, Serialize};
+
+/// Decisions kept per host group for `status` (the full history is in the HSDB's
+/// `event` and `relocation` tables).
+pub const KEPT_DECISIONS: usize = 20;
+
+/// The daemon as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// `hactl`'s version.
+    pub version: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// When it started, ms since the Unix epoch.
+    pub started_ms: i64,
+    /// When this snapshot was published.
+    pub now_ms: i64,
+    /// `starting`, `running` or `stopping`.
+    pub state: String,
+    /// The HSDB file.
+    pub hsdb: String,
+    /// The platform driver (`sim`, `libvirt`).
+    pub platform: String,
+    /// The parameter profile (`default`, `fast`).
+    pub profile: String,
+    /// Parameters in force that are below the seed's ranges, each with its value and the
+    /// seed's range (non-empty in the fast profile): the daemon may act on outages the
+    /// seed's product would have waited out.
+    pub below_seed_ranges: Vec<String>,
+    /// Scans done since start, all host groups.
+    pub scans_total: u64,
+    /// One entry per host group served.
+    pub groups: Vec<GroupStatus>,
+    /// Events written to the log by the log notifier since start.
+    pub events_logged: u64,
+    /// Id of the last event it logged (its offset in the outbox).
+    pub last_event_id: i64,
+    /// The last error outside a host group's scan (HSDB, notifier), if any.
+    pub last_error: Option<String>,
+}
+
+impl DaemonStatus {
+    /// The status before the first scan.
+    pub fn starting(hsdb: &str, platform: &str, profile: &str, now_ms: i64) -> DaemonStatus {
+        DaemonStatus {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            started_ms: now_ms,
+            now_ms,
+            state: "starting".to_owned(),
+            hsdb: hsdb.to_owned(),
+            platform: platform.to_owned(),
+            profile: profile.to_owned(),
+            below_seed_ranges: Vec::new(),
+            scans_total: 0,
+            groups: Vec::new(),
+            events_logged: 0,
+            last_event_id: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// One host group's engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// The host group.
+    pub name: String,
+    /// Scans done (the engine's scan counter: NA when it is a multiple of 3).
+    pub scans: u64,
+    /// Time between scans.
+    pub scan_interval_ms: u64,
+    /// When the next scan is due, ms since the Unix epoch.
+    pub next_scan_ms: i64,
+    /// The last QuickQuery.
+    pub last_qq: Option<RequestSummary>,
+    /// The last NeedsAttention.
+    pub last_na: Option<RequestSummary>,
+    /// Restarts and relocations in progress.
+    pub in_flight: Vec<InFlight>,
+    /// The last decisions, oldest first, at most [`KEPT_DECISIONS`].
+    pub last_decisions: Vec<Decision>,
+    /// Scans that failed (HSDB or platform error) since start.
+    pub errors: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+/// What one QuickQuery or NeedsAttention found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestSummary {
+    /// The scan number.
+    pub scan: u64,
+    /// When, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// Hosts in the reply.
+    pub hosts: u64,
+    /// Monitors in the reply.
+    pub monitors: u64,
+    /// Monitors DOWN or not responsive.
+    pub monitors_unhealthy: u64,
+    /// VMs reported (NeedsAttention only).
+    pub vms: u64,
+    /// The reply's `hsTag`, when it carried items to acknowledge.
+    pub tag: Option<i64>,
+}
+
+/// A restart or relocation in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The VM.
+    pub vm: String,
+    /// The host it was on.
+    pub from_host: String,
+    /// The host it goes to, once chosen.
+    pub to_host: Option<String>,
+    /// The current phase.
+    pub phase: String,
+    /// Since when, ms since the Unix epoch.
+    pub since_ms: i64,
+}
+
+/// One decision, with its reason and the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// When, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// The scan that took it.
+    pub scan: u64,
+    /// What was decided and why.
+    pub text: String,
+}
