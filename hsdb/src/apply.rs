@@ -19,7 +19,7 @@
 use hvha_identity::Uuid;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::codec::{UuidText, bits_to_sql, opt_uuid, version_text};
+use crate::codec::{UuidText, bits_from_sql, bits_to_sql, opt_uuid, version_text};
 use crate::error::{Context, Error, Result};
 use crate::model::{
     Applied, HeartbeatState, HostId, InterfaceState, PendingKind, Transition, VmState,
@@ -35,8 +35,16 @@ const VM_AGENT: &str = "UPDATE vm SET ostype = ?2, agent_ver_lower = ?3, agent_v
     updated_ms = ?5 WHERE uuid = ?1";
 const VM_DOORBELL: &str =
     "UPDATE vm SET short_msg = short_msg | ?2, updated_ms = ?3 WHERE uuid = ?1";
-const PENDING_INSERT: &str = "INSERT INTO pending (tag, vm, hm, kind, code, data, created_ms) \
-    VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6)";
+const PENDING_INSERT: &str = "INSERT INTO pending (tag, vm, hm, kind, code, old_state, \
+    new_state, from_host, data, created_ms, updated_ms) \
+    VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
+/// The VM's unreported item of one kind, if any: later transitions coalesce into it.
+const PENDING_UNREPORTED: &str =
+    "SELECT id, code FROM pending WHERE vm = ?1 AND kind = ?2 AND tag IS NULL";
+/// Coalesce into an unreported item: the first `old_state` and `from_host` stay, the
+/// last `new_state` wins, doorbell vectors are OR-ed.
+const PENDING_COALESCE: &str = "UPDATE pending SET code = ?2, new_state = ?3, data = ?4, \
+    updated_ms = ?5 WHERE id = ?1";
 /// Heartbeats are flowing (DETECTED) or stopped on purpose (SUSPENDED): no miss time.
 const VM_HM_HEARD: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_ms, last_state, updated_ms) \
     VALUES (?1, ?2, ?3, NULL, ?4, ?5) ON CONFLICT (vm, hm) DO UPDATE SET \
@@ -185,14 +193,7 @@ impl BatchWriter<'_, '_> {
                     bits_to_sql(*vector),
                     at,
                 ))?;
-                self.pending(
-                    Some(&vm_text),
-                    hm,
-                    PendingKind::Doorbell,
-                    *vector,
-                    &format!("{vector:#x}"),
-                    *at,
-                )?;
+                self.vm_item(&vm_text, hm, Item::doorbell(*vector), *at)?;
                 self.applied.doorbells += 1;
             }
             Transition::HmHeartbeat { hm, at } => {
@@ -215,14 +216,7 @@ impl BatchWriter<'_, '_> {
                     state.as_str(),
                     i64::from(*reason),
                 ))?;
-                self.pending(
-                    None,
-                    hm,
-                    PendingKind::HmEvent,
-                    u64::from(*reason),
-                    text,
-                    *at,
-                )?;
+                self.hm_item(hm, u64::from(*reason), text, *at)?;
                 self.applied.hm_events += 1;
             }
             Transition::HmInterface {
@@ -259,7 +253,7 @@ impl BatchWriter<'_, '_> {
                     self.tx
                         .prepare_cached(HM_HAS_DATA)?
                         .execute([UuidText::new(hm)])?;
-                    self.pending(None, hm, PendingKind::HmEvent, 0, &text, *at)?;
+                    self.hm_item(hm, 0, &text, *at)?;
                 }
                 self.applied.hm_interfaces += 1;
             }
@@ -321,8 +315,12 @@ impl BatchWriter<'_, '_> {
             .prepare_cached(VM_INSERT)?
             .execute((vm, host, state.as_str(), at))?;
         self.applied.vms_created += 1;
-        let data = format!("old=NONE:new={state}");
-        self.pending(Some(vm), hm, PendingKind::Discovered, 0, &data, at)
+        self.vm_item(
+            vm,
+            hm,
+            Item::state(PendingKind::Discovered, None, state, None),
+            at,
+        )
     }
 
     /// Make sure the VM exists: an unknown one is created UNKNOWN.
@@ -353,15 +351,20 @@ impl BatchWriter<'_, '_> {
         self.tx
             .prepare_cached(VM_SET_STATE)?
             .execute((vm, state.as_str(), host, at))?;
+        let old = VmState::from_text(&old);
         match old_host {
-            Some(from) if moved => {
-                let data = format!("old={old}:new={state}:from_host={from}");
-                self.pending(Some(vm), hm, PendingKind::Discovered, 0, &data, at)
-            }
-            _ => {
-                let data = format!("old={old}:new={state}");
-                self.pending(Some(vm), hm, PendingKind::StateChange, 0, &data, at)
-            }
+            Some(from) if moved => self.vm_item(
+                vm,
+                hm,
+                Item::state(PendingKind::Discovered, old, state, Some(HostId(from))),
+                at,
+            ),
+            _ => self.vm_item(
+                vm,
+                hm,
+                Item::state(PendingKind::StateChange, old, state, None),
+                at,
+            ),
         }
     }
 
@@ -384,24 +387,104 @@ impl BatchWriter<'_, '_> {
         Ok(())
     }
 
-    fn pending(
-        &mut self,
-        vm: Option<&UuidText>,
-        hm: &Uuid,
-        kind: PendingKind,
-        code: u64,
-        data: &str,
-        at: i64,
-    ) -> Step {
+    /// A pending item about a VM: coalesced into the VM's unreported item of the same
+    /// kind if there is one (the queue stays bounded with no controller running), added
+    /// otherwise.
+    fn vm_item(&mut self, vm: &UuidText, hm: &Uuid, item: Item, at: i64) -> Step {
+        let unreported: Option<(i64, i64)> = self
+            .tx
+            .prepare_cached(PENDING_UNREPORTED)?
+            .query_row((vm, item.kind.as_str()), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        if let Some((id, code)) = unreported {
+            let code = bits_from_sql(code) | item.code;
+            let data = if item.kind == PendingKind::Doorbell {
+                format!("{code:#x}")
+            } else {
+                String::new()
+            };
+            self.tx.prepare_cached(PENDING_COALESCE)?.execute((
+                id,
+                bits_to_sql(code),
+                item.new_state.map(VmState::as_str),
+                data,
+                at,
+            ))?;
+            self.applied.pending_coalesced += 1;
+            return Ok(());
+        }
+        let data = if item.kind == PendingKind::Doorbell {
+            format!("{:#x}", item.code)
+        } else {
+            String::new()
+        };
         self.tx.prepare_cached(PENDING_INSERT)?.execute((
-            vm,
+            Some(vm),
             UuidText::new(hm),
-            kind.as_str(),
-            bits_to_sql(code),
+            item.kind.as_str(),
+            bits_to_sql(item.code),
+            item.old_state.map(VmState::as_str),
+            item.new_state.map(VmState::as_str),
+            item.from_host,
             data,
             at,
         ))?;
         self.applied.pending_added += 1;
         Ok(())
+    }
+
+    /// A monitor event, delivered by node data (never coalesced: each text counts).
+    fn hm_item(&mut self, hm: &Uuid, code: u64, text: &str, at: i64) -> Step {
+        self.tx.prepare_cached(PENDING_INSERT)?.execute((
+            None::<UuidText>,
+            UuidText::new(hm),
+            PendingKind::HmEvent.as_str(),
+            bits_to_sql(code),
+            None::<&str>,
+            None::<&str>,
+            None::<HostId>,
+            text,
+            at,
+        ))?;
+        self.applied.pending_added += 1;
+        Ok(())
+    }
+}
+
+/// A pending VM item before it is written.
+struct Item {
+    kind: PendingKind,
+    code: u64,
+    old_state: Option<VmState>,
+    new_state: Option<VmState>,
+    from_host: Option<HostId>,
+}
+
+impl Item {
+    fn state(
+        kind: PendingKind,
+        old_state: Option<VmState>,
+        new_state: VmState,
+        from_host: Option<HostId>,
+    ) -> Item {
+        Item {
+            kind,
+            code: 0,
+            old_state,
+            new_state: Some(new_state),
+            from_host,
+        }
+    }
+
+    fn doorbell(vector: u64) -> Item {
+        Item {
+            kind: PendingKind::Doorbell,
+            code: vector,
+            old_state: None,
+            new_state: None,
+            from_host: None,
+        }
     }
 }

@@ -166,6 +166,22 @@ impl<'r, 's> Columns<'r, 's> {
         let text = self.text(idx)?;
         from_text(&text).ok_or_else(|| self.corrupt(column, text, expected))
     }
+
+    /// A text enumeration or NULL.
+    pub(crate) fn opt_enumeration<T>(
+        &self,
+        idx: usize,
+        column: &'static str,
+        expected: &'static str,
+        from_text: fn(&str) -> Option<T>,
+    ) -> Result<Option<T>> {
+        match self.get::<Option<String>>(idx)? {
+            None => Ok(None),
+            Some(text) => from_text(&text)
+                .map(Some)
+                .ok_or_else(|| self.corrupt(column, text, expected)),
+        }
+    }
 }
 
 /// Parse `major.minor`, each 0..=255 in decimal.

@@ -62,6 +62,29 @@ pub enum Error {
         /// Newest schema version this build knows.
         supported: i64,
     },
+    /// A read-only opener found a file whose schema is older than this build's: it
+    /// never migrates, so a writer (a monitor, `hactl`) must open the file first.
+    #[error(
+        "HSDB {} has schema version {found}, older than version {supported} that this \
+         build reads; open it read-write once (start hmd or hactl) to migrate it",
+        path.display()
+    )]
+    TooOld {
+        /// The database path.
+        path: PathBuf,
+        /// Schema version found in the file (0: empty or not an HSDB yet).
+        found: i64,
+        /// The schema version this build reads.
+        supported: i64,
+    },
+    /// A row the operation needs does not exist.
+    #[error("no {what} {key} in the HSDB")]
+    NotFound {
+        /// What kind of row: `host`, `vm`, `host monitor`, `relocation`.
+        what: &'static str,
+        /// Its key, as text.
+        key: String,
+    },
     /// SQLite would not switch the file to write-ahead logging.
     #[error("HSDB {}: journal_mode is {mode}, expected wal", path.display())]
     NoWal {

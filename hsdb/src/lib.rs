@@ -17,10 +17,14 @@
 
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod model;
+mod admin;
 mod apply;
 mod codec;
+mod control;
+mod control_model;
 mod error;
-mod model;
 mod options;
 mod schema;
 mod store;
@@ -28,6 +32,11 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use control_model::{
+    CommandKind, CommandRow, DiscoveryKind, EventPrune, HmStatus, NaLimits, NaRows, NaVm,
+    NodeDataRows, NodeEvent, ParamRow, ParamScope, QqHost, RelocationKind, RelocationRow,
+    RelocationStep, VmSettings,
+};
 pub use error::{Error, Result};
 pub use hvha_identity::{HelloId, Uuid};
 pub use hvha_identity::{MacAddr, Version};

@@ -106,9 +106,10 @@ text_enum! {
 text_enum! {
     /// What a [`PendingRow`] is about (the seed's `trans` opcodes, seed 004 L6684-6687).
     PendingKind {
-        /// A VM changed state; `data` is `old=<STATE>:new=<STATE>`.
+        /// A VM changed state: `old_state`, `new_state`.
         StateChange => "STATE_CHANGE",
-        /// A VM was seen for the first time; `data` is `old=NONE:new=<STATE>`.
+        /// A VM was seen for the first time (`old_state` NULL), or on another host than
+        /// the one it was on (`from_host`).
         Discovered => "DISCOVERED",
         /// An application doorbell; `code` is the vector.
         Doorbell => "DOORBELL",
@@ -315,12 +316,38 @@ pub struct PendingRow {
     pub hm: Option<Uuid>,
     /// What happened.
     pub kind: PendingKind,
-    /// DOORBELL: the vector; HM_EVENT: the reason code; otherwise 0.
+    /// DOORBELL: the vector (OR-ed over coalesced doorbells); HM_EVENT: the reason
+    /// code; otherwise 0.
     pub code: u64,
-    /// Text payload, see [`PendingKind`].
+    /// STATE_CHANGE / DISCOVERED: the state before (`None` for a new VM).
+    pub old_state: Option<VmState>,
+    /// STATE_CHANGE / DISCOVERED: the state after.
+    pub new_state: Option<VmState>,
+    /// DISCOVERED after a move: the host the VM was on.
+    pub from_host: Option<HostId>,
+    /// DOORBELL: the vector in hex; HM_EVENT: the event text; otherwise empty.
     pub data: String,
     /// When it happened, ms since the Unix epoch.
     pub created_ms: i64,
+    /// When a later transition last coalesced into it (= `created_ms` if none did).
+    pub updated_ms: i64,
+}
+
+impl PendingRow {
+    /// One line for people: `old=STARTED:new=SUSPENDED[:from_host=42]` for a VM state
+    /// item (`old=NONE` for a new VM), the `data` text otherwise.
+    pub fn describe(&self) -> String {
+        match (self.kind, self.new_state) {
+            (PendingKind::StateChange | PendingKind::Discovered, Some(new)) => {
+                let old = self.old_state.map_or("NONE", VmState::as_str);
+                match self.from_host {
+                    Some(from) => format!("old={old}:new={new}:from_host={from}"),
+                    None => format!("old={old}:new={new}"),
+                }
+            }
+            _ => self.data.clone(),
+        }
+    }
 }
 
 /// An event of the durable outbox (`event` table).
@@ -496,6 +523,8 @@ pub struct Applied {
     pub vms_created: usize,
     /// Rows added to `pending`.
     pub pending_added: usize,
+    /// VM items merged into the VM's unreported item of the same kind instead of added.
+    pub pending_coalesced: usize,
 }
 
 impl Applied {

@@ -41,10 +41,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "state of each monitor interface",
         sql: include_str!("schema/v3.sql"),
     },
+    Migration {
+        version: 4,
+        name: "control plane: pending columns, commands, parameters, relocation steps",
+        sql: include_str!("schema/v4.sql"),
+    },
 ];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Bring the database at `path` to [`SCHEMA_VERSION`].
 ///

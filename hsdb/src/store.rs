@@ -81,6 +81,46 @@ impl Hsdb {
         Hsdb::finish_open(conn, path.to_path_buf(), options.busy_timeout)
     }
 
+    /// Open the database at `path` for reading only (the control plane's readers,
+    /// operators' queries): `SQLITE_OPEN_READ_ONLY`, so it never creates the file, never
+    /// migrates it and never takes the write lock — in WAL mode its reads neither wait
+    /// for the monitors' writes nor hold them up. Every write through it fails.
+    ///
+    /// The schema must be exactly this build's: an older one is [`Error::TooOld`]
+    /// (a writer migrates it at its next open), a newer one [`Error::TooNew`].
+    pub fn open_read_only(path: impl AsRef<Path>, options: &Options) -> Result<Hsdb> {
+        options.validate()?;
+        let path = path.as_ref();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|e| open_error_read(path, e))?;
+        conn.busy_timeout(options.busy_timeout)
+            .map_err(|e| open_error_read(path, e))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let found = schema::current_version(&conn, path)?;
+        if found < crate::SCHEMA_VERSION {
+            return Err(Error::TooOld {
+                path: path.to_path_buf(),
+                found,
+                supported: crate::SCHEMA_VERSION,
+            });
+        }
+        if found > crate::SCHEMA_VERSION {
+            return Err(Error::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: crate::SCHEMA_VERSION,
+            });
+        }
+        // Belt and braces: even a statement that tries cannot write.
+        conn.pragma_update(None, "query_only", "ON")
+            .map_err(|e| open_error_read(path, e))?;
+        Ok(Hsdb {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// A private database in memory, for tests: same schema, no file, no WAL.
     pub fn open_in_memory() -> Result<Hsdb> {
         let path = PathBuf::from(":memory:");
@@ -157,26 +197,13 @@ impl Hsdb {
         const OP: &str = "host";
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, name, machine_type, model, serial, cpu_milli, memory_mb, host_group \
-                 FROM host WHERE id = ?1",
-            )
+            .prepare_cached(concat!(host_select!(), " WHERE id = ?1"))
             .op(OP)?;
         let mut rows = stmt.query([id]).op(OP)?;
-        let Some(row) = rows.next().op(OP)? else {
-            return Ok(None);
-        };
-        let c = Columns::new(row, "host", OP);
-        Ok(Some(HostRecord {
-            id: HostId(c.int(0)?),
-            name: c.text(1)?,
-            machine_type: c.text(2)?,
-            model: c.text(3)?,
-            serial: c.text(4)?,
-            cpu_milli: c.u32(5, "cpu_milli")?,
-            memory_mb: c.u32(6, "memory_mb")?,
-            host_group: c.text(7)?,
-        }))
+        match rows.next().op(OP)? {
+            Some(row) => Ok(Some(host_row(&Columns::new(row, "host", OP))?)),
+            None => Ok(None),
+        }
     }
 
     /// Register a host monitor at its start: insert it, or update host, MAC, incarnation
@@ -226,27 +253,13 @@ impl Hsdb {
         const OP: &str = "hm";
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT uuid, host_id, mac, state, reason, last_hb_ms, incarnation, version, \
-                 has_data FROM hm WHERE uuid = ?1",
-            )
+            .prepare_cached(concat!(hm_select!(), " WHERE uuid = ?1"))
             .op(OP)?;
         let mut rows = stmt.query([UuidText::new(uuid)]).op(OP)?;
-        let Some(row) = rows.next().op(OP)? else {
-            return Ok(None);
-        };
-        let c = Columns::new(row, "hm", OP);
-        Ok(Some(HmRow {
-            uuid: c.uuid(0, "uuid")?,
-            host: HostId(c.int(1)?),
-            mac: c.mac(2, "mac")?,
-            state: c.enumeration(3, "state", "UP or DOWN", HmState::from_text)?,
-            reason: c.u32(4, "reason")?,
-            last_hb_ms: c.int(5)?,
-            incarnation: c.hello(6, "incarnation")?,
-            version: c.version(7, "version")?,
-            has_data: c.bool(8, "has_data")?,
-        }))
+        match rows.next().op(OP)? {
+            Some(row) => Ok(Some(hm_row(&Columns::new(row, "hm", OP))?)),
+            None => Ok(None),
+        }
     }
 
     /// Every HA interface monitor `hm` reported, by name (`hm_interface`).
@@ -421,29 +434,12 @@ impl Hsdb {
         const OP: &str = "pending";
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, tag, vm, hm, kind, code, data, created_ms FROM pending ORDER BY id",
-            )
+            .prepare_cached(concat!(pending_select!(), " ORDER BY id"))
             .op(OP)?;
         let mut rows = stmt.query([]).op(OP)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().op(OP)? {
-            let c = Columns::new(row, "pending", OP);
-            out.push(PendingRow {
-                id: c.int(0)?,
-                tag: c.opt_int(1)?,
-                vm: c.opt_uuid(2, "vm")?,
-                hm: c.opt_uuid(3, "hm")?,
-                kind: c.enumeration(
-                    4,
-                    "kind",
-                    "STATE_CHANGE, DISCOVERED, DOORBELL or HM_EVENT",
-                    PendingKind::from_text,
-                )?,
-                code: bits_from_sql(c.int(5)?),
-                data: c.text(6)?,
-                created_ms: c.int(7)?,
-            });
+            out.push(pending_row(&Columns::new(row, "pending", OP))?);
         }
         Ok(out)
     }
@@ -511,9 +507,9 @@ macro_rules! vm_select {
          short_msg, updated_ms FROM vm"
     };
 }
-use vm_select;
+pub(crate) use vm_select;
 
-fn vm_row(c: &Columns<'_, '_>) -> Result<VmRow> {
+pub(crate) fn vm_row(c: &Columns<'_, '_>) -> Result<VmRow> {
     let lower = c.opt_version(12, "agent_ver_lower")?;
     let upper = c.opt_version(13, "agent_ver_upper")?;
     Ok(VmRow {
@@ -546,9 +542,9 @@ macro_rules! vm_hm_select {
         "SELECT vm, hm, mac, hb_missed_ms, last_state, updated_ms FROM vm_hm"
     };
 }
-use vm_hm_select;
+pub(crate) use vm_hm_select;
 
-fn vm_hm_row(c: &Columns<'_, '_>) -> Result<VmHmRow> {
+pub(crate) fn vm_hm_row(c: &Columns<'_, '_>) -> Result<VmHmRow> {
     Ok(VmHmRow {
         vm: c.uuid(0, "vm")?,
         hm: c.uuid(1, "hm")?,
@@ -562,4 +558,93 @@ fn vm_hm_row(c: &Columns<'_, '_>) -> Result<VmHmRow> {
         )?,
         updated_ms: c.int(5)?,
     })
+}
+
+/// The columns [`pending_row`] decodes.
+macro_rules! pending_select {
+    () => {
+        "SELECT id, tag, vm, hm, kind, code, old_state, new_state, from_host, data, \
+         created_ms, updated_ms FROM pending"
+    };
+}
+pub(crate) use pending_select;
+
+pub(crate) fn pending_row(c: &Columns<'_, '_>) -> Result<PendingRow> {
+    Ok(PendingRow {
+        id: c.int(0)?,
+        tag: c.opt_int(1)?,
+        vm: c.opt_uuid(2, "vm")?,
+        hm: c.opt_uuid(3, "hm")?,
+        kind: c.enumeration(
+            4,
+            "kind",
+            "STATE_CHANGE, DISCOVERED, DOORBELL or HM_EVENT",
+            PendingKind::from_text,
+        )?,
+        code: bits_from_sql(c.int(5)?),
+        old_state: c.opt_enumeration(6, "old_state", "VM state", VmState::from_text)?,
+        new_state: c.opt_enumeration(7, "new_state", "VM state", VmState::from_text)?,
+        from_host: c.opt_int(8)?.map(HostId),
+        data: c.text(9)?,
+        created_ms: c.int(10)?,
+        updated_ms: c.int(11)?,
+    })
+}
+
+/// The columns [`host_row`] decodes.
+macro_rules! host_select {
+    () => {
+        "SELECT id, name, machine_type, model, serial, cpu_milli, memory_mb, host_group \
+         FROM host"
+    };
+}
+pub(crate) use host_select;
+
+pub(crate) fn host_row(c: &Columns<'_, '_>) -> Result<HostRecord> {
+    Ok(HostRecord {
+        id: HostId(c.int(0)?),
+        name: c.text(1)?,
+        machine_type: c.text(2)?,
+        model: c.text(3)?,
+        serial: c.text(4)?,
+        cpu_milli: c.u32(5, "cpu_milli")?,
+        memory_mb: c.u32(6, "memory_mb")?,
+        host_group: c.text(7)?,
+    })
+}
+
+/// The columns [`hm_row`] decodes.
+macro_rules! hm_select {
+    () => {
+        "SELECT uuid, host_id, mac, state, reason, last_hb_ms, incarnation, version, \
+         has_data FROM hm"
+    };
+}
+pub(crate) use hm_select;
+
+pub(crate) fn hm_row(c: &Columns<'_, '_>) -> Result<HmRow> {
+    Ok(HmRow {
+        uuid: c.uuid(0, "uuid")?,
+        host: HostId(c.int(1)?),
+        mac: c.mac(2, "mac")?,
+        state: c.enumeration(3, "state", "UP or DOWN", HmState::from_text)?,
+        reason: c.u32(4, "reason")?,
+        last_hb_ms: c.int(5)?,
+        incarnation: c.hello(6, "incarnation")?,
+        version: c.version(7, "version")?,
+        has_data: c.bool(8, "has_data")?,
+    })
+}
+
+/// Like [`open_error`], for a read-only open: read-only is expected, not a failure.
+fn open_error_read(path: &Path, source: rusqlite::Error) -> Error {
+    match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => Error::NotADatabase {
+            path: path.to_path_buf(),
+        },
+        _ => Error::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
 }

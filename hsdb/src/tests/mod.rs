@@ -1,9 +1,12 @@
 //! Tests against real SQLite files in a temporary directory.
 
+mod admin;
 mod batch;
+mod control;
 mod events;
 mod monitors;
 mod open;
+mod read_only;
 mod transitions;
 
 use std::sync::Arc;

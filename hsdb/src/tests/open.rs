@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::{Error, SCHEMA_VERSION};
+use crate::{Error, SCHEMA_VERSION, VmState};
 
 /// Open `path` from `threads` threads at once; each one's schema version or error.
 fn open_concurrently(path: &std::path::Path, threads: usize) -> Vec<Result<i64, String>> {
@@ -60,6 +60,9 @@ fn test_open_migrates_empty_file() {
         "relocation",
         "policy",
         "hm_interface",
+        "hm_command",
+        "param",
+        "relocation_step",
     ] {
         let n: i64 = db
             .conn
@@ -83,7 +86,12 @@ fn test_open_migrates_empty_file() {
         [
             (1, "initial schema".to_string()),
             (2, "index vm_hm by monitor and state".to_string()),
-            (3, "state of each monitor interface".to_string())
+            (3, "state of each monitor interface".to_string()),
+            (
+                4,
+                "control plane: pending columns, commands, parameters, relocation steps"
+                    .to_string()
+            )
         ]
     );
 }
@@ -109,7 +117,24 @@ fn test_v1_database_is_migrated_with_its_rows() {
                  VALUES ('61be20f0-09a8-4753-b5e5-564f8a545ed1', 'STARTED', 1);
              INSERT INTO vm_hm (vm, hm, last_state, updated_ms)
                  VALUES ('61be20f0-09a8-4753-b5e5-564f8a545ed1',
-                         '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'MISSING', 1);",
+                         '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'MISSING', 1);
+             INSERT INTO host (id, name, machine_type, model, serial, cpu_milli, memory_mb,
+                               host_group)
+                 VALUES (-42, 'h2', '', '', '', 0, 0, '');
+             INSERT INTO pending (id, tag, vm, hm, kind, code, data, created_ms) VALUES
+                 (1, NULL, '61be20f0-09a8-4753-b5e5-564f8a545ed1',
+                  '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'DISCOVERED', 0,
+                  'old=NONE:new=STARTED', 5),
+                 (2, 7, '61be20f0-09a8-4753-b5e5-564f8a545ed1',
+                  '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'STATE_CHANGE', 0,
+                  'old=STARTED:new=SUSPENDED', 6),
+                 (3, NULL, '61be20f0-09a8-4753-b5e5-564f8a545ed1',
+                  '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'DISCOVERED', 0,
+                  'old=SUSPENDED:new=STARTED:from_host=-42', 7),
+                 (4, NULL, '61be20f0-09a8-4753-b5e5-564f8a545ed1',
+                  '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'DOORBELL', 40, '0x28', 8),
+                 (9, NULL, NULL, '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'HM_EVENT', 64,
+                  'EVENT_TYPE=NODE_DOWN', 9);",
         )
         .expect("v1 rows");
     }
@@ -133,6 +158,80 @@ fn test_v1_database_is_migrated_with_its_rows() {
     assert!(!indexes.contains(&"vm_hm_by_hm".to_string()), "{indexes:?}");
     // v3: the monitor's interfaces, empty until the monitor reports them.
     assert_eq!(db.hm_interfaces(&hm).expect("hm_interface exists"), []);
+    // v4: the pending rows' `old=…:new=…:from_host=…` text became columns.
+    let pending: Vec<(i64, Option<i64>, String, String, u64)> = db
+        .pending()
+        .expect("pending")
+        .into_iter()
+        .map(|p| (p.id, p.tag, p.describe(), p.data, p.code))
+        .collect();
+    let s = |t: &str| t.to_string();
+    assert_eq!(
+        pending,
+        [
+            (1, None, s("old=NONE:new=STARTED"), s(""), 0),
+            (2, Some(7), s("old=STARTED:new=SUSPENDED"), s(""), 0),
+            (
+                3,
+                None,
+                s("old=SUSPENDED:new=STARTED:from_host=-42"),
+                s(""),
+                0
+            ),
+            (4, None, s("0x28"), s("0x28"), 0x28),
+            (
+                9,
+                None,
+                s("EVENT_TYPE=NODE_DOWN"),
+                s("EVENT_TYPE=NODE_DOWN"),
+                0x40
+            ),
+        ]
+    );
+    let first = db.pending().expect("pending");
+    assert_eq!(
+        (first[0].old_state, first[0].new_state, first[2].from_host),
+        (None, Some(VmState::Started), Some(crate::HostId(-42)))
+    );
+    // AUTOINCREMENT continues above the highest id copied, even once it is deleted.
+    drop(db);
+    let mut db = Hsdb::open(&path, &Options::default()).expect("reopen");
+    db.retire_hm(&hm)
+        .expect("retire deletes the HM_EVENT row 9");
+    db.apply(&[crate::Transition::Doorbell {
+        vm: Uuid::parse(b"61be20f0-09a8-4753-b5e5-564f8a545ed2").expect("uuid"),
+        hm: Uuid::parse(b"5c3196a3-c41f-4b5c-9861-dee6077081c6").expect("uuid"),
+        vector: 1,
+        at: 10,
+    }])
+    .expect_err("the monitor is retired");
+    db.register_hm(&crate::HmRecord {
+        uuid: hm,
+        host: crate::HostId(1),
+        mac: crate::MacAddr([2, 0, 0, 0, 0, 1]),
+        incarnation: crate::HelloId::parse(b"1556303548.719328000.38").expect("hello"),
+        version: crate::Version { major: 2, minor: 0 },
+        at: 10,
+    })
+    .expect("register again");
+    db.apply(&[crate::Transition::Doorbell {
+        vm: Uuid::parse(b"61be20f0-09a8-4753-b5e5-564f8a545ed2").expect("uuid"),
+        hm,
+        vector: 1,
+        at: 10,
+    }])
+    .expect("apply");
+    let ids: Vec<i64> = db
+        .pending()
+        .expect("pending")
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(
+        ids.last(),
+        Some(&11),
+        "{ids:?}: 10 is the new VM's DISCOVERED item"
+    );
     db.integrity_check().expect("integrity");
 }
 

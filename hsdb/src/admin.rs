@@ -1,0 +1,620 @@
+//! The control plane's writes other than NeedsAttention: VM and host settings,
+//! parameters, relocation rows, commands to monitors, events, retiring a monitor, and
+//! pruning (docs/hsdb.md §8).
+//!
+//! Values are stored as given: checking them against their ranges is the control
+//! plane's job (`controlplane::params`). Every statement is portable DML (RETURNING,
+//! COALESCE, ON CONFLICT), see docs/hsdb.md §6.
+
+use hvha_identity::Uuid;
+use rusqlite::{OptionalExtension, TransactionBehavior};
+
+use crate::codec::{Columns, UuidText, opt_uuid};
+use crate::control_model::{
+    CommandKind, CommandRow, EventPrune, ParamRow, ParamScope, RelocationKind, RelocationRow,
+    RelocationStep, VmSettings,
+};
+use crate::error::{Context, Error, Result};
+use crate::model::{HostId, VmState};
+use crate::store::Hsdb;
+
+/// The columns [`relocation_row`] decodes.
+const RELOCATION_SELECT: &str = "SELECT id, vm, kind, from_host, to_host, phase, started_ms, \
+    phase_ms, ended_ms, result FROM relocation";
+/// The columns [`command_row`] decodes.
+const COMMAND_SELECT: &str = "SELECT id, hm, kind, vm, created_ms, done_ms, result FROM hm_command";
+
+impl Hsdb {
+    /// Change the administrative settings of VM `vm` that are `Some` in `settings`;
+    /// `updated_ms = at`. A VM the store does not know yet is created (state ADDED, no
+    /// current host: the controller adds a VM before any monitor saw it). Returns
+    /// whether the VM was created. A `home_host` that does not exist is
+    /// [`Error::NotFound`].
+    pub fn set_vm(&mut self, vm: &Uuid, settings: &VmSettings, at: i64) -> Result<bool> {
+        const OP: &str = "set_vm";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        if let Some(home) = settings.home_host {
+            host_exists(&tx, home, OP)?;
+        }
+        let created = tx
+            .prepare_cached(
+                "INSERT INTO vm (uuid, state, updated_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (uuid) DO NOTHING",
+            )
+            .op(OP)?
+            .execute((UuidText::new(vm), VmState::Added.as_str(), at))
+            .op(OP)?
+            > 0;
+        tx.prepare_cached(
+            "UPDATE vm SET managed = COALESCE(?2, managed), \
+             ha_monitor = COALESCE(?3, ha_monitor), priority = COALESCE(?4, priority), \
+             detection_speed = COALESCE(?5, detection_speed), \
+             cpu_milli = COALESCE(?6, cpu_milli), memory_mb = COALESCE(?7, memory_mb), \
+             name = COALESCE(?8, name), home_host = COALESCE(?9, home_host), \
+             updated_ms = ?10 WHERE uuid = ?1",
+        )
+        .op(OP)?
+        .execute((
+            UuidText::new(vm),
+            settings.managed.map(i64::from),
+            settings.ha_monitor.map(i64::from),
+            settings.priority.map(|p| p.as_str()),
+            settings.detection_speed.map(|d| d.as_str()),
+            settings.cpu_milli.map(i64::from),
+            settings.memory_mb.map(i64::from),
+            settings.name.as_deref(),
+            settings.home_host,
+            at,
+        ))
+        .op(OP)?;
+        tx.commit().op(OP)?;
+        Ok(created)
+    }
+
+    /// Set the capacity of host `host`: thousandths of a CPU and MiB.
+    pub fn set_host_capacity(
+        &mut self,
+        host: HostId,
+        cpu_milli: u32,
+        memory_mb: u32,
+    ) -> Result<()> {
+        const OP: &str = "set_host_capacity";
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE host SET cpu_milli = ?2, memory_mb = ?3 WHERE id = ?1")
+            .op(OP)?
+            .execute((host, i64::from(cpu_milli), i64::from(memory_mb)))
+            .op(OP)?;
+        found(changed, "host", host.to_string())
+    }
+
+    /// Put host `host` in host group `group`.
+    pub fn set_host_group(&mut self, host: HostId, group: &str) -> Result<()> {
+        const OP: &str = "set_host_group";
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE host SET host_group = ?2 WHERE id = ?1")
+            .op(OP)?
+            .execute((host, group))
+            .op(OP)?;
+        found(changed, "host", host.to_string())
+    }
+
+    /// Store parameter `key` = `value` at `scope` (replacing the value there).
+    pub fn set_param(&mut self, scope: &ParamScope, key: &str, value: &str) -> Result<()> {
+        const OP: &str = "set_param";
+        self.conn
+            .prepare_cached(
+                "INSERT INTO param (scope, target, name, value) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (scope, target, name) DO UPDATE SET value = excluded.value",
+            )
+            .op(OP)?
+            .execute((scope.kind_text(), scope.target_text(), key, value))
+            .op(OP)?;
+        Ok(())
+    }
+
+    /// Remove parameter `key` at `scope`; returns whether it was set.
+    pub fn unset_param(&mut self, scope: &ParamScope, key: &str) -> Result<bool> {
+        const OP: &str = "unset_param";
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM param WHERE scope = ?1 AND target = ?2 AND name = ?3")
+            .op(OP)?
+            .execute((scope.kind_text(), scope.target_text(), key))
+            .op(OP)?;
+        Ok(n > 0)
+    }
+
+    /// The value of parameter `key` at exactly `scope`, if set there.
+    pub fn param(&self, scope: &ParamScope, key: &str) -> Result<Option<String>> {
+        const OP: &str = "param";
+        self.conn
+            .prepare_cached(
+                "SELECT value FROM param WHERE scope = ?1 AND target = ?2 AND name = ?3",
+            )
+            .op(OP)?
+            .query_row((scope.kind_text(), scope.target_text(), key), |row| {
+                row.get(0)
+            })
+            .optional()
+            .op(OP)
+    }
+
+    /// Every parameter, by scope kind, target and key.
+    pub fn params(&self) -> Result<Vec<ParamRow>> {
+        const OP: &str = "params";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT scope, target, name, value FROM param ORDER BY scope, target, name",
+            )
+            .op(OP)?;
+        let mut rows = stmt.query([]).op(OP)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().op(OP)? {
+            let c = Columns::new(row, "param", OP);
+            let kind = c.text(0)?;
+            let target = c.text(1)?;
+            let corrupt = |expected| Error::Corrupt {
+                table: "param",
+                column: "target",
+                value: target.clone(),
+                expected,
+            };
+            let scope = match kind.as_str() {
+                "SYSTEM" => ParamScope::System,
+                "HOST_GROUP" => ParamScope::HostGroup(target.clone()),
+                "HOST" => ParamScope::Host(HostId(target.parse().map_err(|_| corrupt("host id"))?)),
+                "VM" => {
+                    ParamScope::Vm(Uuid::parse(target.as_bytes()).map_err(|_| corrupt("UUID"))?)
+                }
+                _ => {
+                    return Err(Error::Corrupt {
+                        table: "param",
+                        column: "scope",
+                        value: kind,
+                        expected: "SYSTEM, HOST_GROUP, HOST or VM",
+                    });
+                }
+            };
+            out.push(ParamRow {
+                scope,
+                key: c.text(2)?,
+                value: c.text(3)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Begin a restart or relocation of VM `vm`: a `relocation` row in phase `BEGIN`
+    /// (also its first step). Returns its id.
+    pub fn relocation_begin(
+        &mut self,
+        vm: &Uuid,
+        from_host: Option<HostId>,
+        to_host: Option<HostId>,
+        kind: RelocationKind,
+        at: i64,
+    ) -> Result<i64> {
+        const OP: &str = "relocation_begin";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        let known = tx
+            .prepare_cached("SELECT 1 FROM vm WHERE uuid = ?1")
+            .op(OP)?
+            .query_row([UuidText::new(vm)], |_| Ok(()))
+            .optional()
+            .op(OP)?
+            .is_some();
+        if !known {
+            return Err(Error::NotFound {
+                what: "vm",
+                key: vm.to_string(),
+            });
+        }
+        for host in [from_host, to_host].into_iter().flatten() {
+            host_exists(&tx, host, OP)?;
+        }
+        let id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO relocation (vm, kind, from_host, to_host, phase, started_ms, \
+                 phase_ms) VALUES (?1, ?2, ?3, ?4, 'BEGIN', ?5, ?5) RETURNING id",
+            )
+            .op(OP)?
+            .query_row(
+                (UuidText::new(vm), kind.as_str(), from_host, to_host, at),
+                |row| row.get(0),
+            )
+            .op(OP)?;
+        tx.prepare_cached(
+            "INSERT INTO relocation_step (relocation, phase, at_ms) VALUES (?1, 'BEGIN', ?2)",
+        )
+        .op(OP)?
+        .execute((id, at))
+        .op(OP)?;
+        tx.commit().op(OP)?;
+        Ok(id)
+    }
+
+    /// Relocation `id` entered `phase` at `at` (kept as its last phase and as a step).
+    pub fn relocation_phase(&mut self, id: i64, phase: &str, at: i64) -> Result<()> {
+        const OP: &str = "relocation_phase";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        let changed = tx
+            .prepare_cached("UPDATE relocation SET phase = ?2, phase_ms = ?3 WHERE id = ?1")
+            .op(OP)?
+            .execute((id, phase, at))
+            .op(OP)?;
+        found(changed, "relocation", id.to_string())?;
+        tx.prepare_cached(
+            "INSERT INTO relocation_step (relocation, phase, at_ms) VALUES (?1, ?2, ?3)",
+        )
+        .op(OP)?
+        .execute((id, phase, at))
+        .op(OP)?;
+        tx.commit().op(OP)
+    }
+
+    /// Set the target host of relocation `id` once the planner chose it.
+    pub fn relocation_target(&mut self, id: i64, to_host: HostId) -> Result<()> {
+        const OP: &str = "relocation_target";
+        host_exists(&self.conn, to_host, OP)?;
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE relocation SET to_host = ?2 WHERE id = ?1")
+            .op(OP)?
+            .execute((id, to_host))
+            .op(OP)?;
+        found(changed, "relocation", id.to_string())
+    }
+
+    /// Relocation `id` ended at `at` with `result` (e.g. `SUCCESS`, `FAILED: …`).
+    pub fn relocation_end(&mut self, id: i64, result: &str, at: i64) -> Result<()> {
+        const OP: &str = "relocation_end";
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE relocation SET ended_ms = ?2, result = ?3 WHERE id = ?1")
+            .op(OP)?
+            .execute((id, at, result))
+            .op(OP)?;
+        found(changed, "relocation", id.to_string())
+    }
+
+    /// The newest `limit` relocations, of VM `vm` or of every VM, newest first.
+    pub fn relocations(&self, vm: Option<&Uuid>, limit: u32) -> Result<Vec<RelocationRow>> {
+        const OP: &str = "relocations";
+        let by_vm = format!("{RELOCATION_SELECT} WHERE vm = ?1 ORDER BY id DESC LIMIT ?2");
+        let all = format!("{RELOCATION_SELECT} ORDER BY id DESC LIMIT ?1");
+        let mut stmt = self
+            .conn
+            .prepare_cached(if vm.is_some() { &by_vm } else { &all })
+            .op(OP)?;
+        let mut rows = match vm {
+            Some(vm) => stmt.query((UuidText::new(vm), i64::from(limit))),
+            None => stmt.query([i64::from(limit)]),
+        }
+        .op(OP)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().op(OP)? {
+            out.push(relocation_row(&Columns::new(row, "relocation", OP))?);
+        }
+        Ok(out)
+    }
+
+    /// Relocation `id`, if it exists.
+    pub fn relocation(&self, id: i64) -> Result<Option<RelocationRow>> {
+        const OP: &str = "relocation";
+        let sql = format!("{RELOCATION_SELECT} WHERE id = ?1");
+        let mut stmt = self.conn.prepare_cached(&sql).op(OP)?;
+        let mut rows = stmt.query([id]).op(OP)?;
+        match rows.next().op(OP)? {
+            Some(row) => Ok(Some(relocation_row(&Columns::new(row, "relocation", OP))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The phases relocation `id` went through, in order.
+    pub fn relocation_steps(&self, id: i64) -> Result<Vec<RelocationStep>> {
+        const OP: &str = "relocation_steps";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT phase, at_ms FROM relocation_step WHERE relocation = ?1 ORDER BY id",
+            )
+            .op(OP)?;
+        let mut rows = stmt.query([id]).op(OP)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().op(OP)? {
+            let c = Columns::new(row, "relocation_step", OP);
+            out.push(RelocationStep {
+                phase: c.text(0)?,
+                at_ms: c.int(1)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Queue command `kind` about VM `vm` for monitor `hm`. Returns its id (strictly
+    /// increasing, never reused). A monitor that is not registered is
+    /// [`Error::NotFound`].
+    pub fn enqueue_command(
+        &mut self,
+        hm: &Uuid,
+        kind: CommandKind,
+        vm: &Uuid,
+        at: i64,
+    ) -> Result<i64> {
+        const OP: &str = "enqueue_command";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        let id = insert_command(&tx, hm, kind, vm, at)?;
+        tx.commit().op(OP)?;
+        Ok(id)
+    }
+
+    /// The open commands of monitor `hm` with an id above `after_id`, oldest first, at
+    /// most `limit`. A monitor passes the last id it handled (0 at start: every open
+    /// command, also those its previous run left).
+    pub fn commands_for(&self, hm: &Uuid, after_id: i64, limit: u32) -> Result<Vec<CommandRow>> {
+        const OP: &str = "commands_for";
+        let sql = format!(
+            "{COMMAND_SELECT} WHERE hm = ?1 AND id > ?2 AND done_ms IS NULL ORDER BY id LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).op(OP)?;
+        let mut rows = stmt
+            .query((UuidText::new(hm), after_id, i64::from(limit)))
+            .op(OP)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().op(OP)? {
+            out.push(command_row(&Columns::new(row, "hm_command", OP))?);
+        }
+        Ok(out)
+    }
+
+    /// Command `id`, if it exists.
+    pub fn command(&self, id: i64) -> Result<Option<CommandRow>> {
+        const OP: &str = "command";
+        let sql = format!("{COMMAND_SELECT} WHERE id = ?1");
+        let mut stmt = self.conn.prepare_cached(&sql).op(OP)?;
+        let mut rows = stmt.query([id]).op(OP)?;
+        match rows.next().op(OP)? {
+            Some(row) => Ok(Some(command_row(&Columns::new(row, "hm_command", OP))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The monitor carried out command `id` at `at`: `result` is `OK` or why it failed.
+    /// Returns false if the command does not exist or was already completed (the first
+    /// completion is kept).
+    pub fn complete_command(&mut self, id: i64, result: &str, at: i64) -> Result<bool> {
+        const OP: &str = "complete_command";
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE hm_command SET done_ms = ?2, result = ?3 WHERE id = ?1 \
+                 AND done_ms IS NULL",
+            )
+            .op(OP)?
+            .execute((id, at, result))
+            .op(OP)?;
+        Ok(n > 0)
+    }
+
+    /// Delete the commands completed before `done_before_ms`; returns how many.
+    pub fn prune_commands(&mut self, done_before_ms: i64) -> Result<usize> {
+        const OP: &str = "prune_commands";
+        self.conn
+            .prepare_cached("DELETE FROM hm_command WHERE done_ms IS NOT NULL AND done_ms < ?1")
+            .op(OP)?
+            .execute([done_before_ms])
+            .op(OP)
+    }
+
+    /// Append an event to the outbox; returns its id.
+    pub fn record_event(
+        &mut self,
+        kind: &str,
+        vm: Option<&Uuid>,
+        hm: Option<&Uuid>,
+        text: &str,
+        at: i64,
+    ) -> Result<i64> {
+        const OP: &str = "record_event";
+        self.conn
+            .prepare_cached(
+                "INSERT INTO event (kind, vm, hm, text, created_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 RETURNING id",
+            )
+            .op(OP)?
+            .query_row((kind, opt_uuid(vm), opt_uuid(hm), text, at), |row| {
+                row.get(0)
+            })
+            .op(OP)
+    }
+
+    /// Retire monitor `hm` (decommissioned, replaced): its row, its (VM, monitor) rows,
+    /// interfaces and commands go, and so do its undelivered monitor events. The VM items
+    /// it wrote stay pending (their `hm` still names it). Returns whether it existed.
+    pub fn retire_hm(&mut self, hm: &Uuid) -> Result<bool> {
+        const OP: &str = "retire_hm";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        tx.prepare_cached("DELETE FROM pending WHERE hm = ?1 AND kind = 'HM_EVENT'")
+            .op(OP)?
+            .execute([UuidText::new(hm)])
+            .op(OP)?;
+        let n = tx
+            .prepare_cached("DELETE FROM hm WHERE uuid = ?1")
+            .op(OP)?
+            .execute([UuidText::new(hm)])
+            .op(OP)?;
+        tx.commit().op(OP)?;
+        Ok(n > 0)
+    }
+
+    /// Delete old events: see [`EventPrune`]. Returns how many went.
+    pub fn prune_events(&mut self, prune: &EventPrune) -> Result<usize> {
+        const OP: &str = "prune_events";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        // Never past the slowest consumer's offset unless forced.
+        let mut bound = i64::MAX;
+        if !prune.force {
+            let slowest: Option<i64> = tx
+                .prepare_cached("SELECT MIN(last_id) FROM event_consumer")
+                .op(OP)?
+                .query_row([], |row| row.get(0))
+                .op(OP)?;
+            if let Some(slowest) = slowest {
+                bound = slowest;
+            }
+        }
+        let mut deleted = 0;
+        if let Some(keep) = prune.keep_last {
+            let newest: Option<i64> = tx
+                .prepare_cached("SELECT MAX(id) FROM event")
+                .op(OP)?
+                .query_row([], |row| row.get(0))
+                .op(OP)?;
+            if let Some(newest) = newest {
+                let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+                let upto = newest.saturating_sub(keep).min(bound);
+                deleted += tx
+                    .prepare_cached("DELETE FROM event WHERE id <= ?1")
+                    .op(OP)?
+                    .execute([upto])
+                    .op(OP)?;
+            }
+        }
+        if let Some(before) = prune.before_ms {
+            deleted += tx
+                .prepare_cached("DELETE FROM event WHERE created_ms < ?1 AND id <= ?2")
+                .op(OP)?
+                .execute((before, bound))
+                .op(OP)?;
+        }
+        tx.commit().op(OP)?;
+        Ok(deleted)
+    }
+
+    /// Delete the VMs gone for good: unmanaged, watched by no monitor (no `vm_hm` row),
+    /// and unchanged since `before_ms`. Their pending items, relocations and
+    /// applications go with them. Returns how many VMs went.
+    pub fn prune_vms(&mut self, before_ms: i64) -> Result<usize> {
+        const OP: &str = "prune_vms";
+        self.conn
+            .prepare_cached(
+                "DELETE FROM vm WHERE managed = 0 AND updated_ms < ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM vm_hm WHERE vm_hm.vm = vm.uuid)",
+            )
+            .op(OP)?
+            .execute([before_ms])
+            .op(OP)
+    }
+}
+
+/// Queue one command inside an open transaction (also used by `apply` for FORGET_VM).
+pub(crate) fn insert_command(
+    conn: &rusqlite::Connection,
+    hm: &Uuid,
+    kind: CommandKind,
+    vm: &Uuid,
+    at: i64,
+) -> Result<i64> {
+    const OP: &str = "enqueue_command";
+    let known = conn
+        .prepare_cached("SELECT 1 FROM hm WHERE uuid = ?1")
+        .op(OP)?
+        .query_row([UuidText::new(hm)], |_| Ok(()))
+        .optional()
+        .op(OP)?
+        .is_some();
+    if !known {
+        return Err(Error::NotFound {
+            what: "host monitor",
+            key: hm.to_string(),
+        });
+    }
+    conn.prepare_cached(
+        "INSERT INTO hm_command (hm, kind, vm, created_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+    )
+    .op(OP)?
+    .query_row(
+        (UuidText::new(hm), kind.as_str(), UuidText::new(vm), at),
+        |row| row.get(0),
+    )
+    .op(OP)
+}
+
+fn host_exists(conn: &rusqlite::Connection, host: HostId, op: &'static str) -> Result<()> {
+    let known = conn
+        .prepare_cached("SELECT 1 FROM host WHERE id = ?1")
+        .op(op)?
+        .query_row([host], |_| Ok(()))
+        .optional()
+        .op(op)?
+        .is_some();
+    if known {
+        Ok(())
+    } else {
+        Err(Error::NotFound {
+            what: "host",
+            key: host.to_string(),
+        })
+    }
+}
+
+fn found(changed: usize, what: &'static str, key: String) -> Result<()> {
+    if changed == 0 {
+        Err(Error::NotFound { what, key })
+    } else {
+        Ok(())
+    }
+}
+
+fn relocation_row(c: &Columns<'_, '_>) -> Result<RelocationRow> {
+    Ok(RelocationRow {
+        id: c.int(0)?,
+        vm: c.uuid(1, "vm")?,
+        kind: c.enumeration(2, "kind", "RESTART or RELOCATE", RelocationKind::from_text)?,
+        from_host: c.opt_int(3)?.map(HostId),
+        to_host: c.opt_int(4)?.map(HostId),
+        phase: c.text(5)?,
+        started_ms: c.int(6)?,
+        phase_ms: c.opt_int(7)?,
+        ended_ms: c.opt_int(8)?,
+        result: c.get(9)?,
+    })
+}
+
+fn command_row(c: &Columns<'_, '_>) -> Result<CommandRow> {
+    Ok(CommandRow {
+        id: c.int(0)?,
+        hm: c.uuid(1, "hm")?,
+        kind: c.enumeration(
+            2,
+            "kind",
+            "STOP_MONITORING, START_MONITORING or FORGET_VM",
+            CommandKind::from_text,
+        )?,
+        vm: c.uuid(3, "vm")?,
+        created_ms: c.int(4)?,
+        done_ms: c.opt_int(5)?,
+        result: c.get(6)?,
+    })
+}

@@ -1,0 +1,658 @@
+//! The control plane's reads: hosts and monitors, QuickQuery, NeedsAttention with its
+//! tagging, Acknowledge, node data and its acknowledgement (seed-controlplane.md §2.3-§2.7;
+//! docs/hsdb.md §8).
+//!
+//! NeedsAttention and node data are writes: they tag the items they return, in the same
+//! `BEGIN IMMEDIATE` transaction as the read, by explicit ids, so an item that a monitor
+//! writes after the read is never tagged, and so never deleted by an acknowledgement that
+//! did not see it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use hvha_identity::Uuid;
+use rusqlite::{Transaction, TransactionBehavior};
+
+use crate::codec::{Columns, UuidText, bits_from_sql, bits_to_sql};
+use crate::control_model::{
+    DiscoveryKind, HmStatus, NaLimits, NaRows, NaVm, NodeDataRows, NodeEvent, QqHost,
+};
+use crate::error::{Context, Result};
+use crate::model::{HmRow, HmState, HostId, HostRecord, PendingKind, PendingRow, VmRow};
+use crate::store::{
+    Hsdb, hm_row, hm_select, host_row, host_select, pending_row, pending_select, vm_row, vm_select,
+};
+
+/// Candidates for "missed on every monitor": start from the partial index of rows with a
+/// miss time (`vm_hm_missed`), keep the rows of monitors of the VM's current host, and
+/// drop a VM if any monitor of that host still hears it. A healthy group has no such
+/// row: the selection reads nothing.
+const MISSED: &str = "SELECT m.vm, MIN(m.hb_missed_ms) FROM vm_hm m \
+    JOIN vm v ON v.uuid = m.vm JOIN hm h ON h.uuid = m.hm \
+    WHERE m.hb_missed_ms IS NOT NULL AND h.host_id = v.current_host \
+    AND NOT EXISTS (SELECT 1 FROM vm_hm m2 JOIN hm h2 ON h2.uuid = m2.hm \
+        WHERE m2.vm = m.vm AND m2.hb_missed_ms IS NULL AND h2.host_id = v.current_host) \
+    GROUP BY m.vm ORDER BY m.vm";
+/// Does any monitor of the host watch a VM? One index probe per monitor.
+const HOST_HAS_VMS: &str =
+    "SELECT 1 FROM hm h JOIN vm_hm m ON m.hm = h.uuid WHERE h.host_id = ?1 LIMIT 1";
+const VM_MONITORS: &str = "SELECT hm FROM vm_hm WHERE vm = ?1";
+const TAG_ITEM: &str = "UPDATE pending SET tag = ?1 WHERE id = ?2";
+
+impl Hsdb {
+    /// Every host, by id.
+    pub fn hosts(&self) -> Result<Vec<HostRecord>> {
+        const OP: &str = "hosts";
+        let mut stmt = self
+            .conn
+            .prepare_cached(concat!(host_select!(), " ORDER BY id"))
+            .op(OP)?;
+        let mut rows = stmt.query([]).op(OP)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().op(OP)? {
+            out.push(host_row(&Columns::new(row, "host", OP))?);
+        }
+        Ok(out)
+    }
+
+    /// Every registered monitor, by host then UUID.
+    pub fn hms(&self) -> Result<Vec<HmRow>> {
+        const OP: &str = "hms";
+        let mut stmt = self
+            .conn
+            .prepare_cached(concat!(hm_select!(), " ORDER BY host_id, uuid"))
+            .op(OP)?;
+        let mut rows = stmt.query([]).op(OP)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().op(OP)? {
+            out.push(hm_row(&Columns::new(row, "hm", OP))?);
+        }
+        Ok(out)
+    }
+
+    /// The monitors registered on host `host`, by UUID.
+    pub fn hms_of_host(&self, host: HostId) -> Result<Vec<HmRow>> {
+        const OP: &str = "hms_of_host";
+        let mut stmt = self
+            .conn
+            .prepare_cached(concat!(hm_select!(), " WHERE host_id = ?1 ORDER BY uuid"))
+            .op(OP)?;
+        let mut rows = stmt.query([host]).op(OP)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().op(OP)? {
+            out.push(hm_row(&Columns::new(row, "hm", OP))?);
+        }
+        Ok(out)
+    }
+
+    /// QuickQuery over every host: each host with all its monitors, healthy or not
+    /// (seed 004 L4690-4706, L5264-5281). A read; takes no write lock.
+    pub fn quick_query(&self, now_ms: i64) -> Result<Vec<QqHost>> {
+        self.quick_query_in(None, now_ms)
+    }
+
+    /// QuickQuery over the hosts of one host group.
+    pub fn quick_query_group(&self, group: &str, now_ms: i64) -> Result<Vec<QqHost>> {
+        self.quick_query_in(Some(group), now_ms)
+    }
+
+    fn quick_query_in(&self, group: Option<&str>, now_ms: i64) -> Result<Vec<QqHost>> {
+        let (hosts, hms) = hosts_and_hms(&self.conn, group, "quick_query")?;
+        let mut by_host: BTreeMap<HostId, QqHost> = hosts
+            .into_iter()
+            .map(|host| {
+                (
+                    host.id,
+                    QqHost {
+                        host,
+                        hms: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        for hm in hms {
+            if let Some(entry) = by_host.get_mut(&hm.host) {
+                entry.hms.push(status(hm, now_ms));
+            }
+        }
+        Ok(by_host.into_values().collect())
+    }
+
+    /// NeedsAttention over every host; see [`Hsdb::needs_attention_group`].
+    pub fn needs_attention(
+        &mut self,
+        now_ms: i64,
+        limits: NaLimits,
+        new_tag: i64,
+    ) -> Result<NaRows> {
+        self.needs_attention_in(None, now_ms, limits, new_tag)
+    }
+
+    /// NeedsAttention over the hosts of host group `group`, in ONE write transaction:
+    ///
+    /// - (a) VMs whose every row on a monitor of their current host has a miss time
+    ///   (`missedHb` from the earliest, never negative; never acknowledged);
+    /// - (b) pending VM items (untagged, or tagged by a reply never acknowledged), in
+    ///   the seed's order — doorbells, state changes, discoveries (seed 004
+    ///   L13117-13124) — oldest first, at most `limits.max_items`; those exactly are
+    ///   tagged `new_tag` (a lost acknowledgement's items are re-reported under the new
+    ///   tag);
+    /// - (c) monitors DOWN, silent for longer than `limits.hm_silent_after_ms`, or
+    ///   holding event data;
+    /// - (d) the hosts with monitored VMs (an empty `vmList` when healthy).
+    ///
+    /// Monitor events are not items of NeedsAttention: [`Hsdb::node_data`] delivers them.
+    pub fn needs_attention_group(
+        &mut self,
+        group: &str,
+        now_ms: i64,
+        limits: NaLimits,
+        new_tag: i64,
+    ) -> Result<NaRows> {
+        self.needs_attention_in(Some(group), now_ms, limits, new_tag)
+    }
+
+    fn needs_attention_in(
+        &mut self,
+        group: Option<&str>,
+        now_ms: i64,
+        limits: NaLimits,
+        new_tag: i64,
+    ) -> Result<NaRows> {
+        const OP: &str = "needs_attention";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        let (hosts, hms) = hosts_and_hms(&tx, group, OP)?;
+        let hosts: BTreeMap<HostId, HostRecord> = hosts.into_iter().map(|h| (h.id, h)).collect();
+        let mut monitors: HashMap<HostId, Vec<Uuid>> = HashMap::new();
+        for hm in &hms {
+            monitors.entry(hm.host).or_default().push(hm.uuid);
+        }
+        let mut reply = Reply {
+            tx: &tx,
+            hosts: &hosts,
+            monitors: &monitors,
+            group: group.is_some(),
+            vms: Vec::new(),
+            index: HashMap::new(),
+            spans: HashMap::new(),
+        };
+
+        // (b) first, so that the order of the reply can follow the seed's.
+        let mut items = Vec::new();
+        let mut more = false;
+        for kind in [
+            PendingKind::Doorbell,
+            PendingKind::StateChange,
+            PendingKind::Discovered,
+        ] {
+            let room = limits.max_items.max(1).saturating_sub(items.len());
+            let found = pending_of_kind(&tx, group, kind, room + 1)?;
+            if found.len() > room {
+                more = true;
+            }
+            items.extend(found.into_iter().take(room));
+            if more {
+                break;
+            }
+        }
+        // (a): the missed VMs.
+        let mut missed = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(MISSED).op(OP)?;
+            let mut rows = stmt.query([]).op(OP)?;
+            while let Some(row) = rows.next().op(OP)? {
+                let c = Columns::new(row, "vm_hm", OP);
+                missed.push((c.uuid(0, "vm")?, c.int(1)?));
+            }
+        }
+
+        // The reply's order: doorbells, missed heartbeats, state changes, discoveries.
+        for item in items.iter().filter(|i| i.kind == PendingKind::Doorbell) {
+            reply.add_item(item)?;
+        }
+        for (vm, earliest) in missed {
+            if let Some(entry) = reply.entry(&vm)? {
+                entry.missed_ms = Some(now_ms.saturating_sub(earliest).max(0));
+            }
+        }
+        for item in items.iter().filter(|i| i.kind != PendingKind::Doorbell) {
+            reply.add_item(item)?;
+        }
+
+        let mut tagged = 0;
+        for item in &items {
+            tagged += tx
+                .prepare_cached(TAG_ITEM)
+                .op(OP)?
+                .execute((new_tag, item.id))
+                .op(OP)?;
+        }
+
+        // (d): hosts with monitored VMs, and those of the VMs reported.
+        let mut vm_hosts: BTreeSet<HostId> = reply.vms.iter().filter_map(|v| v.host).collect();
+        for &id in hosts.keys() {
+            if vm_hosts.contains(&id) {
+                continue;
+            }
+            let watched = tx
+                .prepare_cached(HOST_HAS_VMS)
+                .op(OP)?
+                .query([id])
+                .op(OP)?
+                .next()
+                .op(OP)?
+                .is_some();
+            if watched {
+                vm_hosts.insert(id);
+            }
+        }
+        // (c): monitors needing attention.
+        let hms: Vec<HmStatus> = hms
+            .into_iter()
+            .map(|hm| status(hm, now_ms))
+            .filter(|s| {
+                s.hm.state == HmState::Down
+                    || s.silent_ms > limits.hm_silent_after_ms
+                    || s.hm.has_data
+            })
+            .collect();
+        let vms = reply.vms;
+        tx.commit().op(OP)?;
+
+        let mut mentioned: BTreeSet<HostId> = vm_hosts.clone();
+        mentioned.extend(hms.iter().map(|s| s.hm.host));
+        mentioned.extend(vms.iter().filter_map(|v| v.from_host));
+        let hosts_out = self.hosts_by_id(&mentioned, &hosts)?;
+        Ok(NaRows {
+            tag: (tagged > 0).then_some(new_tag),
+            more,
+            hosts: hosts_out,
+            vm_hosts: vm_hosts.into_iter().collect(),
+            vms,
+            hms,
+        })
+    }
+
+    /// Hosts by id, from `known` or the database (a VM's previous host may be in
+    /// another group).
+    fn hosts_by_id(
+        &self,
+        ids: &BTreeSet<HostId>,
+        known: &BTreeMap<HostId, HostRecord>,
+    ) -> Result<Vec<HostRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match known.get(id) {
+                Some(host) => out.push(host.clone()),
+                None => out.extend(self.host(*id)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Acknowledge(tag): delete the VM items reported under `tag`, in one transaction,
+    /// and recompute the `short_msg` of their VMs from the doorbells still pending (a
+    /// doorbell that rang after the reply survives). Missed heartbeats are not items and
+    /// are untouched; monitor events are acknowledged by
+    /// [`Hsdb::acknowledge_node_data`]. Returns the items deleted; an unknown or already
+    /// acknowledged tag deletes nothing.
+    pub fn acknowledge(&mut self, tag: i64) -> Result<usize> {
+        const OP: &str = "acknowledge";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        let rung: Vec<String> = tx
+            .prepare_cached(
+                "SELECT DISTINCT vm FROM pending WHERE tag = ?1 AND kind = 'DOORBELL' \
+                 AND vm IS NOT NULL",
+            )
+            .op(OP)?
+            .query_map([tag], |row| row.get(0))
+            .op(OP)?
+            .collect::<rusqlite::Result<_>>()
+            .op(OP)?;
+        let deleted = tx
+            .prepare_cached("DELETE FROM pending WHERE tag = ?1 AND kind <> 'HM_EVENT'")
+            .op(OP)?
+            .execute([tag])
+            .op(OP)?;
+        for vm in &rung {
+            let codes: Vec<i64> = tx
+                .prepare_cached("SELECT code FROM pending WHERE vm = ?1 AND kind = 'DOORBELL'")
+                .op(OP)?
+                .query_map([vm], |row| row.get(0))
+                .op(OP)?
+                .collect::<rusqlite::Result<_>>()
+                .op(OP)?;
+            let short_msg = codes.into_iter().fold(0, |acc, c| acc | bits_from_sql(c));
+            tx.prepare_cached("UPDATE vm SET short_msg = ?2 WHERE uuid = ?1")
+                .op(OP)?
+                .execute((vm, bits_to_sql(short_msg)))
+                .op(OP)?;
+        }
+        tx.commit().op(OP)?;
+        Ok(deleted)
+    }
+
+    /// Node data over every host; see [`Hsdb::node_data_group`].
+    pub fn node_data(&mut self, new_tag: i64, max_items: usize) -> Result<NodeDataRows> {
+        self.node_data_in(None, new_tag, max_items)
+    }
+
+    /// The seed's VIO_HS_QUERY_NODE_DATA for the monitors of host group `group`: the
+    /// pending monitor events (oldest first, at most `max_items`), tagged `new_tag` in
+    /// the same transaction (seed 004 L7147-7154, L7609-7655).
+    pub fn node_data_group(
+        &mut self,
+        group: &str,
+        new_tag: i64,
+        max_items: usize,
+    ) -> Result<NodeDataRows> {
+        self.node_data_in(Some(group), new_tag, max_items)
+    }
+
+    fn node_data_in(
+        &mut self,
+        group: Option<&str>,
+        new_tag: i64,
+        max_items: usize,
+    ) -> Result<NodeDataRows> {
+        const OP: &str = "node_data";
+        const ALL: &str = "SELECT p.id, p.hm, h.host_id, p.code, p.data, p.created_ms \
+            FROM pending p JOIN hm h ON h.uuid = p.hm WHERE p.kind = 'HM_EVENT' \
+            ORDER BY p.id LIMIT ?1";
+        const GROUP: &str = "SELECT p.id, p.hm, h.host_id, p.code, p.data, p.created_ms \
+            FROM pending p JOIN hm h ON h.uuid = p.hm JOIN host s ON s.id = h.host_id \
+            WHERE p.kind = 'HM_EVENT' AND s.host_group = ?2 ORDER BY p.id LIMIT ?1";
+        let max = max_items.max(1);
+        let limit = i64::try_from(max + 1).unwrap_or(i64::MAX);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        let mut events = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(if group.is_some() { GROUP } else { ALL })
+                .op(OP)?;
+            let mut rows = match group {
+                Some(g) => stmt.query((limit, g)),
+                None => stmt.query([limit]),
+            }
+            .op(OP)?;
+            while let Some(row) = rows.next().op(OP)? {
+                let c = Columns::new(row, "pending", OP);
+                events.push(NodeEvent {
+                    id: c.int(0)?,
+                    hm: c.uuid(1, "hm")?,
+                    host: HostId(c.int(2)?),
+                    reason: bits_from_sql(c.int(3)?),
+                    text: c.text(4)?,
+                    created_ms: c.int(5)?,
+                });
+            }
+        }
+        let more = events.len() > max;
+        events.truncate(max);
+        for event in &events {
+            tx.prepare_cached(TAG_ITEM)
+                .op(OP)?
+                .execute((new_tag, event.id))
+                .op(OP)?;
+        }
+        tx.commit().op(OP)?;
+        let ids: BTreeSet<HostId> = events.iter().map(|e| e.host).collect();
+        let hosts = self.hosts_by_id(&ids, &BTreeMap::new())?;
+        Ok(NodeDataRows {
+            tag: (!events.is_empty()).then_some(new_tag),
+            more,
+            hosts,
+            events,
+        })
+    }
+
+    /// Acknowledge a node-data reply: delete the monitor events tagged `tag` and
+    /// recompute `has_data` of their monitors from the events still pending (an event
+    /// written after the reply keeps `has_data` set). Returns the events deleted.
+    pub fn acknowledge_node_data(&mut self, tag: i64) -> Result<usize> {
+        const OP: &str = "acknowledge_node_data";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .op(OP)?;
+        let monitors: Vec<String> = tx
+            .prepare_cached(
+                "SELECT DISTINCT hm FROM pending WHERE tag = ?1 AND kind = 'HM_EVENT' \
+                 AND hm IS NOT NULL",
+            )
+            .op(OP)?
+            .query_map([tag], |row| row.get(0))
+            .op(OP)?
+            .collect::<rusqlite::Result<_>>()
+            .op(OP)?;
+        let deleted = tx
+            .prepare_cached("DELETE FROM pending WHERE tag = ?1 AND kind = 'HM_EVENT'")
+            .op(OP)?
+            .execute([tag])
+            .op(OP)?;
+        for hm in &monitors {
+            tx.prepare_cached(
+                "UPDATE hm SET has_data = CASE WHEN EXISTS (SELECT 1 FROM pending \
+                 WHERE hm = ?1 AND kind = 'HM_EVENT') THEN 1 ELSE 0 END WHERE uuid = ?1",
+            )
+            .op(OP)?
+            .execute([hm])
+            .op(OP)?;
+        }
+        tx.commit().op(OP)?;
+        Ok(deleted)
+    }
+}
+
+/// A monitor's QuickQuery status at `now_ms`.
+fn status(hm: HmRow, now_ms: i64) -> HmStatus {
+    HmStatus {
+        silent_ms: now_ms.saturating_sub(hm.last_hb_ms).max(0),
+        hm,
+    }
+}
+
+/// The hosts (of `group`, or all) by id, and their monitors by host then UUID.
+fn hosts_and_hms(
+    conn: &rusqlite::Connection,
+    group: Option<&str>,
+    op: &'static str,
+) -> Result<(Vec<HostRecord>, Vec<HmRow>)> {
+    let mut hosts = Vec::new();
+    {
+        let mut stmt = match group {
+            Some(_) => conn.prepare_cached(concat!(
+                host_select!(),
+                " WHERE host_group = ?1 ORDER BY id"
+            )),
+            None => conn.prepare_cached(concat!(host_select!(), " ORDER BY id")),
+        }
+        .op(op)?;
+        let mut rows = match group {
+            Some(g) => stmt.query([g]),
+            None => stmt.query([]),
+        }
+        .op(op)?;
+        while let Some(row) = rows.next().op(op)? {
+            hosts.push(host_row(&Columns::new(row, "host", op))?);
+        }
+    }
+    let mut hms = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare_cached(concat!(hm_select!(), " ORDER BY host_id, uuid"))
+            .op(op)?;
+        let mut rows = stmt.query([]).op(op)?;
+        while let Some(row) = rows.next().op(op)? {
+            let hm = hm_row(&Columns::new(row, "hm", op))?;
+            if hosts.iter().any(|h| h.id == hm.host) {
+                hms.push(hm);
+            }
+        }
+    }
+    Ok((hosts, hms))
+}
+
+/// The pending items of `kind` about VMs (of hosts of `group`, or all), oldest first.
+fn pending_of_kind(
+    tx: &Transaction<'_>,
+    group: Option<&str>,
+    kind: PendingKind,
+    limit: usize,
+) -> Result<Vec<PendingRow>> {
+    const OP: &str = "needs_attention";
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = match group {
+        None => tx.prepare_cached(concat!(
+            pending_select!(),
+            " WHERE kind = ?1 AND vm IS NOT NULL ORDER BY id LIMIT ?2"
+        )),
+        Some(_) => tx.prepare_cached(concat!(
+            pending_select!(),
+            " WHERE kind = ?1 AND vm IN (SELECT v.uuid FROM vm v JOIN host s \
+             ON s.id = v.current_host WHERE s.host_group = ?3) ORDER BY id LIMIT ?2"
+        )),
+    }
+    .op(OP)?;
+    let mut rows = match group {
+        None => stmt.query((kind.as_str(), limit)),
+        Some(g) => stmt.query((kind.as_str(), limit, g)),
+    }
+    .op(OP)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().op(OP)? {
+        out.push(pending_row(&Columns::new(row, "pending", OP))?);
+    }
+    Ok(out)
+}
+
+/// The VMs of one NeedsAttention reply, in order, each once.
+struct Reply<'a> {
+    tx: &'a Transaction<'a>,
+    hosts: &'a BTreeMap<HostId, HostRecord>,
+    monitors: &'a HashMap<HostId, Vec<Uuid>>,
+    /// Restricted to a group: VMs on hosts outside it are left out.
+    group: bool,
+    vms: Vec<NaVm>,
+    index: HashMap<Uuid, usize>,
+    /// Ids of the first and last state items merged per VM.
+    spans: HashMap<Uuid, Option<(i64, i64)>>,
+}
+
+impl Reply<'_> {
+    /// The entry of VM `vm`, created at the end of the reply on first use; `None` for a
+    /// VM that is gone or outside the group.
+    fn entry(&mut self, vm: &Uuid) -> Result<Option<&mut NaVm>> {
+        const OP: &str = "needs_attention";
+        if let Some(&i) = self.index.get(vm) {
+            return Ok(self.vms.get_mut(i));
+        }
+        let row: Option<VmRow> = {
+            let mut stmt = self
+                .tx
+                .prepare_cached(concat!(vm_select!(), " WHERE uuid = ?1"))
+                .op(OP)?;
+            let mut rows = stmt.query([UuidText::new(vm)]).op(OP)?;
+            match rows.next().op(OP)? {
+                Some(row) => Some(vm_row(&Columns::new(row, "vm", OP))?),
+                None => None,
+            }
+        };
+        let Some(row) = row else { return Ok(None) };
+        if self.group
+            && !row
+                .current_host
+                .is_some_and(|h| self.hosts.contains_key(&h))
+        {
+            return Ok(None);
+        }
+        let missed_hm_entry = match row.current_host.and_then(|h| self.monitors.get(&h)) {
+            Some(monitors) => {
+                let known: Vec<String> = self
+                    .tx
+                    .prepare_cached(VM_MONITORS)
+                    .op(OP)?
+                    .query_map([UuidText::new(vm)], |r| r.get(0))
+                    .op(OP)?
+                    .collect::<rusqlite::Result<_>>()
+                    .op(OP)?;
+                monitors
+                    .iter()
+                    .find(|m| !known.iter().any(|k| k.as_bytes() == m.to_text()))
+                    .copied()
+            }
+            None => None,
+        };
+        self.index.insert(*vm, self.vms.len());
+        self.vms.push(NaVm {
+            uuid: *vm,
+            host: row.current_host,
+            state: row.state,
+            managed: row.managed,
+            state_chg: false,
+            missed_ms: None,
+            short_msg: None,
+            missed_hm_entry,
+            discovery: None,
+            old_state: None,
+            new_state: None,
+            from_host: None,
+            items: Vec::new(),
+        });
+        Ok(self.vms.last_mut())
+    }
+
+    /// Merge one pending item into its VM's entry.
+    fn add_item(&mut self, item: &PendingRow) -> Result<()> {
+        let Some(vm) = item.vm else { return Ok(()) };
+        if self.entry(&vm)?.is_none() {
+            return Ok(());
+        }
+        let Some(entry) = self.index.get(&vm).and_then(|&i| self.vms.get_mut(i)) else {
+            return Ok(());
+        };
+        entry.items.push(item.id);
+        let span = self.spans.entry(vm).or_default();
+        match item.kind {
+            PendingKind::Doorbell => {
+                entry.short_msg = Some(entry.short_msg.unwrap_or(0) | item.code);
+            }
+            PendingKind::StateChange | PendingKind::Discovered => {
+                // First `old`, last `new`, by id: discoveries are merged after state
+                // changes, whatever happened first.
+                let (first, last) = span.get_or_insert((item.id, item.id));
+                if item.id <= *first {
+                    *first = item.id;
+                    entry.old_state = item.old_state;
+                }
+                if item.id >= *last {
+                    *last = item.id;
+                    entry.new_state = item.new_state;
+                }
+                if item.kind == PendingKind::StateChange {
+                    entry.state_chg = true;
+                } else if let Some(from) = item.from_host {
+                    entry.state_chg = true;
+                    entry.from_host = Some(from);
+                    entry.discovery = Some(DiscoveryKind::Moved);
+                } else if entry.discovery.is_none() {
+                    entry.discovery = Some(if entry.managed {
+                        DiscoveryKind::Managed
+                    } else {
+                        DiscoveryKind::Unmanaged
+                    });
+                }
+            }
+            PendingKind::HmEvent => {}
+        }
+        Ok(())
+    }
+}
