@@ -12,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod table;
+pub mod values;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,12 +1,11 @@
 //! The daemon's loop: every host group's engine scanned when due, on one thread, one
 //! HSDB connection and one platform driver.
 //!
-//! Scans are scheduled on the monotonic clock (a wall clock set back an hour must not stop
-//! detection for an hour) and read "now" from the injected [`Clock`] (what the HSDB's
-//! times are compared with). The first scan of a group runs at once (the seed has no
-//! sleep before scan 1, seed 004 L12253-12255), each next one `scan_interval` after the
-//! previous one *started*, so a slow scan does not drift the cadence; a scan that overran
-//! a whole interval is followed by the next one at once, never by a burst.
+//! Each engine is ticked at the time it asks for (its next scan, or the next step of a
+//! restart in progress); the wait is measured on the monotonic clock, while "now" is read
+//! from the injected [`Clock`] (what the HSDB's times are compared with). The first tick
+//! of a group runs at once (the seed has no sleep before scan 1, seed 004 L12253-12255).
+//! An engine that overran is ticked again at once, never in a burst.
 //!
 //! A stop request (SIGTERM, SIGINT) is honoured between scans: the scan in progress
 //! completes (its decisions are committed, its platform action finished or timed out),
@@ -34,16 +33,17 @@ pub trait GroupEngine: Send {
     /// Time between two scans (from the parameters in force).
     fn scan_interval(&self) -> Duration;
 
-    /// One scan at `now_ms`; records what it found and decided in `status`. `Err` is a
-    /// scan that could not complete (the HSDB failed), in words; the loop counts it,
-    /// logs it and scans again at the next interval.
-    fn scan(
+    /// Do what is due at `now_ms` (a scan, a step of the restarts in progress); record
+    /// what was found and decided in `status`. Returns when to be ticked again, ms since
+    /// the Unix epoch. `Err` is a tick that could not complete (the HSDB failed), in
+    /// words; the loop counts it, logs it and ticks again one scan interval later.
+    fn tick(
         &mut self,
         now_ms: i64,
         hsdb: &mut Hsdb,
         platform: &mut dyn Platform,
         status: &mut GroupStatus,
-    ) -> Result<(), String>;
+    ) -> Result<i64, String>;
 }
 
 /// Something the loop does after every turn (the event log notifier): `Err` is logged and
@@ -152,16 +152,15 @@ impl Runner {
         &mut self.hsdb
     }
 
-    /// Every scan due at `now`, then the after-turn tasks, then publish the status.
-    /// Returns when the next scan is due (`None`: no group served).
+    /// Every tick due at `now`, then the after-turn tasks, then publish the status.
+    /// Returns when the next tick is due (`None`: no group served).
     pub fn turn(&mut self, now: Instant) -> Option<Instant> {
         for slot in &mut self.slots {
             if slot.due > now {
                 continue;
             }
-            let started = Instant::now();
             let now_ms = self.clock.now_ms();
-            let result = slot.engine.scan(
+            let result = slot.engine.tick(
                 now_ms,
                 &mut self.hsdb,
                 self.platform.as_mut(),
@@ -169,25 +168,29 @@ impl Runner {
             );
             let interval = slot.engine.scan_interval();
             slot.status.scan_interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
-            self.status.scans_total += 1;
-            if let Err(why) = result {
-                slot.status.errors += 1;
-                tracing::error!(
-                    host_group = slot.engine.host_group(),
-                    scan = slot.status.scans,
-                    "scan failed: {why}"
-                );
-                slot.status.last_error = Some(why);
-            }
-            // The next scan one interval after this one started; after an overrun, at
-            // once (and the cadence restarts from there).
-            slot.due = (started + interval).max(Instant::now());
-            let wait = slot.due.saturating_duration_since(Instant::now());
-            slot.status.next_scan_ms = self
-                .clock
-                .now_ms()
-                .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+            let after_ms = self.clock.now_ms();
+            let wake_ms = match result {
+                Ok(wake_ms) => wake_ms,
+                Err(why) => {
+                    slot.status.errors += 1;
+                    tracing::error!(
+                        host_group = slot.engine.host_group(),
+                        scan = slot.status.scans,
+                        "tick failed: {why}"
+                    );
+                    slot.status.last_error = Some(why);
+                    after_ms.saturating_add(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX))
+                }
+            };
+            // The wait is measured on the monotonic clock; at most one interval, so a
+            // wall clock that jumps ahead cannot park an engine.
+            let wait_ms = u64::try_from(wake_ms.saturating_sub(after_ms)).unwrap_or(0);
+            let wait = Duration::from_millis(wait_ms).min(interval);
+            slot.due = Instant::now() + wait;
+            slot.status.next_scan_ms =
+                after_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         }
+        self.status.scans_total = self.slots.iter().map(|s| s.status.scans).sum();
         for task in &mut self.after {
             if let Err(why) = task.after_turn(&mut self.hsdb, &mut self.status) {
                 tracing::error!("{why}");
@@ -334,13 +337,13 @@ mod tests {
         fn scan_interval(&self) -> Duration {
             self.interval
         }
-        fn scan(
+        fn tick(
             &mut self,
             now_ms: i64,
             _: &mut Hsdb,
             _: &mut dyn Platform,
             status: &mut GroupStatus,
-        ) -> Result<(), String> {
+        ) -> Result<i64, String> {
             std::thread::sleep(self.slow);
             self.times.lock().unwrap().push(now_ms);
             status.scans += 1;
@@ -352,7 +355,7 @@ mod tests {
             if self.fail_every > 0 && status.scans.is_multiple_of(self.fail_every) {
                 return Err(format!("scan {} failed", status.scans));
             }
-            Ok(())
+            Ok(now_ms + i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX))
         }
     }
 
