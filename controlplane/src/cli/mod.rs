@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod query;
 pub mod table;
 pub mod values;
 
@@ -19,9 +20,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use hsdb::{Hsdb, Options};
 
 use self::config::{Config, HACTL_CONFIG};
 pub use self::error::{CliError, Exit};
+use crate::clock::{Clock, SystemClock};
 use crate::daemon::admin;
 use crate::daemon::status::DaemonStatus;
 
@@ -34,6 +37,11 @@ Examples:
   hactl run                                   # the FDE daemon (SIGTERM: finish the scan, exit 0)
   hactl status                                # ask the running daemon
   hactl status --json
+  hactl query vm                              # every VM; `hactl q vm NAME` for one
+  hactl query host
+  hactl query hm
+  hactl query event --limit 20
+  hactl query relocation --vm web1
 
 Exit codes:
   0  done (run: stopped cleanly on SIGTERM/SIGINT)
@@ -83,6 +91,50 @@ pub enum Command {
         /// Admin socket; default: the one named in the configuration file.
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+    },
+    /// Show VMs, hosts, monitors, events, relocations or parameters (read-only).
+    #[command(visible_alias = "q", subcommand)]
+    Query(Query),
+}
+
+/// `hactl query …`: reads through a read-only connection.
+#[derive(Debug, Subcommand)]
+pub enum Query {
+    /// Every VM, or one VM in detail (by UUID, or by name when the name is unique).
+    Vm {
+        /// A VM's UUID or name.
+        #[arg(value_name = "UUID|NAME")]
+        vm: Option<String>,
+    },
+    /// Every host, or one host.
+    Host {
+        /// A host's name.
+        name: Option<String>,
+    },
+    /// Every host monitor (hmd), or one.
+    Hm {
+        /// A monitor's UUID.
+        uuid: Option<String>,
+    },
+    /// Events of the durable outbox: the newest --limit, or from --after onwards.
+    Event {
+        /// Only events with an id above this, oldest first (page with the last id shown).
+        #[arg(long, value_name = "ID", allow_negative_numbers = true)]
+        after: Option<i64>,
+        /// Most events shown.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+    },
+    /// Restarts and relocations, newest first; one in detail with its phases.
+    Relocation {
+        /// A relocation's id.
+        id: Option<i64>,
+        /// Only the relocations of this VM (UUID or name).
+        #[arg(long, value_name = "UUID|NAME")]
+        vm: Option<String>,
+        /// Most relocations shown.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
     },
 }
 
@@ -143,6 +195,20 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 path.display()
             ))
         }
+        Command::Query(query) => {
+            refuse_xml(format, "query")?;
+            let db = open_read(cli)?;
+            let now = SystemClock.now_ms();
+            match query {
+                Query::Vm { vm } => self::query::vms(&db, vm.as_deref(), format, now),
+                Query::Host { name } => self::query::hosts(&db, name.as_deref(), format),
+                Query::Hm { uuid } => self::query::hms(&db, uuid.as_deref(), format, now),
+                Query::Event { after, limit } => self::query::events(&db, *after, *limit, format),
+                Query::Relocation { id, vm, limit } => {
+                    self::query::relocations(&db, *id, vm.as_deref(), *limit, format)
+                }
+            }
+        }
         Command::Status { socket } => {
             refuse_xml(format, "status")?;
             let socket = match socket {
@@ -162,6 +228,53 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
             })
         }
     }
+}
+
+/// The configuration a command uses: `--config FILE` when given; else the default file
+/// unless `--hsdb` is given (a read with `--hsdb` needs no file, and a broken default
+/// file must not stop it). `None`: no file.
+fn config(cli: &Cli) -> Result<Option<Config>, CliError> {
+    let path = match (&cli.config, &cli.hsdb) {
+        (Some(path), _) => path.clone(),
+        (None, Some(_)) => return Ok(None),
+        (None, None) => PathBuf::from(HACTL_CONFIG),
+    };
+    Ok(Some(Config::load(&path)?))
+}
+
+/// The HSDB file: `--hsdb`, else the configuration's.
+fn hsdb_path(cli: &Cli) -> Result<PathBuf, CliError> {
+    match &cli.hsdb {
+        Some(path) => Ok(path.clone()),
+        None => match config(cli) {
+            Ok(Some(c)) => Ok(c.hsdb),
+            Ok(None) => Err(CliError::Usage(
+                "no HSDB: give --hsdb PATH or --config FILE".into(),
+            )),
+            Err(CliError::Config(config::ConfigError::Read { path, .. }))
+                if cli.config.is_none() =>
+            {
+                Err(CliError::Usage(format!(
+                    "no HSDB: give --hsdb PATH or --config FILE (the default {} cannot be read)",
+                    path.display()
+                )))
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// A read-only connection to the HSDB (it never takes the write lock and never creates
+/// the file).
+fn open_read(cli: &Cli) -> Result<Hsdb, CliError> {
+    let path = hsdb_path(cli)?;
+    if !path.exists() {
+        return Err(CliError::NoHsdb {
+            path,
+            hint: "hmd creates it at start, `hactl add host` too",
+        });
+    }
+    Ok(Hsdb::open_read_only(&path, &Options::default())?)
 }
 
 /// The admin socket: the one named in the configuration file (`FILE` or the default

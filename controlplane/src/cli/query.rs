@@ -1,0 +1,678 @@
+//! `hactl query vm|host|hm|event|relocation|params`: the HSDB as an operator reads it,
+//! through a read-only connection (it never takes the write lock, never waits for the
+//! monitors' writes and never holds them up).
+//!
+//! Each query returns rows of its own serialisable type: a table by default, `--json` an
+//! array of objects with the same facts under stable names.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hsdb::{HmState, HostId, HostRecord, Hsdb, Uuid, VmRow};
+use serde::Serialize;
+
+use super::Format;
+use super::error::CliError;
+use super::table::{Table, duration, utc};
+use super::values;
+
+/// Most rows `--limit` may ask for.
+pub const MAX_LIMIT: u32 = 100_000;
+
+/// `u32` milli-CPUs as `2`, `0.5`, `1.25`.
+pub fn cpus_text(milli: u32) -> String {
+    let (int, frac) = (milli / 1000, milli % 1000);
+    if frac == 0 {
+        int.to_string()
+    } else {
+        format!("{int}.{frac:03}").trim_end_matches('0').to_owned()
+    }
+}
+
+/// Host names by id, for tables.
+pub fn host_names(db: &Hsdb) -> Result<HashMap<HostId, String>, CliError> {
+    Ok(db.hosts()?.into_iter().map(|h| (h.id, h.name)).collect())
+}
+
+fn host_name(names: &HashMap<HostId, String>, id: Option<HostId>) -> String {
+    match id {
+        None => "-".to_owned(),
+        Some(id) => names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
+    }
+}
+
+/// The VM named by `given`: a UUID, or a name that exactly one VM has (seed 004
+/// L15907-15917: the UUID is needed when names clash).
+pub fn find_vm(db: &Hsdb, given: &str) -> Result<VmRow, CliError> {
+    if let Ok(uuid) = Uuid::parse(given.as_bytes()) {
+        return db.vm(&uuid)?.ok_or_else(|| CliError::NotFound {
+            what: "VM",
+            name: given.to_owned(),
+            hsdb: db.path().to_owned(),
+        });
+    }
+    let mut found: Vec<VmRow> = db.vms()?.into_iter().filter(|v| v.name == given).collect();
+    match found.len() {
+        0 => Err(CliError::NotFound {
+            what: "VM",
+            name: format!("{given:?} (neither a UUID nor the name of a VM)"),
+            hsdb: db.path().to_owned(),
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(CliError::bad_value(
+            "VM",
+            format!("{given:?}"),
+            format!(
+                "one VM: {} VMs have this name ({}); give the UUID",
+                found.len(),
+                found
+                    .iter()
+                    .map(|v| v.uuid.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// The host named `name`.
+pub fn find_host(db: &Hsdb, name: &str) -> Result<HostRecord, CliError> {
+    db.hosts()?
+        .into_iter()
+        .find(|h| h.name == name)
+        .ok_or_else(|| CliError::NotFound {
+            what: "host",
+            name: format!("{name:?}"),
+            hsdb: db.path().to_owned(),
+        })
+}
+
+/// One VM as `query vm` shows it.
+#[derive(Debug, Serialize)]
+pub struct VmView {
+    uuid: String,
+    name: String,
+    host: String,
+    home_host: String,
+    state: String,
+    managed: bool,
+    ha_monitor: bool,
+    priority: String,
+    vm_failure_detection_speed: String,
+    cpu: String,
+    memory_mb: u32,
+    ostype: Option<String>,
+    /// `missedHb` as NeedsAttention computes it: seconds since the earliest miss, when
+    /// every monitor of its host has a miss time.
+    missed_hb_sec: Option<u64>,
+    /// Per monitor: its view of the VM's heartbeats.
+    monitors: Vec<VmMonitorView>,
+    short_msg: String,
+    updated: String,
+}
+
+/// One monitor's view of one VM.
+#[derive(Debug, Serialize)]
+pub struct VmMonitorView {
+    hm: String,
+    host: String,
+    state: String,
+    missed_since: Option<String>,
+    missed_sec: Option<u64>,
+    mac: Option<String>,
+}
+
+fn vm_view(
+    db: &Hsdb,
+    vm: &VmRow,
+    names: &HashMap<HostId, String>,
+    hm_hosts: &HashMap<Uuid, HostId>,
+    now_ms: i64,
+) -> Result<VmView, CliError> {
+    let rows = db.vm_hms(&vm.uuid)?;
+    let monitors: Vec<VmMonitorView> = rows
+        .iter()
+        .map(|r| VmMonitorView {
+            hm: r.hm.to_string(),
+            host: host_name(names, hm_hosts.get(&r.hm).copied()),
+            state: r.last_state.as_str().to_owned(),
+            missed_since: r.hb_missed_ms.map(utc),
+            missed_sec: r
+                .hb_missed_ms
+                .map(|t| u64::try_from(now_ms.saturating_sub(t) / 1000).unwrap_or(0)),
+            mac: r.mac.map(|m| m.to_string()),
+        })
+        .collect();
+    // Missed on every monitor of its current host, as NeedsAttention reports it.
+    let on_host: Vec<_> = rows
+        .iter()
+        .filter(|r| vm.current_host.is_some() && hm_hosts.get(&r.hm) == vm.current_host.as_ref())
+        .collect();
+    let missed_hb_sec = if !on_host.is_empty() && on_host.iter().all(|r| r.hb_missed_ms.is_some()) {
+        on_host
+            .iter()
+            .filter_map(|r| r.hb_missed_ms)
+            .min()
+            .map(|t| u64::try_from(now_ms.saturating_sub(t) / 1000).unwrap_or(0))
+    } else {
+        None
+    };
+    Ok(VmView {
+        uuid: vm.uuid.to_string(),
+        name: vm.name.clone(),
+        host: host_name(names, vm.current_host),
+        home_host: host_name(names, vm.home_host),
+        state: vm.state.as_str().to_owned(),
+        managed: vm.managed,
+        ha_monitor: vm.ha_monitor,
+        priority: vm.priority.as_str().to_owned(),
+        vm_failure_detection_speed: vm.detection_speed.as_str().to_owned(),
+        cpu: cpus_text(vm.cpu_milli),
+        memory_mb: vm.memory_mb,
+        ostype: vm.ostype.clone(),
+        missed_hb_sec,
+        monitors,
+        short_msg: format!("{:#x}", vm.short_msg),
+        updated: utc(vm.updated_ms),
+    })
+}
+
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+/// `query vm [UUID|NAME]`: every VM as a table, or one VM in detail.
+pub fn vms(
+    db: &Hsdb,
+    which: Option<&str>,
+    format: Format,
+    now_ms: i64,
+) -> Result<String, CliError> {
+    let names = host_names(db)?;
+    let hm_hosts: HashMap<Uuid, HostId> = db.hms()?.into_iter().map(|h| (h.uuid, h.host)).collect();
+    let rows = match which {
+        Some(given) => vec![find_vm(db, given)?],
+        None => db.vms()?,
+    };
+    let views = rows
+        .iter()
+        .map(|vm| vm_view(db, vm, &names, &hm_hosts, now_ms))
+        .collect::<Result<Vec<_>, _>>()?;
+    if format == Format::Json {
+        return super::json(&views);
+    }
+    if let (Some(_), Some(v)) = (which, views.first()) {
+        return Ok(vm_detail(v));
+    }
+    let mut t = Table::new(&[
+        "UUID",
+        "NAME",
+        "HOST",
+        "STATE",
+        "MANAGED",
+        "HA_MONITOR",
+        "PRIORITY",
+        "SPEED",
+        "CPU",
+        "MEMORY",
+        "HEARTBEATS",
+    ]);
+    for v in &views {
+        t.row(vec![
+            v.uuid.clone(),
+            if v.name.is_empty() {
+                "-".into()
+            } else {
+                v.name.clone()
+            },
+            v.host.clone(),
+            v.state.clone(),
+            yes(v.managed),
+            if v.ha_monitor { "enable" } else { "disable" }.into(),
+            v.priority.clone(),
+            v.vm_failure_detection_speed.clone(),
+            v.cpu.clone(),
+            format!("{} MiB", v.memory_mb),
+            heartbeat_summary(v),
+        ]);
+    }
+    Ok(if t.is_empty() {
+        "no VM in the HSDB yet (agents appear when a monitor discovers them)\n".to_owned()
+    } else {
+        t.render()
+    })
+}
+
+/// `2/2 ok`, `missed 42 s on 2/2`, `1/2 missing`.
+fn heartbeat_summary(v: &VmView) -> String {
+    let total = v.monitors.len();
+    let missing = v
+        .monitors
+        .iter()
+        .filter(|m| m.missed_since.is_some())
+        .count();
+    match (v.missed_hb_sec, total) {
+        (_, 0) => "-".to_owned(),
+        (Some(s), _) => format!("missed {s} s on every monitor of its host"),
+        (None, _) if missing == 0 => format!("{total}/{total} heartbeating"),
+        (None, _) => format!("{missing}/{total} missing"),
+    }
+}
+
+fn vm_detail(v: &VmView) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, val: &str| {
+        out.push_str(&format!("{k:<28}{}\n", super::table::printable(val)));
+    };
+    line("UUID", &v.uuid);
+    line("Name", if v.name.is_empty() { "-" } else { &v.name });
+    line("Host", &v.host);
+    line("Home_host", &v.home_host);
+    line("State", &v.state);
+    line("Managed", &yes(v.managed));
+    line(
+        "HA_monitor",
+        if v.ha_monitor { "enable" } else { "disable" },
+    );
+    line("Priority", &v.priority);
+    line("VM_failure_detection_speed", &v.vm_failure_detection_speed);
+    line("CPU", &v.cpu);
+    line("Memory", &format!("{} MiB", v.memory_mb));
+    line("OS", v.ostype.as_deref().unwrap_or("-"));
+    line(
+        "Missed_heartbeat",
+        &v.missed_hb_sec
+            .map_or("no (some monitor of its host hears it)".to_owned(), |s| {
+                format!("{s} s on every monitor of its host")
+            }),
+    );
+    line("Short_msg", &v.short_msg);
+    line("Updated", &format!("{} UTC", v.updated));
+    let mut t = Table::new(&["MONITOR", "ON_HOST", "HEARTBEATS", "MISSED_SINCE", "MAC"]);
+    for m in &v.monitors {
+        t.row(vec![
+            m.hm.clone(),
+            m.host.clone(),
+            match m.missed_sec {
+                Some(s) => format!("{} ({s} s)", m.state),
+                None => m.state.clone(),
+            },
+            m.missed_since.clone().unwrap_or_else(|| "-".into()),
+            m.mac.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    if t.is_empty() {
+        out.push_str("no monitor has seen this VM\n");
+    } else {
+        out.push('\n');
+        out.push_str(&t.render());
+    }
+    out
+}
+
+/// One host as `query host` shows it.
+#[derive(Debug, Serialize)]
+pub struct HostView {
+    id: i64,
+    name: String,
+    host_group: String,
+    machine_type: String,
+    model: String,
+    serial: String,
+    cpu: String,
+    memory_mb: u32,
+    monitors: usize,
+    monitors_up: usize,
+    vms: usize,
+    vms_managed: usize,
+}
+
+/// `query host [NAME]`.
+pub fn hosts(db: &Hsdb, which: Option<&str>, format: Format) -> Result<String, CliError> {
+    let hosts = match which {
+        Some(name) => vec![find_host(db, name)?],
+        None => db.hosts()?,
+    };
+    let hms = db.hms()?;
+    let vms = db.vms()?;
+    let views: Vec<HostView> = hosts
+        .into_iter()
+        .map(|h| {
+            let mine = hms.iter().filter(|m| m.host == h.id);
+            let on = vms.iter().filter(|v| v.current_host == Some(h.id));
+            HostView {
+                id: h.id.0,
+                monitors: mine.clone().count(),
+                monitors_up: mine.filter(|m| m.state == HmState::Up).count(),
+                vms: on.clone().count(),
+                vms_managed: on.filter(|v| v.managed).count(),
+                name: h.name,
+                host_group: h.host_group,
+                machine_type: h.machine_type,
+                model: h.model,
+                serial: h.serial,
+                cpu: cpus_text(h.cpu_milli),
+                memory_mb: h.memory_mb,
+            }
+        })
+        .collect();
+    if format == Format::Json {
+        return super::json(&views);
+    }
+    let mut t = Table::new(&[
+        "ID",
+        "NAME",
+        "HOST_GROUP",
+        "MACHINE_TYPE",
+        "MODEL",
+        "SERIAL",
+        "CPU",
+        "MEMORY",
+        "MONITORS_UP",
+        "VMS_MANAGED",
+    ]);
+    for h in &views {
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        t.row(vec![
+            h.id.to_string(),
+            h.name.clone(),
+            dash(&h.host_group),
+            dash(&h.machine_type),
+            dash(&h.model),
+            dash(&h.serial),
+            h.cpu.clone(),
+            format!("{} MiB", h.memory_mb),
+            format!("{}/{}", h.monitors_up, h.monitors),
+            format!("{}/{}", h.vms_managed, h.vms),
+        ]);
+    }
+    Ok(if t.is_empty() {
+        "no host in the HSDB yet (hactl add host NAME group=G cpu=N memory=M)\n".to_owned()
+    } else {
+        t.render()
+    })
+}
+
+/// One monitor as `query hm` shows it.
+#[derive(Debug, Serialize)]
+pub struct HmView {
+    uuid: String,
+    host: String,
+    state: String,
+    reason: String,
+    last_heartbeat: String,
+    silent_sec: u64,
+    has_data: bool,
+    version: String,
+    incarnation: String,
+    vms_detected: u64,
+    vms_missing: u64,
+    vms_suspended: u64,
+}
+
+/// `query hm [UUID]`.
+pub fn hms(
+    db: &Hsdb,
+    which: Option<&str>,
+    format: Format,
+    now_ms: i64,
+) -> Result<String, CliError> {
+    let names = host_names(db)?;
+    let rows = match which {
+        Some(given) => {
+            let uuid = values::uuid("HM", given)?;
+            vec![db.hm(&uuid)?.ok_or_else(|| CliError::NotFound {
+                what: "monitor",
+                name: given.to_owned(),
+                hsdb: db.path().to_owned(),
+            })?]
+        }
+        None => db.hms()?,
+    };
+    let mut views = Vec::with_capacity(rows.len());
+    for hm in rows {
+        let counts = db.vm_hm_counts(&hm.uuid)?;
+        views.push(HmView {
+            uuid: hm.uuid.to_string(),
+            host: host_name(&names, Some(hm.host)),
+            state: hm.state.as_str().to_owned(),
+            reason: format!("{:#010x}", hm.reason),
+            last_heartbeat: utc(hm.last_hb_ms),
+            silent_sec: u64::try_from(now_ms.saturating_sub(hm.last_hb_ms).max(0) / 1000)
+                .unwrap_or(0),
+            has_data: hm.has_data,
+            version: hm.version.to_string(),
+            incarnation: hm.incarnation.to_string(),
+            vms_detected: counts.detected,
+            vms_missing: counts.missing,
+            vms_suspended: counts.suspended,
+        });
+    }
+    if format == Format::Json {
+        return super::json(&views);
+    }
+    let mut t = Table::new(&[
+        "UUID",
+        "HOST",
+        "STATE",
+        "REASON",
+        "LAST_HEARTBEAT",
+        "HAS_DATA",
+        "VMS",
+        "VERSION",
+    ]);
+    for h in &views {
+        t.row(vec![
+            h.uuid.clone(),
+            h.host.clone(),
+            h.state.clone(),
+            h.reason.clone(),
+            format!("{} ago", duration(h.silent_sec * 1000)),
+            yes(h.has_data),
+            format!(
+                "{} ok, {} missing, {} suspended",
+                h.vms_detected, h.vms_missing, h.vms_suspended
+            ),
+            h.version.clone(),
+        ]);
+    }
+    Ok(if t.is_empty() {
+        "no monitor registered yet (each hmd registers at start)\n".to_owned()
+    } else {
+        t.render()
+    })
+}
+
+/// One event as `query event` shows it.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    id: i64,
+    time: String,
+    kind: String,
+    vm: Option<String>,
+    hm: Option<String>,
+    text: String,
+}
+
+/// `query event [--after ID] [--limit N]`: from `after` forward, or the newest `limit`.
+pub fn events(
+    db: &Hsdb,
+    after: Option<i64>,
+    limit: u32,
+    format: Format,
+) -> Result<String, CliError> {
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(CliError::bad_value(
+            "--limit",
+            limit.to_string(),
+            format!("1..={MAX_LIMIT}"),
+        ));
+    }
+    let rows = match after {
+        Some(after) => db.events_after(after, limit)?,
+        None => {
+            // The newest `limit`: page through, keeping the last ones (the outbox is
+            // pruned, so this stays bounded).
+            let mut kept = std::collections::VecDeque::new();
+            let mut from = 0;
+            loop {
+                let page = db.events_after(from, 1000)?;
+                let Some(last) = page.last().map(|e| e.id) else {
+                    break;
+                };
+                from = last;
+                for e in page {
+                    if kept.len() == limit as usize {
+                        kept.pop_front();
+                    }
+                    kept.push_back(e);
+                }
+            }
+            kept.into_iter().collect()
+        }
+    };
+    let views: Vec<EventView> = rows
+        .into_iter()
+        .map(|e| EventView {
+            id: e.id,
+            time: utc(e.created_ms),
+            kind: e.kind,
+            vm: e.vm.map(|u| u.to_string()),
+            hm: e.hm.map(|u| u.to_string()),
+            text: e.text,
+        })
+        .collect();
+    if format == Format::Json {
+        return super::json(&views);
+    }
+    let mut t = Table::new(&["ID", "TIME", "EVENT", "VM", "MONITOR", "TEXT"]);
+    for e in &views {
+        t.row(vec![
+            e.id.to_string(),
+            e.time.clone(),
+            e.kind.clone(),
+            e.vm.clone().unwrap_or_else(|| "-".into()),
+            e.hm.clone().unwrap_or_else(|| "-".into()),
+            e.text.clone(),
+        ]);
+    }
+    Ok(if t.is_empty() {
+        "no event\n".to_owned()
+    } else {
+        t.render()
+    })
+}
+
+/// One relocation as `query relocation` shows it.
+#[derive(Debug, Serialize)]
+pub struct RelocationView {
+    id: i64,
+    vm: String,
+    kind: String,
+    from_host: String,
+    to_host: String,
+    phase: String,
+    started: String,
+    ended: Option<String>,
+    result: Option<String>,
+    /// Every phase with its time (`query relocation ID` and `--json`).
+    steps: Vec<(String, String)>,
+}
+
+/// `query relocation [ID] [--vm VM] [--limit N]`: the newest first; one in detail with
+/// its phases.
+pub fn relocations(
+    db: &Hsdb,
+    id: Option<i64>,
+    vm: Option<&str>,
+    limit: u32,
+    format: Format,
+) -> Result<String, CliError> {
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(CliError::bad_value(
+            "--limit",
+            limit.to_string(),
+            format!("1..={MAX_LIMIT}"),
+        ));
+    }
+    let names = host_names(db)?;
+    let rows = match (id, vm) {
+        (Some(id), _) => vec![db.relocation(id)?.ok_or_else(|| CliError::NotFound {
+            what: "relocation",
+            name: id.to_string(),
+            hsdb: db.path().to_owned(),
+        })?],
+        (None, Some(vm)) => {
+            let vm = find_vm(db, vm)?;
+            db.relocations(Some(&vm.uuid), limit)?
+        }
+        (None, None) => db.relocations(None, limit)?,
+    };
+    let mut views = Vec::with_capacity(rows.len());
+    for r in rows {
+        let steps = db
+            .relocation_steps(r.id)?
+            .into_iter()
+            .map(|s| (s.phase, utc(s.at_ms)))
+            .collect();
+        views.push(RelocationView {
+            id: r.id,
+            vm: r.vm.to_string(),
+            kind: r.kind.as_str().to_owned(),
+            from_host: host_name(&names, r.from_host),
+            to_host: host_name(&names, r.to_host),
+            phase: r.phase,
+            started: utc(r.started_ms),
+            ended: r.ended_ms.map(utc),
+            result: r.result,
+            steps,
+        });
+    }
+    if format == Format::Json {
+        return super::json(&views);
+    }
+    let mut t = Table::new(&[
+        "ID", "VM", "KIND", "FROM", "TO", "PHASE", "STARTED", "ENDED", "RESULT",
+    ]);
+    for r in &views {
+        t.row(vec![
+            r.id.to_string(),
+            r.vm.clone(),
+            r.kind.clone(),
+            r.from_host.clone(),
+            r.to_host.clone(),
+            r.phase.clone(),
+            r.started.clone(),
+            r.ended.clone().unwrap_or_else(|| "in progress".into()),
+            r.result.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let mut out = if t.is_empty() {
+        "no relocation\n".to_owned()
+    } else {
+        t.render()
+    };
+    if let (Some(_), Some(r)) = (id, views.first()) {
+        let mut steps = Table::new(&["PHASE", "AT"]);
+        for (phase, at) in &r.steps {
+            steps.row(vec![phase.clone(), at.clone()]);
+        }
+        out.push('\n');
+        out.push_str(&steps.render());
+    }
+    Ok(out)
+}
+
+/// Host groups and their hosts, by group name (hosts without a group under "").
+pub fn groups(db: &Hsdb) -> Result<BTreeMap<String, Vec<HostRecord>>, CliError> {
+    let mut out: BTreeMap<String, Vec<HostRecord>> = BTreeMap::new();
+    for h in db.hosts()? {
+        out.entry(h.host_group.clone()).or_default().push(h);
+    }
+    Ok(out)
+}
