@@ -12,6 +12,7 @@ use std::fmt;
 
 use hsdb::Uuid;
 
+pub mod libvirt;
 pub mod sim;
 
 /// A VM's power state as the platform reports it: the seed's LPAR states

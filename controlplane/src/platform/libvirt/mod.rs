@@ -1,0 +1,688 @@
+//! The `libvirt` platform driver: each host is a libvirt URI, driven through ONE
+//! long-lived `virsh -q -c <uri>` child per host (see [`virsh`]); pings are real ICMP
+//! through the system's `ping`.
+//!
+//! The build needs no libvirt development files: we drive the `virsh` program (Debian
+//! package `libvirt-clients`), never link libvirt.
+//!
+//! Hosts: `host_alive` runs `nodeinfo`. Answered → `Ok(true)`; virsh could not open the
+//! URI (it exits at once) → `Ok(false)`, the definite "gone"; no answer within the
+//! timeout → `Err(Timeout)`, "cannot tell"; virsh itself cannot be run → `Err(Failed)`
+//! (a broken control-plane machine is never evidence against a host). The full truth
+//! table is in docs/controlplane.md, "Platform drivers".
+//!
+//! Actions: stop is `destroy` (already off is Ok); start defines the domain from XML we
+//! write (same UUID, name, vCPUs, memory) if the host does not have it, then `start`;
+//! cleanup is `destroy` if active, then `undefine`. No migration: libvirt's test
+//! hypervisor does not implement it, so a move is define + start on the target and
+//! destroy + undefine on the source, which is what the engine asks for anyway.
+//!
+//! Every call is bounded by [`LibvirtConfig::call_timeout`] (per host for [`Platform::hosts`]).
+//! A child that timed out, printed too much or died is killed; the next call opens a new
+//! connection. A child found dead in the middle of a call is replaced once within the same
+//! call (a test hypervisor forgets every earlier action when that happens; a real one
+//! does not).
+
+pub mod parse;
+pub mod ping;
+pub mod virsh;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hsdb::Uuid;
+
+use self::ping::PingOutcome;
+use self::virsh::{Reply, VirshError, VirshSession, bounded};
+use crate::platform::{HostInfo, Platform, PlatformError, PowerState, VmSpec, VmStatus};
+
+/// Default timeout of one call.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default wait for a ping's reply (`-W`).
+pub const DEFAULT_PING_WAIT: Duration = Duration::from_secs(2);
+/// Default cap on what one virsh command may print.
+pub const DEFAULT_MAX_OUTPUT: usize = 4 << 20;
+
+/// Allowed call timeouts.
+pub const CALL_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(600);
+/// Allowed output caps, bytes.
+pub const MAX_OUTPUT_RANGE: std::ops::RangeInclusive<usize> = 4 << 10..=256 << 20;
+/// Longest host name, bytes.
+pub const MAX_HOST_NAME: usize = 255;
+
+/// One host: its HSDB name and its libvirt URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibvirtHost {
+    /// The HSDB's `host.name`.
+    pub name: String,
+    /// The libvirt URI (`test:///abs/path/host-a.xml`, `qemu+ssh://root@host-a/system`).
+    pub uri: String,
+}
+
+/// The driver's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibvirtConfig {
+    /// The hosts.
+    pub hosts: Vec<LibvirtHost>,
+    /// Each VM's ping address; a VM without one reads "not pingable".
+    pub ping_addresses: BTreeMap<Uuid, IpAddr>,
+    /// The virsh program.
+    pub virsh: PathBuf,
+    /// The ping program (iputils).
+    pub ping: PathBuf,
+    /// Timeout of one call.
+    pub call_timeout: Duration,
+    /// Wait for a ping's reply (whole seconds, at least 1; at most the call timeout).
+    pub ping_wait: Duration,
+    /// Most bytes one virsh command may print.
+    pub max_output_bytes: usize,
+}
+
+impl LibvirtConfig {
+    /// The hosts with every other setting at its default.
+    pub fn new(hosts: Vec<LibvirtHost>) -> LibvirtConfig {
+        LibvirtConfig {
+            hosts,
+            ping_addresses: BTreeMap::new(),
+            virsh: PathBuf::from("virsh"),
+            ping: PathBuf::from("ping"),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            ping_wait: DEFAULT_PING_WAIT,
+            max_output_bytes: DEFAULT_MAX_OUTPUT,
+        }
+    }
+
+    /// Check every value against its allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = BTreeSet::new();
+        for h in &self.hosts {
+            if h.name.is_empty()
+                || h.name.len() > MAX_HOST_NAME
+                || h.name.chars().any(char::is_control)
+            {
+                return Err(ConfigError::BadHostName {
+                    name: bounded(&h.name),
+                });
+            }
+            if !seen.insert(h.name.as_str()) {
+                return Err(ConfigError::DuplicateHost {
+                    name: h.name.clone(),
+                });
+            }
+            if h.uri.is_empty() || h.uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(ConfigError::BadUri {
+                    host: h.name.clone(),
+                    uri: bounded(&h.uri),
+                });
+            }
+        }
+        if !CALL_TIMEOUT_RANGE.contains(&self.call_timeout) {
+            return Err(ConfigError::CallTimeout {
+                value: self.call_timeout,
+            });
+        }
+        if self.ping_wait < Duration::from_secs(1) || self.ping_wait > self.call_timeout {
+            return Err(ConfigError::PingWait {
+                value: self.ping_wait,
+                call_timeout: self.call_timeout,
+            });
+        }
+        if !MAX_OUTPUT_RANGE.contains(&self.max_output_bytes) {
+            return Err(ConfigError::MaxOutput {
+                value: self.max_output_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A configuration value out of its range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A host name that is empty, too long or holds control characters.
+    #[error(
+        "host name {name:?} is not allowed (allowed: 1-{MAX_HOST_NAME} bytes, no control characters)"
+    )]
+    BadHostName {
+        /// The name (bounded).
+        name: String,
+    },
+    /// Two hosts of one name.
+    #[error("host {name} is configured twice (allowed: each name once)")]
+    DuplicateHost {
+        /// The name.
+        name: String,
+    },
+    /// A URI that is empty or holds spaces or control characters.
+    #[error(
+        "host {host}: libvirt URI {uri:?} is not allowed (allowed: a non-empty URI without spaces or control characters)"
+    )]
+    BadUri {
+        /// The host.
+        host: String,
+        /// The URI (bounded).
+        uri: String,
+    },
+    /// Call timeout out of range.
+    #[error("call timeout {value:?} is out of range (allowed: 100ms to 600s)")]
+    CallTimeout {
+        /// The value.
+        value: Duration,
+    },
+    /// Ping wait out of range.
+    #[error(
+        "ping wait {value:?} is out of range (allowed: 1s to the call timeout, {call_timeout:?})"
+    )]
+    PingWait {
+        /// The value.
+        value: Duration,
+        /// The call timeout.
+        call_timeout: Duration,
+    },
+    /// Output cap out of range.
+    #[error("virsh output cap {value} bytes is out of range (allowed: 4096 to 268435456)")]
+    MaxOutput {
+        /// The value.
+        value: usize,
+    },
+}
+
+struct HostConn {
+    uri: String,
+    session: Option<VirshSession>,
+}
+
+/// The libvirt driver: a [`Platform`] over one virsh child per host.
+pub struct LibvirtPlatform {
+    config: LibvirtConfig,
+    hosts: BTreeMap<String, HostConn>,
+    /// VMs for which "no ping address" was already logged.
+    warned_no_address: BTreeSet<Uuid>,
+}
+
+impl std::fmt::Debug for LibvirtPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibvirtPlatform")
+            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a domain lookup found.
+enum Lookup {
+    Missing,
+    Found(VmStatus, String),
+}
+
+impl LibvirtPlatform {
+    /// A driver for `config` (checked). Connections open on first use.
+    pub fn new(config: LibvirtConfig) -> Result<LibvirtPlatform, ConfigError> {
+        config.validate()?;
+        let hosts = config
+            .hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.name.clone(),
+                    HostConn {
+                        uri: h.uri.clone(),
+                        session: None,
+                    },
+                )
+            })
+            .collect();
+        Ok(LibvirtPlatform {
+            config,
+            hosts,
+            warned_no_address: BTreeSet::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LibvirtConfig {
+        &self.config
+    }
+
+    /// Set (or with `None` remove) a VM's ping address.
+    pub fn set_ping_address(&mut self, vm: Uuid, addr: Option<IpAddr>) {
+        match addr {
+            Some(a) => {
+                self.config.ping_addresses.insert(vm, a);
+            }
+            None => {
+                self.config.ping_addresses.remove(&vm);
+            }
+        }
+        self.warned_no_address.remove(&vm);
+    }
+
+    /// The process id of the host's virsh child, if one is running.
+    pub fn connection_pid(&self, host: &str) -> Option<u32> {
+        self.hosts
+            .get(host)?
+            .session
+            .as_ref()
+            .map(VirshSession::pid)
+    }
+
+    /// Close the host's connection (the next call opens a new one).
+    pub fn disconnect(&mut self, host: &str) {
+        if let Some(c) = self.hosts.get_mut(host) {
+            c.session = None;
+        }
+    }
+
+    /// Run one virsh command on `host`'s connection (raw; for diagnostics and tests).
+    /// Commands are one line; what virsh prints is returned cleaned of prompts.
+    pub fn virsh(&mut self, host: &str, command: &str) -> Result<Reply, PlatformError> {
+        let deadline = self.deadline();
+        self.exec(host, command, deadline)
+            .map_err(|e| self.error(host, &format!("virsh {host} {command}"), e))
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.config.call_timeout
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.config.call_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Run `command` on the host's connection, opening one if needed; a connection found
+    /// dead is replaced once.
+    fn exec(&mut self, host: &str, command: &str, deadline: Instant) -> Result<Reply, VirshError> {
+        let program = self.config.virsh.clone();
+        let max = self.config.max_output_bytes;
+        let conn = self
+            .hosts
+            .get_mut(host)
+            .ok_or_else(|| VirshError::Connect {
+                uri: String::new(),
+                why: format!("no host {host}"),
+            })?;
+        let mut fresh = false;
+        loop {
+            let session = match conn.session.as_mut() {
+                Some(s) => s,
+                None => {
+                    fresh = true;
+                    tracing::debug!(host, uri = %conn.uri, "libvirt: connecting");
+                    conn.session
+                        .insert(VirshSession::connect(&program, &conn.uri, max, deadline)?)
+                }
+            };
+            match session.run(command, deadline) {
+                Ok(reply) => {
+                    tracing::trace!(host, command, ?reply, "libvirt: virsh answered");
+                    return Ok(reply);
+                }
+                Err(VirshError::Died { why, .. }) if !fresh => {
+                    tracing::warn!(host, uri = %conn.uri, why, "libvirt: virsh exited; reconnecting");
+                    conn.session = None;
+                }
+                Err(e) => {
+                    tracing::warn!(host, uri = %conn.uri, error = %e, "libvirt: dropping the connection");
+                    conn.session = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn error(&self, host: &str, op: &str, e: VirshError) -> PlatformError {
+        match e {
+            VirshError::Timeout { .. } => PlatformError::Timeout {
+                op: op.to_owned(),
+                after_ms: self.timeout_ms(),
+            },
+            VirshError::Connect { why, .. } => PlatformError::Unreachable {
+                host: host.to_owned(),
+                why,
+            },
+            VirshError::Died { why, .. } => PlatformError::Unreachable {
+                host: host.to_owned(),
+                why: format!("virsh exited: {why}"),
+            },
+            e @ (VirshError::Spawn { .. }
+            | VirshError::TooLarge { .. }
+            | VirshError::BadCommand { .. }) => PlatformError::Failed {
+                op: op.to_owned(),
+                why: e.to_string(),
+            },
+        }
+    }
+
+    fn known(&self, host: &str) -> Result<(), PlatformError> {
+        if self.hosts.contains_key(host) {
+            Ok(())
+        } else {
+            Err(PlatformError::NoSuchHost {
+                host: host.to_owned(),
+            })
+        }
+    }
+
+    /// `domstate <uuid>`: the domain's status and virsh's word for it, or Missing.
+    fn lookup(
+        &mut self,
+        host: &str,
+        vm: &Uuid,
+        op: &str,
+        deadline: Instant,
+    ) -> Result<Lookup, PlatformError> {
+        let reply = self
+            .exec(host, &format!("domstate {vm}"), deadline)
+            .map_err(|e| self.error(host, op, e))?;
+        if is_missing(&reply) {
+            return Ok(Lookup::Missing);
+        }
+        if !reply.errors.is_empty() {
+            return Err(failed(op, reply.why()));
+        }
+        let word = reply
+            .lines
+            .first()
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_default();
+        let status = parse::vm_status(&word).map_err(|e| failed(op, e.to_string()))?;
+        Ok(Lookup::Found(status, word))
+    }
+
+    fn define(
+        &mut self,
+        host: &str,
+        spec: &VmSpec,
+        op: &str,
+        deadline: Instant,
+    ) -> Result<(), PlatformError> {
+        let uri = self
+            .hosts
+            .get(host)
+            .map(|c| c.uri.clone())
+            .unwrap_or_default();
+        let domain_type = if uri.starts_with("test:") {
+            "test"
+        } else {
+            "kvm"
+        };
+        let xml = parse::domain_xml(spec, domain_type).map_err(|e| failed(op, e.to_string()))?;
+        let file = DomainFile::write(&spec.uuid, &xml)
+            .map_err(|e| failed(op, format!("writing the domain XML: {e}")))?;
+        let path = file.path.display().to_string();
+        if path.contains(['\'', '\n', '\r']) {
+            return Err(failed(
+                op,
+                format!("temporary path {path:?} cannot be quoted for virsh"),
+            ));
+        }
+        let reply = self
+            .exec(host, &format!("define '{path}'"), deadline)
+            .map_err(|e| self.error(host, op, e))?;
+        if !reply.errors.is_empty() {
+            return Err(failed(op, format!("define: {}", reply.why())));
+        }
+        tracing::info!(host, vm = %spec.uuid, name = %spec.name, "libvirt: domain defined");
+        Ok(())
+    }
+}
+
+fn failed(op: &str, why: String) -> PlatformError {
+    PlatformError::Failed {
+        op: op.to_owned(),
+        why,
+    }
+}
+
+/// virsh's words for "no such domain".
+fn is_missing(reply: &Reply) -> bool {
+    reply.error_contains("failed to get domain") || reply.error_contains("domain not found")
+}
+
+/// A domain XML in the temporary directory, private to us, removed on drop.
+struct DomainFile {
+    path: PathBuf,
+}
+
+impl DomainFile {
+    fn write(uuid: &Uuid, xml: &str) -> std::io::Result<DomainFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "hvha-domain-{uuid}-{}-{}.xml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        let file = DomainFile { path };
+        f.write_all(xml.as_bytes())?;
+        Ok(file)
+    }
+}
+
+impl Drop for DomainFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Platform for LibvirtPlatform {
+    fn name(&self) -> &'static str {
+        "libvirt"
+    }
+
+    fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError> {
+        let names: Vec<String> = self.hosts.keys().cloned().collect();
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for name in names {
+            match self.host_info(&name) {
+                Ok(info) => out.push(info),
+                Err(e) => {
+                    tracing::warn!(host = %name, error = %e, "libvirt: host left out of the host list");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    fn host_alive(&mut self, host: &str) -> Result<bool, PlatformError> {
+        self.known(host)?;
+        let op = format!("host_alive {host}");
+        let deadline = self.deadline();
+        for attempt in 0..2 {
+            match self.exec(host, "nodeinfo", deadline) {
+                Ok(reply) if reply.errors.is_empty() => {
+                    parse::nodeinfo(&reply.lines).map_err(|e| failed(&op, e.to_string()))?;
+                    return Ok(true);
+                }
+                Ok(reply) => {
+                    // An open virsh whose hypervisor went away answers with an error:
+                    // a fresh connection tells whether it is still there.
+                    tracing::warn!(host, why = %reply.why(), "libvirt: nodeinfo failed; reconnecting");
+                    self.disconnect(host);
+                    if attempt == 1 {
+                        return Err(failed(&op, reply.why()));
+                    }
+                }
+                Err(VirshError::Connect { uri, why }) => {
+                    tracing::info!(
+                        host,
+                        uri,
+                        why,
+                        "libvirt: host unreachable (connection refused)"
+                    );
+                    return Ok(false);
+                }
+                Err(e) => return Err(self.error(host, &op, e)),
+            }
+        }
+        Err(failed(&op, "no answer".to_owned()))
+    }
+
+    fn ping(&mut self, vm: &Uuid) -> Result<bool, PlatformError> {
+        let Some(addr) = self.config.ping_addresses.get(vm).copied() else {
+            if self.warned_no_address.insert(*vm) {
+                tracing::warn!(vm = %vm, "libvirt: no ping address configured; the VM reads as not pingable");
+            }
+            return Ok(false);
+        };
+        let op = format!("ping {vm} {addr}");
+        let start = Instant::now();
+        let outcome = ping::ping(
+            &self.config.ping,
+            addr,
+            self.config.ping_wait,
+            start + self.config.call_timeout,
+        );
+        tracing::debug!(vm = %vm, %addr, ?outcome, elapsed_ms = start.elapsed().as_millis(), "libvirt: ping");
+        match outcome {
+            PingOutcome::Reply => Ok(true),
+            PingOutcome::NoReply => Ok(false),
+            PingOutcome::Timeout => Err(PlatformError::Timeout {
+                op,
+                after_ms: self.timeout_ms(),
+            }),
+            PingOutcome::Error(why) => Err(failed(&op, why)),
+        }
+    }
+
+    fn vm_status(&mut self, host: &str, vm: &Uuid) -> Result<VmStatus, PlatformError> {
+        self.known(host)?;
+        let op = format!("vm_status {host} {vm}");
+        let deadline = self.deadline();
+        match self.lookup(host, vm, &op, deadline)? {
+            Lookup::Found(status, _) => Ok(status),
+            Lookup::Missing => Err(PlatformError::NoSuchVm {
+                host: host.to_owned(),
+                vm: *vm,
+            }),
+        }
+    }
+
+    fn stop(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError> {
+        self.known(host)?;
+        let op = format!("stop {host} {vm}");
+        let deadline = self.deadline();
+        let reply = self
+            .exec(host, &format!("destroy {vm}"), deadline)
+            .map_err(|e| self.error(host, &op, e))?;
+        if reply.errors.is_empty() || reply.error_contains("domain is not running") {
+            tracing::info!(host, vm = %vm, "libvirt: domain stopped");
+            Ok(())
+        } else if is_missing(&reply) {
+            Err(PlatformError::NoSuchVm {
+                host: host.to_owned(),
+                vm: *vm,
+            })
+        } else {
+            Err(failed(&op, reply.why()))
+        }
+    }
+
+    fn start(&mut self, host: &str, vm: &VmSpec) -> Result<(), PlatformError> {
+        self.known(host)?;
+        let op = format!("start {host} {}", vm.uuid);
+        let deadline = self.deadline();
+        match self.lookup(host, &vm.uuid, &op, deadline)? {
+            Lookup::Found(status, _) if status.power == PowerState::Running => return Ok(()),
+            Lookup::Found(..) => {}
+            Lookup::Missing => self.define(host, vm, &op, deadline)?,
+        }
+        let reply = self
+            .exec(host, &format!("start {}", vm.uuid), deadline)
+            .map_err(|e| self.error(host, &op, e))?;
+        if reply.errors.is_empty() || reply.error_contains("already active") {
+            tracing::info!(host, vm = %vm.uuid, "libvirt: domain started");
+            Ok(())
+        } else {
+            Err(failed(&op, reply.why()))
+        }
+    }
+
+    fn cleanup(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError> {
+        self.known(host)?;
+        let op = format!("cleanup {host} {vm}");
+        let deadline = self.deadline();
+        let word = match self.lookup(host, vm, &op, deadline)? {
+            Lookup::Missing => return Ok(()),
+            Lookup::Found(_, word) => word,
+        };
+        if word != "shut off" {
+            let reply = self
+                .exec(host, &format!("destroy {vm}"), deadline)
+                .map_err(|e| self.error(host, &op, e))?;
+            if !reply.errors.is_empty() && !reply.error_contains("domain is not running") {
+                return Err(failed(&op, format!("destroy: {}", reply.why())));
+            }
+        }
+        let reply = self
+            .exec(host, &format!("undefine {vm}"), deadline)
+            .map_err(|e| self.error(host, &op, e))?;
+        if reply.errors.is_empty() || is_missing(&reply) {
+            tracing::info!(host, vm = %vm, "libvirt: domain removed");
+            Ok(())
+        } else {
+            Err(failed(&op, format!("undefine: {}", reply.why())))
+        }
+    }
+}
+
+impl LibvirtPlatform {
+    fn host_info(&mut self, host: &str) -> Result<HostInfo, PlatformError> {
+        let deadline = self.deadline();
+        let run = |me: &mut Self, command: &str| -> Result<Reply, PlatformError> {
+            let op = format!("hosts {host} {command}");
+            let reply = me
+                .exec(host, command, deadline)
+                .map_err(|e| me.error(host, &op, e))?;
+            if reply.errors.is_empty() {
+                Ok(reply)
+            } else {
+                Err(failed(&op, reply.why()))
+            }
+        };
+        let node = run(self, "nodeinfo")?;
+        let (cpu_milli, memory_mb) = parse::nodeinfo(&node.lines)
+            .map_err(|e| failed(&format!("hosts {host}"), e.to_string()))?;
+        let list = run(self, "list --all --uuid")?;
+        let uuids = parse::uuid_list(&list.lines)
+            .map_err(|e| failed(&format!("hosts {host}"), e.to_string()))?;
+        let mut vms = Vec::with_capacity(uuids.len());
+        for u in uuids {
+            let info = run(self, &format!("dominfo {u}"))?;
+            vms.push(
+                parse::dominfo(&info.lines)
+                    .map_err(|e| failed(&format!("hosts {host}"), e.to_string()))?,
+            );
+        }
+        Ok(HostInfo {
+            name: host.to_owned(),
+            cpu_milli,
+            memory_mb,
+            vms,
+        })
+    }
+}
+
+/// Whether `program` can be found: an absolute or relative path that exists, or a name
+/// on `PATH` (tests skip when virsh is absent).
+pub fn program_exists(program: &Path) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
