@@ -70,6 +70,21 @@ impl Hsdb {
             at,
         ))
         .op(OP)?;
+        // Managing a VM the monitors discovered makes it STARTED (ADDED if no monitor
+        // placed it yet); releasing it makes it UNKNOWN, the state of an unmanaged VM
+        // seen by a monitor. No pending item: the controller made the change.
+        if let Some(managed) = settings.managed {
+            tx.prepare_cached(
+                "UPDATE vm SET state = CASE \
+                 WHEN ?2 = 1 AND state = 'UNKNOWN' AND current_host IS NULL THEN 'ADDED' \
+                 WHEN ?2 = 1 AND state = 'UNKNOWN' THEN 'STARTED' \
+                 WHEN ?2 = 0 AND state = 'STARTED' THEN 'UNKNOWN' \
+                 ELSE state END WHERE uuid = ?1",
+            )
+            .op(OP)?
+            .execute((UuidText::new(vm), i64::from(managed)))
+            .op(OP)?;
+        }
         tx.commit().op(OP)?;
         Ok(created)
     }

@@ -5,14 +5,20 @@
 //! `BEGIN IMMEDIATE` … `COMMIT` per batch, so the cost of a durable commit (one fsync of
 //! the WAL with `synchronous=FULL`) is paid once per batch, not once per VM.
 //!
-//! Rules every transition follows:
+//! Rules every transition follows (docs/hsdb.md §3):
 //! - a VM row is created the first time any transition names an unknown VM, with a
-//!   pending DISCOVERED item (`Discovered`: state STARTED; `Suspended`: SUSPENDED; others:
-//!   UNKNOWN). Refusing would lose the whole batch for one VM the store did not know.
+//!   pending DISCOVERED item (`Suspended`: state SUSPENDED; others, `Discovered` too:
+//!   UNKNOWN, an unmanaged VM). Refusing would lose the whole batch for one VM the
+//!   store did not know.
+//! - a handshake puts a known VM in STARTED if managed, UNKNOWN if not;
 //! - a VM's state change writes a pending STATE_CHANGE; re-applying the same state writes
-//!   nothing (idempotent).
+//!   nothing (idempotent); an unreported item of the same VM and kind is updated instead
+//!   of a new one added (coalescing);
 //! - a known VM first seen by a monitor on another host than its `current_host` moved
-//!   (live migration): pending DISCOVERED with `from_host=<old host>`.
+//!   (live migration): pending DISCOVERED with `from_host`, its rows on the old host's
+//!   monitors deleted and a FORGET_VM command queued for each of them; `Detected`,
+//!   `Missing` and `Suspended` from another host than the VM's are ignored;
+//! - heartbeats through one monitor end the VM's suspension on the host's others;
 //! - a transition naming an unregistered monitor fails the batch ([`Error::UnknownHm`]):
 //!   the monitor registers itself before writing, so this is a bug, not an input.
 
@@ -20,13 +26,14 @@ use hvha_identity::Uuid;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::codec::{UuidText, bits_from_sql, bits_to_sql, opt_uuid, version_text};
+use crate::control_model::CommandKind;
 use crate::error::{Context, Error, Result};
 use crate::model::{
     Applied, HeartbeatState, HostId, InterfaceState, PendingKind, Transition, VmState,
 };
 use crate::store::Hsdb;
 
-const VM_STATE: &str = "SELECT state, current_host FROM vm WHERE uuid = ?1";
+const VM_STATE: &str = "SELECT state, current_host, managed FROM vm WHERE uuid = ?1";
 const VM_INSERT: &str = "INSERT INTO vm (uuid, current_host, home_host, state, updated_ms) \
     VALUES (?1, ?2, ?2, ?3, ?4)";
 const VM_SET_STATE: &str = "UPDATE vm SET state = ?2, current_host = ?3, \
@@ -57,6 +64,16 @@ const VM_HM_MISSING: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_ms, last_
     hb_missed_ms = COALESCE(vm_hm.hb_missed_ms, excluded.hb_missed_ms), \
     last_state = 'MISSING', updated_ms = excluded.updated_ms \
     WHERE vm_hm.last_state <> 'SUSPENDED'";
+/// A Detected or Discovered from one monitor of the host ends a suspension: another
+/// monitor of that host still SUSPENDED has not heard the agent since it came back, so
+/// its row counts as a miss from now (it no longer blocks "missed on every monitor").
+const VM_HM_END_SUSPENSION: &str = "UPDATE vm_hm SET last_state = 'MISSING', \
+    hb_missed_ms = ?3, updated_ms = ?3 WHERE vm = ?1 AND hm <> ?2 \
+    AND last_state = 'SUSPENDED' AND hm IN (SELECT uuid FROM hm WHERE host_id = ?4)";
+/// The VM's rows on monitors of other hosts than `?2`: retired after a move.
+const VM_HM_ELSEWHERE: &str = "SELECT m.hm FROM vm_hm m JOIN hm h ON h.uuid = m.hm \
+    WHERE m.vm = ?1 AND h.host_id <> ?2";
+const VM_HM_DELETE: &str = "DELETE FROM vm_hm WHERE vm = ?1 AND hm = ?2";
 const HM_HOST: &str = "SELECT host_id FROM hm WHERE uuid = ?1";
 const HM_HEARTBEAT: &str = "UPDATE hm SET last_hb_ms = ?2 WHERE uuid = ?1";
 const HM_EVENT: &str = "UPDATE hm SET state = ?2, reason = ?3, has_data = 1 WHERE uuid = ?1";
@@ -139,7 +156,17 @@ impl BatchWriter<'_, '_> {
             } => {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
-                self.enter_state(&vm_text, hm, host, VmState::Started, *at)?;
+                match self.vm_state(&vm_text)? {
+                    // A VM first seen is not managed yet: UNKNOWN, which NeedsAttention
+                    // reports as discoveryInfo UNMANAGED (seed 004 L7533-7564).
+                    None => self.create_vm(&vm_text, hm, host, VmState::Unknown, *at)?,
+                    Some(known) => {
+                        if known.host.is_some_and(|h| h != host) {
+                            self.retire_elsewhere(&vm_text, vm, host, *at)?;
+                        }
+                        self.enter_state(&vm_text, hm, host, &known, known.alive(), *at)?;
+                    }
+                }
                 self.tx.prepare_cached(VM_AGENT)?.execute((
                     &vm_text,
                     ostype,
@@ -154,25 +181,44 @@ impl BatchWriter<'_, '_> {
                     HeartbeatState::Detected,
                     *at,
                 )?;
+                self.end_suspension(&vm_text, hm, host, *at)?;
                 self.applied.discovered += 1;
             }
             Transition::Detected { vm, hm, at } => {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
-                self.ensure_vm(&vm_text, hm, host, *at)?;
-                self.heard(&vm_text, hm, None, HeartbeatState::Detected, *at)?;
                 self.applied.detected += 1;
+                match self.vm_state(&vm_text)? {
+                    None => self.create_vm(&vm_text, hm, host, VmState::Unknown, *at)?,
+                    Some(known) if known.elsewhere(host) => {
+                        self.applied.elsewhere_ignored += 1;
+                        return Ok(());
+                    }
+                    Some(known) if known.state == VmState::Suspended => {
+                        self.enter_state(&vm_text, hm, host, &known, known.alive(), *at)?;
+                    }
+                    Some(_) => {}
+                }
+                self.heard(&vm_text, hm, None, HeartbeatState::Detected, *at)?;
+                self.end_suspension(&vm_text, hm, host, *at)?;
             }
             Transition::Missing { vm, hm, at } => {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
-                self.ensure_vm(&vm_text, hm, host, *at)?;
+                self.applied.missing += 1;
+                match self.vm_state(&vm_text)? {
+                    None => self.create_vm(&vm_text, hm, host, VmState::Unknown, *at)?,
+                    Some(known) if known.elsewhere(host) => {
+                        self.applied.elsewhere_ignored += 1;
+                        return Ok(());
+                    }
+                    Some(_) => {}
+                }
                 let changed = self.tx.prepare_cached(VM_HM_MISSING)?.execute((
                     &vm_text,
                     UuidText::new(hm),
                     at,
                 ))?;
-                self.applied.missing += 1;
                 if changed == 0 {
                     self.applied.missing_ignored += 1;
                 }
@@ -180,9 +226,20 @@ impl BatchWriter<'_, '_> {
             Transition::Suspended { vm, hm, at } => {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
-                self.enter_state(&vm_text, hm, host, VmState::Suspended, *at)?;
-                self.heard(&vm_text, hm, None, HeartbeatState::Suspended, *at)?;
                 self.applied.suspended += 1;
+                match self.vm_state(&vm_text)? {
+                    None => self.create_vm(&vm_text, hm, host, VmState::Suspended, *at)?,
+                    // A late SHDN through the host the VM left must not move it back:
+                    // only Discovered moves a VM.
+                    Some(known) if known.elsewhere(host) => {
+                        self.applied.elsewhere_ignored += 1;
+                        return Ok(());
+                    }
+                    Some(known) => {
+                        self.enter_state(&vm_text, hm, host, &known, VmState::Suspended, *at)?;
+                    }
+                }
+                self.heard(&vm_text, hm, None, HeartbeatState::Suspended, *at)?;
             }
             Transition::Doorbell { vm, hm, vector, at } => {
                 let host = self.host_of(hm)?;
@@ -293,13 +350,20 @@ impl BatchWriter<'_, '_> {
         Ok(host)
     }
 
-    /// The VM's state and current host, if the VM is known.
-    fn vm_state(&self, vm: &UuidText) -> Step<Option<(String, Option<i64>)>> {
-        Ok(self
+    /// The VM's state, current host and managed flag, if the VM is known.
+    fn vm_state(&self, vm: &UuidText) -> Step<Option<KnownVm>> {
+        let row: Option<(String, Option<i64>, i64)> = self
             .tx
             .prepare_cached(VM_STATE)?
-            .query_row([vm], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?)
+            .query_row([vm], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        Ok(row.map(|(state, host, managed)| KnownVm {
+            // A state this build does not know (edited by hand) reads as UNKNOWN: the
+            // transition still lands, and the state it writes is valid.
+            state: VmState::from_text(&state).unwrap_or(VmState::Unknown),
+            host: host.map(HostId),
+            managed: managed != 0,
+        }))
     }
 
     /// Create the VM in `state`, with its pending DISCOVERED item.
@@ -331,32 +395,30 @@ impl BatchWriter<'_, '_> {
         Ok(())
     }
 
-    /// Move the VM to `state` on `host`, creating it if unknown; pending items as in the
-    /// module documentation.
+    /// Move the known VM to `state` on `host`; a pending STATE_CHANGE, or DISCOVERED
+    /// with `from_host` when the host changed.
     fn enter_state(
         &mut self,
         vm: &UuidText,
         hm: &Uuid,
         host: HostId,
+        known: &KnownVm,
         state: VmState,
         at: i64,
     ) -> Step {
-        let Some((old, old_host)) = self.vm_state(vm)? else {
-            return self.create_vm(vm, hm, host, state, at);
-        };
-        let moved = old_host.is_some_and(|h| h != host.0);
-        if old == state.as_str() && !moved {
+        let moved = known.host.is_some_and(|h| h != host);
+        if known.state == state && !moved {
             return Ok(());
         }
         self.tx
             .prepare_cached(VM_SET_STATE)?
             .execute((vm, state.as_str(), host, at))?;
-        let old = VmState::from_text(&old);
-        match old_host {
+        let old = Some(known.state);
+        match known.host {
             Some(from) if moved => self.vm_item(
                 vm,
                 hm,
-                Item::state(PendingKind::Discovered, old, state, Some(HostId(from))),
+                Item::state(PendingKind::Discovered, old, state, Some(from)),
                 at,
             ),
             _ => self.vm_item(
@@ -366,6 +428,45 @@ impl BatchWriter<'_, '_> {
                 at,
             ),
         }
+    }
+
+    /// The VM moved to `host`: its rows on monitors of other hosts go (so their counts
+    /// and NeedsAttention no longer see it there), and each of those monitors is told
+    /// to forget it (FORGET_VM), in this same transaction.
+    fn retire_elsewhere(&mut self, vm: &UuidText, uuid: &Uuid, host: HostId, at: i64) -> Step {
+        let others: Vec<String> = self
+            .tx
+            .prepare_cached(VM_HM_ELSEWHERE)?
+            .query_map((vm, host), |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for other in others {
+            self.tx
+                .prepare_cached(VM_HM_DELETE)?
+                .execute((vm, &other))?;
+            self.applied.vm_hm_retired += 1;
+            let Ok(monitor) = Uuid::parse(other.as_bytes()) else {
+                continue;
+            };
+            crate::admin::insert_command(self.tx, &monitor, CommandKind::ForgetVm, uuid, at)
+                .map_err(|e| match e {
+                    Error::Sql { source, .. } => Failure::Sql(source),
+                    _ => Failure::UnknownHm(monitor),
+                })?;
+            self.applied.commands_queued += 1;
+        }
+        Ok(())
+    }
+
+    /// Heartbeats from `hm` end the VM's suspension on the other monitors of its host.
+    fn end_suspension(&mut self, vm: &UuidText, hm: &Uuid, host: HostId, at: i64) -> Step {
+        let n = self.tx.prepare_cached(VM_HM_END_SUSPENSION)?.execute((
+            vm,
+            UuidText::new(hm),
+            at,
+            host,
+        ))?;
+        self.applied.suspensions_ended += n;
+        Ok(())
     }
 
     /// Upsert the (VM, monitor) row for heartbeats flowing or stopped on purpose.
@@ -450,6 +551,32 @@ impl BatchWriter<'_, '_> {
         ))?;
         self.applied.pending_added += 1;
         Ok(())
+    }
+}
+
+/// What `apply` needs to know of a VM already stored.
+struct KnownVm {
+    state: VmState,
+    host: Option<HostId>,
+    managed: bool,
+}
+
+impl KnownVm {
+    /// The state an agent that handshakes (or heartbeats again after a SHDN) puts the
+    /// VM in: STARTED when the controller manages it, UNKNOWN otherwise (the seed's
+    /// "unmanaged VM discovered", seed 004 L13126-13162).
+    fn alive(&self) -> VmState {
+        if self.managed {
+            VmState::Started
+        } else {
+            VmState::Unknown
+        }
+    }
+
+    /// The VM lives on another host than `host`: a monitor of `host` is talking about
+    /// a VM that left (only Discovered may move it).
+    fn elsewhere(&self, host: HostId) -> bool {
+        self.host.is_some_and(|h| h != host)
     }
 }
 

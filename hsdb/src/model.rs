@@ -525,6 +525,16 @@ pub struct Applied {
     pub pending_added: usize,
     /// VM items merged into the VM's unreported item of the same kind instead of added.
     pub pending_coalesced: usize,
+    /// `Detected`, `Missing` or `Suspended` ignored because the VM lives on another host
+    /// than the monitor's (it moved; only `Discovered` moves it).
+    pub elsewhere_ignored: usize,
+    /// Rows of other monitors of the VM's host turned from SUSPENDED to MISSING because
+    /// heartbeats came back through this one.
+    pub suspensions_ended: usize,
+    /// `vm_hm` rows of the monitors of the host a VM left, deleted at its move.
+    pub vm_hm_retired: usize,
+    /// FORGET_VM commands queued for those monitors.
+    pub commands_queued: usize,
 }
 
 impl Applied {

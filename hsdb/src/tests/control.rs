@@ -123,7 +123,7 @@ fn test_missed_hb_from_the_earliest_of_two_misses() {
     assert_eq!((vm.uuid, vm.host), (vm1(), Some(HOST_A)));
     assert_eq!(vm.missed_ms, Some(42_000));
     assert_eq!(vm.missed_sec(), Some(42));
-    assert_eq!(vm.state, VmState::Started);
+    assert_eq!(vm.state, VmState::Unknown, "not managed");
     assert!(!vm.state_chg && vm.items.is_empty());
     // Missed heartbeats are not items: no tag, nothing to acknowledge.
     assert_eq!(rows.tag, None);
@@ -237,7 +237,7 @@ fn test_discovered_vm_reads_unmanaged_and_moved_vm_reads_moved() {
     assert_eq!(vm.discovery, Some(DiscoveryKind::Moved));
     assert!(vm.state_chg);
     assert_eq!((vm.host, vm.from_host), (Some(HOST_B), Some(HOST_A)));
-    assert!(rows.vm_hosts.contains(&HOST_B), "{rows:?}");
+    assert_eq!(rows.vm_hosts, [HOST_B], "host A watches it no more");
     assert!(
         rows.hosts.iter().any(|h| h.id == HOST_A),
         "from host described"

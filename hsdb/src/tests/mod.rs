@@ -7,6 +7,7 @@ mod events;
 mod monitors;
 mod open;
 mod read_only;
+mod review;
 mod transitions;
 
 use std::sync::Arc;

@@ -20,6 +20,19 @@ fn vm_hm(f: &Fixture, vm: Uuid, hm: Uuid) -> VmHmRow {
     f.db.vm_hm(&vm, &hm).expect("read").expect("vm_hm row")
 }
 
+/// The controller manages `vm` (before or after its discovery).
+fn manage(f: &mut Fixture, vm: Uuid) {
+    f.db.set_vm(
+        &vm,
+        &crate::VmSettings {
+            managed: Some(true),
+            ..crate::VmSettings::default()
+        },
+        T0,
+    )
+    .expect("set_vm");
+}
+
 /// The controller reads every pending VM item and acknowledges it.
 fn ack_all(f: &mut Fixture) {
     let rows =
@@ -65,7 +78,7 @@ fn test_discovered() {
             name: String::new(),
             current_host: Some(HOST_A),
             home_host: Some(HOST_A),
-            state: VmState::Started,
+            state: VmState::Unknown,
             managed: false,
             ha_monitor: true,
             priority: Priority::Medium,
@@ -100,7 +113,7 @@ fn test_discovered() {
             kind: PendingKind::Discovered,
             code: 0,
             old_state: None,
-            new_state: Some(VmState::Started),
+            new_state: Some(VmState::Unknown),
             from_host: None,
             data: String::new(),
             created_ms: T0 + 5,
@@ -147,7 +160,7 @@ fn test_discovered_is_idempotent() {
     assert_eq!((again.vms_created, again.pending_added), (0, 0));
 
     assert_eq!(f.db.vms().expect("vms").len(), 1);
-    assert_eq!(vm_row(&f, vm1()).state, VmState::Started);
+    assert_eq!(vm_row(&f, vm1()).state, VmState::Unknown, "not managed");
     assert_eq!(f.db.pending().expect("pending").len(), 1);
     let rows = f.db.vm_hms(&vm1()).expect("vm_hms");
     assert_eq!(rows.len(), 2);
@@ -209,7 +222,7 @@ fn test_missing_twice_keeps_first_time() {
     .expect("apply");
     assert_eq!(vm_hm(&f, vm1(), hm2()).hb_missed_ms, Some(T0 + 50));
     // A miss changes no VM state and needs no acknowledgement (seed 004 L12561-12571).
-    assert_eq!(vm_row(&f, vm1()).state, VmState::Started);
+    assert_eq!(vm_row(&f, vm1()).state, VmState::Unknown);
     assert_eq!(
         f.db.pending().expect("pending").len(),
         1,
@@ -239,12 +252,14 @@ fn test_detected_clears() {
 #[test]
 fn test_suspended_never_leaves_miss_time() {
     let mut f = Fixture::new();
+    manage(&mut f, vm1());
     f.db.apply(&[
         discovered(vm1(), hm1(), mac_n(1, 0), T0),
         discovered(vm1(), hm2(), mac_n(1, 1), T0),
         missing(vm1(), hm1(), T0 + 19_000),
     ])
     .expect("apply");
+    ack_all(&mut f);
     // The agent shuts down gracefully (SHDN to both monitors, seed 004 L9063-9122).
     let applied =
         f.db.apply(&[
@@ -261,18 +276,11 @@ fn test_suspended_never_leaves_miss_time() {
     assert_eq!(vm_row(&f, vm1()).state, VmState::Suspended);
     assert_eq!(
         pending_summary(&f),
-        vec![
-            (
-                PendingKind::Discovered,
-                Some(vm1()),
-                "old=NONE:new=STARTED".to_string()
-            ),
-            (
-                PendingKind::StateChange,
-                Some(vm1()),
-                "old=STARTED:new=SUSPENDED".to_string()
-            ),
-        ]
+        vec![(
+            PendingKind::StateChange,
+            Some(vm1()),
+            "old=STARTED:new=SUSPENDED".to_string()
+        ),]
     );
 
     // A late miss timer after the shutdown does not make the agent MISSING.
@@ -353,16 +361,26 @@ fn test_unknown_vm_created_on_the_fly() {
             ),
         ]
     );
-    // Its handshake later makes it STARTED: a state change.
+    // Its handshake leaves an unmanaged VM UNKNOWN: nothing new to report.
     f.db.apply(&[discovered(a, hm1(), mac_n(1, 0), T0 + 10)])
         .expect("apply");
+    assert_eq!(vm_row(&f, a).state, VmState::Unknown);
+    assert_eq!(pending_summary(&f).len(), 3);
+    // Managed, its next handshake (after a SHDN) makes it STARTED: a state change.
+    manage(&mut f, a);
+    assert_eq!(vm_row(&f, a).state, VmState::Started, "managed while heard");
+    f.db.apply(&[
+        suspended(a, hm1(), T0 + 11),
+        discovered(a, hm1(), mac_n(1, 0), T0 + 12),
+    ])
+    .expect("apply");
     assert_eq!(vm_row(&f, a).state, VmState::Started);
     assert_eq!(
         pending_summary(&f).last(),
         Some(&(
             PendingKind::StateChange,
             Some(a),
-            "old=UNKNOWN:new=STARTED".to_string()
+            "old=STARTED:new=STARTED".to_string()
         ))
     );
 }
@@ -372,6 +390,7 @@ fn test_discovered_on_another_host_is_a_move() {
     // After live migration the VM's agent handshakes with the target host's monitor
     // (NeedsAttention then says discoveryInfo MOVED, seed 004 L13016-13037).
     let mut f = Fixture::new();
+    manage(&mut f, vm1());
     f.db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
         .expect("apply");
     ack_all(&mut f);
@@ -517,6 +536,7 @@ fn test_mixed_batch_counts() {
             vms_created: 2,
             pending_added: 3,
             pending_coalesced: 0,
+            ..Applied::default()
         }
     );
     assert_eq!(applied.total(), batch.len());
