@@ -29,7 +29,6 @@ pub mod virsh;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -41,14 +40,19 @@ use crate::platform::{HostInfo, Platform, PlatformError, PowerState, VmSpec, VmS
 
 /// Default timeout of one call.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default wait for a ping's reply (`-W`).
-pub const DEFAULT_PING_WAIT: Duration = Duration::from_secs(2);
+/// Default bound of one ping (the seed's failed ping took ~6 s, seed 004 L13484-13492).
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default cap on what one virsh command may print.
 pub const DEFAULT_MAX_OUTPUT: usize = 4 << 20;
 
 /// Allowed call timeouts.
 pub const CALL_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(600);
+/// Allowed ping timeouts.
+pub const PING_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
+/// Longest ping address (a DNS name is at most 253 bytes).
+pub const MAX_PING_ADDRESS: usize = 253;
 /// Allowed output caps, bytes.
 pub const MAX_OUTPUT_RANGE: std::ops::RangeInclusive<usize> = 4 << 10..=256 << 20;
 /// Longest host name, bytes.
@@ -68,16 +72,18 @@ pub struct LibvirtHost {
 pub struct LibvirtConfig {
     /// The hosts.
     pub hosts: Vec<LibvirtHost>,
-    /// Each VM's ping address; a VM without one reads "not pingable".
-    pub ping_addresses: BTreeMap<Uuid, IpAddr>,
+    /// Each VM's ping address (an IP address or a DNS name); a VM without one reads
+    /// "not pingable".
+    pub ping_addresses: BTreeMap<Uuid, String>,
     /// The virsh program.
     pub virsh: PathBuf,
     /// The ping program (iputils).
     pub ping: PathBuf,
     /// Timeout of one call.
     pub call_timeout: Duration,
-    /// Wait for a ping's reply (whole seconds, at least 1; at most the call timeout).
-    pub ping_wait: Duration,
+    /// Bound of one ping: ping waits three quarters of it for the reply (`-W`) and is
+    /// killed at the bound.
+    pub ping_timeout: Duration,
     /// Most bytes one virsh command may print.
     pub max_output_bytes: usize,
 }
@@ -91,7 +97,7 @@ impl LibvirtConfig {
             virsh: PathBuf::from("virsh"),
             ping: PathBuf::from("ping"),
             call_timeout: DEFAULT_CALL_TIMEOUT,
-            ping_wait: DEFAULT_PING_WAIT,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
             max_output_bytes: DEFAULT_MAX_OUTPUT,
         }
     }
@@ -125,11 +131,13 @@ impl LibvirtConfig {
                 value: self.call_timeout,
             });
         }
-        if self.ping_wait < Duration::from_secs(1) || self.ping_wait > self.call_timeout {
-            return Err(ConfigError::PingWait {
-                value: self.ping_wait,
-                call_timeout: self.call_timeout,
+        if !PING_TIMEOUT_RANGE.contains(&self.ping_timeout) {
+            return Err(ConfigError::PingTimeout {
+                value: self.ping_timeout,
             });
+        }
+        for (vm, address) in &self.ping_addresses {
+            check_ping_address(vm, address)?;
         }
         if !MAX_OUTPUT_RANGE.contains(&self.max_output_bytes) {
             return Err(ConfigError::MaxOutput {
@@ -173,15 +181,21 @@ pub enum ConfigError {
         /// The value.
         value: Duration,
     },
-    /// Ping wait out of range.
-    #[error(
-        "ping wait {value:?} is out of range (allowed: 1s to the call timeout, {call_timeout:?})"
-    )]
-    PingWait {
+    /// Ping timeout out of range.
+    #[error("ping timeout {value:?} is out of range (allowed: 100ms to 60s)")]
+    PingTimeout {
         /// The value.
         value: Duration,
-        /// The call timeout.
-        call_timeout: Duration,
+    },
+    /// A ping address that is neither an IP address nor a DNS name.
+    #[error(
+        "VM {vm}: ping address {address:?} is not allowed (allowed: an IP address or a DNS name of up to {MAX_PING_ADDRESS} letters, digits, '.', '-', '_', not starting with '-' or '.')"
+    )]
+    BadPingAddress {
+        /// The VM.
+        vm: Uuid,
+        /// The address (bounded).
+        address: String,
     },
     /// Output cap out of range.
     #[error("virsh output cap {value} bytes is out of range (allowed: 4096 to 268435456)")]
@@ -248,16 +262,18 @@ impl LibvirtPlatform {
     }
 
     /// Set (or with `None` remove) a VM's ping address.
-    pub fn set_ping_address(&mut self, vm: Uuid, addr: Option<IpAddr>) {
-        match addr {
+    pub fn set_ping_address(&mut self, vm: Uuid, address: Option<&str>) -> Result<(), ConfigError> {
+        match address {
             Some(a) => {
-                self.config.ping_addresses.insert(vm, a);
+                check_ping_address(&vm, a)?;
+                self.config.ping_addresses.insert(vm, a.to_owned());
             }
             None => {
                 self.config.ping_addresses.remove(&vm);
             }
         }
         self.warned_no_address.remove(&vm);
+        Ok(())
     }
 
     /// The process id of the host's virsh child, if one is running.
@@ -279,6 +295,7 @@ impl LibvirtPlatform {
     /// Run one virsh command on `host`'s connection (raw; for diagnostics and tests).
     /// Commands are one line; what virsh prints is returned cleaned of prompts.
     pub fn virsh(&mut self, host: &str, command: &str) -> Result<Reply, PlatformError> {
+        self.known(host)?;
         let deadline = self.deadline();
         self.exec(host, command, deadline)
             .map_err(|e| self.error(host, &format!("virsh {host} {command}"), e))
@@ -430,6 +447,24 @@ impl LibvirtPlatform {
     }
 }
 
+/// An IP address, or a DNS name (never an option: it goes on ping's command line).
+fn check_ping_address(vm: &Uuid, address: &str) -> Result<(), ConfigError> {
+    let name_ok = !address.is_empty()
+        && address.len() <= MAX_PING_ADDRESS
+        && !address.starts_with(['-', '.'])
+        && address
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+    if name_ok || address.parse::<std::net::IpAddr>().is_ok() {
+        Ok(())
+    } else {
+        Err(ConfigError::BadPingAddress {
+            vm: *vm,
+            address: bounded(address),
+        })
+    }
+}
+
 fn failed(op: &str, why: String) -> PlatformError {
     PlatformError::Failed {
         op: op.to_owned(),
@@ -533,7 +568,7 @@ impl Platform for LibvirtPlatform {
     }
 
     fn ping(&mut self, vm: &Uuid) -> Result<bool, PlatformError> {
-        let Some(addr) = self.config.ping_addresses.get(vm).copied() else {
+        let Some(addr) = self.config.ping_addresses.get(vm).cloned() else {
             if self.warned_no_address.insert(*vm) {
                 tracing::warn!(vm = %vm, "libvirt: no ping address configured; the VM reads as not pingable");
             }
@@ -541,19 +576,14 @@ impl Platform for LibvirtPlatform {
         };
         let op = format!("ping {vm} {addr}");
         let start = Instant::now();
-        let outcome = ping::ping(
-            &self.config.ping,
-            addr,
-            self.config.ping_wait,
-            start + self.config.call_timeout,
-        );
+        let outcome = ping::ping(&self.config.ping, &addr, self.config.ping_timeout, start);
         tracing::debug!(vm = %vm, %addr, ?outcome, elapsed_ms = start.elapsed().as_millis(), "libvirt: ping");
         match outcome {
             PingOutcome::Reply => Ok(true),
             PingOutcome::NoReply => Ok(false),
             PingOutcome::Timeout => Err(PlatformError::Timeout {
                 op,
-                after_ms: self.timeout_ms(),
+                after_ms: u64::try_from(self.config.ping_timeout.as_millis()).unwrap_or(u64::MAX),
             }),
             PingOutcome::Error(why) => Err(failed(&op, why)),
         }

@@ -1,8 +1,7 @@
-//! A real ICMP echo through the system's `ping` (iputils): `ping -n -c 1 -W <s> <addr>`,
-//! killed if it outlives the call's timeout.
+//! A real ICMP echo through the system's `ping` (iputils):
+//! `ping -n -q -c 1 -W <s> -- <addr>`, killed if it outlives the call's timeout.
 
 use std::io::Read;
-use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,14 +28,19 @@ pub enum PingOutcome {
     Error(String),
 }
 
-/// Ping `addr` once, waiting `wait` for the reply (rounded up to whole seconds, at least
-/// 1: `-W` takes seconds), killed at `deadline`.
-pub fn ping(program: &Path, addr: IpAddr, wait: Duration, deadline: Instant) -> PingOutcome {
-    let wait_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+/// Ping `addr` (an IP address or a DNS name, checked by the caller) once: ping waits
+/// three quarters of `timeout` for the reply (`-W`, fractional seconds) and is killed if
+/// it still runs at `start + timeout` (a slow DNS answer, a stuck process).
+pub fn ping(program: &Path, addr: &str, timeout: Duration, start: Instant) -> PingOutcome {
+    let wait = (timeout * 3 / 4).max(Duration::from_millis(50));
+    let deadline = start + timeout;
     let mut command = Command::new(program);
     command
-        .args(["-n", "-q", "-c", "1", "-W", &wait_s.max(1).to_string()])
-        .arg(addr.to_string())
+        .args(["-n", "-q", "-c", "1", "-W"])
+        .arg(format!("{:.3}", wait.as_secs_f64()))
+        // The address is never taken for an option.
+        .arg("--")
+        .arg(addr)
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
