@@ -461,3 +461,30 @@ fn test_clones_share_the_world() {
     assert!(!q.ping(&uuid(1)).unwrap());
     assert_eq!(q.name(), "sim");
 }
+
+#[test]
+fn test_operator_power_on_outside_the_control_plane() {
+    let (mut p, _clock) = two_hosts();
+    p.world().vm_hang(&uuid(1)).unwrap();
+    p.world().vm_power_off(&uuid(1)).unwrap();
+    assert_eq!(p.world().running_hosts_of(&uuid(1)), 0);
+    p.world().vm_power_on("a", &uuid(1)).unwrap();
+    {
+        let w = p.world();
+        assert!(w.agent_heartbeats(&uuid(1)), "a fresh boot clears the hang");
+        assert!(w.history().is_empty());
+        assert!(w.violations().is_empty());
+    }
+    assert_eq!(p.vm_status("a", &uuid(1)).unwrap(), RUNNING);
+    assert_eq!(
+        p.world().vm_power_on("b", &uuid(1)),
+        Err(SimError::NotDefined("b".into(), uuid(1)))
+    );
+    // Defined on b too (a stale copy), then powered on there by hand: a double run.
+    p.stop("a", &uuid(1)).unwrap();
+    p.start("b", &spec(1, 1_000, 2_048)).unwrap();
+    p.world().vm_power_on("a", &uuid(1)).unwrap();
+    let w = p.world();
+    assert_eq!(w.violations().len(), 1);
+    assert_eq!(w.violations()[0].running_on, ["a", "b"]);
+}

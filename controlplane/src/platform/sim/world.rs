@@ -323,6 +323,41 @@ impl SimWorld {
         Ok(())
     }
 
+    /// Power the VM on on `host` where it is defined, outside the control plane (an
+    /// operator's start: not in the history, no capacity check); its guest boots afresh.
+    /// A VM then running on two hosts is recorded in [`SimWorld::violations`] as well.
+    pub fn vm_power_on(&mut self, host: &str, vm: &Uuid) -> Result<(), SimError> {
+        let now = self.clock.now_ms();
+        let boot = i64::try_from(self.boot_ms).unwrap_or(i64::MAX);
+        let v = self.vm_mut(vm)?;
+        let d = v
+            .domains
+            .get_mut(host)
+            .ok_or_else(|| SimError::NotDefined(host.to_owned(), *vm))?;
+        if d.power != PowerState::Running {
+            *d = Domain {
+                power: PowerState::Running,
+                os_override: None,
+            };
+            v.fault = None;
+            v.booted_at_ms = now.saturating_add(boot);
+        }
+        self.note_double_run(vm);
+        Ok(())
+    }
+
+    fn note_double_run(&mut self, vm: &Uuid) {
+        let running_on = self.vm_running_on(vm);
+        if running_on.len() > 1 {
+            tracing::error!(vm = %vm, hosts = ?running_on, "sim: VM now runs on two hosts");
+            self.violations.push(Violation {
+                at_ms: self.clock.now_ms(),
+                vm: *vm,
+                running_on,
+            });
+        }
+    }
+
     /// Set the platform's view of the VM on `host` to any state (Open Firmware, Error,
     /// Migrating - Running, …) for the engine's state table.
     pub fn set_vm_power(
@@ -805,15 +840,7 @@ impl SimWorld {
         if let Some(h) = self.hosts.get_mut(host) {
             h.defined.insert(uuid);
         }
-        let running_on = self.vm_running_on(&uuid);
-        if running_on.len() > 1 {
-            tracing::error!(vm = %uuid, hosts = ?running_on, "sim: VM now runs on two hosts");
-            self.violations.push(Violation {
-                at_ms: now,
-                vm: uuid,
-                running_on,
-            });
-        }
+        self.note_double_run(&uuid);
         Ok(())
     }
 
