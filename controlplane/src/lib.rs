@@ -18,3 +18,4 @@ pub mod clock;
 pub mod daemon;
 pub mod hs;
 pub mod platform;
+pub mod simulation;
