@@ -310,7 +310,12 @@ mod tests {
         )
         .unwrap();
         let mut n = LogNotifier::new("log");
-        let got: Vec<String> = n.poll(&mut db).unwrap().into_iter().map(|r| r.text).collect();
+        let got: Vec<String> = n
+            .poll(&mut db)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.text)
+            .collect();
         assert_eq!(got, ["one", "two"]);
         assert!(n.poll(&mut db).unwrap().is_empty(), "nothing twice");
         record(&mut db, &[ev(EventKind::RestartSummary, "three", 3)]).unwrap();

@@ -25,39 +25,19 @@ use hsdb::{DetectionSpeed, HostId, Uuid, VmRow};
 /// The seed's hard-coded VM threshold: VMFDT = hostFDT + k × 50 s (seed 004 L4788-4795).
 pub const SEED_VM_THRESHOLD_MS: i64 = 50_000;
 
-/// Where a setting applies.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    /// Every host group.
-    System,
-    /// One host group, by name.
-    HostGroup(String),
-    /// One host.
-    Host(HostId),
-    /// One VM.
-    Vm(Uuid),
-}
+/// Where a setting applies: the store's scopes (System / HostGroup / Host / Vm).
+pub use hsdb::ParamScope as Scope;
 
-impl Scope {
-    /// The level's name, as in errors and `hactl` output.
-    pub const fn level(&self) -> Level {
-        match self {
-            Scope::System => Level::System,
-            Scope::HostGroup(_) => Level::HostGroup,
-            Scope::Host(_) => Level::Host,
-            Scope::Vm(_) => Level::Vm,
-        }
-    }
-}
+/// One stored setting: a key's text value at a scope (the store's `param` row).
+pub use hsdb::ParamRow as Setting;
 
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Scope::System => f.write_str("system"),
-            Scope::HostGroup(name) => write!(f, "host_group {name}"),
-            Scope::Host(id) => write!(f, "host {id}"),
-            Scope::Vm(uuid) => write!(f, "vm {uuid}"),
-        }
+/// The level of a scope.
+pub const fn level_of(scope: &Scope) -> Level {
+    match scope {
+        Scope::System => Level::System,
+        Scope::HostGroup(_) => Level::HostGroup,
+        Scope::Host(_) => Level::Host,
+        Scope::Vm(_) => Level::Vm,
     }
 }
 
@@ -93,17 +73,6 @@ impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// One stored setting: a key's text value at a scope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Setting {
-    /// Where it applies.
-    pub scope: Scope,
-    /// The key, e.g. `host_failure_detection_time`.
-    pub key: String,
-    /// The text value, e.g. `120` or `120s`.
-    pub value: String,
 }
 
 /// The parameter set a group runs with: `standard` (the seed's) or `fast`.
@@ -309,7 +278,9 @@ impl Key {
     /// One line on what the key means, for `hactl` and the docs.
     pub const fn help(self) -> &'static str {
         match self {
-            Key::Profile => "standard: the seed's values and ranges; fast: seconds, below the seed's ranges",
+            Key::Profile => {
+                "standard (or default): the seed's values and ranges; fast: seconds, below the seed's ranges"
+            }
             Key::ScanInterval => "time between two requests; NeedsAttention every na_every-th scan",
             Key::HostFailureDetectionTime => {
                 "every monitor of a host unhealthy this long (and the platform confirms) = host failure"
@@ -323,7 +294,9 @@ impl Key {
             Key::HmSilentAfter => "a monitor whose last heartbeat is older is silent (unhealthy)",
             Key::ProbeTimeout => "bound of one probe: host alive, ping, power state",
             Key::ActionTimeout => "bound of one action: stop, start, cleanup",
-            Key::CommandTimeout => "how long a restart waits for monitors to confirm stop/start of HA monitoring",
+            Key::CommandTimeout => {
+                "how long a restart waits for monitors to confirm stop/start of HA monitoring"
+            }
             Key::MaxRestartsPerHost => "restarts in progress at once toward one target host",
             Key::NaEvery => "NeedsAttention every Nth scan (the seed: 3)",
             Key::NaMaxItems => "items one NeedsAttention reply carries at most; the rest come next",
@@ -332,7 +305,7 @@ impl Key {
 
     const fn kind(self) -> Kind {
         match self {
-            Key::Profile => Kind::Words(&["standard", "fast"]),
+            Key::Profile => Kind::Words(&["standard", "default", "fast"]),
             // The seed sleeps 20 s between requests (seed 004 L12209-12210) and gives no
             // range; 5-300 s is ours.
             Key::ScanInterval => Kind::Duration {
@@ -470,7 +443,7 @@ pub fn check(scope: &Scope, key: &str, value: &str, profile: Profile) -> Result<
 }
 
 fn check_key(scope: &Scope, key: Key, value: &str, profile: Profile) -> Result<Value, ParamError> {
-    if !key.levels().contains(&scope.level()) {
+    if !key.levels().contains(&level_of(scope)) {
         return Err(ParamError::WrongScope {
             key: key.as_str().to_owned(),
             scope: scope.to_string(),
@@ -643,31 +616,40 @@ impl GroupParams {
         }
     }
 
-    /// Resolve the settings for host group `group`: the profile first (group level wins
-    /// over system), then every key from its defaults, the system, the group; host and
-    /// VM settings are kept for [`GroupParams::for_vm`]. Settings of other groups are
-    /// ignored. Every bad setting is an error naming it.
+    /// [`GroupParams::resolve_from`] with the `standard` profile as the base.
     pub fn resolve(group: &str, settings: &[Setting]) -> Result<GroupParams, ParamError> {
+        GroupParams::resolve_from(group, Profile::Standard, settings)
+    }
+
+    /// Resolve the settings for host group `group`: the profile first (`base`, e.g. from
+    /// the daemon's configuration file, then the system's, then the group's `profile`),
+    /// then every key from the profile's defaults, the system, the group; host and VM
+    /// settings are kept for [`GroupParams::for_vm`]. Settings of other groups are
+    /// ignored. Every bad setting is an error naming it.
+    pub fn resolve_from(
+        group: &str,
+        base: Profile,
+        settings: &[Setting],
+    ) -> Result<GroupParams, ParamError> {
         let applies = |s: &Setting| match &s.scope {
             Scope::HostGroup(g) => g == group,
             _ => true,
         };
         // The profile decides the defaults and the ranges of the rest.
-        let mut profile = Profile::Standard;
+        let mut profile = base;
         let mut profile_level = Level::Default;
         for s in settings.iter().filter(|s| applies(s)) {
             if Key::from_name(&s.key)? == Key::Profile
-                && matches!(s.scope.level(), Level::System | Level::HostGroup)
-                && s.scope.level() >= profile_level
+                && matches!(level_of(&s.scope), Level::System | Level::HostGroup)
+                && level_of(&s.scope) >= profile_level
+                && let Value::Word(w) = check_key(&s.scope, Key::Profile, &s.value, profile)?
             {
-                if let Value::Word(w) = check_key(&s.scope, Key::Profile, &s.value, profile)? {
-                    profile = if w == "fast" {
-                        Profile::Fast
-                    } else {
-                        Profile::Standard
-                    };
-                    profile_level = s.scope.level();
-                }
+                profile = if w == "fast" {
+                    Profile::Fast
+                } else {
+                    Profile::Standard
+                };
+                profile_level = level_of(&s.scope);
             }
         }
         let mut p = match profile {
@@ -679,7 +661,7 @@ impl GroupParams {
         }
         // System first, then the group: the more specific wins.
         let mut ordered: Vec<&Setting> = settings.iter().filter(|s| applies(s)).collect();
-        ordered.sort_by_key(|s| s.scope.level());
+        ordered.sort_by_key(|s| level_of(&s.scope));
         for s in ordered {
             let key = Key::from_name(&s.key)?;
             let value = check_key(&s.scope, key, &s.value, profile)?;
@@ -702,7 +684,7 @@ impl GroupParams {
                 }
             }
             if matches!(s.scope, Scope::System | Scope::HostGroup(_)) {
-                p.set_origin(key, s.scope.level());
+                p.set_origin(key, level_of(&s.scope));
             }
         }
         if p.hm_silent_after_ms > p.host_fdt_ms {
@@ -765,13 +747,13 @@ impl GroupParams {
     /// `hactl modify vm`); then the host's `ha_monitor`; then the group's.
     pub fn for_vm(&self, vm: &VmRow) -> VmParams {
         let o = self.vm_overrides.get(&vm.uuid).copied().unwrap_or_default();
-        let detection_speed = o.detection_speed.unwrap_or(
-            if vm.detection_speed == DetectionSpeed::Normal {
-                self.detection_speed
-            } else {
-                vm.detection_speed
-            },
-        );
+        let detection_speed =
+            o.detection_speed
+                .unwrap_or(if vm.detection_speed == DetectionSpeed::Normal {
+                    self.detection_speed
+                } else {
+                    vm.detection_speed
+                });
         let ha_monitor = match (o.ha_monitor, vm.ha_monitor) {
             (Some(v), _) => v,
             (None, false) => false,
@@ -919,7 +901,10 @@ mod tests {
             set(Scope::Host(HostId(1)), "ha_monitor", "disable"),
         ];
         let p = GroupParams::resolve("hg", &settings).unwrap();
-        assert_eq!(p.host_fdt_ms, 120_000, "group beats system; other groups ignored");
+        assert_eq!(
+            p.host_fdt_ms, 120_000,
+            "group beats system; other groups ignored"
+        );
         assert_eq!(p.detection_speed, DetectionSpeed::Slow);
         let vp = p.for_vm(&vm_row(v));
         assert_eq!(vp.detection_speed, DetectionSpeed::Fast);
@@ -962,7 +947,10 @@ mod tests {
         };
         assert_eq!(p.for_vm(&row).detection_speed, DetectionSpeed::Fast);
         // NORMAL in the column means "inherit".
-        assert_eq!(p.for_vm(&vm_row(uuid(1))).detection_speed, DetectionSpeed::Slow);
+        assert_eq!(
+            p.for_vm(&vm_row(uuid(1))).detection_speed,
+            DetectionSpeed::Slow
+        );
         let off = VmRow {
             ha_monitor: false,
             ..vm_row(uuid(1))
@@ -1001,15 +989,33 @@ mod tests {
             let e = check(&Scope::System, "scan_interval", bad, Profile::Standard).unwrap_err();
             assert!(matches!(e, ParamError::BadValue { .. }), "{bad}: {e}");
         }
-        let e = check(&Scope::System, "vm_failure_detection_speed", "quick", Profile::Standard)
-            .unwrap_err();
+        let e = check(
+            &Scope::System,
+            "vm_failure_detection_speed",
+            "quick",
+            Profile::Standard,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("fast, normal, slow"), "{e}");
-        let e = check(&Scope::System, "max_restarts_per_host", "0", Profile::Standard)
-            .unwrap_err();
+        let e = check(
+            &Scope::System,
+            "max_restarts_per_host",
+            "0",
+            Profile::Standard,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("1..=128"), "{e}");
         assert!(check(&Scope::System, "vm_threshold", "50", Profile::Standard).is_ok());
         assert!(check(&Scope::System, "vm_threshold", "20", Profile::Standard).is_err());
-        assert!(check(&Scope::System, "restart_policy", "ADVISORY_MODE", Profile::Standard).is_ok());
+        assert!(
+            check(
+                &Scope::System,
+                "restart_policy",
+                "ADVISORY_MODE",
+                Profile::Standard
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -1073,11 +1079,8 @@ mod tests {
 
     #[test]
     fn test_silent_after_must_not_exceed_host_fdt() {
-        let e = GroupParams::resolve(
-            "hg",
-            &[set(Scope::System, "hm_silent_after", "120")],
-        )
-        .unwrap_err();
+        let e = GroupParams::resolve("hg", &[set(Scope::System, "hm_silent_after", "120")])
+            .unwrap_err();
         assert!(matches!(e, ParamError::Inconsistent { .. }));
         assert!(e.to_string().contains("hm_silent_after=2m"), "{e}");
     }

@@ -200,7 +200,11 @@ mod tests {
                 vm(2, Priority::High, 1500, 1000),
                 vm(3, Priority::Medium, 1000, 1000),
             ],
-            hosts: vec![host(1, 8000, 8000), host(2, 2000, 4000), host(3, 4000, 4000)],
+            hosts: vec![
+                host(1, 8000, 8000),
+                host(2, 2000, 4000),
+                host(3, 4000, 4000),
+            ],
             failed: vec![HostId(1)],
         };
         let plan = FirstFit.plan(&req);
@@ -226,7 +230,10 @@ mod tests {
         down.eligible = false;
         down.why_not = "hypervisor does not answer".into();
         let req = PlanRequest {
-            vms: vec![vm(1, Priority::Medium, 4000, 1000), vm(2, Priority::Medium, 100, 100)],
+            vms: vec![
+                vm(1, Priority::Medium, 4000, 1000),
+                vm(2, Priority::Medium, 100, 100),
+            ],
             hosts: vec![host(1, 64000, 64000), host(2, 2000, 64000), down],
             failed: vec![HostId(1)],
         };
@@ -265,6 +272,10 @@ mod tests {
             }],
             failed: vec![],
         });
-        assert_eq!(plan.placements[0].1, Placement::Host(HostId(3)), "exactly full fits");
+        assert_eq!(
+            plan.placements[0].1,
+            Placement::Host(HostId(3)),
+            "exactly full fits"
+        );
     }
 }

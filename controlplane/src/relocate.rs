@@ -52,21 +52,20 @@ pub trait Ledger {
     ) -> hsdb::Result<i64>;
     /// `Some(result)` once the monitor completed command `id`.
     fn command_result(&mut self, id: i64) -> hsdb::Result<Option<String>>;
-    /// A new `relocation` row; returns its id.
+    /// A new `relocation` row (a restart when `to` is `from`, else a relocation) for
+    /// `cause` (a [`RestartKind`] name); returns its id.
     fn relocation_begin(
         &mut self,
         vm: &Uuid,
         from: Option<HostId>,
         to: HostId,
-        kind: &str,
+        cause: &str,
         at: i64,
     ) -> hsdb::Result<i64>;
     /// The row's current phase.
     fn relocation_phase(&mut self, id: i64, phase: &str, at: i64) -> hsdb::Result<()>;
     /// The row's end and result.
     fn relocation_end(&mut self, id: i64, result: &str, at: i64) -> hsdb::Result<()>;
-    /// The VM now runs on `host` (an agent-less VM never tells the monitors).
-    fn set_current_host(&mut self, vm: &Uuid, host: HostId, at: i64) -> hsdb::Result<()>;
     /// Write events to the outbox.
     fn record_events(&mut self, events: &[Event]) -> hsdb::Result<()>;
 }
@@ -286,7 +285,9 @@ impl Executor {
 
     /// Restarts in progress or queued toward `host` (the planner counts them as load).
     pub fn toward(&self, host: HostId) -> impl Iterator<Item = &Restart> {
-        self.restarts.iter().filter(move |r| r.request.to.id == host)
+        self.restarts
+            .iter()
+            .filter(move |r| r.request.to.id == host)
     }
 
     /// Queue a restart: its `relocation` row is written now (phase `queued`).
@@ -495,7 +496,12 @@ fn advance(
     loop {
         match r.phase {
             Phase::Queued => {
-                progress(r, format!("Stopping HA monitoring for VM {name}"), now_ms, events);
+                progress(
+                    r,
+                    format!("Stopping HA monitoring for VM {name}"),
+                    now_ms,
+                    events,
+                );
                 r.waiting.clear();
                 for (hm, healthy) in r.request.source_monitors.clone() {
                     let id =
@@ -535,11 +541,26 @@ fn advance(
                     r.waiting.clear();
                 }
                 if stopping {
-                    progress(r, format!("HA monitoring for VM {name} stopped"), now_ms, events);
-                    progress(r, format!("Shutdown has started for VM {name}"), now_ms, events);
+                    progress(
+                        r,
+                        format!("HA monitoring for VM {name} stopped"),
+                        now_ms,
+                        events,
+                    );
+                    progress(
+                        r,
+                        format!("Shutdown has started for VM {name}"),
+                        now_ms,
+                        events,
+                    );
                     set_phase(r, Phase::ShuttingDown, now_ms, ledger)?;
                 } else {
-                    progress(r, format!("HA monitoring for VM {name} started"), now_ms, events);
+                    progress(
+                        r,
+                        format!("HA monitoring for VM {name} started"),
+                        now_ms,
+                        events,
+                    );
                     let text = format!(
                         "Restart on Target host {} has completed for VM {name}",
                         r.request.to.name
@@ -593,8 +614,18 @@ fn advance(
                         }
                     }
                 }
-                progress(r, format!("Shutdown has completed for VM {name}"), now_ms, events);
-                progress(r, format!("Restart has started for VM {name}"), now_ms, events);
+                progress(
+                    r,
+                    format!("Shutdown has completed for VM {name}"),
+                    now_ms,
+                    events,
+                );
+                progress(
+                    r,
+                    format!("Restart has started for VM {name}"),
+                    now_ms,
+                    events,
+                );
                 set_phase(r, Phase::Restarting, now_ms, ledger)?;
             }
             Phase::Restarting => {
@@ -606,14 +637,20 @@ fn advance(
                     let retry = r.request.to.id != r.request.from.id;
                     return fail(r, why, retry, now_ms, ledger, events).map(|()| false);
                 }
-                if r.request.to.id != r.request.from.id {
-                    ledger.set_current_host(&vm, r.request.to.id, now_ms)?;
-                }
-                progress(r, format!("Starting HA monitoring for VM {name}"), now_ms, events);
+                progress(
+                    r,
+                    format!("Starting HA monitoring for VM {name}"),
+                    now_ms,
+                    events,
+                );
                 r.waiting.clear();
                 for (hm, healthy) in r.request.target_monitors.clone() {
-                    let id =
-                        ledger.enqueue_command(&hm, MonitorCommand::StartMonitoring, &vm, now_ms)?;
+                    let id = ledger.enqueue_command(
+                        &hm,
+                        MonitorCommand::StartMonitoring,
+                        &vm,
+                        now_ms,
+                    )?;
                     if healthy {
                         r.waiting.push(id);
                     }
@@ -643,7 +680,8 @@ fn advance(
                              Configuration Cleanup: {e}"
                         );
                         tracing::warn!(vm = %vm, relocation = r.relocation_id, "{text}");
-                        r.notes.push(format!("cleanup on {} failed: {e}", r.request.from.name));
+                        r.notes
+                            .push(format!("cleanup on {} failed: {e}", r.request.from.name));
                         events.push(Event {
                             kind: EventKind::VmRestartStepFailed,
                             vm: Some(vm),
@@ -662,12 +700,22 @@ fn advance(
     }
 }
 
-fn set_phase(r: &mut Restart, phase: Phase, now_ms: i64, ledger: &mut dyn Ledger) -> hsdb::Result<()> {
+fn set_phase(
+    r: &mut Restart,
+    phase: Phase,
+    now_ms: i64,
+    ledger: &mut dyn Ledger,
+) -> hsdb::Result<()> {
     r.phase = phase;
     ledger.relocation_phase(r.relocation_id, phase.as_str(), now_ms)
 }
 
-fn finish(r: &mut Restart, outcome: Outcome, now_ms: i64, ledger: &mut dyn Ledger) -> hsdb::Result<()> {
+fn finish(
+    r: &mut Restart,
+    outcome: Outcome,
+    now_ms: i64,
+    ledger: &mut dyn Ledger,
+) -> hsdb::Result<()> {
     let result = match &outcome {
         Outcome::Restarted if r.notes.is_empty() => "success".to_owned(),
         Outcome::Restarted => format!("success ({})", r.notes.join("; ")),

@@ -12,7 +12,7 @@
 
 use hsdb::{HmState, HostId};
 
-use super::{Fde, FdeError, HealthStore, HostView, Subject, Verdict, REASON_SHUTDOWN};
+use super::{Fde, FdeError, HealthStore, HostView, REASON_SHUTDOWN, Subject, Verdict};
 use crate::events::{Event, EventKind};
 use crate::params::{RestartPolicy, show_ms};
 use crate::platform::Platform;
@@ -244,7 +244,7 @@ impl Fde {
                 }
             }
             Ok(false) if planned => {
-                let vms = store.vms_on_host(host.id)?;
+                let vms = self.vms_on_host(host.id, store)?;
                 let managed = vms.iter().filter(|v| v.managed).count();
                 let reason = format!(
                     "every monitor of host {} stopped on purpose (DOWN, reason 0x{REASON_SHUTDOWN:02x}) \
@@ -271,6 +271,37 @@ impl Fde {
         Ok(())
     }
 
+    /// The VMs on `host`: the HSDB's, corrected by where the engine restarted VMs.
+    fn vms_on_host(
+        &mut self,
+        host: HostId,
+        store: &mut dyn HealthStore,
+    ) -> Result<Vec<hsdb::VmRow>, FdeError> {
+        let mut vms = Vec::new();
+        for vm in store.vms_on_host(host)? {
+            match self.relocated.get(&vm.uuid) {
+                Some(h) if *h != host => {}
+                _ => vms.push(vm),
+            }
+        }
+        let moved_here: Vec<hsdb::Uuid> = self
+            .relocated
+            .iter()
+            .filter(|(_, h)| **h == host)
+            .map(|(vm, _)| *vm)
+            .collect();
+        for uuid in moved_here {
+            if vms.iter().any(|v| v.uuid == uuid) {
+                continue;
+            }
+            if let Some(vm) = store.vm(&uuid)? {
+                vms.push(vm);
+            }
+        }
+        vms.sort_by_key(|v| v.uuid);
+        Ok(vms)
+    }
+
     fn set_reported(&mut self, host: HostId) {
         self.host_watch.entry(host).or_default().reported = true;
     }
@@ -284,7 +315,7 @@ impl Fde {
         store: &mut dyn HealthStore,
     ) -> Result<(), FdeError> {
         self.host_watch.entry(host.id).or_default().failed = true;
-        let vms = store.vms_on_host(host.id)?;
+        let vms = self.vms_on_host(host.id, store)?;
         let managed: Vec<hsdb::VmRow> = vms.into_iter().filter(|v| v.managed).collect();
         let reason = format!(
             "every monitor of host {} unhealthy for {} >= host_failure_detection_time {} \
@@ -359,7 +390,8 @@ impl Fde {
             }
             match platform.cleanup(&host.name, &vm) {
                 Ok(()) | Err(crate::platform::PlatformError::NoSuchVm { .. }) => {
-                    self.owed_cleanups.retain(|(h, v)| !(*h == host.id && *v == vm));
+                    self.owed_cleanups
+                        .retain(|(h, v)| !(*h == host.id && *v == vm));
                     self.decide(
                         now_ms,
                         Subject::Host {
@@ -367,7 +399,10 @@ impl Fde {
                             name: host.name.clone(),
                         },
                         Verdict::HostBack,
-                        format!("deferred configuration cleanup of VM {vm} on host {} done", host.name),
+                        format!(
+                            "deferred configuration cleanup of VM {vm} on host {} done",
+                            host.name
+                        ),
                     );
                 }
                 Err(e) => {
@@ -397,7 +432,7 @@ impl Fde {
         store: &mut dyn HealthStore,
     ) -> Result<(), FdeError> {
         let tag = self.next_tag(now_ms);
-        let data = store.node_data(tag)?;
+        let data = store.node_data(&self.params.group, tag)?;
         for e in &data.events {
             let kind = node_event_kind(&e.text);
             self.event(Event {
@@ -412,7 +447,12 @@ impl Fde {
             let events = std::mem::take(&mut self.events);
             store.record_events(&events)?;
             store.acknowledge_node_data(tag)?;
-            tracing::debug!(scan = self.scan, tag, events = data.events.len(), "node data acknowledged");
+            tracing::debug!(
+                scan = self.scan,
+                tag,
+                events = data.events.len(),
+                "node data acknowledged"
+            );
         }
         Ok(())
     }

@@ -156,7 +156,14 @@ impl DecisionLog {
     }
 
     /// Record a decision and log it.
-    pub fn push(&mut self, at_ms: i64, scan: u64, subject: Subject, verdict: Verdict, reason: String) {
+    pub fn push(
+        &mut self,
+        at_ms: i64,
+        scan: u64,
+        subject: Subject,
+        verdict: Verdict,
+        reason: String,
+    ) {
         match verdict {
             Verdict::Recover
             | Verdict::HostFailure

@@ -33,6 +33,7 @@
 mod host;
 mod log;
 mod place;
+mod store;
 mod view;
 mod vm;
 
@@ -51,9 +52,7 @@ use crate::relocate::{Executor, Ledger, Restart};
 
 pub use log::{Decision, DecisionLog, Subject, Verdict};
 pub use place::PlacementJob;
-pub use view::{
-    HostView, MonitorView, NaView, NodeData, NodeEvent, REASON_SHUTDOWN, VmAttention,
-};
+pub use view::{HostView, MonitorView, NaView, NodeData, NodeEvent, REASON_SHUTDOWN, VmAttention};
 
 /// The doorbell bit that says "a critical application of this VM is in FAILURE" (ours:
 /// the seed's agent answers an application-info request instead, seed 004 L13631-13651,
@@ -96,8 +95,8 @@ pub trait HealthStore: Ledger {
     ) -> hsdb::Result<NaView>;
     /// Acknowledge a NeedsAttention tag; returns the items cleared.
     fn acknowledge(&mut self, tag: i64) -> hsdb::Result<usize>;
-    /// Pending node events, tagged with `new_tag`.
-    fn node_data(&mut self, new_tag: i64) -> hsdb::Result<NodeData>;
+    /// Pending node events of the monitors of `group`, tagged with `new_tag`.
+    fn node_data(&mut self, group: &str, new_tag: i64) -> hsdb::Result<NodeData>;
     /// Acknowledge a node-data tag.
     fn acknowledge_node_data(&mut self, tag: i64) -> hsdb::Result<usize>;
     /// One VM.
@@ -192,6 +191,9 @@ pub struct Fde {
     jobs: Vec<PlacementJob>,
     /// Hosts excluded for each VM being restarted, kept for a re-placement.
     pending_exclude: HashMap<Uuid, Vec<HostId>>,
+    /// Where the engine restarted VMs, until the HSDB's `current_host` says the same (the
+    /// target's monitors write it when the agent pairs; an agent-less VM never does).
+    relocated: HashMap<Uuid, HostId>,
     /// Cleanups a failed host is owed when it is back: (host, VM).
     owed_cleanups: Vec<(HostId, Uuid)>,
     log: DecisionLog,
@@ -243,6 +245,7 @@ impl Fde {
             executor,
             jobs: Vec::new(),
             pending_exclude: HashMap::new(),
+            relocated: HashMap::new(),
             owed_cleanups: Vec::new(),
             log: DecisionLog::new(DECISION_LOG_CAPACITY),
             tag_seq,
@@ -311,6 +314,12 @@ impl Fde {
         self.executor.holds(vm) || self.jobs.iter().any(|j| j.vm.uuid == *vm)
     }
 
+    /// Where a VM runs: the host the engine restarted it on, else `stored` (the HSDB's
+    /// `current_host`).
+    pub fn current_host(&self, vm: &Uuid, stored: Option<HostId>) -> Option<HostId> {
+        self.relocated.get(vm).copied().or(stored)
+    }
+
     /// HBoffset of a VM, seconds (0 when it is not missing heartbeats).
     pub fn hb_offset_s(&self, vm: &Uuid) -> u64 {
         self.vm_watch.get(vm).map_or(0, |w| w.hb_offset_s)
@@ -357,7 +366,9 @@ impl Fde {
         self.scan += 1;
         self.next_scan_ms = Some(now_ms + self.params.scan_interval_ms);
         let before = self.log.total();
-        let na = self.scan % u64::from(self.params.na_every.max(1)) == 0;
+        let na = self
+            .scan
+            .is_multiple_of(u64::from(self.params.na_every.max(1)));
         let mut report = ScanReport {
             scan: self.scan,
             request: if na {
@@ -401,7 +412,12 @@ impl Fde {
         self.hosts = hosts;
         self.monitor_events(now_ms);
         self.host_decisions(now_ms, store, platform)?;
-        if self.hosts.iter().flat_map(|h| &h.monitors).any(|m| m.has_data) {
+        if self
+            .hosts
+            .iter()
+            .flat_map(|h| &h.monitors)
+            .any(|m| m.has_data)
+        {
             self.node_data(now_ms, store)?;
         }
         Ok(())
@@ -428,7 +444,12 @@ impl Fde {
             let events = std::mem::take(&mut self.events);
             store.record_events(&events)?;
             let n = store.acknowledge(tag)?;
-            tracing::debug!(scan = self.scan, tag, items = n, "FDE performing doAcknowledge on hsTag");
+            tracing::debug!(
+                scan = self.scan,
+                tag,
+                items = n,
+                "FDE performing doAcknowledge on hsTag"
+            );
             report.acked = Some(tag);
         }
         if na.monitors.iter().any(|(_, m)| m.has_data) {

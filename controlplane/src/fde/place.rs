@@ -110,6 +110,47 @@ impl Fde {
             }
         };
         let mut submitted = 0;
+        // Never a second copy: a VM the platform shows running on a live host other than
+        // the one it failed on is not restarted (an earlier restart, or an operator, did it).
+        let failed = self.failed_hosts();
+        for job in self.jobs.clone() {
+            if job.kind == RestartKind::AppRestart {
+                continue;
+            }
+            let elsewhere = infos.iter().find(|h| {
+                let id = self.hosts.iter().find(|v| v.name == h.name).map(|v| v.id);
+                id.is_some_and(|id| id != job.from && !failed.contains(&id))
+                    && h.vms.iter().any(|(s, st)| {
+                        s.uuid == job.vm.uuid
+                            && matches!(
+                                st.power,
+                                PowerState::Running | PowerState::MigratingRunning
+                            )
+                    })
+            });
+            let Some(info) = elsewhere else { continue };
+            let Some(id) = self
+                .hosts
+                .iter()
+                .find(|v| v.name == info.name)
+                .map(|v| v.id)
+            else {
+                continue;
+            };
+            let name = info.name.clone();
+            self.jobs.retain(|j| j.vm.uuid != job.vm.uuid);
+            self.relocated.insert(job.vm.uuid, id);
+            self.decide(
+                now_ms,
+                Subject::Vm {
+                    uuid: job.vm.uuid,
+                    name: super::vm::display_name(&job.vm),
+                },
+                Verdict::NoAction,
+                format!("already running on host {name}: not restarted"),
+            );
+            self.executor.batch_shortfall(job.batch, 1, now_ms, store)?;
+        }
         // Same-host restarts need no planner: the target is the VM's host, if it is up.
         for job in self.jobs.clone() {
             if job.kind != RestartKind::AppRestart {
@@ -123,7 +164,6 @@ impl Fde {
         if self.jobs.is_empty() {
             return Ok(submitted);
         }
-        let failed = self.failed_hosts();
         let hosts: Vec<HostLoad> = self
             .hosts
             .iter()
@@ -265,7 +305,12 @@ impl Fde {
             self.hosts
                 .iter()
                 .find(|h| h.id == id)
-                .map(|h| h.monitors.iter().map(|m| (m.uuid, self.healthy(m))).collect())
+                .map(|h| {
+                    h.monitors
+                        .iter()
+                        .map(|m| (m.uuid, self.healthy(m)))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let request = RestartRequest {
@@ -285,7 +330,8 @@ impl Fde {
             target_monitors: monitors(target),
             batch: job.batch,
         };
-        self.pending_exclude.insert(job.vm.uuid, job.exclude.clone());
+        self.pending_exclude
+            .insert(job.vm.uuid, job.exclude.clone());
         self.executor.submit(request, now_ms, store)?;
         Ok(())
     }
@@ -336,6 +382,9 @@ impl Fde {
                 Some(Outcome::Restarted) => {
                     // A restarted VM starts afresh: no HBoffset, no reported events (gap 8).
                     self.vm_watch.remove(&vm);
+                    if r.request.to.id != r.request.from.id {
+                        self.relocated.insert(vm, r.request.to.id);
+                    }
                     if r.request.kind == RestartKind::AppRelocation {
                         self.app_restarts.remove(&vm);
                     }
@@ -384,11 +433,13 @@ impl Fde {
                                 no_host_reported: false,
                             });
                         } else {
-                            self.executor.batch_shortfall(r.request.batch, 1, now_ms, store)?;
+                            self.executor
+                                .batch_shortfall(r.request.batch, 1, now_ms, store)?;
                         }
                     } else {
                         if retry_elsewhere {
-                            self.executor.batch_shortfall(r.request.batch, 1, now_ms, store)?;
+                            self.executor
+                                .batch_shortfall(r.request.batch, 1, now_ms, store)?;
                         }
                         self.decide(
                             now_ms,
@@ -423,7 +474,10 @@ fn spec_of(vm: &VmRow, infos: &[HostInfo]) -> VmSpec {
         .find(|(s, _)| s.uuid == vm.uuid)
         .map(|(s, _)| s.clone());
     let name = if vm.name.is_empty() {
-        platform.as_ref().map(|s| s.name.clone()).unwrap_or_default()
+        platform
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
     } else {
         vm.name.clone()
     };

@@ -98,12 +98,6 @@ impl Ledger for FakeStore {
         self.relocations[usize::try_from(id - 1).unwrap()].result = Some(result.to_owned());
         Ok(())
     }
-    fn set_current_host(&mut self, vm: &Uuid, host: HostId, _at: i64) -> hsdb::Result<()> {
-        if let Some(v) = self.vms.get_mut(vm) {
-            v.current_host = Some(host);
-        }
-        Ok(())
-    }
     fn record_events(&mut self, events: &[Event]) -> hsdb::Result<()> {
         self.events.extend_from_slice(events);
         Ok(())
@@ -132,7 +126,7 @@ impl HealthStore for FakeStore {
         self.acked.push(tag);
         Ok(1)
     }
-    fn node_data(&mut self, new_tag: i64) -> hsdb::Result<NodeData> {
+    fn node_data(&mut self, _group: &str, new_tag: i64) -> hsdb::Result<NodeData> {
         let mut d = std::mem::take(&mut self.node);
         if !d.events.is_empty() {
             d.tag = Some(new_tag);
@@ -397,7 +391,11 @@ impl Rig {
     }
 
     fn events(&self, kind: EventKind) -> Vec<&Event> {
-        self.store.events.iter().filter(|e| e.kind == kind).collect()
+        self.store
+            .events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .collect()
     }
 
     fn progress_texts(&self, vm: u8) -> Vec<String> {
@@ -436,10 +434,7 @@ impl Rig {
 #[test]
 fn test_scan_one_is_quickquery_at_once_and_na_every_third() {
     let mut rig = Rig::standard();
-    let t = rig
-        .fde
-        .tick(T0, &mut rig.store, &mut rig.platform)
-        .unwrap();
+    let t = rig.fde.tick(T0, &mut rig.store, &mut rig.platform).unwrap();
     let first = t.scan.unwrap();
     assert_eq!((first.scan, first.request), (1, Request::QuickQuery));
     assert_eq!(t.next_wake_ms, T0 + 20_000, "next request 20 s later");
@@ -452,7 +447,10 @@ fn test_scan_one_is_quickquery_at_once_and_na_every_third() {
     let mut kinds = Vec::new();
     let mut now = T0 + 20_000;
     for _ in 2..=9 {
-        let t = rig.fde.tick(now, &mut rig.store, &mut rig.platform).unwrap();
+        let t = rig
+            .fde
+            .tick(now, &mut rig.store, &mut rig.platform)
+            .unwrap();
         kinds.push(t.scan.unwrap().request);
         now = t.next_wake_ms;
     }
@@ -468,7 +466,11 @@ fn test_first_quickquery_reports_every_monitor_up_and_responsive() {
     assert_eq!(rig.events(EventKind::ViosCaaStateUpDetected).len(), 6);
     assert_eq!(rig.events(EventKind::ViosHmRespDetected).len(), 6);
     rig.qq();
-    assert_eq!(rig.events(EventKind::ViosCaaStateUpDetected).len(), 6, "only changes after");
+    assert_eq!(
+        rig.events(EventKind::ViosCaaStateUpDetected).len(),
+        6,
+        "only changes after"
+    );
     rig.store.hosts[0].monitors[0].silent_ms = 70_000;
     rig.store.hosts[0].monitors[1].state = HmState::Down;
     rig.qq();
@@ -496,7 +498,11 @@ fn test_missed_below_vmfdt_is_no_action_with_the_seed_line() {
 fn test_missed_equal_to_vmfdt_pings_and_pingable_is_ignored() {
     let mut rig = Rig::standard();
     rig.na(vec![missed(1, 1, 190)]);
-    assert_eq!(rig.calls("ping").len(), 1, "gap 7: the threshold is reached at equality");
+    assert_eq!(
+        rig.calls("ping").len(),
+        1,
+        "gap 7: the threshold is reached at equality"
+    );
     assert_eq!(rig.last().verdict, Verdict::Pingable);
     rig.na(vec![missed(1, 1, 232)]);
     assert_eq!(
@@ -504,7 +510,10 @@ fn test_missed_equal_to_vmfdt_pings_and_pingable_is_ignored() {
         "VM vm1 is pingable ignoring missed HB count 232"
     );
     assert!(rig.events(EventKind::VmFailureDetected).is_empty());
-    assert!(rig.store.relocations.is_empty(), "a pingable VM is never relocated");
+    assert!(
+        rig.store.relocations.is_empty(),
+        "a pingable VM is never relocated"
+    );
 }
 
 #[test]
@@ -515,7 +524,11 @@ fn test_vm_failure_running_relocates_in_the_seed_steps() {
     assert_eq!(r.restarts_submitted, 1);
     let failure = rig.events(EventKind::VmFailureDetected);
     assert_eq!(failure.len(), 1);
-    assert!(failure[0].text.contains("missed HB count 240"), "{}", failure[0].text);
+    assert!(
+        failure[0].text.contains("missed HB count 240"),
+        "{}",
+        failure[0].text
+    );
     assert!(rig.verdicts(1).contains(&Verdict::Recover));
     // Monitors answer at once: the restart ran to its end in the same tick.
     assert_eq!(
@@ -539,11 +552,17 @@ fn test_vm_failure_running_relocates_in_the_seed_steps() {
     );
     assert_eq!(rig.calls("start"), [format!("start host-2 {}", uuid(1))]);
     let rel = &rig.store.relocations[0];
-    assert_eq!((rel.from, rel.to, rel.kind.as_str()), (Some(HostId(1)), HostId(2), "vm_failure"));
+    assert_eq!(
+        (rel.from, rel.to, rel.kind.as_str()),
+        (Some(HostId(1)), HostId(2), "vm_failure")
+    );
     assert_eq!(rel.result.as_deref(), Some("success"));
     assert_eq!(rel.phases.first().map(String::as_str), Some("queued"));
     assert_eq!(rel.phases.last().map(String::as_str), Some("done"));
-    assert_eq!(rig.store.vms[&uuid(1)].current_host, Some(HostId(2)));
+    assert_eq!(
+        rig.fde.current_host(&uuid(1), Some(HostId(1))),
+        Some(HostId(2))
+    );
     let kinds: Vec<MonitorCommand> = rig.store.commands.iter().map(|c| c.2).collect();
     assert_eq!(
         kinds,
@@ -557,7 +576,10 @@ fn test_vm_failure_running_relocates_in_the_seed_steps() {
         ]
     );
     let summary = rig.events(EventKind::RestartSummary);
-    assert_eq!(summary[0].text, "1 out of 1 VMs have been successfully restarted");
+    assert_eq!(
+        summary[0].text,
+        "1 out of 1 VMs have been successfully restarted"
+    );
     assert!(rig.fde.restarts().is_empty());
 }
 
@@ -569,7 +591,9 @@ fn test_probe_errors_are_never_evidence() {
     assert_eq!(rig.last().verdict, Verdict::ProbeFailed);
     assert!(rig.events(EventKind::VmFailureDetected).is_empty());
     rig.platform.ping.insert(uuid(1), Ok(false));
-    rig.platform.status.insert(uuid(1), Err(timeout("vm_status")));
+    rig.platform
+        .status
+        .insert(uuid(1), Err(timeout("vm_status")));
     rig.na(vec![missed(1, 1, 360)]);
     assert_eq!(rig.last().verdict, Verdict::ProbeFailed);
     assert!(rig.store.relocations.is_empty());
@@ -577,7 +601,11 @@ fn test_probe_errors_are_never_evidence() {
     rig.platform.status.remove(&uuid(1));
     rig.na(vec![missed(1, 1, 420)]);
     assert_eq!(rig.store.relocations.len(), 1);
-    assert_eq!(rig.events(EventKind::VmFailureDetected).len(), 1, "once per episode");
+    assert_eq!(
+        rig.events(EventKind::VmFailureDetected).len(),
+        1,
+        "once per episode"
+    );
 }
 
 #[test]
@@ -597,12 +625,20 @@ fn test_not_activated_sets_hb_offset_and_recovers_a_crash_at_twice_vmfdt() {
     // HBoffset applies to the threshold: 260 - 200 = 60 < 190.
     rig.na(vec![missed(1, 1, 260)]);
     assert_eq!(rig.last().verdict, Verdict::NoAction);
-    assert!(rig.last().reason.contains("HBoffset 200, counted 60"), "{}", rig.last().reason);
+    assert!(
+        rig.last().reason.contains("HBoffset 200, counted 60"),
+        "{}",
+        rig.last().reason
+    );
     assert_eq!(rig.calls("ping").len(), 1);
     // 390 - 200 = 190 >= VMFDT and 390 >= 2 x 190: crashed off → recover.
     rig.na(vec![missed(1, 1, 390)]);
     assert_eq!(rig.store.relocations.len(), 1);
-    assert_eq!(rig.fde.hb_offset_s(&uuid(1)), 0, "reset after the restart (gap 8)");
+    assert_eq!(
+        rig.fde.hb_offset_s(&uuid(1)),
+        0,
+        "reset after the restart (gap 8)"
+    );
 }
 
 #[test]
@@ -618,7 +654,11 @@ fn test_not_activated_on_purpose_is_left_alone() {
     );
     rig.na(vec![missed(1, 1, 400)]);
     assert_eq!(rig.last().verdict, Verdict::OffsetSet);
-    assert!(rig.last().reason.contains("shut down on purpose"), "{}", rig.last().reason);
+    assert!(
+        rig.last().reason.contains("shut down on purpose"),
+        "{}",
+        rig.last().reason
+    );
     assert!(rig.store.relocations.is_empty());
 }
 
@@ -651,7 +691,11 @@ fn test_other_states_raise_nonresp_at_twice_vmfdt_once() {
         }),
     );
     rig.na(vec![missed(1, 1, 250)]);
-    assert!(rig.last().reason.contains("OS has not started"), "{}", rig.last().reason);
+    assert!(
+        rig.last().reason.contains("OS has not started"),
+        "{}",
+        rig.last().reason
+    );
     assert!(rig.store.relocations.is_empty());
 }
 
@@ -696,7 +740,11 @@ fn test_deaf_monitor_withholds_the_evidence() {
     rig.store.deaf.insert(hm(1, 2), vec!["ent1".into()]);
     rig.na(vec![missed(1, 1, 300)]);
     assert_eq!(rig.last().verdict, Verdict::Withheld);
-    assert!(rig.last().reason.contains("ent1 DOWN"), "{}", rig.last().reason);
+    assert!(
+        rig.last().reason.contains("ent1 DOWN"),
+        "{}",
+        rig.last().reason
+    );
     assert!(rig.calls("ping").is_empty());
     // No healthy monitor on the host: the host decision covers it.
     rig.store.deaf.clear();
@@ -712,11 +760,19 @@ fn test_unmanaged_and_unmonitored_vms_are_not_acted_on() {
     rig.platform.ping.insert(uuid(1), Ok(false));
     rig.store.vms.get_mut(&uuid(1)).unwrap().managed = false;
     rig.na(vec![missed(1, 1, 300)]);
-    assert!(rig.last().reason.contains("not managed"), "{}", rig.last().reason);
+    assert!(
+        rig.last().reason.contains("not managed"),
+        "{}",
+        rig.last().reason
+    );
     rig.store.vms.get_mut(&uuid(1)).unwrap().managed = true;
     rig.store.vms.get_mut(&uuid(1)).unwrap().ha_monitor = false;
     rig.na(vec![missed(1, 1, 360)]);
-    assert!(rig.last().reason.contains("HA monitoring disabled"), "{}", rig.last().reason);
+    assert!(
+        rig.last().reason.contains("HA monitoring disabled"),
+        "{}",
+        rig.last().reason
+    );
     assert!(rig.calls("ping").is_empty());
 }
 
@@ -753,7 +809,10 @@ fn test_command_wait_is_bounded() {
     let rel = &rig.store.relocations[0];
     let result = rel.result.as_deref().unwrap();
     assert!(result.starts_with("success ("), "{result}");
-    assert!(result.contains("did not confirm STOP_MONITORING within 30000 ms"), "{result}");
+    assert!(
+        result.contains("did not confirm STOP_MONITORING within 30000 ms"),
+        "{result}"
+    );
     assert!(result.contains("START_MONITORING"), "{result}");
 }
 
@@ -765,7 +824,11 @@ fn test_advisory_policy_only_notifies() {
     rig.platform.ping.insert(uuid(1), Ok(false));
     rig.na(vec![missed(1, 1, 240)]);
     assert_eq!(rig.events(EventKind::VmRestartAdvised).len(), 1);
-    assert!(rig.events(EventKind::VmRestartAdvised)[0].text.contains("advisory"));
+    assert!(
+        rig.events(EventKind::VmRestartAdvised)[0]
+            .text
+            .contains("advisory")
+    );
     assert!(rig.store.relocations.is_empty());
     assert!(rig.calls("stop").is_empty() && rig.calls("start").is_empty());
 }
@@ -873,7 +936,13 @@ fn test_doorbell_and_critical_app_escalation() {
     assert_eq!(rig.events(EventKind::AppFailureDetected).len(), 4);
     // Same-host restarts stop and start on the host and clean nothing.
     assert_eq!(rig.calls("cleanup").len(), 1);
-    assert!(rig.store.relocations[0].result.as_deref().unwrap().contains("no configuration cleanup"));
+    assert!(
+        rig.store.relocations[0]
+            .result
+            .as_deref()
+            .unwrap()
+            .contains("no configuration cleanup")
+    );
 }
 
 // ---- host decisions ------------------------------------------------------------------
@@ -902,7 +971,12 @@ fn test_host_failure_waits_for_host_fdt_and_platform_confirmation() {
     rig.qq();
     let d = rig.last();
     assert_eq!(d.verdict, Verdict::Waiting);
-    assert!(d.reason.contains("unhealthy for 70s < host_failure_detection_time 90s"), "{}", d.reason);
+    assert!(
+        d.reason
+            .contains("unhealthy for 70s < host_failure_detection_time 90s"),
+        "{}",
+        d.reason
+    );
     assert!(rig.calls("host_alive").is_empty());
     rig.silence_host(1, 90_000);
     rig.qq();
@@ -912,9 +986,20 @@ fn test_host_failure_waits_for_host_fdt_and_platform_confirmation() {
     // neither stopped nor waited for.
     let moved: Vec<Uuid> = rig.store.relocations.iter().map(|r| r.vm).collect();
     assert_eq!(moved, [uuid(2), uuid(1), uuid(4)]);
-    assert!(rig.store.relocations.iter().all(|r| r.kind == "host_failure"));
+    assert!(
+        rig.store
+            .relocations
+            .iter()
+            .all(|r| r.kind == "host_failure")
+    );
     assert!(rig.calls("stop").is_empty());
-    assert!(rig.store.relocations.iter().all(|r| r.result.as_deref().unwrap().contains("shutdown skipped")));
+    assert!(
+        rig.store.relocations.iter().all(|r| r
+            .result
+            .as_deref()
+            .unwrap()
+            .contains("shutdown skipped"))
+    );
     assert_eq!(
         rig.events(EventKind::RestartSummary)[0].text,
         "3 out of 3 VMs have been successfully restarted"
@@ -945,7 +1030,9 @@ fn test_host_that_answers_is_not_failed_and_timeouts_are_not_confirmations() {
     rig.qq();
     assert_eq!(rig.events(EventKind::HostMonitorsUnresponsive).len(), 1);
     assert_eq!(rig.last().verdict, Verdict::HostAlive);
-    rig.platform.alive.insert("host-1".into(), Err(timeout("host_alive")));
+    rig.platform
+        .alive
+        .insert("host-1".into(), Err(timeout("host_alive")));
     rig.qq();
     assert_eq!(rig.last().verdict, Verdict::ProbeFailed);
     assert!(rig.store.relocations.is_empty());
@@ -1017,7 +1104,11 @@ fn test_host_back_runs_owed_cleanups() {
     rig.qq();
     assert_eq!(rig.events(EventKind::HostActive).len(), 1);
     assert!(rig.fde.failed_hosts().is_empty());
-    assert_eq!(rig.calls("cleanup host-1").len(), 6, "3 failed, then 3 deferred");
+    assert_eq!(
+        rig.calls("cleanup host-1").len(),
+        6,
+        "3 failed, then 3 deferred"
+    );
 }
 
 // ---- placement and execution ---------------------------------------------------------
@@ -1030,14 +1121,21 @@ fn test_vm_that_fits_nowhere_is_reported_and_placed_later() {
     rig.na(vec![missed(1, 1, 240)]);
     assert_eq!(rig.events(EventKind::VmRestartNoHost).len(), 1);
     let text = &rig.events(EventKind::VmRestartNoHost)[0].text;
-    assert!(text.contains("host-2: free cpu 8000 milli / memory 16384 MiB, needs 1000 / 20000"), "{text}");
+    assert!(
+        text.contains("host-2: free cpu 8000 milli / memory 16384 MiB, needs 1000 / 20000"),
+        "{text}"
+    );
     assert_eq!(
         rig.events(EventKind::RestartSummary)[0].text,
         "0 out of 1 VMs have been successfully restarted"
     );
     assert_eq!(rig.fde.waiting_for_placement().len(), 1);
     rig.scan();
-    assert_eq!(rig.events(EventKind::VmRestartNoHost).len(), 1, "reported once");
+    assert_eq!(
+        rig.events(EventKind::VmRestartNoHost).len(),
+        1,
+        "reported once"
+    );
     rig.store.hosts[2].memory_mb = 32_768;
     rig.scan();
     assert_eq!(rig.store.relocations.len(), 1);
@@ -1090,7 +1188,13 @@ fn test_start_failure_is_placed_elsewhere() {
     rig.na(vec![missed(1, 1, 240)]);
     let targets: Vec<HostId> = rig.store.relocations.iter().map(|r| r.to).collect();
     assert_eq!(targets, [HostId(2), HostId(3)]);
-    assert!(rig.store.relocations[0].result.as_deref().unwrap().starts_with("failed:"));
+    assert!(
+        rig.store.relocations[0]
+            .result
+            .as_deref()
+            .unwrap()
+            .starts_with("failed:")
+    );
     assert_eq!(rig.store.relocations[1].result.as_deref(), Some("success"));
     assert_eq!(
         rig.events(EventKind::RestartSummary)[0].text,
@@ -1112,7 +1216,11 @@ fn test_stop_failure_on_a_live_source_never_starts_a_second_copy() {
     rig.na(vec![missed(1, 1, 240)]);
     assert!(rig.calls("start").is_empty());
     assert_eq!(rig.events(EventKind::VmRestartFailed).len(), 1);
-    assert!(rig.events(EventKind::VmRestartFailed)[0].text.contains("could run twice"));
+    assert!(
+        rig.events(EventKind::VmRestartFailed)[0]
+            .text
+            .contains("could run twice")
+    );
     assert_eq!(
         rig.events(EventKind::RestartSummary)[0].text,
         "0 out of 1 VMs have been successfully restarted"
@@ -1126,7 +1234,9 @@ fn test_stop_timeout_is_retried_within_the_action_bound() {
     params.action_timeout_ms = 10_000;
     let mut rig = Rig::new(params);
     rig.platform.ping.insert(uuid(1), Ok(false));
-    rig.platform.stop_fails.insert("host-1".into(), timeout("stop"));
+    rig.platform
+        .stop_fails
+        .insert("host-1".into(), timeout("stop"));
     rig.na(vec![missed(1, 1, 240)]);
     let t = rig.now;
     rig.run_until(t + 15_000);
@@ -1147,7 +1257,9 @@ fn test_node_data_events_are_emitted_and_acknowledged() {
             .iter()
             .map(|t| NodeEvent {
                 hm: hm(1, 1),
-                text: format!("BEGIN_EVENT_INFO\nEVENT_TYPE={t}\nREASON=NODE_SHUTDOWN\nEND_EVENT_INFO\n"),
+                text: format!(
+                    "BEGIN_EVENT_INFO\nEVENT_TYPE={t}\nREASON=NODE_SHUTDOWN\nEND_EVENT_INFO\n"
+                ),
             })
             .collect(),
     };
@@ -1176,7 +1288,11 @@ fn test_node_data_events_are_emitted_and_acknowledged() {
     );
     assert_eq!(rig.store.node_acked.len(), 1);
     rig.scan();
-    assert_eq!(rig.store.node_acked.len(), 1, "has_data cleared: not asked again");
+    assert_eq!(
+        rig.store.node_acked.len(),
+        1,
+        "has_data cleared: not asked again"
+    );
 }
 
 #[test]
@@ -1195,4 +1311,229 @@ fn test_decision_log_is_bounded() {
     assert_eq!(kept, ["d2", "d3", "d4"]);
     assert_eq!(log.total(), 5);
     assert_eq!(log.since(4).count(), 1);
+}
+
+#[test]
+fn test_stale_report_after_a_restart_is_not_decided_again() {
+    let mut rig = Rig::standard();
+    rig.platform.ping.insert(uuid(1), Ok(false));
+    rig.na(vec![missed(1, 1, 240)]);
+    assert_eq!(rig.store.relocations.len(), 1);
+    // The old host's monitors still have the VM missing, and the HSDB still says host 1.
+    rig.na(vec![missed(1, 1, 300)]);
+    assert_eq!(rig.store.relocations.len(), 1, "no second restart");
+    assert!(rig.last().reason.contains("stale"), "{}", rig.last().reason);
+    // Once the HSDB says host 2 (the agent paired there), the engine follows it.
+    rig.store.vms.get_mut(&uuid(1)).unwrap().current_host = Some(HostId(2));
+    rig.na(vec![missed(1, 2, 20)]);
+    assert!(
+        rig.last().reason.contains("less than its VMFDT"),
+        "{}",
+        rig.last().reason
+    );
+}
+
+#[test]
+fn test_vm_already_running_elsewhere_is_not_restarted() {
+    let mut rig = Rig::standard();
+    rig.platform.ping.insert(uuid(1), Ok(false));
+    rig.platform.hosts[2].vms.push((
+        VmSpec {
+            uuid: uuid(1),
+            name: "vm1".into(),
+            cpu_milli: 1000,
+            memory_mb: 1024,
+        },
+        VmStatus {
+            power: PowerState::Running,
+            os_started: true,
+        },
+    ));
+    rig.na(vec![missed(1, 1, 240)]);
+    assert!(rig.store.relocations.is_empty());
+    assert!(rig.calls("start").is_empty());
+    assert_eq!(
+        rig.last().reason,
+        "already running on host host-3: not restarted"
+    );
+}
+
+/// The engine on a real HSDB file: monitors, a VM missing on both of them, the restart's
+/// rows, commands and events where docs/hsdb.md says they are.
+#[test]
+fn test_engine_on_a_real_hsdb() {
+    use hsdb::{HelloId, HmRecord, HostRecord, Hsdb, MacAddr, Options, Transition, Version};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Hsdb::open(dir.path().join("hsdb.sqlite"), &Options::default()).unwrap();
+    let v2 = Version { major: 2, minor: 0 };
+    for id in 1..=2 {
+        db.upsert_host(&HostRecord {
+            id: HostId(id),
+            name: format!("host-{id}"),
+            machine_type: "8408".into(),
+            model: "E8E".into(),
+            serial: format!("S{id}"),
+            cpu_milli: 8000,
+            memory_mb: 16384,
+            host_group: "hg".into(),
+        })
+        .unwrap();
+        for n in 1..=2 {
+            db.register_hm(&HmRecord {
+                uuid: hm(id, n),
+                host: HostId(id),
+                mac: MacAddr([2, 0, 0, 0, u8::try_from(id).unwrap(), n]),
+                incarnation: HelloId::parse(b"1556303548.719328000.38").unwrap(),
+                version: v2,
+                at: T0,
+            })
+            .unwrap();
+        }
+    }
+    let vm = uuid(1);
+    let mut batch = Vec::new();
+    for n in 1..=2 {
+        batch.push(Transition::Discovered {
+            vm,
+            hm: hm(1, n),
+            mac: MacAddr([6, 0, 0, 0, 1, n]),
+            ostype: "linux".into(),
+            ver_lower: v2,
+            ver_upper: v2,
+            at: T0,
+        });
+    }
+    db.apply(&batch).unwrap();
+    db.set_vm(
+        &vm,
+        &hsdb::VmSettings {
+            managed: Some(true),
+            name: Some("vm1".into()),
+            cpu_milli: Some(1000),
+            memory_mb: Some(1024),
+            ..Default::default()
+        },
+        T0,
+    )
+    .unwrap();
+    db.set_param(&hsdb::ParamScope::HostGroup("hg".into()), "profile", "fast")
+        .unwrap();
+    let params = GroupParams::resolve("hg", &db.params().unwrap()).unwrap();
+    assert_eq!(params.vmfdt_ms(DetectionSpeed::Normal), 10_000);
+    let mut fde = Fde::new(params);
+    let mut platform = FakePlatform::default();
+    for id in 1..=2 {
+        platform.hosts.push(HostInfo {
+            name: format!("host-{id}"),
+            cpu_milli: 8000,
+            memory_mb: 16384,
+            vms: Vec::new(),
+        });
+    }
+    platform.ping.insert(vm, Ok(false));
+    // Both monitors miss the VM at T0 + 1 s; every monitor heart-beats each second.
+    db.apply(&[
+        Transition::Missing {
+            vm,
+            hm: hm(1, 1),
+            at: T0 + 1_000,
+        },
+        Transition::Missing {
+            vm,
+            hm: hm(1, 2),
+            at: T0 + 1_000,
+        },
+    ])
+    .unwrap();
+    let mut now = T0 + 1_000;
+    let mut restarted_at = None;
+    while now < T0 + 40_000 {
+        let beats: Vec<Transition> = (1..=2)
+            .flat_map(|h| {
+                (1..=2).map(move |n| Transition::HmHeartbeat {
+                    hm: hm(h, n),
+                    at: now,
+                })
+            })
+            .collect();
+        db.apply(&beats).unwrap();
+        // The monitors complete their commands at once.
+        for h in 1..=2 {
+            for n in 1..=2 {
+                for c in db.commands_for(&hm(h, n), 0, 100).unwrap() {
+                    db.complete_command(c.id, "OK", now).unwrap();
+                }
+            }
+        }
+        let t = fde.tick(now, &mut db, &mut platform).unwrap();
+        if restarted_at.is_none() && !db.relocations(Some(&vm), 10).unwrap().is_empty() {
+            restarted_at = Some(now);
+        }
+        now = t.next_wake_ms;
+    }
+    // VMFDT 10 s from the miss at 1 s, seen by an NA (every 3 s): by 14 s.
+    let at = restarted_at.expect("restarted");
+    assert!((T0 + 11_000..=T0 + 14_000).contains(&at), "{}", at - T0);
+    let rows = db.relocations(Some(&vm), 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(
+        (row.from_host, row.to_host),
+        (Some(HostId(1)), Some(HostId(2)))
+    );
+    assert_eq!(row.kind, hsdb::RelocationKind::Relocate);
+    assert_eq!(row.result.as_deref(), Some("success"));
+    let steps: Vec<String> = db
+        .relocation_steps(row.id)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.phase)
+        .collect();
+    assert!(steps.contains(&"cause vm_failure".to_owned()), "{steps:?}");
+    assert_eq!(steps.last().map(String::as_str), Some("done"), "{steps:?}");
+    let events = db.events_after(0, 1000).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.contains(&"VM_FAILURE_DETECTED"), "{kinds:?}");
+    assert!(kinds.contains(&"RESTART_SUMMARY"), "{kinds:?}");
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "VIOS_HM_RESP_DETECTED")
+            .count(),
+        4
+    );
+    // STOP on the source's monitors, START on the target's, FORGET on the source's.
+    let stop = db.commands_for(&hm(1, 1), 0, 100).unwrap();
+    assert!(stop.is_empty(), "all completed");
+    let all: Vec<hsdb::CommandKind> = (1..=2)
+        .flat_map(|h| (1..=2).map(move |n| (h, n)))
+        .flat_map(|(h, n)| {
+            (1..=20)
+                .filter_map(|id| db.command(id).unwrap())
+                .filter(move |c| c.hm == hm(h, n))
+                .map(|c| c.kind)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        all.iter()
+            .filter(|k| **k == hsdb::CommandKind::StopMonitoring)
+            .count(),
+        2
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|k| **k == hsdb::CommandKind::StartMonitoring)
+            .count(),
+        2
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|k| **k == hsdb::CommandKind::ForgetVm)
+            .count(),
+        2
+    );
+    // Exactly one restart, and the VM is no longer watched for that failure.
+    assert!(!fde.is_busy(&vm));
 }

@@ -12,7 +12,7 @@ use hsdb::{HostId, Uuid, VmRow};
 
 use super::{
     APP_SAME_HOST_RESTARTS, DBELL_APP_CRITICAL_FAILURE, Fde, FdeError, HealthStore,
-    LPM_HANG_AFTER_S, NaView, Subject, VmAttention, Verdict,
+    LPM_HANG_AFTER_S, NaView, Subject, Verdict, VmAttention,
 };
 use crate::events::{Event, EventKind};
 use crate::hs::DiscoveryType;
@@ -72,6 +72,23 @@ impl Fde {
             name: name.clone(),
         };
         let host_name = self.host_name(a.host);
+        if let Some(moved) = self.relocated.get(&a.uuid).copied() {
+            if row.as_ref().and_then(|r| r.current_host) == Some(moved) {
+                // The HSDB caught up with the restart.
+                self.relocated.remove(&a.uuid);
+            } else if moved != a.host && a.discovery.is_none() {
+                self.decide(
+                    now_ms,
+                    subject,
+                    Verdict::NoAction,
+                    format!(
+                        "VM {name} was restarted on host {}: what host {host_name} reports about                          it is stale",
+                        self.host_name(moved)
+                    ),
+                );
+                return Ok(());
+            }
+        }
         match a.discovery {
             Some(DiscoveryType::Moved) => {
                 let text = format!(
@@ -96,7 +113,10 @@ impl Fde {
                     now_ms,
                     subject.clone(),
                     Verdict::NoAction,
-                    format!("VM {name} discovered on host {host_name}, not managed ({})", a.state),
+                    format!(
+                        "VM {name} discovered on host {host_name}, not managed ({})",
+                        a.state
+                    ),
                 );
             }
             Some(DiscoveryType::Managed) | None => {
@@ -105,7 +125,10 @@ impl Fde {
                         now_ms,
                         subject.clone(),
                         Verdict::NoAction,
-                        format!("VM {name} on host {host_name}: monitoring state now {}", a.state),
+                        format!(
+                            "VM {name} on host {host_name}: monitoring state now {}",
+                            a.state
+                        ),
                     );
                 }
             }
@@ -114,7 +137,16 @@ impl Fde {
             self.doorbell(now_ms, a, row.as_ref(), &subject, vector, store)?;
         }
         if let Some(missed) = a.missed_hb_s {
-            self.missed_heartbeats(now_ms, a, row.as_ref(), &subject, missed, store, platform, deaf)?;
+            self.missed_heartbeats(
+                now_ms,
+                a,
+                row.as_ref(),
+                &subject,
+                missed,
+                store,
+                platform,
+                deaf,
+            )?;
         }
         Ok(())
     }
@@ -284,13 +316,20 @@ impl Fde {
             }
             PowerState::Running => {
                 // Booting: the seed's refcode says the OS is not up yet (gap 6).
-                self.not_recovered(now_ms, a, subject, effective, vmfdt_ms, &numbers, "Running but its OS has not started");
+                self.not_recovered(
+                    now_ms,
+                    a,
+                    subject,
+                    effective,
+                    vmfdt_ms,
+                    &numbers,
+                    "Running but its OS has not started",
+                );
             }
             PowerState::NotActivated => {
                 self.watch(&a.uuid).hb_offset_s = missed;
-                let reason = format!(
-                    "VM {name} is Not Activated on host {host_name}: HBoffset := {missed}"
-                );
+                let reason =
+                    format!("VM {name} is Not Activated on host {host_name}: HBoffset := {missed}");
                 if secs_ms(missed) >= 2 * vmfdt_ms {
                     if status.os_started {
                         let reason = format!(
@@ -316,7 +355,10 @@ impl Fde {
                         now_ms,
                         subject.clone(),
                         Verdict::OffsetSet,
-                        format!("{reason}; missed HB count {missed} < 2 x VMFDT {}", 2 * vmfdt_s),
+                        format!(
+                            "{reason}; missed HB count {missed} < 2 x VMFDT {}",
+                            2 * vmfdt_s
+                        ),
                     );
                 }
             }
@@ -392,7 +434,12 @@ impl Fde {
             let text = format!(
                 "VM {name} is {state}, not pingable, {numbers}: non-responsive for >= 2 x VMFDT"
             );
-            self.decide(now_ms, subject.clone(), Verdict::NonResponsive, text.clone());
+            self.decide(
+                now_ms,
+                subject.clone(),
+                Verdict::NonResponsive,
+                text.clone(),
+            );
             if first {
                 self.event(Event {
                     kind: EventKind::VmNonrespDetected,
@@ -575,7 +622,10 @@ impl Fde {
                 now_ms,
                 subject.clone(),
                 Verdict::AppEscalation,
-                format!("{text}: restart on the same host {}", self.host_name(a.host)),
+                format!(
+                    "{text}: restart on the same host {}",
+                    self.host_name(a.host)
+                ),
             );
             self.queue_job(row.clone(), a.host, RestartKind::AppRestart, false, batch);
         } else {
@@ -585,7 +635,13 @@ impl Fde {
                 Verdict::AppEscalation,
                 format!("{text}: relocate to another host"),
             );
-            self.queue_job(row.clone(), a.host, RestartKind::AppRelocation, false, batch);
+            self.queue_job(
+                row.clone(),
+                a.host,
+                RestartKind::AppRelocation,
+                false,
+                batch,
+            );
         }
         Ok(())
     }
@@ -593,5 +649,7 @@ impl Fde {
 
 /// Seconds to ms, saturating.
 fn secs_ms(s: u64) -> i64 {
-    i64::try_from(s).unwrap_or(i64::MAX / 1000).saturating_mul(1000)
+    i64::try_from(s)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000)
 }
