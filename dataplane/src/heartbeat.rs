@@ -223,6 +223,33 @@ impl HeartbeatTable {
         })
     }
 
+    /// Stop watching the VM of `key` (its monitoring was stopped, or it moved away):
+    /// its timer is cancelled and its slot freed, so it is never declared MISSING and
+    /// its heartbeats are ignored until [`HeartbeatTable::watch`] is called again.
+    /// Returns the VM it held, `None` if nothing was watched there. O(1).
+    pub fn unwatch(&mut self, key: SessionKey) -> Option<Uuid> {
+        let slot = self
+            .slots
+            .get_mut(usize::from(key.iface))?
+            .get_mut(key.peer.0 as usize)?
+            .take()?;
+        if let Some(id) = slot.timer {
+            self.wheel.cancel(id);
+        }
+        self.watched -= 1;
+        Some(slot.vm)
+    }
+
+    /// The VM watched on `key` and its state, if one is.
+    pub fn get(&self, key: SessionKey) -> Option<(Uuid, HbState)> {
+        let slot = self
+            .slots
+            .get(usize::from(key.iface))?
+            .get(key.peer.0 as usize)?
+            .as_ref()?;
+        Some((slot.vm, slot.state))
+    }
+
     /// When [`HeartbeatTable::expire`] must next run: at or before the earliest
     /// `last heartbeat + vm_miss_after` of a VM not yet MISSING or SUSPENDED (never
     /// after it), `None` if there is none. O(1).
@@ -594,6 +621,41 @@ mod tests {
         );
         assert_eq!(expire(&mut t, 60_000), vec![HbState::Missing]);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn an_unwatched_vm_is_never_missing_and_its_heartbeats_are_ignored() {
+        let mut t = HeartbeatTable::new(1, Duration::from_secs(2));
+        let other = SessionKey {
+            iface: 0,
+            peer: PeerId(1),
+        };
+        t.watch(K, VM, at(0));
+        t.watch(other, Uuid([8; 16]), at(0));
+        assert!(t.heartbeat(K, at(500)).is_some());
+        assert_eq!(t.get(K), Some((VM, HbState::Detected)));
+        assert_eq!(t.unwatch(K), Some(VM));
+        assert_eq!(t.unwatch(K), None, "once");
+        assert_eq!(t.get(K), None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.wheel.len(), 1, "its timer is cancelled");
+        assert_eq!(t.heartbeat(K, at(600)), None, "heartbeats ignored");
+        // Only the other VM goes MISSING.
+        let mut changes = Vec::new();
+        t.expire(at(10_000), &mut changes);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].key, other);
+        // Watched again: the ordinary wait from then on.
+        t.watch(K, VM, at(20_000));
+        assert_eq!(t.get(K), Some((VM, HbState::Awaiting)));
+        assert_eq!(t.len(), 2);
+        assert!(expire(&mut t, 21_999).is_empty());
+        assert_eq!(expire(&mut t, 22_000), vec![HbState::Missing]);
+        // A MISSING or SUSPENDED VM (no timer) can be unwatched too.
+        assert_eq!(t.unwatch(K), Some(VM));
+        assert_eq!(t.unwatch(other), Some(Uuid([8; 16])));
+        assert!(t.is_empty());
+        assert_eq!(t.next_deadline(), None);
     }
 
     #[test]

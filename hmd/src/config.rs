@@ -32,6 +32,11 @@ const DEFAULT_HB_MS: u64 = 10_000;
 const DEFAULT_HM_HB_MS: u64 = 30_000;
 /// Default `flush_ms`.
 const DEFAULT_FLUSH_MS: u64 = 10;
+/// Default `command_poll_ms`: commands picked up within half a second.
+const DEFAULT_COMMAND_POLL_MS: u64 = 500;
+/// Allowed `command_poll_ms`: from 50 ms (20 reads a second of an indexed, usually
+/// empty, queue) to 1 s (the bound the control plane is promised).
+const COMMAND_POLL_RANGE: std::ops::RangeInclusive<u64> = 50..=1000;
 /// Longest `vm_miss_after_ms`: 10 h.
 const MAX_MISS_MS: u64 = 36_000_000;
 /// Longest admin socket path (`sun_path` holds 108 bytes with its NUL).
@@ -55,6 +60,7 @@ struct File {
     vm_miss_after_ms: Option<Spanned<i64>>,
     hm_heartbeat_period_ms: Option<Spanned<i64>>,
     flush_ms: Option<Spanned<i64>>,
+    command_poll_ms: Option<Spanned<i64>>,
     synchronous: Option<Spanned<String>>,
     log: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
@@ -94,6 +100,8 @@ pub struct Config {
     pub hm_heartbeat_period: Duration,
     /// The HSDB writer waits at most this long to batch transitions.
     pub flush: Duration,
+    /// How often the HSDB writer reads this monitor's command queue.
+    pub command_poll: Duration,
     /// SQLite durability.
     pub synchronous: Synchronous,
     /// Log filter, overridden by a valid `RUST_LOG`.
@@ -331,6 +339,12 @@ impl Config {
             100..=3_600_000,
         )?;
         let flush_ms = src.ms("flush_ms", f.flush_ms.as_ref(), DEFAULT_FLUSH_MS, 0..=1000)?;
+        let command_poll_ms = src.ms(
+            "command_poll_ms",
+            f.command_poll_ms.as_ref(),
+            DEFAULT_COMMAND_POLL_MS,
+            COMMAND_POLL_RANGE,
+        )?;
         let synchronous = match &f.synchronous {
             None => Synchronous::Full,
             Some(s) => match s.get_ref().as_str() {
@@ -455,6 +469,7 @@ impl Config {
             vm_miss_after: Duration::from_millis(miss_ms),
             hm_heartbeat_period: Duration::from_millis(hm_hb_ms),
             flush: Duration::from_millis(flush_ms),
+            command_poll: Duration::from_millis(command_poll_ms),
             synchronous,
             log,
             log_format,
@@ -770,6 +785,13 @@ impl fmt::Display for Config {
             "# how long the HSDB writer gathers transitions (default {DEFAULT_FLUSH_MS})"
         )?;
         writeln!(f, "flush_ms = {}", ms(self.flush))?;
+        writeln!(
+            f,
+            "# how often the control plane's commands are read, {}..={} (default {DEFAULT_COMMAND_POLL_MS})",
+            COMMAND_POLL_RANGE.start(),
+            COMMAND_POLL_RANGE.end()
+        )?;
+        writeln!(f, "command_poll_ms = {}", ms(self.command_poll))?;
         writeln!(f, "# SQLite durability: \"full\" (default) or \"normal\"")?;
         let sync = match self.synchronous {
             Synchronous::Full => "full",
@@ -975,6 +997,22 @@ interfaces = ["veth-hm0"]
         assert!(err("ethertype = 0x0100\n").contains("ethertype = 0x0100"));
         assert!(err("synchronous = \"off\"\n").contains("line 8: synchronous = \"off\""));
         assert!(err("flush_ms = 5000\n").contains("flush_ms"));
+        assert_eq!(
+            err("command_poll_ms = 2000\n"),
+            "config file /etc/hvha/hmd.toml line 8: command_poll_ms = 2000 is invalid: expected \
+             50..=1000 (ms)"
+        );
+        assert!(err("command_poll_ms = 10\n").contains("command_poll_ms = 10 is invalid"));
+        assert_eq!(
+            parse(GOOD).expect("valid").command_poll,
+            Duration::from_millis(500)
+        );
+        let c = parse(&format!("{GOOD}command_poll_ms = 100\n")).expect("valid");
+        assert_eq!(c.command_poll, Duration::from_millis(100));
+        assert_eq!(
+            parse(&c.to_string()).expect("round trip").command_poll,
+            c.command_poll
+        );
         assert!(err("colour = 1\n").contains("unknown field `colour`"));
         assert!(
             err("colour = 1\n").contains("line 8"),

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod commands;
 mod config;
 mod metrics;
 mod quiet;

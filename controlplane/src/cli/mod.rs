@@ -11,7 +11,6 @@
 
 pub mod config;
 pub mod error;
-pub mod peek;
 pub mod query;
 pub mod table;
 pub mod values;

@@ -7,9 +7,11 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::Receiver;
 
 use super::{AdminRequest, Monitor};
+use crate::commands::kind_index;
 use crate::metrics::{Kind, Page};
 use crate::supervise::link_problem;
 use dataplane::heartbeat::HbState;
+use hsdb::CommandKind;
 
 impl Monitor<'_> {
     /// Answer every queued admin request.
@@ -72,6 +74,24 @@ impl Monitor<'_> {
                     counts[HbState::Suspended as usize],
                     counts[HbState::Awaiting as usize]
                 );
+                let c = &self.command_counts;
+                let _ = writeln!(
+                    out,
+                    "commands     {} handled: {} STOP_MONITORING, {} START_MONITORING, {} FORGET_VM ({} about VMs not known here); {} read, {} marked done",
+                    c.total(),
+                    c.by_kind[kind_index(CommandKind::StopMonitoring)],
+                    c.by_kind[kind_index(CommandKind::StartMonitoring)],
+                    c.by_kind[kind_index(CommandKind::ForgetVm)],
+                    c.unknown_vm,
+                    w.commands_read.load(Ordering::Relaxed),
+                    w.commands_done.load(Ordering::Relaxed)
+                );
+                let _ = writeln!(
+                    out,
+                    "monitoring   {} VMs stopped by the control plane, {} awaited after a start",
+                    self.stopped.len(),
+                    self.awaited.len()
+                );
                 if self.rewatch.len() > 0 {
                     let _ = writeln!(
                         out,
@@ -107,6 +127,7 @@ impl Monitor<'_> {
                         }
                     }
                     let _ = writeln!(out, "{} link_up {}", i.name, u8::from(i.carrier));
+                    let _ = writeln!(out, "{} peers {}", i.name, i.endpoint.len());
                 }
                 for (name, value) in [
                     ("hsdb_transitions", w.transitions.load(Ordering::Relaxed)),
@@ -118,6 +139,24 @@ impl Monitor<'_> {
                     ),
                     ("vms_watched", table.len() as u64),
                     ("vm_misses_withheld", table.withheld()),
+                    ("vms_stopped", self.stopped.len() as u64),
+                    ("vms_awaited", self.awaited.len() as u64),
+                    (
+                        "commands_stop_monitoring",
+                        self.command_counts.by_kind[kind_index(CommandKind::StopMonitoring)],
+                    ),
+                    (
+                        "commands_start_monitoring",
+                        self.command_counts.by_kind[kind_index(CommandKind::StartMonitoring)],
+                    ),
+                    (
+                        "commands_forget_vm",
+                        self.command_counts.by_kind[kind_index(CommandKind::ForgetVm)],
+                    ),
+                    ("commands_unknown_vm", self.command_counts.unknown_vm),
+                    ("commands_read", w.commands_read.load(Ordering::Relaxed)),
+                    ("commands_done", w.commands_done.load(Ordering::Relaxed)),
+                    ("command_errors", w.command_errors.load(Ordering::Relaxed)),
                 ] {
                     let _ = writeln!(out, "- {name} {value}");
                 }
@@ -269,6 +308,23 @@ impl Monitor<'_> {
             Kind::Gauge,
             "Duration of the last HSDB commit, in microseconds.",
             [(none, w.last_commit_us.load(Ordering::Relaxed))],
+        );
+        page.family(
+            "commands",
+            Kind::Counter,
+            "Commands from the control plane handled, by kind.",
+            CommandKind::ALL.iter().map(|k| {
+                (
+                    [("kind", k.as_str())],
+                    self.command_counts.by_kind[kind_index(*k)],
+                )
+            }),
+        );
+        page.family(
+            "commands_unknown_vm",
+            Kind::Counter,
+            "Commands about a VM this monitor never knew.",
+            [(none, self.command_counts.unknown_vm)],
         );
         page.family(
             "vms_watched",

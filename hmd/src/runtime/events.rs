@@ -113,6 +113,7 @@ impl Monitor<'_> {
         self.on_link_check(now, false);
         self.table.expire(now, &mut self.changes);
         self.on_rewatch_deadline(now);
+        self.on_awaited_deadline(now);
         let mut reports = Vec::new();
         self.refusals.close_if_due(now, &mut reports);
         self.write_refusals(now, reports);
@@ -144,6 +145,21 @@ impl Monitor<'_> {
         let (hm, at) = (self.config.monitor_uuid, epoch_ms(&self.clock, now));
         for vm in gone {
             tracing::debug!(%vm, state = "MISSING", "VM did not re-pair after the restart");
+            self.pending.push(Transition::Missing { vm, hm, at });
+        }
+    }
+
+    /// The VMs a START_MONITORING found without a session that have not paired by
+    /// their deadline are MISSING.
+    fn on_awaited_deadline(&mut self, now: Instant) {
+        let gone = self.awaited.expire(now);
+        let (hm, at) = (self.config.monitor_uuid, epoch_ms(&self.clock, now));
+        for vm in gone {
+            tracing::warn!(
+                %vm,
+                within_ms = (self.config.hello_period + self.config.vm_miss_after).as_millis(),
+                "VM whose monitoring was started did not pair: MISSING"
+            );
             self.pending.push(Transition::Missing { vm, hm, at });
         }
     }
@@ -202,6 +218,29 @@ impl Monitor<'_> {
                     .syn_facts
                     .remove(&key(peer))
                     .unwrap_or_else(|| (String::new(), VERSION, VERSION));
+                self.known_macs.insert(uuid, mac);
+                self.rewatch.paired(&uuid);
+                self.awaited.paired(&uuid);
+                if self.stopped.contains(&uuid) {
+                    // Down on purpose (being restarted): not watched, and asked not to
+                    // heartbeat until monitoring starts again (START_HB went with the
+                    // handshake).
+                    let mut stop = Vec::new();
+                    dataplane::message::Message::StopHb.encode(&mut stop);
+                    let sent = iface
+                        .endpoint
+                        .send(now, peer, dataplane::session::Priority::Normal, &stop)
+                        .is_ok();
+                    self.table.unwatch(key(peer));
+                    tracing::info!(
+                        iface = %iface.name,
+                        vm = %uuid,
+                        %mac,
+                        stop_hb_sent = sent,
+                        "VM paired while its HA monitoring is stopped: not watched"
+                    );
+                    return;
+                }
                 // A discovery is a state change too: summarised at scale (quiet.rs).
                 if self
                     .transitions
@@ -223,8 +262,6 @@ impl Monitor<'_> {
                         "VM discovered, START_HB sent"
                     );
                 }
-                self.known_macs.insert(uuid, mac);
-                self.rewatch.paired(&uuid);
                 self.pending.push(Transition::Discovered {
                     vm: uuid,
                     hm,
@@ -381,8 +418,11 @@ impl Monitor<'_> {
                 HbState::Suspended => Transition::Suspended { vm, hm, at },
             });
         }
-        if !self.pending.is_empty() {
-            self.writer.send(std::mem::take(&mut self.pending));
+        if !self.pending.is_empty() || !self.completions.is_empty() {
+            self.writer.send_batch(crate::writer::Batch {
+                transitions: std::mem::take(&mut self.pending),
+                completions: std::mem::take(&mut self.completions),
+            });
         }
     }
 }

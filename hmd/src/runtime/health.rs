@@ -76,12 +76,14 @@ impl Monitor<'_> {
                 "interface has its carrier again: its VMs must heartbeat within vm_miss_after"
             );
             if self.interfaces.iter().all(|i| i.carrier) {
-                self.rewatch
-                    .resume(now + self.config.hello_period + self.config.vm_miss_after);
+                let deadline = now + self.config.hello_period + self.config.vm_miss_after;
+                self.rewatch.resume(deadline);
+                self.awaited.resume(deadline);
             }
         } else {
             self.table.set_hearing(key, false, now);
             self.rewatch.hold();
+            self.awaited.hold();
             tracing::warn!(
                 %iface,
                 "interface lost its carrier: the monitor hears none of its VMs; their misses are withheld until it is back and vm_miss_after has passed"

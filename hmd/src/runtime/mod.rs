@@ -14,17 +14,19 @@
 //!
 //! Files: this one holds the loop; `start.rs` opens the interfaces and registers the
 //! monitor in the HSDB; `events.rs` handles frames, timers and endpoint events;
-//! `rewatch.rs` keeps the previous run's VMs watched across a restart; `health.rs`
+//! `rewatch.rs` keeps the previous run's VMs watched across a restart; `commands.rs`
+//! acts on the control plane's commands (stop, start, forget a VM); `health.rs`
 //! reports the monitor's own health (carrier of each interface, graceful stop);
 //! `admin_answer.rs` answers the admin socket.
 
 mod admin_answer;
+mod commands;
 mod events;
 mod health;
 mod rewatch;
 mod start;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -39,12 +41,14 @@ use dataplane::wire::MacAddr;
 use hsdb::Transition;
 use mio::{Events, Poll, Token, Waker};
 
+use self::commands::CommandCounts;
 use self::rewatch::Rewatch;
+use crate::commands::{Command, Completion};
 use crate::config::Config;
 use crate::quiet::{TransitionLog, Warnings};
 use crate::refusals::Refusals;
 use crate::supervise::Supervisor;
-use crate::writer::Writer;
+use crate::writer::{self, Writer};
 use dataplane::heartbeat::{Change, HeartbeatTable, SessionKey};
 
 /// Token of the admin waker; sockets use their interface index.
@@ -139,6 +143,17 @@ struct Monitor<'a> {
     refusals: Refusals,
     /// The previous run's DETECTED VMs that have not re-paired yet.
     rewatch: Rewatch,
+    /// Commands from the control plane, read by the HSDB writer.
+    commands: Receiver<Vec<Command>>,
+    /// VMs whose HA monitoring the control plane stopped: never watched until it starts
+    /// it again.
+    stopped: HashSet<Uuid>,
+    /// VMs a START_MONITORING found without a session: MISSING unless they pair in time.
+    awaited: Rewatch,
+    /// Commands acted on this turn, marked done by the writer after the transitions.
+    completions: Vec<Completion>,
+    /// Commands handled since the start.
+    command_counts: CommandCounts,
     /// Heartbeat state changes of this turn.
     changes: Vec<Change>,
     /// Transitions for the HSDB writer, sent once per turn.
@@ -171,6 +186,7 @@ impl Monitor<'_> {
             // MAC) only while its answer is still queued, so nothing is sent before the
             // events are handled — a refused SYN gets silence (docs/hvncp.md §3.2).
             self.on_endpoint_events(now);
+            self.on_commands(now);
             self.flush_transmits(now);
             self.commit_changes();
             self.on_admin(admin);
@@ -200,6 +216,9 @@ impl Monitor<'_> {
             deadline = deadline.min(t);
         }
         if let Some(t) = self.rewatch.next_deadline() {
+            deadline = deadline.min(t);
+        }
+        if let Some(t) = self.awaited.next_deadline() {
             deadline = deadline.min(t);
         }
         deadline.min(self.next_link_check)
@@ -232,7 +251,10 @@ impl Monitor<'_> {
         }
         self.shutdown_event();
         tracing::info!("stopping: committing pending transitions");
-        self.writer.send(self.pending);
+        self.writer.send_batch(writer::Batch {
+            transitions: self.pending,
+            completions: self.completions,
+        });
         self.writer.finish();
         tracing::info!("HostMonitor has been shutdown."); // seed 004 L7383-7384
     }

@@ -12,16 +12,22 @@
 //!
 //! Pure and clock-injected: the driver gives the time.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
 
 use dataplane::message::Uuid;
 use dataplane::time::Instant;
 
-/// The VMs still expected to re-pair, and when they are given up on.
-#[derive(Debug)]
+/// The VMs still expected to (re-)pair, and when each is given up on.
+///
+/// Two uses: the previous run's DETECTED VMs after a restart (one deadline for all), and
+/// the VMs a `START_MONITORING` command found without a session (`commands.rs`, a
+/// deadline per command).
+#[derive(Debug, Default)]
 pub(super) struct Rewatch {
-    waiting: HashSet<Uuid>,
-    deadline: Instant,
+    /// VM -> its deadline.
+    waiting: HashMap<Uuid, Instant>,
+    /// The same, ordered by deadline.
+    order: BTreeSet<(Instant, Uuid)>,
     /// An interface is deaf: no verdict until [`Rewatch::resume`] (the VMs may be
     /// behind it; which interface a VM uses is not in the HSDB).
     held: bool,
@@ -30,11 +36,25 @@ pub(super) struct Rewatch {
 impl Rewatch {
     /// Watch `vms` again until `deadline`.
     pub(super) fn new(vms: impl IntoIterator<Item = Uuid>, deadline: Instant) -> Rewatch {
-        Rewatch {
-            waiting: vms.into_iter().collect(),
-            deadline,
-            held: false,
+        let mut r = Rewatch::default();
+        for vm in vms {
+            r.add(vm, deadline);
         }
+        r
+    }
+
+    /// Wait for `vm` until `deadline` (a later deadline if it is waited for already).
+    pub(super) fn add(&mut self, vm: Uuid, deadline: Instant) {
+        let deadline = match self.waiting.get(&vm) {
+            Some(&old) if old >= deadline => return,
+            Some(&old) => {
+                self.order.remove(&(old, vm));
+                deadline
+            }
+            None => deadline,
+        };
+        self.waiting.insert(vm, deadline);
+        self.order.insert((deadline, vm));
     }
 
     /// VMs not re-paired yet.
@@ -42,9 +62,21 @@ impl Rewatch {
         self.waiting.len()
     }
 
-    /// `vm` opened a session with this run: no longer waited for. True if it was.
+    /// Whether `vm` is waited for.
+    pub(super) fn contains(&self, vm: &Uuid) -> bool {
+        self.waiting.contains_key(vm)
+    }
+
+    /// `vm` opened a session with this run (or is no longer to be waited for): no
+    /// longer waited for. True if it was.
     pub(super) fn paired(&mut self, vm: &Uuid) -> bool {
-        self.waiting.remove(vm)
+        match self.waiting.remove(vm) {
+            Some(deadline) => {
+                self.order.remove(&(deadline, *vm));
+                true
+            }
+            None => false,
+        }
     }
 
     /// An interface lost its carrier: the VMs that could not re-pair through it are
@@ -54,25 +86,46 @@ impl Rewatch {
     }
 
     /// Every interface hears again: give up on the VMs that have not re-paired by
-    /// `deadline` (or by the original deadline, if later).
+    /// `deadline` (or by their own deadline, if later). O(VMs waited for).
     pub(super) fn resume(&mut self, deadline: Instant) {
         self.held = false;
-        self.deadline = self.deadline.max(deadline);
+        let late: Vec<(Instant, Uuid)> = self
+            .order
+            .iter()
+            .take_while(|(d, _)| *d < deadline)
+            .copied()
+            .collect();
+        for (old, vm) in late {
+            self.order.remove(&(old, vm));
+            self.order.insert((deadline, vm));
+            self.waiting.insert(vm, deadline);
+        }
     }
 
     /// When [`Rewatch::expire`] must run; `None` once nothing is waited for, or while
     /// held.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        (!self.waiting.is_empty() && !self.held).then_some(self.deadline)
+        if self.held {
+            return None;
+        }
+        self.order.first().map(|(d, _)| *d)
     }
 
-    /// At or after the deadline: every VM that has not re-paired, by UUID (and none is
-    /// waited for any more). Before it, or while held: nothing.
+    /// Every VM whose deadline is at or before `now` and that has not re-paired, by
+    /// UUID (and these are no longer waited for). While held: nothing.
     pub(super) fn expire(&mut self, now: Instant) -> Vec<Uuid> {
-        if self.held || now < self.deadline || self.waiting.is_empty() {
+        if self.held {
             return Vec::new();
         }
-        let mut gone: Vec<Uuid> = self.waiting.drain().collect();
+        let mut gone = Vec::new();
+        while let Some(&(deadline, vm)) = self.order.first() {
+            if deadline > now {
+                break;
+            }
+            self.order.pop_first();
+            self.waiting.remove(&vm);
+            gone.push(vm);
+        }
         gone.sort_unstable();
         gone
     }
@@ -123,6 +176,34 @@ mod tests {
         r.hold();
         r.resume(Instant::from_millis(100));
         assert_eq!(r.next_deadline(), Some(Instant::from_millis(9000)));
+    }
+
+    #[test]
+    fn each_vm_keeps_its_own_deadline() {
+        let mut r = Rewatch::default();
+        r.add(vm(1), Instant::from_millis(3000));
+        r.add(vm(2), Instant::from_millis(1000));
+        r.add(vm(3), Instant::from_millis(2000));
+        // A later deadline replaces an earlier one, never the reverse.
+        r.add(vm(3), Instant::from_millis(2500));
+        r.add(vm(3), Instant::from_millis(100));
+        assert!(r.contains(&vm(3)));
+        assert_eq!(r.next_deadline(), Some(Instant::from_millis(1000)));
+        assert_eq!(r.expire(Instant::from_millis(999)), []);
+        assert_eq!(r.expire(Instant::from_millis(2400)), [vm(2)]);
+        assert_eq!(r.next_deadline(), Some(Instant::from_millis(2500)));
+        assert!(r.paired(&vm(3)));
+        assert!(!r.contains(&vm(3)));
+        assert_eq!(r.next_deadline(), Some(Instant::from_millis(3000)));
+        // Held at 2.9 s, resumed with a 3.5 s deadline: vm 1 is owed until then.
+        r.hold();
+        assert_eq!(r.expire(Instant::from_millis(3200)), []);
+        r.resume(Instant::from_millis(3500));
+        assert_eq!(r.next_deadline(), Some(Instant::from_millis(3500)));
+        assert_eq!(r.expire(Instant::from_millis(3499)), []);
+        assert_eq!(r.expire(Instant::from_millis(3500)), [vm(1)]);
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.next_deadline(), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Start-up: open the HSDB and every interface, register the monitor, start the writer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -21,7 +21,7 @@ use super::{Interface, Monitor, RunError, TX_BUF_LEN, WAKER, epoch_ms, hello_id}
 use crate::config::Config;
 use crate::quiet::{TransitionLog, Warnings};
 use crate::supervise::Supervisor;
-use crate::writer::Writer;
+use crate::writer::{CommandPoll, Writer};
 use dataplane::heartbeat::HeartbeatTable;
 
 impl<'a> Monitor<'a> {
@@ -72,10 +72,23 @@ impl<'a> Monitor<'a> {
         let first_mac = interfaces
             .first()
             .map_or(MacAddr::default(), |i| i.endpoint.config().local_mac);
-        let (known_macs, previous) = register(&mut hsdb, config, &clock, hello, first_mac)?;
+        let Registered {
+            known_macs,
+            detected: previous,
+        } = register(&mut hsdb, config, &clock, hello, first_mac)?;
         report_interfaces(&mut hsdb, config, &clock, &interfaces)?;
 
-        let writer = Writer::spawn(hsdb, config.flush).map_err(RunError::Poll)?;
+        // Commands from the control plane: read by the writer, acted on by this thread.
+        let (commands_tx, commands) = crossbeam_channel::bounded(16);
+        let command_poll = CommandPoll {
+            hm: config.monitor_uuid,
+            period: config.command_poll,
+            tx: commands_tx,
+            waker: Arc::clone(&waker),
+            after: 0,
+        };
+        let writer =
+            Writer::spawn(hsdb, config.flush, Some(command_poll)).map_err(RunError::Poll)?;
         let mut table = HeartbeatTable::new(interfaces.len(), config.vm_miss_after);
         let next_hm_heartbeat = clock.now();
         // The previous run's DETECTED VMs: MISSING unless they re-pair within a Hello
@@ -84,11 +97,14 @@ impl<'a> Monitor<'a> {
             previous,
             clock.now() + config.hello_period + config.vm_miss_after,
         );
+        // VMs a START_MONITORING finds without a session (none yet).
+        let mut awaited = Rewatch::default();
         // An interface without carrier from the start is deaf from the start.
         for (i, iface) in interfaces.iter().enumerate() {
             if !iface.carrier {
                 table.set_hearing(u16::try_from(i).unwrap_or(u16::MAX), false, clock.now());
                 rewatch.hold();
+                awaited.hold();
                 tracing::warn!(
                     iface = %iface.name,
                     "interface has no carrier: the monitor hears none of its VMs until it has"
@@ -123,6 +139,13 @@ impl<'a> Monitor<'a> {
             syn_facts: HashMap::new(),
             refusals: Default::default(),
             rewatch,
+            commands,
+            // A stop does not outlive a restart: the HSDB has no state for it yet
+            // (docs/operations.md, "Commands from the control plane").
+            stopped: HashSet::new(),
+            awaited,
+            completions: Vec::new(),
+            command_counts: Default::default(),
             changes: Vec::new(),
             pending: Vec::new(),
             next_hm_heartbeat,
@@ -193,16 +216,23 @@ fn open_interface(
     })
 }
 
+/// What the HSDB says about this monitor's VMs at start-up.
+struct Registered {
+    /// The MAC of every VM as recorded for this monitor.
+    known_macs: HashMap<Uuid, MacAddr>,
+    /// The VMs the previous run left DETECTED.
+    detected: Vec<Uuid>,
+}
+
 /// Register the host and this monitor's incarnation (seed: the HM is known to the HSDB
-/// before it runs). Returns the MAC of every VM as recorded for this monitor, and the
-/// VMs this monitor's previous run left DETECTED.
+/// before it runs), and read what the HSDB holds about its VMs.
 fn register(
     hsdb: &mut Hsdb,
     config: &Config,
     clock: &MonotonicClock,
     hello: HelloId,
     first_mac: MacAddr,
-) -> Result<(HashMap<Uuid, MacAddr>, Vec<Uuid>), RunError> {
+) -> Result<Registered, RunError> {
     let hsdb_err = hsdb_error(config);
     let at = epoch_ms(clock, clock.now());
     if hsdb.host(config.host_id).map_err(&hsdb_err)?.is_none() {
@@ -246,7 +276,10 @@ fn register(
         detected_by_previous_run = detected.len(),
         "monitor registered in the HSDB"
     );
-    Ok((known_macs, detected))
+    Ok(Registered {
+        known_macs,
+        detected,
+    })
 }
 
 /// Write each interface's carrier as the monitor starts (`hm_interface`; an `HM_EVENT` for

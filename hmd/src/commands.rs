@@ -1,0 +1,120 @@
+//! Commands from the control plane to this monitor, through the HSDB (docs/operations.md,
+//! "Commands from the control plane").
+//!
+//! The control plane enqueues a command for one monitor (`hm_command`): stop or start
+//! HA monitoring of a VM, or forget a VM that moved to another host. The HSDB writer
+//! thread reads this monitor's open commands every `command_poll_ms` and hands them to
+//! the dataplane thread, which owns the sessions and the heartbeat table and acts
+//! (`runtime/commands.rs`); the writer then marks each one done with its result, after
+//! the transitions of the action are committed. This module holds the types both
+//! threads share and the two HSDB calls.
+//!
+//! A result is `CODE: detail`, `CODE` one of [`Code`]; the control plane decides on the
+//! code, an operator reads the detail.
+
+use core::fmt;
+
+use hsdb::{CommandKind, Hsdb, Uuid};
+
+/// Index of a command kind in [`CommandKind::ALL`], for per-kind counters.
+pub fn kind_index(kind: CommandKind) -> usize {
+    CommandKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or_default()
+}
+
+/// One open command for this monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command {
+    /// Its id in the HSDB (increasing).
+    pub id: i64,
+    /// What it asks.
+    pub kind: CommandKind,
+    /// The VM.
+    pub vm: Uuid,
+    /// When the control plane enqueued it, ms since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// The outcome of a command, the first word of its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// STOP_MONITORING: the VM is no longer watched.
+    Stopped,
+    /// STOP_MONITORING of a VM whose monitoring was stopped already.
+    AlreadyStopped,
+    /// START_MONITORING: the VM's sessions are watched again.
+    Started,
+    /// START_MONITORING of a VM watched already.
+    AlreadyMonitored,
+    /// START_MONITORING of a known VM without a session now: watched once it pairs,
+    /// MISSING if it does not within a Hello period plus `vm_miss_after`.
+    AwaitingPairing,
+    /// FORGET_VM: its peers and sessions dropped, no longer watched or awaited.
+    Forgotten,
+    /// The monitor never knew the VM (no session, no row, not awaited). For
+    /// START_MONITORING the VM is awaited all the same, as for `AWAITING_PAIRING`.
+    UnknownVm,
+}
+
+impl Code {
+    /// The code as written in the result.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Stopped => "STOPPED",
+            Code::AlreadyStopped => "ALREADY_STOPPED",
+            Code::Started => "STARTED",
+            Code::AlreadyMonitored => "ALREADY_MONITORED",
+            Code::AwaitingPairing => "AWAITING_PAIRING",
+            Code::Forgotten => "FORGOTTEN",
+            Code::UnknownVm => "UNKNOWN_VM",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A command acted on, to be marked done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The command's id.
+    pub id: i64,
+    /// `CODE: detail`.
+    pub result: String,
+    /// When it was acted on, ms since the Unix epoch.
+    pub at: i64,
+}
+
+/// Most commands read in one poll; the rest come at the next ones.
+pub const READ_LIMIT: u32 = 4096;
+
+/// This monitor's open commands with an id above `after`, in id order, at most
+/// [`READ_LIMIT`].
+pub fn read(hsdb: &Hsdb, hm: &Uuid, after: i64) -> hsdb::Result<Vec<Command>> {
+    Ok(hsdb
+        .commands_for(hm, after, READ_LIMIT)?
+        .into_iter()
+        .map(|row| Command {
+            id: row.id,
+            kind: row.kind,
+            vm: row.vm,
+            created_ms: row.created_ms,
+        })
+        .collect())
+}
+
+/// Mark `done` done, each with its result. One already marked (by an earlier run that
+/// stopped before it knew) keeps its first result.
+pub fn complete(hsdb: &mut Hsdb, done: &[Completion]) -> hsdb::Result<()> {
+    for c in done {
+        if !hsdb.complete_command(c.id, &c.result, c.at)? {
+            tracing::debug!(id = c.id, "command was marked done already");
+        }
+    }
+    Ok(())
+}
