@@ -7,14 +7,22 @@
 //!   actions, each with a timeout), and the drivers: `sim` (deterministic, in memory) and
 //!   `libvirt`.
 //! - [`clock`]: the injectable clock every time-based decision reads.
-//!
-//! The Failure Detection Engine, the planner, the relocation executor, events and the
-//! whole-loop simulation live in modules of their own as they land.
+//! - [`params`]: the engine's parameters, their levels and ranges, the fast profile.
+//! - [`fde`]: the Failure Detection Engine, one per host group.
+//! - [`planner`]: where a VM to restart goes ([`planner::FirstFit`] for now).
+//! - [`relocate`]: the restart executor, a state machine stepped by the engine.
+//! - [`events`]: the event catalogue, the outbox writes, the log notifier.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod clock;
 pub mod daemon;
+pub mod events;
+pub mod fde;
 pub mod hs;
+pub mod params;
+pub mod planner;
 pub mod platform;
+pub mod relocate;
+pub mod simulation;

@@ -10,7 +10,7 @@
 //! hsdb = "/var/lib/hvha/hsdb.sqlite"
 //! admin_socket = "/run/hvha/hactl.sock"
 //! host_groups = ["hg1"]          # default: every host group in the HSDB
-//! profile = "default"            # or "fast" (below the seed's ranges: tests and demos)
+//! profile = "standard"           # or "fast" (below the seed's ranges: tests and demos)
 //! log = "info"
 //!
 //! [platform]
@@ -73,7 +73,7 @@ impl Profile {
     /// The configuration value.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Profile::Default => "default",
+            Profile::Default => "standard",
             Profile::Fast => "fast",
         }
     }
@@ -429,15 +429,15 @@ impl Config {
         let profile = match &f.profile {
             None => Profile::Default,
             Some(p) => match p.get_ref().as_str() {
-                "default" => Profile::Default,
+                "standard" | "default" => Profile::Default,
                 "fast" => Profile::Fast,
                 other => {
                     return Err(src.bad(
                         "profile",
                         Some(p.span()),
                         quoted(other),
-                        "\"default\" (the seed's values) or \"fast\" (seconds, below the \
-                         seed's ranges: tests and demos)",
+                        "\"standard\" (the seed's values; also \"default\") or \"fast\" \
+                         (seconds, below the seed's ranges: tests and demos)",
                     ));
                 }
             },
@@ -681,7 +681,7 @@ impl fmt::Display for Config {
         writeln!(f, "host_groups = [{}]", groups.join(", "))?;
         writeln!(
             f,
-            "# parameter profile: \"default\" (the seed's) or \"fast\" (below the seed's ranges)"
+            "# parameter profile: \"standard\" (the seed's) or \"fast\" (below the seed's ranges)"
         )?;
         writeln!(f, "profile = \"{}\"", self.profile.as_str())?;
         writeln!(f, "# log filter (a valid RUST_LOG wins; default \"info\")")?;

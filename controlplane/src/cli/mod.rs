@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod peek;
 pub mod query;
 pub mod table;
 pub mod values;

@@ -1,0 +1,498 @@
+//! From a decision to restart to running restarts: placement jobs, the planner, the
+//! executor.
+//!
+//! A job waits here until the planner finds it a target; a VM that fits nowhere is
+//! reported once (VM_RESTART_NO_HOST) and tried again at every scan — a host failure's
+//! VMs stay until placed; a failed VM's job is dropped if its heartbeats resume. A
+//! restart whose start failed on its target is placed again elsewhere, at most
+//! [`MAX_TARGETS`] targets in all.
+
+use hsdb::{HostId, VmRow};
+
+use super::{Fde, FdeError, HealthStore, Subject, Verdict};
+use crate::events::{Event, EventKind};
+use crate::planner::{HostLoad, Placement, PlanRequest, VmToPlace};
+use crate::platform::{HostInfo, Platform, PowerState, VmSpec};
+use crate::relocate::{HostRef, Outcome, RestartKind, RestartRequest};
+
+/// Targets tried for one VM before its restart is given up.
+pub const MAX_TARGETS: usize = 3;
+
+/// A VM decided for a restart, waiting for a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementJob {
+    /// The VM as the HSDB knows it.
+    pub vm: VmRow,
+    /// Its host when it was decided.
+    pub from: HostId,
+    /// Why.
+    pub kind: RestartKind,
+    /// The source host is confirmed gone.
+    pub source_gone: bool,
+    /// The batch its outcome counts in.
+    pub batch: u64,
+    /// Hosts it must not go to (the source, targets that failed to start it).
+    pub exclude: Vec<HostId>,
+    /// VM_RESTART_NO_HOST was written for it.
+    pub no_host_reported: bool,
+}
+
+impl Fde {
+    pub(super) fn queue_job(
+        &mut self,
+        vm: VmRow,
+        from: HostId,
+        kind: RestartKind,
+        source_gone: bool,
+        batch: u64,
+    ) {
+        let exclude = if kind == RestartKind::AppRestart {
+            Vec::new()
+        } else {
+            vec![from]
+        };
+        self.jobs.push(PlacementJob {
+            vm,
+            from,
+            kind,
+            source_gone,
+            batch,
+            exclude,
+            no_host_reported: false,
+        });
+    }
+
+    /// Place the waiting jobs and submit their restarts. Returns the restarts submitted.
+    pub(super) fn place(
+        &mut self,
+        now_ms: i64,
+        store: &mut dyn HealthStore,
+        platform: &mut dyn Platform,
+    ) -> Result<usize, FdeError> {
+        // A failed VM whose heartbeats resumed (no longer watched) needs no restart.
+        let resumed: Vec<PlacementJob> = self
+            .jobs
+            .iter()
+            .filter(|j| j.kind == RestartKind::VmFailure && !self.vm_watch.contains_key(&j.vm.uuid))
+            .cloned()
+            .collect();
+        for j in resumed {
+            self.jobs.retain(|x| x.vm.uuid != j.vm.uuid);
+            self.decide(
+                now_ms,
+                Subject::Vm {
+                    uuid: j.vm.uuid,
+                    name: super::vm::display_name(&j.vm),
+                },
+                Verdict::NoAction,
+                "heartbeats resumed before a target was found: restart dropped".into(),
+            );
+            self.executor.batch_shortfall(j.batch, 1, now_ms, store)?;
+        }
+        if self.jobs.is_empty() {
+            return Ok(0);
+        }
+        let infos = match platform.hosts() {
+            Ok(h) => h,
+            Err(e) => {
+                for j in self.jobs.clone() {
+                    self.decide(
+                        now_ms,
+                        Subject::Vm {
+                            uuid: j.vm.uuid,
+                            name: super::vm::display_name(&j.vm),
+                        },
+                        Verdict::ProbeFailed,
+                        format!("cannot read the hosts' capacities ({e}): placed at the next scan"),
+                    );
+                }
+                return Ok(0);
+            }
+        };
+        let mut submitted = 0;
+        // Never a second copy: a VM the platform shows running on a live host other than
+        // the one it failed on is not restarted (an earlier restart, or an operator, did it).
+        let failed = self.failed_hosts();
+        for job in self.jobs.clone() {
+            if job.kind == RestartKind::AppRestart {
+                continue;
+            }
+            let elsewhere = infos.iter().find(|h| {
+                let id = self.hosts.iter().find(|v| v.name == h.name).map(|v| v.id);
+                id.is_some_and(|id| id != job.from && !failed.contains(&id))
+                    && h.vms.iter().any(|(s, st)| {
+                        s.uuid == job.vm.uuid
+                            && matches!(
+                                st.power,
+                                PowerState::Running | PowerState::MigratingRunning
+                            )
+                    })
+            });
+            let Some(info) = elsewhere else { continue };
+            let Some(id) = self
+                .hosts
+                .iter()
+                .find(|v| v.name == info.name)
+                .map(|v| v.id)
+            else {
+                continue;
+            };
+            let name = info.name.clone();
+            self.jobs.retain(|j| j.vm.uuid != job.vm.uuid);
+            self.relocated.insert(job.vm.uuid, id);
+            self.decide(
+                now_ms,
+                Subject::Vm {
+                    uuid: job.vm.uuid,
+                    name: super::vm::display_name(&job.vm),
+                },
+                Verdict::NoAction,
+                format!("already running on host {name}: not restarted"),
+            );
+            self.executor.batch_shortfall(job.batch, 1, now_ms, store)?;
+        }
+        // Same-host restarts need no planner: the target is the VM's host, if it is up.
+        for job in self.jobs.clone() {
+            if job.kind != RestartKind::AppRestart {
+                continue;
+            }
+            self.jobs.retain(|j| j.vm.uuid != job.vm.uuid);
+            let spec = spec_of(&job.vm, &infos);
+            self.submit(now_ms, &job, job.from, spec, store)?;
+            submitted += 1;
+        }
+        if self.jobs.is_empty() {
+            return Ok(submitted);
+        }
+        let hosts: Vec<HostLoad> = self
+            .hosts
+            .iter()
+            .map(|h| {
+                let info = infos.iter().find(|i| i.name == h.name);
+                let healthy = h.monitors.iter().any(|m| self.healthy(m));
+                let why_not = if info.is_none() {
+                    "not known to the platform".to_owned()
+                } else if !healthy {
+                    "no healthy monitor".to_owned()
+                } else {
+                    String::new()
+                };
+                let (mut used_cpu, mut used_mem) = (0u64, 0u64);
+                if let Some(info) = info {
+                    for (spec, status) in &info.vms {
+                        if status.power != PowerState::NotActivated {
+                            used_cpu += u64::from(spec.cpu_milli);
+                            used_mem += u64::from(spec.memory_mb);
+                        }
+                    }
+                }
+                // Restarts toward it that the platform does not show yet.
+                for r in self.executor.toward(h.id) {
+                    let shown = info.is_some_and(|i| {
+                        i.vms.iter().any(|(s, st)| {
+                            s.uuid == r.request.spec.uuid && st.power != PowerState::NotActivated
+                        })
+                    });
+                    if !shown {
+                        used_cpu += u64::from(r.request.spec.cpu_milli);
+                        used_mem += u64::from(r.request.spec.memory_mb);
+                    }
+                }
+                HostLoad {
+                    id: h.id,
+                    name: h.name.clone(),
+                    eligible: why_not.is_empty(),
+                    why_not,
+                    cpu_milli: u64::from(if h.cpu_milli > 0 {
+                        h.cpu_milli
+                    } else {
+                        info.map_or(0, |i| i.cpu_milli)
+                    }),
+                    memory_mb: u64::from(if h.memory_mb > 0 {
+                        h.memory_mb
+                    } else {
+                        info.map_or(0, |i| i.memory_mb)
+                    }),
+                    used_cpu_milli: used_cpu,
+                    used_memory_mb: used_mem,
+                }
+            })
+            .collect();
+        let request = PlanRequest {
+            vms: self
+                .jobs
+                .iter()
+                .map(|j| {
+                    let spec = spec_of(&j.vm, &infos);
+                    VmToPlace {
+                        uuid: j.vm.uuid,
+                        name: super::vm::display_name(&j.vm),
+                        priority: j.vm.priority,
+                        cpu_milli: spec.cpu_milli,
+                        memory_mb: spec.memory_mb,
+                        exclude: j.exclude.clone(),
+                    }
+                })
+                .collect(),
+            hosts,
+            failed,
+        };
+        let plan = self.planner.plan(&request);
+        for (uuid, placement) in plan.placements {
+            let Some(pos) = self.jobs.iter().position(|j| j.vm.uuid == uuid) else {
+                continue;
+            };
+            let subject = Subject::Vm {
+                uuid,
+                name: super::vm::display_name(&self.jobs[pos].vm),
+            };
+            match placement {
+                Placement::Host(target) => {
+                    let job = self.jobs.remove(pos);
+                    let spec = spec_of(&job.vm, &infos);
+                    self.decide(
+                        now_ms,
+                        subject,
+                        Verdict::Recover,
+                        format!(
+                            "{} planner: restart on host {} (cpu {} milli, memory {} MiB)",
+                            self.planner.name(),
+                            self.host_name(target),
+                            spec.cpu_milli,
+                            spec.memory_mb
+                        ),
+                    );
+                    self.submit(now_ms, &job, target, spec, store)?;
+                    submitted += 1;
+                }
+                Placement::Nowhere(why) => {
+                    let text = format!(
+                        "VM {} fits on no host of group {}: {why}; tried again at every scan",
+                        super::vm::display_name(&self.jobs[pos].vm),
+                        self.params.group
+                    );
+                    self.decide(now_ms, subject, Verdict::NoHost, text.clone());
+                    if !self.jobs[pos].no_host_reported {
+                        self.jobs[pos].no_host_reported = true;
+                        self.event(Event {
+                            kind: EventKind::VmRestartNoHost,
+                            vm: Some(uuid),
+                            hm: None,
+                            text,
+                            at: now_ms,
+                        });
+                        // Its batch's summary counts it as not restarted; if it is placed
+                        // later, it counts in a batch of its own.
+                        let old = self.jobs[pos].batch;
+                        self.jobs[pos].batch = self.executor.open_batch(1);
+                        self.executor.batch_shortfall(old, 1, now_ms, store)?;
+                    }
+                }
+            }
+        }
+        Ok(submitted)
+    }
+
+    fn submit(
+        &mut self,
+        now_ms: i64,
+        job: &PlacementJob,
+        target: HostId,
+        spec: VmSpec,
+        store: &mut dyn HealthStore,
+    ) -> Result<(), FdeError> {
+        let monitors = |id: HostId| -> Vec<(hsdb::Uuid, bool)> {
+            self.hosts
+                .iter()
+                .find(|h| h.id == id)
+                .map(|h| {
+                    h.monitors
+                        .iter()
+                        .map(|m| (m.uuid, self.healthy(m)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let request = RestartRequest {
+            spec,
+            priority: job.vm.priority,
+            kind: job.kind,
+            from: HostRef {
+                id: job.from,
+                name: self.host_name(job.from),
+            },
+            to: HostRef {
+                id: target,
+                name: self.host_name(target),
+            },
+            source_gone: job.source_gone,
+            source_monitors: monitors(job.from),
+            target_monitors: monitors(target),
+            batch: job.batch,
+        };
+        self.pending_exclude
+            .insert(job.vm.uuid, job.exclude.clone());
+        self.executor.submit(request, now_ms, store)?;
+        Ok(())
+    }
+
+    /// Step every restart; handle the ones that ended. A restart placed again on another
+    /// target is stepped in the same call.
+    pub(super) fn step_restarts(
+        &mut self,
+        now_ms: i64,
+        store: &mut dyn HealthStore,
+        platform: &mut dyn Platform,
+    ) -> Result<usize, FdeError> {
+        let mut ended = 0;
+        for _ in 0..=MAX_TARGETS {
+            if self.executor.restarts().is_empty() {
+                break;
+            }
+            let (n, placed) = self.step_once(now_ms, store, platform)?;
+            ended += n;
+            if placed == 0 {
+                break;
+            }
+        }
+        Ok(ended)
+    }
+
+    fn step_once(
+        &mut self,
+        now_ms: i64,
+        store: &mut dyn HealthStore,
+        platform: &mut dyn Platform,
+    ) -> Result<(usize, usize), FdeError> {
+        let finished = self.executor.step(now_ms, store, platform)?;
+        let n = finished.len();
+        for f in finished {
+            let r = f.restart;
+            let vm = r.request.spec.uuid;
+            let exclude = self.pending_exclude.remove(&vm).unwrap_or_default();
+            let subject = Subject::Vm {
+                uuid: vm,
+                name: if r.request.spec.name.is_empty() {
+                    vm.to_string()
+                } else {
+                    r.request.spec.name.clone()
+                },
+            };
+            match r.outcome {
+                Some(Outcome::Restarted) => {
+                    // A restarted VM starts afresh: no HBoffset, no reported events (gap 8).
+                    self.vm_watch.remove(&vm);
+                    if r.request.to.id != r.request.from.id {
+                        self.relocated.insert(vm, r.request.to.id);
+                    }
+                    if r.request.kind == RestartKind::AppRelocation {
+                        self.app_restarts.remove(&vm);
+                    }
+                    if f.cleanup_owed {
+                        self.owed_cleanups.push((r.request.from.id, vm));
+                    }
+                    let notes = if r.notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", r.notes.join("; "))
+                    };
+                    self.decide(
+                        now_ms,
+                        subject,
+                        Verdict::RestartEnded,
+                        format!(
+                            "restarted on host {} in {}{notes}",
+                            r.request.to.name,
+                            crate::params::show_ms(now_ms - r.submitted_ms)
+                        ),
+                    );
+                }
+                Some(Outcome::Failed {
+                    why,
+                    retry_elsewhere,
+                }) => {
+                    let mut exclude = exclude;
+                    exclude.push(r.request.to.id);
+                    let tried = exclude.iter().filter(|h| **h != r.request.from.id).count();
+                    if retry_elsewhere && tried < MAX_TARGETS {
+                        self.decide(
+                            now_ms,
+                            subject,
+                            Verdict::RestartEnded,
+                            format!("{why}; placing it on another host ({tried} tried)"),
+                        );
+                        let row = store.vm(&vm)?;
+                        if let Some(row) = row {
+                            self.jobs.push(PlacementJob {
+                                vm: row,
+                                from: r.request.from.id,
+                                kind: r.request.kind,
+                                source_gone: r.request.source_gone,
+                                batch: r.request.batch,
+                                exclude,
+                                no_host_reported: false,
+                            });
+                        } else {
+                            self.executor
+                                .batch_shortfall(r.request.batch, 1, now_ms, store)?;
+                        }
+                    } else {
+                        if retry_elsewhere {
+                            self.executor
+                                .batch_shortfall(r.request.batch, 1, now_ms, store)?;
+                        }
+                        self.decide(
+                            now_ms,
+                            subject,
+                            Verdict::RestartEnded,
+                            format!("restart failed: {why}"),
+                        );
+                    }
+                }
+                None => {}
+            }
+        }
+        let events = std::mem::take(&mut self.events);
+        store.record_events(&events)?;
+        let mut placed = 0;
+        if !self.jobs.is_empty() {
+            // Re-placements go out at once rather than at the next scan.
+            placed = self.place(now_ms, store, platform)?;
+            let events = std::mem::take(&mut self.events);
+            store.record_events(&events)?;
+        }
+        Ok((n, placed))
+    }
+}
+
+/// The VM's size for the planner and the target's `start`: the HSDB's when set, else
+/// what the platform reports for it, else zero.
+fn spec_of(vm: &VmRow, infos: &[HostInfo]) -> VmSpec {
+    let platform = infos
+        .iter()
+        .flat_map(|h| h.vms.iter())
+        .find(|(s, _)| s.uuid == vm.uuid)
+        .map(|(s, _)| s.clone());
+    let name = if vm.name.is_empty() {
+        platform
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
+    } else {
+        vm.name.clone()
+    };
+    VmSpec {
+        uuid: vm.uuid,
+        name,
+        cpu_milli: if vm.cpu_milli > 0 {
+            vm.cpu_milli
+        } else {
+            platform.as_ref().map_or(0, |s| s.cpu_milli)
+        },
+        memory_mb: if vm.memory_mb > 0 {
+            vm.memory_mb
+        } else {
+            platform.as_ref().map_or(0, |s| s.memory_mb)
+        },
+    }
+}

@@ -1,0 +1,192 @@
+//! [`HealthStore`] and [`Ledger`] over the HSDB (`hsdb::Hsdb`, docs/hsdb.md §8).
+
+use hsdb::{
+    CommandKind, DiscoveryKind, HostId, Hsdb, InterfaceState, RelocationKind, Transition, Uuid,
+    VmRow,
+};
+
+use super::{
+    HealthStore, HostView, MonitorView, NaLimits, NaView, NodeData, NodeEvent, VmAttention,
+};
+use crate::events::Event;
+use crate::hs::DiscoveryType;
+use crate::relocate::{Ledger, MonitorCommand};
+
+/// Node events read per scan; more wait for the next one (the monitor keeps `hasData`).
+const NODE_EVENTS_PER_SCAN: usize = 100;
+
+impl Ledger for Hsdb {
+    fn enqueue_command(
+        &mut self,
+        hm: &Uuid,
+        command: MonitorCommand,
+        vm: &Uuid,
+        at: i64,
+    ) -> hsdb::Result<i64> {
+        let kind = match command {
+            MonitorCommand::StopMonitoring => CommandKind::StopMonitoring,
+            MonitorCommand::StartMonitoring => CommandKind::StartMonitoring,
+            MonitorCommand::ForgetVm => CommandKind::ForgetVm,
+        };
+        Hsdb::enqueue_command(self, hm, kind, vm, at)
+    }
+
+    fn command_result(&mut self, id: i64) -> hsdb::Result<Option<String>> {
+        Ok(self
+            .command(id)?
+            .filter(|c| c.done_ms.is_some())
+            .map(|c| c.result.unwrap_or_default()))
+    }
+
+    fn relocation_begin(
+        &mut self,
+        vm: &Uuid,
+        from: Option<HostId>,
+        to: HostId,
+        cause: &str,
+        at: i64,
+    ) -> hsdb::Result<i64> {
+        let kind = if from == Some(to) {
+            RelocationKind::Restart
+        } else {
+            RelocationKind::Relocate
+        };
+        let id = Hsdb::relocation_begin(self, vm, from, Some(to), kind, at)?;
+        Hsdb::relocation_phase(self, id, &format!("cause {cause}"), at)?;
+        Ok(id)
+    }
+
+    fn relocation_phase(&mut self, id: i64, phase: &str, at: i64) -> hsdb::Result<()> {
+        Hsdb::relocation_phase(self, id, phase, at)
+    }
+
+    fn relocation_end(&mut self, id: i64, result: &str, at: i64) -> hsdb::Result<()> {
+        Hsdb::relocation_end(self, id, result, at)
+    }
+
+    fn record_events(&mut self, events: &[Event]) -> hsdb::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<Transition> = events.iter().map(Event::transition).collect();
+        self.apply(&batch).map(|_| ())
+    }
+}
+
+fn monitor(s: &hsdb::HmStatus) -> MonitorView {
+    MonitorView {
+        uuid: s.hm.uuid,
+        state: s.hm.state,
+        reason: s.hm.reason,
+        silent_ms: s.silent_ms.max(0),
+        has_data: s.hm.has_data,
+    }
+}
+
+impl HealthStore for Hsdb {
+    fn quick_query(&mut self, now_ms: i64, group: &str) -> hsdb::Result<Vec<HostView>> {
+        Ok(self
+            .quick_query_group(group, now_ms)?
+            .into_iter()
+            .map(|q| HostView {
+                id: q.host.id,
+                name: q.host.name,
+                cpu_milli: q.host.cpu_milli,
+                memory_mb: q.host.memory_mb,
+                monitors: q.hms.iter().map(monitor).collect(),
+            })
+            .collect())
+    }
+
+    fn needs_attention(
+        &mut self,
+        now_ms: i64,
+        group: &str,
+        limits: NaLimits,
+        new_tag: i64,
+    ) -> hsdb::Result<NaView> {
+        let rows = self.needs_attention_group(
+            group,
+            now_ms,
+            hsdb::NaLimits {
+                max_items: usize::try_from(limits.max_items)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+                hm_silent_after_ms: limits.hm_silent_after_ms,
+            },
+            new_tag,
+        )?;
+        let mut vms = Vec::with_capacity(rows.vms.len());
+        for v in &rows.vms {
+            let Some(host) = v.host else {
+                // No monitor placed it on a host yet: nothing the engine can decide.
+                tracing::debug!(vm = %v.uuid, state = %v.state, "NeedsAttention: VM without a host");
+                continue;
+            };
+            vms.push(VmAttention {
+                uuid: v.uuid,
+                host,
+                state: v.state,
+                state_chg: v.state_chg,
+                missed_hb_s: v.missed_sec(),
+                short_msg: v.short_msg,
+                missed_hm_entry: v.missed_hm_entry,
+                discovery: v.discovery.map(|d| match d {
+                    DiscoveryKind::Moved => DiscoveryType::Moved,
+                    DiscoveryKind::Managed => DiscoveryType::Managed,
+                    DiscoveryKind::Unmanaged => DiscoveryType::Unmanaged,
+                }),
+            });
+        }
+        Ok(NaView {
+            tag: rows.tag,
+            vms,
+            monitors: rows.hms.iter().map(|s| (s.hm.host, monitor(s))).collect(),
+            more: rows.more,
+        })
+    }
+
+    fn acknowledge(&mut self, tag: i64) -> hsdb::Result<usize> {
+        Hsdb::acknowledge(self, tag)
+    }
+
+    fn node_data(&mut self, group: &str, new_tag: i64) -> hsdb::Result<NodeData> {
+        let rows = self.node_data_group(group, new_tag, NODE_EVENTS_PER_SCAN)?;
+        Ok(NodeData {
+            tag: rows.tag,
+            events: rows
+                .events
+                .into_iter()
+                .map(|e| NodeEvent {
+                    hm: e.hm,
+                    text: e.text,
+                })
+                .collect(),
+        })
+    }
+
+    fn acknowledge_node_data(&mut self, tag: i64) -> hsdb::Result<usize> {
+        Hsdb::acknowledge_node_data(self, tag)
+    }
+
+    fn vm(&mut self, uuid: &Uuid) -> hsdb::Result<Option<VmRow>> {
+        Hsdb::vm(self, uuid)
+    }
+
+    fn vms_on_host(&mut self, host: HostId) -> hsdb::Result<Vec<VmRow>> {
+        Ok(self
+            .vms()?
+            .into_iter()
+            .filter(|v| v.current_host == Some(host))
+            .collect())
+    }
+
+    fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
+        Ok(self
+            .hm_interfaces(hm)?
+            .into_iter()
+            .filter(|i| i.state == InterfaceState::Down)
+            .map(|i| i.name)
+            .collect())
+    }
+}

@@ -1,0 +1,491 @@
+//! The invariants the simulation checks at every step, and the failures it is owed action
+//! on (docs/controlplane.md, "Simulation").
+//!
+//! 1. **No live VM is restarted or relocated.** A VM is *alive* when it runs on a host
+//!    that is up, its guest has booted, and the guest is neither hung nor crashed: it
+//!    answers a ping, and its agent heartbeats unless only the agent is stopped, hung or
+//!    cut off (exactly [`SimWorld::vm_alive`]). At the instant the engine begins a stop or
+//!    a cleanup of a VM on a host where it is alive, or a start of a VM alive anywhere,
+//!    the invariant is broken. So is any stop or start of a VM the engine itself started
+//!    and whose guest is still booting (a VM decided on twice).
+//! 2. **No VM runs on two hosts at once** (two hosts that are up with its domain Running).
+//! 3. **Every real failure is acted on within its bound.** A real failure is a managed
+//!    VM whose guest hangs or crashes for good, or a host lost with its managed VMs. It
+//!    is acted on when the engine started the VM again (on any host); its deadline is
+//!    computed by [`Bounds`] from the engine's and the monitors' parameters.
+//!
+//! A violation carries the seed, the step, the VM and the history of the run's last
+//! events, and prints them all.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hsdb::Uuid;
+
+use crate::platform::sim::SimWorld;
+
+/// Which invariant was broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A live VM was stopped, cleaned up or started again.
+    LiveVmRestarted,
+    /// A VM the engine had just started was acted on again while booting.
+    BootingVmRestarted,
+    /// A VM ran on two hosts at once.
+    RunningTwice,
+    /// A real failure was not acted on by its deadline.
+    FailureNotActedOn,
+    /// The engine acted on a VM whose host is in a planned shutdown.
+    PlannedShutdownActedOn,
+    /// The simulation's own machinery failed (HSDB error, engine error).
+    Machinery,
+}
+
+impl Rule {
+    /// Its name in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rule::LiveVmRestarted => "a live VM was restarted or relocated",
+            Rule::BootingVmRestarted => "a VM still booting from a restart was acted on again",
+            Rule::RunningTwice => "a VM ran on two hosts at once",
+            Rule::FailureNotActedOn => "a real failure was not acted on within its bound",
+            Rule::PlannedShutdownActedOn => "a VM of a host in planned shutdown was acted on",
+            Rule::Machinery => "the simulation's machinery failed",
+        }
+    }
+}
+
+/// A broken invariant, with everything needed to replay and understand it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimViolation {
+    /// The run's seed: `Simulation::new` with it replays the run exactly.
+    pub seed: u64,
+    /// The step number at which it was seen.
+    pub step: u64,
+    /// Virtual time, ms since the epoch.
+    pub at_ms: i64,
+    /// The rule.
+    pub rule: Rule,
+    /// The VM concerned, if any.
+    pub vm: Option<Uuid>,
+    /// What exactly happened.
+    pub detail: String,
+    /// The last lines of the run's trace, oldest first.
+    pub history: Vec<String>,
+}
+
+impl fmt::Display for SimViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invariant broken: {} (seed {}, step {}, t={} ms{})",
+            self.rule.as_str(),
+            self.seed,
+            self.step,
+            self.at_ms,
+            self.vm.map(|v| format!(", vm {v}")).unwrap_or_default()
+        )?;
+        writeln!(f, "  {}", self.detail)?;
+        writeln!(f, "  history (last {} lines):", self.history.len())?;
+        for line in &self.history {
+            writeln!(f, "    {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The detection and action bounds, from the engine's and the monitors' parameters.
+///
+/// ```text
+/// VM failure (hang, OS crash) at t, or the end of the last impairment of the VM's
+/// monitors (restart, link down) after t:
+///   deadline = t + miss + [hello if after an impairment] + VMFDT + NA cycle + 1 s + action
+///   miss     = vm_miss_after                (the last heartbeat left ≤ t)
+///   NA cycle = na_every × scan_interval     (missedHb is refreshed only by NeedsAttention)
+///   1 s      = missedHb counts whole seconds and must exceed VMFDT
+///   action   = probes + stop + start + command confirmations (see `action_ms`)
+/// host loss at t:
+///   deadline = t + hm_silent_after + host_fdt + scan_interval + action
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// `vm_miss_after` of the monitors, ms.
+    pub miss_ms: i64,
+    /// Hello period of the monitors, ms (re-pairing after a restart).
+    pub hello_ms: i64,
+    /// The engine's scan interval, ms.
+    pub scan_interval_ms: i64,
+    /// NeedsAttention every this many scans.
+    pub na_every: i64,
+    /// `host_failure_detection_time`, ms.
+    pub host_fdt_ms: i64,
+    /// A monitor is silent after this long without a heartbeat, ms.
+    pub hm_silent_after_ms: i64,
+    /// The longest an action takes once decided, ms.
+    pub action_ms: i64,
+}
+
+impl Bounds {
+    /// Deadline to act on a VM failure whose evidence starts at `from` (the failure, or
+    /// the end of an impairment of its monitors, `impaired`), for a VM judged with
+    /// `vmfdt_ms`.
+    pub const fn vm_deadline(&self, from: i64, impaired: bool, vmfdt_ms: i64) -> i64 {
+        let rejoin = if impaired { self.hello_ms } else { 0 };
+        from + self.miss_ms
+            + rejoin
+            + vmfdt_ms
+            + self.na_every * self.scan_interval_ms
+            + 1_000
+            + self.action_ms
+    }
+
+    /// Deadline to act on a host lost at `from`.
+    pub const fn host_deadline(&self, from: i64) -> i64 {
+        from + self.hm_silent_after_ms + self.host_fdt_ms + self.scan_interval_ms + self.action_ms
+    }
+}
+
+/// What kind of real failure an episode is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The guest hangs for good.
+    VmHang,
+    /// The kernel panicked.
+    OsCrash,
+    /// Its host was lost.
+    HostLoss,
+}
+
+/// A real failure awaiting action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Episode {
+    /// What failed.
+    pub kind: FailureKind,
+    /// When.
+    pub at_ms: i64,
+    /// By when the engine must have started the VM again.
+    pub deadline_ms: i64,
+    /// The VMFDT the VM is judged with (to recompute the deadline).
+    pub vmfdt_ms: i64,
+}
+
+/// How long an episode took to be acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// The VM.
+    pub vm: Uuid,
+    /// The failure.
+    pub kind: FailureKind,
+    /// From the failure to the start that recovered it, ms.
+    pub latency_ms: i64,
+    /// The deadline it had, relative to the failure, ms.
+    pub bound_ms: i64,
+}
+
+/// The invariant checker of one run.
+#[derive(Debug)]
+pub struct Checker {
+    bounds: Bounds,
+    /// Open episodes, by VM.
+    open: BTreeMap<Uuid, Episode>,
+    /// Episodes acted on, in order.
+    recovered: Vec<Recovery>,
+    /// Episodes that ended on their own (the guest recovered before any action).
+    healed: u64,
+    /// Broken invariants, in order.
+    violations: Vec<(Rule, Option<Uuid>, i64, String)>,
+}
+
+impl Checker {
+    /// A checker with `bounds`.
+    pub fn new(bounds: Bounds) -> Checker {
+        Checker {
+            bounds,
+            open: BTreeMap::new(),
+            recovered: Vec::new(),
+            healed: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    /// The bounds.
+    pub fn bounds(&self) -> &Bounds {
+        &self.bounds
+    }
+
+    /// A real failure of `vm` at `at` (judged with `vmfdt_ms`; unused for a host loss).
+    pub fn failure(&mut self, vm: Uuid, kind: FailureKind, at: i64, vmfdt_ms: i64) {
+        let deadline_ms = match kind {
+            FailureKind::HostLoss => self.bounds.host_deadline(at),
+            FailureKind::VmHang | FailureKind::OsCrash => {
+                self.bounds.vm_deadline(at, false, vmfdt_ms)
+            }
+        };
+        // A second failure of a VM already awaiting action keeps the first deadline.
+        self.open.entry(vm).or_insert(Episode {
+            kind,
+            at_ms: at,
+            deadline_ms,
+            vmfdt_ms,
+        });
+    }
+
+    /// The evidence against `vm` was unavailable until `until` (one of its monitors was
+    /// restarting or deaf): its VM-failure deadline counts from then if that is later.
+    pub fn impaired(&mut self, vm: &Uuid, until: i64) {
+        if let Some(e) = self.open.get_mut(vm)
+            && e.kind != FailureKind::HostLoss
+        {
+            let moved = self.bounds.vm_deadline(until, true, e.vmfdt_ms);
+            e.deadline_ms = e.deadline_ms.max(moved);
+        }
+    }
+
+    /// The failure of `vm` ended without action (the guest recovered by itself).
+    pub fn healed(&mut self, vm: &Uuid) {
+        if self.open.remove(vm).is_some() {
+            self.healed += 1;
+        }
+    }
+
+    /// The open episode of `vm`, if any.
+    pub fn episode(&self, vm: &Uuid) -> Option<&Episode> {
+        self.open.get(vm)
+    }
+
+    /// The engine started `vm` at `at`: its episode, if any, is acted on.
+    pub fn started(&mut self, vm: &Uuid, at: i64) {
+        if let Some(e) = self.open.remove(vm) {
+            self.recovered.push(Recovery {
+                vm: *vm,
+                kind: e.kind,
+                latency_ms: at - e.at_ms,
+                bound_ms: e.deadline_ms - e.at_ms,
+            });
+            if at > e.deadline_ms {
+                self.violate(
+                    Rule::FailureNotActedOn,
+                    Some(*vm),
+                    at,
+                    format!(
+                        "{:?} at {} ms was acted on at {} ms, {} ms after its deadline ({} ms \
+                         after the failure)",
+                        e.kind,
+                        e.at_ms,
+                        at,
+                        at - e.deadline_ms,
+                        e.deadline_ms - e.at_ms
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Check before the engine stops (`Stop`), cleans up (`Cleanup`) or starts (`Start`)
+    /// `vm` on `host` at `at`. `booting` says the VM is still booting from a start.
+    pub fn before_action(
+        &mut self,
+        world: &SimWorld,
+        action: crate::platform::sim::Call,
+        host: &str,
+        vm: &Uuid,
+        booting: bool,
+        at: i64,
+    ) {
+        use crate::platform::sim::Call;
+        let running_on = world.vm_running_on(vm);
+        let alive = world.vm_alive(vm);
+        let runs_here = running_on.iter().any(|h| h == host);
+        let broken = match action {
+            Call::Stop | Call::Cleanup => alive && runs_here,
+            Call::Start => alive,
+            _ => false,
+        };
+        if broken {
+            self.violate(
+                Rule::LiveVmRestarted,
+                Some(*vm),
+                at,
+                format!(
+                    "{} {host} {vm}: the VM is alive (running on {running_on:?}, booted, \
+                     guest fault {:?})",
+                    action.as_str(),
+                    world.vm_fault(vm)
+                ),
+            );
+        } else if booting && (action == Call::Start || (action == Call::Stop && runs_here)) {
+            self.violate(
+                Rule::BootingVmRestarted,
+                Some(*vm),
+                at,
+                format!(
+                    "{} {host} {vm}: the VM is still booting from a start (running on \
+                     {running_on:?})",
+                    action.as_str()
+                ),
+            );
+        }
+    }
+
+    /// No VM of `vms` runs on two hosts.
+    pub fn check_running_once(&mut self, world: &SimWorld, vms: &[Uuid], at: i64) {
+        for vm in vms {
+            let on = world.vm_running_on(vm);
+            if on.len() > 1 {
+                self.violate(
+                    Rule::RunningTwice,
+                    Some(*vm),
+                    at,
+                    format!("VM {vm} runs on {on:?}"),
+                );
+            }
+        }
+    }
+
+    /// Every open episode whose deadline passed before `now` is a violation.
+    pub fn check_deadlines(&mut self, now: i64) {
+        let late: Vec<(Uuid, Episode)> = self
+            .open
+            .iter()
+            .filter(|(_, e)| e.deadline_ms < now)
+            .map(|(v, e)| (*v, *e))
+            .collect();
+        for (vm, e) in late {
+            self.open.remove(&vm);
+            self.violate(
+                Rule::FailureNotActedOn,
+                Some(vm),
+                now,
+                format!(
+                    "{:?} at {} ms not acted on by its deadline {} ms ({} ms after the failure)",
+                    e.kind,
+                    e.at_ms,
+                    e.deadline_ms,
+                    e.deadline_ms - e.at_ms
+                ),
+            );
+        }
+    }
+
+    /// The earliest open deadline (the simulation steps there to check it).
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.open.values().map(|e| e.deadline_ms + 1).min()
+    }
+
+    /// Record a broken invariant.
+    pub fn violate(&mut self, rule: Rule, vm: Option<Uuid>, at: i64, detail: String) {
+        self.violations.push((rule, vm, at, detail));
+    }
+
+    /// Broken invariants not taken yet.
+    pub fn take_violations(&mut self) -> Vec<(Rule, Option<Uuid>, i64, String)> {
+        std::mem::take(&mut self.violations)
+    }
+
+    /// Failures acted on, in order.
+    pub fn recovered(&self) -> &[Recovery] {
+        &self.recovered
+    }
+
+    /// Failures that ended before any action.
+    pub fn healed_count(&self) -> u64 {
+        self.healed
+    }
+
+    /// Failures still awaiting action.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::platform::VmSpec;
+    use crate::platform::sim::Call;
+
+    fn bounds() -> Bounds {
+        Bounds {
+            miss_ms: 20_000,
+            hello_ms: 30_000,
+            scan_interval_ms: 20_000,
+            na_every: 3,
+            host_fdt_ms: 90_000,
+            hm_silent_after_ms: 65_000,
+            action_ms: 30_000,
+        }
+    }
+
+    #[test]
+    fn test_vm_deadline_formula() {
+        let b = bounds();
+        // 20 + 190 + 60 + 1 + 30 s.
+        assert_eq!(b.vm_deadline(0, false, 190_000), 301_000);
+        assert_eq!(b.vm_deadline(0, true, 190_000), 331_000);
+        // 65 + 90 + 20 + 30 s.
+        assert_eq!(b.host_deadline(0), 205_000);
+    }
+
+    #[test]
+    fn test_late_action_and_missed_deadline_are_violations() {
+        let mut c = Checker::new(bounds());
+        let (a, b) = (Uuid([1; 16]), Uuid([2; 16]));
+        c.failure(a, FailureKind::VmHang, 0, 190_000);
+        c.failure(b, FailureKind::OsCrash, 0, 190_000);
+        c.started(&a, 300_000);
+        assert!(c.take_violations().is_empty());
+        assert_eq!(c.recovered()[0].latency_ms, 300_000);
+        c.check_deadlines(301_000);
+        assert!(c.take_violations().is_empty());
+        c.check_deadlines(301_001);
+        let v = c.take_violations();
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].0, v[0].1), (Rule::FailureNotActedOn, Some(b)));
+    }
+
+    #[test]
+    fn test_impairment_moves_the_deadline_and_healing_closes_it() {
+        let mut c = Checker::new(bounds());
+        let a = Uuid([1; 16]);
+        c.failure(a, FailureKind::VmHang, 0, 190_000);
+        c.impaired(&a, 100_000);
+        assert_eq!(c.episode(&a).unwrap().deadline_ms, 431_000);
+        c.healed(&a);
+        c.check_deadlines(1_000_000);
+        assert!(c.take_violations().is_empty());
+        assert_eq!(c.healed_count(), 1);
+    }
+
+    #[test]
+    fn test_stopping_a_live_vm_is_a_violation_and_a_hung_one_is_not() {
+        let clock = ManualClock::new(1_000);
+        let mut w = SimWorld::new(clock, 1);
+        w.add_host("a", 8_000, 8_192).unwrap();
+        w.add_host("b", 8_000, 8_192).unwrap();
+        let vm = Uuid([5; 16]);
+        w.add_vm(
+            "a",
+            VmSpec {
+                uuid: vm,
+                name: "vm".into(),
+                cpu_milli: 1_000,
+                memory_mb: 1_024,
+            },
+        )
+        .unwrap();
+        let mut c = Checker::new(bounds());
+        c.before_action(&w, Call::Stop, "a", &vm, false, 1_000);
+        c.before_action(&w, Call::Cleanup, "b", &vm, false, 1_000);
+        let v = c.take_violations();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].0, Rule::LiveVmRestarted);
+        w.vm_hang(&vm).unwrap();
+        c.before_action(&w, Call::Stop, "a", &vm, false, 1_000);
+        assert!(c.take_violations().is_empty());
+        c.before_action(&w, Call::Start, "b", &vm, true, 1_000);
+        assert_eq!(c.take_violations()[0].0, Rule::BootingVmRestarted);
+    }
+}
