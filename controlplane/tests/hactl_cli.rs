@@ -394,3 +394,348 @@ fn query_errors_name_what_is_missing() {
     let o = hactl(&["--hsdb", arg(&s.path("hsdb.sqlite")), "query", "host"]);
     assert_exit(&o, 0);
 }
+
+#[test]
+fn modify_then_query_round_trip() {
+    let s = lab();
+    let o = s.run(&[
+        "modify",
+        "vm",
+        DB1,
+        "managed=yes",
+        "priority=High",
+        "vm_failure_detection_speed=fast",
+        "cpu=1.5",
+        "memory=2G",
+        "name=db1",
+    ]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("priority = High"), "{}", stdout(&o));
+    // By its new name now.
+    let o = s.run(&["query", "vm", "db1", "--json"]);
+    assert_exit(&o, 0);
+    let v = &json(&o)[0];
+    assert_eq!(v["uuid"], DB1);
+    assert_eq!(v["managed"], true);
+    assert_eq!(v["priority"], "HIGH");
+    assert_eq!(v["vm_failure_detection_speed"], "FAST");
+    assert_eq!(v["cpu"], "1.5");
+    assert_eq!(v["memory_mb"], 2048);
+
+    let o = s.run(&[
+        "modify",
+        "host_group",
+        "hg1",
+        "host_failure_detection_time=120",
+        "restart_policy=advisory_mode",
+    ]);
+    assert_exit(&o, 0);
+    let o = s.run(&["modify", "system", "vm_failure_detection_speed=slow"]);
+    assert_exit(&o, 0);
+    let o = s.run(&["query", "params", "--host-group", "hg1", "--json"]);
+    assert_exit(&o, 0);
+    let params = json(&o);
+    let find = |key: &str| {
+        params
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(find("host_failure_detection_time")["value"], "2m");
+    assert_eq!(find("host_failure_detection_time")["from"], "host_group");
+    assert_eq!(find("restart_policy")["value"], "advisory");
+    assert_eq!(find("vm_failure_detection_speed")["value"], "slow");
+    assert_eq!(find("vm_failure_detection_speed")["from"], "system");
+    assert_eq!(find("scan_interval")["from"], "default");
+    // The VM's own speed wins over the system's: VMFDT = 120 s + 1 x 50 s.
+    let o = s.run(&["query", "params", "--vm", "db1", "--json"]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["vmfdt_ms"], 170_000);
+    // KEY=default removes the setting: inherited again.
+    let o = s.run(&["modify", "vm", "db1", "vm_failure_detection_speed=default"]);
+    assert_exit(&o, 0);
+    let o = s.run(&["query", "params", "--vm", "db1", "--json"]);
+    assert_eq!(
+        json(&o)["vmfdt_ms"],
+        270_000,
+        "120 s + 3 x 50 s (system: slow)"
+    );
+
+    let o = s.run(&[
+        "modify",
+        "host",
+        "host-b",
+        "cpu=64",
+        "memory=1T",
+        "serial=X1",
+    ]);
+    assert_exit(&o, 0);
+    let o = s.run(&["query", "host", "host-b", "--json"]);
+    let h = &json(&o)[0];
+    assert_eq!(
+        (h["cpu"].as_str(), h["memory_mb"].as_u64()),
+        (Some("64"), Some(1_048_576))
+    );
+    assert_eq!(h["serial"], "X1");
+}
+
+#[test]
+fn modify_refuses_bad_values_with_the_range_and_changes_nothing() {
+    let s = lab();
+    for (args, code, want) in [
+        (
+            &[
+                "modify",
+                "host_group",
+                "hg1",
+                "host_failure_detection_time=30",
+            ][..],
+            2,
+            "host_failure_detection_time (at host_group hg1) = \"30\": expected 90s..=10m",
+        ),
+        (
+            &["modify", "vm", DB1, "priority=urgent"],
+            2,
+            "High, Medium or Low",
+        ),
+        (
+            &["modify", "vm", DB1, "color=blue"],
+            2,
+            "a key of `modify vm`",
+        ),
+        (
+            &["modify", "vm", DB1, "host_failure_detection_time=120"],
+            2,
+            "settable at: system, host_group",
+        ),
+        (&["modify", "vm", "nosuch", "managed=yes"], 4, "no VM"),
+        (
+            &["modify", "host_group", "hg9", "restart_policy=auto"],
+            4,
+            "no host group",
+        ),
+        (&["modify", "host", "host-a", "cpu=0"], 2, "cpu = \"0\""),
+        (&["modify", "system", "priority"], 2, "key=value"),
+    ] {
+        let o = s.run(args);
+        assert_exit(&o, code);
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    // One bad value among good ones: nothing written.
+    let o = s.run(&["modify", "vm", DB1, "priority=High", "managed=maybe"]);
+    assert_exit(&o, 2);
+    let o = s.run(&["query", "vm", DB1, "--json"]);
+    assert_eq!(json(&o)[0]["priority"], "MEDIUM");
+    // The fast profile allows what the standard one refuses.
+    let s = Setup::new("profile = \"fast\"\n");
+    populate(&s.path("hsdb.sqlite"));
+    let o = s.run(&[
+        "modify",
+        "host_group",
+        "hg1",
+        "host_failure_detection_time=10s",
+    ]);
+    assert_exit(&o, 0);
+}
+
+#[test]
+fn add_host_sets_up_a_host_group_in_a_new_hsdb() {
+    let s = Setup::new("");
+    let o = s.run(&[
+        "add",
+        "host",
+        "host-a",
+        "group=hg1",
+        "cpu=32",
+        "memory=256G",
+        "machine_type=8408",
+        "model=E8E",
+        "serial=212424W",
+    ]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("host_id = 1"), "{}", stdout(&o));
+    let o = s.run(&[
+        "add",
+        "host",
+        "host-b",
+        "group=hg1",
+        "cpu=32",
+        "memory=256G",
+        "id=7",
+    ]);
+    assert_exit(&o, 0);
+    let o = s.run(&["query", "host", "--json"]);
+    let hosts = json(&o);
+    assert_eq!(hosts[1]["id"], 7);
+    assert_eq!(hosts[0]["memory_mb"], 262_144);
+    for (args, want) in [
+        (
+            &["add", "host", "host-a", "group=hg1", "cpu=1", "memory=1"][..],
+            "exists",
+        ),
+        (
+            &["add", "host", "host-c", "cpu=1", "memory=1"],
+            "group= is required",
+        ),
+        (
+            &[
+                "add",
+                "host",
+                "host-c",
+                "group=hg1",
+                "cpu=1",
+                "memory=1",
+                "id=7",
+            ],
+            "an id no host has",
+        ),
+        (
+            &["add", "host", "bad name", "group=hg1", "cpu=1", "memory=1"],
+            "without spaces",
+        ),
+    ] {
+        let o = s.run(args);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    let o = s.run(&[
+        "add",
+        "vm",
+        WEB1,
+        "name=web1",
+        "managed=yes",
+        "priority=Low",
+    ]);
+    assert_exit(&o, 0);
+    let o = s.run(&["query", "vm", "web1", "--json"]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)[0]["state"], "ADDED");
+    assert_eq!(json(&o)[0]["priority"], "LOW");
+}
+
+/// Wait up to `secs` for `f` to give `Some`.
+fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn run_answers_status_and_stops_cleanly_on_sigterm() {
+    let s = Setup::new("profile = \"fast\"\nlog = \"info\"\n[platform]\ndriver = \"sim\"\n");
+    populate(&s.path("hsdb.sqlite"));
+    let o = s.run(&["modify", "vm", DB1, "managed=yes", "name=db1"]);
+    assert_exit(&o, 0);
+    let config = s.config();
+    let mut child = Command::new(HACTL)
+        .args(["--config", arg(&config), "run"])
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Status once the engine of hg1 has run its first NeedsAttention (scan 3).
+    let status = wait_for(60, || {
+        let o = s.run(&["status", "--json"]);
+        if o.status.code() != Some(0) {
+            return None;
+        }
+        let v = json(&o);
+        (v["groups"][0]["last_na"].is_object()).then_some(v)
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "no status with a NeedsAttention: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["platform"], "sim");
+    assert_eq!(status["profile"], "fast");
+    assert_eq!(status["groups"][0]["name"], "hg1");
+    assert!(status["scans_total"].as_u64().unwrap() >= 3);
+    let below = status["below_seed_ranges"].as_array().unwrap();
+    assert!(
+        below
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("host_failure_detection_time")),
+        "{below:?}"
+    );
+    // The human form says it too.
+    let o = s.run(&["status"]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("below the seed's ranges"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("hg1"), "{}", stdout(&o));
+    // db1 missed on both monitors of its host long past VMFDT, not pingable on the sim
+    // platform: the engine detects the failure and writes the event the notifier logs.
+    let event = wait_for(60, || {
+        let o = s.run(&["query", "event", "--json"]);
+        json(&o)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "VM_FAILURE_DETECTED" && e["vm"] == DB1)
+            .cloned()
+    });
+    assert!(event.is_some(), "no VM_FAILURE_DETECTED for db1");
+    // A second daemon on the same admin socket does not start.
+    let o = s.run(&["run"]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("another hactl run answers on it"),
+        "{}",
+        stderr(&o)
+    );
+    let o = s.run(&["status"]);
+    println!("{}", stdout(&o));
+
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let code = wait_for(30, || child.try_wait().unwrap());
+    let Some(code) = code else {
+        let _ = child.kill();
+        panic!("hactl run did not stop within 30 s of SIGTERM");
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert_eq!(code.code(), Some(0), "{log}");
+    assert!(log.contains("stop requested"), "{log}");
+    assert!(
+        log.contains("VM_FAILURE_DETECTED"),
+        "the log notifier: {log}"
+    );
+    assert!(
+        !s.path("hactl.sock").exists(),
+        "the admin socket is removed"
+    );
+    let o = s.run(&["status"]);
+    assert_exit(&o, 3);
+    // The HSDB is closed cleanly and readable.
+    let o = s.run(&["query", "hm"]);
+    assert_exit(&o, 0);
+}
+
+#[test]
+fn run_refuses_a_missing_hsdb() {
+    let s = Setup::new("");
+    let o = s.run(&["run"]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("no such file"), "{}", stderr(&o));
+    assert!(!s.path("hsdb.sqlite").exists(), "never created by run");
+}

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod modify;
 pub mod peek;
 pub mod query;
 pub mod table;
@@ -34,6 +35,9 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 const EXAMPLES: &str = "\
 Examples:
+  hactl add host host-a group=hg1 cpu=32 memory=256G machine_type=8408 model=E8E serial=212424W
+  hactl modify host_group hg1 host_failure_detection_time=120 restart_policy=auto
+  hactl modify vm web1 managed=yes priority=High vm_failure_detection_speed=fast
   hactl --config /etc/hvha/hactl.toml check-config
   hactl run                                   # the FDE daemon (SIGTERM: finish the scan, exit 0)
   hactl status                                # ask the running daemon
@@ -43,6 +47,7 @@ Examples:
   hactl query hm
   hactl query event --limit 20
   hactl query relocation --vm web1
+  hactl query params --host-group hg1
 
 Exit codes:
   0  done (run: stopped cleanly on SIGTERM/SIGINT)
@@ -80,9 +85,20 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the control plane daemon: one Failure Detection Engine per host group.
+    ///
+    /// SIGTERM or SIGINT: the scan in progress completes, the HSDB is closed, exit 0.
+    /// `hactl status` asks it through the admin socket.
+    Run,
     /// Check the configuration file and print the effective configuration as TOML.
     #[command(name = "check-config")]
     CheckConfig,
+    /// Change settings: `modify system|host_group NAME|host NAME|vm UUID|NAME key=value…`.
+    #[command(subcommand)]
+    Modify(Modify),
+    /// Add a host (`add host NAME group=G cpu=N memory=M …`) or a VM (`add vm UUID …`).
+    #[command(subcommand)]
+    Add(Add),
     /// Ask the running `hactl run` for its status.
     ///
     /// Scans, the last QuickQuery and NeedsAttention, relocations in flight, the last
@@ -96,6 +112,64 @@ pub enum Command {
     /// Show VMs, hosts, monitors, events, relocations or parameters (read-only).
     #[command(visible_alias = "q", subcommand)]
     Query(Query),
+}
+
+/// `hactl modify …`.
+#[derive(Debug, Subcommand)]
+pub enum Modify {
+    /// System-wide parameters (host_failure_detection_time=90..600, vm_failure_detection_speed=fast|normal|slow, restart_policy=auto|advisory_mode, ha_monitor=enable|disable, profile, scan_interval, …; KEY=default removes a setting).
+    System {
+        /// key=value settings.
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// A host group's parameters (the same keys as `system`; the group's win).
+    #[command(name = "host_group", alias = "host-group", alias = "hg")]
+    HostGroup {
+        /// The host group.
+        name: String,
+        /// key=value settings.
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// A host: host_group=G, cpu=CPUS, memory=MIB, machine_type, model, serial, ha_monitor.
+    Host {
+        /// The host's name.
+        name: String,
+        /// key=value settings.
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// A VM: managed=yes|no, ha_monitor=enable|disable, priority=High|Medium|Low, vm_failure_detection_speed=fast|normal|slow, cpu, memory, name, homehost.
+    Vm {
+        /// The VM's UUID, or its name when unique.
+        #[arg(value_name = "UUID|NAME")]
+        vm: String,
+        /// key=value settings.
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+}
+
+/// `hactl add …`.
+#[derive(Debug, Subcommand)]
+pub enum Add {
+    /// A host: group=G cpu=CPUS memory=MIB (required), machine_type, model, serial, id.
+    Host {
+        /// The host's name (as the platform knows it).
+        name: String,
+        /// key=value settings.
+        #[arg(value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// A VM before any monitor saw it, with the settings of `modify vm`.
+    Vm {
+        /// The VM's UUID.
+        uuid: String,
+        /// key=value settings.
+        #[arg(value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
 }
 
 /// `hactl query …`: reads through a read-only connection.
@@ -136,6 +210,15 @@ pub enum Query {
         /// Most relocations shown.
         #[arg(long, value_name = "N", default_value_t = 50)]
         limit: u32,
+    },
+    /// The parameters each host group's engine runs with, and where each comes from.
+    Params {
+        /// Only this host group.
+        #[arg(long, value_name = "NAME")]
+        host_group: Option<String>,
+        /// What this VM is judged with (ha_monitor, detection speed, VMFDT).
+        #[arg(long, value_name = "UUID|NAME", conflicts_with = "host_group")]
+        vm: Option<String>,
     },
 }
 
@@ -184,6 +267,53 @@ pub fn main() -> ExitCode {
 pub fn run(cli: &Cli) -> Result<String, CliError> {
     let format = cli.format();
     match &cli.command {
+        Command::Run => {
+            refuse_format(format, "run")?;
+            let path = cli.config.clone().unwrap_or_else(|| HACTL_CONFIG.into());
+            let mut config = Config::load(&path)?;
+            if let Some(hsdb) = &cli.hsdb {
+                config.hsdb = std::path::absolute(hsdb).unwrap_or_else(|_| hsdb.clone());
+            }
+            hvha_daemon::log::init(&config.log, config.log_format);
+            match crate::daemon::run(&config) {
+                Ok(()) => Ok(String::new()),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    Err(CliError::Failed(e.to_string()))
+                }
+            }
+        }
+        Command::Modify(what) => {
+            refuse_format(format, "modify")?;
+            let profile = config_profile(cli)?;
+            let mut db = open_write(cli)?;
+            let now = SystemClock.now_ms();
+            let (target, settings) = match what {
+                Modify::System { settings } => (self::modify::Target::System, settings),
+                Modify::HostGroup { name, settings } => {
+                    (self::modify::Target::HostGroup(name.clone()), settings)
+                }
+                Modify::Host { name, settings } => {
+                    (self::modify::Target::Host(name.clone()), settings)
+                }
+                Modify::Vm { vm, settings } => (self::modify::Target::Vm(vm.clone()), settings),
+            };
+            self::modify::modify(&mut db, &target, settings, profile, now)
+        }
+        Command::Add(what) => {
+            refuse_format(format, "add")?;
+            match what {
+                Add::Host { name, settings } => {
+                    let mut db = open_create(cli)?;
+                    self::modify::add_host(&mut db, name, settings)
+                }
+                Add::Vm { uuid, settings } => {
+                    let profile = config_profile(cli)?;
+                    let mut db = open_write(cli)?;
+                    self::modify::add_vm(&mut db, uuid, settings, profile, SystemClock.now_ms())
+                }
+            }
+        }
         Command::CheckConfig => {
             refuse_xml(format, "check-config")?;
             let path = cli.config.clone().unwrap_or_else(|| HACTL_CONFIG.into());
@@ -208,6 +338,13 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 Query::Relocation { id, vm, limit } => {
                     self::query::relocations(&db, *id, vm.as_deref(), *limit, format)
                 }
+                Query::Params { host_group, vm } => self::query::params(
+                    &db,
+                    host_group.as_deref(),
+                    vm.as_deref(),
+                    config_profile(cli)?,
+                    format,
+                ),
             }
         }
         Command::Status { socket } => {
@@ -278,6 +415,37 @@ fn open_read(cli: &Cli) -> Result<Hsdb, CliError> {
     Ok(Hsdb::open_read_only(&path, &Options::default())?)
 }
 
+/// A connection that may write; the file must exist.
+fn open_write(cli: &Cli) -> Result<Hsdb, CliError> {
+    let path = hsdb_path(cli)?;
+    if !path.exists() {
+        return Err(CliError::NoHsdb {
+            path,
+            hint: "hmd creates it at start, `hactl add host` too",
+        });
+    }
+    Ok(Hsdb::open(&path, &Options::default())?)
+}
+
+/// A connection that may write, creating the file (`add host`: the first step of setting
+/// up a host group).
+fn open_create(cli: &Cli) -> Result<Hsdb, CliError> {
+    let path = hsdb_path(cli)?;
+    Ok(Hsdb::open(&path, &Options::default())?)
+}
+
+/// The configuration file's profile, when there is a file (it is the system-level
+/// default of the parameters).
+fn config_profile(cli: &Cli) -> Result<Option<crate::params::Profile>, CliError> {
+    Ok(config(cli)
+        .or_else(|e| match e {
+            // Without --config, a missing default file is no file.
+            CliError::Config(config::ConfigError::Read { .. }) if cli.config.is_none() => Ok(None),
+            e => Err(e),
+        })?
+        .map(|c| crate::daemon::profile(&c)))
+}
+
 /// The admin socket: the one named in the configuration file (`FILE` or the default
 /// file), or the default socket when there is no file.
 fn admin_socket(config: Option<&Path>) -> Result<PathBuf, CliError> {
@@ -295,6 +463,16 @@ fn refuse_xml(format: Format, command: &str) -> Result<(), CliError> {
     if format == Format::Xml {
         return Err(CliError::Usage(format!(
             "--xml is for qq and na (the seed's XML); `hactl {command}` prints a table or --json"
+        )));
+    }
+    Ok(())
+}
+
+/// `--json` / `--xml` on a command that prints neither.
+fn refuse_format(format: Format, command: &str) -> Result<(), CliError> {
+    if format != Format::Table {
+        return Err(CliError::Usage(format!(
+            "`hactl {command}` prints plain text: --json and --xml do not apply"
         )));
     }
     Ok(())

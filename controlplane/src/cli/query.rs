@@ -676,3 +676,126 @@ pub fn groups(db: &Hsdb) -> Result<BTreeMap<String, Vec<HostRecord>>, CliError> 
     }
     Ok(out)
 }
+
+/// One parameter of one host group as `query params` shows it.
+#[derive(Debug, Serialize)]
+pub struct ParamView {
+    host_group: String,
+    key: String,
+    value: String,
+    /// Where the value comes from: `default` (the profile's), `system`, `host_group`.
+    from: String,
+    /// Below the seed's range (the fast profile).
+    below_seed_range: bool,
+    help: String,
+}
+
+/// `query params [--host-group G] [--vm VM]`: the parameters each engine runs with and
+/// where each value comes from; with `--vm`, what that VM is judged with.
+pub fn params(
+    db: &Hsdb,
+    group: Option<&str>,
+    vm: Option<&str>,
+    config_profile: Option<crate::params::Profile>,
+    format: Format,
+) -> Result<String, CliError> {
+    use std::fmt::Write as _;
+    if let Some(given) = vm {
+        let vm = find_vm(db, given)?;
+        let group = vm
+            .current_host
+            .and_then(|h| db.host(h).ok().flatten())
+            .map(|h| h.host_group)
+            .unwrap_or_default();
+        let p = super::modify::resolve(db, &group, config_profile)?;
+        let v = p.for_vm(&vm);
+        let view = serde_json::json!({
+            "vm": vm.uuid.to_string(),
+            "host_group": group,
+            "ha_monitor": v.ha_monitor,
+            "vm_failure_detection_speed": v.detection_speed.as_str().to_ascii_lowercase(),
+            "vmfdt_ms": v.vmfdt_ms,
+            "host_failure_detection_time_ms": p.host_fdt_ms,
+            "vm_threshold_ms": p.vm_threshold_ms,
+            "profile": p.profile.as_str(),
+        });
+        if format == Format::Json {
+            return super::json(&view);
+        }
+        return Ok(format!(
+            "vm {} (host group {}): ha_monitor {}, vm_failure_detection_speed {}, \
+             VMFDT {} = host_failure_detection_time {} + {} x vm_threshold {} (profile {})\n",
+            vm.uuid,
+            if group.is_empty() { "-" } else { &group },
+            if v.ha_monitor { "enable" } else { "disable" },
+            v.detection_speed.as_str().to_ascii_lowercase(),
+            crate::params::show_ms(v.vmfdt_ms),
+            crate::params::show_ms(p.host_fdt_ms),
+            crate::params::speed_factor(v.detection_speed),
+            crate::params::show_ms(p.vm_threshold_ms),
+            p.profile.as_str()
+        ));
+    }
+    let all = groups(db)?;
+    let names: Vec<String> = match group {
+        Some(g) if !all.contains_key(g) => {
+            return Err(CliError::NotFound {
+                what: "host group",
+                name: format!("{g:?}"),
+                hsdb: db.path().to_owned(),
+            });
+        }
+        Some(g) => vec![g.to_owned()],
+        None => all.into_keys().filter(|g| !g.is_empty()).collect(),
+    };
+    let mut views = Vec::new();
+    for g in &names {
+        let p = super::modify::resolve(db, g, config_profile)?;
+        let below: Vec<crate::params::Key> = p.below_seed_keys().collect();
+        for (key, value, level) in p.entries() {
+            views.push(ParamView {
+                host_group: g.clone(),
+                key: key.as_str().to_owned(),
+                value,
+                from: level.as_str().to_owned(),
+                below_seed_range: below.contains(&key),
+                help: key.help().to_owned(),
+            });
+        }
+    }
+    if format == Format::Json {
+        return super::json(&views);
+    }
+    let mut out = String::new();
+    for g in &names {
+        let mut t = Table::new(&["KEY", "VALUE", "FROM", "MEANING"]);
+        for v in views.iter().filter(|v| &v.host_group == g) {
+            t.row(vec![
+                v.key.clone(),
+                if v.below_seed_range {
+                    format!("{} (below the seed's range)", v.value)
+                } else {
+                    v.value.clone()
+                },
+                v.from.clone(),
+                v.help.clone(),
+            ]);
+        }
+        let _ = writeln!(out, "host group {g}:");
+        out.push_str(&t.render());
+        out.push('\n');
+    }
+    let stored = db.params()?;
+    if !stored.is_empty() {
+        let mut t = Table::new(&["SCOPE", "KEY", "VALUE"]);
+        for s in stored {
+            t.row(vec![s.scope.to_string(), s.key, s.value]);
+        }
+        out.push_str("settings stored in the HSDB (the most specific wins):\n");
+        out.push_str(&t.render());
+    }
+    if names.is_empty() {
+        out.push_str("no host group yet (hactl add host NAME group=G cpu=N memory=M)\n");
+    }
+    Ok(out)
+}

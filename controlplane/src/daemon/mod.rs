@@ -5,9 +5,307 @@
 //! - [`admin`]: the admin UNIX socket (server and client).
 //! - [`status`]: what the daemon publishes after every turn.
 //! - [`render`]: the status as text for a person.
+//! - [`engine`]: a host group's Failure Detection Engine behind the loop.
 //! - [`runner`]: the loop: each host group's engine scanned when due, stop between scans.
 
 pub mod admin;
+pub mod engine;
 pub mod render;
 pub mod runner;
 pub mod status;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use hsdb::{Hsdb, Options};
+use hvha_notify::Notifier;
+
+use self::admin::{AdminError, AdminServer};
+use self::engine::{FdeEngine, below_seed};
+use self::runner::{AfterTurn, GroupEngine, GroupSource, Runner};
+use self::status::DaemonStatus;
+use crate::cli::config::{Config, PlatformConfig, Profile as ConfigProfile};
+use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::events::LogNotifier;
+use crate::params::Profile;
+use crate::platform::libvirt::{LibvirtHost, LibvirtPlatform};
+use crate::platform::sim::{SimPlatform, SimWorld};
+use crate::platform::{HostInfo, Platform, PlatformError, VmSpec, VmStatus};
+
+/// The event consumer the daemon's log notifier records its offset as.
+pub const LOG_CONSUMER: &str = "hactl-log";
+
+/// Why `hactl run` could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The HSDB file does not exist: the daemon never creates an empty one (a typo in
+    /// `hsdb` must not start a controller over nothing).
+    #[error(
+        "hsdb {}: no such file (the host monitors create it at start, `hactl add host` too)",
+        path.display()
+    )]
+    NoHsdb {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+    /// The HSDB failed.
+    #[error("hsdb {}: {source}", path.display())]
+    Hsdb {
+        /// The path.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: hsdb::Error,
+    },
+    /// The admin socket.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The platform driver could not be set up.
+    #[error("platform {driver}: {why}")]
+    Platform {
+        /// The driver.
+        driver: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// A signal handler could not be installed.
+    #[error("cannot install the SIGTERM/SIGINT handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// The configuration's profile as the parameters' system default.
+pub fn profile(config: &Config) -> Profile {
+    match config.profile {
+        ConfigProfile::Default => Profile::Standard,
+        ConfigProfile::Fast => Profile::Fast,
+    }
+}
+
+/// The sim driver on the wall clock: its virtual clock is moved to now before every
+/// call. Its VMs have no ping address (a VM's heartbeats are the only evidence it is
+/// alive, so a demo acts on what the monitors report); its hosts always answer.
+struct WallSim {
+    sim: SimPlatform,
+    clock: ManualClock,
+}
+
+impl WallSim {
+    fn sync(&self) {
+        self.clock.advance_to(SystemClock.now_ms());
+    }
+}
+
+impl Platform for WallSim {
+    fn name(&self) -> &'static str {
+        self.sim.name()
+    }
+    fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError> {
+        self.sync();
+        self.sim.hosts()
+    }
+    fn host_alive(&mut self, host: &str) -> Result<bool, PlatformError> {
+        self.sync();
+        self.sim.host_alive(host)
+    }
+    fn ping(&mut self, vm: &hsdb::Uuid) -> Result<bool, PlatformError> {
+        self.sync();
+        self.sim.ping(vm)
+    }
+    fn vm_status(&mut self, host: &str, vm: &hsdb::Uuid) -> Result<VmStatus, PlatformError> {
+        self.sync();
+        self.sim.vm_status(host, vm)
+    }
+    fn stop(&mut self, host: &str, vm: &hsdb::Uuid) -> Result<(), PlatformError> {
+        self.sync();
+        self.sim.stop(host, vm)
+    }
+    fn start(&mut self, host: &str, vm: &VmSpec) -> Result<(), PlatformError> {
+        self.sync();
+        self.sim.start(host, vm)
+    }
+    fn cleanup(&mut self, host: &str, vm: &hsdb::Uuid) -> Result<(), PlatformError> {
+        self.sync();
+        self.sim.cleanup(host, vm)
+    }
+}
+
+/// The sim platform with the HSDB's hosts and VMs (each running where the monitors last
+/// saw it).
+fn sim_platform(db: &Hsdb, seed: u64) -> Result<WallSim, DaemonError> {
+    let bad = |why: String| DaemonError::Platform { driver: "sim", why };
+    let hsdb_err = |e: hsdb::Error| bad(format!("cannot read the HSDB: {e}"));
+    let clock = ManualClock::new(SystemClock.now_ms());
+    let mut world = SimWorld::new(clock.clone(), seed);
+    let hosts = db.hosts().map_err(hsdb_err)?;
+    for h in &hosts {
+        world
+            .add_host(&h.name, h.cpu_milli, h.memory_mb)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    for vm in db.vms().map_err(hsdb_err)? {
+        let Some(host) = vm
+            .current_host
+            .and_then(|id| hosts.iter().find(|h| h.id == id))
+        else {
+            continue;
+        };
+        let spec = VmSpec {
+            uuid: vm.uuid,
+            name: if vm.name.is_empty() {
+                vm.uuid.to_string()
+            } else {
+                vm.name.clone()
+            },
+            cpu_milli: vm.cpu_milli,
+            memory_mb: vm.memory_mb,
+        };
+        world
+            .add_vm(&host.name, spec)
+            .map_err(|e| bad(e.to_string()))?;
+        world
+            .set_ping_address(&vm.uuid, false)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(WallSim {
+        sim: SimPlatform::new(world),
+        clock,
+    })
+}
+
+fn libvirt_platform(
+    config: &crate::cli::config::LibvirtConfig,
+) -> Result<LibvirtPlatform, DaemonError> {
+    let mut lv = crate::platform::libvirt::LibvirtConfig::new(
+        config
+            .hosts
+            .iter()
+            .map(|(name, uri)| LibvirtHost {
+                name: name.clone(),
+                uri: uri.clone(),
+            })
+            .collect(),
+    );
+    lv.virsh = config.virsh.clone();
+    lv.call_timeout = config.timeout;
+    lv.ping_timeout = config.ping_timeout;
+    lv.ping_addresses = config.ping.clone();
+    LibvirtPlatform::new(lv).map_err(|e| DaemonError::Platform {
+        driver: "libvirt",
+        why: e.to_string(),
+    })
+}
+
+/// The host groups of the configuration, or every group of the HSDB.
+struct Groups {
+    fixed: Vec<String>,
+    profile: Option<Profile>,
+}
+
+impl GroupSource for Groups {
+    fn groups(&mut self, hsdb: &Hsdb) -> Result<Vec<String>, String> {
+        if !self.fixed.is_empty() {
+            return Ok(self.fixed.clone());
+        }
+        let mut groups: Vec<String> = hsdb
+            .hosts()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|h| h.host_group)
+            .filter(|g| !g.is_empty())
+            .collect();
+        groups.sort();
+        groups.dedup();
+        Ok(groups)
+    }
+
+    fn engine(&mut self, hsdb: &Hsdb, group: &str) -> Result<Box<dyn GroupEngine>, String> {
+        let engine = FdeEngine::new(hsdb, group, self.profile)?;
+        for line in below_seed(engine.params()) {
+            tracing::warn!(
+                "below the seed's range: {line}: the engine may act on outages the seed's \
+                 product would wait out"
+            );
+        }
+        Ok(Box::new(engine))
+    }
+}
+
+/// The event outbox written to the log, with its own offset.
+struct EventLog(LogNotifier);
+
+impl AfterTurn for EventLog {
+    fn after_turn(&mut self, hsdb: &mut Hsdb, status: &mut DaemonStatus) -> Result<(), String> {
+        let logged = self
+            .0
+            .poll(hsdb)
+            .map_err(|e| format!("event log notifier: {e}"))?;
+        status.events_logged += u64::try_from(logged.len()).unwrap_or(u64::MAX);
+        if let Some(last) = logged.last() {
+            status.last_event_id = last.id;
+        }
+        Ok(())
+    }
+}
+
+/// `hactl run`: serve the configuration's host groups until SIGTERM or SIGINT. The scan
+/// in progress when the signal comes completes; then the HSDB is closed, the admin socket
+/// removed, and `Ok` returned (exit 0).
+pub fn run(config: &Config) -> Result<(), DaemonError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(DaemonError::Signal)?;
+    }
+    if !config.hsdb.exists() {
+        return Err(DaemonError::NoHsdb {
+            path: config.hsdb.clone(),
+        });
+    }
+    let hsdb_err = |source| DaemonError::Hsdb {
+        path: config.hsdb.clone(),
+        source,
+    };
+    let options = Options {
+        synchronous: config.synchronous,
+        ..Options::default()
+    };
+    let db = Hsdb::open(&config.hsdb, &options).map_err(hsdb_err)?;
+    let platform: Box<dyn Platform> = match &config.platform {
+        PlatformConfig::Sim { seed } => Box::new(sim_platform(&db, *seed)?),
+        PlatformConfig::Libvirt(l) => Box::new(libvirt_platform(l)?),
+    };
+    let profile = profile(config);
+    let published = Arc::new(Mutex::new(DaemonStatus::starting(
+        &config.hsdb.display().to_string(),
+        platform.name(),
+        profile.as_str(),
+        SystemClock.now_ms(),
+    )));
+    let admin = AdminServer::start(&config.admin_socket, Arc::clone(&published))?;
+    tracing::info!(
+        hsdb = %config.hsdb.display(),
+        platform = platform.name(),
+        profile = profile.as_str(),
+        admin_socket = %admin.path().display(),
+        "hactl run starting"
+    );
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!("service manager notifications off: {e}");
+        Notifier::disabled()
+    });
+    let mut runner = Runner::new(
+        db,
+        platform,
+        Arc::new(SystemClock),
+        Arc::clone(&published),
+        notifier,
+    );
+    runner.discover_groups(Box::new(Groups {
+        fixed: config.host_groups.clone(),
+        profile: Some(profile),
+    }));
+    runner.after_turn(Box::new(EventLog(LogNotifier::new(LOG_CONSUMER))));
+    let db = runner.run(&stop);
+    drop(db);
+    drop(admin);
+    tracing::info!("stopped: HSDB closed, admin socket removed");
+    Ok(())
+}

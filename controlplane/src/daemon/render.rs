@@ -63,15 +63,16 @@ pub fn status(s: &DaemonStatus) -> String {
     let request = |r: &Option<RequestSummary>, na: bool| match r {
         None => "-".to_owned(),
         Some(r) => {
-            let mut text = format!(
-                "#{} {} hosts {}/{} monitors unhealthy",
-                r.scan, r.hosts, r.monitors_unhealthy, r.monitors
-            );
-            if na {
-                let _ = write!(text, " {} VMs", r.vms);
-                if let Some(tag) = r.tag {
-                    let _ = write!(text, " hsTag {tag}");
-                }
+            let mut text = format!("#{} {} decisions", r.scan, r.decisions);
+            if !na {
+                let _ = write!(
+                    text,
+                    ", {}/{} monitors unhealthy",
+                    r.monitors_unhealthy, r.monitors
+                );
+            }
+            if let Some(tag) = r.tag {
+                let _ = write!(text, ", acked {tag}");
             }
             text
         }
@@ -142,7 +143,7 @@ mod tests {
                 hosts: 2,
                 monitors: 4,
                 monitors_unhealthy: 1,
-                vms: 0,
+                decisions: 0,
                 tag: None,
             }),
             last_na: Some(RequestSummary {
@@ -151,7 +152,7 @@ mod tests {
                 hosts: 2,
                 monitors: 4,
                 monitors_unhealthy: 1,
-                vms: 1,
+                decisions: 2,
                 tag: Some(-42),
             }),
             in_flight: vec![InFlight {
@@ -177,9 +178,10 @@ mod tests {
         );
         assert!(text.contains("scan_interval 2 s (seed: 20 s)"), "{text}");
         assert!(
-            text.contains("#3 2 hosts 1/4 monitors unhealthy 1 VMs hsTag -42"),
+            text.contains("#2 0 decisions, 1/4 monitors unhealthy"),
             "{text}"
         );
+        assert!(text.contains("#3 2 decisions, acked -42"), "{text}");
         assert!(text.contains("in 1.0s"), "{text}");
         assert!(text.contains("host-a  host-b  start"), "{text}");
         assert!(

@@ -33,6 +33,11 @@ pub trait GroupEngine: Send {
     /// Time between two scans (from the parameters in force).
     fn scan_interval(&self) -> Duration;
 
+    /// Parameters in force below the seed's ranges, one line each (`status` shows them).
+    fn below_seed_ranges(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Do what is due at `now_ms` (a scan, a step of the restarts in progress); record
     /// what was found and decided in `status`. Returns when to be ticked again, ms since
     /// the Unix epoch. `Err` is a tick that could not complete (the HSDB failed), in
@@ -53,6 +58,18 @@ pub trait AfterTurn: Send {
     fn after_turn(&mut self, hsdb: &mut Hsdb, status: &mut DaemonStatus) -> Result<(), String>;
 }
 
+/// Where the loop finds the host groups to serve, and makes their engines.
+pub trait GroupSource: Send {
+    /// The host groups that should be served now.
+    fn groups(&mut self, hsdb: &Hsdb) -> Result<Vec<String>, String>;
+    /// An engine for `group`; `Err` (bad parameters, …) is logged and tried again at the
+    /// next look.
+    fn engine(&mut self, hsdb: &Hsdb, group: &str) -> Result<Box<dyn GroupEngine>, String>;
+}
+
+/// How often the loop looks for new host groups.
+pub const DISCOVER_EVERY: Duration = Duration::from_secs(10);
+
 /// A group being served.
 struct Slot {
     engine: Box<dyn GroupEngine>,
@@ -67,6 +84,8 @@ pub struct Runner {
     clock: Arc<dyn Clock>,
     slots: Vec<Slot>,
     after: Vec<Box<dyn AfterTurn>>,
+    source: Option<Box<dyn GroupSource>>,
+    discovered: Option<Instant>,
     published: Arc<Mutex<DaemonStatus>>,
     status: DaemonStatus,
     notifier: Notifier,
@@ -96,6 +115,8 @@ impl Runner {
             clock,
             slots: Vec::new(),
             after: Vec::new(),
+            source: None,
+            discovered: None,
             published,
             status,
             notifier,
@@ -136,6 +157,50 @@ impl Runner {
         self.slots.iter().map(|s| s.engine.host_group())
     }
 
+    /// Look for host groups in `source` at every turn (at most every
+    /// [`DISCOVER_EVERY`]) and serve the new ones.
+    pub fn discover_groups(&mut self, source: Box<dyn GroupSource>) {
+        self.source = Some(source);
+        self.discovered = None;
+    }
+
+    fn discover(&mut self) {
+        if self
+            .discovered
+            .is_some_and(|t| t.elapsed() < DISCOVER_EVERY)
+        {
+            return;
+        }
+        self.discovered = Some(Instant::now());
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
+        let groups = match source.groups(&self.hsdb) {
+            Ok(g) => g,
+            Err(why) => {
+                tracing::error!("cannot list the host groups: {why}");
+                self.status.last_error = Some(why);
+                return;
+            }
+        };
+        let mut new = Vec::new();
+        for group in groups {
+            if self.slots.iter().any(|s| s.engine.host_group() == group) {
+                continue;
+            }
+            match source.engine(&self.hsdb, &group) {
+                Ok(engine) => new.push(engine),
+                Err(why) => {
+                    tracing::error!(host_group = %group, "cannot serve: {why}");
+                    self.status.last_error = Some(why);
+                }
+            }
+        }
+        for engine in new {
+            self.add_group(engine);
+        }
+    }
+
     /// Run `task` after every turn.
     pub fn after_turn(&mut self, task: Box<dyn AfterTurn>) {
         self.after.push(task);
@@ -155,6 +220,7 @@ impl Runner {
     /// Every tick due at `now`, then the after-turn tasks, then publish the status.
     /// Returns when the next tick is due (`None`: no group served).
     pub fn turn(&mut self, now: Instant) -> Option<Instant> {
+        self.discover();
         for slot in &mut self.slots {
             if slot.due > now {
                 continue;
@@ -191,6 +257,11 @@ impl Runner {
                 after_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         }
         self.status.scans_total = self.slots.iter().map(|s| s.status.scans).sum();
+        self.status.below_seed_ranges = self
+            .slots
+            .iter()
+            .flat_map(|s| s.engine.below_seed_ranges())
+            .collect();
         for task in &mut self.after {
             if let Err(why) = task.after_turn(&mut self.hsdb, &mut self.status) {
                 tracing::error!("{why}");

@@ -102,9 +102,9 @@ pub struct RequestSummary {
     pub monitors: u64,
     /// Monitors DOWN or not responsive.
     pub monitors_unhealthy: u64,
-    /// VMs reported (NeedsAttention only).
-    pub vms: u64,
-    /// The reply's `hsTag`, when it carried items to acknowledge.
+    /// Decisions the scan took (each with its reason in `last_decisions` and the log).
+    pub decisions: u64,
+    /// The `hsTag` the scan acknowledged (NeedsAttention), if any.
     pub tag: Option<i64>,
 }
 

@@ -1,0 +1,210 @@
+//! One host group's Failure Detection Engine as the daemon's loop drives it: parameters
+//! re-read from the HSDB, the engine ticked, what it did copied into the group's status.
+
+use std::time::{Duration, Instant};
+
+use hsdb::{HmState, Hsdb};
+
+use super::runner::GroupEngine;
+use super::status::{Decision, GroupStatus, InFlight, KEPT_DECISIONS, RequestSummary};
+use crate::fde::{Fde, Request};
+use crate::params::{self, GroupParams, Profile};
+use crate::platform::Platform;
+
+/// [`Fde`] behind the loop's [`GroupEngine`].
+pub struct FdeEngine {
+    fde: Fde,
+    group: String,
+    /// The configuration file's profile: the system-level default.
+    config_profile: Option<Profile>,
+    /// When the parameters were last read.
+    params_read: Option<Instant>,
+    /// When the engine last scanned (monotonic).
+    last_scan: Instant,
+}
+
+/// The settings of `group` with the configuration's profile as the system default.
+pub fn resolve(
+    db: &Hsdb,
+    group: &str,
+    config_profile: Option<Profile>,
+) -> Result<GroupParams, String> {
+    let settings = crate::cli::modify::settings(db).map_err(|e| e.to_string())?;
+    GroupParams::resolve_from(
+        group,
+        config_profile.unwrap_or(Profile::Standard),
+        &settings,
+    )
+    .map_err(|e| format!("parameters of {group}: {e}"))
+}
+
+/// Parameters below the seed's ranges, for `status` and the start-up warning.
+pub fn below_seed(p: &GroupParams) -> Vec<String> {
+    let below: Vec<params::Key> = p.below_seed_keys().collect();
+    p.entries()
+        .into_iter()
+        .filter(|(k, _, _)| below.contains(k))
+        .map(|(k, v, level)| {
+            format!(
+                "{}: {k} = {v} ({level}; profile {})",
+                p.group,
+                p.profile.as_str()
+            )
+        })
+        .collect()
+}
+
+impl FdeEngine {
+    /// An engine for `group` with the parameters the HSDB and the configuration give.
+    pub fn new(
+        db: &Hsdb,
+        group: &str,
+        config_profile: Option<Profile>,
+    ) -> Result<FdeEngine, String> {
+        let params = resolve(db, group, config_profile)?;
+        Ok(FdeEngine {
+            fde: Fde::new(params),
+            group: group.to_owned(),
+            config_profile,
+            params_read: Some(Instant::now()),
+            last_scan: Instant::now(),
+        })
+    }
+
+    /// The engine's parameters.
+    pub fn params(&self) -> &GroupParams {
+        self.fde.params()
+    }
+
+    /// Re-read the parameters once per scan interval; a bad setting keeps the old ones
+    /// (and says so).
+    fn refresh_params(&mut self, db: &Hsdb, status: &mut GroupStatus) {
+        let interval = self.scan_interval();
+        if self.params_read.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        self.params_read = Some(Instant::now());
+        match resolve(db, &self.group, self.config_profile) {
+            Ok(p) if p != *self.fde.params() => {
+                tracing::info!(
+                    host_group = %self.group,
+                    profile = p.profile.as_str(),
+                    scan_interval_ms = p.scan_interval_ms,
+                    host_fdt_ms = p.host_fdt_ms,
+                    "parameters changed; the next scan uses them"
+                );
+                for line in below_seed(&p) {
+                    tracing::warn!("below the seed's range: {line}");
+                }
+                self.fde.set_params(p);
+            }
+            Ok(_) => {}
+            Err(why) => {
+                tracing::error!(host_group = %self.group, "{why}; keeping the parameters in force");
+                status.last_error = Some(why);
+            }
+        }
+    }
+}
+
+impl GroupEngine for FdeEngine {
+    fn host_group(&self) -> &str {
+        &self.group
+    }
+
+    fn scan_interval(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.fde.params().scan_interval_ms).unwrap_or(1))
+    }
+
+    fn below_seed_ranges(&self) -> Vec<String> {
+        below_seed(self.fde.params())
+    }
+
+    fn tick(
+        &mut self,
+        now_ms: i64,
+        hsdb: &mut Hsdb,
+        platform: &mut dyn Platform,
+        status: &mut GroupStatus,
+    ) -> Result<i64, String> {
+        self.refresh_params(hsdb, status);
+        let interval = self.scan_interval();
+        let mut tick = self
+            .fde
+            .tick(now_ms, hsdb, platform)
+            .map_err(|e| e.to_string())?;
+        // The engine schedules on the wall clock; one set back would park it. The
+        // monotonic clock says when a scan is overdue: then scan now.
+        if tick.scan.is_none() && self.last_scan.elapsed() > interval * 2 {
+            tracing::warn!(
+                host_group = %self.group,
+                "no scan for {:?} (the wall clock went back?): scanning now",
+                self.last_scan.elapsed()
+            );
+            let report = self
+                .fde
+                .scan(now_ms, hsdb, platform)
+                .map_err(|e| e.to_string())?;
+            tick.scan = Some(report);
+            tick.next_wake_ms = now_ms.saturating_add(self.fde.params().scan_interval_ms);
+        }
+        if let Some(report) = &tick.scan {
+            self.last_scan = Instant::now();
+            let silent_after = self.fde.params().hm_silent_after_ms;
+            let hosts = self.fde.hosts();
+            let monitors = hosts.iter().flat_map(|h| &h.monitors);
+            let summary = RequestSummary {
+                scan: report.scan,
+                at_ms: now_ms,
+                hosts: u64::try_from(hosts.len()).unwrap_or(u64::MAX),
+                monitors: u64::try_from(monitors.clone().count()).unwrap_or(u64::MAX),
+                monitors_unhealthy: u64::try_from(
+                    monitors
+                        .filter(|m| m.state == HmState::Down || m.silent_ms > silent_after)
+                        .count(),
+                )
+                .unwrap_or(u64::MAX),
+                decisions: report.decisions,
+                tag: report.acked,
+            };
+            match report.request {
+                Request::QuickQuery => status.last_qq = Some(summary),
+                Request::NeedsAttention => status.last_na = Some(summary),
+            }
+        }
+        status.scans = self.fde.scans();
+        status.in_flight = self
+            .fde
+            .restarts()
+            .iter()
+            .map(|r| InFlight {
+                vm: r.request.spec.name.clone(),
+                from_host: r.request.from.name.clone(),
+                to_host: Some(r.request.to.name.clone()),
+                phase: r.phase.as_str().to_owned(),
+                since_ms: r.submitted_ms,
+            })
+            .chain(self.fde.waiting_for_placement().iter().map(|j| InFlight {
+                vm: j.vm.name.clone(),
+                from_host: String::new(),
+                to_host: None,
+                phase: "waiting for a target host".to_owned(),
+                since_ms: now_ms,
+            }))
+            .collect();
+        let kept: Vec<Decision> = self
+            .fde
+            .decisions()
+            .iter()
+            .rev()
+            .take(KEPT_DECISIONS)
+            .map(|d| Decision {
+                at_ms: d.at_ms,
+                scan: d.scan,
+                text: format!("{}: {}: {}", d.subject, d.verdict, d.reason),
+            })
+            .collect();
+        status.last_decisions = kept.into_iter().rev().collect();
+        Ok(tick.next_wake_ms)
+    }
+}
