@@ -253,6 +253,16 @@ fn check_config_prints_the_effective_configuration_or_names_the_bad_value() {
         text.contains(&format!("hsdb = \"{}\"", hsdb.display())),
         "{text}"
     );
+    assert!(text.contains("absent (the monitors create it"), "{text}");
+    assert!(text.contains("free (created at start)"), "{text}");
+    populate(&hsdb);
+    let o = s.run(&["check-config"]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("readable; hg1: 2 hosts"),
+        "{}",
+        stdout(&o)
+    );
 
     let s = Setup::new("\n[platform]\ndriver = \"libvirt\"\ntimeout_ms = 50\n");
     let o = s.run(&["check-config"]);

@@ -321,10 +321,15 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
             if let Some(hsdb) = &cli.hsdb {
                 config.hsdb = std::path::absolute(hsdb).unwrap_or_else(|_| hsdb.clone());
             }
-            Ok(format!(
+            let mut out = format!(
                 "# effective configuration of {}, defaults included\n{config}",
                 path.display()
-            ))
+            );
+            out.push_str("# this machine:\n");
+            for note in machine_notes(&config) {
+                out.push_str(&format!("#   {note}\n"));
+            }
+            Ok(out)
         }
         Command::Query(query) => {
             refuse_xml(format, "query")?;
@@ -413,6 +418,85 @@ fn open_read(cli: &Cli) -> Result<Hsdb, CliError> {
         });
     }
     Ok(Hsdb::open_read_only(&path, &Options::default())?)
+}
+
+/// What `check-config` finds on this machine, one line each: the HSDB (its schema, its
+/// host groups), the admin socket (a daemon answers?), the platform programs. Nothing is
+/// created or changed.
+fn machine_notes(config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    let hsdb = config.hsdb.display();
+    if !config.hsdb.exists() {
+        notes.push(format!(
+            "hsdb {hsdb}: absent (the monitors create it, `hactl add host` too; \
+             `hactl run` refuses to start without it)"
+        ));
+    } else {
+        match Hsdb::open_read_only(&config.hsdb, &Options::default()) {
+            Ok(db) => match self::query::groups(&db) {
+                Ok(groups) => {
+                    let names: Vec<String> = groups
+                        .iter()
+                        .map(|(g, hosts)| {
+                            let g = if g.is_empty() { "(no group)" } else { g };
+                            format!("{g}: {} hosts", hosts.len())
+                        })
+                        .collect();
+                    notes.push(format!(
+                        "hsdb {hsdb}: readable; {}",
+                        if names.is_empty() {
+                            "no host yet".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ));
+                    for g in &config.host_groups {
+                        if !groups.contains_key(g) {
+                            notes.push(format!(
+                                "host_groups: {g:?} has no host in the HSDB yet (served once it has)"
+                            ));
+                        }
+                    }
+                }
+                Err(e) => notes.push(format!("hsdb {hsdb}: {e}")),
+            },
+            Err(e) => notes.push(format!("hsdb {hsdb}: {e}")),
+        }
+    }
+    let socket = config.admin_socket.display();
+    notes.push(
+        match admin::request(&config.admin_socket, "ping", Duration::from_secs(2)) {
+            Ok(_) => format!("admin_socket {socket}: a running hactl run answers on it"),
+            Err(admin::AdminError::NotRunning { .. }) => {
+                format!("admin_socket {socket}: free (created at start)")
+            }
+            Err(e) => format!("admin_socket {socket}: {e}"),
+        },
+    );
+    if let config::PlatformConfig::Libvirt(l) = &config.platform {
+        let found = crate::platform::libvirt::program_exists(&l.virsh);
+        notes.push(format!(
+            "platform.virsh {}: {}",
+            l.virsh.display(),
+            if found {
+                "found"
+            } else {
+                "NOT FOUND (Debian package libvirt-clients)"
+            }
+        ));
+        if !l.ping.is_empty() {
+            let found = crate::platform::libvirt::program_exists(Path::new("ping"));
+            notes.push(format!(
+                "ping: {}",
+                if found {
+                    "found"
+                } else {
+                    "NOT FOUND (Debian package iputils-ping): every VM reads not pingable"
+                }
+            ));
+        }
+    }
+    notes
 }
 
 /// A connection that may write; the file must exist.
