@@ -749,3 +749,20 @@ fn run_refuses_a_missing_hsdb() {
     assert!(stderr(&o).contains("no such file"), "{}", stderr(&o));
     assert!(!s.path("hsdb.sqlite").exists(), "never created by run");
 }
+
+#[test]
+fn remove_hm_retires_a_monitor() {
+    let s = lab();
+    let o = s.run(&["remove", "hm", HM_A2]);
+    assert_exit(&o, 0);
+    let o = s.run(&["query", "hm", "--json"]);
+    let hms = json(&o);
+    assert_eq!(hms.as_array().unwrap().len(), 3);
+    assert!(hms.as_array().unwrap().iter().all(|h| h["uuid"] != HM_A2));
+    let o = s.run(&["query", "vm", DB1, "--json"]);
+    assert_eq!(json(&o)[0]["monitors"].as_array().unwrap().len(), 1);
+    let o = s.run(&["remove", "hm", HM_A2]);
+    assert_exit(&o, 4);
+    let o = s.run(&["remove", "hm", "x"]);
+    assert_exit(&o, 2);
+}

@@ -99,6 +99,9 @@ pub enum Command {
     /// Add a host (`add host NAME group=G cpu=N memory=M …`) or a VM (`add vm UUID …`).
     #[command(subcommand)]
     Add(Add),
+    /// Retire a host monitor (decommissioned or replaced): `remove hm UUID`.
+    #[command(subcommand)]
+    Remove(Remove),
     /// Ask the running `hactl run` for its status.
     ///
     /// Scans, the last QuickQuery and NeedsAttention, relocations in flight, the last
@@ -169,6 +172,18 @@ pub enum Add {
         /// key=value settings.
         #[arg(value_name = "KEY=VALUE")]
         settings: Vec<String>,
+    },
+}
+
+/// `hactl remove …`.
+#[derive(Debug, Subcommand)]
+pub enum Remove {
+    /// A host monitor: its row, its view of each VM, its interfaces, commands and
+    /// undelivered events go; the VM items it wrote stay pending. A monitor that starts
+    /// again registers anew.
+    Hm {
+        /// The monitor's UUID.
+        uuid: String,
     },
 }
 
@@ -313,6 +328,24 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                     self::modify::add_vm(&mut db, uuid, settings, profile, SystemClock.now_ms())
                 }
             }
+        }
+        Command::Remove(Remove::Hm { uuid }) => {
+            refuse_format(format, "remove")?;
+            let hm = values::uuid("UUID", uuid)?;
+            let mut db = open_write(cli)?;
+            let Some(row) = db.hm(&hm)? else {
+                return Err(CliError::NotFound {
+                    what: "monitor",
+                    name: uuid.clone(),
+                    hsdb: db.path().to_owned(),
+                });
+            };
+            db.retire_hm(&hm)?;
+            Ok(format!(
+                "monitor {hm} (host {}) retired; stop its hmd, or it registers again at its \
+                 next start\n",
+                row.host
+            ))
         }
         Command::CheckConfig => {
             refuse_xml(format, "check-config")?;
