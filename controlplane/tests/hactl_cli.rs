@@ -711,8 +711,10 @@ fn run_answers_status_and_stops_cleanly_on_sigterm() {
         "{}",
         stderr(&o)
     );
-    let o = s.run(&["status"]);
-    println!("{}", stdout(&o));
+    // Consuming NeedsAttention by hand under a running engine is refused.
+    let o = s.run(&["na", "--consume"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
 
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -764,5 +766,104 @@ fn remove_hm_retires_a_monitor() {
     let o = s.run(&["remove", "hm", HM_A2]);
     assert_exit(&o, 4);
     let o = s.run(&["remove", "hm", "x"]);
+    assert_exit(&o, 2);
+}
+
+#[test]
+fn qq_lists_every_monitor_as_table_json_and_the_seeds_xml() {
+    let s = lab();
+    let o = s.run(&["qq"]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert!(text.starts_with("HOST    SERIAL   MONITOR"), "{text}");
+    assert!(
+        text.contains(&format!("host-a  212424W  {HM_A1}  UP")),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 hosts, 4 monitors, 0 DOWN or not responsive"),
+        "{text}"
+    );
+    let o = s.run(&["qq", "--json"]);
+    assert_exit(&o, 0);
+    let qq = json(&o);
+    assert_eq!(qq["hosts"].as_array().unwrap().len(), 2);
+    assert_eq!(qq["hosts"][0]["host"]["serial"], "212424W");
+    assert_eq!(qq["hosts"][0]["stats"][0]["state"], "UP");
+    assert_eq!(qq["hosts"][0]["stats"][0]["hmResponsive"], true);
+    let o = s.run(&["qq", "--xml"]);
+    assert_exit(&o, 0);
+    let xml = stdout(&o);
+    assert!(xml.contains("<quickQuery>"), "{xml}");
+    assert!(
+        xml.contains(r#"<viosStatus machine_type="8408" model="E8E" serial="212424W">"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!(r#"<viosStat uuid="{HM_A1}" state="UP""#)),
+        "{xml}"
+    );
+    let o = s.run(&["qq", "--host-group", "hg9"]);
+    assert_exit(&o, 4);
+}
+
+#[test]
+fn na_looks_without_tagging_consume_tags_and_ack_clears() {
+    let s = lab();
+    // A look: db1's missed heartbeat (from the earliest miss) and the discoveries.
+    let o = s.run(&["na"]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("VMs needing attention:"), "{text}");
+    assert!(text.contains(DB1), "{text}");
+    assert!(
+        text.contains("would be tagged by the next NeedsAttention"),
+        "{text}"
+    );
+    assert!(!text.contains("hsTag"), "a look carries no tag: {text}");
+    let o = s.run(&["na", "--xml"]);
+    assert_exit(&o, 0);
+    let xml = stdout(&o);
+    assert!(xml.contains("<needsAtt>"), "untagged: {xml}");
+    assert!(xml.contains(&format!(r#"<vmStat uuid="{DB1}">"#)), "{xml}");
+    assert!(xml.contains("missedHb="), "{xml}");
+    // Looking twice changes nothing: the real request still finds the items untagged.
+    let o = s.run(&["na", "--consume", "--json"]);
+    assert_exit(&o, 0);
+    let reply = json(&o);
+    let tag = reply["hsTag"].as_str().unwrap().to_owned();
+    assert!(!reply["entries"].as_array().unwrap().is_empty());
+    let o = s.run(&["na", "--consume"]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    // Not acknowledged: reported again under a new tag.
+    assert!(text.contains("hsTag "), "{text}");
+    assert!(!text.contains(&format!("hsTag {tag}\n")), "{text}");
+    let new_tag = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hsTag "))
+        .unwrap()
+        .to_owned();
+    let o = s.run(&["ack", &new_tag]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("VM items"), "{}", stdout(&o));
+    // Acknowledged: the discoveries are gone; db1's miss is never acknowledged.
+    let o = s.run(&["na", "--json"]);
+    let again = json(&o);
+    assert!(again["hsTag"].is_null());
+    let text = stdout(&o);
+    assert!(text.contains(DB1), "the miss stays: {text}");
+    assert!(
+        !text.contains(WEB1),
+        "web1's discovery was acknowledged: {text}"
+    );
+    // A repeated acknowledgement clears nothing and is not an error.
+    let o = s.run(&["ack", &new_tag]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("nothing to clear"), "{}", stdout(&o));
+    let o = s.run(&["ack", "12x"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("signed 64-bit"), "{}", stderr(&o));
+    let o = s.run(&["na", "--max-items", "0"]);
     assert_exit(&o, 2);
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod modify;
 pub mod peek;
 pub mod query;
+pub mod replies;
 pub mod table;
 pub mod values;
 
@@ -42,6 +43,10 @@ Examples:
   hactl run                                   # the FDE daemon (SIGTERM: finish the scan, exit 0)
   hactl status                                # ask the running daemon
   hactl status --json
+  hactl qq                                    # QuickQuery: every monitor of every host
+  hactl na                                    # NeedsAttention, a look that tags nothing
+  hactl na --consume --xml                    # the real request, in the seed's XML
+  hactl ack -- -6630805255682309212           # acknowledge an hsTag
   hactl query vm                              # every VM; `hactl q vm NAME` for one
   hactl query host
   hactl query hm
@@ -93,6 +98,36 @@ pub enum Command {
     /// Check the configuration file and print the effective configuration as TOML.
     #[command(name = "check-config")]
     CheckConfig,
+    /// QuickQuery: every host with every monitor (read-only).
+    Qq {
+        /// Only this host group's hosts.
+        #[arg(long, value_name = "NAME")]
+        host_group: Option<String>,
+    },
+    /// NeedsAttention: VMs and monitors needing attention.
+    ///
+    /// By default a look that tags nothing (read-only). --consume makes the real request:
+    /// the items reported are tagged with an hsTag to acknowledge with `hactl ack`.
+    Na {
+        /// Only this host group's hosts.
+        #[arg(long, value_name = "NAME")]
+        host_group: Option<String>,
+        /// Tag the items reported (the engine's request); acknowledge with `hactl ack`.
+        #[arg(long)]
+        consume: bool,
+        /// With --consume: even while `hactl run` answers on the admin socket.
+        #[arg(long, requires = "consume")]
+        force: bool,
+        /// Most pending items in the reply (default: the parameter na_max_items).
+        #[arg(long, value_name = "N")]
+        max_items: Option<u32>,
+    },
+    /// Acknowledge an hsTag: its VM items and monitor events are cleared.
+    Ack {
+        /// The hsTag, as printed (`hactl ack -- -6630805255682309212` for a negative one).
+        #[arg(value_name = "TAG", allow_hyphen_values = true)]
+        tag: String,
+    },
     /// Change settings: `modify system|host_group NAME|host NAME|vm UUID|NAME key=value…`.
     #[command(subcommand)]
     Modify(Modify),
@@ -297,6 +332,37 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                     Err(CliError::Failed(e.to_string()))
                 }
             }
+        }
+        Command::Qq { host_group } => {
+            let db = open_read(cli)?;
+            let na = na_config(cli, &db, host_group.as_deref(), None)?;
+            self::replies::quick_query(&db, &na, SystemClock.now_ms(), format)
+        }
+        Command::Na {
+            host_group,
+            consume,
+            force,
+            max_items,
+        } => {
+            if *consume {
+                if !force {
+                    refuse_if_running(cli)?;
+                }
+                let mut db = open_write(cli)?;
+                let na = na_config(cli, &db, host_group.as_deref(), *max_items)?;
+                let tag = crate::hs::random_tag();
+                self::replies::consume(&mut db, &na, SystemClock.now_ms(), tag, format)
+            } else {
+                let db = open_read(cli)?;
+                let na = na_config(cli, &db, host_group.as_deref(), *max_items)?;
+                self::replies::peek(&db, &na, SystemClock.now_ms(), format)
+            }
+        }
+        Command::Ack { tag } => {
+            refuse_xml(format, "ack")?;
+            let tag = values::tag("TAG", tag)?;
+            let mut db = open_write(cli)?;
+            self::replies::acknowledge(&mut db, tag, format)
         }
         Command::Modify(what) => {
             refuse_format(format, "modify")?;
@@ -561,6 +627,59 @@ fn config_profile(cli: &Cli) -> Result<Option<crate::params::Profile>, CliError>
             e => Err(e),
         })?
         .map(|c| crate::daemon::profile(&c)))
+}
+
+/// QuickQuery / NeedsAttention bounds: the group's parameters (the system's without a
+/// group), `--max-items` when given.
+fn na_config(
+    cli: &Cli,
+    db: &Hsdb,
+    group: Option<&str>,
+    max_items: Option<u32>,
+) -> Result<crate::hs::build::NaConfig, CliError> {
+    if let Some(g) = group
+        && !self::query::groups(db)?.contains_key(g)
+    {
+        return Err(CliError::NotFound {
+            what: "host group",
+            name: format!("{g:?}"),
+            hsdb: db.path().to_owned(),
+        });
+    }
+    let profile = config_profile(cli)?;
+    let params = self::modify::resolve(db, group.unwrap_or(""), profile)?;
+    let max = match max_items {
+        None => params.na_max_items,
+        Some(n) if (1..=100_000).contains(&n) => n,
+        Some(n) => {
+            return Err(CliError::bad_value(
+                "--max-items",
+                n.to_string(),
+                "1..=100000",
+            ));
+        }
+    };
+    Ok(crate::hs::build::NaConfig {
+        group: group.map(str::to_owned),
+        max_items: usize::try_from(max).unwrap_or(usize::MAX),
+        hm_silent_after_ms: params.hm_silent_after_ms,
+    })
+}
+
+/// `na --consume` while a daemon answers: refused (exit 2).
+fn refuse_if_running(cli: &Cli) -> Result<(), CliError> {
+    let Ok(socket) = admin_socket(cli.config.as_deref()) else {
+        return Ok(());
+    };
+    if admin::request(&socket, "ping", Duration::from_secs(2)).is_ok() {
+        return Err(CliError::Usage(format!(
+            "hactl run answers on {}: --consume would tag items away from its engine's \
+             NeedsAttention (it sees them again only under its next tag); use `hactl na` to \
+             look, or add --force",
+            socket.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The admin socket: the one named in the configuration file (`FILE` or the default
