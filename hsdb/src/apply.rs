@@ -156,17 +156,21 @@ impl BatchWriter<'_, '_> {
             } => {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
-                match self.vm_state(&vm_text)? {
+                let fresh = match self.vm_state(&vm_text)? {
                     // A VM first seen is not managed yet: UNKNOWN, which NeedsAttention
                     // reports as discoveryInfo UNMANAGED (seed 004 L7533-7564).
-                    None => self.create_vm(&vm_text, hm, host, VmState::Unknown, *at)?,
+                    None => {
+                        self.create_vm(&vm_text, hm, host, VmState::Unknown, *at)?;
+                        true
+                    }
                     Some(known) => {
                         if known.host.is_some_and(|h| h != host) {
                             self.retire_elsewhere(&vm_text, vm, host, *at)?;
                         }
                         self.enter_state(&vm_text, hm, host, &known, known.alive(), *at)?;
+                        false
                     }
-                }
+                };
                 self.tx.prepare_cached(VM_AGENT)?.execute((
                     &vm_text,
                     ostype,
@@ -181,7 +185,10 @@ impl BatchWriter<'_, '_> {
                     HeartbeatState::Detected,
                     *at,
                 )?;
-                self.end_suspension(&vm_text, hm, host, *at)?;
+                if !fresh {
+                    // A new VM has no row on another monitor.
+                    self.end_suspension(&vm_text, hm, host, *at)?;
+                }
                 self.applied.discovered += 1;
             }
             Transition::Detected { vm, hm, at } => {
@@ -516,6 +523,11 @@ impl BatchWriter<'_, '_> {
             self.applied.pending_coalesced += 1;
             return Ok(());
         }
+        self.insert_item(vm, hm, &item, at)
+    }
+
+    /// Add a pending VM item.
+    fn insert_item(&mut self, vm: &UuidText, hm: &Uuid, item: &Item, at: i64) -> Step {
         let data = if item.kind == PendingKind::Doorbell {
             format!("{:#x}", item.code)
         } else {

@@ -10,23 +10,22 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hvha_identity::Uuid;
-use rusqlite::{Transaction, TransactionBehavior};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::codec::{Columns, UuidText, bits_from_sql, bits_to_sql};
 use crate::control_model::{
     DiscoveryKind, HmStatus, NaLimits, NaRows, NaVm, NodeDataRows, NodeEvent, QqHost,
 };
-use crate::error::{Context, Result};
-use crate::model::{HmRow, HmState, HostId, HostRecord, PendingKind, PendingRow, VmRow};
-use crate::store::{
-    Hsdb, hm_row, hm_select, host_row, host_select, pending_row, pending_select, vm_row, vm_select,
-};
+use crate::error::{Context, Error, Result};
+use crate::model::{HmRow, HmState, HostId, HostRecord, PendingKind, PendingRow, VmState};
+use crate::store::{Hsdb, hm_row, hm_select, host_row, host_select, pending_row, pending_select};
 
 /// Candidates for "missed on every monitor": start from the partial index of rows with a
 /// miss time (`vm_hm_missed`), keep the rows of monitors of the VM's current host, and
 /// drop a VM if any monitor of that host still hears it. A healthy group has no such
 /// row: the selection reads nothing.
-const MISSED: &str = "SELECT m.vm, MIN(m.hb_missed_ms) FROM vm_hm m \
+const MISSED: &str = "SELECT m.vm, MIN(m.hb_missed_ms), COUNT(*), v.state, v.current_host, \
+    v.managed FROM vm_hm m \
     JOIN vm v ON v.uuid = m.vm JOIN hm h ON h.uuid = m.hm \
     WHERE m.hb_missed_ms IS NOT NULL AND h.host_id = v.current_host \
     AND NOT EXISTS (SELECT 1 FROM vm_hm m2 JOIN hm h2 ON h2.uuid = m2.hm \
@@ -36,6 +35,7 @@ const MISSED: &str = "SELECT m.vm, MIN(m.hb_missed_ms) FROM vm_hm m \
 const HOST_HAS_VMS: &str =
     "SELECT 1 FROM hm h JOIN vm_hm m ON m.hm = h.uuid WHERE h.host_id = ?1 LIMIT 1";
 const VM_MONITORS: &str = "SELECT hm FROM vm_hm WHERE vm = ?1";
+const VM_BRIEF: &str = "SELECT state, current_host, managed FROM vm WHERE uuid = ?1";
 const TAG_ITEM: &str = "UPDATE pending SET tag = ?1 WHERE id = ?2";
 
 impl Hsdb {
@@ -197,14 +197,21 @@ impl Hsdb {
                 break;
             }
         }
-        // (a): the missed VMs.
+        // (a): the missed VMs, with what their entry needs.
         let mut missed = Vec::new();
         {
             let mut stmt = tx.prepare_cached(MISSED).op(OP)?;
             let mut rows = stmt.query([]).op(OP)?;
             while let Some(row) = rows.next().op(OP)? {
                 let c = Columns::new(row, "vm_hm", OP);
-                missed.push((c.uuid(0, "vm")?, c.int(1)?));
+                missed.push(Missed {
+                    vm: c.uuid(0, "vm")?,
+                    earliest: c.int(1)?,
+                    rows: usize::try_from(c.int(2)?).unwrap_or(0),
+                    state: c.enumeration(3, "state", "VM state", VmState::from_text)?,
+                    host: c.opt_int(4)?.map(HostId),
+                    managed: c.bool(5, "managed")?,
+                });
             }
         }
 
@@ -212,9 +219,16 @@ impl Hsdb {
         for item in items.iter().filter(|i| i.kind == PendingKind::Doorbell) {
             reply.add_item(item)?;
         }
-        for (vm, earliest) in missed {
-            if let Some(entry) = reply.entry(&vm)? {
-                entry.missed_ms = Some(now_ms.saturating_sub(earliest).max(0));
+        for m in missed {
+            let missed_ms = Some(now_ms.saturating_sub(m.earliest).max(0));
+            if let Some(&i) = reply.index.get(&m.vm) {
+                if let Some(entry) = reply.vms.get_mut(i) {
+                    entry.missed_ms = missed_ms;
+                }
+            } else if let Some(entry) =
+                reply.insert(m.vm, m.state, m.host, m.managed, Some(m.rows))?
+            {
+                entry.missed_ms = missed_ms;
             }
         }
         for item in items.iter().filter(|i| i.kind != PendingKind::Doorbell) {
@@ -534,6 +548,18 @@ fn pending_of_kind(
     Ok(out)
 }
 
+/// A VM missed on every monitor of its host that knows it.
+struct Missed {
+    vm: Uuid,
+    /// The earliest miss time.
+    earliest: i64,
+    /// How many monitors of its host have a row for it.
+    rows: usize,
+    state: VmState,
+    host: Option<HostId>,
+    managed: bool,
+}
+
 /// The VMs of one NeedsAttention reply, in order, each once.
 struct Reply<'a> {
     tx: &'a Transaction<'a>,
@@ -555,32 +581,50 @@ impl Reply<'_> {
         if let Some(&i) = self.index.get(vm) {
             return Ok(self.vms.get_mut(i));
         }
-        let row: Option<VmRow> = {
-            let mut stmt = self
-                .tx
-                .prepare_cached(concat!(vm_select!(), " WHERE uuid = ?1"))
-                .op(OP)?;
-            let mut rows = stmt.query([UuidText::new(vm)]).op(OP)?;
-            match rows.next().op(OP)? {
-                Some(row) => Some(vm_row(&Columns::new(row, "vm", OP))?),
-                None => None,
-            }
+        let brief: Option<(String, Option<i64>, i64)> = self
+            .tx
+            .prepare_cached(VM_BRIEF)
+            .op(OP)?
+            .query_row([UuidText::new(vm)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .op(OP)?;
+        let Some((state, host, managed)) = brief else {
+            return Ok(None);
         };
-        let Some(row) = row else { return Ok(None) };
-        if self.group
-            && !row
-                .current_host
-                .is_some_and(|h| self.hosts.contains_key(&h))
-        {
+        let state = VmState::from_text(&state).ok_or_else(|| Error::Corrupt {
+            table: "vm",
+            column: "state",
+            value: state,
+            expected: "VM state",
+        })?;
+        self.insert(*vm, state, host.map(HostId), managed != 0, None)
+    }
+
+    /// Add VM `vm`'s entry at the end of the reply, unless it is outside the group.
+    /// `rows_on_host`: how many monitors of its host have a row for it, when known
+    /// (then `missedHMEntry` is looked up only if some monitor has none).
+    fn insert(
+        &mut self,
+        vm: Uuid,
+        state: VmState,
+        host: Option<HostId>,
+        managed: bool,
+        rows_on_host: Option<usize>,
+    ) -> Result<Option<&mut NaVm>> {
+        const OP: &str = "needs_attention";
+        if self.group && !host.is_some_and(|h| self.hosts.contains_key(&h)) {
             return Ok(None);
         }
-        let missed_hm_entry = match row.current_host.and_then(|h| self.monitors.get(&h)) {
-            Some(monitors) => {
+        let monitors = host.and_then(|h| self.monitors.get(&h));
+        let missed_hm_entry = match monitors {
+            Some(monitors) if rows_on_host != Some(monitors.len()) => {
                 let known: Vec<String> = self
                     .tx
                     .prepare_cached(VM_MONITORS)
                     .op(OP)?
-                    .query_map([UuidText::new(vm)], |r| r.get(0))
+                    .query_map([UuidText::new(&vm)], |r| r.get(0))
                     .op(OP)?
                     .collect::<rusqlite::Result<_>>()
                     .op(OP)?;
@@ -589,14 +633,14 @@ impl Reply<'_> {
                     .find(|m| !known.iter().any(|k| k.as_bytes() == m.to_text()))
                     .copied()
             }
-            None => None,
+            _ => None,
         };
-        self.index.insert(*vm, self.vms.len());
+        self.index.insert(vm, self.vms.len());
         self.vms.push(NaVm {
-            uuid: *vm,
-            host: row.current_host,
-            state: row.state,
-            managed: row.managed,
+            uuid: vm,
+            host,
+            state,
+            managed,
             state_chg: false,
             missed_ms: None,
             short_msg: None,

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::*;
-use crate::{Applied, HeartbeatState};
+use crate::{Applied, HeartbeatState, Synchronous};
 
 const N: u32 = 10_000;
 
@@ -70,4 +70,51 @@ fn test_ten_thousand_missing_in_one_transaction() {
     drop(f.db);
     let db = Hsdb::open(f.dir.path().join("hsdb.sqlite"), &Options::default()).expect("reopen");
     assert_eq!(db.vms().expect("vms").len(), 10_000);
+}
+
+#[test]
+fn test_discovery_storm_consumed_in_bounded_steps() {
+    // 100,000 VMs discovered at once (a new host group, or a store rebuilt): the
+    // controller consumes them 1,000 per NeedsAttention reply, acknowledging each.
+    const VMS: u32 = 100_000;
+    const STEP: usize = 1_000;
+    let mut f = Fixture::with(Synchronous::Normal);
+    let storm: Vec<Transition> = (0..VMS)
+        .map(|i| discovered(vm_n(i), hm1(), mac_n(i, 0), T0))
+        .collect();
+    let applied = f.db.apply(&storm).expect("storm");
+    assert_eq!(applied.pending_added, 100_000);
+    let limits = crate::NaLimits {
+        max_items: STEP,
+        ..crate::NaLimits::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut replies = 0;
+    loop {
+        let tag = 1_000 + replies;
+        let rows = f.db.needs_attention(T0 + 1, limits, tag).expect("NA");
+        replies += 1;
+        let items: usize = rows.vms.iter().map(|v| v.items.len()).sum();
+        assert!(items <= STEP, "reply {replies}: {items} items");
+        for vm in &rows.vms {
+            assert!(seen.insert(vm.uuid), "{} reported twice", vm.uuid);
+            assert_eq!(vm.discovery, Some(crate::DiscoveryKind::Unmanaged));
+        }
+        if rows.tag.is_some() {
+            assert_eq!(f.db.acknowledge(tag).expect("ack"), items);
+        }
+        if !rows.more {
+            assert!(items <= STEP);
+            break;
+        }
+        assert_eq!(items, STEP, "a reply with more to come is full");
+        assert!(replies <= 200, "no progress");
+    }
+    assert_eq!(seen.len(), 100_000);
+    assert_eq!(replies, 100, "100,000 items in steps of 1,000");
+    assert!(f.db.pending().expect("pending").is_empty());
+    let last =
+        f.db.needs_attention(T0 + 2, limits, 9)
+            .expect("NA after the storm");
+    assert!(last.vms.is_empty() && last.tag.is_none() && !last.more);
 }
