@@ -208,3 +208,112 @@ impl GroupEngine for FdeEngine {
         Ok(tick.next_wake_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::platform::sim::SimPlatform;
+    use hsdb::{HostId, HostRecord, ParamScope};
+
+    fn group_status() -> GroupStatus {
+        GroupStatus {
+            name: "hg1".into(),
+            scans: 0,
+            scan_interval_ms: 0,
+            next_scan_ms: 0,
+            last_qq: None,
+            last_na: None,
+            in_flight: Vec::new(),
+            last_decisions: Vec::new(),
+            errors: 0,
+            last_error: None,
+        }
+    }
+
+    fn db() -> Hsdb {
+        let mut db = Hsdb::open_in_memory().unwrap();
+        db.upsert_host(&HostRecord {
+            id: HostId(1),
+            name: "host-a".into(),
+            machine_type: "8408".into(),
+            model: "E8E".into(),
+            serial: "S1".into(),
+            cpu_milli: 8_000,
+            memory_mb: 32_768,
+            host_group: "hg1".into(),
+        })
+        .unwrap();
+        db
+    }
+
+    #[test]
+    fn a_wall_clock_set_back_does_not_park_the_engine() {
+        let mut db = db();
+        db.set_param(
+            &ParamScope::HostGroup("hg1".into()),
+            "scan_interval",
+            "100ms",
+        )
+        .unwrap();
+        let mut engine = FdeEngine::new(&db, "hg1", Some(Profile::Fast)).unwrap();
+        let mut platform = SimPlatform::empty(ManualClock::new(0), 1);
+        let mut status = group_status();
+        let t0 = 1_700_000_000_000;
+        engine
+            .tick(t0, &mut db, &mut platform, &mut status)
+            .unwrap();
+        assert_eq!(status.scans, 1);
+        std::thread::sleep(Duration::from_millis(300));
+        // An hour earlier by the wall clock: the engine alone would wait an hour.
+        engine
+            .tick(t0 - 3_600_000, &mut db, &mut platform, &mut status)
+            .unwrap();
+        assert_eq!(status.scans, 2, "the overdue scan ran");
+        assert!(status.last_qq.is_some());
+    }
+
+    #[test]
+    fn parameters_changed_in_the_hsdb_reach_the_engine_and_bad_ones_are_reported() {
+        let mut db = db();
+        let mut engine = FdeEngine::new(&db, "hg1", None).unwrap();
+        assert_eq!(engine.params().host_fdt_ms, 90_000);
+        assert!(engine.below_seed_ranges().is_empty());
+        let mut platform = SimPlatform::empty(ManualClock::new(0), 1);
+        let mut status = group_status();
+        db.set_param(&ParamScope::System, "host_failure_detection_time", "120")
+            .unwrap();
+        engine.params_read = None;
+        engine
+            .tick(1_700_000_000_000, &mut db, &mut platform, &mut status)
+            .unwrap();
+        assert_eq!(engine.params().host_fdt_ms, 120_000);
+        // A value the standard profile refuses: kept as it was, and said.
+        db.set_param(&ParamScope::System, "host_failure_detection_time", "5")
+            .unwrap();
+        engine.params_read = None;
+        engine
+            .tick(1_700_000_000_000, &mut db, &mut platform, &mut status)
+            .unwrap();
+        assert_eq!(engine.params().host_fdt_ms, 120_000);
+        let why = status.last_error.clone().unwrap();
+        assert!(why.contains("host_failure_detection_time"), "{why}");
+        // The fast profile from the HSDB: below the seed's ranges, and said.
+        db.set_param(&ParamScope::System, "profile", "fast")
+            .unwrap();
+        db.unset_param(&ParamScope::System, "host_failure_detection_time")
+            .unwrap();
+        engine.params_read = None;
+        engine
+            .tick(1_700_000_000_000, &mut db, &mut platform, &mut status)
+            .unwrap();
+        let below = engine.below_seed_ranges();
+        assert!(
+            below
+                .iter()
+                .any(|l| l.starts_with("hg1: host_failure_detection_time = 6s")),
+            "{below:?}"
+        );
+    }
+}
