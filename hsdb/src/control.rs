@@ -96,7 +96,11 @@ impl Hsdb {
     }
 
     fn quick_query_in(&self, group: Option<&str>, now_ms: i64) -> Result<Vec<QqHost>> {
-        let (hosts, hms) = hosts_and_hms(&self.conn, group, "quick_query")?;
+        // Hosts and monitors from one snapshot (a deferred transaction takes no lock
+        // until it reads, and a read never waits for a WAL writer).
+        let tx = self.conn.unchecked_transaction().op("quick_query")?;
+        let (hosts, hms) = hosts_and_hms(&tx, group, "quick_query")?;
+        drop(tx);
         let mut by_host: BTreeMap<HostId, QqHost> = hosts
             .into_iter()
             .map(|host| {

@@ -8,6 +8,10 @@
 //!   Suspended, Doorbell, monitor heartbeat and events) in one transaction.
 //! - reads: [`Hsdb::hm`], [`Hsdb::vm`], [`Hsdb::vm_hm`], [`Hsdb::vms`],
 //!   [`Hsdb::pending`], [`Hsdb::events_after`], consumer offsets.
+//! - the control plane's side: [`Hsdb::open_read_only`], [`Hsdb::quick_query`],
+//!   [`Hsdb::needs_attention`] (reads and tags in one transaction), [`Hsdb::acknowledge`],
+//!   [`Hsdb::node_data`], administrative writes ([`Hsdb::set_vm`], parameters,
+//!   relocations), commands to monitors ([`Hsdb::enqueue_command`]), pruning.
 //!
 //! The crate never reads a clock: every time is passed in by the caller, in milliseconds
 //! since the Unix epoch. SQL is kept portable (upserts with `ON CONFLICT … DO UPDATE`,
