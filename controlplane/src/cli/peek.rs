@@ -129,16 +129,17 @@ pub fn needs_attention(
         .filter(|h| group.is_none_or(|g| h.host_group == g))
         .map(|h| (h.id, h.clone()))
         .collect();
-    let mut hms = db.hms()?;
+    let hms_all = db.hms()?;
+    let mut hms = hms_all.clone();
     hms.retain(|hm| hosts.contains_key(&hm.host));
     hms.sort_by_key(|hm| (hm.host, hm.uuid));
     let mut monitors: HashMap<HostId, Vec<Uuid>> = HashMap::new();
     for hm in &hms {
         monitors.entry(hm.host).or_default().push(hm.uuid);
     }
-    let vm_rows = db.vms()?;
+    let vm_rows: HashMap<Uuid, hsdb::VmRow> = db.vms()?.into_iter().map(|v| (v.uuid, v)).collect();
     let in_group: BTreeSet<Uuid> = vm_rows
-        .iter()
+        .values()
         .filter(|v| v.current_host.is_some_and(|h| hosts.contains_key(&h)))
         .map(|v| v.uuid)
         .collect();
@@ -178,22 +179,35 @@ pub fn needs_attention(
             break;
         }
     }
-    // (a) VMs missed on every monitor of their current host, by UUID.
-    let hm_host: HashMap<Uuid, HostId> = db.hms()?.into_iter().map(|h| (h.uuid, h.host)).collect();
+    // (a) VMs missed on every monitor of their current host, by UUID. Candidates come
+    // from the monitors that count a MISSING row (a miss time is kept exactly while the
+    // row is MISSING, docs/hsdb.md): a healthy group costs one index count per monitor.
+    let hm_host: HashMap<Uuid, HostId> = hms_all.iter().map(|h| (h.uuid, h.host)).collect();
+    let mut candidates = BTreeSet::new();
+    for hm in &hms {
+        if db.vm_hm_counts(&hm.uuid)?.missing > 0 {
+            candidates.extend(
+                db.vm_hms_of(&hm.uuid)?
+                    .into_iter()
+                    .filter(|r| r.hb_missed_ms.is_some())
+                    .map(|r| r.vm),
+            );
+        }
+    }
     let mut missed = Vec::new();
-    for vm in &vm_rows {
-        let Some(current) = vm.current_host else {
+    for vm in candidates {
+        let Some(current) = vm_rows.get(&vm).and_then(|v| v.current_host) else {
             continue;
         };
         let rows: Vec<_> = db
-            .vm_hms(&vm.uuid)?
+            .vm_hms(&vm)?
             .into_iter()
             .filter(|r| hm_host.get(&r.hm) == Some(&current))
             .collect();
         if rows.iter().all(|r| r.hb_missed_ms.is_some())
             && let Some(earliest) = rows.iter().filter_map(|r| r.hb_missed_ms).min()
         {
-            missed.push((vm.uuid, earliest));
+            missed.push((vm, earliest));
         }
     }
     missed.sort_by_key(|(vm, _)| *vm);
@@ -219,7 +233,8 @@ pub fn needs_attention(
             continue;
         }
         for hm in hm_list {
-            if !db.vm_hms_of(hm)?.is_empty() {
+            // A range count on the (hm, state) index, not the monitor's rows.
+            if db.vm_hm_counts(hm)?.total() > 0 {
                 vm_hosts.insert(id);
                 break;
             }
