@@ -12,6 +12,11 @@
 //! - `needs_attention/misses/<n>`: 1 % of the VMs missed on both monitors of their host
 //!   (reported with `missedHb`) and another 1 % on one monitor only (not reported, TC-9).
 //!
+//! - `needs_attention/healthy_writer/<n>` (10,000 only, 1,000 in test mode): healthy, while
+//!   a monitor writes into the same file as `hmd` does (one batch of heartbeats every
+//!   10 ms, `synchronous=FULL`): NeedsAttention takes the write lock, so it waits for
+//!   the writer's commit when they meet (timed one by one, 0.5 ms apart, so the loop
+//!   does not starve the writer);
 //! - `baseline/schema_version`: one trivial prepared read, the floor the others are
 //!   quoted against (same run, same machine).
 //!
@@ -21,6 +26,9 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use hsdb::{
@@ -200,6 +208,54 @@ fn bench_query(c: &mut Criterion) {
             });
         }
     }
+    // A monitor writing into the same file meanwhile.
+    let n = if measuring() { 10_000 } else { 1_000 };
+    let (dir, mut db) = setup(n, false);
+    na.sample_size(20);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let path = dir.path().join("hsdb.sqlite");
+        std::thread::spawn(move || {
+            let mut monitor = Hsdb::open(path, &Options::default()).expect("writer");
+            let mut at = T0 + 60_000;
+            let mut batches = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                at += 10;
+                let beats = [
+                    Transition::HmHeartbeat { hm: hm(0, 0), at },
+                    Transition::HmHeartbeat { hm: hm(0, 1), at },
+                ];
+                monitor.apply(&beats).expect("heartbeats");
+                batches += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            batches
+        })
+    };
+    // Timed one by one with a pause between them (not timed): back to back, the loop
+    // would hold the write lock nearly all the time and starve the writer, which the
+    // control plane (one NeedsAttention a minute) never does.
+    let mut tag = 0;
+    na.bench_with_input(BenchmarkId::new("healthy_writer", n), &n, |b, _| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                std::thread::sleep(Duration::from_micros(500));
+                tag += 1;
+                let started = Instant::now();
+                black_box(
+                    db.needs_attention(black_box(now), NaLimits::default(), tag)
+                        .expect("NA"),
+                );
+                total += started.elapsed();
+            }
+            total
+        });
+    });
+    stop.store(true, Ordering::Relaxed);
+    let batches = writer.join().expect("writer thread");
+    assert!(batches > 0, "the writer wrote");
     na.finish();
 }
 

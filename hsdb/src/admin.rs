@@ -7,7 +7,7 @@
 //! COALESCE, ON CONFLICT), see docs/hsdb.md §6.
 
 use hvha_identity::Uuid;
-use rusqlite::{OptionalExtension, TransactionBehavior};
+use rusqlite::OptionalExtension;
 
 use crate::codec::{Columns, UuidText, opt_uuid};
 use crate::control_model::{
@@ -32,10 +32,7 @@ impl Hsdb {
     /// [`Error::NotFound`].
     pub fn set_vm(&mut self, vm: &Uuid, settings: &VmSettings, at: i64) -> Result<bool> {
         const OP: &str = "set_vm";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         if let Some(home) = settings.home_host {
             host_exists(&tx, home, OP)?;
         }
@@ -216,10 +213,7 @@ impl Hsdb {
         at: i64,
     ) -> Result<i64> {
         const OP: &str = "relocation_begin";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         let known = tx
             .prepare_cached("SELECT 1 FROM vm WHERE uuid = ?1")
             .op(OP)?
@@ -260,10 +254,7 @@ impl Hsdb {
     /// Relocation `id` entered `phase` at `at` (kept as its last phase and as a step).
     pub fn relocation_phase(&mut self, id: i64, phase: &str, at: i64) -> Result<()> {
         const OP: &str = "relocation_phase";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         let changed = tx
             .prepare_cached("UPDATE relocation SET phase = ?2, phase_ms = ?3 WHERE id = ?1")
             .op(OP)?
@@ -369,10 +360,7 @@ impl Hsdb {
         at: i64,
     ) -> Result<i64> {
         const OP: &str = "enqueue_command";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         let id = insert_command(&tx, hm, kind, vm, at)?;
         tx.commit().op(OP)?;
         Ok(id)
@@ -463,10 +451,7 @@ impl Hsdb {
     /// it wrote stay pending (their `hm` still names it). Returns whether it existed.
     pub fn retire_hm(&mut self, hm: &Uuid) -> Result<bool> {
         const OP: &str = "retire_hm";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         tx.prepare_cached("DELETE FROM pending WHERE hm = ?1 AND kind = 'HM_EVENT'")
             .op(OP)?
             .execute([UuidText::new(hm)])
@@ -483,10 +468,7 @@ impl Hsdb {
     /// Delete old events: see [`EventPrune`]. Returns how many went.
     pub fn prune_events(&mut self, prune: &EventPrune) -> Result<usize> {
         const OP: &str = "prune_events";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         // Never past the slowest consumer's offset unless forced.
         let mut bound = i64::MAX;
         if !prune.force {

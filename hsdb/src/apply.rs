@@ -23,7 +23,7 @@
 //!   the monitor registers itself before writing, so this is a bug, not an input.
 
 use hvha_identity::Uuid;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{OptionalExtension, Transaction};
 
 use crate::codec::{UuidText, bits_from_sql, bits_to_sql, opt_uuid, version_text};
 use crate::control_model::CommandKind;
@@ -94,10 +94,7 @@ impl Hsdb {
         if batch.is_empty() {
             return Ok(applied);
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op("apply")?;
+        let tx = self.write_tx("apply")?;
         let mut batch_writer = BatchWriter {
             tx: &tx,
             applied: &mut applied,

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hvha_identity::Uuid;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{OptionalExtension, Transaction};
 
 use crate::codec::{Columns, UuidText, bits_from_sql, bits_to_sql};
 use crate::control_model::{
@@ -163,10 +163,7 @@ impl Hsdb {
         new_tag: i64,
     ) -> Result<NaRows> {
         const OP: &str = "needs_attention";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         let (hosts, hms) = hosts_and_hms(&tx, group, OP)?;
         let hosts: BTreeMap<HostId, HostRecord> = hosts.into_iter().map(|h| (h.id, h)).collect();
         let mut monitors: HashMap<HostId, Vec<Uuid>> = HashMap::new();
@@ -318,10 +315,7 @@ impl Hsdb {
     /// acknowledged tag deletes nothing.
     pub fn acknowledge(&mut self, tag: i64) -> Result<usize> {
         const OP: &str = "acknowledge";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         let rung: Vec<String> = tx
             .prepare_cached(
                 "SELECT DISTINCT vm FROM pending WHERE tag = ?1 AND kind = 'DOORBELL' \
@@ -387,10 +381,7 @@ impl Hsdb {
             WHERE p.kind = 'HM_EVENT' AND s.host_group = ?2 ORDER BY p.id LIMIT ?1";
         let max = max_items.max(1);
         let limit = i64::try_from(max + 1).unwrap_or(i64::MAX);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         let mut events = Vec::new();
         {
             let mut stmt = tx
@@ -437,10 +428,7 @@ impl Hsdb {
     /// written after the reply keeps `has_data` set). Returns the events deleted.
     pub fn acknowledge_node_data(&mut self, tag: i64) -> Result<usize> {
         const OP: &str = "acknowledge_node_data";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         let monitors: Vec<String> = tx
             .prepare_cached(
                 "SELECT DISTINCT hm FROM pending WHERE tag = ?1 AND kind = 'HM_EVENT' \

@@ -29,6 +29,8 @@ const STATEMENT_CACHE: usize = 64;
 pub struct Hsdb {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// How long a write waits for the write lock (`Options::busy_timeout`).
+    busy_timeout: Duration,
 }
 
 impl Hsdb {
@@ -118,6 +120,7 @@ impl Hsdb {
         Ok(Hsdb {
             conn,
             path: path.to_path_buf(),
+            busy_timeout: options.busy_timeout,
         })
     }
 
@@ -133,7 +136,35 @@ impl Hsdb {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| open_error(&path, e))?;
         schema::migrate(&mut conn, &path, busy_timeout)?;
-        Ok(Hsdb { conn, path })
+        Ok(Hsdb {
+            conn,
+            path,
+            busy_timeout,
+        })
+    }
+
+    /// Begin a write transaction (`BEGIN IMMEDIATE`): the write lock up front, waited
+    /// for up to `busy_timeout` by SQLite's busy handler; an SQLITE_BUSY that still
+    /// comes back before `busy_timeout` has passed (seen in the migrations under lock
+    /// races, `schema::migrate`) is retried here until then.
+    pub(crate) fn write_tx(&mut self, op: &'static str) -> Result<rusqlite::Transaction<'_>> {
+        let started = std::time::Instant::now();
+        let busy_timeout = self.busy_timeout;
+        let tx = loop {
+            // `new_unchecked` borrows the connection shared, so the loop can retry; the
+            // `&mut self` of this method keeps transactions from nesting.
+            match rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate) {
+                Ok(tx) => break tx,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < busy_timeout =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(source) => return Err(Error::Sql { op, source }),
+            }
+        };
+        Ok(tx)
     }
 
     /// The path the database was opened with (`:memory:` for an in-memory one).
@@ -211,10 +242,7 @@ impl Hsdb {
     /// at`; `has_data` is kept (unacknowledged events stay pending across restarts).
     pub fn register_hm(&mut self, hm: &HmRecord) -> Result<()> {
         const OP: &str = "register_hm";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         let host_known = tx
             .prepare_cached("SELECT 1 FROM host WHERE id = ?1")
             .op(OP)?
@@ -291,10 +319,7 @@ impl Hsdb {
     /// Returns how many rows went.
     pub fn retain_hm_interfaces(&mut self, hm: &Uuid, names: &[&str]) -> Result<usize> {
         const OP: &str = "retain_hm_interfaces";
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .op(OP)?;
+        let tx = self.write_tx(OP)?;
         let stored: Vec<String> = tx
             .prepare_cached("SELECT name FROM hm_interface WHERE hm = ?1")
             .op(OP)?
