@@ -295,3 +295,112 @@ fn test_monitors_down_silent_or_with_data() {
     assert!(!f.db.hm(&hm1()).expect("hm").expect("row").has_data);
     assert_eq!(f.db.node_data(79, 10).expect("node data").tag, None);
 }
+
+#[test]
+fn test_group_selections_tag_only_their_group() {
+    let mut f = Fixture::new();
+    f.db.set_host_group(HOST_B, "hg2").expect("group");
+    f.db.apply(&[
+        discovered(vm_n(1), hm1(), mac_n(1, 0), T0),
+        discovered(vm_n(2), hm_b(), mac_n(2, 0), T0),
+        Transition::HmEvent {
+            hm: hm1(),
+            state: HmState::Down,
+            reason: 0x40,
+            text: "EVENT_TYPE=NODE_DOWN".to_string(),
+            at: T0,
+        },
+        Transition::HmEvent {
+            hm: hm_b(),
+            state: HmState::Down,
+            reason: 0x40,
+            text: "EVENT_TYPE=NODE_DOWN".to_string(),
+            at: T0,
+        },
+    ])
+    .expect("apply");
+    let g1 =
+        f.db.needs_attention_group("hg1", T0 + 1, NaLimits::default(), 11)
+            .expect("NA hg1");
+    assert_eq!(g1.vms.iter().map(|v| v.uuid).collect::<Vec<_>>(), [vm_n(1)]);
+    assert_eq!(g1.vm_hosts, [HOST_A]);
+    assert!(g1.hms.iter().all(|s| s.hm.host == HOST_A) && !g1.hms.is_empty());
+    // Only hg1's item was tagged: its ack leaves hg2's.
+    assert_eq!(f.db.acknowledge(11).expect("ack"), 1);
+    let g2 =
+        f.db.needs_attention_group("hg2", T0 + 2, NaLimits::default(), 12)
+            .expect("NA hg2");
+    assert_eq!(g2.vms.iter().map(|v| v.uuid).collect::<Vec<_>>(), [vm_n(2)]);
+    assert_eq!(g2.vm_hosts, [HOST_B]);
+    // Node data per group too.
+    let n1 = f.db.node_data_group("hg1", 21, 10).expect("node data");
+    assert_eq!(n1.events.iter().map(|e| e.hm).collect::<Vec<_>>(), [hm1()]);
+    assert_eq!(f.db.acknowledge_node_data(21).expect("ack"), 1);
+    let all = f.db.node_data(22, 10).expect("node data");
+    assert_eq!(
+        all.events.iter().map(|e| e.hm).collect::<Vec<_>>(),
+        [hm_b()]
+    );
+    // An unknown group sees nothing and tags nothing.
+    let none =
+        f.db.needs_attention_group("nope", T0, NaLimits::default(), 13)
+            .expect("NA");
+    assert!(none.vms.is_empty() && none.tag.is_none() && none.vm_hosts.is_empty());
+}
+
+#[test]
+fn test_seed_order_and_cap() {
+    let mut f = Fixture::new();
+    let (a, b, c, d) = (vm_n(1), vm_n(2), vm_n(3), vm_n(4));
+    // b, c, d known and acknowledged; then a discovered, b suspended, c rings, d dies.
+    f.db.apply(&[
+        discovered(b, hm1(), mac_n(2, 0), T0),
+        discovered(c, hm1(), mac_n(3, 0), T0),
+        discovered(d, hm1(), mac_n(4, 0), T0),
+        discovered(d, hm2(), mac_n(4, 1), T0),
+    ])
+    .expect("apply");
+    let first = na(&mut f, T0, 1);
+    f.db.acknowledge(1).expect("ack");
+    assert_eq!(first.vms.len(), 3);
+    f.db.apply(&[
+        discovered(a, hm1(), mac_n(1, 0), T0 + 1),
+        Transition::Suspended {
+            vm: b,
+            hm: hm1(),
+            at: T0 + 2,
+        },
+        doorbell(c, hm1(), 0x2, T0 + 3),
+        missing(d, hm1(), T0 + 4),
+        missing(d, hm2(), T0 + 4),
+    ])
+    .expect("apply");
+    let limits = NaLimits {
+        max_items: 2,
+        ..NaLimits::default()
+    };
+    // Short messages, missed heartbeats, state changes, discoveries (seed 004
+    // L13117-13124); two items fit, the discovery waits.
+    let rows = f.db.needs_attention(T0 + 10, limits, 2).expect("NA");
+    assert_eq!(
+        rows.vms.iter().map(|v| v.uuid).collect::<Vec<_>>(),
+        [c, d, b]
+    );
+    assert!(rows.more);
+    assert_eq!(rows.vms[2].new_state, Some(VmState::Suspended));
+    f.db.acknowledge(2).expect("ack");
+    let rows = f.db.needs_attention(T0 + 10, limits, 3).expect("NA");
+    // d is still missed (never acknowledged), a's discovery now fits.
+    assert_eq!(rows.vms.iter().map(|v| v.uuid).collect::<Vec<_>>(), [d, a]);
+    assert!(!rows.more);
+    // max_items 0 is taken as 1: never a reply that cannot make progress.
+    f.db.apply(&[doorbell(c, hm1(), 0x8, T0 + 11)])
+        .expect("apply");
+    let zero = NaLimits {
+        max_items: 0,
+        ..NaLimits::default()
+    };
+    let rows = f.db.needs_attention(T0 + 12, zero, 4).expect("NA");
+    assert_eq!(rows.vms[0].items.len(), 1);
+    assert!(rows.more, "a's discovery (tag 3, unacknowledged) waits");
+}
