@@ -1078,6 +1078,24 @@ mod tests {
     }
 
     #[test]
+    fn test_configuration_profile_is_the_base() {
+        // The daemon's configuration says fast; nothing in the HSDB: fast.
+        let p = GroupParams::resolve_from("hg", Profile::Fast, &[]).unwrap();
+        assert_eq!(p.host_fdt_ms, 6_000);
+        assert_eq!(p.origins[0], (Key::Profile, Level::Default));
+        // The HSDB's system or group setting wins over it.
+        let p = GroupParams::resolve_from(
+            "hg",
+            Profile::Fast,
+            &[set(Scope::System, "profile", "default")],
+        )
+        .unwrap();
+        assert_eq!(p.profile, Profile::Standard);
+        assert_eq!(p.host_fdt_ms, 90_000);
+        assert_eq!(p.origins[0], (Key::Profile, Level::System));
+    }
+
+    #[test]
     fn test_silent_after_must_not_exceed_host_fdt() {
         let e = GroupParams::resolve("hg", &[set(Scope::System, "hm_silent_after", "120")])
             .unwrap_err();

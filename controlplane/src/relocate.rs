@@ -23,8 +23,11 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use std::sync::Arc;
+
 use hsdb::{HostId, Priority, Uuid};
 
+use crate::clock::Clock;
 use crate::events::{Event, EventKind};
 use crate::platform::{Platform, PlatformError, VmSpec};
 
@@ -228,7 +231,7 @@ struct Batch {
 }
 
 /// Runs restarts.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Executor {
     restarts: Vec<Restart>,
     batches: HashMap<u64, Batch>,
@@ -239,6 +242,21 @@ pub struct Executor {
     pub command_timeout_ms: i64,
     /// How long to keep retrying a stop that times out, ms.
     pub action_timeout_ms: i64,
+    /// Read after each platform call, so that the steps after a slow call carry the time
+    /// they happened (the daemon's wall clock; the simulation's virtual one). Without
+    /// it, every step of a tick carries the tick's time.
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executor")
+            .field("restarts", &self.restarts.len())
+            .field("batches", &self.batches.len())
+            .field("max_per_host", &self.max_per_host)
+            .field("clock", &self.clock.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 fn vm_name(spec: &VmSpec) -> String {
@@ -362,6 +380,11 @@ impl Executor {
             }
         }
         let mut finished = Vec::new();
+        let clock_handle = self.clock.clone();
+        let mut clock = Now {
+            ms: now_ms,
+            clock: clock_handle.as_deref(),
+        };
         let mut i = 0;
         while i < self.restarts.len() {
             let r = &mut self.restarts[i];
@@ -374,15 +397,17 @@ impl Executor {
                 *n += 1;
             }
             let mut events = Vec::new();
+            clock.refresh();
             let cleanup_owed = advance(
                 r,
-                now_ms,
+                &mut clock,
                 self.command_timeout_ms,
                 self.action_timeout_ms,
                 ledger,
                 platform,
                 &mut events,
             )?;
+            let now_ms = clock.ms;
             ledger.record_events(&events)?;
             if r.phase == Phase::Done {
                 let restart = self.restarts.remove(i);
@@ -482,9 +507,25 @@ fn progress(r: &Restart, text: String, now_ms: i64, events: &mut Vec<Event>) {
 
 /// Move one restart forward until it waits or ends. Returns whether the source is owed a
 /// cleanup.
+/// The time inside a step: the tick's, moved forward after each platform call when a
+/// clock is given.
+struct Now<'a> {
+    ms: i64,
+    clock: Option<&'a dyn Clock>,
+}
+
+impl Now<'_> {
+    fn refresh(&mut self) -> i64 {
+        if let Some(c) = self.clock {
+            self.ms = self.ms.max(c.now_ms());
+        }
+        self.ms
+    }
+}
+
 fn advance(
     r: &mut Restart,
-    now_ms: i64,
+    clock: &mut Now<'_>,
     command_timeout_ms: i64,
     action_timeout_ms: i64,
     ledger: &mut dyn Ledger,
@@ -494,6 +535,7 @@ fn advance(
     let name = vm_name(&r.request.spec);
     let vm = *r.vm();
     loop {
+        let now_ms = clock.ms;
         match r.phase {
             Phase::Queued => {
                 progress(
@@ -594,7 +636,9 @@ fn advance(
                     ));
                 } else {
                     let first = *r.stop_first_ms.get_or_insert(now_ms);
-                    match platform.stop(&r.request.from.name, &vm) {
+                    let stopped = platform.stop(&r.request.from.name, &vm);
+                    let now_ms = clock.refresh();
+                    match stopped {
                         Ok(()) | Err(PlatformError::NoSuchVm { .. }) => {}
                         Err(e @ PlatformError::Timeout { .. })
                             if now_ms - first < action_timeout_ms =>
@@ -629,7 +673,9 @@ fn advance(
                 set_phase(r, Phase::Restarting, now_ms, ledger)?;
             }
             Phase::Restarting => {
-                if let Err(e) = platform.start(&r.request.to.name, &r.request.spec) {
+                let started = platform.start(&r.request.to.name, &r.request.spec);
+                let now_ms = clock.refresh();
+                if let Err(e) = started {
                     let why = format!(
                         "could not start VM {name} on host {}: {e}",
                         r.request.to.name
@@ -662,7 +708,9 @@ fn advance(
                 for (hm, _) in r.request.source_monitors.clone() {
                     ledger.enqueue_command(&hm, MonitorCommand::ForgetVm, &vm, now_ms)?;
                 }
-                let owed = match platform.cleanup(&r.request.from.name, &vm) {
+                let cleaned = platform.cleanup(&r.request.from.name, &vm);
+                let now_ms = clock.refresh();
+                let owed = match cleaned {
                     Ok(()) | Err(PlatformError::NoSuchVm { .. }) => {
                         progress(
                             r,

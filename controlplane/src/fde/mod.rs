@@ -101,7 +101,8 @@ pub trait HealthStore: Ledger {
     fn acknowledge_node_data(&mut self, tag: i64) -> hsdb::Result<usize>;
     /// One VM.
     fn vm(&mut self, uuid: &Uuid) -> hsdb::Result<Option<hsdb::VmRow>>;
-    /// The VMs whose current host is `host`.
+    /// The VMs on `host`: its current host, or, for a VM no monitor ever placed (an
+    /// agent-less VM the operator added), its home host.
     fn vms_on_host(&mut self, host: HostId) -> hsdb::Result<Vec<hsdb::VmRow>>;
     /// Names of the monitor's HA interfaces that are DOWN now.
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>>;
@@ -251,6 +252,13 @@ impl Fde {
             tag_seq,
             events: Vec::new(),
         }
+    }
+
+    /// Read `clock` after each platform call of a restart, so that its steps carry the
+    /// time they happened rather than the tick's (a start may take seconds). The daemon
+    /// gives its wall clock, the simulation its virtual one.
+    pub fn set_clock(&mut self, clock: std::sync::Arc<dyn crate::clock::Clock>) {
+        self.executor.clock = Some(clock);
     }
 
     /// The parameters in effect.

@@ -177,7 +177,7 @@ impl HealthStore for Hsdb {
         Ok(self
             .vms()?
             .into_iter()
-            .filter(|v| v.current_host == Some(host))
+            .filter(|v| v.current_host.or(v.home_host) == Some(host))
             .collect())
     }
 

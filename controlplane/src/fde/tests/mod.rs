@@ -1,7 +1,10 @@
 //! One test per decision rule, on a fake store (replies set by the test) and a fake
-//! platform (answers set by the test, every call recorded).
+//! platform (answers set by the test, every call recorded); `on_hsdb`: the engine on a
+//! real HSDB file, with the fake platform and with the `sim` platform.
 
 #![allow(clippy::unwrap_used)]
+
+mod on_hsdb;
 
 use std::collections::{HashMap, HashSet};
 
@@ -149,7 +152,7 @@ impl HealthStore for FakeStore {
         let mut v: Vec<VmRow> = self
             .vms
             .values()
-            .filter(|v| v.current_host == Some(host))
+            .filter(|v| v.current_host.or(v.home_host) == Some(host))
             .cloned()
             .collect();
         v.sort_by_key(|v| v.uuid);
@@ -1356,184 +1359,4 @@ fn test_vm_already_running_elsewhere_is_not_restarted() {
         rig.last().reason,
         "already running on host host-3: not restarted"
     );
-}
-
-/// The engine on a real HSDB file: monitors, a VM missing on both of them, the restart's
-/// rows, commands and events where docs/hsdb.md says they are.
-#[test]
-fn test_engine_on_a_real_hsdb() {
-    use hsdb::{HelloId, HmRecord, HostRecord, Hsdb, MacAddr, Options, Transition, Version};
-
-    let dir = tempfile::tempdir().unwrap();
-    let mut db = Hsdb::open(dir.path().join("hsdb.sqlite"), &Options::default()).unwrap();
-    let v2 = Version { major: 2, minor: 0 };
-    for id in 1..=2 {
-        db.upsert_host(&HostRecord {
-            id: HostId(id),
-            name: format!("host-{id}"),
-            machine_type: "8408".into(),
-            model: "E8E".into(),
-            serial: format!("S{id}"),
-            cpu_milli: 8000,
-            memory_mb: 16384,
-            host_group: "hg".into(),
-        })
-        .unwrap();
-        for n in 1..=2 {
-            db.register_hm(&HmRecord {
-                uuid: hm(id, n),
-                host: HostId(id),
-                mac: MacAddr([2, 0, 0, 0, u8::try_from(id).unwrap(), n]),
-                incarnation: HelloId::parse(b"1556303548.719328000.38").unwrap(),
-                version: v2,
-                at: T0,
-            })
-            .unwrap();
-        }
-    }
-    let vm = uuid(1);
-    let mut batch = Vec::new();
-    for n in 1..=2 {
-        batch.push(Transition::Discovered {
-            vm,
-            hm: hm(1, n),
-            mac: MacAddr([6, 0, 0, 0, 1, n]),
-            ostype: "linux".into(),
-            ver_lower: v2,
-            ver_upper: v2,
-            at: T0,
-        });
-    }
-    db.apply(&batch).unwrap();
-    db.set_vm(
-        &vm,
-        &hsdb::VmSettings {
-            managed: Some(true),
-            name: Some("vm1".into()),
-            cpu_milli: Some(1000),
-            memory_mb: Some(1024),
-            ..Default::default()
-        },
-        T0,
-    )
-    .unwrap();
-    db.set_param(&hsdb::ParamScope::HostGroup("hg".into()), "profile", "fast")
-        .unwrap();
-    let params = GroupParams::resolve("hg", &db.params().unwrap()).unwrap();
-    assert_eq!(params.vmfdt_ms(DetectionSpeed::Normal), 10_000);
-    let mut fde = Fde::new(params);
-    let mut platform = FakePlatform::default();
-    for id in 1..=2 {
-        platform.hosts.push(HostInfo {
-            name: format!("host-{id}"),
-            cpu_milli: 8000,
-            memory_mb: 16384,
-            vms: Vec::new(),
-        });
-    }
-    platform.ping.insert(vm, Ok(false));
-    // Both monitors miss the VM at T0 + 1 s; every monitor heart-beats each second.
-    db.apply(&[
-        Transition::Missing {
-            vm,
-            hm: hm(1, 1),
-            at: T0 + 1_000,
-        },
-        Transition::Missing {
-            vm,
-            hm: hm(1, 2),
-            at: T0 + 1_000,
-        },
-    ])
-    .unwrap();
-    let mut now = T0 + 1_000;
-    let mut restarted_at = None;
-    while now < T0 + 40_000 {
-        let beats: Vec<Transition> = (1..=2)
-            .flat_map(|h| {
-                (1..=2).map(move |n| Transition::HmHeartbeat {
-                    hm: hm(h, n),
-                    at: now,
-                })
-            })
-            .collect();
-        db.apply(&beats).unwrap();
-        // The monitors complete their commands at once.
-        for h in 1..=2 {
-            for n in 1..=2 {
-                for c in db.commands_for(&hm(h, n), 0, 100).unwrap() {
-                    db.complete_command(c.id, "OK", now).unwrap();
-                }
-            }
-        }
-        let t = fde.tick(now, &mut db, &mut platform).unwrap();
-        if restarted_at.is_none() && !db.relocations(Some(&vm), 10).unwrap().is_empty() {
-            restarted_at = Some(now);
-        }
-        now = t.next_wake_ms;
-    }
-    // VMFDT 10 s from the miss at 1 s, seen by an NA (every 3 s): by 14 s.
-    let at = restarted_at.expect("restarted");
-    assert!((T0 + 11_000..=T0 + 14_000).contains(&at), "{}", at - T0);
-    let rows = db.relocations(Some(&vm), 10).unwrap();
-    assert_eq!(rows.len(), 1);
-    let row = &rows[0];
-    assert_eq!(
-        (row.from_host, row.to_host),
-        (Some(HostId(1)), Some(HostId(2)))
-    );
-    assert_eq!(row.kind, hsdb::RelocationKind::Relocate);
-    assert_eq!(row.result.as_deref(), Some("success"));
-    let steps: Vec<String> = db
-        .relocation_steps(row.id)
-        .unwrap()
-        .into_iter()
-        .map(|s| s.phase)
-        .collect();
-    assert!(steps.contains(&"cause vm_failure".to_owned()), "{steps:?}");
-    assert_eq!(steps.last().map(String::as_str), Some("done"), "{steps:?}");
-    let events = db.events_after(0, 1000).unwrap();
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert!(kinds.contains(&"VM_FAILURE_DETECTED"), "{kinds:?}");
-    assert!(kinds.contains(&"RESTART_SUMMARY"), "{kinds:?}");
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| **k == "VIOS_HM_RESP_DETECTED")
-            .count(),
-        4
-    );
-    // STOP on the source's monitors, START on the target's, FORGET on the source's.
-    let stop = db.commands_for(&hm(1, 1), 0, 100).unwrap();
-    assert!(stop.is_empty(), "all completed");
-    let all: Vec<hsdb::CommandKind> = (1..=2)
-        .flat_map(|h| (1..=2).map(move |n| (h, n)))
-        .flat_map(|(h, n)| {
-            (1..=20)
-                .filter_map(|id| db.command(id).unwrap())
-                .filter(move |c| c.hm == hm(h, n))
-                .map(|c| c.kind)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    assert_eq!(
-        all.iter()
-            .filter(|k| **k == hsdb::CommandKind::StopMonitoring)
-            .count(),
-        2
-    );
-    assert_eq!(
-        all.iter()
-            .filter(|k| **k == hsdb::CommandKind::StartMonitoring)
-            .count(),
-        2
-    );
-    assert_eq!(
-        all.iter()
-            .filter(|k| **k == hsdb::CommandKind::ForgetVm)
-            .count(),
-        2
-    );
-    // Exactly one restart, and the VM is no longer watched for that failure.
-    assert!(!fde.is_busy(&vm));
 }
