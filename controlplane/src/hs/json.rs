@@ -123,3 +123,90 @@ pub mod opt_tag_text {
             .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::hs::{
+        DiscoveryType, HostKey, NeedsAttEntry, NeedsAttention, Request, RequestKind, VmStat,
+    };
+
+    fn vm() -> VmStat {
+        VmStat {
+            uuid: Uuid::parse(b"61be20f0-09a8-4753-b5e5-564f8a545ed5").unwrap(),
+            state: VmState::Started,
+            state_chg: true,
+            missed_hb: Some(42),
+            short_msg: Some(0x28),
+            missed_hm_entry: None,
+            discovery: Some(DiscoveryType::Moved),
+        }
+    }
+
+    #[test]
+    fn test_field_names() {
+        let na = NeedsAttention {
+            tag: Some(-8_403_607_219_422_560_833),
+            entries: vec![NeedsAttEntry::Vms {
+                host: HostKey {
+                    machine_type: "8408".into(),
+                    model: "E8E".into(),
+                    serial: "21282FW".into(),
+                },
+                vms: vec![vm()],
+            }],
+        };
+        let text = serde_json::to_string(&na).unwrap();
+        assert_eq!(
+            text,
+            "{\"hsTag\":\"-8403607219422560833\",\"entries\":[{\"kind\":\"vms\",\
+             \"host\":{\"machineType\":\"8408\",\"model\":\"E8E\",\"serial\":\"21282FW\"},\
+             \"vms\":[{\"uuid\":\"61be20f0-09a8-4753-b5e5-564f8a545ed5\",\"state\":\"STARTED\",\
+             \"stateChg\":true,\"missedHb\":42,\"shortMsg\":40,\"missedHMEntry\":null,\
+             \"discoveryInfo\":\"MOVED\"}]}]}"
+        );
+        assert_eq!(from_json::<NeedsAttention>(&text).unwrap(), na);
+        let ack = Request::seed(RequestKind::Acknowledge { tag: -1 });
+        assert_eq!(
+            serde_json::to_string(&ack).unwrap(),
+            "{\"author\":\"LIBKREST\",\"title\":\"acknowledgment to VIOS\",\
+             \"request\":{\"action\":\"ACKNOWLEDGE\",\"hsTag\":\"-1\"}}"
+        );
+    }
+
+    #[test]
+    fn test_absent_optionals_and_refusals() {
+        // Optional attributes may be left out; an absent tag is no tag.
+        let na: NeedsAttention = from_json("{\"entries\":[]}").unwrap();
+        assert_eq!(na, NeedsAttention::default());
+        let v: VmStat = from_json(
+            "{\"uuid\":\"61BE20F0-09A8-4753-B5E5-564F8A545ED5\",\"state\":\"STARTED\",\
+             \"stateChg\":false}",
+        )
+        .unwrap();
+        assert_eq!(v.missed_hm_entry, None);
+        assert_eq!(v.discovery, None);
+        for (bad, names) in [
+            ("{\"hsTag\":\"12x\",\"entries\":[]}", "bad hsTag '12x'"),
+            ("{\"hsTag\":12,\"entries\":[]}", "invalid type"),
+            ("{\"entries\":[],\"extra\":1}", "unknown field `extra`"),
+            (
+                "{\"entries\":[{\"kind\":\"vms\",\"host\":{\"machineType\":\"a\",\"model\":\"b\",\
+                 \"serial\":\"c\"},\"vms\":[{\"uuid\":\"61be20f0\",\"state\":\"STARTED\",\
+                 \"stateChg\":false}]}]}",
+                "bad UUID '61be20f0'",
+            ),
+            (
+                "{\"entries\":[{\"kind\":\"vms\",\"host\":{\"machineType\":\"a\",\"model\":\"b\",\
+                 \"serial\":\"c\"},\"vms\":[{\"uuid\":\"61be20f0-09a8-4753-b5e5-564f8a545ed5\",\
+                 \"state\":\"RUNNING\",\"stateChg\":false}]}]}",
+                "bad VM state 'RUNNING'",
+            ),
+        ] {
+            let err = from_json::<NeedsAttention>(bad).unwrap_err().to_string();
+            assert!(err.contains(names), "{bad}: {err}");
+        }
+    }
+}
