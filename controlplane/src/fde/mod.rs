@@ -52,6 +52,7 @@ use crate::relocate::{Executor, Ledger, Restart};
 
 pub use log::{Decision, DecisionLog, Subject, Verdict};
 pub use place::PlacementJob;
+pub use store::LosingAcks;
 pub use view::{HostView, MonitorView, NaView, NodeData, NodeEvent, REASON_SHUTDOWN, VmAttention};
 
 /// The doorbell bit that says "a critical application of this VM is in FAILURE" (ours:

@@ -190,3 +190,103 @@ impl HealthStore for Hsdb {
             .collect())
     }
 }
+
+/// A store that loses acknowledgements: the simulation's "lost ack" fault. While
+/// `*lose > 0`, an Acknowledge (of NeedsAttention or node data) is not passed on and
+/// `*lose` counts down; the items stay pending and come back in the next reply under a
+/// new tag. Everything else goes to `store`.
+pub struct LosingAcks<'a> {
+    /// The real store.
+    pub store: &'a mut dyn HealthStore,
+    /// Acknowledgements still to lose.
+    pub lose: &'a mut u32,
+}
+
+impl LosingAcks<'_> {
+    fn lost(&mut self, what: &str, tag: i64) -> bool {
+        if *self.lose == 0 {
+            return false;
+        }
+        *self.lose -= 1;
+        tracing::info!(
+            tag,
+            what,
+            left = *self.lose,
+            "acknowledgement lost (injected)"
+        );
+        true
+    }
+}
+
+impl Ledger for LosingAcks<'_> {
+    fn enqueue_command(
+        &mut self,
+        hm: &Uuid,
+        command: MonitorCommand,
+        vm: &Uuid,
+        at: i64,
+    ) -> hsdb::Result<i64> {
+        self.store.enqueue_command(hm, command, vm, at)
+    }
+    fn command_result(&mut self, id: i64) -> hsdb::Result<Option<String>> {
+        self.store.command_result(id)
+    }
+    fn relocation_begin(
+        &mut self,
+        vm: &Uuid,
+        from: Option<HostId>,
+        to: HostId,
+        cause: &str,
+        at: i64,
+    ) -> hsdb::Result<i64> {
+        self.store.relocation_begin(vm, from, to, cause, at)
+    }
+    fn relocation_phase(&mut self, id: i64, phase: &str, at: i64) -> hsdb::Result<()> {
+        self.store.relocation_phase(id, phase, at)
+    }
+    fn relocation_end(&mut self, id: i64, result: &str, at: i64) -> hsdb::Result<()> {
+        self.store.relocation_end(id, result, at)
+    }
+    fn record_events(&mut self, events: &[Event]) -> hsdb::Result<()> {
+        self.store.record_events(events)
+    }
+}
+
+impl HealthStore for LosingAcks<'_> {
+    fn quick_query(&mut self, now_ms: i64, group: &str) -> hsdb::Result<Vec<HostView>> {
+        self.store.quick_query(now_ms, group)
+    }
+    fn needs_attention(
+        &mut self,
+        now_ms: i64,
+        group: &str,
+        limits: NaLimits,
+        new_tag: i64,
+    ) -> hsdb::Result<NaView> {
+        self.store.needs_attention(now_ms, group, limits, new_tag)
+    }
+    fn acknowledge(&mut self, tag: i64) -> hsdb::Result<usize> {
+        if self.lost("NeedsAttention", tag) {
+            return Ok(0);
+        }
+        self.store.acknowledge(tag)
+    }
+    fn node_data(&mut self, group: &str, new_tag: i64) -> hsdb::Result<NodeData> {
+        self.store.node_data(group, new_tag)
+    }
+    fn acknowledge_node_data(&mut self, tag: i64) -> hsdb::Result<usize> {
+        if self.lost("node data", tag) {
+            return Ok(0);
+        }
+        self.store.acknowledge_node_data(tag)
+    }
+    fn vm(&mut self, uuid: &Uuid) -> hsdb::Result<Option<VmRow>> {
+        self.store.vm(uuid)
+    }
+    fn vms_on_host(&mut self, host: HostId) -> hsdb::Result<Vec<VmRow>> {
+        self.store.vms_on_host(host)
+    }
+    fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
+        self.store.deaf_interfaces(hm)
+    }
+}

@@ -1360,3 +1360,37 @@ fn test_vm_already_running_elsewhere_is_not_restarted() {
         "already running on host host-3: not restarted"
     );
 }
+
+#[test]
+fn test_lost_acknowledgement_is_reported_again() {
+    let mut rig = Rig::standard();
+    rig.store.na = NaView {
+        tag: Some(1),
+        vms: vec![VmAttention {
+            missed_hb_s: None,
+            short_msg: Some(0x2),
+            ..missed(1, 1, 0)
+        }],
+        ..NaView::default()
+    };
+    let mut lose = 1;
+    let mut now = T0;
+    let mut acked = Vec::new();
+    for _ in 0..6 {
+        let mut store = LosingAcks {
+            store: &mut rig.store,
+            lose: &mut lose,
+        };
+        let t = rig.fde.tick(now, &mut store, &mut rig.platform).unwrap();
+        if let Some(tag) = t.scan.and_then(|s| s.acked) {
+            acked.push(tag);
+        }
+        now = t.next_wake_ms;
+    }
+    // Two NeedsAttention replies under two tags; the first acknowledgement was lost.
+    assert_eq!(acked.len(), 2);
+    assert_ne!(acked[0], acked[1]);
+    assert_eq!(rig.store.acked, [acked[1]]);
+    assert_eq!(lose, 0);
+    assert_eq!(rig.events(EventKind::VmDoorbell).len(), 2, "reported again");
+}
