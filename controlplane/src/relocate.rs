@@ -649,10 +649,19 @@ fn advance(
                             return Ok(false);
                         }
                         Err(e) => {
+                            // The VM stays where it is: its monitors watch it again.
+                            for (hm, _) in r.request.source_monitors.clone() {
+                                ledger.enqueue_command(
+                                    &hm,
+                                    MonitorCommand::StartMonitoring,
+                                    &vm,
+                                    now_ms,
+                                )?;
+                            }
                             let why = format!(
                                 "could not stop VM {name} on host {}: {e}; not started elsewhere \
-                                 (it could run twice)",
-                                r.request.from.name
+                                 (it could run twice); HA monitoring on {} restarted",
+                                r.request.from.name, r.request.from.name
                             );
                             return fail(r, why, false, now_ms, ledger, events).map(|()| false);
                         }

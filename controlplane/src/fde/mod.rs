@@ -174,6 +174,7 @@ struct VmWatch {
     failure_reported: bool,
     nonresp_reported: bool,
     lpm_hang_reported: bool,
+    advised: bool,
 }
 
 /// The engine of one host group.

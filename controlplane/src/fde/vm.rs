@@ -518,7 +518,12 @@ impl Fde {
         };
         if self.params.restart_policy == RestartPolicy::Advisory {
             self.decide(now_ms, subject, Verdict::Recover, reason);
-            self.advise(now_ms, row, host, "it failed");
+            // Once per episode: the next NeedsAttention finds it failed again.
+            let w = self.watch(&row.uuid);
+            if !w.advised {
+                w.advised = true;
+                self.advise(now_ms, row, host, "it failed");
+            }
             return;
         }
         self.decide(now_ms, subject, Verdict::Recover, reason);

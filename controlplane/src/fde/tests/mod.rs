@@ -826,7 +826,12 @@ fn test_advisory_policy_only_notifies() {
     let mut rig = Rig::new(params);
     rig.platform.ping.insert(uuid(1), Ok(false));
     rig.na(vec![missed(1, 1, 240)]);
-    assert_eq!(rig.events(EventKind::VmRestartAdvised).len(), 1);
+    rig.na(vec![missed(1, 1, 300)]);
+    assert_eq!(
+        rig.events(EventKind::VmRestartAdvised).len(),
+        1,
+        "once per episode"
+    );
     assert!(
         rig.events(EventKind::VmRestartAdvised)[0]
             .text
@@ -1223,6 +1228,17 @@ fn test_stop_failure_on_a_live_source_never_starts_a_second_copy() {
         rig.events(EventKind::VmRestartFailed)[0]
             .text
             .contains("could run twice")
+    );
+    let kinds: Vec<MonitorCommand> = rig.store.commands.iter().map(|c| c.2).collect();
+    assert_eq!(
+        kinds,
+        [
+            MonitorCommand::StopMonitoring,
+            MonitorCommand::StopMonitoring,
+            MonitorCommand::StartMonitoring,
+            MonitorCommand::StartMonitoring,
+        ],
+        "the source's monitors watch the VM again"
     );
     assert_eq!(
         rig.events(EventKind::RestartSummary)[0].text,
