@@ -146,6 +146,29 @@ impl Fde {
                     at: now_ms,
                 });
                 self.run_owed_cleanups(now_ms, host, platform);
+                // Its VMs that answered pings all along were alive: nothing to restart.
+                let alive: Vec<super::PlacementJob> = self
+                    .jobs
+                    .iter()
+                    .filter(|j| j.from == host.id && !j.ping_checked)
+                    .cloned()
+                    .collect();
+                for j in alive {
+                    self.jobs.retain(|x| x.vm.uuid != j.vm.uuid);
+                    self.decide(
+                        now_ms,
+                        Subject::Vm {
+                            uuid: j.vm.uuid,
+                            name: super::vm::display_name(&j.vm),
+                        },
+                        Verdict::NoAction,
+                        format!(
+                            "host {} is back and the VM answered pings: not restarted",
+                            host.name
+                        ),
+                    );
+                    self.executor.batch_shortfall(j.batch, 1, now_ms, store)?;
+                }
             }
             return Ok(());
         }

@@ -35,6 +35,8 @@ pub struct PlacementJob {
     pub exclude: Vec<HostId>,
     /// VM_RESTART_NO_HOST was written for it.
     pub no_host_reported: bool,
+    /// A failed host's VM did not answer a ping: it may be restarted.
+    pub ping_checked: bool,
 }
 
 impl Fde {
@@ -59,6 +61,7 @@ impl Fde {
             batch,
             exclude,
             no_host_reported: false,
+            ping_checked: kind != RestartKind::HostFailure,
         });
     }
 
@@ -110,6 +113,42 @@ impl Fde {
             }
         };
         let mut submitted = 0;
+        // A failed host's VM that answers a ping is alive behind a partition (its host's
+        // monitors silent, its hypervisor unreachable): restarting it would run it twice.
+        // Pinged at every scan until it does not answer; a ping that fails is no
+        // evidence either way: the VM waits.
+        for i in 0..self.jobs.len() {
+            if self.jobs[i].ping_checked {
+                continue;
+            }
+            let uuid = self.jobs[i].vm.uuid;
+            let subject = Subject::Vm {
+                uuid,
+                name: super::vm::display_name(&self.jobs[i].vm),
+            };
+            let from = self.host_name(self.jobs[i].from);
+            match platform.ping(&uuid) {
+                Ok(false) => self.jobs[i].ping_checked = true,
+                Ok(true) => self.decide(
+                    now_ms,
+                    subject,
+                    Verdict::Pingable,
+                    format!(
+                        "host {from} failed but its VM answers a ping: alive, not restarted; \
+                         pinged again at the next scan"
+                    ),
+                ),
+                Err(e) => self.decide(
+                    now_ms,
+                    subject,
+                    Verdict::ProbeFailed,
+                    format!(
+                        "host {from} failed; ping of its VM failed ({e}): not restarted yet, \
+                         pinged again at the next scan"
+                    ),
+                ),
+            }
+        }
         // Never a second copy: a VM the platform shows running on a live host other than
         // the one it failed on is not restarted (an earlier restart, or an operator, did it).
         let failed = self.failed_hosts();
@@ -222,6 +261,7 @@ impl Fde {
             vms: self
                 .jobs
                 .iter()
+                .filter(|j| j.ping_checked)
                 .map(|j| {
                     let spec = spec_of(&j.vm, &infos);
                     VmToPlace {
@@ -431,6 +471,7 @@ impl Fde {
                                 batch: r.request.batch,
                                 exclude,
                                 no_host_reported: false,
+                                ping_checked: true,
                             });
                         } else {
                             self.executor

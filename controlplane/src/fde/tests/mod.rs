@@ -967,6 +967,10 @@ fn host_rig() -> Rig {
     agentless.ha_monitor = false;
     rig.store.vms.insert(uuid(4), agentless);
     rig.store.vms.insert(uuid(5), vm_row(5, 2));
+    // The VMs of host 1 die with it.
+    for n in 1..=4 {
+        rig.platform.ping.insert(uuid(n), Ok(false));
+    }
     rig
 }
 
@@ -1157,6 +1161,9 @@ fn test_restarts_per_target_host_are_capped() {
     let mut rig = Rig::new(params);
     for n in 2..=6 {
         rig.store.vms.insert(uuid(n), vm_row(n, 1));
+    }
+    for n in 1..=6 {
+        rig.platform.ping.insert(uuid(n), Ok(false));
     }
     rig.store.hosts.truncate(2);
     rig.platform.alive.insert("host-1".into(), Ok(false));
@@ -1409,4 +1416,33 @@ fn test_lost_acknowledgement_is_reported_again() {
     assert_eq!(rig.store.acked, [acked[1]]);
     assert_eq!(lose, 0);
     assert_eq!(rig.events(EventKind::VmDoorbell).len(), 2, "reported again");
+}
+
+#[test]
+fn test_failed_host_vm_that_answers_ping_is_not_restarted() {
+    let mut rig = host_rig();
+    rig.platform.alive.insert("host-1".into(), Ok(false));
+    rig.silence_host(1, 100_000);
+    // vm1 and vm4 do not answer; vm2 (High) answers: alive behind a partition.
+    rig.platform.ping.insert(uuid(1), Ok(false));
+    rig.platform.ping.insert(uuid(4), Ok(false));
+    rig.platform.ping.insert(uuid(2), Ok(true));
+    rig.qq();
+    let moved: Vec<Uuid> = rig.store.relocations.iter().map(|r| r.vm).collect();
+    assert_eq!(moved, [uuid(1), uuid(4)]);
+    assert_eq!(rig.fde.waiting_for_placement().len(), 1);
+    assert!(rig.verdicts(2).contains(&Verdict::Pingable));
+    // A ping that fails is no evidence: still not restarted.
+    rig.platform.ping.insert(uuid(2), Err(timeout("ping")));
+    rig.qq();
+    assert_eq!(rig.store.relocations.len(), 2);
+    // The host comes back: the VM was alive there all along.
+    rig.silence_host(1, 0);
+    rig.qq();
+    assert!(rig.fde.waiting_for_placement().is_empty());
+    assert_eq!(rig.store.relocations.len(), 2);
+    assert_eq!(
+        rig.events(EventKind::RestartSummary)[0].text,
+        "2 out of 3 VMs have been successfully restarted"
+    );
 }
