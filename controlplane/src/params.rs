@@ -187,6 +187,8 @@ pub enum Key {
     NaEvery,
     /// `na_max_items`: items one NeedsAttention reply carries at most.
     NaMaxItems,
+    /// `host_failure_ping_vms`: ping a failed host's VMs before restarting them.
+    HostFailurePingVms,
 }
 
 /// The value type of a key, with its allowed range per profile.
@@ -227,6 +229,7 @@ impl Key {
         Key::MaxRestartsPerHost,
         Key::NaEvery,
         Key::NaMaxItems,
+        Key::HostFailurePingVms,
     ];
 
     /// The key's name, as stored and typed.
@@ -246,6 +249,7 @@ impl Key {
             Key::MaxRestartsPerHost => "max_restarts_per_host",
             Key::NaEvery => "na_every",
             Key::NaMaxItems => "na_max_items",
+            Key::HostFailurePingVms => "host_failure_ping_vms",
         }
     }
 
@@ -300,6 +304,9 @@ impl Key {
             Key::MaxRestartsPerHost => "restarts in progress at once toward one target host",
             Key::NaEvery => "NeedsAttention every Nth scan (the seed: 3)",
             Key::NaMaxItems => "items one NeedsAttention reply carries at most; the rest come next",
+            Key::HostFailurePingVms => {
+                "enable: a failed host's VM that answers a ping is alive (a partition) and is not restarted"
+            }
         }
     }
 
@@ -352,6 +359,7 @@ impl Key {
                 min: 1,
                 max: 100_000,
             },
+            Key::HostFailurePingVms => Kind::Words(&["enable", "disable"]),
         }
     }
 
@@ -528,6 +536,9 @@ pub struct GroupParams {
     pub na_every: u32,
     /// Items one NeedsAttention reply carries at most.
     pub na_max_items: u32,
+    /// Ping a failed host's VMs before restarting them; one that answers is not restarted
+    /// (ours; the seed's host relocation pings no VM).
+    pub host_failure_ping_vms: bool,
     /// Where each key's group value came from.
     pub origins: Vec<(Key, Level)>,
     /// Per-host `ha_monitor`.
@@ -592,6 +603,7 @@ impl GroupParams {
             max_restarts_per_host: 32,
             na_every: 3,
             na_max_items: 5_000,
+            host_failure_ping_vms: false,
             origins: Key::ALL.iter().map(|k| (*k, Level::Default)).collect(),
             host_ha_monitor: HashMap::new(),
             vm_overrides: HashMap::new(),
@@ -730,6 +742,9 @@ impl GroupParams {
                 };
             }
             (Key::HaMonitor, Value::Word(w)) => self.ha_monitor = w == "enable",
+            (Key::HostFailurePingVms, Value::Word(w)) => {
+                self.host_failure_ping_vms = w == "enable";
+            }
             // The profile was applied first; other pairs cannot come out of check_key.
             _ => {}
         }
@@ -811,6 +826,12 @@ impl GroupParams {
                     }
                     Key::RestartPolicy => self.restart_policy.as_str().to_owned(),
                     Key::HaMonitor => if self.ha_monitor { "enable" } else { "disable" }.to_owned(),
+                    Key::HostFailurePingVms => if self.host_failure_ping_vms {
+                        "enable"
+                    } else {
+                        "disable"
+                    }
+                    .to_owned(),
                     Key::MaxRestartsPerHost => self.max_restarts_per_host.to_string(),
                     Key::NaEvery => self.na_every.to_string(),
                     Key::NaMaxItems => self.na_max_items.to_string(),

@@ -61,7 +61,7 @@ impl Fde {
             batch,
             exclude,
             no_host_reported: false,
-            ping_checked: kind != RestartKind::HostFailure,
+            ping_checked: kind != RestartKind::HostFailure || !self.params.host_failure_ping_vms,
         });
     }
 

@@ -1421,6 +1421,9 @@ fn test_lost_acknowledgement_is_reported_again() {
 #[test]
 fn test_failed_host_vm_that_answers_ping_is_not_restarted() {
     let mut rig = host_rig();
+    let mut p = rig.fde.params().clone();
+    p.host_failure_ping_vms = true;
+    rig.fde.set_params(p);
     rig.platform.alive.insert("host-1".into(), Ok(false));
     rig.silence_host(1, 100_000);
     // vm1 and vm4 do not answer; vm2 (High) answers: alive behind a partition.
@@ -1445,4 +1448,16 @@ fn test_failed_host_vm_that_answers_ping_is_not_restarted() {
         rig.events(EventKind::RestartSummary)[0].text,
         "2 out of 3 VMs have been successfully restarted"
     );
+}
+
+#[test]
+fn test_failed_host_vms_are_not_pinged_by_default() {
+    // The seed's host relocation: every managed VM of the failed host, no VM pinged.
+    let mut rig = host_rig();
+    rig.platform.alive.insert("host-1".into(), Ok(false));
+    rig.silence_host(1, 100_000);
+    rig.platform.ping.insert(uuid(2), Ok(true));
+    rig.qq();
+    assert_eq!(rig.store.relocations.len(), 3);
+    assert!(rig.calls("ping").is_empty());
 }
