@@ -65,6 +65,11 @@ pub const DBELL_APP_CRITICAL_FAILURE: u64 = 0x100;
 /// (seed 004 L13767-13771: hard-coded 3).
 pub const APP_SAME_HOST_RESTARTS: u32 = 3;
 
+/// Same-host restarts older than this do not count toward [`APP_SAME_HOST_RESTARTS`]
+/// (ours, gap 17): an application that failed once a month is not relocated on its
+/// fourth failure of the year.
+pub const APP_RESTART_WINDOW_MS: i64 = 24 * 3_600_000;
+
 /// Migrating for longer than this with missed heartbeats: VM_LPM_HANG_DETECTED
 /// (seed 004 L4866-4867).
 pub const LPM_HANG_AFTER_S: u64 = 86_400;
@@ -107,6 +112,9 @@ pub trait HealthStore: Ledger {
     fn vms_on_host(&mut self, host: HostId) -> hsdb::Result<Vec<hsdb::VmRow>>;
     /// Names of the monitor's HA interfaces that are DOWN now.
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>>;
+    /// The VM's same-host restarts since its last relocation to another host, counting
+    /// only those begun at or after `since_ms` (from its `relocation` rows).
+    fn same_host_restarts(&mut self, vm: &Uuid, since_ms: i64) -> hsdb::Result<u32>;
 }
 
 /// Why a tick failed. The engine's state stays consistent: the next tick goes on.
@@ -189,7 +197,6 @@ pub struct Fde {
     /// Each monitor's (UP, responsive) at the last QuickQuery.
     monitors_seen: HashMap<Uuid, (bool, bool)>,
     vm_watch: HashMap<Uuid, VmWatch>,
-    app_restarts: HashMap<Uuid, u32>,
     executor: Executor,
     jobs: Vec<PlacementJob>,
     /// Hosts excluded for each VM being restarted, kept for a re-placement.
@@ -244,7 +251,6 @@ impl Fde {
             host_watch: HashMap::new(),
             monitors_seen: HashMap::new(),
             vm_watch: HashMap::new(),
-            app_restarts: HashMap::new(),
             executor,
             jobs: Vec::new(),
             pending_exclude: HashMap::new(),

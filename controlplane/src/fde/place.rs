@@ -425,9 +425,6 @@ impl Fde {
                     if r.request.to.id != r.request.from.id {
                         self.relocated.insert(vm, r.request.to.id);
                     }
-                    if r.request.kind == RestartKind::AppRelocation {
-                        self.app_restarts.remove(&vm);
-                    }
                     if f.cleanup_owed {
                         self.owed_cleanups.push((r.request.from.id, vm));
                     }

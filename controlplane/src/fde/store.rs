@@ -181,6 +181,15 @@ impl HealthStore for Hsdb {
             .collect())
     }
 
+    fn same_host_restarts(&mut self, vm: &Uuid, since_ms: i64) -> hsdb::Result<u32> {
+        let rows = self.relocations(Some(vm), 16)?;
+        let n = rows
+            .iter()
+            .take_while(|r| r.kind == RelocationKind::Restart && r.started_ms >= since_ms)
+            .count();
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
         Ok(self
             .hm_interfaces(hm)?
@@ -288,5 +297,8 @@ impl HealthStore for LosingAcks<'_> {
     }
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
         self.store.deaf_interfaces(hm)
+    }
+    fn same_host_restarts(&mut self, vm: &Uuid, since_ms: i64) -> hsdb::Result<u32> {
+        self.store.same_host_restarts(vm, since_ms)
     }
 }

@@ -569,7 +569,6 @@ impl Fde {
         vector: u64,
         store: &mut dyn HealthStore,
     ) -> Result<(), FdeError> {
-        let _ = store;
         let name = match subject {
             Subject::Vm { name, .. } => name.clone(),
             other => other.to_string(),
@@ -604,7 +603,9 @@ impl Fde {
             );
             return Ok(());
         }
-        let done = self.app_restarts.get(&a.uuid).copied().unwrap_or(0);
+        // Durable: counted from the VM's relocation rows, so a daemon restart forgets
+        // nothing (gap 17).
+        let done = store.same_host_restarts(&a.uuid, now_ms - super::APP_RESTART_WINDOW_MS)?;
         let text = format!(
             "critical application of VM {name} is in FAILURE; same-host restarts so far {done} \
              of {APP_SAME_HOST_RESTARTS}"
@@ -622,7 +623,6 @@ impl Fde {
         }
         let batch = self.executor.open_batch(1);
         if done < APP_SAME_HOST_RESTARTS {
-            self.app_restarts.insert(a.uuid, done + 1);
             self.decide(
                 now_ms,
                 subject.clone(),

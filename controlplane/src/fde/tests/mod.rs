@@ -49,6 +49,7 @@ struct FakeStore {
 
 #[derive(Debug, Clone)]
 struct Relocation {
+    at: i64,
     vm: Uuid,
     from: Option<HostId>,
     to: HostId,
@@ -79,9 +80,10 @@ impl Ledger for FakeStore {
         from: Option<HostId>,
         to: HostId,
         kind: &str,
-        _at: i64,
+        at: i64,
     ) -> hsdb::Result<i64> {
         self.relocations.push(Relocation {
+            at,
             vm: *vm,
             from,
             to,
@@ -160,6 +162,16 @@ impl HealthStore for FakeStore {
     }
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
         Ok(self.deaf.get(hm).cloned().unwrap_or_default())
+    }
+    fn same_host_restarts(&mut self, vm: &Uuid, since_ms: i64) -> hsdb::Result<u32> {
+        let n = self
+            .relocations
+            .iter()
+            .rev()
+            .filter(|r| r.vm == *vm)
+            .take_while(|r| r.from == Some(r.to) && r.at >= since_ms)
+            .count();
+        Ok(u32::try_from(n).unwrap())
     }
 }
 

@@ -340,3 +340,63 @@ fn test_host_loss_on_the_sim_platform() {
     assert_eq!(kinds.iter().filter(|k| *k == "HOST_ACTIVE").count(), 1);
     assert!(kinds.contains(&"RESTART_SUMMARY".to_owned()));
 }
+
+/// The application-escalation count survives a daemon restart: it is read from the VM's
+/// relocation rows (same-host restarts since its last relocation, within 24 h).
+#[test]
+fn test_same_host_restarts_are_counted_from_relocation_rows() {
+    use crate::fde::HealthStore;
+    use crate::relocate::Ledger;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = hsdb_group(&dir, 2);
+    managed_vm(&mut db, 1, 1, true);
+    let vm = uuid(1);
+    let day = crate::fde::APP_RESTART_WINDOW_MS;
+    let restart = |db: &mut Hsdb, to: i64, at: i64| {
+        Ledger::relocation_begin(db, &vm, Some(HostId(1)), HostId(to), "app_restart", at).unwrap();
+    };
+    restart(&mut db, 1, T0 - 2 * day);
+    restart(&mut db, 2, T0 - day / 2);
+    assert_eq!(
+        db.same_host_restarts(&vm, T0 - day).unwrap(),
+        0,
+        "relocated since"
+    );
+    restart(&mut db, 1, T0 - 3_000);
+    restart(&mut db, 1, T0 - 2_000);
+    assert_eq!(db.same_host_restarts(&vm, T0 - day).unwrap(), 2);
+    assert_eq!(
+        db.same_host_restarts(&vm, T0 - 2_500).unwrap(),
+        1,
+        "the window"
+    );
+    // A new engine (a daemon restart) with one more same-host restart behind it: the
+    // next critical failure is the third same-host restart, the one after relocates.
+    restart(&mut db, 1, T0 - 1_000);
+    let mut fde = Fde::new(GroupParams::standard("hg"));
+    let mut platform = FakePlatform::default();
+    for id in 1..=2 {
+        platform.hosts.push(HostInfo {
+            name: format!("host-{id}"),
+            cpu_milli: 8000,
+            memory_mb: 16384,
+            vms: Vec::new(),
+        });
+    }
+    db.apply(&[Transition::Doorbell {
+        vm,
+        hm: hm(1, 1),
+        vector: crate::fde::DBELL_APP_CRITICAL_FAILURE,
+        at: T0,
+    }])
+    .unwrap();
+    let mut now = T0;
+    while now < T0 + 70_000 {
+        monitors_turn(&mut db, &[1, 2], now);
+        now = fde.tick(now, &mut db, &mut platform).unwrap().next_wake_ms;
+    }
+    let rows = db.relocations(Some(&vm), 1).unwrap();
+    assert_eq!(rows[0].kind, hsdb::RelocationKind::Relocate, "{rows:?}");
+    assert_eq!(rows[0].to_host, Some(HostId(2)));
+}
