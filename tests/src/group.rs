@@ -192,6 +192,17 @@ pub fn build(test: &str) -> Option<Group> {
             );
         }
     }
+    // A failed host's VMs are pinged before they are restarted: one that still answers
+    // sits behind a partition and is alive (docs/controlplane.md, host decisions).
+    hactl(
+        &hsdb,
+        &[
+            "modify",
+            "host_group",
+            "hg1",
+            "host_failure_ping_vms=enable",
+        ],
+    );
     let ctl_ns = lab.netns("ctl");
     let mut spare_ns = Vec::new();
     let mut host_files = Vec::new();
@@ -372,6 +383,28 @@ impl Group {
         if deaf {
             self.icmp(h, i, false);
         }
+    }
+
+    /// Host `h` fails: both its monitors die, its `vmmd` VMs die with it (agent killed,
+    /// no ping answer) except those in `partitioned` (alive, answering ping, but cut off
+    /// from their monitors), its load-generator agents die, and its hypervisor becomes
+    /// unreachable (its file gone, its `virsh` connection cut).
+    pub fn fail_host(&mut self, h: usize, partitioned: &[usize]) {
+        for m in 1..=2 {
+            self.lab.kill_9(&format!("hmd-{h}-{m}"));
+            self.lab.kill_9(&format!("loadgen-{h}-{m}"));
+        }
+        for i in 1..=REAL_VMS {
+            if !partitioned.contains(&i) {
+                self.icmp(h, i, false);
+                self.lab.kill_9(&format!("vmmd-{h}-{i}"));
+            }
+        }
+        let gone = self.host_files[h].with_extension("gone");
+        std::fs::rename(&self.host_files[h], &gone).expect("move the host's file away");
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.host_files[h].display().to_string()])
+            .status();
     }
 
     /// Undo [`Group::hang`].

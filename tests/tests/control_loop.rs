@@ -13,8 +13,8 @@ use std::time::Duration;
 use controlplane::params::GroupParams;
 use hsdb::{DetectionSpeed, HeartbeatState, HostId};
 use hvha_e2e::group::{
-    HOSTS, PING_TIMEOUT_MS, VM_MISS_AFTER_MS, build, check_moved, hm_uuid, real_vm, start_vmmd,
-    vms_of,
+    HOSTS, PING_TIMEOUT_MS, REAL_VMS, VM_MISS_AFTER_MS, build, check_moved, hm_uuid, real_vm,
+    start_vmmd, vms_of,
 };
 use hvha_e2e::{binary, unix_ms, uuid, wait_for};
 
@@ -60,7 +60,9 @@ fn hung_vm_and_failed_host_are_recovered_and_nothing_else_moves() {
         + na_cycle
         + PING_TIMEOUT_MS
         + actions;
-    let host_bound = p.hm_silent_after_ms
+    // Each VM of the failed host is pinged before its restart (host_failure_ping_vms).
+    let host_bound = REAL_VMS as i64 * PING_TIMEOUT_MS
+        + p.hm_silent_after_ms
         + p.host_fdt_ms
         + 2 * p.scan_interval_ms
         + p.probe_timeout_ms
@@ -112,19 +114,18 @@ fn hung_vm_and_failed_host_are_recovered_and_nothing_else_moves() {
         g.logs()
     );
 
-    // 2. One monitor of host-b killed; both monitors of host-c killed and host-c's
-    //    hypervisor unreachable (its file gone, its connection cut).
+    // 2. One monitor of host-b killed. Host-c fails: both monitors and its hypervisor
+    //    gone, vm-2-1 and the load generator's VMs dead with it; vm-2-2 cut off from its
+    //    monitors but alive and answering ping (a partition): never restarted.
     let fault = unix_ms();
     g.lab.kill_9("hmd-1-1");
-    g.lab.kill_9("hmd-2-1");
-    g.lab.kill_9("hmd-2-2");
-    let gone = g.host_files[2].with_extension("gone");
-    std::fs::rename(&g.host_files[2], &gone).expect("host-c's file away");
-    let _ = Command::new("pkill")
-        .args(["-KILL", "-f", &g.host_files[2].display().to_string()])
-        .status();
+    g.fail_host(2, &[2]);
+    let partitioned = uuid(&real_vm(2, 2));
     let within = Duration::from_millis(u64::try_from(host_bound).unwrap_or(0) + 10_000);
     for (name, vm) in vms_of(2) {
+        if vm == partitioned {
+            continue;
+        }
         let r = g.wait_relocated(&vm, within).unwrap_or_else(|| {
             panic!(
                 "{name} ({vm}) of the failed host never relocated\n{}",
@@ -137,11 +138,12 @@ fn hung_vm_and_failed_host_are_recovered_and_nothing_else_moves() {
     }
 
     // 3. Nothing else moved: not the VM that resumed in time, not the pingable one, not
-    //    host-b's VMs with one monitor left, not host-a's others.
+    //    host-b's VMs with one monitor left, not host-a's others, not the partitioned VM
+    //    of the failed host.
     std::thread::sleep(Duration::from_millis(u64::try_from(na_cycle).unwrap_or(0)));
-    for h in 0..2 {
+    for h in 0..3 {
         for (name, vm) in vms_of(h) {
-            if vm == hung {
+            if vm == hung || (h == 2 && vm != partitioned) {
                 continue;
             }
             let moved = g.relocations(&vm);
