@@ -79,16 +79,9 @@ impl fmt::Display for Code {
     }
 }
 
-/// A command acted on, to be marked done.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Completion {
-    /// The command's id.
-    pub id: i64,
-    /// `CODE: detail`.
-    pub result: String,
-    /// When it was acted on, ms since the Unix epoch.
-    pub at: i64,
-}
+/// A command acted on, to be marked done: its id, `CODE: detail`, and when it was acted
+/// on (ms since the Unix epoch).
+pub use hsdb::CommandDone as Completion;
 
 /// Most commands read in one poll; the rest come at the next ones.
 pub const READ_LIMIT: u32 = 4096;
@@ -108,13 +101,16 @@ pub fn read(hsdb: &Hsdb, hm: &Uuid, after: i64) -> hsdb::Result<Vec<Command>> {
         .collect())
 }
 
-/// Mark `done` done, each with its result. One already marked (by an earlier run that
-/// stopped before it knew) keeps its first result.
+/// Mark `done` done, each with its result, in one transaction. One already marked (by
+/// an earlier run that stopped before it knew) keeps its first result.
 pub fn complete(hsdb: &mut Hsdb, done: &[Completion]) -> hsdb::Result<()> {
-    for c in done {
-        if !hsdb.complete_command(c.id, &c.result, c.at)? {
-            tracing::debug!(id = c.id, "command was marked done already");
-        }
+    let completed = hsdb.complete_commands(done)?;
+    if completed < done.len() {
+        tracing::debug!(
+            commands = done.len(),
+            already_done = done.len() - completed,
+            "some commands were marked done already"
+        );
     }
     Ok(())
 }

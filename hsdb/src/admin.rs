@@ -11,8 +11,8 @@ use rusqlite::OptionalExtension;
 
 use crate::codec::{Columns, UuidText, opt_uuid};
 use crate::control_model::{
-    CommandKind, CommandRow, EventPrune, ParamRow, ParamScope, RelocationKind, RelocationRow,
-    RelocationStep, VmSettings,
+    CommandDone, CommandKind, CommandRow, EventPrune, ParamRow, ParamScope, RelocationKind,
+    RelocationRow, RelocationStep, VmSettings,
 };
 use crate::error::{Context, Error, Result};
 use crate::model::{HostId, VmState};
@@ -401,17 +401,37 @@ impl Hsdb {
     /// Returns false if the command does not exist or was already completed (the first
     /// completion is kept).
     pub fn complete_command(&mut self, id: i64, result: &str, at: i64) -> Result<bool> {
-        const OP: &str = "complete_command";
-        let n = self
-            .conn
-            .prepare_cached(
-                "UPDATE hm_command SET done_ms = ?2, result = ?3 WHERE id = ?1 \
-                 AND done_ms IS NULL",
-            )
-            .op(OP)?
-            .execute((id, at, result))
-            .op(OP)?;
-        Ok(n > 0)
+        let done = CommandDone {
+            id,
+            result: result.to_owned(),
+            at,
+        };
+        Ok(self.complete_commands(std::slice::from_ref(&done))? > 0)
+    }
+
+    /// Mark every command of `done` done with its result, in ONE transaction (one
+    /// commit, one fsync, however many a monitor carried out in a turn). Returns how
+    /// many were newly completed: an unknown id, or one completed already (its first
+    /// completion is kept), counts for nothing.
+    pub fn complete_commands(&mut self, done: &[CommandDone]) -> Result<usize> {
+        const OP: &str = "complete_commands";
+        if done.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.write_tx(OP)?;
+        let mut completed = 0;
+        for d in done {
+            completed += tx
+                .prepare_cached(
+                    "UPDATE hm_command SET done_ms = ?2, result = ?3 WHERE id = ?1 \
+                     AND done_ms IS NULL",
+                )
+                .op(OP)?
+                .execute((d.id, d.at, &d.result))
+                .op(OP)?;
+        }
+        tx.commit().op(OP)?;
+        Ok(completed)
     }
 
     /// Delete the commands completed before `done_before_ms`; returns how many.

@@ -19,6 +19,10 @@
 //!   monitors deleted and a FORGET_VM command queued for each of them; `Detected`,
 //!   `Missing` and `Suspended` from another host than the VM's are ignored;
 //! - heartbeats through one monitor end the VM's suspension on the host's others;
+//! - a row the controller STOPPED (`StopWatching`) stays STOPPED through everything
+//!   the monitor may still write about the VM (`Discovered`, `Detected`, `Suspended`
+//!   change the VM, not the row; `Missing` is ignored) until `StartWatching` resumes
+//!   it or `Forget` (or a move) deletes it; the suspension rule never touches it;
 //! - a transition naming an unregistered monitor fails the batch ([`Error::UnknownHm`]):
 //!   the monitor registers itself before writing, so this is a bug, not an input.
 
@@ -52,18 +56,27 @@ const PENDING_UNREPORTED: &str =
 /// last `new_state` wins, doorbell vectors are OR-ed.
 const PENDING_COALESCE: &str = "UPDATE pending SET code = ?2, new_state = ?3, data = ?4, \
     updated_ms = ?5 WHERE id = ?1";
-/// Heartbeats are flowing (DETECTED) or stopped on purpose (SUSPENDED): no miss time.
+/// Heartbeats are flowing (DETECTED) or stopped on purpose (SUSPENDED): no miss time. A
+/// row the controller STOPPED stays STOPPED: only StartWatching resumes it.
 const VM_HM_HEARD: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_ms, last_state, updated_ms) \
     VALUES (?1, ?2, ?3, NULL, ?4, ?5) ON CONFLICT (vm, hm) DO UPDATE SET \
     mac = COALESCE(excluded.mac, vm_hm.mac), hb_missed_ms = NULL, \
-    last_state = excluded.last_state, updated_ms = excluded.updated_ms";
+    last_state = CASE WHEN vm_hm.last_state = 'STOPPED' THEN 'STOPPED' \
+        ELSE excluded.last_state END, \
+    updated_ms = excluded.updated_ms";
 /// Keeps the first miss time (NeedsAttention's missedHb counts from it) and never marks a
-/// suspended agent MISSING.
+/// suspended agent, or a VM whose monitoring the controller stopped, MISSING.
 const VM_HM_MISSING: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_ms, last_state, updated_ms) \
     VALUES (?1, ?2, NULL, ?3, 'MISSING', ?3) ON CONFLICT (vm, hm) DO UPDATE SET \
     hb_missed_ms = COALESCE(vm_hm.hb_missed_ms, excluded.hb_missed_ms), \
     last_state = 'MISSING', updated_ms = excluded.updated_ms \
-    WHERE vm_hm.last_state <> 'SUSPENDED'";
+    WHERE vm_hm.last_state NOT IN ('SUSPENDED', 'STOPPED')";
+/// StopWatching: the row, if any, becomes STOPPED; a miss it held ends.
+const VM_HM_STOP: &str = "UPDATE vm_hm SET last_state = 'STOPPED', hb_missed_ms = NULL, \
+    updated_ms = ?3 WHERE vm = ?1 AND hm = ?2 AND last_state <> 'STOPPED'";
+/// StartWatching: a STOPPED row is watched again, nothing missed yet.
+const VM_HM_START: &str = "UPDATE vm_hm SET last_state = 'DETECTED', hb_missed_ms = NULL, \
+    updated_ms = ?3 WHERE vm = ?1 AND hm = ?2 AND last_state = 'STOPPED'";
 /// A Detected or Discovered from one monitor of the host ends a suspension: another
 /// monitor of that host still SUSPENDED has not heard the agent since it came back, so
 /// its row counts as a miss from now (it no longer blocks "missed on every monitor").
@@ -318,6 +331,22 @@ impl BatchWriter<'_, '_> {
                 }
                 self.applied.hm_interfaces += 1;
             }
+            Transition::StopWatching { vm, hm, at } => {
+                self.applied.stop_watching += 1;
+                self.applied.watching_stopped += self.set_watching(VM_HM_STOP, vm, hm, *at)?;
+            }
+            Transition::StartWatching { vm, hm, at } => {
+                self.applied.start_watching += 1;
+                self.applied.watching_started += self.set_watching(VM_HM_START, vm, hm, *at)?;
+            }
+            Transition::Forget { vm, hm, at: _ } => {
+                self.host_of(hm)?;
+                self.applied.forget += 1;
+                self.applied.vm_hm_forgotten += self
+                    .tx
+                    .prepare_cached(VM_HM_DELETE)?
+                    .execute((UuidText::new(vm), UuidText::new(hm)))?;
+            }
             Transition::Event {
                 kind,
                 vm,
@@ -459,6 +488,16 @@ impl BatchWriter<'_, '_> {
             self.applied.commands_queued += 1;
         }
         Ok(())
+    }
+
+    /// Stop or start monitor `hm`'s watching of `vm` (`sql`: [`VM_HM_STOP`] or
+    /// [`VM_HM_START`]) on its existing row; the rows changed.
+    fn set_watching(&mut self, sql: &str, vm: &Uuid, hm: &Uuid, at: i64) -> Step<usize> {
+        self.host_of(hm)?;
+        Ok(self
+            .tx
+            .prepare_cached(sql)?
+            .execute((UuidText::new(vm), UuidText::new(hm), at))?)
     }
 
     /// Heartbeats from `hm` end the VM's suspension on the other monitors of its host.

@@ -5,12 +5,14 @@
 //! NeedsAttention and node data are writes: they tag the items they return, in the same
 //! `BEGIN IMMEDIATE` transaction as the read, by explicit ids, so an item that a monitor
 //! writes after the read is never tagged, and so never deleted by an acknowledgement that
-//! did not see it.
+//! did not see it. [`Hsdb::needs_attention_peek`] runs the very same selection in a read
+//! transaction and tags nothing (`hactl na` without `--consume`, on a read-only
+//! connection): one code path, [`select_needs_attention`], with a tag or without.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hvha_identity::Uuid;
-use rusqlite::{OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::codec::{Columns, UuidText, bits_from_sql, bits_to_sql};
 use crate::control_model::{
@@ -23,13 +25,17 @@ use crate::store::{Hsdb, hm_row, hm_select, host_row, host_select, pending_row, 
 /// Candidates for "missed on every monitor": start from the partial index of rows with a
 /// miss time (`vm_hm_missed`), keep the rows of monitors of the VM's current host, and
 /// drop a VM if any monitor of that host still hears it. A healthy group has no such
-/// row: the selection reads nothing.
+/// row: the selection reads nothing. A STOPPED row (monitoring stopped by the
+/// controller) has no miss time and does not count as hearing: it is no evidence either
+/// way, so a VM whose monitors were all stopped is never reported, and one whose other
+/// monitors all miss it is.
 const MISSED: &str = "SELECT m.vm, MIN(m.hb_missed_ms), COUNT(*), v.state, v.current_host, \
     v.managed FROM vm_hm m \
     JOIN vm v ON v.uuid = m.vm JOIN hm h ON h.uuid = m.hm \
     WHERE m.hb_missed_ms IS NOT NULL AND h.host_id = v.current_host \
     AND NOT EXISTS (SELECT 1 FROM vm_hm m2 JOIN hm h2 ON h2.uuid = m2.hm \
-        WHERE m2.vm = m.vm AND m2.hb_missed_ms IS NULL AND h2.host_id = v.current_host) \
+        WHERE m2.vm = m.vm AND m2.hb_missed_ms IS NULL AND m2.last_state <> 'STOPPED' \
+        AND h2.host_id = v.current_host) \
     GROUP BY m.vm ORDER BY m.vm";
 /// Does any monitor of the host watch a VM? One index probe per monitor.
 const HOST_HAS_VMS: &str =
@@ -155,6 +161,30 @@ impl Hsdb {
         self.needs_attention_in(Some(group), now_ms, limits, new_tag)
     }
 
+    /// What NeedsAttention for `group` (every host when `None`) would report at
+    /// `now_ms`, tagging nothing: the selection of [`Hsdb::needs_attention_group`] — the
+    /// same code, the same rules, order and cap — in a read transaction (one snapshot,
+    /// no write lock), so it works on a read-only connection ([`Hsdb::open_read_only`])
+    /// and never competes with the monitors. [`NaRows::tag`] is `None`;
+    /// [`NaVm::items`](crate::NaVm::items) lists the items a consuming call would tag
+    /// now. `hactl na` without `--consume` shows it: an operator's look must not change
+    /// which tag an item carries.
+    pub fn needs_attention_peek(
+        &self,
+        now_ms: i64,
+        limits: NaLimits,
+        group: Option<&str>,
+    ) -> Result<NaRows> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .op("needs_attention_peek")?;
+        let rows = select_needs_attention(&tx, group, now_ms, limits, None)?;
+        // Nothing was written: ending the read transaction either way is the same.
+        drop(tx);
+        Ok(rows)
+    }
+
     fn needs_attention_in(
         &mut self,
         group: Option<&str>,
@@ -162,149 +192,10 @@ impl Hsdb {
         limits: NaLimits,
         new_tag: i64,
     ) -> Result<NaRows> {
-        const OP: &str = "needs_attention";
-        let tx = self.write_tx(OP)?;
-        let (hosts, hms) = hosts_and_hms(&tx, group, OP)?;
-        let hosts: BTreeMap<HostId, HostRecord> = hosts.into_iter().map(|h| (h.id, h)).collect();
-        let mut monitors: HashMap<HostId, Vec<Uuid>> = HashMap::new();
-        for hm in &hms {
-            monitors.entry(hm.host).or_default().push(hm.uuid);
-        }
-        let mut reply = Reply {
-            tx: &tx,
-            hosts: &hosts,
-            monitors: &monitors,
-            group: group.is_some(),
-            vms: Vec::new(),
-            index: HashMap::new(),
-            spans: HashMap::new(),
-        };
-
-        // (b) first, so that the order of the reply can follow the seed's.
-        let mut items = Vec::new();
-        let mut more = false;
-        for kind in [
-            PendingKind::Doorbell,
-            PendingKind::StateChange,
-            PendingKind::Discovered,
-        ] {
-            let room = limits.max_items.max(1).saturating_sub(items.len());
-            let found = pending_of_kind(&tx, group, kind, room + 1)?;
-            if found.len() > room {
-                more = true;
-            }
-            items.extend(found.into_iter().take(room));
-            if more {
-                break;
-            }
-        }
-        // (a): the missed VMs, with what their entry needs.
-        let mut missed = Vec::new();
-        {
-            let mut stmt = tx.prepare_cached(MISSED).op(OP)?;
-            let mut rows = stmt.query([]).op(OP)?;
-            while let Some(row) = rows.next().op(OP)? {
-                let c = Columns::new(row, "vm_hm", OP);
-                missed.push(Missed {
-                    vm: c.uuid(0, "vm")?,
-                    earliest: c.int(1)?,
-                    rows: usize::try_from(c.int(2)?).unwrap_or(0),
-                    state: c.enumeration(3, "state", "VM state", VmState::from_text)?,
-                    host: c.opt_int(4)?.map(HostId),
-                    managed: c.bool(5, "managed")?,
-                });
-            }
-        }
-
-        // The reply's order: doorbells, missed heartbeats, state changes, discoveries.
-        for item in items.iter().filter(|i| i.kind == PendingKind::Doorbell) {
-            reply.add_item(item)?;
-        }
-        for m in missed {
-            let missed_ms = Some(now_ms.saturating_sub(m.earliest).max(0));
-            if let Some(&i) = reply.index.get(&m.vm) {
-                if let Some(entry) = reply.vms.get_mut(i) {
-                    entry.missed_ms = missed_ms;
-                }
-            } else if let Some(entry) =
-                reply.insert(m.vm, m.state, m.host, m.managed, Some(m.rows))?
-            {
-                entry.missed_ms = missed_ms;
-            }
-        }
-        for item in items.iter().filter(|i| i.kind != PendingKind::Doorbell) {
-            reply.add_item(item)?;
-        }
-
-        let mut tagged = 0;
-        for item in &items {
-            tagged += tx
-                .prepare_cached(TAG_ITEM)
-                .op(OP)?
-                .execute((new_tag, item.id))
-                .op(OP)?;
-        }
-
-        // (d): hosts with monitored VMs, and those of the VMs reported.
-        let mut vm_hosts: BTreeSet<HostId> = reply.vms.iter().filter_map(|v| v.host).collect();
-        for &id in hosts.keys() {
-            if vm_hosts.contains(&id) {
-                continue;
-            }
-            let watched = tx
-                .prepare_cached(HOST_HAS_VMS)
-                .op(OP)?
-                .query([id])
-                .op(OP)?
-                .next()
-                .op(OP)?
-                .is_some();
-            if watched {
-                vm_hosts.insert(id);
-            }
-        }
-        // (c): monitors needing attention.
-        let hms: Vec<HmStatus> = hms
-            .into_iter()
-            .map(|hm| status(hm, now_ms))
-            .filter(|s| {
-                s.hm.state == HmState::Down
-                    || s.silent_ms > limits.hm_silent_after_ms
-                    || s.hm.has_data
-            })
-            .collect();
-        let vms = reply.vms;
-        tx.commit().op(OP)?;
-
-        let mut mentioned: BTreeSet<HostId> = vm_hosts.clone();
-        mentioned.extend(hms.iter().map(|s| s.hm.host));
-        mentioned.extend(vms.iter().filter_map(|v| v.from_host));
-        let hosts_out = self.hosts_by_id(&mentioned, &hosts)?;
-        Ok(NaRows {
-            tag: (tagged > 0).then_some(new_tag),
-            more,
-            hosts: hosts_out,
-            vm_hosts: vm_hosts.into_iter().collect(),
-            vms,
-            hms,
-        })
-    }
-
-    /// Hosts by id, from `known` or the database (a VM's previous host may be in
-    /// another group).
-    fn hosts_by_id(
-        &self,
-        ids: &BTreeSet<HostId>,
-        known: &BTreeMap<HostId, HostRecord>,
-    ) -> Result<Vec<HostRecord>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            match known.get(id) {
-                Some(host) => out.push(host.clone()),
-                None => out.extend(self.host(*id)?),
-            }
-        }
-        Ok(out)
+        let tx = self.write_tx(NA)?;
+        let rows = select_needs_attention(&tx, group, now_ms, limits, Some(new_tag))?;
+        tx.commit().op(NA)?;
+        Ok(rows)
     }
 
     /// Acknowledge(tag): delete the VM items reported under `tag`, in one transaction,
@@ -412,9 +303,9 @@ impl Hsdb {
                 .execute((new_tag, event.id))
                 .op(OP)?;
         }
-        tx.commit().op(OP)?;
         let ids: BTreeSet<HostId> = events.iter().map(|e| e.host).collect();
-        let hosts = self.hosts_by_id(&ids, &BTreeMap::new())?;
+        let hosts = hosts_by_id(&tx, &ids, &BTreeMap::new(), OP)?;
+        tx.commit().op(OP)?;
         Ok(NodeDataRows {
             tag: (!events.is_empty()).then_some(new_tag),
             more,
@@ -466,6 +357,169 @@ fn status(hm: HmRow, now_ms: i64) -> HmStatus {
     }
 }
 
+/// The name NeedsAttention's errors carry.
+const NA: &str = "needs_attention";
+
+/// NeedsAttention's selection, inside the caller's transaction: with `tag`, the items
+/// selected are tagged with it (the caller's write transaction commits them); without,
+/// nothing is written (a peek). One code path for both, so the two cannot drift.
+///
+/// - (a) VMs whose every row on a monitor of their current host has a miss time
+///   (`missedHb` from the earliest, never negative; STOPPED rows count neither way);
+/// - (b) pending VM items (untagged, or tagged by a reply never acknowledged), in the
+///   seed's order — doorbells, state changes, discoveries (seed 004 L13117-13124) —
+///   oldest first, at most `limits.max_items`;
+/// - (c) monitors DOWN, silent for longer than `limits.hm_silent_after_ms`, or holding
+///   event data;
+/// - (d) the hosts with monitored VMs (an empty `vmList` when healthy).
+pub(crate) fn select_needs_attention(
+    conn: &Connection,
+    group: Option<&str>,
+    now_ms: i64,
+    limits: NaLimits,
+    tag: Option<i64>,
+) -> Result<NaRows> {
+    let (hosts, hms) = hosts_and_hms(conn, group, NA)?;
+    let hosts: BTreeMap<HostId, HostRecord> = hosts.into_iter().map(|h| (h.id, h)).collect();
+    let mut monitors: HashMap<HostId, Vec<Uuid>> = HashMap::new();
+    for hm in &hms {
+        monitors.entry(hm.host).or_default().push(hm.uuid);
+    }
+    let mut reply = Reply {
+        conn,
+        hosts: &hosts,
+        monitors: &monitors,
+        group: group.is_some(),
+        vms: Vec::new(),
+        index: HashMap::new(),
+        spans: HashMap::new(),
+    };
+
+    // (b) first, so that the order of the reply can follow the seed's.
+    let mut items = Vec::new();
+    let mut more = false;
+    for kind in [
+        PendingKind::Doorbell,
+        PendingKind::StateChange,
+        PendingKind::Discovered,
+    ] {
+        let room = limits.max_items.max(1).saturating_sub(items.len());
+        let found = pending_of_kind(conn, group, kind, room + 1)?;
+        if found.len() > room {
+            more = true;
+        }
+        items.extend(found.into_iter().take(room));
+        if more {
+            break;
+        }
+    }
+    // (a): the missed VMs, with what their entry needs.
+    let mut missed = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(MISSED).op(NA)?;
+        let mut rows = stmt.query([]).op(NA)?;
+        while let Some(row) = rows.next().op(NA)? {
+            let c = Columns::new(row, "vm_hm", NA);
+            missed.push(Missed {
+                vm: c.uuid(0, "vm")?,
+                earliest: c.int(1)?,
+                rows: usize::try_from(c.int(2)?).unwrap_or(0),
+                state: c.enumeration(3, "state", "VM state", VmState::from_text)?,
+                host: c.opt_int(4)?.map(HostId),
+                managed: c.bool(5, "managed")?,
+            });
+        }
+    }
+
+    // The reply's order: doorbells, missed heartbeats, state changes, discoveries.
+    for item in items.iter().filter(|i| i.kind == PendingKind::Doorbell) {
+        reply.add_item(item)?;
+    }
+    for m in missed {
+        let missed_ms = Some(now_ms.saturating_sub(m.earliest).max(0));
+        if let Some(&i) = reply.index.get(&m.vm) {
+            if let Some(entry) = reply.vms.get_mut(i) {
+                entry.missed_ms = missed_ms;
+            }
+        } else if let Some(entry) = reply.insert(m.vm, m.state, m.host, m.managed, Some(m.rows))? {
+            entry.missed_ms = missed_ms;
+        }
+    }
+    for item in items.iter().filter(|i| i.kind != PendingKind::Doorbell) {
+        reply.add_item(item)?;
+    }
+
+    let mut tagged = 0;
+    if let Some(tag) = tag {
+        for item in &items {
+            tagged += conn
+                .prepare_cached(TAG_ITEM)
+                .op(NA)?
+                .execute((tag, item.id))
+                .op(NA)?;
+        }
+    }
+
+    // (d): hosts with monitored VMs, and those of the VMs reported.
+    let mut vm_hosts: BTreeSet<HostId> = reply.vms.iter().filter_map(|v| v.host).collect();
+    for &id in hosts.keys() {
+        if vm_hosts.contains(&id) {
+            continue;
+        }
+        let watched = conn
+            .prepare_cached(HOST_HAS_VMS)
+            .op(NA)?
+            .query([id])
+            .op(NA)?
+            .next()
+            .op(NA)?
+            .is_some();
+        if watched {
+            vm_hosts.insert(id);
+        }
+    }
+    // (c): monitors needing attention.
+    let hms: Vec<HmStatus> = hms
+        .into_iter()
+        .map(|hm| status(hm, now_ms))
+        .filter(|s| {
+            s.hm.state == HmState::Down || s.silent_ms > limits.hm_silent_after_ms || s.hm.has_data
+        })
+        .collect();
+    let vms = reply.vms;
+
+    let mut mentioned: BTreeSet<HostId> = vm_hosts.clone();
+    mentioned.extend(hms.iter().map(|s| s.hm.host));
+    mentioned.extend(vms.iter().filter_map(|v| v.from_host));
+    let hosts_out = hosts_by_id(conn, &mentioned, &hosts, NA)?;
+    Ok(NaRows {
+        tag: tag.filter(|_| tagged > 0),
+        more,
+        hosts: hosts_out,
+        vm_hosts: vm_hosts.into_iter().collect(),
+        vms,
+        hms,
+    })
+}
+
+/// Hosts by id, from `known` or the database (a VM's previous host may be in another
+/// group).
+fn hosts_by_id(
+    conn: &Connection,
+    ids: &BTreeSet<HostId>,
+    known: &BTreeMap<HostId, HostRecord>,
+    op: &'static str,
+) -> Result<Vec<HostRecord>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        match known.get(id) {
+            Some(host) => out.push(host.clone()),
+            None => out.extend(crate::store::host_by_id(conn, *id, op)?),
+        }
+    }
+    Ok(out)
+}
+
 /// The hosts (of `group`, or all) by id, and their monitors by host then UUID.
 fn hosts_and_hms(
     conn: &rusqlite::Connection,
@@ -509,7 +563,7 @@ fn hosts_and_hms(
 
 /// The pending items of `kind` about VMs (of hosts of `group`, or all), oldest first.
 fn pending_of_kind(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     group: Option<&str>,
     kind: PendingKind,
     limit: usize,
@@ -554,7 +608,7 @@ struct Missed {
 
 /// The VMs of one NeedsAttention reply, in order, each once.
 struct Reply<'a> {
-    tx: &'a Transaction<'a>,
+    conn: &'a Connection,
     hosts: &'a BTreeMap<HostId, HostRecord>,
     monitors: &'a HashMap<HostId, Vec<Uuid>>,
     /// Restricted to a group: VMs on hosts outside it are left out.
@@ -574,7 +628,7 @@ impl Reply<'_> {
             return Ok(self.vms.get_mut(i));
         }
         let brief: Option<(String, Option<i64>, i64)> = self
-            .tx
+            .conn
             .prepare_cached(VM_BRIEF)
             .op(OP)?
             .query_row([UuidText::new(vm)], |r| {
@@ -613,7 +667,7 @@ impl Reply<'_> {
         let missed_hm_entry = match monitors {
             Some(monitors) if rows_on_host != Some(monitors.len()) => {
                 let known: Vec<String> = self
-                    .tx
+                    .conn
                     .prepare_cached(VM_MONITORS)
                     .op(OP)?
                     .query_map([UuidText::new(&vm)], |r| r.get(0))

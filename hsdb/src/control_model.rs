@@ -318,6 +318,18 @@ pub struct CommandRow {
     pub result: Option<String>,
 }
 
+/// A command a monitor carried out, to be marked done
+/// ([`Hsdb::complete_commands`](crate::Hsdb::complete_commands)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandDone {
+    /// The command's id.
+    pub id: i64,
+    /// What the monitor reports: `OK`, or `CODE: detail` (`hmd`'s form).
+    pub result: String,
+    /// When it was carried out, ms since the Unix epoch.
+    pub at: i64,
+}
+
 /// Which events [`Hsdb::prune_events`](crate::Hsdb::prune_events) deletes: those older
 /// than `before_ms` or beyond the newest `keep_last`, but never one a registered consumer
 /// has not handled yet unless `force`.

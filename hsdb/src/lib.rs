@@ -37,8 +37,8 @@ mod store;
 mod tests;
 
 pub use control_model::{
-    CommandKind, CommandRow, DiscoveryKind, EventPrune, HmStatus, NaLimits, NaRows, NaVm,
-    NodeDataRows, NodeEvent, ParamRow, ParamScope, QqHost, RelocationKind, RelocationRow,
+    CommandDone, CommandKind, CommandRow, DiscoveryKind, EventPrune, HmStatus, NaLimits, NaRows,
+    NaVm, NodeDataRows, NodeEvent, ParamRow, ParamScope, QqHost, RelocationKind, RelocationRow,
     RelocationStep, VmSettings,
 };
 pub use error::{Error, Result};

@@ -100,6 +100,12 @@ text_enum! {
         Missing => "MISSING",
         /// The agent stopped gracefully; it is never MISSING.
         Suspended => "SUSPENDED",
+        /// The controller stopped this monitor's HA monitoring of the VM
+        /// (`STOP_MONITORING`: the VM is down on purpose, being restarted). Never
+        /// MISSING, and no evidence either way in NeedsAttention, until a start
+        /// ([`Transition::StartWatching`]) resumes it; a restarted monitor does not
+        /// watch it again (schema v5, docs/hsdb.md §3).
+        Stopped => "STOPPED",
     }
 }
 
@@ -294,12 +300,14 @@ pub struct HeartbeatCounts {
     pub missing: u64,
     /// Rows in `SUSPENDED`.
     pub suspended: u64,
+    /// Rows in `STOPPED` (monitoring stopped by the controller).
+    pub stopped: u64,
 }
 
 impl HeartbeatCounts {
     /// Rows of the monitor, in any state.
     pub fn total(&self) -> u64 {
-        self.detected + self.missing + self.suspended
+        self.detected + self.missing + self.suspended + self.stopped
     }
 }
 
@@ -464,6 +472,40 @@ pub enum Transition {
         /// When.
         at: i64,
     },
+    /// The monitor carried out the controller's `STOP_MONITORING` for the VM: its row
+    /// becomes STOPPED with no miss time (a miss it held ends), the VM's own state is
+    /// untouched and nothing is left pending. Only an existing row changes: a monitor
+    /// with no row for the VM has nothing to stop, and an unknown VM is not created.
+    StopWatching {
+        /// The VM.
+        vm: Uuid,
+        /// The monitor.
+        hm: Uuid,
+        /// When the monitor stopped watching.
+        at: i64,
+    },
+    /// The monitor carried out `START_MONITORING`: a STOPPED row becomes DETECTED (watched,
+    /// nothing missed yet: MISSING follows if no heartbeat comes). A row in any other
+    /// state is left as it is (a start never clears a miss); the VM's state is untouched.
+    StartWatching {
+        /// The VM.
+        vm: Uuid,
+        /// The monitor.
+        hm: Uuid,
+        /// When the monitor resumed watching.
+        at: i64,
+    },
+    /// The monitor carried out `FORGET_VM`: its row for the VM is deleted (the VM left
+    /// this host, or the controller removed it). The VM row and its other monitors' rows
+    /// stay. A move already deleted the row (docs/hsdb.md §3): then nothing changes.
+    Forget {
+        /// The VM.
+        vm: Uuid,
+        /// The monitor.
+        hm: Uuid,
+        /// When the monitor forgot it (nothing stores it: the row is gone).
+        at: i64,
+    },
     /// An entry of the event outbox.
     Event {
         /// Event name.
@@ -491,6 +533,9 @@ impl Transition {
             Transition::HmHeartbeat { .. } => "HmHeartbeat",
             Transition::HmEvent { .. } => "HmEvent",
             Transition::HmInterface { .. } => "HmInterface",
+            Transition::StopWatching { .. } => "StopWatching",
+            Transition::StartWatching { .. } => "StartWatching",
+            Transition::Forget { .. } => "Forget",
             Transition::Event { .. } => "Event",
         }
     }
@@ -535,6 +580,19 @@ pub struct Applied {
     pub vm_hm_retired: usize,
     /// FORGET_VM commands queued for those monitors.
     pub commands_queued: usize,
+    /// `StopWatching` transitions.
+    pub stop_watching: usize,
+    /// `StartWatching` transitions.
+    pub start_watching: usize,
+    /// `Forget` transitions.
+    pub forget: usize,
+    /// Rows that `StopWatching` turned STOPPED (a row STOPPED already, or none, is not
+    /// counted).
+    pub watching_stopped: usize,
+    /// STOPPED rows that `StartWatching` turned DETECTED.
+    pub watching_started: usize,
+    /// Rows that `Forget` deleted.
+    pub vm_hm_forgotten: usize,
 }
 
 impl Applied {
@@ -548,6 +606,9 @@ impl Applied {
             + self.hm_heartbeats
             + self.hm_events
             + self.hm_interfaces
+            + self.stop_watching
+            + self.start_watching
+            + self.forget
             + self.events
     }
 }

@@ -46,10 +46,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "control plane: pending columns, commands, parameters, relocation steps",
         sql: include_str!("schema/v4.sql"),
     },
+    Migration {
+        version: 5,
+        name: "vm_hm.last_state STOPPED: monitoring stopped by the controller",
+        sql: include_str!("schema/v5.sql"),
+    },
 ];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Bring the database at `path` to [`SCHEMA_VERSION`].
 ///

@@ -225,16 +225,7 @@ impl Hsdb {
 
     /// The host `id`, if it exists.
     pub fn host(&self, id: HostId) -> Result<Option<HostRecord>> {
-        const OP: &str = "host";
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(host_select!(), " WHERE id = ?1"))
-            .op(OP)?;
-        let mut rows = stmt.query([id]).op(OP)?;
-        match rows.next().op(OP)? {
-            Some(row) => Ok(Some(host_row(&Columns::new(row, "host", OP))?)),
-            None => Ok(None),
-        }
+        host_by_id(&self.conn, id, "host")
     }
 
     /// Register a host monitor at its start: insert it, or update host, MAC, incarnation
@@ -418,6 +409,7 @@ impl Hsdb {
                 Some(HeartbeatState::Detected) => counts.detected = n,
                 Some(HeartbeatState::Missing) => counts.missing = n,
                 Some(HeartbeatState::Suspended) => counts.suspended = n,
+                Some(HeartbeatState::Stopped) => counts.stopped = n,
                 None => {}
             }
         }
@@ -636,6 +628,22 @@ pub(crate) fn host_row(c: &Columns<'_, '_>) -> Result<HostRecord> {
         memory_mb: c.u32(6, "memory_mb")?,
         host_group: c.text(7)?,
     })
+}
+
+/// Host `id`, if it exists, read through `conn` (inside the caller's transaction, if any).
+pub(crate) fn host_by_id(
+    conn: &Connection,
+    id: HostId,
+    op: &'static str,
+) -> Result<Option<HostRecord>> {
+    let mut stmt = conn
+        .prepare_cached(concat!(host_select!(), " WHERE id = ?1"))
+        .op(op)?;
+    let mut rows = stmt.query([id]).op(op)?;
+    match rows.next().op(op)? {
+        Some(row) => Ok(Some(host_row(&Columns::new(row, "host", op))?)),
+        None => Ok(None),
+    }
 }
 
 /// The columns [`hm_row`] decodes.

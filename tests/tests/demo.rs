@@ -81,6 +81,12 @@ fn demo_shows_missing_detected_and_suspended() {
         "hmd ctl status counts the stopped agent:\n{e}"
     );
     assert!(stdout.contains("HSDB integrity check: ok"), "{stdout}");
+    // The `pending` listing shows each VM state item's old and new state (columns since
+    // schema v4, printed by `PendingRow::describe`): agent 3's graceful stop.
+    assert!(
+        stdout.contains(":new=SUSPENDED"),
+        "pending items name their states:\n{stdout}"
+    );
 }
 
 /// `scripts/demo --help` answers at once: it prints its help and builds nothing (a

@@ -5,7 +5,8 @@
 //! One monitor, two agents, each on its own veth pair (so each has its own interface on
 //! the monitor, and `hmd ctl stats` counts each one's peers):
 //!
-//! 1. STOP_MONITORING of VM 1, then VM 1 hangs: never MISSING, however long.
+//! 1. STOP_MONITORING of VM 1, then VM 1 hangs: never MISSING, however long; its row
+//!    is STOPPED in the HSDB.
 //! 2. The agent resumes; START_MONITORING: heartbeats again (DETECTED); it hangs again:
 //!    MISSING within `vm_miss_after`.
 //! 3. VM 2 moves away: it falls silent here and a monitor of another host discovers it.
@@ -13,6 +14,9 @@
 //!    removes its peer and stops watching it. Back on this segment, it pairs again.
 //! 4. Commands enqueued while the monitor is stopped are carried out when it starts, one
 //!    about a VM it never knew included.
+//! 5. A stop outlives a restart of the monitor: VM 1 stopped, `hmd` restarted, the VM
+//!    re-pairs and then hangs: never MISSING (the new run read the STOPPED row). A START
+//!    then watches it again: MISSING within `vm_miss_after` while it hangs.
 //!
 //! Every command is marked done within the stated bound: `command_poll_ms` +
 //! `flush_ms` + two short HSDB transactions (docs/operations.md), measured here from the
@@ -297,8 +301,8 @@ fn stop_start_and_forget_reach_the_monitor_through_the_hsdb() {
     well_beyond_the_miss_time();
     assert_eq!(
         rig.state(0),
-        Some(HeartbeatState::Detected),
-        "a stopped VM is never MISSING: its row keeps the last state written\n{}",
+        Some(HeartbeatState::Stopped),
+        "a stopped VM is never MISSING: its row is STOPPED\n{}",
         rig.logs("hmd1")
     );
     assert_eq!(
@@ -427,7 +431,7 @@ fn stop_start_and_forget_reach_the_monitor_through_the_hsdb() {
     ));
     assert_eq!(
         rig.state(0),
-        Some(HeartbeatState::Detected),
+        Some(HeartbeatState::Stopped),
         "stopped at start, never MISSING\n{}",
         rig.logs("hmd2")
     );
@@ -435,5 +439,72 @@ fn stop_start_and_forget_reach_the_monitor_through_the_hsdb() {
     assert!(
         status.contains("commands     2 handled: 1 STOP_MONITORING, 0 START_MONITORING, 1 FORGET_VM (1 about VMs not known here)"),
         "{status}"
+    );
+
+    // 5. The stop outlives a restart. VM 1 resumes (its agent re-pairs, not watched),
+    //    the monitor restarts, the agent re-pairs with the new run and hangs: the new
+    //    run read the STOPPED row, so the VM is neither re-watched nor MISSING.
+    rig.lab.signal("vmmd1", "CONT");
+    rig.lab.stop_cleanly("hmd2");
+    assert_eq!(rig.state(0), Some(HeartbeatState::Stopped));
+    rig.start_hmd("hmd3");
+    let loaded = wait_for(Duration::from_secs(20), || {
+        (rig.stat("vms_stopped") == Some(1)).then_some(())
+    });
+    assert!(
+        loaded.is_some(),
+        "the new run knows VM 1 is stopped: {:?}\n{}",
+        hmd_ctl(&rig.socket, "status"),
+        rig.logs("hmd3")
+    );
+    let repaired = wait_for(Duration::from_secs(20), || {
+        let status = hmd_ctl(&rig.socket, "status").ok()?;
+        status.contains("interface    m1 1 sessions").then_some(())
+    });
+    assert!(
+        repaired.is_some(),
+        "VM 1's agent re-pairs with the new run: {:?}\n{}",
+        hmd_ctl(&rig.socket, "status"),
+        rig.logs("hmd3")
+    );
+    // Paired, but not watched: `hmd ctl vms` lists the heartbeat table.
+    let vms = hmd_ctl(&rig.socket, "vms").expect("vms");
+    assert!(
+        !vms.lines().any(|l| l.starts_with(VM[0])),
+        "VM 1 is stopped, not watched: {vms}"
+    );
+    rig.lab.signal("vmmd1", "STOP");
+    std::thread::sleep(Duration::from_millis(
+        u64::try_from(HELLO_MS + 3 * MISS_AFTER_MS).unwrap_or(4000),
+    ));
+    assert_eq!(
+        rig.state(0),
+        Some(HeartbeatState::Stopped),
+        "stopped before the restart, paused after it: never MISSING\n{}",
+        rig.logs("hmd3")
+    );
+    // START: watched again from the command on; the VM still hangs, so MISSING within
+    // vm_miss_after of the start.
+    let start = rig.enqueue(CommandKind::StartMonitoring, VM[0]);
+    let c = rig.assert_done(start, "STARTED", "hmd3");
+    assert!(
+        rig.wait_state(0, HeartbeatState::Missing, Duration::from_secs(10)),
+        "VM 1 MISSING once started again while it hangs\n{}",
+        rig.logs("hmd3")
+    );
+    let missed = rig.row(0).and_then(|r| r.hb_missed_ms).unwrap_or(i64::MAX);
+    let done = c.done_ms.unwrap_or(i64::MAX);
+    assert!(
+        missed >= done && missed - done <= MISS_AFTER_MS + SLACK_MS,
+        "MISSING {} ms after the start was carried out\n{}",
+        missed.saturating_sub(done),
+        rig.logs("hmd3")
+    );
+    assert_eq!(rig.stat("vms_stopped"), Some(0));
+    rig.lab.signal("vmmd1", "CONT");
+    assert!(
+        rig.wait_state(0, HeartbeatState::Detected, Duration::from_secs(10)),
+        "VM 1 back\n{}",
+        rig.logs("hmd3")
     );
 }

@@ -12,7 +12,6 @@
 pub mod config;
 pub mod error;
 pub mod modify;
-pub mod peek;
 pub mod query;
 pub mod replies;
 pub mod table;

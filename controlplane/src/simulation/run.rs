@@ -598,7 +598,10 @@ impl<E: Engine> Simulation<E> {
                 | Transition::Detected { vm, .. }
                 | Transition::Missing { vm, .. }
                 | Transition::Suspended { vm, .. }
-                | Transition::Doorbell { vm, .. } => {
+                | Transition::Doorbell { vm, .. }
+                | Transition::StopWatching { vm, .. }
+                | Transition::StartWatching { vm, .. }
+                | Transition::Forget { vm, .. } => {
                     format!("hm {} {} {}", self.monitor_name(index), t.kind(), short(vm))
                 }
                 Transition::HmEvent { state, reason, .. } => format!(

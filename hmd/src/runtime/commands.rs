@@ -7,21 +7,23 @@
 //!   each established one so that the agent stops heartbeating, and the sessions are
 //!   kept (a START needs no new handshake). The VM is remembered as stopped: if its
 //!   agent pairs again meanwhile (the VM rebooted), the new session is not watched
-//!   either and gets `STOP_HB` at once. The monitor writes nothing more about the VM,
-//!   so its row keeps the last state written (the HSDB has no state for "stopped" yet;
-//!   docs/operations.md).
+//!   either and gets `STOP_HB` at once. The stop is written to the HSDB
+//!   (`StopWatching`: the monitor's row of the VM becomes STOPPED), so it outlives a
+//!   restart of the monitor: the next run reads the STOPPED rows and does not watch
+//!   those VMs (docs/operations.md).
 //! - **START_MONITORING** — each established session of the VM is watched again from
 //!   the command on (`START_HB` sent; MISSING unless a heartbeat comes within
 //!   `vm_miss_after`). A VM without an established session is awaited: watched when it
 //!   pairs, MISSING if it has not paired within a Hello period plus `vm_miss_after` —
-//!   the same bound as after a monitor restart.
+//!   the same bound as after a monitor restart. `StartWatching` turns a STOPPED row
+//!   DETECTED again (a restart from then on re-watches it).
 //! - **FORGET_VM** — the VM moved to another host: every peer of it is removed from the
 //!   endpoints (which frees its place in the bounded peer table), it leaves the
-//!   heartbeat table and every list of this thread. Its row for this monitor is the
-//!   store's: dropped when the VM is discovered on another host, in the transaction
-//!   that queues this command. If the VM is in fact still here and talks to the
-//!   monitor, it pairs again and is discovered again: a command cannot make a monitor
-//!   deaf to a VM it hears.
+//!   heartbeat table and every list of this thread, and its row for this monitor is
+//!   deleted (`Forget`; a move already deleted it, in the transaction that queued the
+//!   command, and then this changes nothing) — so a restart does not watch it again.
+//!   If the VM is in fact still here and talks to the monitor, it pairs again and is
+//!   discovered again: a command cannot make a monitor deaf to a VM it hears.
 //!
 //! Acting twice is harmless (a restart reads the commands not yet marked done again):
 //! a second STOP is `ALREADY_STOPPED`, a second START `ALREADY_MONITORED`, a second
@@ -35,7 +37,7 @@ use dataplane::session::Priority;
 use dataplane::time::Instant;
 
 use super::{Monitor, epoch_ms};
-use hsdb::CommandKind;
+use hsdb::{CommandKind, Transition};
 
 use crate::commands::{Code, Command, Completion, kind_index};
 
@@ -72,7 +74,7 @@ impl Monitor<'_> {
                     CommandKind::StartMonitoring => self.start_monitoring(now, &command, &sessions),
                     CommandKind::ForgetVm => {
                         let keys = sessions.remove(&command.vm).unwrap_or_default();
-                        self.forget_vm(&command, &keys)
+                        self.forget_vm(now, &command, &keys)
                     }
                 };
                 self.command_counts.by_kind[kind_index(command.kind)] += 1;
@@ -181,6 +183,12 @@ impl Monitor<'_> {
         self.rewatch.paired(&vm);
         self.awaited.paired(&vm);
         self.stopped.insert(vm);
+        // In the HSDB too: a restarted monitor must not watch it again.
+        self.pending.push(Transition::StopWatching {
+            vm,
+            hm: self.config.monitor_uuid,
+            at: epoch_ms(&self.clock, now),
+        });
         (
             Code::Stopped,
             format!(
@@ -199,6 +207,12 @@ impl Monitor<'_> {
         let found = sessions.get(&vm);
         let known = self.knows(&vm, found);
         self.stopped.remove(&vm);
+        // A STOPPED row is watched again (DETECTED); any other row is left as it is.
+        self.pending.push(Transition::StartWatching {
+            vm,
+            hm: self.config.monitor_uuid,
+            at: epoch_ms(&self.clock, now),
+        });
         let keys = found.map_or(&[][..], |s| &s.keys[..]);
         let period_ms = u32::try_from(self.config.hb_period.as_millis()).unwrap_or(u32::MAX);
         let mut watched = 0;
@@ -271,8 +285,15 @@ impl Monitor<'_> {
         }
     }
 
-    fn forget_vm(&mut self, command: &Command, found: &Sessions) -> (Code, String) {
+    fn forget_vm(&mut self, now: Instant, command: &Command, found: &Sessions) -> (Code, String) {
         let vm = command.vm;
+        // Its row goes (a move deleted it already: then nothing changes), so a restart
+        // does not watch it again.
+        self.pending.push(Transition::Forget {
+            vm,
+            hm: self.config.monitor_uuid,
+            at: epoch_ms(&self.clock, now),
+        });
         let known = self.knows(&vm, Some(found));
         let mut removed = 0;
         for &key in &found.keys {

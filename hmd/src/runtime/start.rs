@@ -75,6 +75,7 @@ impl<'a> Monitor<'a> {
         let Registered {
             known_macs,
             detected: previous,
+            stopped,
         } = register(&mut hsdb, config, &clock, hello, first_mac)?;
         report_interfaces(&mut hsdb, config, &clock, &interfaces)?;
 
@@ -140,9 +141,8 @@ impl<'a> Monitor<'a> {
             refusals: Default::default(),
             rewatch,
             commands,
-            // A stop does not outlive a restart: the HSDB has no state for it yet
-            // (docs/operations.md, "Commands from the control plane").
-            stopped: HashSet::new(),
+            // The stops of earlier runs (STOPPED rows): not watched until a START.
+            stopped,
             awaited,
             completions: Vec::new(),
             command_counts: Default::default(),
@@ -222,6 +222,8 @@ struct Registered {
     known_macs: HashMap<Uuid, MacAddr>,
     /// The VMs the previous run left DETECTED.
     detected: Vec<Uuid>,
+    /// The VMs whose monitoring the control plane stopped (STOPPED rows).
+    stopped: HashSet<Uuid>,
 }
 
 /// Register the host and this monitor's incarnation (seed: the HM is known to the HSDB
@@ -260,12 +262,18 @@ fn register(
     // One read of this monitor's rows (docs/hsdb.md: `vm_hms_of`): MACs and states.
     let mut known_macs = HashMap::new();
     let mut detected = Vec::new();
+    let mut stopped = HashSet::new();
     for row in hsdb.vm_hms_of(&config.monitor_uuid).map_err(&hsdb_err)? {
         if let Some(mac) = row.mac {
             known_macs.insert(row.vm, mac);
         }
-        if row.last_state == HeartbeatState::Detected {
-            detected.push(row.vm);
+        match row.last_state {
+            HeartbeatState::Detected => detected.push(row.vm),
+            // Stopped by the control plane: not watched, not re-watched, until a START.
+            HeartbeatState::Stopped => {
+                stopped.insert(row.vm);
+            }
+            HeartbeatState::Missing | HeartbeatState::Suspended => {}
         }
     }
     tracing::info!(
@@ -274,11 +282,13 @@ fn register(
         hsdb = %config.hsdb.display(),
         known_vms = known_macs.len(),
         detected_by_previous_run = detected.len(),
+        stopped_by_control_plane = stopped.len(),
         "monitor registered in the HSDB"
     );
     Ok(Registered {
         known_macs,
         detected,
+        stopped,
     })
 }
 

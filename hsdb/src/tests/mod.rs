@@ -8,6 +8,7 @@ mod monitors;
 mod open;
 mod read_only;
 mod review;
+mod stopped;
 mod transitions;
 
 use std::sync::Arc;

@@ -91,6 +91,10 @@ fn test_open_migrates_empty_file() {
                 4,
                 "control plane: pending columns, commands, parameters, relocation steps"
                     .to_string()
+            ),
+            (
+                5,
+                "vm_hm.last_state STOPPED: monitoring stopped by the controller".to_string()
             )
         ]
     );
@@ -156,6 +160,43 @@ fn test_v1_database_is_migrated_with_its_rows() {
         "{indexes:?}"
     );
     assert!(!indexes.contains(&"vm_hm_by_hm".to_string()), "{indexes:?}");
+    // v5 rebuilt vm_hm: its row, its indexes (v1's partial index of missed rows too) and
+    // its foreign keys are as before, and STOPPED is a state it takes.
+    assert!(indexes.contains(&"vm_hm_missed".to_string()), "{indexes:?}");
+    let vm = Uuid::parse(b"61be20f0-09a8-4753-b5e5-564f8a545ed1").expect("uuid");
+    let row = db
+        .vm_hm(&vm, &hm)
+        .expect("read")
+        .expect("the v1 row survived");
+    assert_eq!(
+        (row.last_state, row.updated_ms),
+        (crate::HeartbeatState::Missing, 1)
+    );
+    let fk_problems: i64 = db
+        .conn
+        .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .expect("foreign_key_check");
+    assert_eq!(fk_problems, 0);
+    let fks: Vec<String> = db
+        .conn
+        .prepare("SELECT \"table\" FROM pragma_foreign_key_list('vm_hm') ORDER BY 1")
+        .expect("prepare")
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert_eq!(fks, ["hm", "vm"]);
+    // A STOPPED row with a miss time is refused by the schema itself.
+    let refused = db.conn.execute(
+        "UPDATE vm_hm SET last_state = 'STOPPED', hb_missed_ms = 5",
+        [],
+    );
+    assert!(
+        refused.is_err(),
+        "a STOPPED row keeps no miss time: {refused:?}"
+    );
     // v3: the monitor's interfaces, empty until the monitor reports them.
     assert_eq!(db.hm_interfaces(&hm).expect("hm_interface exists"), []);
     // v4: the pending rows' `old=…:new=…:from_host=…` text became columns.

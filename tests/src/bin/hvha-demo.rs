@@ -492,7 +492,7 @@ log = "info"
                 self.when(p.created_ms),
                 p.kind.to_string(),
                 p.vm.map_or("-".into(), |u| u.to_string()),
-                p.data
+                p.describe()
             );
         }
         println!(
