@@ -7,9 +7,11 @@
 //! - [`render`]: the status as text for a person.
 //! - [`engine`]: a host group's Failure Detection Engine behind the loop.
 //! - [`runner`]: the loop: each host group's engine scanned when due, stop between scans.
+//! - [`housekeeping`]: hourly pruning of old events, completed commands, VMs gone for good.
 
 pub mod admin;
 pub mod engine;
+pub mod housekeeping;
 pub mod render;
 pub mod runner;
 pub mod status;
@@ -303,6 +305,9 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         profile: Some(profile),
     }));
     runner.after_turn(Box::new(EventLog(LogNotifier::new(LOG_CONSUMER))));
+    runner.after_turn(Box::new(housekeeping::Housekeeping::new(Arc::new(
+        SystemClock,
+    ))));
     let db = runner.run(&stop);
     drop(db);
     drop(admin);
