@@ -1,9 +1,9 @@
 //! The daemon's housekeeping: what the HSDB would otherwise keep forever.
 //!
 //! Once an hour (and once after the first turn) `hactl run` deletes:
-//! - events older than [`EVENT_RETENTION_MS`] (30 days), never one a consumer has not
-//!   handled yet (the store refuses to prune past the slowest consumer's offset), and
-//!   never more recent ones than the newest [`EVENT_KEEP_LAST`] whatever their age;
+//! - events older than [`EVENT_RETENTION_MS`] (30 days), and any beyond the newest
+//!   [`EVENT_KEEP_LAST`] whatever their age — never one a consumer has not handled yet
+//!   (the store does not prune past the slowest consumer's offset);
 //! - commands to the monitors completed more than [`COMMAND_RETENTION_MS`] (1 day) ago;
 //! - VMs gone for good: unmanaged, watched by no monitor and unchanged for
 //!   [`VM_GONE_AFTER_MS`] (7 days) — a VM that moved away and an agent-less VM the
