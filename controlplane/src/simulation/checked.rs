@@ -1,73 +1,84 @@
 //! The platform as the engine sees it in the simulation: the `sim` driver, with every
-//! action checked against the invariants at the instant it begins.
+//! action checked against the invariants at the instant it begins, every call's time
+//! charged to the other open failures, and the rest of the world brought up to the
+//! clock before each call (the monitors do not wait for the engine).
 
 use hsdb::Uuid;
 
-use super::ground::Ground;
-use super::invariants::Checker;
+use super::invariants::Rule;
+use super::run::SimState;
 use crate::clock::Clock;
 use crate::platform::sim::{Call, SimPlatform};
 use crate::platform::{HostInfo, Platform, PlatformError, VmSpec, VmStatus};
 
-/// A [`SimPlatform`] whose actions are checked before they run.
+/// The simulation's platform during one engine turn.
 pub struct CheckedPlatform<'a> {
-    inner: &'a mut SimPlatform,
-    ground: &'a Ground,
-    checker: &'a mut Checker,
-    /// Hosts in a planned shutdown (the engine must leave their VMs alone).
-    planned: &'a [String],
+    state: &'a mut SimState,
 }
 
 impl<'a> CheckedPlatform<'a> {
-    /// Wrap `inner` for one engine call.
-    pub fn new(
-        inner: &'a mut SimPlatform,
-        ground: &'a Ground,
-        checker: &'a mut Checker,
-        planned: &'a [String],
-    ) -> CheckedPlatform<'a> {
-        CheckedPlatform {
-            inner,
-            ground,
-            checker,
-            planned,
-        }
+    /// Wrap the simulation's platform for one engine turn.
+    pub fn new(state: &'a mut SimState) -> CheckedPlatform<'a> {
+        CheckedPlatform { state }
     }
 
+    /// Run one call: the world catches up to the clock first; the call's duration is
+    /// charged to every open failure but `subject`'s; an action is followed into the
+    /// agents at once.
+    fn call<T>(
+        &mut self,
+        subject: Option<&Uuid>,
+        action: bool,
+        call: impl FnOnce(&mut SimPlatform) -> Result<T, PlatformError>,
+    ) -> Result<T, PlatformError> {
+        let before = self.state.clock.now_ms();
+        self.state.catch_up(before);
+        let result = call(&mut self.state.platform);
+        let after = self.state.clock.now_ms();
+        self.state.checker.engine_spent(subject, after - before);
+        if action {
+            self.state.follow_platform("fde");
+        }
+        result
+    }
+
+    /// The invariants an action must not break, checked as it begins.
     fn check(&mut self, call: Call, host: &str, vm: &Uuid) {
-        let world = self.inner.world();
-        let now = world.clock().now_ms();
+        let now = self.state.clock.now_ms();
+        self.state.catch_up(now);
+        let st = &mut *self.state;
+        let world = st.platform.world();
         // Still booting from a start: its agent is not ready yet.
-        let booting = self
+        let booting = st
             .ground
             .agents
             .get(vm)
             .is_some_and(|a| a.host.is_some() && a.ready_at > now);
-        self.checker
+        st.checker
             .before_action(&world, call, host, vm, booting, now);
-        let home = self
+        let home = st
             .ground
             .agents
             .get(vm)
             .and_then(|a| a.host)
-            .and_then(|h| self.ground.host_name(h));
+            .and_then(|h| st.ground.host_name(h));
         // Powered off with its host and running nowhere else.
         let defined_on_planned = world.vm_running_on(vm).is_empty()
             && world
                 .vm_defined_on(vm)
                 .iter()
-                .any(|h| self.planned.contains(h));
+                .any(|h| st.planned.contains(h));
         if call != Call::Cleanup
-            && (defined_on_planned || home.is_some_and(|h| self.planned.iter().any(|p| p == h)))
+            && (defined_on_planned || home.is_some_and(|h| st.planned.iter().any(|p| p == h)))
         {
-            self.checker.violate(
-                super::invariants::Rule::PlannedShutdownActedOn,
+            st.checker.violate(
+                Rule::PlannedShutdownActedOn,
                 Some(*vm),
                 now,
                 format!(
                     "{} {host} {vm}: the VM belongs to a host in planned shutdown ({:?})",
                     call.as_str(),
-                    self.planned
+                    st.planned
                 ),
             );
         }
@@ -80,40 +91,40 @@ impl Platform for CheckedPlatform<'_> {
     }
 
     fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError> {
-        self.inner.hosts()
+        self.call(None, false, |p| p.hosts())
     }
 
     fn host_alive(&mut self, host: &str) -> Result<bool, PlatformError> {
-        self.inner.host_alive(host)
+        self.call(None, false, |p| p.host_alive(host))
     }
 
     fn ping(&mut self, vm: &Uuid) -> Result<bool, PlatformError> {
-        self.inner.ping(vm)
+        self.call(Some(vm), false, |p| p.ping(vm))
     }
 
     fn vm_status(&mut self, host: &str, vm: &Uuid) -> Result<VmStatus, PlatformError> {
-        self.inner.vm_status(host, vm)
+        self.call(Some(vm), false, |p| p.vm_status(host, vm))
     }
 
     fn stop(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError> {
         self.check(Call::Stop, host, vm);
-        self.inner.stop(host, vm)
+        self.call(Some(vm), true, |p| p.stop(host, vm))
     }
 
     fn start(&mut self, host: &str, vm: &VmSpec) -> Result<(), PlatformError> {
         self.check(Call::Start, host, &vm.uuid);
-        let result = self.inner.start(host, vm);
-        let world = self.inner.world();
+        let result = self.call(Some(&vm.uuid), true, |p| p.start(host, vm));
+        let world = self.state.platform.world();
         if world.vm_running_on(&vm.uuid).iter().any(|h| h == host) {
             let now = world.clock().now_ms();
             drop(world);
-            self.checker.started(&vm.uuid, now);
+            self.state.checker.started(&vm.uuid, now);
         }
         result
     }
 
     fn cleanup(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError> {
         self.check(Call::Cleanup, host, vm);
-        self.inner.cleanup(host, vm)
+        self.call(Some(vm), true, |p| p.cleanup(host, vm))
     }
 }

@@ -192,7 +192,7 @@ impl FaultRates {
             jitter: 0.2,
             monitor_restart: 0.03,
             monitor_link_down: 0.03,
-            host_fault: 0.01,
+            host_fault: 0.05,
             slow_host: 0.02,
             lost_acks: 0.5,
             detect_min,
@@ -379,13 +379,17 @@ impl FaultRates {
         let mut t = from;
         if self.host_fault > 0.0 && host_hours > 0.0 {
             let mean_gap = (until - from) as f64 / (self.host_fault * host_hours);
+            // The four kinds in turn from a random one: a campaign with four host faults
+            // has met each.
+            let mut turn = rng.below(4);
             loop {
                 t = t.saturating_add(rng.exp_ms(mean_gap));
                 if t >= until {
                     break;
                 }
                 let host = host_of(rng);
-                let (kind, lasts) = match rng.below(4) {
+                turn = (turn + 1) % 4;
+                let (kind, lasts) = match turn {
                     0 => {
                         let repaired_after =
                             rng.range_i64(2 * self.host_bound, 4 * self.host_bound);

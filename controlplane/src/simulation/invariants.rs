@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use hsdb::Uuid;
+use hsdb::{HostId, Uuid};
 
 use crate::platform::sim::SimWorld;
 
@@ -72,6 +72,8 @@ pub struct SimViolation {
     pub detail: String,
     /// The last lines of the run's trace, oldest first.
     pub history: Vec<String>,
+    /// The last lines about the VM, oldest first.
+    pub vm_history: Vec<String>,
 }
 
 impl fmt::Display for SimViolation {
@@ -86,6 +88,16 @@ impl fmt::Display for SimViolation {
             self.vm.map(|v| format!(", vm {v}")).unwrap_or_default()
         )?;
         writeln!(f, "  {}", self.detail)?;
+        if !self.vm_history.is_empty() {
+            writeln!(
+                f,
+                "  the VM's history (last {} lines):",
+                self.vm_history.len()
+            )?;
+            for line in &self.vm_history {
+                writeln!(f, "    {line}")?;
+            }
+        }
         writeln!(f, "  history (last {} lines):", self.history.len())?;
         for line in &self.history {
             writeln!(f, "    {line}")?;
@@ -94,18 +106,23 @@ impl fmt::Display for SimViolation {
     }
 }
 
-/// The detection and action bounds, from the engine's and the monitors' parameters.
+/// The detection and action bounds, from the engine's and the monitors' parameters
+/// ([`super::setup::bounds`] derives them; docs/controlplane.md, "Simulation").
 ///
 /// ```text
-/// VM failure (hang, OS crash) at t, or the end of the last impairment of the VM's
-/// monitors (restart, link down) after t:
-///   deadline = t + miss + [hello if after an impairment] + VMFDT + NA cycle + 1 s + action
-///   miss     = vm_miss_after                (the last heartbeat left ≤ t)
-///   NA cycle = na_every × scan_interval     (missedHb is refreshed only by NeedsAttention)
-///   1 s      = missedHb counts whole seconds and must exceed VMFDT
-///   action   = probes + stop + start + command confirmations (see `action_ms`)
-/// host loss at t:
-///   deadline = t + hm_silent_after + host_fdt + scan_interval + action
+/// VM failure (hang, OS crash) at t — or, if a monitor of its host was restarting or deaf,
+/// its hypervisor cut off or a host slow after t, the end of that impairment, t':
+///   deadline = t + miss + VMFDT + NA cycle + 1 s + action          (t' adds hello)
+///   miss     = vm_miss_after            (the last heartbeat left at most at t)
+///   NA cycle = na_every × scan_interval (missedHb is refreshed only by NeedsAttention)
+///   1 s      = missedHb counts whole seconds
+///   action   = ping without reply + vm_status + command pickup + executor poll
+///              + stop + start          (the start is the action that counts)
+/// host lost at t with n managed VMs:
+///   deadline = t + max(host_fdt, hm_silent_after) + 2 × scan_interval
+///              + action + n × (start + executor poll)
+///   (silence counts from the monitors' last heartbeat, at most t; host decisions are
+///   taken on QuickQuery scans, at most two scan intervals apart)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
@@ -121,8 +138,11 @@ pub struct Bounds {
     pub host_fdt_ms: i64,
     /// A monitor is silent after this long without a heartbeat, ms.
     pub hm_silent_after_ms: i64,
-    /// The longest an action takes once decided, ms.
+    /// The longest one VM's restart takes from the decision to its start, ms.
     pub action_ms: i64,
+    /// What each more VM of a lost host adds (restarts are carried out one after the
+    /// other on the platform), ms.
+    pub per_vm_ms: i64,
 }
 
 impl Bounds {
@@ -139,9 +159,14 @@ impl Bounds {
             + self.action_ms
     }
 
-    /// Deadline to act on a host lost at `from`.
-    pub const fn host_deadline(&self, from: i64) -> i64 {
-        from + self.hm_silent_after_ms + self.host_fdt_ms + self.scan_interval_ms + self.action_ms
+    /// Deadline to act on a host lost at `from` with `vms` managed VMs on it.
+    pub const fn host_deadline(&self, from: i64, vms: i64) -> i64 {
+        let fdt = if self.host_fdt_ms > self.hm_silent_after_ms {
+            self.host_fdt_ms
+        } else {
+            self.hm_silent_after_ms
+        };
+        from + fdt + 2 * self.scan_interval_ms + self.action_ms + vms * self.per_vm_ms
     }
 }
 
@@ -161,17 +186,28 @@ pub enum FailureKind {
 pub struct Episode {
     /// What failed.
     pub kind: FailureKind,
+    /// The host the VM ran on.
+    pub host: HostId,
     /// When.
     pub at_ms: i64,
     /// By when the engine must have started the VM again.
     pub deadline_ms: i64,
-    /// The VMFDT the VM is judged with (to recompute the deadline).
+    /// The VMFDT the VM is judged with (to recompute the deadline); for a host loss,
+    /// the number of managed VMs the host had.
     pub vmfdt_ms: i64,
+    /// Time the engine spent on other VMs' and hosts' platform calls meanwhile (added to
+    /// the deadline).
+    pub queued_ms: i64,
 }
 
 /// How long an episode took to be acted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recovery {
+    /// Time the engine spent on other subjects meanwhile, ms (part of `bound_ms`).
+    pub queued_ms: i64,
+    /// Acted on while an impairment of its host held the deadline (`bound_ms` is then
+    /// the deadline before the impairment ended, and may be exceeded).
+    pub held: bool,
     /// The VM.
     pub vm: Uuid,
     /// The failure.
@@ -194,6 +230,8 @@ pub struct Checker {
     healed: u64,
     /// Broken invariants, in order.
     violations: Vec<(Rule, Option<Uuid>, i64, String)>,
+    /// Hosts with impairments in progress, and how many.
+    held: BTreeMap<HostId, u32>,
 }
 
 impl Checker {
@@ -205,6 +243,7 @@ impl Checker {
             recovered: Vec::new(),
             healed: 0,
             violations: Vec::new(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -213,31 +252,79 @@ impl Checker {
         &self.bounds
     }
 
-    /// A real failure of `vm` at `at` (judged with `vmfdt_ms`; unused for a host loss).
-    pub fn failure(&mut self, vm: Uuid, kind: FailureKind, at: i64, vmfdt_ms: i64) {
+    /// A real failure of `vm` on `host` at `at`, judged with `vmfdt_ms` (for a host
+    /// loss: the number of managed VMs lost with the host).
+    pub fn failure(&mut self, vm: Uuid, host: HostId, kind: FailureKind, at: i64, vmfdt_ms: i64) {
         let deadline_ms = match kind {
-            FailureKind::HostLoss => self.bounds.host_deadline(at),
+            FailureKind::HostLoss => self.bounds.host_deadline(at, vmfdt_ms),
             FailureKind::VmHang | FailureKind::OsCrash => {
                 self.bounds.vm_deadline(at, false, vmfdt_ms)
             }
         };
-        // A second failure of a VM already awaiting action keeps the first deadline.
+        // A VM that failed and then lost its host waits for the host decision: the later
+        // of the two deadlines, as a host loss. Otherwise a second failure of a VM already
+        // awaiting action keeps the first deadline.
+        if kind == FailureKind::HostLoss
+            && let Some(e) = self.open.get_mut(&vm)
+        {
+            e.kind = FailureKind::HostLoss;
+            e.deadline_ms = e.deadline_ms.max(deadline_ms);
+            return;
+        }
         self.open.entry(vm).or_insert(Episode {
             kind,
+            host,
             at_ms: at,
             deadline_ms,
             vmfdt_ms,
+            queued_ms: 0,
         });
     }
 
-    /// The evidence against `vm` was unavailable until `until` (one of its monitors was
-    /// restarting or deaf): its VM-failure deadline counts from then if that is later.
-    pub fn impaired(&mut self, vm: &Uuid, until: i64) {
-        if let Some(e) = self.open.get_mut(vm)
-            && e.kind != FailureKind::HostLoss
-        {
-            let moved = self.bounds.vm_deadline(until, true, e.vmfdt_ms);
-            e.deadline_ms = e.deadline_ms.max(moved);
+    /// The evidence against the VMs of `host` is unavailable from now on (one of its
+    /// monitors restarts or is deaf, its hypervisor does not answer, it is slow): the
+    /// deadlines of its VM failures wait until [`Checker::release`].
+    pub fn hold(&mut self, host: HostId) {
+        *self.held.entry(host).or_insert(0) += 1;
+    }
+
+    /// One impairment of `host` ended at `now`: its VM failures' deadlines count from
+    /// now (plus a Hello period to re-pair) if that is later.
+    pub fn release(&mut self, host: HostId, now: i64) {
+        if let Some(n) = self.held.get_mut(&host) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&host);
+            }
+        }
+        let bounds = self.bounds;
+        for e in self.open.values_mut() {
+            if e.host == host && e.kind != FailureKind::HostLoss {
+                e.deadline_ms = e
+                    .deadline_ms
+                    .max(bounds.vm_deadline(now, true, e.vmfdt_ms) + e.queued_ms);
+            }
+        }
+    }
+
+    /// Some impairment of `host` is in progress.
+    pub fn held(&self, host: HostId) -> bool {
+        self.held.contains_key(&host)
+    }
+
+    /// The engine spent `ms` in a platform call about `subject` (a VM, or a host when
+    /// `None`). The engine does one call at a time, so every other open failure waits
+    /// that long: its deadline moves by `ms` (a queue in front of its own detection and
+    /// action; docs/controlplane.md, "Simulation").
+    pub fn engine_spent(&mut self, subject: Option<&Uuid>, ms: i64) {
+        if ms <= 0 {
+            return;
+        }
+        for (vm, e) in &mut self.open {
+            if Some(vm) != subject {
+                e.deadline_ms += ms;
+                e.queued_ms += ms;
+            }
         }
     }
 
@@ -256,13 +343,16 @@ impl Checker {
     /// The engine started `vm` at `at`: its episode, if any, is acted on.
     pub fn started(&mut self, vm: &Uuid, at: i64) {
         if let Some(e) = self.open.remove(vm) {
+            let held = e.kind != FailureKind::HostLoss && self.held.contains_key(&e.host);
             self.recovered.push(Recovery {
+                queued_ms: e.queued_ms,
+                held,
                 vm: *vm,
                 kind: e.kind,
                 latency_ms: at - e.at_ms,
                 bound_ms: e.deadline_ms - e.at_ms,
             });
-            if at > e.deadline_ms {
+            if at > e.deadline_ms && !held {
                 self.violate(
                     Rule::FailureNotActedOn,
                     Some(*vm),
@@ -348,6 +438,7 @@ impl Checker {
             .open
             .iter()
             .filter(|(_, e)| e.deadline_ms < now)
+            .filter(|(_, e)| e.kind == FailureKind::HostLoss || !self.held.contains_key(&e.host))
             .map(|(v, e)| (*v, *e))
             .collect();
         for (vm, e) in late {
@@ -367,14 +458,23 @@ impl Checker {
         }
     }
 
-    /// The earliest open deadline (the simulation steps there to check it).
+    /// The earliest open deadline not on hold (the simulation steps there to check it).
     pub fn next_deadline(&self) -> Option<i64> {
-        self.open.values().map(|e| e.deadline_ms + 1).min()
+        self.open
+            .values()
+            .filter(|e| e.kind == FailureKind::HostLoss || !self.held.contains_key(&e.host))
+            .map(|e| e.deadline_ms + 1)
+            .min()
     }
 
     /// Record a broken invariant.
     pub fn violate(&mut self, rule: Rule, vm: Option<Uuid>, at: i64, detail: String) {
         self.violations.push((rule, vm, at, detail));
+    }
+
+    /// Some broken invariant has not been taken yet.
+    pub fn has_violations(&self) -> bool {
+        !self.violations.is_empty()
     }
 
     /// Broken invariants not taken yet.
@@ -416,6 +516,7 @@ mod tests {
             host_fdt_ms: 90_000,
             hm_silent_after_ms: 65_000,
             action_ms: 30_000,
+            per_vm_ms: 6_000,
         }
     }
 
@@ -425,16 +526,16 @@ mod tests {
         // 20 + 190 + 60 + 1 + 30 s.
         assert_eq!(b.vm_deadline(0, false, 190_000), 301_000);
         assert_eq!(b.vm_deadline(0, true, 190_000), 331_000);
-        // 65 + 90 + 20 + 30 s.
-        assert_eq!(b.host_deadline(0), 205_000);
+        // 90 + 2 × 20 + 30 + 10 × 6 s.
+        assert_eq!(b.host_deadline(0, 10), 220_000);
     }
 
     #[test]
     fn test_late_action_and_missed_deadline_are_violations() {
         let mut c = Checker::new(bounds());
         let (a, b) = (Uuid([1; 16]), Uuid([2; 16]));
-        c.failure(a, FailureKind::VmHang, 0, 190_000);
-        c.failure(b, FailureKind::OsCrash, 0, 190_000);
+        c.failure(a, HostId(1), FailureKind::VmHang, 0, 190_000);
+        c.failure(b, HostId(1), FailureKind::OsCrash, 0, 190_000);
         c.started(&a, 300_000);
         assert!(c.take_violations().is_empty());
         assert_eq!(c.recovered()[0].latency_ms, 300_000);
@@ -447,11 +548,15 @@ mod tests {
     }
 
     #[test]
-    fn test_impairment_moves_the_deadline_and_healing_closes_it() {
+    fn test_impairment_holds_then_moves_the_deadline_and_healing_closes_it() {
         let mut c = Checker::new(bounds());
         let a = Uuid([1; 16]);
-        c.failure(a, FailureKind::VmHang, 0, 190_000);
-        c.impaired(&a, 100_000);
+        c.hold(HostId(1));
+        c.failure(a, HostId(1), FailureKind::VmHang, 0, 190_000);
+        c.check_deadlines(10_000_000);
+        assert!(c.take_violations().is_empty(), "held: no deadline");
+        assert_eq!(c.next_deadline(), None);
+        c.release(HostId(1), 100_000);
         assert_eq!(c.episode(&a).unwrap().deadline_ms, 431_000);
         c.healed(&a);
         c.check_deadlines(1_000_000);

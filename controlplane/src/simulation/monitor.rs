@@ -200,6 +200,16 @@ impl SimMonitor {
         self.watches.iter().map(|(vm, w)| (vm, w.state))
     }
 
+    /// The monitor runs and watches agent run `run` of `vm` (paired with it, monitoring
+    /// not stopped, not suspended): its silence would be noticed.
+    pub fn watching(&self, vm: &Uuid, run: u32) -> bool {
+        self.running
+            && self
+                .watches
+                .get(vm)
+                .is_some_and(|w| w.run == run && !w.stopped && w.state != HeartbeatState::Suspended)
+    }
+
     /// Start (or restart) at `now`: register, report the link, re-watch the VMs the
     /// previous run left DETECTED.
     pub fn start(&mut self, now: i64, hsdb: &mut Hsdb) -> hsdb::Result<()> {

@@ -52,8 +52,8 @@ pub trait Engine {
 pub struct Turn {
     /// When the engine wants to run next, ms since the epoch.
     pub next_ms: i64,
-    /// Lines for the trace (decisions with their reasons).
-    pub notes: Vec<String>,
+    /// Lines for the trace (decisions with their reasons), with the VM each is about.
+    pub notes: Vec<(Option<Uuid>, String)>,
 }
 
 /// An engine that never acts: what the invariants see when failures are ignored.
@@ -182,12 +182,25 @@ enum Agenda {
     },
 }
 
-/// The simulation.
+/// The simulation: the engine under test and everything else ([`SimState`]).
 pub struct Simulation<E: Engine> {
-    cfg: SimConfig,
-    clock: ManualClock,
-    /// The HSDB everyone reads and writes.
+    /// The world, the monitors, the faults, the checker, the trace.
+    pub state: SimState,
+    /// The engine under test.
+    pub engine: E,
+    /// The engine's own connection to the HSDB (the monitors have theirs).
     pub hsdb: Hsdb,
+    next_engine: i64,
+}
+
+/// Everything of a simulation but the engine: it goes on while the engine waits on a
+/// platform call (monitors heartbeat, pick up commands, faults happen), as it would in
+/// a real group, where the monitors are other processes.
+pub struct SimState {
+    cfg: SimConfig,
+    pub(super) clock: ManualClock,
+    /// The monitors' connection to the HSDB (`hmd` has its own).
+    monitor_db: Hsdb,
     /// The platform (ground truth for power and faults).
     pub platform: SimPlatform,
     /// Agents and hosts.
@@ -195,15 +208,12 @@ pub struct Simulation<E: Engine> {
     /// Monitors, two per host: index `2 × host + side`.
     pub monitors: Vec<SimMonitor>,
     monitor_due: Vec<Option<i64>>,
-    /// The engine under test.
-    pub engine: E,
-    next_engine: i64,
-    checker: Checker,
+    pub(super) checker: Checker,
     agenda: BTreeMap<(i64, u64), Agenda>,
     seq: u64,
     command_poll: Option<i64>,
     /// Hosts in a planned shutdown, by name.
-    planned: Vec<String>,
+    pub(super) planned: Vec<String>,
     host_names: Vec<String>,
     vms: Vec<Uuid>,
     managed: BTreeSet<Uuid>,
@@ -218,6 +228,14 @@ pub struct Simulation<E: Engine> {
     world_violations: usize,
     /// The platform changed in this step (checked for double runs at its end).
     world_changed: bool,
+    /// The highest command id known to exist (new ones make their monitors poll).
+    commands_seen: i64,
+    /// Monitors with commands to pick up at the next poll.
+    command_due: BTreeSet<usize>,
+    /// An invariant broke while catching up inside an engine turn.
+    violation_pending: bool,
+    /// Acknowledgements the engine is to lose (handed over between steps).
+    lost_acks: u32,
 }
 
 /// A simulation could not be built (a bad configuration, the HSDB cannot be opened).
@@ -291,13 +309,12 @@ impl<E: Engine> Simulation<E> {
         let clock = ManualClock::new(t0);
         let mut world = SimWorld::new(clock.clone(), cfg.seed);
         world.set_boot_ms(u64::try_from(cfg.boot_ms).unwrap_or(0));
-        let mut hsdb = Hsdb::open(
-            hsdb_path,
-            &Options {
-                synchronous: Synchronous::Normal,
-                ..Options::default()
-            },
-        )?;
+        let options = Options {
+            synchronous: Synchronous::Normal,
+            ..Options::default()
+        };
+        let mut monitor_db = Hsdb::open(hsdb_path, &options)?;
+        let hsdb = Hsdb::open(hsdb_path, &options)?;
         let mut ground = Ground::new(cfg.timers.hb_period_ms, cfg.boot_ms);
         let rng = SimRng::new(cfg.seed);
         let mut host_names = Vec::new();
@@ -306,7 +323,7 @@ impl<E: Engine> Simulation<E> {
             world
                 .add_host(&name, cfg.host_cpu_milli, cfg.host_memory_mb)
                 .map_err(|e| SimSetupError::Platform(e.to_string()))?;
-            hsdb.upsert_host(&HostRecord {
+            monitor_db.upsert_host(&HostRecord {
                 id: host_id(h),
                 name: name.clone(),
                 machine_type: "9080".into(),
@@ -338,7 +355,7 @@ impl<E: Engine> Simulation<E> {
                     .map_err(|e| SimSetupError::Platform(e.to_string()))?;
                 let is_managed =
                     cfg.unmanaged_every == 0 || !(i + 1).is_multiple_of(cfg.unmanaged_every);
-                hsdb.set_vm(
+                monitor_db.set_vm(
                     &vm,
                     &hsdb::VmSettings {
                         managed: Some(is_managed),
@@ -366,7 +383,7 @@ impl<E: Engine> Simulation<E> {
         for h in 0..cfg.hosts {
             for side in Side::BOTH {
                 let mut m = SimMonitor::new(monitor_uuid(h, side), host_id(h), side, cfg.timers);
-                m.start(t0, &mut hsdb)?;
+                m.start(t0, &mut monitor_db)?;
                 monitors.push(m);
             }
         }
@@ -390,16 +407,14 @@ impl<E: Engine> Simulation<E> {
             trace_hash: 0,
             trace_lines: 0,
         };
-        Ok(Simulation {
+        let state = SimState {
             cfg,
             clock,
-            hsdb,
+            monitor_db,
             platform,
             ground,
             monitors,
             monitor_due,
-            engine,
-            next_engine,
             checker,
             agenda: BTreeMap::new(),
             seq: 0,
@@ -415,55 +430,69 @@ impl<E: Engine> Simulation<E> {
             report,
             world_violations: 0,
             world_changed: true,
+            commands_seen: 0,
+            command_due: BTreeSet::new(),
+            violation_pending: false,
+            lost_acks: 0,
+        };
+        Ok(Simulation {
+            state,
+            engine,
+            hsdb,
+            next_engine,
         })
     }
 
     /// The virtual clock.
     pub fn clock(&self) -> &ManualClock {
-        &self.clock
+        &self.state.clock
     }
 
     /// The configuration.
     pub fn config(&self) -> &SimConfig {
-        &self.cfg
+        &self.state.cfg
     }
 
     /// Every VM, in order.
     pub fn vms(&self) -> &[Uuid] {
-        &self.vms
+        &self.state.vms
     }
 
     /// Host names, in order.
     pub fn host_names(&self) -> &[String] {
-        &self.host_names
+        &self.state.host_names
     }
 
     /// The trace so far.
     pub fn trace(&self) -> &Trace {
-        &self.trace
+        &self.state.trace
     }
 
     /// The invariant checker (its open failures, its recoveries).
     pub fn checker(&self) -> &Checker {
-        &self.checker
+        &self.state.checker
+    }
+
+    /// The platform (ground truth for power and faults).
+    pub fn platform(&self) -> &SimPlatform {
+        &self.state.platform
+    }
+
+    /// The monitors, two per host: index `2 × host + side`.
+    pub fn monitors(&self) -> &[SimMonitor] {
+        &self.state.monitors
+    }
+
+    /// Agents and hosts.
+    pub fn ground(&self) -> &Ground {
+        &self.state.ground
     }
 
     /// Schedule faults.
     pub fn schedule(&mut self, faults: impl IntoIterator<Item = ScheduledFault>) {
         for f in faults {
-            self.push(f.at, Agenda::Fault(f.kind));
+            self.state.push(f.at, Agenda::Fault(f.kind));
         }
-    }
-
-    fn push(&mut self, at: i64, what: Agenda) {
-        self.seq += 1;
-        self.agenda.insert((at, self.seq), what);
-    }
-
-    fn note(&mut self, now: i64, text: std::fmt::Arguments<'_>) {
-        let t = now - self.cfg.start_ms;
-        self.trace
-            .push(format!("{:>10}.{:03} {text}", t / 1000, t % 1000));
     }
 
     /// Run until `until` (ms since the epoch) or the first broken invariant.
@@ -474,12 +503,94 @@ impl<E: Engine> Simulation<E> {
 
     /// Run for `ms` more.
     pub fn run_for(&mut self, ms: i64) -> Result<(), Box<SimViolation>> {
-        let until = self.clock.now_ms() + ms;
+        let until = self.state.clock.now_ms() + ms;
         self.run_until(until)
     }
 
     /// The report of the run so far.
     pub fn report(&self) -> SimReport {
+        self.state.report()
+    }
+
+    /// One step; false once `until` is reached.
+    fn step_once(&mut self, until: i64) -> Result<bool, Box<SimViolation>> {
+        let st = &mut self.state;
+        let now = st.clock.now_ms();
+        if now >= until {
+            return Ok(false);
+        }
+        let t = st
+            .next_time()
+            .unwrap_or(until)
+            .min(self.next_engine)
+            .min(until)
+            .max(now);
+        st.clock.advance_to(t);
+        let now = st.clock.now_ms();
+        st.step += 1;
+        if let Err(e) = st.step_events(now) {
+            st.checker.violate(Rule::Machinery, None, now, e);
+        }
+        let lose = std::mem::take(&mut st.lost_acks);
+        if lose > 0 && !self.engine.lose_acks(lose) {
+            self.state
+                .note(now, format_args!("the engine cannot lose acknowledgements"));
+        }
+        if now >= self.next_engine
+            && !self.state.violation_pending
+            && let Err(e) = self.engine_turn(now)
+        {
+            let at = self.state.clock.now_ms();
+            self.state.checker.violate(Rule::Machinery, None, at, e);
+        }
+        let now = self.state.clock.now_ms();
+        self.state.check(now)?;
+        Ok(now < until)
+    }
+
+    /// One engine turn through the checked platform (the rest of the world catches up
+    /// before each of its platform calls), then what follows it.
+    fn engine_turn(&mut self, now: i64) -> Result<(), String> {
+        self.state.report.engine_turns += 1;
+        let turn = {
+            let mut platform = CheckedPlatform::new(&mut self.state);
+            self.engine.turn(now, &mut self.hsdb, &mut platform)
+        };
+        let turn = turn.map_err(|e| format!("engine: {e}"))?;
+        let st = &mut self.state;
+        let after = st.clock.now_ms();
+        self.next_engine = turn.next_ms.max(after + 1);
+        st.follow_platform("fde");
+        for (vm, n) in &turn.notes {
+            st.note_about(after, *vm, format_args!("fde {n}"));
+        }
+        st.catch_up(after);
+        st.detect_commands(after)?;
+        st.read_events()?;
+        // The engine's actions and the commands changed the monitors' hosts.
+        st.step_monitors(after)
+    }
+}
+
+impl SimState {
+    fn push(&mut self, at: i64, what: Agenda) {
+        self.seq += 1;
+        self.agenda.insert((at, self.seq), what);
+    }
+
+    fn note(&mut self, now: i64, text: std::fmt::Arguments<'_>) {
+        self.note_about(now, None, text);
+    }
+
+    /// A trace line about `vm`: also kept in the VM's own history.
+    fn note_about(&mut self, now: i64, vm: Option<Uuid>, text: std::fmt::Arguments<'_>) {
+        let t = now - self.cfg.start_ms;
+        self.trace
+            .push_about(vm, format!("{:>10}.{:03} {text}", t / 1000, t % 1000));
+    }
+
+    /// The report of the run so far.
+    fn report(&self) -> SimReport {
         let mut r = self.report.clone();
         r.simulated_ms = self.clock.now_ms() - self.cfg.start_ms;
         r.vm_hours = r.simulated_ms as f64 / 3_600_000.0 * self.vms.len() as f64;
@@ -492,45 +603,23 @@ impl<E: Engine> Simulation<E> {
         r
     }
 
-    /// The next time something is due, at most `until`.
-    fn next_time(&self, until: i64) -> i64 {
-        let mut t = until;
-        let mut consider = |x: Option<i64>| {
-            if let Some(x) = x {
-                t = t.min(x);
-            }
-        };
-        consider(self.agenda.keys().next().map(|(at, _)| *at));
-        consider(self.ground.next_ready());
-        consider(Some(self.next_engine));
-        consider(self.command_poll);
-        consider(self.checker.next_deadline());
-        for d in &self.monitor_due {
-            consider(*d);
-        }
-        t
+    /// The next time something other than the engine is due.
+    fn next_time(&self) -> Option<i64> {
+        [
+            self.agenda.keys().next().map(|(at, _)| *at),
+            self.ground.next_ready(),
+            self.command_poll,
+            self.checker.next_deadline(),
+        ]
+        .into_iter()
+        .chain(self.monitor_due.iter().copied())
+        .flatten()
+        .min()
     }
 
-    /// One step; false once `until` is reached.
-    fn step_once(&mut self, until: i64) -> Result<bool, Box<SimViolation>> {
-        let now = self.clock.now_ms();
-        if now >= until {
-            return Ok(false);
-        }
-        let t = self.next_time(until).max(now);
-        self.clock.advance_to(t);
-        let now = self.clock.now_ms();
-        self.step += 1;
-        let result = self.step_at(now);
-        if let Err(e) = result {
-            let at = self.clock.now_ms();
-            self.checker.violate(Rule::Machinery, None, at, e);
-        }
-        self.check(self.clock.now_ms())?;
-        Ok(self.clock.now_ms() < until)
-    }
-
-    fn step_at(&mut self, now: i64) -> Result<(), String> {
+    /// What is due at `now` but the engine: faults and their ends, agents ready,
+    /// monitors, command pickups.
+    fn step_events(&mut self, now: i64) -> Result<(), String> {
         // 1. Faults and their ends.
         while let Some(entry) = self.agenda.first_entry() {
             if entry.key().0 > now {
@@ -544,26 +633,56 @@ impl<E: Engine> Simulation<E> {
         self.ground.on_ready(now);
         // 3. Monitors.
         self.step_monitors(now)?;
-        // 4. The engine.
-        if now >= self.next_engine {
-            self.engine_turn(now)?;
-        }
-        // 5. Commands to the monitors.
-        let now = self.clock.now_ms();
+        // 4. Commands to the monitors.
         if self.command_poll.is_some_and(|t| now >= t) {
             self.command_poll = None;
-            for i in 0..self.monitors.len() {
+            for i in std::mem::take(&mut self.command_due) {
                 self.take_commands(i, now)?;
             }
+            // The commands changed what the monitors watch.
+            self.step_monitors(now)?;
         }
-        // 6. Monitors again: the engine's actions and the commands changed their hosts.
-        self.step_monitors(now)?;
         Ok(())
     }
 
+    /// Inside an engine turn, before its next platform call: everything else that fell
+    /// due up to `upto` (the clock the engine's calls advanced) happens, each at its own
+    /// time.
+    pub(crate) fn catch_up(&mut self, upto: i64) {
+        if self.violation_pending {
+            return;
+        }
+        if let Err(e) = self.detect_commands(upto) {
+            self.checker.violate(Rule::Machinery, None, upto, e);
+        }
+        let mut last = i64::MIN;
+        while let Some(t) = self.next_time().filter(|t| *t <= upto) {
+            if t == last {
+                // Nothing consumed what was due at t: stop rather than spin.
+                break;
+            }
+            last = t;
+            self.step += 1;
+            if let Err(e) = self.step_events(t) {
+                self.checker.violate(Rule::Machinery, None, t, e);
+            }
+            if self.check_quiet(t) {
+                self.violation_pending = true;
+                return;
+            }
+        }
+    }
+
     /// Step every monitor that is due or whose host changed, and write what they wrote.
+    ///
+    /// The monitors' batches of one instant go to the HSDB in one transaction, in
+    /// monitor order: the store ends up exactly as if each monitor had applied its own
+    /// (their transitions touch their own rows, in order), for one commit instead of one
+    /// per monitor.
     fn step_monitors(&mut self, now: i64) -> Result<(), String> {
         let dirty = self.ground.take_dirty();
+        let mut batch = Vec::new();
+        let mut owners = Vec::new();
         for i in 0..self.monitors.len() {
             let host = self.monitors[i].host;
             let due = self.monitor_due[i].is_some_and(|d| d <= now);
@@ -572,26 +691,35 @@ impl<E: Engine> Simulation<E> {
             }
             let m = &mut self.monitors[i];
             m.step(now, &self.ground.agents, self.ground.on_host(host));
-            let batch = m.take_transitions();
+            let out = m.take_transitions();
             self.monitor_due[i] = m.next_due(now, &self.ground.agents, self.ground.on_host(host));
             if self.monitor_due[i] == Some(now) {
                 // Nothing can be due again at the same instant: the monitor moved past it.
                 self.monitor_due[i] = Some(now + 1);
             }
-            self.write(i, now, &batch)?;
+            owners.extend(std::iter::repeat_n(i, out.len()));
+            batch.extend(out);
         }
-        Ok(())
+        self.write(&owners, now, &batch)
     }
 
-    /// Apply a monitor's batch and trace it.
-    fn write(&mut self, index: usize, now: i64, batch: &[Transition]) -> Result<(), String> {
+    /// Apply the monitors' transitions (`owners[k]` wrote `batch[k]`) and trace them.
+    fn write(&mut self, owners: &[usize], now: i64, batch: &[Transition]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.hsdb
+        self.monitor_db
             .apply(batch)
-            .map_err(|e| format!("monitor {index}: apply: {e}"))?;
-        for t in batch {
+            .map_err(|e| format!("monitors' batch of {} transitions: apply: {e}", batch.len()))?;
+        for (t, index) in batch.iter().zip(owners.iter().copied()) {
+            let about = match t {
+                Transition::Discovered { vm, .. }
+                | Transition::Detected { vm, .. }
+                | Transition::Missing { vm, .. }
+                | Transition::Suspended { vm, .. }
+                | Transition::Doorbell { vm, .. } => Some(*vm),
+                _ => None,
+            };
             let line = match t {
                 Transition::HmHeartbeat { .. } => continue,
                 Transition::Discovered { vm, .. }
@@ -616,7 +744,7 @@ impl<E: Engine> Simulation<E> {
                 }
             };
             self.report.transitions += 1;
-            self.note(now, format_args!("{line}"));
+            self.note_about(now, about, format_args!("{line}"));
         }
         Ok(())
     }
@@ -626,38 +754,26 @@ impl<E: Engine> Simulation<E> {
         format!("{}{side}", self.host_names[index / 2])
     }
 
-    /// One engine turn through the checked platform, then follow its actions.
-    fn engine_turn(&mut self, now: i64) -> Result<(), String> {
-        self.report.engine_turns += 1;
-        let turn = {
-            let mut platform = CheckedPlatform::new(
-                &mut self.platform,
-                &self.ground,
-                &mut self.checker,
-                &self.planned,
-            );
-            self.engine.turn(now, &mut self.hsdb, &mut platform)
-        };
-        let turn = turn.map_err(|e| format!("engine: {e}"))?;
-        let after = self.clock.now_ms();
-        self.next_engine = turn.next_ms.max(after + 1);
-        for n in &turn.notes {
-            self.note(after, format_args!("fde {n}"));
+    /// New commands (ids only grow): their monitors pick them up within their poll.
+    fn detect_commands(&mut self, now: i64) -> Result<(), String> {
+        while let Some(row) = self
+            .monitor_db
+            .command(self.commands_seen + 1)
+            .map_err(|e| format!("command: {e}"))?
+        {
+            self.commands_seen = row.id;
+            if let Some(i) = self.monitors.iter().position(|m| m.uuid == row.hm) {
+                self.command_due.insert(i);
+            }
         }
-        let records = self.follow_platform("fde");
-        if !records.is_empty() {
-            self.command_poll = Some(
-                self.command_poll
-                    .unwrap_or(i64::MAX)
-                    .min(after + self.cfg.timers.command_poll_ms),
-            );
+        if !self.command_due.is_empty() && self.command_poll.is_none() {
+            self.command_poll = Some(now + self.cfg.timers.command_poll_ms);
         }
-        self.read_events(after)?;
         Ok(())
     }
 
     /// Follow the platform's recorded actions into the agents; returns them.
-    fn follow_platform(&mut self, by: &str) -> Vec<CallRecord> {
+    pub(crate) fn follow_platform(&mut self, by: &str) -> Vec<CallRecord> {
         let records: Vec<CallRecord> = {
             let mut world = self.platform.world();
             let records = world.history().to_vec();
@@ -691,8 +807,9 @@ impl<E: Engine> Simulation<E> {
                 .as_ref()
                 .map(|e| format!(" error: {e}"))
                 .unwrap_or_default();
-            self.note(
+            self.note_about(
                 r.end_ms,
+                r.vm,
                 format_args!(
                     "{by} {} {} {}{err}",
                     r.call.as_str(),
@@ -705,10 +822,10 @@ impl<E: Engine> Simulation<E> {
     }
 
     /// Trace the events the engine recorded since the last look.
-    fn read_events(&mut self, now: i64) -> Result<(), String> {
+    fn read_events(&mut self) -> Result<(), String> {
         loop {
             let rows = self
-                .hsdb
+                .monitor_db
                 .events_after(self.last_event, 500)
                 .map_err(|e| format!("events_after: {e}"))?;
             if rows.is_empty() {
@@ -717,7 +834,11 @@ impl<E: Engine> Simulation<E> {
             for r in rows {
                 self.last_event = r.id;
                 let vm = r.vm.as_ref().map(short).unwrap_or_default();
-                self.note(now, format_args!("event {} {vm} {}", r.kind, r.text));
+                self.note_about(
+                    r.created_ms,
+                    r.vm,
+                    format_args!("event {} {vm} {}", r.kind, r.text),
+                );
             }
         }
     }
@@ -730,7 +851,7 @@ impl<E: Engine> Simulation<E> {
         let hm = self.monitors[index].uuid;
         let after = self.monitors[index].last_command;
         let rows = self
-            .hsdb
+            .monitor_db
             .commands_for(&hm, after, 1_000)
             .map_err(|e| format!("commands_for: {e}"))?;
         for row in rows {
@@ -741,7 +862,7 @@ impl<E: Engine> Simulation<E> {
             };
             self.monitors[index].command(row.vm, command, now);
             self.monitors[index].last_command = row.id;
-            self.hsdb
+            self.monitor_db
                 .complete_command(row.id, "OK", now)
                 .map_err(|e| format!("complete_command: {e}"))?;
             let name = self.monitor_name(index);
@@ -764,14 +885,23 @@ impl<E: Engine> Simulation<E> {
         *self.report.faults.entry(kind).or_insert(0) += 1;
     }
 
-    /// Open episodes of VMs on host `h` count their evidence from `now` (its monitors or
-    /// its hypervisor were impaired until now).
-    fn impaired_host(&mut self, h: usize, now: i64) {
-        let id = host_id(h);
-        let vms: Vec<Uuid> = self.ground.on_host(id).copied().collect();
-        for vm in vms {
-            self.checker.impaired(&vm, now);
-        }
+    /// The host `vm`'s guest runs on (`HostId(0)` if none: never for a VM that can fail).
+    fn vm_host(&self, vm: &Uuid) -> HostId {
+        self.ground
+            .agents
+            .get(vm)
+            .and_then(|a| a.host)
+            .unwrap_or(HostId(0))
+    }
+
+    /// An impairment of host number `h` begins (see [`Checker::hold`]).
+    fn hold_host(&mut self, h: usize) {
+        self.checker.hold(host_id(h));
+    }
+
+    /// An impairment of host number `h` ends at `now` (see [`Checker::release`]).
+    fn release_host(&mut self, h: usize, now: i64) {
+        self.checker.release(host_id(h), now);
     }
 
     /// Carry out an agenda item.
@@ -786,7 +916,7 @@ impl<E: Engine> Simulation<E> {
                     self.ground.sync_vm(&world, &vm, now, false);
                     drop(world);
                     self.checker.healed(&vm);
-                    self.note(now, format_args!("heal vm {}", short(&vm)));
+                    self.note_about(now, Some(vm), format_args!("heal vm {}", short(&vm)));
                 }
             }
             Agenda::AgentRestart { vm, generation } => {
@@ -794,7 +924,7 @@ impl<E: Engine> Simulation<E> {
                     let world = self.platform.world();
                     self.ground.restart_agent(&vm, &world, now);
                     drop(world);
-                    self.note(now, format_args!("heal agent {}", short(&vm)));
+                    self.note_about(now, Some(vm), format_args!("heal agent {}", short(&vm)));
                 }
             }
             Agenda::AdapterUp { vm, side } => {
@@ -803,18 +933,18 @@ impl<E: Engine> Simulation<E> {
                         self.ground.set_adapter(&vm, s, true, now);
                     }
                 }
-                self.note(now, format_args!("heal adapters {}", short(&vm)));
+                self.note_about(now, Some(vm), format_args!("heal adapters {}", short(&vm)));
             }
             Agenda::MonitorStart { index } => {
                 if !self.monitors[index].running() {
                     self.monitors[index]
-                        .start(now, &mut self.hsdb)
+                        .start(now, &mut self.monitor_db)
                         .map_err(|e| format!("monitor start: {e}"))?;
                     self.monitor_due[index] = Some(now);
                     let name = self.monitor_name(index);
                     self.note(now, format_args!("hm {name} started"));
                     self.take_commands(index, now)?;
-                    self.impaired_host(index / 2, now);
+                    self.release_host(index / 2, now);
                 }
             }
             Agenda::LinkUp { index } => {
@@ -822,7 +952,7 @@ impl<E: Engine> Simulation<E> {
                 self.monitor_due[index] = Some(now);
                 let name = self.monitor_name(index);
                 self.note(now, format_args!("hm {name} link up"));
-                self.impaired_host(index / 2, now);
+                self.release_host(index / 2, now);
             }
             Agenda::HostRestore { host } => {
                 let name = self.host_names[host].clone();
@@ -853,19 +983,13 @@ impl<E: Engine> Simulation<E> {
                 for side in Side::BOTH {
                     let index = 2 * host + side.index();
                     self.monitors[index]
-                        .start(now, &mut self.hsdb)
+                        .start(now, &mut self.monitor_db)
                         .map_err(|e| format!("monitor start: {e}"))?;
                     self.monitor_due[index] = Some(now);
                     self.take_commands(index, now)?;
                 }
                 // The operator starts the host's VMs again.
-                for vm in vms {
-                    let spec = self.platform.world().vm_spec(&vm).cloned();
-                    if let Some(spec) = spec {
-                        let _ = self.platform.start(&name, &spec);
-                    }
-                }
-                self.follow_platform("operator");
+                self.operator_power_on(host, &vms, now)?;
             }
             Agenda::HypervisorBack { host } => {
                 let name = self.host_names[host].clone();
@@ -874,7 +998,7 @@ impl<E: Engine> Simulation<E> {
                     .set_hypervisor_reachable(&name, true)
                     .map_err(sim_err)?;
                 self.note(now, format_args!("host {name} hypervisor answers again"));
-                self.impaired_host(host, now);
+                self.release_host(host, now);
             }
             Agenda::SlowEnd { host } => {
                 let name = self.host_names[host].clone();
@@ -883,28 +1007,45 @@ impl<E: Engine> Simulation<E> {
                     .set_host_latency(&name, 0)
                     .map_err(sim_err)?;
                 self.note(now, format_args!("host {name} fast again"));
-                self.impaired_host(host, now);
+                self.release_host(host, now);
             }
         }
         Ok(())
     }
 
     /// The operator starts the unmanaged VMs defined on `host` that run nowhere.
-    fn operator_start_unmanaged(&mut self, host: usize, _now: i64) -> Result<(), String> {
+    fn operator_start_unmanaged(&mut self, host: usize, now: i64) -> Result<(), String> {
         let name = self.host_names[host].clone();
-        let specs: Vec<VmSpec> = {
-            let world = self.platform.world();
-            world
-                .vms_defined_on(&name)
-                .into_iter()
-                .filter(|vm| !self.managed.contains(vm) && world.vm_running_on(vm).is_empty())
-                .filter_map(|vm| world.vm_spec(&vm).cloned())
-                .collect()
-        };
-        for spec in specs {
-            let _ = self.platform.start(&name, &spec);
+        let vms: Vec<Uuid> = self
+            .platform
+            .world()
+            .vms_defined_on(&name)
+            .into_iter()
+            .filter(|vm| !self.managed.contains(vm))
+            .collect();
+        self.operator_power_on(host, &vms, now)
+    }
+
+    /// The operator powers `vms` on where they are defined on `host`, each that runs
+    /// nowhere (outside the control plane: `SimWorld::vm_power_on`).
+    fn operator_power_on(&mut self, host: usize, vms: &[Uuid], now: i64) -> Result<(), String> {
+        let name = self.host_names[host].clone();
+        let mut world = self.platform.world();
+        for vm in vms {
+            if !world.vm_running_on(vm).is_empty() || !world.vm_defined_on(vm).contains(&name) {
+                continue;
+            }
+            world.vm_power_on(&name, vm).map_err(|e| e.to_string())?;
+            self.ground.sync_vm(&world, vm, now, true);
+            let g = self.generation.entry(*vm).or_insert(0);
+            *g += 1;
+            self.trace.push(format!(
+                "{:>10}.{:03} operator power_on {name} {}",
+                (now - self.cfg.start_ms) / 1000,
+                (now - self.cfg.start_ms) % 1000,
+                short(vm)
+            ));
         }
-        self.follow_platform("operator");
         Ok(())
     }
 
@@ -916,6 +1057,7 @@ impl<E: Engine> Simulation<E> {
                 if !self.vm_can_fail(&vm, heals_after.is_none()) {
                     return Ok(());
                 }
+                let host = self.vm_host(&vm);
                 self.count(if heals_after.is_some() {
                     "vm_hang_transient"
                 } else {
@@ -931,13 +1073,19 @@ impl<E: Engine> Simulation<E> {
                     Some(d) => self.push(now + d, Agenda::VmRepair { vm, generation: g }),
                     None => {
                         if self.managed.contains(&vm) {
-                            self.checker
-                                .failure(vm, FailureKind::VmHang, now, self.cfg.vmfdt_ms);
+                            self.checker.failure(
+                                vm,
+                                host,
+                                FailureKind::VmHang,
+                                now,
+                                self.cfg.vmfdt_ms,
+                            );
                         }
                     }
                 }
-                self.note(
+                self.note_about(
                     now,
+                    Some(vm),
                     format_args!("fault vm_hang {} heals_after={heals_after:?}", short(&vm)),
                 );
             }
@@ -945,6 +1093,7 @@ impl<E: Engine> Simulation<E> {
                 if !self.vm_can_fail(&vm, true) {
                     return Ok(());
                 }
+                let host = self.vm_host(&vm);
                 self.count("os_crash");
                 {
                     let mut world = self.platform.world();
@@ -954,9 +1103,9 @@ impl<E: Engine> Simulation<E> {
                 self.bump(&vm);
                 if self.managed.contains(&vm) {
                     self.checker
-                        .failure(vm, FailureKind::OsCrash, now, self.cfg.vmfdt_ms);
+                        .failure(vm, host, FailureKind::OsCrash, now, self.cfg.vmfdt_ms);
                 }
-                self.note(now, format_args!("fault os_crash {}", short(&vm)));
+                self.note_about(now, Some(vm), format_args!("fault os_crash {}", short(&vm)));
             }
             FaultKind::AgentKill { vm, heals_after } => {
                 if !self.vm_can_fail(&vm, false) {
@@ -970,8 +1119,9 @@ impl<E: Engine> Simulation<E> {
                 }
                 let g = self.bump(&vm);
                 self.push(now + heals_after, Agenda::VmRepair { vm, generation: g });
-                self.note(
+                self.note_about(
                     now,
+                    Some(vm),
                     format_args!("fault agent_kill {} for {heals_after} ms", short(&vm)),
                 );
             }
@@ -986,8 +1136,9 @@ impl<E: Engine> Simulation<E> {
                     now + restarts_after,
                     Agenda::AgentRestart { vm, generation: g },
                 );
-                self.note(
+                self.note_about(
                     now,
+                    Some(vm),
                     format_args!("fault agent_stop {} for {restarts_after} ms", short(&vm)),
                 );
             }
@@ -1021,6 +1172,7 @@ impl<E: Engine> Simulation<E> {
                     return Ok(());
                 }
                 self.count("monitor_restart");
+                self.hold_host(host);
                 self.monitors[index].kill();
                 self.monitor_due[index] = None;
                 self.push(now + downtime, Agenda::MonitorStart { index });
@@ -1040,6 +1192,7 @@ impl<E: Engine> Simulation<E> {
                     return Ok(());
                 }
                 self.count("monitor_link_down");
+                self.hold_host(host);
                 self.monitors[index].set_link(false, now);
                 self.monitor_due[index] = Some(now);
                 self.push(now + duration, Agenda::LinkUp { index });
@@ -1056,6 +1209,7 @@ impl<E: Engine> Simulation<E> {
                 self.count("both_monitors_killed");
                 for side in Side::BOTH {
                     let index = 2 * host + side.index();
+                    self.hold_host(host);
                     self.monitors[index].kill();
                     self.monitor_due[index] = None;
                     self.push(now + downtime, Agenda::MonitorStart { index });
@@ -1076,9 +1230,17 @@ impl<E: Engine> Simulation<E> {
                 self.count("host_loss");
                 let name = self.host_names[host].clone();
                 let on: Vec<Uuid> = self.platform.world().vms_on_host(&name);
+                let managed = on.iter().filter(|vm| self.managed.contains(vm)).count();
+                let managed = i64::try_from(managed).unwrap_or(i64::MAX);
                 for vm in &on {
                     if self.managed.contains(vm) {
-                        self.checker.failure(*vm, FailureKind::HostLoss, now, 0);
+                        self.checker.failure(
+                            *vm,
+                            host_id(host),
+                            FailureKind::HostLoss,
+                            now,
+                            managed,
+                        );
                     }
                     self.bump(vm);
                 }
@@ -1108,9 +1270,19 @@ impl<E: Engine> Simulation<E> {
                 self.count("planned_shutdown");
                 let name = self.host_names[host].clone();
                 let on: Vec<Uuid> = self.platform.world().vms_on_host(&name);
-                // The guests shut down: their agents say goodbye (SUSPENDED) …
+                // The guests shut down: the agents that run say goodbye (SUSPENDED); a
+                // hung or crashed guest just powers off. The operator takes the host's
+                // failed VMs over: no longer the engine's to act on.
                 for vm in &on {
-                    self.ground.stop_agent(vm, now);
+                    let up = self
+                        .ground
+                        .agents
+                        .get(vm)
+                        .is_some_and(|a| a.health == super::agents::GuestHealth::Up);
+                    if up {
+                        self.ground.stop_agent(vm, now);
+                    }
+                    self.checker.healed(vm);
                     self.bump(vm);
                 }
                 self.step_monitors(now)?;
@@ -1119,7 +1291,7 @@ impl<E: Engine> Simulation<E> {
                     let index = 2 * host + side.index();
                     self.monitors[index].stop_gracefully(now);
                     let batch = self.monitors[index].take_transitions();
-                    self.write(index, now, &batch)?;
+                    self.write(&vec![index; batch.len()], now, &batch)?;
                     self.monitor_due[index] = None;
                 }
                 {
@@ -1139,6 +1311,7 @@ impl<E: Engine> Simulation<E> {
                     return Ok(());
                 }
                 self.count("hypervisor_cut_off");
+                self.hold_host(host);
                 let name = self.host_names[host].clone();
                 self.platform
                     .world()
@@ -1156,6 +1329,7 @@ impl<E: Engine> Simulation<E> {
                 duration,
             } => {
                 self.count("slow_host");
+                self.hold_host(host);
                 let name = self.host_names[host].clone();
                 self.platform
                     .world()
@@ -1168,10 +1342,10 @@ impl<E: Engine> Simulation<E> {
                 );
             }
             FaultKind::LostAcks { count } => {
-                if self.engine.lose_acks(count) {
-                    self.count("lost_acks");
-                    self.note(now, format_args!("fault next {count} acks lost"));
-                }
+                // Handed to the engine by the simulation after this step.
+                self.lost_acks = self.lost_acks.saturating_add(count);
+                self.count("lost_acks");
+                self.note(now, format_args!("fault next {count} acks lost"));
             }
         }
         Ok(())
@@ -1189,25 +1363,45 @@ impl<E: Engine> Simulation<E> {
     }
 
     /// `vm` runs, alive, and has no failure awaiting action; a permanent failure also
-    /// needs it managed.
+    /// needs it managed and its agent running: a VM whose agent was stopped on purpose
+    /// is not watched by heartbeats (the seed's eligibility rule, seed 004 L15479-15481),
+    /// so its hang is no failure the engine can be held to.
     fn vm_can_fail(&self, vm: &Uuid, permanent: bool) -> bool {
         if self.checker.episode(vm).is_some() {
             return false;
         }
-        if permanent && !self.managed.contains(vm) {
-            return false;
+        if permanent {
+            let Some(agent) = self.ground.agents.get(vm) else {
+                return false;
+            };
+            let watched = agent.has_agent
+                && agent.health == super::agents::GuestHealth::Up
+                && agent.host.is_some_and(|h| {
+                    self.monitors
+                        .iter()
+                        .any(|m| m.host == h && m.watching(vm, agent.run))
+                });
+            if !self.managed.contains(vm) || !watched {
+                return false;
+            }
         }
         let world = self.platform.world();
         world.vm_alive(vm) && world.vm_fault(vm).is_none()
     }
 
-    /// Check the invariants after a step; the first broken one ends the run.
-    fn check(&mut self, now: i64) -> Result<(), Box<SimViolation>> {
+    /// Check the invariants at `now`; true if one is broken (kept for [`SimState::check`]).
+    fn check_quiet(&mut self, now: i64) -> bool {
         if std::mem::take(&mut self.world_changed) {
             let world = self.platform.world();
             self.checker.check_running_once(&world, &self.vms, now);
         }
         self.checker.check_deadlines(now);
+        self.checker.has_violations()
+    }
+
+    /// Check the invariants after a step; the first broken one ends the run.
+    fn check(&mut self, now: i64) -> Result<(), Box<SimViolation>> {
+        self.check_quiet(now);
         let broken = self.checker.take_violations();
         if let Some((rule, vm, at, detail)) = broken.into_iter().next() {
             return Err(Box::new(SimViolation {
@@ -1217,6 +1411,7 @@ impl<E: Engine> Simulation<E> {
                 rule,
                 vm,
                 detail,
+                vm_history: vm.map(|v| self.trace.about(&v)).unwrap_or_default(),
                 history: self.trace.recent(),
             }));
         }

@@ -38,6 +38,7 @@ fn config(seed: u64) -> SimConfig {
             host_fdt_ms: 90_000,
             hm_silent_after_ms: 65_000,
             action_ms: 30_000,
+            per_vm_ms: 6_000,
         },
         vmfdt_ms: 190_000,
         history_lines: 40,
@@ -90,8 +91,9 @@ impl Engine for Careless {
     }
 }
 
-/// [`Careless`] that pings first and stops before starting: enough for a hang.
-struct Careful(Careless);
+/// [`Careless`] that pings first, stops before starting, and leaves a VM it restarted
+/// alone for ten minutes: enough for a hang.
+struct Careful(Careless, std::collections::BTreeMap<hsdb::Uuid, i64>);
 
 impl Engine for Careful {
     fn turn(&mut self, now: i64, db: &mut Hsdb, p: &mut dyn Platform) -> Result<Turn, String> {
@@ -104,9 +106,13 @@ impl Engine for Careful {
         }
         let mut notes = Vec::new();
         for vm in na.vms {
-            if vm.missed_ms.unwrap_or(0) < self.0.after_ms || p.ping(&vm.uuid) != Ok(false) {
+            if vm.missed_ms.unwrap_or(0) < self.0.after_ms
+                || self.1.get(&vm.uuid).is_some_and(|t| now - t < 600_000)
+                || p.ping(&vm.uuid) != Ok(false)
+            {
                 continue;
             }
+            self.1.insert(vm.uuid, now);
             let Some(host) = vm.host else { continue };
             let from = host_name(usize::try_from(host.0 - 1).unwrap());
             let to = host_name(usize::try_from(host.0 % 3).unwrap());
@@ -120,7 +126,10 @@ impl Engine for Careful {
                 memory_mb: 2_048,
             };
             p.start(&to, &spec).map_err(|e| e.to_string())?;
-            notes.push(format!("relocated {} {from} -> {to}", vm.uuid));
+            notes.push((
+                Some(vm.uuid),
+                format!("relocated {} {from} -> {to}", vm.uuid),
+            ));
         }
         Ok(Turn {
             next_ms: now + 20_000,
@@ -133,7 +142,7 @@ impl Engine for Careful {
 fn test_steady_state_every_vm_detected_by_both_monitors_and_no_violation() {
     let (_dir, mut s) = sim(config(1), IdleEngine { every_ms: 20_000 });
     s.run_for(600_000).unwrap();
-    for (h, pair) in s.monitors.chunks(2).enumerate() {
+    for (h, pair) in s.monitors().chunks(2).enumerate() {
         for m in pair {
             let rows = s.hsdb.vm_hms_of(&m.uuid).unwrap();
             assert_eq!(rows.len(), 3, "host {h}");
@@ -209,10 +218,13 @@ fn test_careless_engine_restarting_a_live_vm_is_caught() {
 fn test_careful_engine_relocates_a_hang_within_its_bound() {
     let (_dir, mut s) = sim(
         config(5),
-        Careful(Careless {
-            after_ms: 190_000,
-            tag: 0,
-        }),
+        Careful(
+            Careless {
+                after_ms: 190_000,
+                tag: 0,
+            },
+            Default::default(),
+        ),
     );
     let vm = vm_uuid(1);
     s.schedule([ScheduledFault {
@@ -231,7 +243,7 @@ fn test_careful_engine_relocates_a_hang_within_its_bound() {
     // after it, and the engine waits for 190 s of misses.
     assert!(rec.latency_ms >= 10_000 + 190_000, "{rec:?}");
     assert_eq!(
-        s.platform.world().vm_running_on(&vm),
+        s.platform().world().vm_running_on(&vm),
         vec!["host-02".to_string()]
     );
     // The new host's monitors discovered it.
@@ -246,10 +258,13 @@ fn test_same_seed_same_trace_other_seed_other_trace() {
         cfg.hosts = 4;
         let (_dir, mut s) = sim(
             cfg,
-            Careful(Careless {
-                after_ms: 190_000,
-                tag: 0,
-            }),
+            Careful(
+                Careless {
+                    after_ms: 190_000,
+                    tag: 0,
+                },
+                Default::default(),
+            ),
         );
         let rates = super::faults::FaultRates::mix(20_000, 10_000, 210_000, 205_000);
         let mut rng = super::rng::SimRng::new(seed);
@@ -267,4 +282,26 @@ fn test_same_seed_same_trace_other_seed_other_trace() {
     assert_ne!(ra.trace_hash, rc.trace_hash);
     assert_ne!(a, c);
     assert!(ra.faults.values().sum::<u64>() > 5, "{:?}", ra.faults);
+}
+
+#[test]
+fn test_real_engine_relocates_a_hang_and_leaves_a_quiet_group_alone() {
+    let (cfg, params) = super::setup::standard(21, 3, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = super::setup::with_fde(cfg, params, dir.path()).unwrap();
+    let vm = vm_uuid(2);
+    s.schedule([ScheduledFault {
+        at: T0 + 1_800_000,
+        kind: FaultKind::OsCrash { vm },
+    }]);
+    let r = s.run_for(3_600_000);
+    if let Err(v) = &r {
+        panic!("{v}");
+    }
+    let rep = s.report();
+    assert_eq!(rep.recoveries.len(), 1, "{rep:?}");
+    assert!(rep.recoveries[0].latency_ms <= rep.recoveries[0].bound_ms);
+    let on = s.platform().world().vm_running_on(&vm);
+    assert_eq!(on.len(), 1);
+    assert_ne!(on[0], "host-01");
 }

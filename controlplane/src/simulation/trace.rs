@@ -3,7 +3,12 @@
 //! of one seed can be compared in O(1) memory, with the last lines kept for a violation's
 //! history and, on request, every line.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+
+use hsdb::Uuid;
+
+/// Lines kept per VM for a violation's history.
+const PER_VM: usize = 40;
 
 /// FNV-1a, 64-bit: stable across builds and platforms (unlike `DefaultHasher`).
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -17,6 +22,7 @@ pub struct Trace {
     recent: VecDeque<String>,
     keep: usize,
     all: Option<Vec<String>>,
+    per_vm: BTreeMap<Uuid, VecDeque<String>>,
 }
 
 impl Trace {
@@ -28,7 +34,28 @@ impl Trace {
             recent: VecDeque::with_capacity(keep.min(4096)),
             keep,
             all: full.then(Vec::new),
+            per_vm: BTreeMap::new(),
         }
+    }
+
+    /// Add a line about `vm` (kept in its own history too).
+    pub fn push_about(&mut self, vm: Option<Uuid>, line: String) {
+        if let Some(vm) = vm {
+            let lines = self.per_vm.entry(vm).or_default();
+            if lines.len() == PER_VM {
+                lines.pop_front();
+            }
+            lines.push_back(line.clone());
+        }
+        self.push(line);
+    }
+
+    /// The last lines about `vm`, oldest first.
+    pub fn about(&self, vm: &Uuid) -> Vec<String> {
+        self.per_vm
+            .get(vm)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Add a line.
