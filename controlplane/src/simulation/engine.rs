@@ -173,4 +173,8 @@ impl HealthStore for LossyStore<'_> {
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
         HealthStore::deaf_interfaces(self.inner, hm)
     }
+
+    fn same_host_restarts(&mut self, vm: &Uuid, since_ms: i64) -> hsdb::Result<u32> {
+        HealthStore::same_host_restarts(self.inner, vm, since_ms)
+    }
 }

@@ -238,12 +238,18 @@ impl SimMonitor {
             },
             at: now,
         }])?;
-        self.rewatch = hsdb
-            .vm_hms_of(&self.uuid)?
-            .into_iter()
+        // What the previous run left: DETECTED rows are watched again, STOPPED ones stay
+        // unwatched until a START (hmd/src/runtime/start.rs).
+        let rows = hsdb.vm_hms_of(&self.uuid)?;
+        self.unwatched = rows
+            .iter()
+            .filter(|row| row.last_state == HeartbeatState::Stopped)
+            .map(|row| row.vm)
+            .collect();
+        self.rewatch = rows
+            .iter()
             .filter(|row| row.last_state == HeartbeatState::Detected)
             .map(|row| row.vm)
-            .filter(|vm| !self.unwatched.contains(vm))
             .collect();
         self.rewatch_deadline = now + self.timers.hello_period_ms + self.timers.vm_miss_after_ms;
         self.watches.clear();
@@ -310,39 +316,54 @@ impl SimMonitor {
         }
     }
 
-    /// Carry out a command from the control plane at `now`. The kill of the process
-    /// loses the stopped set with everything else (`hmd` reads the open commands again
-    /// at start).
-    pub fn command(&mut self, vm: Uuid, command: MonitorCommand, now: i64) {
+    /// Carry out a command from the control plane at `now`, writing what `hmd` writes
+    /// for it (`StopWatching`, `StartWatching`, `Forget`: the row says it, so a restart
+    /// keeps a stopped VM unwatched).
+    ///
+    /// Returns the result `hmd` reports (`STOPPED`, `ALREADY_STOPPED`, `STARTED`,
+    /// `AWAITING_PAIRING`, `FORGOTTEN`, `UNKNOWN_VM`; hmd/src/commands.rs).
+    pub fn command(&mut self, vm: Uuid, command: MonitorCommand, now: i64) -> &'static str {
+        let hm = self.uuid;
         match command {
             MonitorCommand::StopMonitoring => {
-                self.unwatched.insert(vm);
+                let already = !self.unwatched.insert(vm);
                 if let Some(w) = self.watches.get_mut(&vm) {
                     w.stopped = true;
                 }
                 self.rewatch.remove(&vm);
                 self.awaiting.remove(&vm);
+                self.out.push(Transition::StopWatching { vm, hm, at: now });
+                if already {
+                    "ALREADY_STOPPED"
+                } else {
+                    "STOPPED"
+                }
             }
             MonitorCommand::StartMonitoring => {
                 self.unwatched.remove(&vm);
+                self.out.push(Transition::StartWatching { vm, hm, at: now });
                 match self.watches.get_mut(&vm) {
                     Some(w) => {
                         w.stopped = false;
                         w.last_seen = w.last_seen.max(now);
+                        "STARTED"
                     }
                     None => {
                         let deadline =
                             now + self.timers.hello_period_ms + self.timers.vm_miss_after_ms;
                         self.awaiting.insert(vm, deadline);
+                        "AWAITING_PAIRING"
                     }
                 }
             }
             MonitorCommand::ForgetVm => {
-                self.watches.remove(&vm);
-                self.rewatch.remove(&vm);
-                self.awaiting.remove(&vm);
-                self.unwatched.remove(&vm);
+                let known = self.watches.remove(&vm).is_some()
+                    | self.rewatch.remove(&vm)
+                    | self.awaiting.remove(&vm).is_some()
+                    | self.unwatched.remove(&vm);
                 self.pair_after.insert(vm, now);
+                self.out.push(Transition::Forget { vm, hm, at: now });
+                if known { "FORGOTTEN" } else { "UNKNOWN_VM" }
             }
         }
     }
@@ -752,39 +773,76 @@ mod tests {
         let mut log = Vec::new();
         let now = run(&mut db, &mut m, &agents, T0, T0 + 10_000, &mut log);
         assert_eq!(log.len(), 2);
-        // Stopped: a hang is no miss.
-        m.command(vm, MonitorCommand::StopMonitoring, now);
+        // Stopped: the row says so, and a hang is no miss.
+        assert_eq!(
+            m.command(vm, MonitorCommand::StopMonitoring, now),
+            "STOPPED"
+        );
         agents
             .get_mut(&vm)
             .unwrap()
             .set_health(GuestHealth::Hung, now);
         let now = run(&mut db, &mut m, &agents, now, T0 + 100_000, &mut log);
-        assert_eq!(log.len(), 2, "{log:?}");
-        // Started again: owed a heartbeat within vm_miss_after from the command.
-        m.command(vm, MonitorCommand::StartMonitoring, now);
-        let now = run(&mut db, &mut m, &agents, now, T0 + 200_000, &mut log);
-        assert_eq!(log[2], (T0 + 120_000, "Missing".to_string()));
-        // Forgotten, then started without a session: MISSING after Hello + miss.
-        m.command(vm, MonitorCommand::ForgetVm, now);
-        m.command(vm, MonitorCommand::StartMonitoring, now);
-        run(&mut db, &mut m, &agents, now, T0 + 300_000, &mut log);
-        assert_eq!(log[3], (now + 50_000, "Missing".to_string()));
+        assert_eq!(log[2], (T0 + 10_000, "StopWatching".to_string()));
+        assert_eq!(log.len(), 3, "{log:?}");
+        let row = db.vm_hm(&vm, &m.uuid).unwrap().unwrap();
+        assert_eq!(row.last_state, HeartbeatState::Stopped);
+        // A restart keeps it unwatched: no re-watch verdict.
+        m.kill();
+        m.start(now, &mut db).unwrap();
+        let now = run(&mut db, &mut m, &agents, now, T0 + 160_000, &mut log);
+        assert_eq!(log.len(), 3, "{log:?}");
+        // Started again: owed a heartbeat within vm_miss_after from the command; it has no
+        // session with this run (the restart dropped it): awaited a Hello + vm_miss_after.
+        assert_eq!(
+            m.command(vm, MonitorCommand::StartMonitoring, now),
+            "AWAITING_PAIRING"
+        );
+        let now = run(&mut db, &mut m, &agents, now, T0 + 300_000, &mut log);
+        assert_eq!(log[3], (T0 + 160_000, "StartWatching".to_string()));
+        assert_eq!(log[4], (T0 + 210_000, "Missing".to_string()));
+        // Forgotten: its row goes.
+        assert_eq!(m.command(vm, MonitorCommand::ForgetVm, now), "UNKNOWN_VM");
+        run(&mut db, &mut m, &agents, now, T0 + 310_000, &mut log);
+        assert_eq!(log[5], (T0 + 300_000, "Forget".to_string()));
+        assert_eq!(db.vm_hm(&vm, &m.uuid).unwrap(), None);
         // A VM stopped on this monitor that pairs here is discovered, not watched.
         let other = Uuid([8; 16]);
         let mut a = Agent::new(other, 0, true);
-        a.boot(HostId(1), T0 + 300_000, T0 + 300_000, 10_000);
+        a.boot(HostId(1), T0 + 330_000, T0 + 330_000, 10_000);
         agents.insert(other, a);
-        m.command(other, MonitorCommand::StopMonitoring, T0 + 300_000);
+        m.command(other, MonitorCommand::StopMonitoring, T0 + 330_000);
         let mut log2 = Vec::new();
         run(
             &mut db,
             &mut m,
             &agents,
-            T0 + 300_000,
+            T0 + 330_000,
             T0 + 400_000,
             &mut log2,
         );
-        assert_eq!(log2, vec![(T0 + 300_000, "Discovered".to_string())]);
+        assert_eq!(
+            log2,
+            vec![
+                (T0 + 330_000, "StopWatching".to_string()),
+                (T0 + 340_000, "Discovered".to_string())
+            ]
+        );
+        // Watched once started, and owed a heartbeat from then: it heartbeats, no miss.
+        m.command(other, MonitorCommand::StartMonitoring, T0 + 400_000);
+        run(
+            &mut db,
+            &mut m,
+            &agents,
+            T0 + 400_000,
+            T0 + 500_000,
+            &mut log2,
+        );
+        assert_eq!(log2.len(), 3, "{log2:?}");
+        assert_eq!(
+            db.vm_hm(&other, &m.uuid).unwrap().unwrap().last_state,
+            HeartbeatState::Detected
+        );
     }
 
     #[test]

@@ -717,7 +717,10 @@ impl SimState {
                 | Transition::Detected { vm, .. }
                 | Transition::Missing { vm, .. }
                 | Transition::Suspended { vm, .. }
-                | Transition::Doorbell { vm, .. } => Some(*vm),
+                | Transition::Doorbell { vm, .. }
+                | Transition::StopWatching { vm, .. }
+                | Transition::StartWatching { vm, .. }
+                | Transition::Forget { vm, .. } => Some(*vm),
                 _ => None,
             };
             let line = match t {
@@ -854,24 +857,27 @@ impl SimState {
             .monitor_db
             .commands_for(&hm, after, 1_000)
             .map_err(|e| format!("commands_for: {e}"))?;
+        // Act, commit what the actions wrote, then mark the commands done (hmd marks a
+        // command done after the transitions of its action are committed).
+        let mut done = Vec::new();
         for row in rows {
             let command = match row.kind {
                 hsdb::CommandKind::StopMonitoring => MonitorCommand::StopMonitoring,
                 hsdb::CommandKind::StartMonitoring => MonitorCommand::StartMonitoring,
                 hsdb::CommandKind::ForgetVm => MonitorCommand::ForgetVm,
             };
-            self.monitors[index].command(row.vm, command, now);
+            let result = self.monitors[index].command(row.vm, command, now);
             self.monitors[index].last_command = row.id;
-            self.monitor_db
-                .complete_command(row.id, "OK", now)
-                .map_err(|e| format!("complete_command: {e}"))?;
-            let name = self.monitor_name(index);
-            self.note(
-                now,
-                format_args!("hm {name} command {:?} {}", command, short(&row.vm)),
-            );
-            self.monitor_due[index] = Some(now);
+            done.push((row.id, result));
         }
+        let batch = self.monitors[index].take_transitions();
+        self.write(&vec![index; batch.len()], now, &batch)?;
+        for (id, result) in done {
+            self.monitor_db
+                .complete_command(id, result, now)
+                .map_err(|e| format!("complete_command: {e}"))?;
+        }
+        self.monitor_due[index] = Some(now);
         Ok(())
     }
 
