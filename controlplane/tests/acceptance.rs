@@ -1611,7 +1611,7 @@ fn tc10_ack_semantics() {
     }
     bed.world().vm_power_off(&vm).unwrap();
     bed.run_until(T0 + 101 * S);
-    // The NeedsAttention at 60 s (scan 6? no: scans 3, 6 at 40 s, 100 s) reported it.
+    // The NeedsAttention at 100 s (scan 6) reported it.
     let decisions = bed.decisions_about(&vm);
     assert_eq!(decisions.len(), 1, "{decisions:#?}");
     assert_eq!(
