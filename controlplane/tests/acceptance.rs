@@ -1258,9 +1258,6 @@ fn tc08_missed_hb_unreachable_running_recovers() {
 /// the same, docs/controlplane.md "missedHb"): a VM whose last monitor declared it MISSING
 /// less than a second before a NeedsAttention is not reported by it yet.
 #[test]
-#[ignore = "engine bug: fde/store.rs passes NaVm::missed_sec() unfiltered, so a miss younger \
-            than 1 s reaches the VM decisions as missedHb 0 and is logged as 'Missed HB count 0 \
-            ... less than its VMFDT' (hs::build filters s > 0; the FDE's store adapter does not)"]
 fn tc08_missed_hb_count_zero_is_not_reported() {
     let (mut bed, vm) = seed_bed();
     bed.run_until(T0 + 82 * S);

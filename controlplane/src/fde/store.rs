@@ -128,7 +128,10 @@ impl HealthStore for Hsdb {
                 host,
                 state: v.state,
                 state_chg: v.state_chg,
-                missed_hb_s: v.missed_sec(),
+                // Only a positive count is a miss, as the seed reports it (seed 004
+                // L13440-13442) and as `hs` builds the reply: a miss less than a second
+                // old is not one yet.
+                missed_hb_s: v.missed_sec().filter(|&s| s > 0),
                 short_msg: v.short_msg,
                 missed_hm_entry: v.missed_hm_entry,
                 discovery: v.discovery.map(|d| match d {

@@ -72,6 +72,9 @@ impl Fde {
             name: name.clone(),
         };
         let host_name = self.host_name(a.host);
+        // The engine itself restarted the VM on the host it is now reported on: a MOVED
+        // discovery there is the restart's, not a live migration.
+        let restarted_here = self.relocated.get(&a.uuid) == Some(&a.host);
         if let Some(moved) = self.relocated.get(&a.uuid).copied() {
             if row.as_ref().and_then(|r| r.current_host) == Some(moved) {
                 // The HSDB caught up with the restart.
@@ -82,7 +85,7 @@ impl Fde {
                     subject,
                     Verdict::NoAction,
                     format!(
-                        "VM {name} was restarted on host {}: what host {host_name} reports about                          it is stale",
+                        "VM {name} was restarted on host {}: what host {host_name} reports about it is stale",
                         self.host_name(moved)
                     ),
                 );
@@ -90,6 +93,19 @@ impl Fde {
             }
         }
         match a.discovery {
+            Some(DiscoveryType::Moved) if restarted_here => {
+                self.decide(
+                    now_ms,
+                    subject.clone(),
+                    Verdict::Moved,
+                    format!(
+                        "VM {name} came up on host {host_name}, where it was restarted: \
+                         not a live migration"
+                    ),
+                );
+                // Its misses on the old host are history.
+                self.vm_watch.remove(&a.uuid);
+            }
             Some(DiscoveryType::Moved) => {
                 let text = format!(
                     "VM {name} moved to host {host_name} (live migration{}): not a failure",
