@@ -151,6 +151,14 @@ impl Agent {
         self.refresh(now);
     }
 
+    /// The running guest moved to `host` at `now` (live migration): same run, same grid;
+    /// its paths close toward the old host and open toward the new one.
+    pub fn migrate(&mut self, host: HostId, now: i64) {
+        self.close_paths(now);
+        self.host = Some(host);
+        self.refresh(now);
+    }
+
     /// The guest stopped running (powered off, its host lost).
     pub fn halt(&mut self, now: i64) {
         self.close_paths(now);

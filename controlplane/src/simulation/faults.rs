@@ -122,6 +122,33 @@ pub enum FaultKind {
         /// How many.
         count: u32,
     },
+    /// The agent rings the doorbell (`DBELL`) with `vector` through the first monitor of
+    /// its host (an application changed state; bit 0x100 says a critical application is
+    /// in FAILURE, `fde::DBELL_APP_CRITICAL_FAILURE`).
+    Doorbell {
+        /// The VM.
+        vm: Uuid,
+        /// The doorbell vector.
+        vector: u64,
+    },
+    /// The VM moves to host number `to` by live migration (LPM): the guest and its agent
+    /// keep running, the agent pairs with the new host's monitors (TC-13). Not a failure.
+    LiveMigration {
+        /// The VM.
+        vm: Uuid,
+        /// Host index it moves to.
+        to: usize,
+    },
+    /// One monitor is stopped on purpose (`HmEvent` DOWN, NODE_SHUTDOWN) and starts again
+    /// after `downtime` (TC-12).
+    MonitorStop {
+        /// Host index.
+        host: usize,
+        /// Which monitor.
+        side: Side,
+        /// Until it runs again.
+        downtime: i64,
+    },
 }
 
 /// A fault at a time.

@@ -196,6 +196,23 @@ impl Ground {
         self.boot_ms = boot;
     }
 
+    /// The guest moved to `host` by live migration at `now`: same agent run, its heartbeats
+    /// now reach the new host's monitors (which pair with it at their next Hello).
+    pub fn migrate(&mut self, vm: &Uuid, host: HostId, now: i64) {
+        let Some(agent) = self.agents.get_mut(vm) else {
+            return;
+        };
+        if let Some(b) = agent.host {
+            if let Some(set) = self.on_host.get_mut(&b) {
+                set.remove(vm);
+            }
+            self.dirty.insert(b);
+        }
+        agent.migrate(host, now);
+        self.on_host.entry(host).or_default().insert(*vm);
+        self.dirty.insert(host);
+    }
+
     /// Bring every VM in line with the world (after a host-level change).
     pub fn sync_all(&mut self, world: &SimWorld, now: i64) {
         let vms: Vec<Uuid> = self.agents.keys().copied().collect();

@@ -232,6 +232,8 @@ pub struct Checker {
     violations: Vec<(Rule, Option<Uuid>, i64, String)>,
     /// Hosts with impairments in progress, and how many.
     held: BTreeMap<HostId, u32>,
+    /// VMs whose critical application failed: the engine may restart them (once each).
+    allowed: std::collections::BTreeSet<Uuid>,
 }
 
 impl Checker {
@@ -244,6 +246,7 @@ impl Checker {
             healed: 0,
             violations: Vec::new(),
             held: BTreeMap::new(),
+            allowed: std::collections::BTreeSet::new(),
         }
     }
 
@@ -340,8 +343,16 @@ impl Checker {
         self.open.get(vm)
     }
 
+    /// A critical application of `vm` failed: the engine may stop and start it, alive as it
+    /// is (the seed's same-host restarts and relocation, seed 004 L13767-13771), until its
+    /// next start.
+    pub fn allow_restart(&mut self, vm: Uuid) {
+        self.allowed.insert(vm);
+    }
+
     /// The engine started `vm` at `at`: its episode, if any, is acted on.
     pub fn started(&mut self, vm: &Uuid, at: i64) {
+        self.allowed.remove(vm);
         if let Some(e) = self.open.remove(vm) {
             let held = e.kind != FailureKind::HostLoss && self.held.contains_key(&e.host);
             self.recovered.push(Recovery {
@@ -386,11 +397,13 @@ impl Checker {
         let running_on = world.vm_running_on(vm);
         let alive = world.vm_alive(vm);
         let runs_here = running_on.iter().any(|h| h == host);
-        let broken = match action {
-            Call::Stop | Call::Cleanup => alive && runs_here,
-            Call::Start => alive,
-            _ => false,
-        };
+        let allowed = self.allowed.contains(vm);
+        let broken = !allowed
+            && match action {
+                Call::Stop | Call::Cleanup => alive && runs_here,
+                Call::Start => alive,
+                _ => false,
+            };
         if broken {
             self.violate(
                 Rule::LiveVmRestarted,

@@ -236,6 +236,8 @@ pub struct SimState {
     violation_pending: bool,
     /// Acknowledgements the engine is to lose (handed over between steps).
     lost_acks: u32,
+    /// VMFDT of VMs judged otherwise than the group.
+    vmfdt: BTreeMap<Uuid, i64>,
 }
 
 /// A simulation could not be built (a bad configuration, the HSDB cannot be opened).
@@ -434,6 +436,7 @@ impl<E: Engine> Simulation<E> {
             command_due: BTreeSet::new(),
             violation_pending: false,
             lost_acks: 0,
+            vmfdt: BTreeMap::new(),
         };
         Ok(Simulation {
             state,
@@ -451,6 +454,11 @@ impl<E: Engine> Simulation<E> {
     /// The configuration.
     pub fn config(&self) -> &SimConfig {
         &self.state.cfg
+    }
+
+    /// Virtual time now, ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.state.clock.now_ms()
     }
 
     /// Every VM, in order.
@@ -493,6 +501,49 @@ impl<E: Engine> Simulation<E> {
         for f in faults {
             self.state.push(f.at, Agenda::Fault(f.kind));
         }
+    }
+
+    /// Make `vm` managed or not, in the HSDB and in the simulation's obligations (an
+    /// unmanaged VM's failure is not the engine's to act on).
+    pub fn set_managed(&mut self, vm: &Uuid, managed: bool) -> hsdb::Result<()> {
+        let now = self.state.clock.now_ms();
+        self.hsdb.set_vm(
+            vm,
+            &hsdb::VmSettings {
+                managed: Some(managed),
+                ..hsdb::VmSettings::default()
+            },
+            now,
+        )?;
+        if managed {
+            self.state.managed.insert(*vm);
+        } else {
+            self.state.managed.remove(vm);
+        }
+        Ok(())
+    }
+
+    /// `vm` runs without an agent (an IBM i VM of TC-3: covered by host relocation only).
+    /// Call before the run starts.
+    pub fn without_agent(&mut self, vm: &Uuid) {
+        let now = self.state.clock.now_ms();
+        if let Some(a) = self.state.ground.agents.get_mut(vm) {
+            a.has_agent = false;
+            a.refresh(now);
+        }
+    }
+
+    /// Replace the engine now (a daemon restart: the new one starts with no state) and
+    /// give it its first turn at once.
+    pub fn restart_engine(&mut self, engine: E) {
+        self.engine = engine;
+        self.next_engine = self.state.clock.now_ms();
+    }
+
+    /// The VMFDT `vm` is judged with (for its failure deadlines), when it differs from
+    /// the group's (`hsdb::VmSettings::detection_speed` set on it).
+    pub fn set_vmfdt(&mut self, vm: Uuid, vmfdt_ms: i64) {
+        self.state.vmfdt.insert(vm, vmfdt_ms);
     }
 
     /// Run until `until` (ms since the epoch) or the first broken invariant.
@@ -891,6 +942,11 @@ impl SimState {
         *self.report.faults.entry(kind).or_insert(0) += 1;
     }
 
+    /// The VMFDT `vm` is judged with.
+    fn vmfdt_of(&self, vm: &Uuid) -> i64 {
+        self.vmfdt.get(vm).copied().unwrap_or(self.cfg.vmfdt_ms)
+    }
+
     /// The host `vm`'s guest runs on (`HostId(0)` if none: never for a VM that can fail).
     fn vm_host(&self, vm: &Uuid) -> HostId {
         self.ground
@@ -1109,7 +1165,7 @@ impl SimState {
                 self.bump(&vm);
                 if self.managed.contains(&vm) {
                     self.checker
-                        .failure(vm, host, FailureKind::OsCrash, now, self.cfg.vmfdt_ms);
+                        .failure(vm, host, FailureKind::OsCrash, now, self.vmfdt_of(&vm));
                 }
                 self.note_about(now, Some(vm), format_args!("fault os_crash {}", short(&vm)));
             }
@@ -1345,6 +1401,98 @@ impl SimState {
                 self.note(
                     now,
                     format_args!("fault host {name} slow by {extra_ms} ms for {duration} ms"),
+                );
+            }
+            FaultKind::Doorbell { vm, vector } => {
+                let Some(host) = self.ground.agents.get(&vm).and_then(|a| a.host) else {
+                    return Ok(());
+                };
+                let Some(index) = self
+                    .monitors
+                    .iter()
+                    .position(|m| m.host == host && m.running())
+                else {
+                    return Ok(());
+                };
+                self.count("doorbell");
+                if vector & crate::fde::DBELL_APP_CRITICAL_FAILURE != 0 {
+                    // The engine restarts a VM whose critical application failed: not
+                    // the restart of a live VM the invariant forbids.
+                    self.checker.allow_restart(vm);
+                }
+                let hm = self.monitors[index].uuid;
+                let batch = [Transition::Doorbell {
+                    vm,
+                    hm,
+                    vector,
+                    at: now,
+                }];
+                self.write(&[index], now, &batch)?;
+                self.note_about(
+                    now,
+                    Some(vm),
+                    format_args!("fault doorbell {} vector={vector:#x}", short(&vm)),
+                );
+            }
+            FaultKind::LiveMigration { vm, to } => {
+                let to_name = self.host_names[to].clone();
+                let spec = {
+                    let world = self.platform.world();
+                    let from = world.vm_running_on(&vm);
+                    if from.len() != 1 || from[0] == to_name || !world.vm_alive(&vm) {
+                        return Ok(());
+                    }
+                    world.vm_spec(&vm).cloned()
+                };
+                let Some(spec) = spec else {
+                    return Ok(());
+                };
+                self.count("live_migration");
+                let from = self.platform.world().vm_running_on(&vm)[0].clone();
+                {
+                    // The guest keeps running: off here, on there, no boot in between.
+                    let mut world = self.platform.world();
+                    world.vm_power_off(&vm).map_err(sim_err)?;
+                    let boot = u64::try_from(self.cfg.boot_ms).unwrap_or(0);
+                    world.set_boot_ms(0);
+                    drop(world);
+                    let started = self.platform.start(&to_name, &spec);
+                    let _ = self.platform.cleanup(&from, &vm);
+                    let mut world = self.platform.world();
+                    world.set_boot_ms(boot);
+                    world.clear_history();
+                    started.map_err(|e| format!("live migration: {e}"))?;
+                    if let Some(id) = self.ground.host_id(&to_name) {
+                        self.ground.migrate(&vm, id, now);
+                    }
+                }
+                self.bump(&vm);
+                self.note_about(
+                    now,
+                    Some(vm),
+                    format_args!("fault live_migration {} {from} -> {to_name}", short(&vm)),
+                );
+            }
+            FaultKind::MonitorStop {
+                host,
+                side,
+                downtime,
+            } => {
+                let index = 2 * host + side.index();
+                if !self.monitors[index].running() {
+                    return Ok(());
+                }
+                self.count("monitor_stop");
+                self.hold_host(host);
+                self.monitors[index].stop_gracefully(now);
+                let batch = self.monitors[index].take_transitions();
+                self.write(&vec![index; batch.len()], now, &batch)?;
+                self.monitor_due[index] = None;
+                self.push(now + downtime, Agenda::MonitorStart { index });
+                let name = self.monitor_name(index);
+                self.note(
+                    now,
+                    format_args!("fault hm {name} stopped for {downtime} ms"),
                 );
             }
             FaultKind::LostAcks { count } => {
