@@ -129,12 +129,14 @@ fn campaign_million_vm_hours() {
     let started = std::time::Instant::now();
     let (mut done, mut seed) = (0.0, first);
     let (mut recoveries, mut actions, mut worst) = (0usize, 0u64, 0.0f64);
+    let mut races = Vec::new();
     let mut faults = std::collections::BTreeMap::new();
     while done < total {
         let r = run(seed, false, 10, 50, 20.0);
         done += r.vm_hours;
         recoveries += r.recoveries.len();
         actions += r.actions;
+        races.extend(r.races.iter().map(|race| (seed, *race)));
         for rec in r.recoveries.iter().filter(|rec| !rec.held) {
             #[allow(clippy::cast_precision_loss)]
             let ratio = rec.latency_ms as f64 / rec.bound_ms as f64;
@@ -154,8 +156,9 @@ fn campaign_million_vm_hours() {
     eprintln!(
         "{done:.0} VM-hours, seeds {first}..{}, {recoveries} failures acted on within their \
          bound (worst latency/bound {worst:.3}), {actions} platform actions, faults {faults:?}, \
-         {:.0?}, no invariant broken",
+         {:.0?}, no invariant broken; {} check-then-act races: {races:?}",
         seed - 1,
-        started.elapsed()
+        started.elapsed(),
+        races.len()
     );
 }

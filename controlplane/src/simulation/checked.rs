@@ -42,6 +42,14 @@ impl<'a> CheckedPlatform<'a> {
         result
     }
 
+    /// The engine just looked at `vm`: note whether it was alive then.
+    fn probed(&mut self, vm: &Uuid) {
+        let world = self.state.platform.world();
+        let (alive, now) = (world.vm_alive(vm), world.clock().now_ms());
+        drop(world);
+        self.state.checker.probed(*vm, alive, now);
+    }
+
     /// The invariants an action must not break, checked as it begins.
     fn check(&mut self, call: Call, host: &str, vm: &Uuid) {
         let now = self.state.clock.now_ms();
@@ -54,8 +62,22 @@ impl<'a> CheckedPlatform<'a> {
             .agents
             .get(vm)
             .is_some_and(|a| a.host.is_some() && a.ready_at > now);
+        let races = st.checker.races().len();
         st.checker
             .before_action(&world, call, host, vm, booting, now);
+        if st.checker.races().len() > races {
+            drop(world);
+            st.note_race(now, vm, call, host);
+            return self.check_planned(call, host, vm, now);
+        }
+        drop(world);
+        self.check_planned(call, host, vm, now);
+    }
+
+    /// No action on a VM of a host in planned shutdown.
+    fn check_planned(&mut self, call: Call, host: &str, vm: &Uuid, now: i64) {
+        let st = &mut *self.state;
+        let world = st.platform.world();
         let home = st
             .ground
             .agents
@@ -99,11 +121,15 @@ impl Platform for CheckedPlatform<'_> {
     }
 
     fn ping(&mut self, vm: &Uuid) -> Result<bool, PlatformError> {
-        self.call(Some(vm), false, |p| p.ping(vm))
+        let result = self.call(Some(vm), false, |p| p.ping(vm));
+        self.probed(vm);
+        result
     }
 
     fn vm_status(&mut self, host: &str, vm: &Uuid) -> Result<VmStatus, PlatformError> {
-        self.call(Some(vm), false, |p| p.vm_status(host, vm))
+        let result = self.call(Some(vm), false, |p| p.vm_status(host, vm));
+        self.probed(vm);
+        result
     }
 
     fn stop(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError> {

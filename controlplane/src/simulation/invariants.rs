@@ -181,6 +181,25 @@ pub enum FailureKind {
     HostLoss,
 }
 
+/// How recent the engine's last probe of a VM must be for an action on it, alive again,
+/// to count as a race rather than a violation: longer than the engine waits for its
+/// monitors before a stop (`command_timeout`, 30 s by default).
+pub const RACE_WINDOW_MS: i64 = 60_000;
+
+/// An action on a VM that was dead at the engine's last probe and alive again when the
+/// action began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Race {
+    /// The VM.
+    pub vm: Uuid,
+    /// When the action began.
+    pub at_ms: i64,
+    /// When the engine's last probe, which found it dead, returned.
+    pub probed_ms: i64,
+    /// The action.
+    pub action: &'static str,
+}
+
 /// A real failure awaiting action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Episode {
@@ -234,6 +253,11 @@ pub struct Checker {
     held: BTreeMap<HostId, u32>,
     /// VMs whose critical application failed: the engine may restart them (once each).
     allowed: std::collections::BTreeSet<Uuid>,
+    /// The engine's last probe of each VM: when it returned, and whether the VM was
+    /// alive then.
+    probed: BTreeMap<Uuid, (i64, bool)>,
+    /// Actions on VMs alive again since the engine's last probe.
+    races: Vec<Race>,
 }
 
 impl Checker {
@@ -247,6 +271,8 @@ impl Checker {
             violations: Vec::new(),
             held: BTreeMap::new(),
             allowed: std::collections::BTreeSet::new(),
+            probed: BTreeMap::new(),
+            races: Vec::new(),
         }
     }
 
@@ -404,16 +430,31 @@ impl Checker {
                 Call::Start => alive,
                 _ => false,
             };
-        if broken {
+        // The VM came back to life after the engine's last look at it (a probe that found
+        // it dead, within RACE_WINDOW_MS): a check-then-act race no engine can close,
+        // counted rather than failed.
+        let raced = self
+            .probed
+            .get(vm)
+            .is_some_and(|(t, was_alive)| !was_alive && at - t <= RACE_WINDOW_MS);
+        if broken && raced {
+            self.races.push(Race {
+                vm: *vm,
+                at_ms: at,
+                probed_ms: self.probed.get(vm).map_or(at, |(t, _)| *t),
+                action: action.as_str(),
+            });
+        } else if broken {
             self.violate(
                 Rule::LiveVmRestarted,
                 Some(*vm),
                 at,
                 format!(
                     "{} {host} {vm}: the VM is alive (running on {running_on:?}, booted, \
-                     guest fault {:?})",
+                     guest fault {:?}; the engine's last probe of it: {:?})",
                     action.as_str(),
-                    world.vm_fault(vm)
+                    world.vm_fault(vm),
+                    self.probed.get(vm)
                 ),
             );
         } else if booting && (action == Call::Start || (action == Call::Stop && runs_here)) {
@@ -428,6 +469,17 @@ impl Checker {
                 ),
             );
         }
+    }
+
+    /// The engine probed `vm` (ping, platform state) and the call returned at `at`, when
+    /// the VM was `alive` or not.
+    pub fn probed(&mut self, vm: Uuid, alive: bool, at: i64) {
+        self.probed.insert(vm, (at, alive));
+    }
+
+    /// Actions on a VM that came back to life after the engine's last probe found it dead.
+    pub fn races(&self) -> &[Race] {
+        &self.races
     }
 
     /// No VM of `vms` runs on two hosts.
@@ -605,5 +657,18 @@ mod tests {
         assert!(c.take_violations().is_empty());
         c.before_action(&w, Call::Start, "b", &vm, true, 1_000);
         assert_eq!(c.take_violations()[0].0, Rule::BootingVmRestarted);
+        // Dead at the engine's last probe, alive again at its stop: a race, counted.
+        c.probed(vm, false, 1_000);
+        w.vm_repair(&vm).unwrap();
+        c.before_action(&w, Call::Stop, "a", &vm, false, 2_000);
+        assert!(c.take_violations().is_empty());
+        assert_eq!(c.races().len(), 1);
+        // Alive at the last probe, or probed too long ago: a violation.
+        c.probed(vm, true, 3_000);
+        c.before_action(&w, Call::Stop, "a", &vm, false, 4_000);
+        assert_eq!(c.take_violations()[0].0, Rule::LiveVmRestarted);
+        c.probed(vm, false, 5_000);
+        c.before_action(&w, Call::Stop, "a", &vm, false, 5_000 + RACE_WINDOW_MS + 1);
+        assert_eq!(c.take_violations()[0].0, Rule::LiveVmRestarted);
     }
 }

@@ -25,7 +25,7 @@ use super::monitor::{MonitorCommand, MonitorTimers, SimMonitor};
 use super::rng::SimRng;
 use super::trace::Trace;
 use crate::clock::{Clock, ManualClock};
-use crate::platform::sim::{CallRecord, SimPlatform, SimWorld};
+use crate::platform::sim::{Call, CallRecord, SimPlatform, SimWorld};
 use crate::platform::{Platform, VmSpec};
 
 /// What the engine under test does in one turn.
@@ -138,6 +138,9 @@ pub struct SimReport {
     pub healed: u64,
     /// Failures still open at the end (their deadline had not come).
     pub open_at_end: usize,
+    /// Actions on VMs that came back to life after the engine's last probe found them
+    /// dead (a check-then-act race, not a violation; see `invariants::RACE_WINDOW_MS`).
+    pub races: Vec<super::invariants::Race>,
     /// Hash of the whole trace.
     pub trace_hash: u64,
     /// Lines of the trace.
@@ -406,6 +409,7 @@ impl<E: Engine> Simulation<E> {
             recoveries: Vec::new(),
             healed: 0,
             open_at_end: 0,
+            races: Vec::new(),
             trace_hash: 0,
             trace_lines: 0,
         };
@@ -649,9 +653,23 @@ impl SimState {
         r.recoveries = self.checker.recovered().to_vec();
         r.healed = self.checker.healed_count();
         r.open_at_end = self.checker.open_count();
+        r.races = self.checker.races().to_vec();
         r.trace_hash = self.trace.hash();
         r.trace_lines = self.trace.len();
         r
+    }
+
+    /// Trace an action on a VM that came back to life after the engine's last probe.
+    pub(crate) fn note_race(&mut self, now: i64, vm: &Uuid, call: Call, host: &str) {
+        self.note_about(
+            now,
+            Some(*vm),
+            format_args!(
+                "race: {} {host} {}: alive again since the engine's last probe found it dead",
+                call.as_str(),
+                short(vm)
+            ),
+        );
     }
 
     /// The next time something other than the engine is due.
@@ -998,7 +1016,16 @@ impl SimState {
                 self.note_about(now, Some(vm), format_args!("heal adapters {}", short(&vm)));
             }
             Agenda::MonitorStart { index } => {
-                if !self.monitors[index].running() {
+                // A monitor restarts only on a host that runs (its host may have been lost
+                // or shut down while it was down; the host's return starts it).
+                let host_up = {
+                    let world = self.platform.world();
+                    world.host_state(&self.host_names[index / 2])
+                        == Some(crate::platform::sim::HostState::Up)
+                };
+                if !host_up || self.planned.contains(&self.host_names[index / 2]) {
+                    self.release_host(index / 2, now);
+                } else if !self.monitors[index].running() {
                     self.monitors[index]
                         .start(now, &mut self.monitor_db)
                         .map_err(|e| format!("monitor start: {e}"))?;
