@@ -74,7 +74,9 @@ impl<'a> CheckedPlatform<'a> {
         self.check_planned(call, host, vm, now);
     }
 
-    /// No action on a VM of a host in planned shutdown.
+    /// No start of a VM of a host in planned shutdown (a planned shutdown is not a
+    /// failure), unless the VM had failed before it began. A stop or cleanup there is
+    /// harmless (the host is off) and may be a restart decided before the shutdown.
     fn check_planned(&mut self, call: Call, host: &str, vm: &Uuid, now: i64) {
         let st = &mut *self.state;
         let world = st.platform.world();
@@ -90,7 +92,8 @@ impl<'a> CheckedPlatform<'a> {
                 .vm_defined_on(vm)
                 .iter()
                 .any(|h| st.planned.contains(h));
-        if call != Call::Cleanup
+        if call == Call::Start
+            && !st.failed_before_shutdown.contains(vm)
             && (defined_on_planned || home.is_some_and(|h| st.planned.iter().any(|p| p == h)))
         {
             st.checker.violate(

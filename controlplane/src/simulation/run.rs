@@ -217,6 +217,9 @@ pub struct SimState {
     command_poll: Option<i64>,
     /// Hosts in a planned shutdown, by name.
     pub(super) planned: Vec<String>,
+    /// VMs that had failed (a failure awaiting action) when their host's planned shutdown
+    /// began: the engine may still restart them.
+    pub(super) failed_before_shutdown: BTreeSet<Uuid>,
     host_names: Vec<String>,
     vms: Vec<Uuid>,
     managed: BTreeSet<Uuid>,
@@ -426,6 +429,7 @@ impl<E: Engine> Simulation<E> {
             seq: 0,
             command_poll: None,
             planned: Vec::new(),
+            failed_before_shutdown: BTreeSet::new(),
             host_names,
             vms,
             managed,
@@ -1370,6 +1374,9 @@ impl SimState {
                         .is_some_and(|a| a.health == super::agents::GuestHealth::Up);
                     if up {
                         self.ground.stop_agent(vm, now);
+                    }
+                    if self.checker.episode(vm).is_some() {
+                        self.failed_before_shutdown.insert(*vm);
                     }
                     self.checker.healed(vm);
                     self.bump(vm);
