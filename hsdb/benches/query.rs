@@ -27,7 +27,7 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -213,8 +213,10 @@ fn bench_query(c: &mut Criterion) {
     let (dir, mut db) = setup(n, false);
     na.sample_size(20);
     let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
     let writer = {
         let stop = Arc::clone(&stop);
+        let written = Arc::clone(&written);
         let path = dir.path().join("hsdb.sqlite");
         std::thread::spawn(move || {
             let mut monitor = Hsdb::open(path, &Options::default()).expect("writer");
@@ -228,6 +230,7 @@ fn bench_query(c: &mut Criterion) {
                 ];
                 monitor.apply(&beats).expect("heartbeats");
                 batches += 1;
+                written.store(batches, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
             batches
@@ -253,6 +256,13 @@ fn bench_query(c: &mut Criterion) {
             total
         });
     });
+    // Run once as a test, the case can be over before the writer's first commit (its
+    // thread starts and opens the file meanwhile): let it write at least once, so the
+    // check below is about the writer working, not about who was faster.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while written.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     stop.store(true, Ordering::Relaxed);
     let batches = writer.join().expect("writer thread");
     assert!(batches > 0, "the writer wrote");
