@@ -635,6 +635,32 @@ fn advance(
                         r.request.from.name
                     ));
                 } else {
+                    // A VM judged failed may have come back while its monitors were told
+                    // to stop watching it: ask once more, at the last moment before the
+                    // stop (the decision's ping can be seconds old). One that answers is
+                    // alive and stays where it is; a probe that cannot answer is no
+                    // evidence either way, and the restart goes on.
+                    if r.request.kind == RestartKind::VmFailure
+                        && r.stop_first_ms.is_none()
+                        && matches!(platform.ping(&vm), Ok(true))
+                    {
+                        let now_ms = clock.refresh();
+                        for (hm, _) in r.request.source_monitors.clone() {
+                            ledger.enqueue_command(
+                                &hm,
+                                MonitorCommand::StartMonitoring,
+                                &vm,
+                                now_ms,
+                            )?;
+                        }
+                        let why = format!(
+                            "VM {name} answers ping again just before its shutdown: alive, \
+                             not restarted; HA monitoring on {} restarted",
+                            r.request.from.name
+                        );
+                        return fail(r, why, false, now_ms, ledger, events).map(|()| false);
+                    }
+                    let now_ms = clock.refresh();
                     let first = *r.stop_first_ms.get_or_insert(now_ms);
                     let stopped = platform.stop(&r.request.from.name, &vm);
                     let now_ms = clock.refresh();

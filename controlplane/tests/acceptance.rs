@@ -1254,6 +1254,54 @@ fn tc08_missed_hb_unreachable_running_recovers() {
     assert_eq!(rec.at_ms, T0 + 340 * S);
 }
 
+/// TC-8's failure, but the VM comes back to life between the engine's decision (its ping
+/// found it dead) and the shutdown: the executor pings once more just before the stop,
+/// finds it alive, and gives it back to its monitors — never stopped, never started
+/// elsewhere (a pingable VM is never relocated).
+#[test]
+fn tc08_vm_alive_again_before_its_shutdown_is_left_alone() {
+    let (mut bed, vm) = seed_bed();
+    bed.run_until(T0 + 82 * S);
+    bed.world().vm_hang(&vm).unwrap();
+    let decided = bed.run_until_cond(T0 + 500 * S, |b| {
+        b.decisions_about(&vm)
+            .iter()
+            .any(|d| d.verdict == Verdict::Recover)
+    });
+    assert!(decided.is_some(), "{:#?}", bed.decisions_about(&vm));
+    assert!(
+        bed.actions().iter().all(|(_, _, v)| *v != vm),
+        "no action before the stop monitoring round trip: {:?}",
+        bed.actions()
+    );
+    // The hang ends while the monitors are told to stop watching it.
+    bed.world().vm_repair(&vm).unwrap();
+    bed.run_until(T0 + 600 * S);
+    assert!(
+        bed.actions().iter().all(|(_, _, v)| *v != vm),
+        "the VM was acted on: {:?}",
+        bed.actions()
+    );
+    assert_eq!(bed.world().vm_running_on(&vm), [SRC]);
+    let rows = bed.db.relocations(Some(&vm), 10).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let result = rows[0].result.clone().unwrap_or_default();
+    assert!(
+        result.contains("answers ping again just before its shutdown"),
+        "{result}"
+    );
+    // Its monitors watch it again, and it heartbeats.
+    let watched = bed.db.vm_hms(&vm).unwrap();
+    assert_eq!(watched.len(), 2, "{watched:?}");
+    assert!(
+        watched
+            .iter()
+            .all(|r| r.last_state == HeartbeatState::Detected),
+        "{watched:?}"
+    );
+    bed.assert_nothing_runs_twice();
+}
+
 /// The seed reports `missedHb` only when positive (seed 004 L13440-13442; hs::build does
 /// the same, docs/controlplane.md "missedHb"): a VM whose last monitor declared it MISSING
 /// less than a second before a NeedsAttention is not reported by it yet.
