@@ -58,7 +58,8 @@ fn hung_vm_and_failed_host_are_recovered_and_nothing_else_moves() {
     let vm_bound = VM_MISS_AFTER_MS
         + p.vmfdt_ms(DetectionSpeed::Normal)
         + na_cycle
-        + PING_TIMEOUT_MS
+        // the decision's ping, and the executor's last one before the stop
+        + 2 * PING_TIMEOUT_MS
         + actions;
     // Each VM of the failed host is pinged before its restart (host_failure_ping_vms).
     let host_bound = REAL_VMS as i64 * PING_TIMEOUT_MS
