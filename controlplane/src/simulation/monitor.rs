@@ -346,6 +346,13 @@ impl SimMonitor {
                     Some(w) => {
                         w.stopped = false;
                         w.last_seen = w.last_seen.max(now);
+                        // Watched afresh, as hmd does and as the row now says (the stop
+                        // cleared its miss time, StartWatching made it DETECTED): a VM
+                        // that was MISSING when stopped and is still silent is declared
+                        // MISSING again vm_miss_after from the command.
+                        if w.state == HeartbeatState::Missing {
+                            w.state = HeartbeatState::Detected;
+                        }
                         "STARTED"
                     }
                     None => {
@@ -715,6 +722,47 @@ mod tests {
         assert_eq!(log[2], (T0 + 100_000 + 20_000, "Missing".to_string()));
         let ifaces = db.hm_interfaces(&m.uuid).unwrap();
         assert_eq!(ifaces[0].state, InterfaceState::Up);
+    }
+
+    /// A restart that failed gives the VM back to its monitors (START after STOP): one
+    /// that was MISSING when stopped and is still silent is declared MISSING again, since
+    /// the stop cleared its miss time (the 1,000,000-hour campaign's seed 30: a hung VM
+    /// whose stop failed on an unreachable hypervisor was never reported again).
+    #[test]
+    fn test_start_after_stop_declares_a_still_silent_vm_missing_again() {
+        let (mut db, mut m, mut agents, vm) = setup();
+        m.start(T0, &mut db).unwrap();
+        agents.get_mut(&vm).unwrap().boot(HostId(1), T0, T0, 10_000);
+        let mut log = Vec::new();
+        let now = run(&mut db, &mut m, &agents, T0, T0 + 10_000, &mut log);
+        agents
+            .get_mut(&vm)
+            .unwrap()
+            .set_health(GuestHealth::Hung, now);
+        let now = run(&mut db, &mut m, &agents, now, T0 + 100_000, &mut log);
+        assert_eq!(log.last().map(|l| l.1.as_str()), Some("Missing"), "{log:?}");
+        assert_eq!(
+            m.command(vm, MonitorCommand::StopMonitoring, now),
+            "STOPPED"
+        );
+        let now = run(&mut db, &mut m, &agents, now, now + 5_000, &mut log);
+        assert_eq!(
+            m.command(vm, MonitorCommand::StartMonitoring, now),
+            "STARTED"
+        );
+        let started = now;
+        run(&mut db, &mut m, &agents, now, now + 100_000, &mut log);
+        let tail: Vec<&str> = log.iter().rev().take(3).map(|l| l.1.as_str()).collect();
+        assert_eq!(
+            tail,
+            ["Missing", "StartWatching", "StopWatching"],
+            "{log:?}"
+        );
+        let (at, _) = log.last().unwrap();
+        assert!(*at >= started + m.timers.vm_miss_after_ms, "{log:?}");
+        let row = db.vm_hm(&vm, &m.uuid).unwrap().unwrap();
+        assert_eq!(row.last_state, HeartbeatState::Missing);
+        assert!(row.hb_missed_ms.is_some());
     }
 
     #[test]
