@@ -32,6 +32,7 @@ mod error;
 mod options;
 mod schema;
 mod store;
+pub mod target;
 
 #[cfg(test)]
 mod tests;
@@ -52,3 +53,4 @@ pub use model::{
 pub use options::{Options, Synchronous};
 pub use schema::SCHEMA_VERSION;
 pub use store::Hsdb;
+pub use target::{PASSWORD_ENV, PgTarget, Target, TargetError};
