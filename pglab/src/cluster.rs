@@ -42,7 +42,7 @@ const FAST_SETTINGS: &[&str] = &["fsync=off", "full_page_writes=off"];
 const COMMON_SETTINGS: &[&str] = &[
     "listen_addresses = '127.0.0.1'",
     // Several test threads, each with a few connections, plus the daemons of e2e tests.
-    "max_connections=200",
+    "max_connections=300",
     "shared_buffers=64MB",
     // Failures of a test appear in its log, not in the kernel's syslog.
     "logging_collector=off",

@@ -269,9 +269,24 @@ fn hvha_pg_url_is_used_checked_and_refused_with_reasons() {
     else {
         return;
     };
-    let said = server_from_env(&server.url());
     let prefix = format!("OK postgres://hvha@127.0.0.1:{}/hvt_", server.port());
-    assert!(said.starts_with(&prefix), "{said}");
+    let first = server_from_env(&server.url());
+    assert!(first.starts_with(&prefix), "{first}");
+    // The next process on the same server sweeps the databases of the first, which no
+    // longer runs.
+    let second = server_from_env(&server.url());
+    assert!(second.starts_with(&prefix), "{second}");
+    let databases: Vec<String> = pglab::client(&server.url())
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'hvt\\_%' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let name = |said: &str| said.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(databases, [name(&second)], "{first} swept, {second} kept");
 
     // A server that does not answer: a failure, not a skip.
     let port = server.port();
