@@ -4,17 +4,20 @@
 //!
 //! Values are stored as given: checking them against their ranges is the control
 //! plane's job (`controlplane::params`). Every statement is portable DML (RETURNING,
-//! COALESCE, ON CONFLICT), see docs/hsdb.md §6.
+//! COALESCE, ON CONFLICT), see docs/hsdb.md §6. Each write is one statement or one
+//! transaction that is safe with concurrent writers: upserts by `ON CONFLICT`, ids by
+//! `RETURNING`, and an outbox insert takes the outbox lock on PostgreSQL.
 
 use hvha_identity::Uuid;
-use rusqlite::OptionalExtension;
 
+use crate::apply::{OUTBOX_LOCK, PG_OUTBOX_LOCK};
 use crate::codec::{Columns, UuidText, opt_uuid};
 use crate::control_model::{
     CommandDone, CommandKind, CommandRow, EventPrune, ParamRow, ParamScope, RelocationKind,
     RelocationRow, RelocationStep, VmSettings,
 };
-use crate::error::{Context, Error, Result};
+use crate::db::{Conn, params};
+use crate::error::{Error, Result};
 use crate::model::{HostId, VmState};
 use crate::store::Hsdb;
 
@@ -32,58 +35,55 @@ impl Hsdb {
     /// [`Error::NotFound`].
     pub fn set_vm(&mut self, vm: &Uuid, settings: &VmSettings, at: i64) -> Result<bool> {
         const OP: &str = "set_vm";
-        let tx = self.write_tx(OP)?;
-        if let Some(home) = settings.home_host {
-            host_exists(&tx, home, OP)?;
-        }
-        let created = tx
-            .prepare_cached(
+        self.write(OP, |tx| {
+            if let Some(home) = settings.home_host {
+                host_exists(tx, home, OP)?;
+            }
+            let created = tx.execute(
+                OP,
                 "INSERT INTO vm (uuid, state, updated_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (uuid) DO NOTHING",
-            )
-            .op(OP)?
-            .execute((UuidText::new(vm), VmState::Added.as_str(), at))
-            .op(OP)?
-            > 0;
-        tx.prepare_cached(
-            "UPDATE vm SET managed = COALESCE(?2, managed), \
-             ha_monitor = COALESCE(?3, ha_monitor), priority = COALESCE(?4, priority), \
-             detection_speed = COALESCE(?5, detection_speed), \
-             cpu_milli = COALESCE(?6, cpu_milli), memory_mb = COALESCE(?7, memory_mb), \
-             name = COALESCE(?8, name), home_host = COALESCE(?9, home_host), \
-             updated_ms = ?10 WHERE uuid = ?1",
-        )
-        .op(OP)?
-        .execute((
-            UuidText::new(vm),
-            settings.managed.map(i64::from),
-            settings.ha_monitor.map(i64::from),
-            settings.priority.map(|p| p.as_str()),
-            settings.detection_speed.map(|d| d.as_str()),
-            settings.cpu_milli.map(i64::from),
-            settings.memory_mb.map(i64::from),
-            settings.name.as_deref(),
-            settings.home_host,
-            at,
-        ))
-        .op(OP)?;
-        // Managing a VM the monitors discovered makes it STARTED (ADDED if no monitor
-        // placed it yet); releasing it makes it UNKNOWN, the state of an unmanaged VM
-        // seen by a monitor. No pending item: the controller made the change.
-        if let Some(managed) = settings.managed {
-            tx.prepare_cached(
-                "UPDATE vm SET state = CASE \
-                 WHEN ?2 = 1 AND state = 'UNKNOWN' AND current_host IS NULL THEN 'ADDED' \
-                 WHEN ?2 = 1 AND state = 'UNKNOWN' THEN 'STARTED' \
-                 WHEN ?2 = 0 AND state = 'STARTED' THEN 'UNKNOWN' \
-                 ELSE state END WHERE uuid = ?1",
-            )
-            .op(OP)?
-            .execute((UuidText::new(vm), i64::from(managed)))
-            .op(OP)?;
-        }
-        tx.commit().op(OP)?;
-        Ok(created)
+                params![UuidText::new(vm), VmState::Added.as_str(), at],
+            )? > 0;
+            tx.execute(
+                OP,
+                "UPDATE vm SET managed = COALESCE(?2, managed), \
+                 ha_monitor = COALESCE(?3, ha_monitor), priority = COALESCE(?4, priority), \
+                 detection_speed = COALESCE(?5, detection_speed), \
+                 cpu_milli = COALESCE(?6, cpu_milli), memory_mb = COALESCE(?7, memory_mb), \
+                 name = COALESCE(?8, name), home_host = COALESCE(?9, home_host), \
+                 updated_ms = ?10 WHERE uuid = ?1",
+                params![
+                    UuidText::new(vm),
+                    settings.managed,
+                    settings.ha_monitor,
+                    settings.priority.map(|p| p.as_str()),
+                    settings.detection_speed.map(|d| d.as_str()),
+                    settings.cpu_milli,
+                    settings.memory_mb,
+                    settings.name.as_deref(),
+                    settings.home_host,
+                    at,
+                ],
+            )?;
+            // Managing a VM the monitors discovered makes it STARTED (ADDED if no monitor
+            // placed it yet); releasing it makes it UNKNOWN, the state of an unmanaged VM
+            // seen by a monitor. No pending item: the controller made the change. (The
+            // row is locked by the UPDATE above, so a monitor's concurrent batch sees
+            // this state, or this sees its.)
+            if let Some(managed) = settings.managed {
+                tx.execute(
+                    OP,
+                    "UPDATE vm SET state = CASE \
+                     WHEN ?2 = 1 AND state = 'UNKNOWN' AND current_host IS NULL THEN 'ADDED' \
+                     WHEN ?2 = 1 AND state = 'UNKNOWN' THEN 'STARTED' \
+                     WHEN ?2 = 0 AND state = 'STARTED' THEN 'UNKNOWN' \
+                     ELSE state END WHERE uuid = ?1",
+                    params![UuidText::new(vm), managed],
+                )?;
+            }
+            Ok(created)
+        })
     }
 
     /// Set the capacity of host `host`: thousandths of a CPU and MiB.
@@ -94,112 +94,102 @@ impl Hsdb {
         memory_mb: u32,
     ) -> Result<()> {
         const OP: &str = "set_host_capacity";
-        let changed = self
-            .conn
-            .prepare_cached("UPDATE host SET cpu_milli = ?2, memory_mb = ?3 WHERE id = ?1")
-            .op(OP)?
-            .execute((host, i64::from(cpu_milli), i64::from(memory_mb)))
-            .op(OP)?;
+        let changed = self.conn.execute(
+            OP,
+            "UPDATE host SET cpu_milli = ?2, memory_mb = ?3 WHERE id = ?1",
+            params![host, cpu_milli, memory_mb],
+        )?;
         found(changed, "host", host.to_string())
     }
 
     /// Put host `host` in host group `group`.
     pub fn set_host_group(&mut self, host: HostId, group: &str) -> Result<()> {
         const OP: &str = "set_host_group";
-        let changed = self
-            .conn
-            .prepare_cached("UPDATE host SET host_group = ?2 WHERE id = ?1")
-            .op(OP)?
-            .execute((host, group))
-            .op(OP)?;
+        let changed = self.conn.execute(
+            OP,
+            "UPDATE host SET host_group = ?2 WHERE id = ?1",
+            params![host, group],
+        )?;
         found(changed, "host", host.to_string())
     }
 
     /// Store parameter `key` = `value` at `scope` (replacing the value there).
     pub fn set_param(&mut self, scope: &ParamScope, key: &str, value: &str) -> Result<()> {
         const OP: &str = "set_param";
-        self.conn
-            .prepare_cached(
-                "INSERT INTO param (scope, target, name, value) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (scope, target, name) DO UPDATE SET value = excluded.value",
-            )
-            .op(OP)?
-            .execute((scope.kind_text(), scope.target_text(), key, value))
-            .op(OP)?;
+        self.conn.execute(
+            OP,
+            "INSERT INTO param (scope, target, name, value) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (scope, target, name) DO UPDATE SET value = excluded.value",
+            params![scope.kind_text(), scope.target_text(), key, value],
+        )?;
         Ok(())
     }
 
     /// Remove parameter `key` at `scope`; returns whether it was set.
     pub fn unset_param(&mut self, scope: &ParamScope, key: &str) -> Result<bool> {
         const OP: &str = "unset_param";
-        let n = self
-            .conn
-            .prepare_cached("DELETE FROM param WHERE scope = ?1 AND target = ?2 AND name = ?3")
-            .op(OP)?
-            .execute((scope.kind_text(), scope.target_text(), key))
-            .op(OP)?;
+        let n = self.conn.execute(
+            OP,
+            "DELETE FROM param WHERE scope = ?1 AND target = ?2 AND name = ?3",
+            params![scope.kind_text(), scope.target_text(), key],
+        )?;
         Ok(n > 0)
     }
 
     /// The value of parameter `key` at exactly `scope`, if set there.
     pub fn param(&self, scope: &ParamScope, key: &str) -> Result<Option<String>> {
         const OP: &str = "param";
-        self.conn
-            .prepare_cached(
-                "SELECT value FROM param WHERE scope = ?1 AND target = ?2 AND name = ?3",
-            )
-            .op(OP)?
-            .query_row((scope.kind_text(), scope.target_text(), key), |row| {
-                row.get(0)
-            })
-            .optional()
-            .op(OP)
+        self.conn.query_opt(
+            OP,
+            "param",
+            "SELECT value FROM param WHERE scope = ?1 AND target = ?2 AND name = ?3",
+            params![scope.kind_text(), scope.target_text(), key],
+            |c| c.text(0),
+        )
     }
 
     /// Every parameter, by scope kind, target and key.
     pub fn params(&self) -> Result<Vec<ParamRow>> {
         const OP: &str = "params";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT scope, target, name, value FROM param ORDER BY scope, target, name",
-            )
-            .op(OP)?;
-        let mut rows = stmt.query([]).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            let c = Columns::new(row, "param", OP);
-            let kind = c.text(0)?;
-            let target = c.text(1)?;
-            let corrupt = |expected| Error::Corrupt {
-                table: "param",
-                column: "target",
-                value: target.clone(),
-                expected,
-            };
-            let scope = match kind.as_str() {
-                "SYSTEM" => ParamScope::System,
-                "HOST_GROUP" => ParamScope::HostGroup(target.clone()),
-                "HOST" => ParamScope::Host(HostId(target.parse().map_err(|_| corrupt("host id"))?)),
-                "VM" => {
-                    ParamScope::Vm(Uuid::parse(target.as_bytes()).map_err(|_| corrupt("UUID"))?)
-                }
-                _ => {
-                    return Err(Error::Corrupt {
-                        table: "param",
-                        column: "scope",
-                        value: kind,
-                        expected: "SYSTEM, HOST_GROUP, HOST or VM",
-                    });
-                }
-            };
-            out.push(ParamRow {
-                scope,
-                key: c.text(2)?,
-                value: c.text(3)?,
-            });
-        }
-        Ok(out)
+        self.conn.query(
+            OP,
+            "param",
+            "SELECT scope, target, name, value FROM param ORDER BY scope, target, name",
+            params![],
+            |c| {
+                let kind = c.text(0)?;
+                let target = c.text(1)?;
+                let corrupt = |expected| Error::Corrupt {
+                    table: "param",
+                    column: "target",
+                    value: target.clone(),
+                    expected,
+                };
+                let scope = match kind.as_str() {
+                    "SYSTEM" => ParamScope::System,
+                    "HOST_GROUP" => ParamScope::HostGroup(target.clone()),
+                    "HOST" => {
+                        ParamScope::Host(HostId(target.parse().map_err(|_| corrupt("host id"))?))
+                    }
+                    "VM" => {
+                        ParamScope::Vm(Uuid::parse(target.as_bytes()).map_err(|_| corrupt("UUID"))?)
+                    }
+                    _ => {
+                        return Err(Error::Corrupt {
+                            table: "param",
+                            column: "scope",
+                            value: kind,
+                            expected: "SYSTEM, HOST_GROUP, HOST or VM",
+                        });
+                    }
+                };
+                Ok(ParamRow {
+                    scope,
+                    key: c.text(2)?,
+                    value: c.text(3)?,
+                })
+            },
+        )
     }
 
     /// Begin a restart or relocation of VM `vm`: a `relocation` row in phase `BEGIN`
@@ -213,85 +203,76 @@ impl Hsdb {
         at: i64,
     ) -> Result<i64> {
         const OP: &str = "relocation_begin";
-        let tx = self.write_tx(OP)?;
-        let known = tx
-            .prepare_cached("SELECT 1 FROM vm WHERE uuid = ?1")
-            .op(OP)?
-            .query_row([UuidText::new(vm)], |_| Ok(()))
-            .optional()
-            .op(OP)?
-            .is_some();
-        if !known {
-            return Err(Error::NotFound {
-                what: "vm",
-                key: vm.to_string(),
-            });
-        }
-        for host in [from_host, to_host].into_iter().flatten() {
-            host_exists(&tx, host, OP)?;
-        }
-        let id: i64 = tx
-            .prepare_cached(
-                "INSERT INTO relocation (vm, kind, from_host, to_host, phase, started_ms, \
-                 phase_ms) VALUES (?1, ?2, ?3, ?4, 'BEGIN', ?5, ?5) RETURNING id",
-            )
-            .op(OP)?
-            .query_row(
-                (UuidText::new(vm), kind.as_str(), from_host, to_host, at),
-                |row| row.get(0),
-            )
-            .op(OP)?;
-        tx.prepare_cached(
-            "INSERT INTO relocation_step (relocation, phase, at_ms) VALUES (?1, 'BEGIN', ?2)",
-        )
-        .op(OP)?
-        .execute((id, at))
-        .op(OP)?;
-        tx.commit().op(OP)?;
-        Ok(id)
+        self.write(OP, |tx| {
+            if !tx.exists(
+                OP,
+                "SELECT 1 FROM vm WHERE uuid = ?1",
+                params![UuidText::new(vm)],
+            )? {
+                return Err(Error::NotFound {
+                    what: "vm",
+                    key: vm.to_string(),
+                });
+            }
+            for host in [from_host, to_host].into_iter().flatten() {
+                host_exists(tx, host, OP)?;
+            }
+            let id = tx
+                .query_int(
+                    OP,
+                    "INSERT INTO relocation (vm, kind, from_host, to_host, phase, started_ms, \
+                     phase_ms) VALUES (?1, ?2, ?3, ?4, 'BEGIN', ?5, ?5) RETURNING id",
+                    params![UuidText::new(vm), kind.as_str(), from_host, to_host, at],
+                )?
+                .unwrap_or_default();
+            tx.execute(
+                OP,
+                "INSERT INTO relocation_step (relocation, phase, at_ms) VALUES (?1, 'BEGIN', ?2)",
+                params![id, at],
+            )?;
+            Ok(id)
+        })
     }
 
     /// Relocation `id` entered `phase` at `at` (kept as its last phase and as a step).
     pub fn relocation_phase(&mut self, id: i64, phase: &str, at: i64) -> Result<()> {
         const OP: &str = "relocation_phase";
-        let tx = self.write_tx(OP)?;
-        let changed = tx
-            .prepare_cached("UPDATE relocation SET phase = ?2, phase_ms = ?3 WHERE id = ?1")
-            .op(OP)?
-            .execute((id, phase, at))
-            .op(OP)?;
-        found(changed, "relocation", id.to_string())?;
-        tx.prepare_cached(
-            "INSERT INTO relocation_step (relocation, phase, at_ms) VALUES (?1, ?2, ?3)",
-        )
-        .op(OP)?
-        .execute((id, phase, at))
-        .op(OP)?;
-        tx.commit().op(OP)
+        self.write(OP, |tx| {
+            let changed = tx.execute(
+                OP,
+                "UPDATE relocation SET phase = ?2, phase_ms = ?3 WHERE id = ?1",
+                params![id, phase, at],
+            )?;
+            found(changed, "relocation", id.to_string())?;
+            tx.execute(
+                OP,
+                "INSERT INTO relocation_step (relocation, phase, at_ms) VALUES (?1, ?2, ?3)",
+                params![id, phase, at],
+            )?;
+            Ok(())
+        })
     }
 
     /// Set the target host of relocation `id` once the planner chose it.
     pub fn relocation_target(&mut self, id: i64, to_host: HostId) -> Result<()> {
         const OP: &str = "relocation_target";
         host_exists(&self.conn, to_host, OP)?;
-        let changed = self
-            .conn
-            .prepare_cached("UPDATE relocation SET to_host = ?2 WHERE id = ?1")
-            .op(OP)?
-            .execute((id, to_host))
-            .op(OP)?;
+        let changed = self.conn.execute(
+            OP,
+            "UPDATE relocation SET to_host = ?2 WHERE id = ?1",
+            params![id, to_host],
+        )?;
         found(changed, "relocation", id.to_string())
     }
 
     /// Relocation `id` ended at `at` with `result` (e.g. `SUCCESS`, `FAILED: …`).
     pub fn relocation_end(&mut self, id: i64, result: &str, at: i64) -> Result<()> {
         const OP: &str = "relocation_end";
-        let changed = self
-            .conn
-            .prepare_cached("UPDATE relocation SET ended_ms = ?2, result = ?3 WHERE id = ?1")
-            .op(OP)?
-            .execute((id, at, result))
-            .op(OP)?;
+        let changed = self.conn.execute(
+            OP,
+            "UPDATE relocation SET ended_ms = ?2, result = ?3 WHERE id = ?1",
+            params![id, at, result],
+        )?;
         found(changed, "relocation", id.to_string())
     }
 
@@ -300,53 +281,43 @@ impl Hsdb {
         const OP: &str = "relocations";
         let by_vm = format!("{RELOCATION_SELECT} WHERE vm = ?1 ORDER BY id DESC LIMIT ?2");
         let all = format!("{RELOCATION_SELECT} ORDER BY id DESC LIMIT ?1");
-        let mut stmt = self
-            .conn
-            .prepare_cached(if vm.is_some() { &by_vm } else { &all })
-            .op(OP)?;
-        let mut rows = match vm {
-            Some(vm) => stmt.query((UuidText::new(vm), i64::from(limit))),
-            None => stmt.query([i64::from(limit)]),
+        match vm {
+            Some(vm) => self.conn.query(
+                OP,
+                "relocation",
+                &by_vm,
+                params![UuidText::new(vm), limit],
+                relocation_row,
+            ),
+            None => self
+                .conn
+                .query(OP, "relocation", &all, params![limit], relocation_row),
         }
-        .op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            out.push(relocation_row(&Columns::new(row, "relocation", OP))?);
-        }
-        Ok(out)
     }
 
     /// Relocation `id`, if it exists.
     pub fn relocation(&self, id: i64) -> Result<Option<RelocationRow>> {
         const OP: &str = "relocation";
         let sql = format!("{RELOCATION_SELECT} WHERE id = ?1");
-        let mut stmt = self.conn.prepare_cached(&sql).op(OP)?;
-        let mut rows = stmt.query([id]).op(OP)?;
-        match rows.next().op(OP)? {
-            Some(row) => Ok(Some(relocation_row(&Columns::new(row, "relocation", OP))?)),
-            None => Ok(None),
-        }
+        self.conn
+            .query_opt(OP, "relocation", &sql, params![id], relocation_row)
     }
 
     /// The phases relocation `id` went through, in order.
     pub fn relocation_steps(&self, id: i64) -> Result<Vec<RelocationStep>> {
         const OP: &str = "relocation_steps";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT phase, at_ms FROM relocation_step WHERE relocation = ?1 ORDER BY id",
-            )
-            .op(OP)?;
-        let mut rows = stmt.query([id]).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            let c = Columns::new(row, "relocation_step", OP);
-            out.push(RelocationStep {
-                phase: c.text(0)?,
-                at_ms: c.int(1)?,
-            });
-        }
-        Ok(out)
+        self.conn.query(
+            OP,
+            "relocation_step",
+            "SELECT phase, at_ms FROM relocation_step WHERE relocation = ?1 ORDER BY id",
+            params![id],
+            |c| {
+                Ok(RelocationStep {
+                    phase: c.text(0)?,
+                    at_ms: c.int(1)?,
+                })
+            },
+        )
     }
 
     /// Queue command `kind` about VM `vm` for monitor `hm`. Returns its id (strictly
@@ -360,10 +331,7 @@ impl Hsdb {
         at: i64,
     ) -> Result<i64> {
         const OP: &str = "enqueue_command";
-        let tx = self.write_tx(OP)?;
-        let id = insert_command(&tx, hm, kind, vm, at)?;
-        tx.commit().op(OP)?;
-        Ok(id)
+        self.write(OP, |tx| insert_command(tx, hm, kind, vm, at))
     }
 
     /// The open commands of monitor `hm` with an id above `after_id`, oldest first, at
@@ -374,27 +342,21 @@ impl Hsdb {
         let sql = format!(
             "{COMMAND_SELECT} WHERE hm = ?1 AND id > ?2 AND done_ms IS NULL ORDER BY id LIMIT ?3"
         );
-        let mut stmt = self.conn.prepare_cached(&sql).op(OP)?;
-        let mut rows = stmt
-            .query((UuidText::new(hm), after_id, i64::from(limit)))
-            .op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            out.push(command_row(&Columns::new(row, "hm_command", OP))?);
-        }
-        Ok(out)
+        self.conn.query(
+            OP,
+            "hm_command",
+            &sql,
+            params![UuidText::new(hm), after_id, limit],
+            command_row,
+        )
     }
 
     /// Command `id`, if it exists.
     pub fn command(&self, id: i64) -> Result<Option<CommandRow>> {
         const OP: &str = "command";
         let sql = format!("{COMMAND_SELECT} WHERE id = ?1");
-        let mut stmt = self.conn.prepare_cached(&sql).op(OP)?;
-        let mut rows = stmt.query([id]).op(OP)?;
-        match rows.next().op(OP)? {
-            Some(row) => Ok(Some(command_row(&Columns::new(row, "hm_command", OP))?)),
-            None => Ok(None),
-        }
+        self.conn
+            .query_opt(OP, "hm_command", &sql, params![id], command_row)
     }
 
     /// The monitor carried out command `id` at `at`: `result` is `OK` or why it failed.
@@ -418,30 +380,28 @@ impl Hsdb {
         if done.is_empty() {
             return Ok(0);
         }
-        let tx = self.write_tx(OP)?;
-        let mut completed = 0;
-        for d in done {
-            completed += tx
-                .prepare_cached(
+        self.write(OP, |tx| {
+            let mut completed = 0;
+            for d in done {
+                completed += tx.execute(
+                    OP,
                     "UPDATE hm_command SET done_ms = ?2, result = ?3 WHERE id = ?1 \
                      AND done_ms IS NULL",
-                )
-                .op(OP)?
-                .execute((d.id, d.at, &d.result))
-                .op(OP)?;
-        }
-        tx.commit().op(OP)?;
-        Ok(completed)
+                    params![d.id, d.at, d.result],
+                )?;
+            }
+            Ok(completed)
+        })
     }
 
     /// Delete the commands completed before `done_before_ms`; returns how many.
     pub fn prune_commands(&mut self, done_before_ms: i64) -> Result<usize> {
         const OP: &str = "prune_commands";
-        self.conn
-            .prepare_cached("DELETE FROM hm_command WHERE done_ms IS NOT NULL AND done_ms < ?1")
-            .op(OP)?
-            .execute([done_before_ms])
-            .op(OP)
+        self.conn.execute(
+            OP,
+            "DELETE FROM hm_command WHERE done_ms IS NOT NULL AND done_ms < ?1",
+            params![done_before_ms],
+        )
     }
 
     /// Append an event to the outbox; returns its id.
@@ -454,16 +414,20 @@ impl Hsdb {
         at: i64,
     ) -> Result<i64> {
         const OP: &str = "record_event";
-        self.conn
-            .prepare_cached(
-                "INSERT INTO event (kind, vm, hm, text, created_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
-                 RETURNING id",
-            )
-            .op(OP)?
-            .query_row((kind, opt_uuid(vm), opt_uuid(hm), text, at), |row| {
-                row.get(0)
-            })
-            .op(OP)
+        // On PostgreSQL, under the outbox lock held to commit (docs/hsdb.md §6).
+        self.write(OP, |tx| {
+            if tx.is_pg() {
+                tx.exists(OP, PG_OUTBOX_LOCK, params![OUTBOX_LOCK])?;
+            }
+            Ok(tx
+                .query_int(
+                    OP,
+                    "INSERT INTO event (kind, vm, hm, text, created_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                    params![kind, opt_uuid(vm), opt_uuid(hm), text, at],
+                )?
+                .unwrap_or_default())
+        })
     }
 
     /// Retire monitor `hm` (decommissioned, replaced): its row, its (VM, monitor) rows,
@@ -471,62 +435,50 @@ impl Hsdb {
     /// it wrote stay pending (their `hm` still names it). Returns whether it existed.
     pub fn retire_hm(&mut self, hm: &Uuid) -> Result<bool> {
         const OP: &str = "retire_hm";
-        let tx = self.write_tx(OP)?;
-        tx.prepare_cached("DELETE FROM pending WHERE hm = ?1 AND kind = 'HM_EVENT'")
-            .op(OP)?
-            .execute([UuidText::new(hm)])
-            .op(OP)?;
-        let n = tx
-            .prepare_cached("DELETE FROM hm WHERE uuid = ?1")
-            .op(OP)?
-            .execute([UuidText::new(hm)])
-            .op(OP)?;
-        tx.commit().op(OP)?;
-        Ok(n > 0)
+        self.write(OP, |tx| {
+            tx.execute(
+                OP,
+                "DELETE FROM pending WHERE hm = ?1 AND kind = 'HM_EVENT'",
+                params![UuidText::new(hm)],
+            )?;
+            let n = tx.execute(
+                OP,
+                "DELETE FROM hm WHERE uuid = ?1",
+                params![UuidText::new(hm)],
+            )?;
+            Ok(n > 0)
+        })
     }
 
     /// Delete old events: see [`EventPrune`]. Returns how many went.
     pub fn prune_events(&mut self, prune: &EventPrune) -> Result<usize> {
         const OP: &str = "prune_events";
-        let tx = self.write_tx(OP)?;
-        // Never past the slowest consumer's offset unless forced.
-        let mut bound = i64::MAX;
-        if !prune.force {
-            let slowest: Option<i64> = tx
-                .prepare_cached("SELECT MIN(last_id) FROM event_consumer")
-                .op(OP)?
-                .query_row([], |row| row.get(0))
-                .op(OP)?;
-            if let Some(slowest) = slowest {
+        self.write(OP, |tx| {
+            // Never past the slowest consumer's offset unless forced.
+            let mut bound = i64::MAX;
+            if !prune.force
+                && let Some(slowest) =
+                    tx.query_int(OP, "SELECT MIN(last_id) FROM event_consumer", params![])?
+            {
                 bound = slowest;
             }
-        }
-        let mut deleted = 0;
-        if let Some(keep) = prune.keep_last {
-            let newest: Option<i64> = tx
-                .prepare_cached("SELECT MAX(id) FROM event")
-                .op(OP)?
-                .query_row([], |row| row.get(0))
-                .op(OP)?;
-            if let Some(newest) = newest {
+            let mut deleted = 0;
+            if let Some(keep) = prune.keep_last
+                && let Some(newest) = tx.query_int(OP, "SELECT MAX(id) FROM event", params![])?
+            {
                 let keep = i64::try_from(keep).unwrap_or(i64::MAX);
                 let upto = newest.saturating_sub(keep).min(bound);
-                deleted += tx
-                    .prepare_cached("DELETE FROM event WHERE id <= ?1")
-                    .op(OP)?
-                    .execute([upto])
-                    .op(OP)?;
+                deleted += tx.execute(OP, "DELETE FROM event WHERE id <= ?1", params![upto])?;
             }
-        }
-        if let Some(before) = prune.before_ms {
-            deleted += tx
-                .prepare_cached("DELETE FROM event WHERE created_ms < ?1 AND id <= ?2")
-                .op(OP)?
-                .execute((before, bound))
-                .op(OP)?;
-        }
-        tx.commit().op(OP)?;
-        Ok(deleted)
+            if let Some(before) = prune.before_ms {
+                deleted += tx.execute(
+                    OP,
+                    "DELETE FROM event WHERE created_ms < ?1 AND id <= ?2",
+                    params![before, bound],
+                )?;
+            }
+            Ok(deleted)
+        })
     }
 
     /// Delete the VMs gone for good: unmanaged, watched by no monitor (no `vm_hm` row),
@@ -534,59 +486,46 @@ impl Hsdb {
     /// applications go with them. Returns how many VMs went.
     pub fn prune_vms(&mut self, before_ms: i64) -> Result<usize> {
         const OP: &str = "prune_vms";
-        self.conn
-            .prepare_cached(
-                "DELETE FROM vm WHERE managed = 0 AND updated_ms < ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM vm_hm WHERE vm_hm.vm = vm.uuid)",
-            )
-            .op(OP)?
-            .execute([before_ms])
-            .op(OP)
+        self.conn.execute(
+            OP,
+            "DELETE FROM vm WHERE managed = 0 AND updated_ms < ?1 \
+             AND NOT EXISTS (SELECT 1 FROM vm_hm WHERE vm_hm.vm = vm.uuid)",
+            params![before_ms],
+        )
     }
 }
 
 /// Queue one command inside an open transaction (also used by `apply` for FORGET_VM).
 pub(crate) fn insert_command(
-    conn: &rusqlite::Connection,
+    conn: &Conn,
     hm: &Uuid,
     kind: CommandKind,
     vm: &Uuid,
     at: i64,
 ) -> Result<i64> {
     const OP: &str = "enqueue_command";
-    let known = conn
-        .prepare_cached("SELECT 1 FROM hm WHERE uuid = ?1")
-        .op(OP)?
-        .query_row([UuidText::new(hm)], |_| Ok(()))
-        .optional()
-        .op(OP)?
-        .is_some();
-    if !known {
+    if !conn.exists(
+        OP,
+        "SELECT 1 FROM hm WHERE uuid = ?1",
+        params![UuidText::new(hm)],
+    )? {
         return Err(Error::NotFound {
             what: "host monitor",
             key: hm.to_string(),
         });
     }
-    conn.prepare_cached(
-        "INSERT INTO hm_command (hm, kind, vm, created_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-    )
-    .op(OP)?
-    .query_row(
-        (UuidText::new(hm), kind.as_str(), UuidText::new(vm), at),
-        |row| row.get(0),
-    )
-    .op(OP)
+    Ok(conn
+        .query_int(
+            OP,
+            "INSERT INTO hm_command (hm, kind, vm, created_ms) VALUES (?1, ?2, ?3, ?4) \
+             RETURNING id",
+            params![UuidText::new(hm), kind.as_str(), UuidText::new(vm), at],
+        )?
+        .unwrap_or_default())
 }
 
-fn host_exists(conn: &rusqlite::Connection, host: HostId, op: &'static str) -> Result<()> {
-    let known = conn
-        .prepare_cached("SELECT 1 FROM host WHERE id = ?1")
-        .op(op)?
-        .query_row([host], |_| Ok(()))
-        .optional()
-        .op(op)?
-        .is_some();
-    if known {
+fn host_exists(conn: &Conn, host: HostId, op: &'static str) -> Result<()> {
+    if conn.exists(op, "SELECT 1 FROM host WHERE id = ?1", params![host])? {
         Ok(())
     } else {
         Err(Error::NotFound {
@@ -615,7 +554,7 @@ fn relocation_row(c: &Columns<'_, '_>) -> Result<RelocationRow> {
         started_ms: c.int(6)?,
         phase_ms: c.opt_int(7)?,
         ended_ms: c.opt_int(8)?,
-        result: c.get(9)?,
+        result: c.opt_text(9)?,
     })
 }
 
@@ -632,6 +571,6 @@ fn command_row(c: &Columns<'_, '_>) -> Result<CommandRow> {
         vm: c.uuid(3, "vm")?,
         created_ms: c.int(4)?,
         done_ms: c.opt_int(5)?,
-        result: c.get(6)?,
+        result: c.opt_text(6)?,
     })
 }

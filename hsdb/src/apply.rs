@@ -25,19 +25,47 @@
 //!   it or `Forget` (or a move) deletes it; the suspension rule never touches it;
 //! - a transition naming an unregistered monitor fails the batch ([`Error::UnknownHm`]):
 //!   the monitor registers itself before writing, so this is a bug, not an input.
+//!
+//! Concurrent writers (PostgreSQL: several monitors commit at once; SQLite's write lock
+//! serialises them). Before the first transition, the batch's new VMs are inserted in
+//! one statement in UUID order (`ON CONFLICT (uuid) DO NOTHING RETURNING uuid`: a VM
+//! another writer created first is then a known VM), and every VM the batch names is
+//! locked (`SELECT … ORDER BY uuid FOR UPDATE`) and its state read, in one statement:
+//! every change of a VM's state is decided by one writer at a time, from the committed
+//! state, so it is recorded exactly once; batches over overlapping VMs lock them in
+//! the same order and do not deadlock each other. An unreported item is coalesced into
+//! only while still untagged (NeedsAttention may have tagged it meanwhile; then a new
+//! item is added). A deadlock or serialization failure that still happens (with other
+//! kinds of writers) rolls the batch back and [`Hsdb::write`] runs it again.
+
+use std::collections::{HashMap, HashSet};
 
 use hvha_identity::Uuid;
-use rusqlite::{OptionalExtension, Transaction};
 
 use crate::codec::{UuidText, bits_from_sql, bits_to_sql, opt_uuid, version_text};
 use crate::control_model::CommandKind;
-use crate::error::{Context, Error, Result};
+use crate::db::{Tx, params};
+use crate::error::{Error, Result};
 use crate::model::{
     Applied, HeartbeatState, HostId, InterfaceState, PendingKind, Transition, VmState,
 };
 use crate::store::Hsdb;
 
 const VM_STATE: &str = "SELECT state, current_host, managed FROM vm WHERE uuid = ?1";
+/// PostgreSQL: create the batch's new VMs in one statement, in UUID order; a VM another
+/// writer created (or is creating: the insert waits for it) is left alone and not
+/// returned.
+const PG_VM_CREATE: &str = "INSERT INTO vm (uuid, current_host, home_host, state, updated_ms) \
+    SELECT n.uuid, n.host, n.host, n.state, n.at \
+    FROM unnest(?1::text[], ?2::bigint[], ?3::text[], ?4::bigint[]) AS n (uuid, host, state, at) \
+    ORDER BY n.uuid COLLATE \"C\" ON CONFLICT (uuid) DO NOTHING RETURNING uuid";
+/// PostgreSQL: lock every VM of the batch, in UUID order, and read its state.
+const PG_VM_LOCK: &str = "SELECT uuid, state, current_host, managed FROM vm \
+    WHERE uuid = ANY (?1::text[]) ORDER BY uuid FOR UPDATE";
+/// PostgreSQL: the outbox lock, held to commit (docs/hsdb.md §6).
+pub(crate) const PG_OUTBOX_LOCK: &str = "SELECT pg_advisory_xact_lock(?1)";
+/// The advisory lock key of the outbox: `"HVHA"` then 2.
+pub(crate) const OUTBOX_LOCK: i64 = 0x4856_4841_0000_0002;
 const VM_INSERT: &str = "INSERT INTO vm (uuid, current_host, home_host, state, updated_ms) \
     VALUES (?1, ?2, ?2, ?3, ?4)";
 const VM_SET_STATE: &str = "UPDATE vm SET state = ?2, current_host = ?3, \
@@ -55,7 +83,7 @@ const PENDING_UNREPORTED: &str =
 /// Coalesce into an unreported item: the first `old_state` and `from_host` stay, the
 /// last `new_state` wins, doorbell vectors are OR-ed.
 const PENDING_COALESCE: &str = "UPDATE pending SET code = ?2, new_state = ?3, data = ?4, \
-    updated_ms = ?5 WHERE id = ?1";
+    updated_ms = ?5 WHERE id = ?1 AND tag IS NULL";
 /// Heartbeats are flowing (DETECTED) or stopped on purpose (SUSPENDED): no miss time. A
 /// row the controller STOPPED stays STOPPED: only StartWatching resumes it.
 const VM_HM_HEARD: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_ms, last_state, updated_ms) \
@@ -103,56 +131,148 @@ impl Hsdb {
     ///
     /// See the module documentation for the rules; docs/hsdb.md for each transition.
     pub fn apply(&mut self, batch: &[Transition]) -> Result<Applied> {
-        let mut applied = Applied::default();
         if batch.is_empty() {
-            return Ok(applied);
+            return Ok(Applied::default());
         }
-        let tx = self.write_tx("apply")?;
-        let mut batch_writer = BatchWriter {
-            tx: &tx,
-            applied: &mut applied,
-            monitors: Vec::new(),
-        };
-        for (index, transition) in batch.iter().enumerate() {
-            batch_writer
-                .apply(transition)
-                .map_err(|failure| match failure {
-                    Failure::UnknownHm(hm) => Error::UnknownHm { index, hm },
-                    Failure::Sql(source) => Error::Apply {
-                        index,
-                        kind: transition.kind(),
-                        source,
-                    },
-                })?;
-        }
-        tx.commit().op("apply: commit")?;
-        Ok(applied)
+        self.write("apply", |tx| {
+            let mut applied = Applied::default();
+            let mut writer = BatchWriter {
+                tx,
+                applied: &mut applied,
+                monitors: Vec::new(),
+                known: None,
+                fresh: HashSet::new(),
+                outbox_locked: false,
+            };
+            if tx.is_pg() {
+                writer.lock_batch(batch)?;
+            }
+            for (index, transition) in batch.iter().enumerate() {
+                writer
+                    .apply(transition)
+                    .map_err(|failure| failure.into_error(index, transition.kind()))?;
+            }
+            Ok(applied)
+        })
     }
 }
 
 /// Why one transition failed.
 enum Failure {
     UnknownHm(Uuid),
-    Sql(rusqlite::Error),
+    Db(Error),
 }
 
-impl From<rusqlite::Error> for Failure {
-    fn from(e: rusqlite::Error) -> Self {
-        Failure::Sql(e)
+impl Failure {
+    fn into_error(self, index: usize, kind: &'static str) -> Error {
+        match self {
+            Failure::UnknownHm(hm) => Error::UnknownHm { index, hm },
+            Failure::Db(Error::Sql { source, .. }) => Error::Apply {
+                index,
+                kind,
+                source,
+            },
+            Failure::Db(e) => e,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Db(e)
     }
 }
 
 type Step<T = ()> = std::result::Result<T, Failure>;
 
+const OP: &str = "apply";
+
 /// The state of one `apply` call.
-struct BatchWriter<'t, 'a> {
-    tx: &'t Transaction<'t>,
+struct BatchWriter<'t, 'c, 'a> {
+    tx: &'t Tx<'c>,
     applied: &'a mut Applied,
     /// Monitors already looked up in this batch, with their host: usually one or two.
     monitors: Vec<(Uuid, HostId)>,
+    /// PostgreSQL: the state of every VM of the batch, read under its row lock by
+    /// [`BatchWriter::lock_batch`] and kept up to date by the batch's own writes; `None`
+    /// on SQLite, which reads the row at each transition (its write lock covers all).
+    known: Option<HashMap<Uuid, KnownVm>>,
+    /// PostgreSQL: VMs [`BatchWriter::lock_batch`] created whose first transition has
+    /// not been applied yet (it adds their DISCOVERED item).
+    fresh: HashSet<Uuid>,
+    /// PostgreSQL: the outbox lock is held.
+    outbox_locked: bool,
 }
 
-impl BatchWriter<'_, '_> {
+impl BatchWriter<'_, '_, '_> {
+    /// PostgreSQL, before the first transition: create the batch's new VMs and lock
+    /// every VM it names, each in one statement and in UUID order (module docs).
+    fn lock_batch(&mut self, batch: &[Transition]) -> Result<()> {
+        // The first transition that would create each VM, in batch order.
+        let mut creators: HashMap<Uuid, (HostId, VmState, i64)> = HashMap::new();
+        let mut named: HashSet<Uuid> = HashSet::new();
+        for (index, transition) in batch.iter().enumerate() {
+            let (vm, hm, state, at) = match transition {
+                Transition::Discovered { vm, hm, at, .. }
+                | Transition::Detected { vm, hm, at }
+                | Transition::Missing { vm, hm, at }
+                | Transition::Doorbell { vm, hm, at, .. } => (vm, hm, VmState::Unknown, *at),
+                Transition::Suspended { vm, hm, at } => (vm, hm, VmState::Suspended, *at),
+                Transition::StopWatching { vm, hm, .. }
+                | Transition::StartWatching { vm, hm, .. }
+                | Transition::Forget { vm, hm, .. } => {
+                    named.insert(*vm);
+                    self.host_of(hm)
+                        .map_err(|f| f.into_error(index, transition.kind()))?;
+                    continue;
+                }
+                Transition::HmHeartbeat { hm, .. }
+                | Transition::HmEvent { hm, .. }
+                | Transition::HmInterface { hm, .. } => {
+                    self.host_of(hm)
+                        .map_err(|f| f.into_error(index, transition.kind()))?;
+                    continue;
+                }
+                Transition::Event { .. } => continue,
+            };
+            let host = self
+                .host_of(hm)
+                .map_err(|f| f.into_error(index, transition.kind()))?;
+            named.insert(*vm);
+            creators.entry(*vm).or_insert((host, state, at));
+        }
+        let mut uuids = Vec::with_capacity(creators.len());
+        let mut hosts = Vec::with_capacity(creators.len());
+        let mut states = Vec::with_capacity(creators.len());
+        let mut ats = Vec::with_capacity(creators.len());
+        for (vm, (host, state, at)) in &creators {
+            uuids.push(vm.to_string());
+            hosts.push(host.0);
+            states.push(state.as_str().to_owned());
+            ats.push(*at);
+        }
+        if !uuids.is_empty() {
+            let created = self.tx.query(
+                OP,
+                "vm",
+                PG_VM_CREATE,
+                params![uuids, hosts, states, ats],
+                |c| c.uuid(0, "uuid"),
+            )?;
+            self.fresh.extend(created);
+        }
+        let mut all: Vec<String> = named.iter().map(Uuid::to_string).collect();
+        all.sort_unstable();
+        let rows = self.tx.query(OP, "vm", PG_VM_LOCK, params![all], |c| {
+            Ok((
+                c.uuid(0, "uuid")?,
+                KnownVm::decode(&c.text(1)?, c.opt_int(2)?, c.int(3)?),
+            ))
+        })?;
+        self.known = Some(rows.into_iter().collect());
+        Ok(())
+    }
+
     fn apply(&mut self, transition: &Transition) -> Step {
         match transition {
             Transition::Discovered {
@@ -166,28 +286,32 @@ impl BatchWriter<'_, '_> {
             } => {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
-                let fresh = match self.vm_state(&vm_text)? {
+                let fresh = match self.vm_state(vm)? {
                     // A VM first seen is not managed yet: UNKNOWN, which NeedsAttention
                     // reports as discoveryInfo UNMANAGED (seed 004 L7533-7564).
                     None => {
-                        self.create_vm(&vm_text, hm, host, VmState::Unknown, *at)?;
+                        self.create_vm(vm, hm, host, VmState::Unknown, *at)?;
                         true
                     }
                     Some(known) => {
                         if known.host.is_some_and(|h| h != host) {
                             self.retire_elsewhere(&vm_text, vm, host, *at)?;
                         }
-                        self.enter_state(&vm_text, hm, host, &known, known.alive(), *at)?;
+                        self.enter_state(vm, hm, host, &known, known.alive(), *at)?;
                         false
                     }
                 };
-                self.tx.prepare_cached(VM_AGENT)?.execute((
-                    &vm_text,
-                    ostype,
-                    version_text(*ver_lower),
-                    version_text(*ver_upper),
-                    at,
-                ))?;
+                self.tx.execute(
+                    OP,
+                    VM_AGENT,
+                    params![
+                        vm_text,
+                        ostype,
+                        version_text(*ver_lower),
+                        version_text(*ver_upper),
+                        at
+                    ],
+                )?;
                 self.heard(
                     &vm_text,
                     hm,
@@ -205,14 +329,14 @@ impl BatchWriter<'_, '_> {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
                 self.applied.detected += 1;
-                match self.vm_state(&vm_text)? {
-                    None => self.create_vm(&vm_text, hm, host, VmState::Unknown, *at)?,
+                match self.vm_state(vm)? {
+                    None => self.create_vm(vm, hm, host, VmState::Unknown, *at)?,
                     Some(known) if known.elsewhere(host) => {
                         self.applied.elsewhere_ignored += 1;
                         return Ok(());
                     }
                     Some(known) if known.state == VmState::Suspended => {
-                        self.enter_state(&vm_text, hm, host, &known, known.alive(), *at)?;
+                        self.enter_state(vm, hm, host, &known, known.alive(), *at)?;
                     }
                     Some(_) => {}
                 }
@@ -223,19 +347,17 @@ impl BatchWriter<'_, '_> {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
                 self.applied.missing += 1;
-                match self.vm_state(&vm_text)? {
-                    None => self.create_vm(&vm_text, hm, host, VmState::Unknown, *at)?,
+                match self.vm_state(vm)? {
+                    None => self.create_vm(vm, hm, host, VmState::Unknown, *at)?,
                     Some(known) if known.elsewhere(host) => {
                         self.applied.elsewhere_ignored += 1;
                         return Ok(());
                     }
                     Some(_) => {}
                 }
-                let changed = self.tx.prepare_cached(VM_HM_MISSING)?.execute((
-                    &vm_text,
-                    UuidText::new(hm),
-                    at,
-                ))?;
+                let changed =
+                    self.tx
+                        .execute(OP, VM_HM_MISSING, params![vm_text, UuidText::new(hm), at])?;
                 if changed == 0 {
                     self.applied.missing_ignored += 1;
                 }
@@ -244,8 +366,8 @@ impl BatchWriter<'_, '_> {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
                 self.applied.suspended += 1;
-                match self.vm_state(&vm_text)? {
-                    None => self.create_vm(&vm_text, hm, host, VmState::Suspended, *at)?,
+                match self.vm_state(vm)? {
+                    None => self.create_vm(vm, hm, host, VmState::Suspended, *at)?,
                     // A late SHDN through the host the VM left must not move it back:
                     // only Discovered moves a VM.
                     Some(known) if known.elsewhere(host) => {
@@ -253,7 +375,7 @@ impl BatchWriter<'_, '_> {
                         return Ok(());
                     }
                     Some(known) => {
-                        self.enter_state(&vm_text, hm, host, &known, VmState::Suspended, *at)?;
+                        self.enter_state(vm, hm, host, &known, VmState::Suspended, *at)?;
                     }
                 }
                 self.heard(&vm_text, hm, None, HeartbeatState::Suspended, *at)?;
@@ -261,20 +383,16 @@ impl BatchWriter<'_, '_> {
             Transition::Doorbell { vm, hm, vector, at } => {
                 let host = self.host_of(hm)?;
                 let vm_text = UuidText::new(vm);
-                self.ensure_vm(&vm_text, hm, host, *at)?;
-                self.tx.prepare_cached(VM_DOORBELL)?.execute((
-                    &vm_text,
-                    bits_to_sql(*vector),
-                    at,
-                ))?;
-                self.vm_item(&vm_text, hm, Item::doorbell(*vector), *at)?;
+                self.ensure_vm(vm, hm, host, *at)?;
+                self.tx
+                    .execute(OP, VM_DOORBELL, params![vm_text, bits_to_sql(*vector), at])?;
+                self.vm_item(vm, hm, Item::doorbell(*vector), *at)?;
                 self.applied.doorbells += 1;
             }
             Transition::HmHeartbeat { hm, at } => {
                 self.host_of(hm)?;
                 self.tx
-                    .prepare_cached(HM_HEARTBEAT)?
-                    .execute((UuidText::new(hm), at))?;
+                    .execute(OP, HM_HEARTBEAT, params![UuidText::new(hm), at])?;
                 self.applied.hm_heartbeats += 1;
             }
             Transition::HmEvent {
@@ -285,11 +403,11 @@ impl BatchWriter<'_, '_> {
                 at,
             } => {
                 self.host_of(hm)?;
-                self.tx.prepare_cached(HM_EVENT)?.execute((
-                    UuidText::new(hm),
-                    state.as_str(),
-                    i64::from(*reason),
-                ))?;
+                self.tx.execute(
+                    OP,
+                    HM_EVENT,
+                    params![UuidText::new(hm), state.as_str(), *reason],
+                )?;
                 self.hm_item(hm, u64::from(*reason), text, *at)?;
                 self.applied.hm_events += 1;
             }
@@ -300,22 +418,23 @@ impl BatchWriter<'_, '_> {
                 at,
             } => {
                 self.host_of(hm)?;
-                let before: Option<String> = self
-                    .tx
-                    .prepare_cached(HM_INTERFACE_STATE)?
-                    .query_row((UuidText::new(hm), interface), |row| row.get(0))
-                    .optional()?;
+                let before: Option<String> = self.tx.query_opt(
+                    OP,
+                    "hm_interface",
+                    HM_INTERFACE_STATE,
+                    params![UuidText::new(hm), interface],
+                    |c| c.text(0),
+                )?;
                 let changed = match before.as_deref() {
                     Some(text) => text != state.as_str(),
                     None => true,
                 };
                 if changed {
-                    self.tx.prepare_cached(HM_INTERFACE_SET)?.execute((
-                        UuidText::new(hm),
-                        interface,
-                        state.as_str(),
-                        at,
-                    ))?;
+                    self.tx.execute(
+                        OP,
+                        HM_INTERFACE_SET,
+                        params![UuidText::new(hm), interface, state.as_str(), at],
+                    )?;
                 }
                 // A change is an event for the controller; so is a first row that is
                 // DOWN (a monitor starting deaf). A first row UP is the normal start.
@@ -325,8 +444,7 @@ impl BatchWriter<'_, '_> {
                         state.as_str()
                     );
                     self.tx
-                        .prepare_cached(HM_HAS_DATA)?
-                        .execute([UuidText::new(hm)])?;
+                        .execute(OP, HM_HAS_DATA, params![UuidText::new(hm)])?;
                     self.hm_item(hm, 0, &text, *at)?;
                 }
                 self.applied.hm_interfaces += 1;
@@ -342,10 +460,11 @@ impl BatchWriter<'_, '_> {
             Transition::Forget { vm, hm, at: _ } => {
                 self.host_of(hm)?;
                 self.applied.forget += 1;
-                self.applied.vm_hm_forgotten += self
-                    .tx
-                    .prepare_cached(VM_HM_DELETE)?
-                    .execute((UuidText::new(vm), UuidText::new(hm)))?;
+                self.applied.vm_hm_forgotten += self.tx.execute(
+                    OP,
+                    VM_HM_DELETE,
+                    params![UuidText::new(vm), UuidText::new(hm)],
+                )?;
             }
             Transition::Event {
                 kind,
@@ -354,13 +473,16 @@ impl BatchWriter<'_, '_> {
                 text,
                 at,
             } => {
-                self.tx.prepare_cached(EVENT_INSERT)?.execute((
-                    kind,
-                    opt_uuid(vm.as_ref()),
-                    opt_uuid(hm.as_ref()),
-                    text,
-                    at,
-                ))?;
+                if self.tx.is_pg() && !self.outbox_locked {
+                    self.tx
+                        .query_opt(OP, "", PG_OUTBOX_LOCK, params![OUTBOX_LOCK], |_| Ok(()))?;
+                    self.outbox_locked = true;
+                }
+                self.tx.execute(
+                    OP,
+                    EVENT_INSERT,
+                    params![kind, opt_uuid(vm.as_ref()), opt_uuid(hm.as_ref()), text, at],
+                )?;
                 self.applied.events += 1;
             }
         }
@@ -374,9 +496,7 @@ impl BatchWriter<'_, '_> {
         }
         let host = self
             .tx
-            .prepare_cached(HM_HOST)?
-            .query_row([UuidText::new(hm)], |row| row.get(0))
-            .optional()?
+            .query_int(OP, HM_HOST, params![UuidText::new(hm)])?
             .map(HostId)
             .ok_or(Failure::UnknownHm(*hm))?;
         self.monitors.push((*hm, host));
@@ -384,33 +504,51 @@ impl BatchWriter<'_, '_> {
     }
 
     /// The VM's state, current host and managed flag, if the VM is known.
-    fn vm_state(&self, vm: &UuidText) -> Step<Option<KnownVm>> {
-        let row: Option<(String, Option<i64>, i64)> = self
+    fn vm_state(&mut self, vm: &Uuid) -> Step<Option<KnownVm>> {
+        if let Some(known) = &self.known {
+            // PostgreSQL: read under the row lock before the first transition. A VM
+            // created for this batch is unknown until its first transition.
+            if self.fresh.contains(vm) {
+                return Ok(None);
+            }
+            return Ok(known.get(vm).copied());
+        }
+        Ok(self
             .tx
-            .prepare_cached(VM_STATE)?
-            .query_row([vm], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-            .optional()?;
-        Ok(row.map(|(state, host, managed)| KnownVm {
-            // A state this build does not know (edited by hand) reads as UNKNOWN: the
-            // transition still lands, and the state it writes is valid.
-            state: VmState::from_text(&state).unwrap_or(VmState::Unknown),
-            host: host.map(HostId),
-            managed: managed != 0,
-        }))
+            .query_opt(OP, "vm", VM_STATE, params![UuidText::new(vm)], |c| {
+                Ok(KnownVm::decode(&c.text(0)?, c.opt_int(1)?, c.int(2)?))
+            })?)
     }
 
-    /// Create the VM in `state`, with its pending DISCOVERED item.
-    fn create_vm(
-        &mut self,
-        vm: &UuidText,
-        hm: &Uuid,
-        host: HostId,
-        state: VmState,
-        at: i64,
-    ) -> Step {
-        self.tx
-            .prepare_cached(VM_INSERT)?
-            .execute((vm, host, state.as_str(), at))?;
+    /// Record what the batch wrote to a VM's row (PostgreSQL's view of the batch).
+    fn remember(&mut self, vm: &Uuid, state: VmState, host: HostId, managed: Option<bool>) {
+        if let Some(known) = &mut self.known {
+            let entry = known.entry(*vm).or_insert(KnownVm {
+                state,
+                host: Some(host),
+                managed: false,
+            });
+            entry.state = state;
+            entry.host = Some(host);
+            if let Some(managed) = managed {
+                entry.managed = managed;
+            }
+        }
+    }
+
+    /// Create the VM in `state`, with its pending DISCOVERED item. (PostgreSQL: the row
+    /// exists already, inserted by [`BatchWriter::lock_batch`].)
+    fn create_vm(&mut self, vm: &Uuid, hm: &Uuid, host: HostId, state: VmState, at: i64) -> Step {
+        // PostgreSQL: a VM `lock_batch` created exists already. (One that existed then
+        // and is gone now, pruned in between, is inserted here like on SQLite.)
+        if !self.fresh.remove(vm) {
+            self.tx.execute(
+                OP,
+                VM_INSERT,
+                params![UuidText::new(vm), host, state.as_str(), at],
+            )?;
+        }
+        self.remember(vm, state, host, Some(false));
         self.applied.vms_created += 1;
         self.vm_item(
             vm,
@@ -421,7 +559,7 @@ impl BatchWriter<'_, '_> {
     }
 
     /// Make sure the VM exists: an unknown one is created UNKNOWN.
-    fn ensure_vm(&mut self, vm: &UuidText, hm: &Uuid, host: HostId, at: i64) -> Step {
+    fn ensure_vm(&mut self, vm: &Uuid, hm: &Uuid, host: HostId, at: i64) -> Step {
         if self.vm_state(vm)?.is_none() {
             self.create_vm(vm, hm, host, VmState::Unknown, at)?;
         }
@@ -432,7 +570,7 @@ impl BatchWriter<'_, '_> {
     /// with `from_host` when the host changed.
     fn enter_state(
         &mut self,
-        vm: &UuidText,
+        vm: &Uuid,
         hm: &Uuid,
         host: HostId,
         known: &KnownVm,
@@ -443,9 +581,12 @@ impl BatchWriter<'_, '_> {
         if known.state == state && !moved {
             return Ok(());
         }
-        self.tx
-            .prepare_cached(VM_SET_STATE)?
-            .execute((vm, state.as_str(), host, at))?;
+        self.tx.execute(
+            OP,
+            VM_SET_STATE,
+            params![UuidText::new(vm), state.as_str(), host, at],
+        )?;
+        self.remember(vm, state, host, None);
         let old = Some(known.state);
         match known.host {
             Some(from) if moved => self.vm_item(
@@ -467,23 +608,19 @@ impl BatchWriter<'_, '_> {
     /// and NeedsAttention no longer see it there), and each of those monitors is told
     /// to forget it (FORGET_VM), in this same transaction.
     fn retire_elsewhere(&mut self, vm: &UuidText, uuid: &Uuid, host: HostId, at: i64) -> Step {
-        let others: Vec<String> = self
+        let others = self
             .tx
-            .prepare_cached(VM_HM_ELSEWHERE)?
-            .query_map((vm, host), |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .query_texts(OP, VM_HM_ELSEWHERE, params![vm, host])?;
         for other in others {
-            self.tx
-                .prepare_cached(VM_HM_DELETE)?
-                .execute((vm, &other))?;
+            self.tx.execute(OP, VM_HM_DELETE, params![vm, other])?;
             self.applied.vm_hm_retired += 1;
             let Ok(monitor) = Uuid::parse(other.as_bytes()) else {
                 continue;
             };
             crate::admin::insert_command(self.tx, &monitor, CommandKind::ForgetVm, uuid, at)
                 .map_err(|e| match e {
-                    Error::Sql { source, .. } => Failure::Sql(source),
-                    _ => Failure::UnknownHm(monitor),
+                    Error::NotFound { .. } => Failure::UnknownHm(monitor),
+                    e => Failure::Db(e),
                 })?;
             self.applied.commands_queued += 1;
         }
@@ -496,18 +633,16 @@ impl BatchWriter<'_, '_> {
         self.host_of(hm)?;
         Ok(self
             .tx
-            .prepare_cached(sql)?
-            .execute((UuidText::new(vm), UuidText::new(hm), at))?)
+            .execute(OP, sql, params![UuidText::new(vm), UuidText::new(hm), at])?)
     }
 
     /// Heartbeats from `hm` end the VM's suspension on the other monitors of its host.
     fn end_suspension(&mut self, vm: &UuidText, hm: &Uuid, host: HostId, at: i64) -> Step {
-        let n = self.tx.prepare_cached(VM_HM_END_SUSPENSION)?.execute((
-            vm,
-            UuidText::new(hm),
-            at,
-            host,
-        ))?;
+        let n = self.tx.execute(
+            OP,
+            VM_HM_END_SUSPENSION,
+            params![vm, UuidText::new(hm), at, host],
+        )?;
         self.applied.suspensions_ended += n;
         Ok(())
     }
@@ -521,27 +656,26 @@ impl BatchWriter<'_, '_> {
         state: HeartbeatState,
         at: i64,
     ) -> Step {
-        self.tx.prepare_cached(VM_HM_HEARD)?.execute((
-            vm,
-            UuidText::new(hm),
-            mac,
-            state.as_str(),
-            at,
-        ))?;
+        self.tx.execute(
+            OP,
+            VM_HM_HEARD,
+            params![vm, UuidText::new(hm), mac, state.as_str(), at],
+        )?;
         Ok(())
     }
 
     /// A pending item about a VM: coalesced into the VM's unreported item of the same
     /// kind if there is one (the queue stays bounded with no controller running), added
     /// otherwise.
-    fn vm_item(&mut self, vm: &UuidText, hm: &Uuid, item: Item, at: i64) -> Step {
-        let unreported: Option<(i64, i64)> = self
-            .tx
-            .prepare_cached(PENDING_UNREPORTED)?
-            .query_row((vm, item.kind.as_str()), |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()?;
+    fn vm_item(&mut self, vm: &Uuid, hm: &Uuid, item: Item, at: i64) -> Step {
+        let vm_text = UuidText::new(vm);
+        let unreported = self.tx.query_opt(
+            OP,
+            "pending",
+            PENDING_UNREPORTED,
+            params![vm_text, item.kind.as_str()],
+            |c| Ok((c.int(0)?, c.int(1)?)),
+        )?;
         if let Some((id, code)) = unreported {
             let code = bits_from_sql(code) | item.code;
             let data = if item.kind == PendingKind::Doorbell {
@@ -549,17 +683,25 @@ impl BatchWriter<'_, '_> {
             } else {
                 String::new()
             };
-            self.tx.prepare_cached(PENDING_COALESCE)?.execute((
-                id,
-                bits_to_sql(code),
-                item.new_state.map(VmState::as_str),
-                data,
-                at,
-            ))?;
-            self.applied.pending_coalesced += 1;
-            return Ok(());
+            // Only while untagged: on PostgreSQL a NeedsAttention may have tagged it
+            // since it was read (then it is reported as it was, and this is a new item).
+            let coalesced = self.tx.execute(
+                OP,
+                PENDING_COALESCE,
+                params![
+                    id,
+                    bits_to_sql(code),
+                    item.new_state.map(VmState::as_str),
+                    data,
+                    at
+                ],
+            )?;
+            if coalesced > 0 {
+                self.applied.pending_coalesced += 1;
+                return Ok(());
+            }
         }
-        self.insert_item(vm, hm, &item, at)
+        self.insert_item(&vm_text, hm, &item, at)
     }
 
     /// Add a pending VM item.
@@ -569,40 +711,49 @@ impl BatchWriter<'_, '_> {
         } else {
             String::new()
         };
-        self.tx.prepare_cached(PENDING_INSERT)?.execute((
-            Some(vm),
-            UuidText::new(hm),
-            item.kind.as_str(),
-            bits_to_sql(item.code),
-            item.old_state.map(VmState::as_str),
-            item.new_state.map(VmState::as_str),
-            item.from_host,
-            data,
-            at,
-        ))?;
+        self.tx.execute(
+            OP,
+            PENDING_INSERT,
+            params![
+                Some(vm),
+                UuidText::new(hm),
+                item.kind.as_str(),
+                bits_to_sql(item.code),
+                item.old_state.map(VmState::as_str),
+                item.new_state.map(VmState::as_str),
+                item.from_host,
+                data,
+                at
+            ],
+        )?;
         self.applied.pending_added += 1;
         Ok(())
     }
 
     /// A monitor event, delivered by node data (never coalesced: each text counts).
     fn hm_item(&mut self, hm: &Uuid, code: u64, text: &str, at: i64) -> Step {
-        self.tx.prepare_cached(PENDING_INSERT)?.execute((
-            None::<UuidText>,
-            UuidText::new(hm),
-            PendingKind::HmEvent.as_str(),
-            bits_to_sql(code),
-            None::<&str>,
-            None::<&str>,
-            None::<HostId>,
-            text,
-            at,
-        ))?;
+        self.tx.execute(
+            OP,
+            PENDING_INSERT,
+            params![
+                None::<UuidText>,
+                UuidText::new(hm),
+                PendingKind::HmEvent.as_str(),
+                bits_to_sql(code),
+                None::<&str>,
+                None::<&str>,
+                None::<HostId>,
+                text,
+                at
+            ],
+        )?;
         self.applied.pending_added += 1;
         Ok(())
     }
 }
 
 /// What `apply` needs to know of a VM already stored.
+#[derive(Debug, Clone, Copy)]
 struct KnownVm {
     state: VmState,
     host: Option<HostId>,
@@ -610,6 +761,16 @@ struct KnownVm {
 }
 
 impl KnownVm {
+    fn decode(state: &str, host: Option<i64>, managed: i64) -> KnownVm {
+        KnownVm {
+            // A state this build does not know (edited by hand) reads as UNKNOWN: the
+            // transition still lands, and the state it writes is valid.
+            state: VmState::from_text(state).unwrap_or(VmState::Unknown),
+            host: host.map(HostId),
+            managed: managed != 0,
+        }
+    }
+
     /// The state an agent that handshakes (or heartbeats again after a SHDN) puts the
     /// VM in: STARTED when the controller manages it, UNKNOWN otherwise (the seed's
     /// "unmanaged VM discovered", seed 004 L13126-13162).

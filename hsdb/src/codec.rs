@@ -6,9 +6,9 @@
 
 use hvha_identity::{HelloId, Uuid};
 use hvha_identity::{MacAddr, Version};
-use rusqlite::Row;
-use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use postgres::types::{FromSql, Type};
 
+use crate::db::{Param, RowRef, Value};
 use crate::error::{Error, Result};
 use crate::model::HostId;
 
@@ -19,11 +19,16 @@ impl UuidText {
     pub(crate) fn new(uuid: &Uuid) -> UuidText {
         UuidText(uuid.to_text())
     }
+
+    /// The 36 characters (always ASCII: lowercase hex and dashes).
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
-impl ToSql for UuidText {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(&self.0)))
+impl Param for UuidText {
+    fn value(&self) -> Value<'_> {
+        Value::Text(std::borrow::Cow::Borrowed(self.as_str()))
     }
 }
 
@@ -32,9 +37,9 @@ pub(crate) fn opt_uuid(uuid: Option<&Uuid>) -> Option<UuidText> {
     uuid.map(UuidText::new)
 }
 
-impl ToSql for HostId {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        self.0.to_sql()
+impl Param for HostId {
+    fn value(&self) -> Value<'_> {
+        Value::Int(self.0)
     }
 }
 
@@ -54,15 +59,37 @@ pub(crate) fn bits_from_sql(v: i64) -> u64 {
     u64::from_ne_bytes(v.to_ne_bytes())
 }
 
+/// An integer column as PostgreSQL returned it: BIGINT, INTEGER, SMALLINT or BOOLEAN
+/// (a literal `1` is INTEGER, `COUNT(*)` BIGINT, a comparison BOOLEAN).
+struct LenientInt(i64);
+
+impl<'a> FromSql<'a> for LenientInt {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(LenientInt(match *ty {
+            Type::INT8 => i64::from_sql(ty, raw)?,
+            Type::INT4 => i64::from(i32::from_sql(ty, raw)?),
+            Type::INT2 => i64::from(i16::from_sql(ty, raw)?),
+            _ => i64::from(bool::from_sql(ty, raw)?),
+        }))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::INT8 | Type::INT4 | Type::INT2 | Type::BOOL)
+    }
+}
+
 /// Reads the columns of one row, naming the table in errors.
 pub(crate) struct Columns<'r, 's> {
-    row: &'r Row<'s>,
+    row: RowRef<'r, 's>,
     table: &'static str,
     op: &'static str,
 }
 
 impl<'r, 's> Columns<'r, 's> {
-    pub(crate) fn new(row: &'r Row<'s>, table: &'static str, op: &'static str) -> Self {
+    pub(crate) fn new(row: RowRef<'r, 's>, table: &'static str, op: &'static str) -> Self {
         Columns { row, table, op }
     }
 
@@ -75,24 +102,49 @@ impl<'r, 's> Columns<'r, 's> {
         }
     }
 
-    /// Column `idx` through rusqlite's own conversion.
-    pub(crate) fn get<T: rusqlite::types::FromSql>(&self, idx: usize) -> Result<T> {
-        self.row.get(idx).map_err(|source| Error::Sql {
+    fn sql_err(&self, source: crate::db::DbError) -> Error {
+        Error::Sql {
             op: self.op,
             source,
-        })
+        }
     }
 
+    /// Text, or NULL.
+    pub(crate) fn opt_text(&self, idx: usize) -> Result<Option<String>> {
+        match &self.row {
+            RowRef::Sqlite(row) => row.get(idx).map_err(|e| self.sql_err(e.into())),
+            RowRef::Pg(row) => row.try_get(idx).map_err(|e| self.sql_err(e.into())),
+        }
+    }
+
+    /// Text, never NULL.
     pub(crate) fn text(&self, idx: usize) -> Result<String> {
-        self.get(idx)
+        match &self.row {
+            RowRef::Sqlite(row) => row.get(idx).map_err(|e| self.sql_err(e.into())),
+            RowRef::Pg(row) => row.try_get(idx).map_err(|e| self.sql_err(e.into())),
+        }
     }
 
+    /// An integer, never NULL.
     pub(crate) fn int(&self, idx: usize) -> Result<i64> {
-        self.get(idx)
+        match &self.row {
+            RowRef::Sqlite(row) => row.get(idx).map_err(|e| self.sql_err(e.into())),
+            RowRef::Pg(row) => row
+                .try_get::<_, LenientInt>(idx)
+                .map(|v| v.0)
+                .map_err(|e| self.sql_err(e.into())),
+        }
     }
 
+    /// An integer, or NULL.
     pub(crate) fn opt_int(&self, idx: usize) -> Result<Option<i64>> {
-        self.get(idx)
+        match &self.row {
+            RowRef::Sqlite(row) => row.get(idx).map_err(|e| self.sql_err(e.into())),
+            RowRef::Pg(row) => row
+                .try_get::<_, Option<LenientInt>>(idx)
+                .map(|v| v.map(|v| v.0))
+                .map_err(|e| self.sql_err(e.into())),
+        }
     }
 
     pub(crate) fn bool(&self, idx: usize, column: &'static str) -> Result<bool> {
@@ -114,7 +166,7 @@ impl<'r, 's> Columns<'r, 's> {
     }
 
     pub(crate) fn opt_uuid(&self, idx: usize, column: &'static str) -> Result<Option<Uuid>> {
-        match self.get::<Option<String>>(idx)? {
+        match self.opt_text(idx)? {
             None => Ok(None),
             Some(text) => Uuid::parse(text.as_bytes())
                 .map(Some)
@@ -128,7 +180,7 @@ impl<'r, 's> Columns<'r, 's> {
     }
 
     pub(crate) fn opt_mac(&self, idx: usize, column: &'static str) -> Result<Option<MacAddr>> {
-        match self.get::<Option<String>>(idx)? {
+        match self.opt_text(idx)? {
             None => Ok(None),
             Some(text) => MacAddr::parse(&text)
                 .map(Some)
@@ -142,7 +194,7 @@ impl<'r, 's> Columns<'r, 's> {
     }
 
     pub(crate) fn opt_version(&self, idx: usize, column: &'static str) -> Result<Option<Version>> {
-        match self.get::<Option<String>>(idx)? {
+        match self.opt_text(idx)? {
             None => Ok(None),
             Some(text) => parse_version(&text)
                 .map(Some)
@@ -175,7 +227,7 @@ impl<'r, 's> Columns<'r, 's> {
         expected: &'static str,
         from_text: fn(&str) -> Option<T>,
     ) -> Result<Option<T>> {
-        match self.get::<Option<String>>(idx)? {
+        match self.opt_text(idx)? {
             None => Ok(None),
             Some(text) => from_text(&text)
                 .map(Some)

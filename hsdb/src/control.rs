@@ -8,17 +8,23 @@
 //! did not see it. [`Hsdb::needs_attention_peek`] runs the very same selection in a read
 //! transaction and tags nothing (`hactl na` without `--consume`, on a read-only
 //! connection): one code path, [`select_needs_attention`], with a tag or without.
+//!
+//! With concurrent writers (PostgreSQL): NeedsAttention and node data lock the items
+//! they tag (`FOR UPDATE SKIP LOCKED`: an item a monitor is coalescing into right now is
+//! left for the next reply rather than waited for), and acknowledgements lock the rows
+//! whose summary they recompute (`vm.short_msg`, `hm.has_data`) before reading what is
+//! still pending, so a doorbell or monitor event committed meanwhile is never lost.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hvha_identity::Uuid;
-use rusqlite::{Connection, OptionalExtension};
 
-use crate::codec::{Columns, UuidText, bits_from_sql, bits_to_sql};
+use crate::codec::{UuidText, bits_from_sql, bits_to_sql};
 use crate::control_model::{
     DiscoveryKind, HmStatus, NaLimits, NaRows, NaVm, NodeDataRows, NodeEvent, QqHost,
 };
-use crate::error::{Context, Error, Result};
+use crate::db::{Conn, params};
+use crate::error::{Error, Result};
 use crate::model::{HmRow, HmState, HostId, HostRecord, PendingKind, PendingRow, VmState};
 use crate::store::{Hsdb, hm_row, hm_select, host_row, host_select, pending_row, pending_select};
 
@@ -36,58 +42,70 @@ const MISSED: &str = "SELECT m.vm, MIN(m.hb_missed_ms), COUNT(*), v.state, v.cur
     AND NOT EXISTS (SELECT 1 FROM vm_hm m2 JOIN hm h2 ON h2.uuid = m2.hm \
         WHERE m2.vm = m.vm AND m2.hb_missed_ms IS NULL AND m2.last_state <> 'STOPPED' \
         AND h2.host_id = v.current_host) \
-    GROUP BY m.vm ORDER BY m.vm";
+    GROUP BY m.vm, v.state, v.current_host, v.managed ORDER BY m.vm";
 /// Does any monitor of the host watch a VM? One index probe per monitor.
 const HOST_HAS_VMS: &str =
     "SELECT 1 FROM hm h JOIN vm_hm m ON m.hm = h.uuid WHERE h.host_id = ?1 LIMIT 1";
 const VM_MONITORS: &str = "SELECT hm FROM vm_hm WHERE vm = ?1";
 const VM_BRIEF: &str = "SELECT state, current_host, managed FROM vm WHERE uuid = ?1";
 const TAG_ITEM: &str = "UPDATE pending SET tag = ?1 WHERE id = ?2";
+/// PostgreSQL: lock rows (in UUID order) before recomputing what they summarise.
+const PG_LOCK_VM: &str = "SELECT 1 FROM vm WHERE uuid = ?1 FOR UPDATE";
+const PG_LOCK_HM: &str = "SELECT 1 FROM hm WHERE uuid = ?1 FOR UPDATE";
+/// The pending VM items of one kind, oldest first: every host, or one host group; the
+/// `_LOCK` variants (PostgreSQL, when tagging) lock what they return.
+const PENDING_ALL: &str = concat!(
+    pending_select!(),
+    " WHERE kind = ?1 AND vm IS NOT NULL ORDER BY id LIMIT ?2"
+);
+const PENDING_ALL_LOCK: &str = concat!(
+    pending_select!(),
+    " WHERE kind = ?1 AND vm IS NOT NULL ORDER BY id LIMIT ?2 FOR UPDATE SKIP LOCKED"
+);
+const PENDING_GROUP: &str = concat!(
+    pending_select!(),
+    " WHERE kind = ?1 AND vm IN (SELECT v.uuid FROM vm v JOIN host s \
+     ON s.id = v.current_host WHERE s.host_group = ?3) ORDER BY id LIMIT ?2"
+);
+const PENDING_GROUP_LOCK: &str = concat!(
+    pending_select!(),
+    " WHERE kind = ?1 AND vm IN (SELECT v.uuid FROM vm v JOIN host s \
+     ON s.id = v.current_host WHERE s.host_group = ?3) ORDER BY id LIMIT ?2 \
+     FOR UPDATE OF pending SKIP LOCKED"
+);
 
 impl Hsdb {
     /// Every host, by id.
     pub fn hosts(&self) -> Result<Vec<HostRecord>> {
-        const OP: &str = "hosts";
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(host_select!(), " ORDER BY id"))
-            .op(OP)?;
-        let mut rows = stmt.query([]).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            out.push(host_row(&Columns::new(row, "host", OP))?);
-        }
-        Ok(out)
+        self.conn.query(
+            "hosts",
+            "host",
+            concat!(host_select!(), " ORDER BY id"),
+            params![],
+            host_row,
+        )
     }
 
     /// Every registered monitor, by host then UUID.
     pub fn hms(&self) -> Result<Vec<HmRow>> {
-        const OP: &str = "hms";
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(hm_select!(), " ORDER BY host_id, uuid"))
-            .op(OP)?;
-        let mut rows = stmt.query([]).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            out.push(hm_row(&Columns::new(row, "hm", OP))?);
-        }
-        Ok(out)
+        self.conn.query(
+            "hms",
+            "hm",
+            concat!(hm_select!(), " ORDER BY host_id, uuid"),
+            params![],
+            hm_row,
+        )
     }
 
     /// The monitors registered on host `host`, by UUID.
     pub fn hms_of_host(&self, host: HostId) -> Result<Vec<HmRow>> {
-        const OP: &str = "hms_of_host";
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(hm_select!(), " WHERE host_id = ?1 ORDER BY uuid"))
-            .op(OP)?;
-        let mut rows = stmt.query([host]).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            out.push(hm_row(&Columns::new(row, "hm", OP))?);
-        }
-        Ok(out)
+        self.conn.query(
+            "hms_of_host",
+            "hm",
+            concat!(hm_select!(), " WHERE host_id = ?1 ORDER BY uuid"),
+            params![host],
+            hm_row,
+        )
     }
 
     /// QuickQuery over every host: each host with all its monitors, healthy or not
@@ -103,10 +121,10 @@ impl Hsdb {
 
     fn quick_query_in(&self, group: Option<&str>, now_ms: i64) -> Result<Vec<QqHost>> {
         // Hosts and monitors from one snapshot (a deferred transaction takes no lock
-        // until it reads, and a read never waits for a WAL writer).
-        let tx = self.conn.unchecked_transaction().op("quick_query")?;
-        let (hosts, hms) = hosts_and_hms(&tx, group, "quick_query")?;
-        drop(tx);
+        // until it reads, and a read never waits for a WAL writer; on PostgreSQL a
+        // read-only REPEATABLE READ transaction).
+        let (hosts, hms) =
+            self.read("quick_query", |tx| hosts_and_hms(tx, group, "quick_query"))?;
         let mut by_host: BTreeMap<HostId, QqHost> = hosts
             .into_iter()
             .map(|host| {
@@ -175,14 +193,9 @@ impl Hsdb {
         limits: NaLimits,
         group: Option<&str>,
     ) -> Result<NaRows> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .op("needs_attention_peek")?;
-        let rows = select_needs_attention(&tx, group, now_ms, limits, None)?;
-        // Nothing was written: ending the read transaction either way is the same.
-        drop(tx);
-        Ok(rows)
+        self.read("needs_attention_peek", |tx| {
+            select_needs_attention(tx, group, now_ms, limits, None)
+        })
     }
 
     fn needs_attention_in(
@@ -192,10 +205,9 @@ impl Hsdb {
         limits: NaLimits,
         new_tag: i64,
     ) -> Result<NaRows> {
-        let tx = self.write_tx(NA)?;
-        let rows = select_needs_attention(&tx, group, now_ms, limits, Some(new_tag))?;
-        tx.commit().op(NA)?;
-        Ok(rows)
+        self.write(NA, |tx| {
+            select_needs_attention(tx, group, now_ms, limits, Some(new_tag))
+        })
     }
 
     /// Acknowledge(tag): delete the VM items reported under `tag`, in one transaction,
@@ -206,38 +218,42 @@ impl Hsdb {
     /// acknowledged tag deletes nothing.
     pub fn acknowledge(&mut self, tag: i64) -> Result<usize> {
         const OP: &str = "acknowledge";
-        let tx = self.write_tx(OP)?;
-        let rung: Vec<String> = tx
-            .prepare_cached(
+        self.write(OP, |tx| {
+            let rung = tx.query_texts(
+                OP,
                 "SELECT DISTINCT vm FROM pending WHERE tag = ?1 AND kind = 'DOORBELL' \
-                 AND vm IS NOT NULL",
-            )
-            .op(OP)?
-            .query_map([tag], |row| row.get(0))
-            .op(OP)?
-            .collect::<rusqlite::Result<_>>()
-            .op(OP)?;
-        let deleted = tx
-            .prepare_cached("DELETE FROM pending WHERE tag = ?1 AND kind <> 'HM_EVENT'")
-            .op(OP)?
-            .execute([tag])
-            .op(OP)?;
-        for vm in &rung {
-            let codes: Vec<i64> = tx
-                .prepare_cached("SELECT code FROM pending WHERE vm = ?1 AND kind = 'DOORBELL'")
-                .op(OP)?
-                .query_map([vm], |row| row.get(0))
-                .op(OP)?
-                .collect::<rusqlite::Result<_>>()
-                .op(OP)?;
-            let short_msg = codes.into_iter().fold(0, |acc, c| acc | bits_from_sql(c));
-            tx.prepare_cached("UPDATE vm SET short_msg = ?2 WHERE uuid = ?1")
-                .op(OP)?
-                .execute((vm, bits_to_sql(short_msg)))
-                .op(OP)?;
-        }
-        tx.commit().op(OP)?;
-        Ok(deleted)
+                 AND vm IS NOT NULL ORDER BY vm",
+                params![tag],
+            )?;
+            if tx.is_pg() {
+                // Lock before deleting and recomputing: a doorbell a monitor commits
+                // meanwhile is then either seen below or ORed in after.
+                for vm in &rung {
+                    tx.exists(OP, PG_LOCK_VM, params![vm])?;
+                }
+            }
+            let deleted = tx.execute(
+                OP,
+                "DELETE FROM pending WHERE tag = ?1 AND kind <> 'HM_EVENT'",
+                params![tag],
+            )?;
+            for vm in &rung {
+                let codes = tx.query(
+                    OP,
+                    "pending",
+                    "SELECT code FROM pending WHERE vm = ?1 AND kind = 'DOORBELL'",
+                    params![vm],
+                    |c| c.int(0),
+                )?;
+                let short_msg = codes.into_iter().fold(0, |acc, c| acc | bits_from_sql(c));
+                tx.execute(
+                    OP,
+                    "UPDATE vm SET short_msg = ?2 WHERE uuid = ?1",
+                    params![vm, bits_to_sql(short_msg)],
+                )?;
+            }
+            Ok(deleted)
+        })
     }
 
     /// Node data over every host; see [`Hsdb::node_data_group`].
@@ -270,47 +286,56 @@ impl Hsdb {
         const GROUP: &str = "SELECT p.id, p.hm, h.host_id, p.code, p.data, p.created_ms \
             FROM pending p JOIN hm h ON h.uuid = p.hm JOIN host s ON s.id = h.host_id \
             WHERE p.kind = 'HM_EVENT' AND s.host_group = ?2 ORDER BY p.id LIMIT ?1";
+        const ALL_LOCK: &str = "SELECT p.id, p.hm, h.host_id, p.code, p.data, p.created_ms \
+            FROM pending p JOIN hm h ON h.uuid = p.hm WHERE p.kind = 'HM_EVENT' \
+            ORDER BY p.id LIMIT ?1 FOR UPDATE OF p SKIP LOCKED";
+        const GROUP_LOCK: &str = "SELECT p.id, p.hm, h.host_id, p.code, p.data, p.created_ms \
+            FROM pending p JOIN hm h ON h.uuid = p.hm JOIN host s ON s.id = h.host_id \
+            WHERE p.kind = 'HM_EVENT' AND s.host_group = ?2 ORDER BY p.id LIMIT ?1 \
+            FOR UPDATE OF p SKIP LOCKED";
         let max = max_items.max(1);
         let limit = i64::try_from(max + 1).unwrap_or(i64::MAX);
-        let tx = self.write_tx(OP)?;
-        let mut events = Vec::new();
-        {
-            let mut stmt = tx
-                .prepare_cached(if group.is_some() { GROUP } else { ALL })
-                .op(OP)?;
-            let mut rows = match group {
-                Some(g) => stmt.query((limit, g)),
-                None => stmt.query([limit]),
-            }
-            .op(OP)?;
-            while let Some(row) = rows.next().op(OP)? {
-                let c = Columns::new(row, "pending", OP);
-                events.push(NodeEvent {
+        self.write(OP, |tx| {
+            let decode = |c: &crate::codec::Columns<'_, '_>| {
+                Ok(NodeEvent {
                     id: c.int(0)?,
                     hm: c.uuid(1, "hm")?,
                     host: HostId(c.int(2)?),
                     reason: bits_from_sql(c.int(3)?),
                     text: c.text(4)?,
                     created_ms: c.int(5)?,
-                });
+                })
+            };
+            let pg = tx.is_pg();
+            let mut events = match group {
+                Some(g) => tx.query(
+                    OP,
+                    "pending",
+                    if pg { GROUP_LOCK } else { GROUP },
+                    params![limit, g],
+                    decode,
+                )?,
+                None => tx.query(
+                    OP,
+                    "pending",
+                    if pg { ALL_LOCK } else { ALL },
+                    params![limit],
+                    decode,
+                )?,
+            };
+            let more = events.len() > max;
+            events.truncate(max);
+            for event in &events {
+                tx.execute(OP, TAG_ITEM, params![new_tag, event.id])?;
             }
-        }
-        let more = events.len() > max;
-        events.truncate(max);
-        for event in &events {
-            tx.prepare_cached(TAG_ITEM)
-                .op(OP)?
-                .execute((new_tag, event.id))
-                .op(OP)?;
-        }
-        let ids: BTreeSet<HostId> = events.iter().map(|e| e.host).collect();
-        let hosts = hosts_by_id(&tx, &ids, &BTreeMap::new(), OP)?;
-        tx.commit().op(OP)?;
-        Ok(NodeDataRows {
-            tag: (!events.is_empty()).then_some(new_tag),
-            more,
-            hosts,
-            events,
+            let ids: BTreeSet<HostId> = events.iter().map(|e| e.host).collect();
+            let hosts = hosts_by_id(tx, &ids, &BTreeMap::new(), OP)?;
+            Ok(NodeDataRows {
+                tag: (!events.is_empty()).then_some(new_tag),
+                more,
+                hosts,
+                events,
+            })
         })
     }
 
@@ -319,33 +344,34 @@ impl Hsdb {
     /// written after the reply keeps `has_data` set). Returns the events deleted.
     pub fn acknowledge_node_data(&mut self, tag: i64) -> Result<usize> {
         const OP: &str = "acknowledge_node_data";
-        let tx = self.write_tx(OP)?;
-        let monitors: Vec<String> = tx
-            .prepare_cached(
+        self.write(OP, |tx| {
+            let monitors = tx.query_texts(
+                OP,
                 "SELECT DISTINCT hm FROM pending WHERE tag = ?1 AND kind = 'HM_EVENT' \
-                 AND hm IS NOT NULL",
-            )
-            .op(OP)?
-            .query_map([tag], |row| row.get(0))
-            .op(OP)?
-            .collect::<rusqlite::Result<_>>()
-            .op(OP)?;
-        let deleted = tx
-            .prepare_cached("DELETE FROM pending WHERE tag = ?1 AND kind = 'HM_EVENT'")
-            .op(OP)?
-            .execute([tag])
-            .op(OP)?;
-        for hm in &monitors {
-            tx.prepare_cached(
-                "UPDATE hm SET has_data = CASE WHEN EXISTS (SELECT 1 FROM pending \
-                 WHERE hm = ?1 AND kind = 'HM_EVENT') THEN 1 ELSE 0 END WHERE uuid = ?1",
-            )
-            .op(OP)?
-            .execute([hm])
-            .op(OP)?;
-        }
-        tx.commit().op(OP)?;
-        Ok(deleted)
+                 AND hm IS NOT NULL ORDER BY hm",
+                params![tag],
+            )?;
+            if tx.is_pg() {
+                // As for doorbells: an event committed meanwhile keeps has_data set.
+                for hm in &monitors {
+                    tx.exists(OP, PG_LOCK_HM, params![hm])?;
+                }
+            }
+            let deleted = tx.execute(
+                OP,
+                "DELETE FROM pending WHERE tag = ?1 AND kind = 'HM_EVENT'",
+                params![tag],
+            )?;
+            for hm in &monitors {
+                tx.execute(
+                    OP,
+                    "UPDATE hm SET has_data = CASE WHEN EXISTS (SELECT 1 FROM pending \
+                     WHERE hm = ?1 AND kind = 'HM_EVENT') THEN 1 ELSE 0 END WHERE uuid = ?1",
+                    params![hm],
+                )?;
+            }
+            Ok(deleted)
+        })
     }
 }
 
@@ -373,7 +399,7 @@ const NA: &str = "needs_attention";
 ///   event data;
 /// - (d) the hosts with monitored VMs (an empty `vmList` when healthy).
 pub(crate) fn select_needs_attention(
-    conn: &Connection,
+    conn: &Conn,
     group: Option<&str>,
     now_ms: i64,
     limits: NaLimits,
@@ -404,7 +430,7 @@ pub(crate) fn select_needs_attention(
         PendingKind::Discovered,
     ] {
         let room = limits.max_items.max(1).saturating_sub(items.len());
-        let found = pending_of_kind(conn, group, kind, room + 1)?;
+        let found = pending_of_kind(conn, group, kind, room + 1, tag.is_some())?;
         if found.len() > room {
             more = true;
         }
@@ -414,22 +440,16 @@ pub(crate) fn select_needs_attention(
         }
     }
     // (a): the missed VMs, with what their entry needs.
-    let mut missed = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(MISSED).op(NA)?;
-        let mut rows = stmt.query([]).op(NA)?;
-        while let Some(row) = rows.next().op(NA)? {
-            let c = Columns::new(row, "vm_hm", NA);
-            missed.push(Missed {
-                vm: c.uuid(0, "vm")?,
-                earliest: c.int(1)?,
-                rows: usize::try_from(c.int(2)?).unwrap_or(0),
-                state: c.enumeration(3, "state", "VM state", VmState::from_text)?,
-                host: c.opt_int(4)?.map(HostId),
-                managed: c.bool(5, "managed")?,
-            });
-        }
-    }
+    let missed = conn.query(NA, "vm_hm", MISSED, params![], |c| {
+        Ok(Missed {
+            vm: c.uuid(0, "vm")?,
+            earliest: c.int(1)?,
+            rows: usize::try_from(c.int(2)?).unwrap_or(0),
+            state: c.enumeration(3, "state", "VM state", VmState::from_text)?,
+            host: c.opt_int(4)?.map(HostId),
+            managed: c.bool(5, "managed")?,
+        })
+    })?;
 
     // The reply's order: doorbells, missed heartbeats, state changes, discoveries.
     for item in items.iter().filter(|i| i.kind == PendingKind::Doorbell) {
@@ -452,11 +472,7 @@ pub(crate) fn select_needs_attention(
     let mut tagged = 0;
     if let Some(tag) = tag {
         for item in &items {
-            tagged += conn
-                .prepare_cached(TAG_ITEM)
-                .op(NA)?
-                .execute((tag, item.id))
-                .op(NA)?;
+            tagged += conn.execute(NA, TAG_ITEM, params![tag, item.id])?;
         }
     }
 
@@ -466,14 +482,7 @@ pub(crate) fn select_needs_attention(
         if vm_hosts.contains(&id) {
             continue;
         }
-        let watched = conn
-            .prepare_cached(HOST_HAS_VMS)
-            .op(NA)?
-            .query([id])
-            .op(NA)?
-            .next()
-            .op(NA)?
-            .is_some();
+        let watched = conn.exists(NA, HOST_HAS_VMS, params![id])?;
         if watched {
             vm_hosts.insert(id);
         }
@@ -505,7 +514,7 @@ pub(crate) fn select_needs_attention(
 /// Hosts by id, from `known` or the database (a VM's previous host may be in another
 /// group).
 fn hosts_by_id(
-    conn: &Connection,
+    conn: &Conn,
     ids: &BTreeSet<HostId>,
     known: &BTreeMap<HostId, HostRecord>,
     op: &'static str,
@@ -522,76 +531,70 @@ fn hosts_by_id(
 
 /// The hosts (of `group`, or all) by id, and their monitors by host then UUID.
 fn hosts_and_hms(
-    conn: &rusqlite::Connection,
+    conn: &Conn,
     group: Option<&str>,
     op: &'static str,
 ) -> Result<(Vec<HostRecord>, Vec<HmRow>)> {
-    let mut hosts = Vec::new();
-    {
-        let mut stmt = match group {
-            Some(_) => conn.prepare_cached(concat!(
-                host_select!(),
-                " WHERE host_group = ?1 ORDER BY id"
-            )),
-            None => conn.prepare_cached(concat!(host_select!(), " ORDER BY id")),
-        }
-        .op(op)?;
-        let mut rows = match group {
-            Some(g) => stmt.query([g]),
-            None => stmt.query([]),
-        }
-        .op(op)?;
-        while let Some(row) = rows.next().op(op)? {
-            hosts.push(host_row(&Columns::new(row, "host", op))?);
-        }
-    }
-    let mut hms = Vec::new();
-    {
-        let mut stmt = conn
-            .prepare_cached(concat!(hm_select!(), " ORDER BY host_id, uuid"))
-            .op(op)?;
-        let mut rows = stmt.query([]).op(op)?;
-        while let Some(row) = rows.next().op(op)? {
-            let hm = hm_row(&Columns::new(row, "hm", op))?;
-            if hosts.iter().any(|h| h.id == hm.host) {
-                hms.push(hm);
-            }
-        }
-    }
+    let hosts = match group {
+        Some(g) => conn.query(
+            op,
+            "host",
+            concat!(host_select!(), " WHERE host_group = ?1 ORDER BY id"),
+            params![g],
+            host_row,
+        )?,
+        None => conn.query(
+            op,
+            "host",
+            concat!(host_select!(), " ORDER BY id"),
+            params![],
+            host_row,
+        )?,
+    };
+    let mut hms = conn.query(
+        op,
+        "hm",
+        concat!(hm_select!(), " ORDER BY host_id, uuid"),
+        params![],
+        hm_row,
+    )?;
+    hms.retain(|hm| hosts.iter().any(|h| h.id == hm.host));
     Ok((hosts, hms))
 }
 
-/// The pending items of `kind` about VMs (of hosts of `group`, or all), oldest first.
+/// The pending items of `kind` about VMs (of hosts of `group`, or all), oldest first;
+/// with `lock` on PostgreSQL, locked for tagging (those another transaction holds are
+/// skipped: they are being written and come in the next reply).
 fn pending_of_kind(
-    tx: &Connection,
+    conn: &Conn,
     group: Option<&str>,
     kind: PendingKind,
     limit: usize,
+    lock: bool,
 ) -> Result<Vec<PendingRow>> {
     const OP: &str = "needs_attention";
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = match group {
-        None => tx.prepare_cached(concat!(
-            pending_select!(),
-            " WHERE kind = ?1 AND vm IS NOT NULL ORDER BY id LIMIT ?2"
-        )),
-        Some(_) => tx.prepare_cached(concat!(
-            pending_select!(),
-            " WHERE kind = ?1 AND vm IN (SELECT v.uuid FROM vm v JOIN host s \
-             ON s.id = v.current_host WHERE s.host_group = ?3) ORDER BY id LIMIT ?2"
-        )),
+    let lock = lock && conn.is_pg();
+    match group {
+        None => conn.query(
+            OP,
+            "pending",
+            if lock { PENDING_ALL_LOCK } else { PENDING_ALL },
+            params![kind.as_str(), limit],
+            pending_row,
+        ),
+        Some(g) => conn.query(
+            OP,
+            "pending",
+            if lock {
+                PENDING_GROUP_LOCK
+            } else {
+                PENDING_GROUP
+            },
+            params![kind.as_str(), limit, g],
+            pending_row,
+        ),
     }
-    .op(OP)?;
-    let mut rows = match group {
-        None => stmt.query((kind.as_str(), limit)),
-        Some(g) => stmt.query((kind.as_str(), limit, g)),
-    }
-    .op(OP)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().op(OP)? {
-        out.push(pending_row(&Columns::new(row, "pending", OP))?);
-    }
-    Ok(out)
 }
 
 /// A VM missed on every monitor of its host that knows it.
@@ -608,7 +611,7 @@ struct Missed {
 
 /// The VMs of one NeedsAttention reply, in order, each once.
 struct Reply<'a> {
-    conn: &'a Connection,
+    conn: &'a Conn,
     hosts: &'a BTreeMap<HostId, HostRecord>,
     monitors: &'a HashMap<HostId, Vec<Uuid>>,
     /// Restricted to a group: VMs on hosts outside it are left out.
@@ -627,15 +630,11 @@ impl Reply<'_> {
         if let Some(&i) = self.index.get(vm) {
             return Ok(self.vms.get_mut(i));
         }
-        let brief: Option<(String, Option<i64>, i64)> = self
-            .conn
-            .prepare_cached(VM_BRIEF)
-            .op(OP)?
-            .query_row([UuidText::new(vm)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
-            .op(OP)?;
+        let brief: Option<(String, Option<i64>, i64)> =
+            self.conn
+                .query_opt(OP, "vm", VM_BRIEF, params![UuidText::new(vm)], |c| {
+                    Ok((c.text(0)?, c.opt_int(1)?, c.int(2)?))
+                })?;
         let Some((state, host, managed)) = brief else {
             return Ok(None);
         };
@@ -666,14 +665,9 @@ impl Reply<'_> {
         let monitors = host.and_then(|h| self.monitors.get(&h));
         let missed_hm_entry = match monitors {
             Some(monitors) if rows_on_host != Some(monitors.len()) => {
-                let known: Vec<String> = self
+                let known = self
                     .conn
-                    .prepare_cached(VM_MONITORS)
-                    .op(OP)?
-                    .query_map([UuidText::new(&vm)], |r| r.get(0))
-                    .op(OP)?
-                    .collect::<rusqlite::Result<_>>()
-                    .op(OP)?;
+                    .query_texts(OP, VM_MONITORS, params![UuidText::new(&vm)])?;
                 monitors
                     .iter()
                     .find(|m| !known.iter().any(|k| k.as_bytes() == m.to_text()))

@@ -4,8 +4,14 @@ use std::path::PathBuf;
 
 use hvha_identity::Uuid;
 
-/// Why an HSDB operation failed. Every variant that concerns the database file names its
-/// path; every variant that concerns a value names it.
+use crate::db::DbError;
+
+/// Why an HSDB operation failed. Every variant that concerns the database names it (the
+/// SQLite file's path, or the PostgreSQL target without its password); every variant
+/// that concerns a value names it.
+///
+/// [`Error::is_unavailable`] tells a database that cannot be reached now (retry later,
+/// on a new connection) from a refusal.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An option is outside its allowed range.
@@ -24,8 +30,8 @@ pub enum Error {
     Open {
         /// The database path.
         path: PathBuf,
-        /// What SQLite said.
-        source: rusqlite::Error,
+        /// What the database said.
+        source: DbError,
     },
     /// The file exists but is not an SQLite database.
     #[error("{} is not an HSDB: not an SQLite database file", path.display())]
@@ -33,9 +39,9 @@ pub enum Error {
         /// The database path.
         path: PathBuf,
     },
-    /// The file is an SQLite database of something else: it has tables but no
-    /// `schema_version`, and we refuse to add our tables to it.
-    #[error("{} is not an HSDB: an SQLite database with tables ({tables}) but no schema_version", path.display())]
+    /// The database is something else's: it has tables (in PostgreSQL: in the current
+    /// schema) but no `schema_version`, and we refuse to add our tables to it.
+    #[error("{} is not an HSDB: a database with tables ({tables}) but no schema_version", path.display())]
     ForeignDatabase {
         /// The database path.
         path: PathBuf,
@@ -100,8 +106,8 @@ pub enum Error {
         path: PathBuf,
         /// The version the migration leads to.
         version: i64,
-        /// What SQLite said.
-        source: rusqlite::Error,
+        /// What the database said.
+        source: DbError,
     },
     /// A transition names a host monitor that was never registered; the whole batch was
     /// rolled back.
@@ -130,8 +136,8 @@ pub enum Error {
         index: usize,
         /// The transition's kind.
         kind: &'static str,
-        /// What SQLite said.
-        source: rusqlite::Error,
+        /// What the database said.
+        source: DbError,
     },
     /// A value read from the database is not valid for its column (edited by hand, or
     /// written by something else).
@@ -146,32 +152,90 @@ pub enum Error {
         /// What was expected.
         expected: &'static str,
     },
-    /// `PRAGMA integrity_check` reported problems.
+    /// The integrity check reported problems (SQLite: `PRAGMA integrity_check`;
+    /// PostgreSQL: missing tables, invalid indexes or constraints).
     #[error("HSDB integrity check failed: {report}")]
     Integrity {
         /// What SQLite reported, one problem per line.
         report: String,
     },
-    /// Any other SQLite failure, with the operation that hit it.
+    /// Cannot connect to the PostgreSQL HSDB (or set up the session).
+    #[error("cannot connect to the HSDB {target}: {source}")]
+    Connect {
+        /// The target, without any password.
+        target: String,
+        /// What the client or the server said.
+        source: DbError,
+    },
+    /// A write transaction kept failing on deadlocks or serialization failures with
+    /// concurrent writers (PostgreSQL) and was given up after `attempts` tries.
+    #[error(
+        "{op}: gave up after {attempts} attempts, each rolled back by a deadlock or serialization failure; last: {source}"
+    )]
+    Contended {
+        /// The operation.
+        op: &'static str,
+        /// How many times the transaction ran.
+        attempts: u32,
+        /// The last failure.
+        source: Box<Error>,
+    },
+    /// Any other database failure, with the operation that hit it.
     #[error("{op}: {source}")]
     Sql {
         /// The operation, e.g. `register_hm`.
         op: &'static str,
-        /// What SQLite said.
-        source: rusqlite::Error,
+        /// What the database said.
+        source: DbError,
     },
 }
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attach an operation name to a SQLite error.
-pub(crate) trait Context<T> {
-    fn op(self, op: &'static str) -> Result<T>;
-}
+impl Error {
+    /// The database cannot be reached, the connection broke, or the server cannot serve
+    /// now: retry later, on a new connection ([`Hsdb::is_broken`](crate::Hsdb::is_broken)
+    /// says whether this one is dead). As opposed to a refusal (bad data, a schema too
+    /// new, a foreign database), which a retry does not cure.
+    ///
+    /// PostgreSQL: the connection refused, closed or reset, any I/O error, a connect
+    /// timeout, SQLSTATE class 08 (connection exception) and 53 (insufficient
+    /// resources: too many connections, disk full), 57P01-57P03 (shutting down,
+    /// starting up), 57014 (a statement cancelled by `statement_timeout`), 55P03 (a lock
+    /// not granted within `lock_timeout`), and contention that outlived the retries
+    /// ([`Error::Contended`]). SQLite: the database stayed locked (`SQLITE_BUSY`,
+    /// `SQLITE_LOCKED`) for longer than `busy_timeout`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Open { source, .. }
+            | Error::Migration { source, .. }
+            | Error::Apply { source, .. }
+            | Error::Connect { source, .. }
+            | Error::Sql { source, .. } => source.is_unavailable(),
+            Error::Contended { .. } => true,
+            _ => false,
+        }
+    }
 
-impl<T> Context<T> for rusqlite::Result<T> {
-    fn op(self, op: &'static str) -> Result<T> {
-        self.map_err(|source| Error::Sql { op, source })
+    /// The database error under this one, if any.
+    pub fn db_error(&self) -> Option<&DbError> {
+        match self {
+            Error::Open { source, .. }
+            | Error::Migration { source, .. }
+            | Error::Apply { source, .. }
+            | Error::Connect { source, .. }
+            | Error::Sql { source, .. } => Some(source),
+            Error::Contended { source, .. } => source.db_error(),
+            _ => None,
+        }
+    }
+
+    /// A deadlock or serialization failure: the whole transaction may be run again.
+    pub(crate) fn is_retryable(&self) -> bool {
+        match self {
+            Error::Apply { source, .. } | Error::Sql { source, .. } => source.is_retryable(),
+            _ => false,
+        }
     }
 }

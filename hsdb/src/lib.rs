@@ -28,6 +28,7 @@ mod apply;
 mod codec;
 mod control;
 mod control_model;
+mod db;
 mod error;
 mod options;
 mod schema;
@@ -42,6 +43,7 @@ pub use control_model::{
     NaVm, NodeDataRows, NodeEvent, ParamRow, ParamScope, QqHost, RelocationKind, RelocationRow,
     RelocationStep, VmSettings,
 };
+pub use db::{Backend, DbError};
 pub use error::{Error, Result};
 pub use hvha_identity::{HelloId, Uuid};
 pub use hvha_identity::{MacAddr, Version};

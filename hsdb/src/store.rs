@@ -1,14 +1,17 @@
-//! [`Hsdb`]: opening the file, registration writes and every read.
+//! [`Hsdb`]: opening the database (an SQLite file or a PostgreSQL database), registration
+//! writes and every read.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hvha_identity::MacAddr;
 use hvha_identity::Uuid;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::codec::{Columns, UuidText, bits_from_sql, version_text};
-use crate::error::{Context, Error, Result};
+use crate::db::{Backend, Conn, PgConn, Tx, TxKind, params};
+use crate::error::{Error, Result};
 use crate::model::{
     DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmInterfaceRow, HmRecord, HmRow,
     HmState, HostId, HostRecord, InterfaceState, PendingKind, PendingRow, Priority, VmHmRow, VmRow,
@@ -17,17 +20,42 @@ use crate::model::{
 use crate::options::Options;
 use crate::schema::{self, open_error};
 
-/// Statements kept prepared per connection; more than the crate has, so none is ever
-/// re-prepared.
-const STATEMENT_CACHE: usize = 64;
+/// Statements kept prepared per SQLite connection; more than the crate has, so none is
+/// ever re-prepared.
+const STATEMENT_CACHE: usize = 96;
+
+/// How many times a write transaction runs when PostgreSQL rolls it back for a deadlock
+/// or a serialization failure before [`Error::Contended`] is returned.
+pub(crate) const WRITE_ATTEMPTS: u32 = 8;
+
+/// Every table of the schema (the integrity check on PostgreSQL looks for each).
+const TABLES: &[&str] = &[
+    "schema_version",
+    "host",
+    "hm",
+    "vm",
+    "vm_hm",
+    "pending",
+    "app",
+    "event",
+    "event_consumer",
+    "relocation",
+    "policy",
+    "hm_interface",
+    "hm_command",
+    "param",
+    "relocation_step",
+    "leader_lease",
+];
 
 /// An open Health Status Database.
 ///
-/// One connection; `Send`, so it can live on the writer thread that owns it. Writes take
-/// `&mut self` and each is one transaction.
+/// One connection, to an SQLite file or a PostgreSQL database ([`Hsdb::backend`]);
+/// `Send`, so it can live on the writer thread that owns it. Writes take `&mut self` and
+/// each is one transaction.
 #[derive(Debug)]
 pub struct Hsdb {
-    pub(crate) conn: Connection,
+    pub(crate) conn: Conn,
     path: PathBuf,
     /// How long a write waits for the write lock (`Options::busy_timeout`).
     busy_timeout: Duration,
@@ -99,24 +127,13 @@ impl Hsdb {
         conn.busy_timeout(options.busy_timeout)
             .map_err(|e| open_error_read(path, e))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let found = schema::current_version(&conn, path)?;
-        if found < crate::SCHEMA_VERSION {
-            return Err(Error::TooOld {
-                path: path.to_path_buf(),
-                found,
-                supported: crate::SCHEMA_VERSION,
-            });
-        }
-        if found > crate::SCHEMA_VERSION {
-            return Err(Error::TooNew {
-                path: path.to_path_buf(),
-                found,
-                supported: crate::SCHEMA_VERSION,
-            });
-        }
+        let conn = Conn::Sqlite(conn);
+        check_version_read_only(&conn, path)?;
         // Belt and braces: even a statement that tries cannot write.
-        conn.pragma_update(None, "query_only", "ON")
-            .map_err(|e| open_error_read(path, e))?;
+        if let Some(c) = conn.sqlite() {
+            c.pragma_update(None, "query_only", "ON")
+                .map_err(|e| open_error_read(path, e))?;
+        }
         Ok(Hsdb {
             conn,
             path: path.to_path_buf(),
@@ -131,11 +148,12 @@ impl Hsdb {
         Hsdb::finish_open(conn, path, Duration::ZERO)
     }
 
-    fn finish_open(mut conn: Connection, path: PathBuf, busy_timeout: Duration) -> Result<Hsdb> {
+    fn finish_open(conn: Connection, path: PathBuf, busy_timeout: Duration) -> Result<Hsdb> {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| open_error(&path, e))?;
-        schema::migrate(&mut conn, &path, busy_timeout)?;
+        let conn = Conn::Sqlite(conn);
+        schema::migrate(&conn, &path, busy_timeout)?;
         Ok(Hsdb {
             conn,
             path,
@@ -143,31 +161,202 @@ impl Hsdb {
         })
     }
 
-    /// Begin a write transaction (`BEGIN IMMEDIATE`): the write lock up front, waited
-    /// for up to `busy_timeout` by SQLite's busy handler; an SQLITE_BUSY that still
-    /// comes back before `busy_timeout` has passed (seen in the migrations under lock
-    /// races, `schema::migrate`) is retried here until then.
-    pub(crate) fn write_tx(&mut self, op: &'static str) -> Result<rusqlite::Transaction<'_>> {
-        let started = std::time::Instant::now();
-        let busy_timeout = self.busy_timeout;
-        let tx = loop {
-            // `new_unchecked` borrows the connection shared, so the loop can retry; the
-            // `&mut self` of this method keeps transactions from nesting.
-            match rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate) {
-                Ok(tx) => break tx,
-                Err(e)
-                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-                        && started.elapsed() < busy_timeout =>
-                {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(source) => return Err(Error::Sql { op, source }),
+    /// Open the HSDB `target` names — the `hsdb` setting of `hmd` and `hactl`, parsed by
+    /// [`Target::parse`](crate::Target::parse) (and given its password by
+    /// [`Target::with_password`](crate::Target::with_password)) — read-write, bringing
+    /// its schema up to date: [`Hsdb::open`] for an SQLite path,
+    /// [`Hsdb::connect_config`] for a PostgreSQL URL. Errors name the target without
+    /// its password.
+    pub fn connect(target: &crate::Target, options: &Options) -> Result<Hsdb> {
+        match target {
+            crate::Target::Sqlite(path) => Hsdb::open(path, options),
+            crate::Target::Postgres(pg) => {
+                Hsdb::connect_postgres(&pg.config(), &pg.to_string(), options, false)
             }
-        };
-        Ok(tx)
+        }
     }
 
-    /// The path the database was opened with (`:memory:` for an in-memory one).
+    /// Like [`Hsdb::connect`], for reading only: [`Hsdb::open_read_only`] for an SQLite
+    /// path, [`Hsdb::connect_config_read_only`] for a PostgreSQL URL.
+    pub fn connect_read_only(target: &crate::Target, options: &Options) -> Result<Hsdb> {
+        match target {
+            crate::Target::Sqlite(path) => Hsdb::open_read_only(path, options),
+            crate::Target::Postgres(pg) => {
+                Hsdb::connect_postgres(&pg.config(), &pg.to_string(), options, true)
+            }
+        }
+    }
+
+    /// Connect to the PostgreSQL HSDB `config` describes and bring its schema up to
+    /// date (creating it in an empty database). [`Hsdb::connect`] with a target parsed
+    /// from the `hsdb` setting is the usual way; this is the same for a ready-made
+    /// `postgres::Config` (its password, if any, is used and never shown: errors name
+    /// the database as `postgres://user@host:port/dbname`).
+    ///
+    /// Errors: [`Error::Connect`] (unreachable, refused, authentication),
+    /// [`Error::ForeignDatabase`] (tables in the current schema but no
+    /// `schema_version`), [`Error::TooNew`].
+    pub fn connect_config(config: &postgres::Config, options: &Options) -> Result<Hsdb> {
+        Hsdb::connect_postgres(config, &describe(config), options, false)
+    }
+
+    /// Like [`Hsdb::connect_config`], read-only: never migrates, the schema must be
+    /// exactly this build's ([`Error::TooOld`], [`Error::TooNew`]), and the session is
+    /// read-only (`default_transaction_read_only = on`): every write through it fails.
+    pub fn connect_config_read_only(config: &postgres::Config, options: &Options) -> Result<Hsdb> {
+        Hsdb::connect_postgres(config, &describe(config), options, true)
+    }
+
+    /// Connect to a PostgreSQL HSDB described by `config` (named `name` in errors: the
+    /// target without its password) and bring its schema up to date, or, with
+    /// `read_only`, check that it is exactly this build's and make the session read-only
+    /// (`default_transaction_read_only`).
+    ///
+    /// The session gets `statement_timeout` ([`Options::statement_timeout`]),
+    /// `lock_timeout` ([`Options::busy_timeout`]) and
+    /// `idle_in_transaction_session_timeout` (the statement timeout too: a client paused
+    /// inside a transaction does not hold its row locks for ever). No TLS: the HSDB is
+    /// reached over a trusted network or a local socket (docs/hsdb.md §6).
+    pub(crate) fn connect_postgres(
+        config: &postgres::Config,
+        name: &str,
+        options: &Options,
+        read_only: bool,
+    ) -> Result<Hsdb> {
+        options.validate()?;
+        let mut config = config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("hvha");
+        }
+        config.notice_callback(|notice| {
+            tracing::debug!(
+                severity = notice.severity(),
+                code = notice.code().code(),
+                "hsdb: PostgreSQL notice: {}",
+                notice.message()
+            );
+        });
+        let connect_err = |source: crate::db::DbError| Error::Connect {
+            target: name.to_owned(),
+            source,
+        };
+        let client = config
+            .connect(postgres::NoTls)
+            .map_err(|e| connect_err(e.into()))?;
+        let conn = Conn::Pg(Box::new(RefCell::new(PgConn::new(client))));
+        let ms = |d: Duration| d.as_millis();
+        let mut session = format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}; \
+             SET idle_in_transaction_session_timeout = {};",
+            ms(options.statement_timeout),
+            ms(options.busy_timeout),
+            ms(options.statement_timeout),
+        );
+        if read_only {
+            session.push_str(" SET default_transaction_read_only = on;");
+        }
+        conn.batch_raw(&session).map_err(connect_err)?;
+        let path = PathBuf::from(name);
+        if read_only {
+            check_version_read_only(&conn, &path)?;
+        } else {
+            schema::migrate(&conn, &path, options.busy_timeout)?;
+        }
+        Ok(Hsdb {
+            conn,
+            path,
+            busy_timeout: options.busy_timeout,
+        })
+    }
+
+    /// The SQLite connection under this handle, for tests that look at the file.
+    #[cfg(test)]
+    pub(crate) fn raw_sqlite(&self) -> &Connection {
+        self.conn.sqlite().expect("an SQLite HSDB")
+    }
+
+    /// The same, mutable (commit hooks).
+    #[cfg(test)]
+    pub(crate) fn raw_sqlite_mut(&mut self) -> &mut Connection {
+        match &mut self.conn {
+            Conn::Sqlite(c) => c,
+            Conn::Pg(_) => panic!("an SQLite HSDB"),
+        }
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.conn.backend()
+    }
+
+    /// The handle cannot be used any more (the PostgreSQL connection is closed): replace
+    /// it with a new connection. Always false for SQLite.
+    pub fn is_broken(&self) -> bool {
+        match &self.conn {
+            Conn::Sqlite(_) => false,
+            Conn::Pg(pg) => pg.borrow().client.is_closed(),
+        }
+    }
+
+    /// Run `f` in a write transaction and commit. On PostgreSQL a transaction rolled
+    /// back for a deadlock or a serialization failure (SQLSTATE 40P01, 40001) is run
+    /// again, up to [`WRITE_ATTEMPTS`] times in all, with a short growing pause; then
+    /// [`Error::Contended`]. `f` must therefore have no effect outside the transaction.
+    pub(crate) fn write<T>(
+        &mut self,
+        op: &'static str,
+        mut f: impl FnMut(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tx = self.conn.begin(op, TxKind::Write, self.busy_timeout)?;
+            let outcome = f(&tx).and_then(|value| tx.commit(op).map(|()| value));
+            match outcome {
+                Err(e) if e.is_retryable() && attempt < WRITE_ATTEMPTS => {
+                    tracing::debug!(
+                        op,
+                        attempt,
+                        "hsdb: transaction rolled back by contention, running it again: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt) * 3));
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(
+                        op,
+                        attempts = attempt,
+                        "hsdb: transaction given up after repeated contention: {e}"
+                    );
+                    return Err(Error::Contended {
+                        op,
+                        attempts: attempt,
+                        source: Box::new(e),
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Run `f` in a read transaction: one snapshot (PostgreSQL: REPEATABLE READ, READ
+    /// ONLY), no write lock.
+    pub(crate) fn read<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self.conn.begin(op, TxKind::Read, self.busy_timeout)?;
+        let value = f(&tx)?;
+        // Nothing was written: ending the read transaction either way is the same.
+        tx.commit(op)?;
+        Ok(value)
+    }
+
+    /// The path the database was opened with (`:memory:` for an in-memory one); for
+    /// PostgreSQL, the target without its password.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -178,48 +367,79 @@ impl Hsdb {
         schema::current_version(&self.conn, &self.path)
     }
 
-    /// Run `PRAGMA integrity_check`; anything but `ok` is [`Error::Integrity`].
+    /// Check the database; a problem is [`Error::Integrity`]. SQLite: `PRAGMA
+    /// integrity_check` (anything but `ok`). PostgreSQL (whose storage the server
+    /// checks itself): every table of the schema is there, and no index or constraint
+    /// is left invalid (an interrupted `CREATE INDEX CONCURRENTLY`, a `NOT VALID`
+    /// constraint) — cheap catalogue reads.
     pub fn integrity_check(&self) -> Result<()> {
         const OP: &str = "integrity_check";
-        let mut stmt = self.conn.prepare_cached("PRAGMA integrity_check").op(OP)?;
-        let mut rows = stmt.query([]).op(OP)?;
-        let mut report = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            report.push(row.get::<_, String>(0).op(OP)?);
-        }
-        if report.len() == 1 && report.first().is_some_and(|line| line == "ok") {
-            Ok(())
+        let report = if self.conn.is_pg() {
+            let present = self.conn.query_texts(
+                OP,
+                "SELECT c.relname::text FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')",
+                params![],
+            )?;
+            let mut report: Vec<String> = TABLES
+                .iter()
+                .filter(|t| !present.iter().any(|p| p == *t))
+                .map(|t| format!("table {t} is missing"))
+                .collect();
+            report.extend(self.conn.query_texts(
+                OP,
+                "SELECT 'index ' || c.relname::text || ' is not valid' \
+                 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND NOT (i.indisvalid AND i.indisready) \
+                 UNION ALL \
+                 SELECT 'constraint ' || k.conname::text || ' is not validated' \
+                 FROM pg_catalog.pg_constraint k \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace \
+                 WHERE n.nspname = current_schema() AND NOT k.convalidated",
+                params![],
+            )?);
+            if report.is_empty() {
+                return Ok(());
+            }
+            report
         } else {
-            Err(Error::Integrity {
-                report: report.join("\n"),
-            })
-        }
+            let report = self
+                .conn
+                .query_texts(OP, "PRAGMA integrity_check", params![])?;
+            if report.len() == 1 && report.first().is_some_and(|line| line == "ok") {
+                return Ok(());
+            }
+            report
+        };
+        Err(Error::Integrity {
+            report: report.join("\n"),
+        })
     }
 
     /// Add a host or update all its columns.
     pub fn upsert_host(&mut self, host: &HostRecord) -> Result<()> {
         const OP: &str = "upsert_host";
-        self.conn
-            .prepare_cached(
-                "INSERT INTO host (id, name, machine_type, model, serial, cpu_milli, memory_mb, \
-                 host_group) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-                 machine_type = excluded.machine_type, model = excluded.model, \
-                 serial = excluded.serial, cpu_milli = excluded.cpu_milli, \
-                 memory_mb = excluded.memory_mb, host_group = excluded.host_group",
-            )
-            .op(OP)?
-            .execute((
+        self.conn.execute(
+            OP,
+            "INSERT INTO host (id, name, machine_type, model, serial, cpu_milli, memory_mb, \
+             host_group) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+             machine_type = excluded.machine_type, model = excluded.model, \
+             serial = excluded.serial, cpu_milli = excluded.cpu_milli, \
+             memory_mb = excluded.memory_mb, host_group = excluded.host_group",
+            params![
                 host.id,
-                &host.name,
-                &host.machine_type,
-                &host.model,
-                &host.serial,
-                i64::from(host.cpu_milli),
-                i64::from(host.memory_mb),
-                &host.host_group,
-            ))
-            .op(OP)?;
+                host.name,
+                host.machine_type,
+                host.model,
+                host.serial,
+                host.cpu_milli,
+                host.memory_mb,
+                host.host_group,
+            ],
+        )?;
         Ok(())
     }
 
@@ -233,76 +453,61 @@ impl Hsdb {
     /// at`; `has_data` is kept (unacknowledged events stay pending across restarts).
     pub fn register_hm(&mut self, hm: &HmRecord) -> Result<()> {
         const OP: &str = "register_hm";
-        let tx = self.write_tx(OP)?;
-        let host_known = tx
-            .prepare_cached("SELECT 1 FROM host WHERE id = ?1")
-            .op(OP)?
-            .query_row([hm.host], |_| Ok(()))
-            .optional()
-            .op(OP)?
-            .is_some();
-        if !host_known {
-            return Err(Error::UnknownHost {
-                hm: hm.uuid,
-                host: hm.host.0,
-            });
-        }
-        tx.prepare_cached(
-            "INSERT INTO hm (uuid, host_id, mac, state, reason, last_hb_ms, incarnation, \
-             version, has_data) VALUES (?1, ?2, ?3, 'UP', 0, ?4, ?5, ?6, 0) \
-             ON CONFLICT (uuid) DO UPDATE SET host_id = excluded.host_id, mac = excluded.mac, \
-             state = 'UP', reason = 0, last_hb_ms = excluded.last_hb_ms, \
-             incarnation = excluded.incarnation, version = excluded.version",
-        )
-        .op(OP)?
-        .execute((
-            UuidText::new(&hm.uuid),
-            hm.host,
-            hm.mac.to_string(),
-            hm.at,
-            hm.incarnation.to_string(),
-            version_text(hm.version),
-        ))
-        .op(OP)?;
-        tx.commit().op(OP)
+        self.write(OP, |tx| {
+            if !tx.exists(OP, "SELECT 1 FROM host WHERE id = ?1", params![hm.host])? {
+                return Err(Error::UnknownHost {
+                    hm: hm.uuid,
+                    host: hm.host.0,
+                });
+            }
+            tx.execute(
+                OP,
+                "INSERT INTO hm (uuid, host_id, mac, state, reason, last_hb_ms, incarnation, \
+                 version, has_data) VALUES (?1, ?2, ?3, 'UP', 0, ?4, ?5, ?6, 0) \
+                 ON CONFLICT (uuid) DO UPDATE SET host_id = excluded.host_id, \
+                 mac = excluded.mac, state = 'UP', reason = 0, \
+                 last_hb_ms = excluded.last_hb_ms, incarnation = excluded.incarnation, \
+                 version = excluded.version",
+                params![
+                    UuidText::new(&hm.uuid),
+                    hm.host,
+                    hm.mac.to_string(),
+                    hm.at,
+                    hm.incarnation.to_string(),
+                    version_text(hm.version),
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     /// The host monitor `uuid`, if registered.
     pub fn hm(&self, uuid: &Uuid) -> Result<Option<HmRow>> {
-        const OP: &str = "hm";
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(hm_select!(), " WHERE uuid = ?1"))
-            .op(OP)?;
-        let mut rows = stmt.query([UuidText::new(uuid)]).op(OP)?;
-        match rows.next().op(OP)? {
-            Some(row) => Ok(Some(hm_row(&Columns::new(row, "hm", OP))?)),
-            None => Ok(None),
-        }
+        self.conn.query_opt(
+            "hm",
+            "hm",
+            concat!(hm_select!(), " WHERE uuid = ?1"),
+            params![UuidText::new(uuid)],
+            hm_row,
+        )
     }
 
     /// Every HA interface monitor `hm` reported, by name (`hm_interface`).
     pub fn hm_interfaces(&self, hm: &Uuid) -> Result<Vec<HmInterfaceRow>> {
-        const OP: &str = "hm_interfaces";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT hm, name, state, changed_ms FROM hm_interface WHERE hm = ?1 \
-                 ORDER BY name",
-            )
-            .op(OP)?;
-        let mut rows = stmt.query([UuidText::new(hm)]).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            let c = Columns::new(row, "hm_interface", OP);
-            out.push(HmInterfaceRow {
-                hm: c.uuid(0, "hm")?,
-                name: c.text(1)?,
-                state: c.enumeration(2, "state", "UP or DOWN", InterfaceState::from_text)?,
-                changed_ms: c.int(3)?,
-            });
-        }
-        Ok(out)
+        self.conn.query(
+            "hm_interfaces",
+            "hm_interface",
+            "SELECT hm, name, state, changed_ms FROM hm_interface WHERE hm = ?1 ORDER BY name",
+            params![UuidText::new(hm)],
+            |c| {
+                Ok(HmInterfaceRow {
+                    hm: c.uuid(0, "hm")?,
+                    name: c.text(1)?,
+                    state: c.enumeration(2, "state", "UP or DOWN", InterfaceState::from_text)?,
+                    changed_ms: c.int(3)?,
+                })
+            },
+        )
     }
 
     /// Forget the interfaces of monitor `hm` that are not in `names` (removed from its
@@ -310,51 +515,44 @@ impl Hsdb {
     /// Returns how many rows went.
     pub fn retain_hm_interfaces(&mut self, hm: &Uuid, names: &[&str]) -> Result<usize> {
         const OP: &str = "retain_hm_interfaces";
-        let tx = self.write_tx(OP)?;
-        let stored: Vec<String> = tx
-            .prepare_cached("SELECT name FROM hm_interface WHERE hm = ?1")
-            .op(OP)?
-            .query_map([UuidText::new(hm)], |row| row.get(0))
-            .op(OP)?
-            .collect::<rusqlite::Result<_>>()
-            .op(OP)?;
-        let mut removed = 0;
-        for name in stored.iter().filter(|n| !names.contains(&n.as_str())) {
-            removed += tx
-                .prepare_cached("DELETE FROM hm_interface WHERE hm = ?1 AND name = ?2")
-                .op(OP)?
-                .execute((UuidText::new(hm), name))
-                .op(OP)?;
-        }
-        tx.commit().op(OP)?;
-        Ok(removed)
+        self.write(OP, |tx| {
+            let stored = tx.query_texts(
+                OP,
+                "SELECT name FROM hm_interface WHERE hm = ?1",
+                params![UuidText::new(hm)],
+            )?;
+            let mut removed = 0;
+            for name in stored.iter().filter(|n| !names.contains(&n.as_str())) {
+                removed += tx.execute(
+                    OP,
+                    "DELETE FROM hm_interface WHERE hm = ?1 AND name = ?2",
+                    params![UuidText::new(hm), name],
+                )?;
+            }
+            Ok(removed)
+        })
     }
 
     /// The VM `uuid`, if known.
     pub fn vm(&self, uuid: &Uuid) -> Result<Option<VmRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(vm_select!(), " WHERE uuid = ?1"))
-            .op("vm")?;
-        let mut rows = stmt.query([UuidText::new(uuid)]).op("vm")?;
-        match rows.next().op("vm")? {
-            Some(row) => Ok(Some(vm_row(&Columns::new(row, "vm", "vm"))?)),
-            None => Ok(None),
-        }
+        self.conn.query_opt(
+            "vm",
+            "vm",
+            concat!(vm_select!(), " WHERE uuid = ?1"),
+            params![UuidText::new(uuid)],
+            vm_row,
+        )
     }
 
     /// Every VM, by UUID.
     pub fn vms(&self) -> Result<Vec<VmRow>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(vm_select!(), " ORDER BY uuid"))
-            .op("vms")?;
-        let mut rows = stmt.query([]).op("vms")?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op("vms")? {
-            out.push(vm_row(&Columns::new(row, "vm", "vms"))?);
-        }
-        Ok(out)
+        self.conn.query(
+            "vms",
+            "vm",
+            concat!(vm_select!(), " ORDER BY uuid"),
+            params![],
+            vm_row,
+        )
     }
 
     /// The MAC that VM `vm` is registered with on the interface paired with monitor `hm`.
@@ -363,47 +561,41 @@ impl Hsdb {
     /// source MAC, another machine claims that VM's UUID and the SYN is refused
     /// (HVNCP.md §6). `None`: not discovered through this monitor yet.
     pub fn vm_mac(&self, vm: &Uuid, hm: &Uuid) -> Result<Option<MacAddr>> {
-        const OP: &str = "vm_mac";
-        let mut stmt = self
+        Ok(self
             .conn
-            .prepare_cached("SELECT mac FROM vm_hm WHERE vm = ?1 AND hm = ?2")
-            .op(OP)?;
-        let mut rows = stmt.query((UuidText::new(vm), UuidText::new(hm))).op(OP)?;
-        match rows.next().op(OP)? {
-            Some(row) => Columns::new(row, "vm_hm", OP).opt_mac(0, "mac"),
-            None => Ok(None),
-        }
+            .query_opt(
+                "vm_mac",
+                "vm_hm",
+                "SELECT mac FROM vm_hm WHERE vm = ?1 AND hm = ?2",
+                params![UuidText::new(vm), UuidText::new(hm)],
+                |c| c.opt_mac(0, "mac"),
+            )?
+            .flatten())
     }
 
     /// What monitor `hm` last wrote about VM `vm`.
     pub fn vm_hm(&self, vm: &Uuid, hm: &Uuid) -> Result<Option<VmHmRow>> {
-        const OP: &str = "vm_hm";
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(vm_hm_select!(), " WHERE vm = ?1 AND hm = ?2"))
-            .op(OP)?;
-        let mut rows = stmt.query((UuidText::new(vm), UuidText::new(hm))).op(OP)?;
-        match rows.next().op(OP)? {
-            Some(row) => Ok(Some(vm_hm_row(&Columns::new(row, "vm_hm", OP))?)),
-            None => Ok(None),
-        }
+        self.conn.query_opt(
+            "vm_hm",
+            "vm_hm",
+            concat!(vm_hm_select!(), " WHERE vm = ?1 AND hm = ?2"),
+            params![UuidText::new(vm), UuidText::new(hm)],
+            vm_hm_row,
+        )
     }
 
     /// How many VMs monitor `hm` reports in each heartbeat state: a range count over
     /// the `(hm, last_state)` index, cheap enough to poll.
     pub fn vm_hm_counts(&self, hm: &Uuid) -> Result<HeartbeatCounts> {
-        const OP: &str = "vm_hm_counts";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT last_state, COUNT(*) FROM vm_hm WHERE hm = ?1 GROUP BY last_state",
-            )
-            .op(OP)?;
-        let mut rows = stmt.query([UuidText::new(hm)]).op(OP)?;
+        let rows = self.conn.query(
+            "vm_hm_counts",
+            "vm_hm",
+            "SELECT last_state, COUNT(*) FROM vm_hm WHERE hm = ?1 GROUP BY last_state",
+            params![UuidText::new(hm)],
+            |c| Ok((c.text(0)?, c.int(1)?)),
+        )?;
         let mut counts = HeartbeatCounts::default();
-        while let Some(row) = rows.next().op(OP)? {
-            let state: String = row.get(0).op(OP)?;
-            let n: i64 = row.get(1).op(OP)?;
+        for (state, n) in rows {
             let n = u64::try_from(n).unwrap_or(0);
             match HeartbeatState::from_text(&state) {
                 Some(HeartbeatState::Detected) => counts.detected = n,
@@ -418,102 +610,121 @@ impl Hsdb {
 
     /// Every (VM, monitor) row of VM `vm`, by monitor.
     pub fn vm_hms(&self, vm: &Uuid) -> Result<Vec<VmHmRow>> {
-        const OP: &str = "vm_hms";
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(vm_hm_select!(), " WHERE vm = ?1 ORDER BY hm"))
-            .op(OP)?;
-        let mut rows = stmt.query([UuidText::new(vm)]).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            out.push(vm_hm_row(&Columns::new(row, "vm_hm", OP))?);
-        }
-        Ok(out)
+        self.conn.query(
+            "vm_hms",
+            "vm_hm",
+            concat!(vm_hm_select!(), " WHERE vm = ?1 ORDER BY hm"),
+            params![UuidText::new(vm)],
+            vm_hm_row,
+        )
     }
 
     /// Every row monitor `hm` wrote, one per VM, by VM.
     pub fn vm_hms_of(&self, hm: &Uuid) -> Result<Vec<VmHmRow>> {
-        const OP: &str = "vm_hms_of";
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(vm_hm_select!(), " WHERE hm = ?1 ORDER BY vm"))
-            .op(OP)?;
-        let mut rows = stmt.query([UuidText::new(hm)]).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            out.push(vm_hm_row(&Columns::new(row, "vm_hm", OP))?);
-        }
-        Ok(out)
+        self.conn.query(
+            "vm_hms_of",
+            "vm_hm",
+            concat!(vm_hm_select!(), " WHERE hm = ?1 ORDER BY vm"),
+            params![UuidText::new(hm)],
+            vm_hm_row,
+        )
     }
 
     /// Every pending item, oldest first.
     pub fn pending(&self) -> Result<Vec<PendingRow>> {
-        const OP: &str = "pending";
-        let mut stmt = self
-            .conn
-            .prepare_cached(concat!(pending_select!(), " ORDER BY id"))
-            .op(OP)?;
-        let mut rows = stmt.query([]).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            out.push(pending_row(&Columns::new(row, "pending", OP))?);
-        }
-        Ok(out)
+        self.conn.query(
+            "pending",
+            "pending",
+            concat!(pending_select!(), " ORDER BY id"),
+            params![],
+            pending_row,
+        )
     }
 
     /// Up to `limit` events with an id above `after`, in id order. Page through the
-    /// outbox by passing the last id returned.
+    /// outbox by passing the last id returned: ids become visible in increasing order
+    /// on both backends (on PostgreSQL every writer of `event` serialises on the outbox
+    /// lock, docs/hsdb.md §6), so a reader that advances its offset to the last id it
+    /// saw never skips one.
     pub fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRow>> {
-        const OP: &str = "events_after";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, kind, vm, hm, text, created_ms FROM event WHERE id > ?1 \
-                 ORDER BY id LIMIT ?2",
-            )
-            .op(OP)?;
-        let mut rows = stmt.query((after, i64::from(limit))).op(OP)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().op(OP)? {
-            let c = Columns::new(row, "event", OP);
-            out.push(EventRow {
-                id: c.int(0)?,
-                kind: c.text(1)?,
-                vm: c.opt_uuid(2, "vm")?,
-                hm: c.opt_uuid(3, "hm")?,
-                text: c.text(4)?,
-                created_ms: c.int(5)?,
-            });
-        }
-        Ok(out)
+        self.conn.query(
+            "events_after",
+            "event",
+            "SELECT id, kind, vm, hm, text, created_ms FROM event WHERE id > ?1 \
+             ORDER BY id LIMIT ?2",
+            params![after, limit],
+            |c| {
+                Ok(EventRow {
+                    id: c.int(0)?,
+                    kind: c.text(1)?,
+                    vm: c.opt_uuid(2, "vm")?,
+                    hm: c.opt_uuid(3, "hm")?,
+                    text: c.text(4)?,
+                    created_ms: c.int(5)?,
+                })
+            },
+        )
     }
 
     /// The id of the last event consumer `name` has handled; `None` for a consumer never
     /// recorded (it decides whether to replay from 0 or start at the end).
     pub fn consumer_offset(&self, name: &str) -> Result<Option<i64>> {
-        const OP: &str = "consumer_offset";
-        self.conn
-            .prepare_cached("SELECT last_id FROM event_consumer WHERE name = ?1")
-            .op(OP)?
-            .query_row([name], |row| row.get(0))
-            .optional()
-            .op(OP)
+        self.conn.query_int(
+            "consumer_offset",
+            "SELECT last_id FROM event_consumer WHERE name = ?1",
+            params![name],
+        )
     }
 
     /// Record that consumer `name` has handled every event up to id `offset` (at least
     /// 0). Moving back is allowed: that is how a consumer replays.
     pub fn set_consumer_offset(&mut self, name: &str, offset: i64) -> Result<()> {
-        const OP: &str = "set_consumer_offset";
-        self.conn
-            .prepare_cached(
-                "INSERT INTO event_consumer (name, last_id) VALUES (?1, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id",
-            )
-            .op(OP)?
-            .execute((name, offset))
-            .op(OP)?;
+        self.conn.execute(
+            "set_consumer_offset",
+            "INSERT INTO event_consumer (name, last_id) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id",
+            params![name, offset],
+        )?;
         Ok(())
     }
+}
+
+/// A PostgreSQL configuration as `postgres://user@host:port/dbname`, never with its
+/// password.
+pub(crate) fn describe(config: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let db = config.get_dbname().unwrap_or("");
+    format!("postgres://{user}{host}:{port}/{db}")
+}
+
+/// Check, without migrating, that the schema is exactly this build's.
+fn check_version_read_only(conn: &Conn, path: &Path) -> Result<()> {
+    let found = schema::current_version(conn, path)?;
+    if found < crate::SCHEMA_VERSION {
+        return Err(Error::TooOld {
+            path: path.to_path_buf(),
+            found,
+            supported: crate::SCHEMA_VERSION,
+        });
+    }
+    if found > crate::SCHEMA_VERSION {
+        return Err(Error::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: crate::SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// The columns [`vm_row`] decodes.
@@ -546,7 +757,7 @@ pub(crate) fn vm_row(c: &Columns<'_, '_>) -> Result<VmRow> {
         )?,
         cpu_milli: c.u32(9, "cpu_milli")?,
         memory_mb: c.u32(10, "memory_mb")?,
-        ostype: c.get(11)?,
+        ostype: c.opt_text(11)?,
         agent_versions: lower.zip(upper),
         short_msg: bits_from_sql(c.int(14)?),
         updated_ms: c.int(15)?,
@@ -631,19 +842,14 @@ pub(crate) fn host_row(c: &Columns<'_, '_>) -> Result<HostRecord> {
 }
 
 /// Host `id`, if it exists, read through `conn` (inside the caller's transaction, if any).
-pub(crate) fn host_by_id(
-    conn: &Connection,
-    id: HostId,
-    op: &'static str,
-) -> Result<Option<HostRecord>> {
-    let mut stmt = conn
-        .prepare_cached(concat!(host_select!(), " WHERE id = ?1"))
-        .op(op)?;
-    let mut rows = stmt.query([id]).op(op)?;
-    match rows.next().op(op)? {
-        Some(row) => Ok(Some(host_row(&Columns::new(row, "host", op))?)),
-        None => Ok(None),
-    }
+pub(crate) fn host_by_id(conn: &Conn, id: HostId, op: &'static str) -> Result<Option<HostRecord>> {
+    conn.query_opt(
+        op,
+        "host",
+        concat!(host_select!(), " WHERE id = ?1"),
+        params![id],
+        host_row,
+    )
 }
 
 /// The columns [`hm_row`] decodes.
@@ -677,7 +883,7 @@ fn open_error_read(path: &Path, source: rusqlite::Error) -> Error {
         },
         _ => Error::Open {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         },
     }
 }

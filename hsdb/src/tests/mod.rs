@@ -143,7 +143,7 @@ impl Fixture {
         let commits = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&commits);
         self.db
-            .conn
+            .raw_sqlite_mut()
             .commit_hook(Some(move || {
                 counter.fetch_add(1, Ordering::SeqCst);
                 false
@@ -156,4 +156,54 @@ impl Fixture {
     fn raw(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.path()).expect("raw open")
     }
+}
+
+/// A fresh PostgreSQL database for test `test` (pglab: `HVHA_PG_URL`'s server, or a
+/// throw-away cluster of this test process), as a target; `None` after saying why the
+/// test is skipped when this machine has no PostgreSQL (under `CI=true` that fails).
+fn fresh_postgres(test: &str) -> Option<crate::Target> {
+    let server = pglab::require(test)?;
+    let url = server.fresh_database(test);
+    Some(crate::Target::parse(&url).expect("pglab gives a valid URL"))
+}
+
+#[test]
+fn test_postgres_smoke() {
+    let Some(target) = fresh_postgres("test_postgres_smoke") else {
+        return;
+    };
+    let mut db = Hsdb::connect(&target, &Options::default()).expect("connect");
+    assert_eq!(db.backend(), crate::Backend::Postgres);
+    assert_eq!(db.schema_version().expect("version"), crate::SCHEMA_VERSION);
+    db.integrity_check().expect("integrity");
+    db.upsert_host(&host(HOST_A, "host-a", "212424W"))
+        .expect("host");
+    let trunk = MacAddr([0x6a, 0x6a, 0x08, 0x84, 0xee, 0x11]);
+    db.register_hm(&hm_record(hm1(), HOST_A, trunk, T0))
+        .expect("register");
+    let applied = db
+        .apply(&[
+            discovered(vm1(), hm1(), mac_n(1, 0), T0),
+            Transition::Missing {
+                vm: vm1(),
+                hm: hm1(),
+                at: T0 + 5,
+            },
+            Transition::Event {
+                kind: "X".into(),
+                vm: Some(vm1()),
+                hm: None,
+                text: "t".into(),
+                at: T0,
+            },
+        ])
+        .expect("apply");
+    assert_eq!(applied.vms_created, 1);
+    let row = db.vm_hm(&vm1(), &hm1()).expect("read").expect("row");
+    assert_eq!(row.hb_missed_ms, Some(T0 + 5));
+    assert_eq!(db.pending().expect("pending").len(), 1);
+    assert_eq!(db.events_after(0, 10).expect("events").len(), 1);
+    drop(db);
+    let again = Hsdb::connect(&target, &Options::default()).expect("reconnect");
+    assert_eq!(again.vms().expect("vms").len(), 1);
 }

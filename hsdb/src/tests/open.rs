@@ -24,7 +24,7 @@ fn open_concurrently(path: &std::path::Path, threads: usize) -> Vec<Result<i64, 
 }
 
 fn pragma_i64(db: &Hsdb, name: &str) -> i64 {
-    db.conn
+    db.raw_sqlite()
         .pragma_query_value(None, name, |row| row.get(0))
         .expect("pragma")
 }
@@ -39,7 +39,7 @@ fn test_open_migrates_empty_file() {
     db.integrity_check().expect("integrity");
 
     let mode: String = db
-        .conn
+        .raw_sqlite()
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .expect("journal_mode");
     assert_eq!(mode, "wal");
@@ -63,9 +63,10 @@ fn test_open_migrates_empty_file() {
         "hm_command",
         "param",
         "relocation_step",
+        "leader_lease",
     ] {
         let n: i64 = db
-            .conn
+            .raw_sqlite()
             .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
                 row.get(0)
             })
@@ -73,7 +74,7 @@ fn test_open_migrates_empty_file() {
         assert_eq!(n, 0, "{table}");
     }
     let mut stmt = db
-        .conn
+        .raw_sqlite()
         .prepare("SELECT version, name FROM schema_version ORDER BY version")
         .expect("prepare");
     let recorded: Vec<(i64, String)> = stmt
@@ -95,6 +96,10 @@ fn test_open_migrates_empty_file() {
             (
                 5,
                 "vm_hm.last_state STOPPED: monitoring stopped by the controller".to_string()
+            ),
+            (
+                6,
+                "leader_lease: the control plane's leader per host group".to_string()
             )
         ]
     );
@@ -148,7 +153,7 @@ fn test_v1_database_is_migrated_with_its_rows() {
     let counts = db.vm_hm_counts(&hm).expect("counts");
     assert_eq!((counts.missing, counts.total()), (1, 1));
     let indexes: Vec<String> = db
-        .conn
+        .raw_sqlite()
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'vm_hm'")
         .expect("prepare")
         .query_map([], |row| row.get(0))
@@ -173,14 +178,14 @@ fn test_v1_database_is_migrated_with_its_rows() {
         (crate::HeartbeatState::Missing, 1)
     );
     let fk_problems: i64 = db
-        .conn
+        .raw_sqlite()
         .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
             r.get(0)
         })
         .expect("foreign_key_check");
     assert_eq!(fk_problems, 0);
     let fks: Vec<String> = db
-        .conn
+        .raw_sqlite()
         .prepare("SELECT \"table\" FROM pragma_foreign_key_list('vm_hm') ORDER BY 1")
         .expect("prepare")
         .query_map([], |row| row.get(0))
@@ -189,7 +194,7 @@ fn test_v1_database_is_migrated_with_its_rows() {
         .expect("rows");
     assert_eq!(fks, ["hm", "vm"]);
     // A STOPPED row with a miss time is refused by the schema itself.
-    let refused = db.conn.execute(
+    let refused = db.raw_sqlite().execute(
         "UPDATE vm_hm SET last_state = 'STOPPED', hb_missed_ms = 5",
         [],
     );
@@ -282,6 +287,7 @@ fn test_options() {
     let options = Options {
         synchronous: Synchronous::Normal,
         busy_timeout: Duration::from_millis(250),
+        ..Options::default()
     };
     let db = Hsdb::open(dir.path().join("normal.sqlite"), &options).expect("open");
     assert_eq!(pragma_i64(&db, "synchronous"), 1, "NORMAL");
@@ -342,7 +348,7 @@ fn test_reopen_keeps_data() {
     db.integrity_check().expect("integrity");
     // Reopening did not apply the migration twice.
     let rows: i64 = db
-        .conn
+        .raw_sqlite()
         .query_row("SELECT COUNT(*) FROM schema_version", [], |row| row.get(0))
         .expect("count");
     assert_eq!(rows, SCHEMA_VERSION);

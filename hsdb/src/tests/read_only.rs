@@ -111,9 +111,9 @@ fn test_reader_and_writer_do_not_block_each_other() {
     let mut writer = Hsdb::open(f.path(), &no_wait()).expect("writer");
 
     // A reader inside a read transaction (a snapshot taken by its first read)…
-    ro.conn.execute_batch("BEGIN").expect("begin");
+    ro.raw_sqlite().execute_batch("BEGIN").expect("begin");
     let before: i64 = ro
-        .conn
+        .raw_sqlite()
         .query_row("SELECT COUNT(*) FROM vm", [], |r| r.get(0))
         .expect("read");
     // …does not stop a writer that never waits.
@@ -121,17 +121,17 @@ fn test_reader_and_writer_do_not_block_each_other() {
         .apply(&[discovered(vm_n(2), hm1(), mac_n(2, 0), T0 + 1)])
         .expect("write during a read transaction");
     let during: i64 = ro
-        .conn
+        .raw_sqlite()
         .query_row("SELECT COUNT(*) FROM vm", [], |r| r.get(0))
         .expect("read");
     assert_eq!(during, before, "the reader keeps its snapshot");
-    ro.conn.execute_batch("COMMIT").expect("end read");
+    ro.raw_sqlite().execute_batch("COMMIT").expect("end read");
 
     // A writer holding the write lock does not stop the reader either.
-    f.db.conn
+    f.db.raw_sqlite()
         .execute_batch("BEGIN IMMEDIATE")
         .expect("write lock");
-    f.db.conn
+    f.db.raw_sqlite()
         .execute("UPDATE hm SET last_hb_ms = ?1", [T0 + 5])
         .expect("uncommitted write");
     let qq = ro
@@ -146,7 +146,7 @@ fn test_reader_and_writer_do_not_block_each_other() {
     assert_eq!(ro.vms().expect("vms").len(), 2);
     // Opening another reader meanwhile is fine too (no lock at open).
     Hsdb::open_read_only(f.path(), &no_wait()).expect("open ro while locked");
-    f.db.conn.execute_batch("COMMIT").expect("commit");
+    f.db.raw_sqlite().execute_batch("COMMIT").expect("commit");
     assert!(
         ro.quick_query(T0 + 10)
             .expect("qq")
