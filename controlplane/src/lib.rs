@@ -12,6 +12,8 @@
 //! - [`planner`]: where a VM to restart goes ([`planner::FirstFit`] for now).
 //! - [`relocate`]: the restart executor, a state machine stepped by the engine.
 //! - [`events`]: the event catalogue, the outbox writes, the log notifier.
+//! - [`lease`]: leadership of a host group among several controllers (the leader lease
+//!   and its fencing token), sans IO.
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +23,7 @@ pub mod daemon;
 pub mod events;
 pub mod fde;
 pub mod hs;
+pub mod lease;
 pub mod params;
 pub mod planner;
 pub mod platform;
