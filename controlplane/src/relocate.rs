@@ -18,7 +18,9 @@
 //! cleanup. At most `max_per_host` restarts run toward one target; the others wait in
 //! priority order. The executor never decides *whether* to restart: the engine does.
 //! It never stops a VM it cannot account for: a stop that fails on a live source host
-//! ends the restart (starting elsewhere would run the VM twice).
+//! ends the restart (starting elsewhere would run the VM twice). A call the fence
+//! refused ([`PlatformError::Fenced`]: this controller no longer leads) changes nothing:
+//! the restart keeps its phase for the next leader ([`Executor::adopt`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -87,6 +89,18 @@ pub enum RestartKind {
 }
 
 impl RestartKind {
+    /// The kind named `name` (a `cause <name>` step of a `relocation` row).
+    pub fn from_name(name: &str) -> Option<RestartKind> {
+        [
+            RestartKind::HostFailure,
+            RestartKind::VmFailure,
+            RestartKind::AppRestart,
+            RestartKind::AppRelocation,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+
     /// The name in the `relocation` row.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -150,6 +164,21 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phase named `name` in a `relocation` row, if it is one.
+    pub fn from_name(name: &str) -> Option<Phase> {
+        [
+            Phase::Queued,
+            Phase::StoppingMonitoring,
+            Phase::ShuttingDown,
+            Phase::Restarting,
+            Phase::StartingMonitoring,
+            Phase::CleaningUp,
+            Phase::Done,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+    }
+
     /// The phase's name in the `relocation` row.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -205,6 +234,9 @@ pub struct Restart {
     pub notes: Vec<String>,
     /// The end, once done.
     pub outcome: Option<Outcome>,
+    /// Taken over from an earlier term, which may have started the VM on the target
+    /// already: the start asks the target first.
+    adopted: bool,
 }
 
 impl Restart {
@@ -246,6 +278,10 @@ pub struct Executor {
     /// they happened (the daemon's wall clock; the simulation's virtual one). Without
     /// it, every step of a tick carries the tick's time.
     pub clock: Option<Arc<dyn Clock>>,
+    /// Who acts, written as a step of every `relocation` row this executor begins or
+    /// takes over (`by ctl-a:4242:1716… (token 7)`): the HSDB then says which controller,
+    /// in which term, did each restart. `None`: nothing written.
+    pub actor: Option<String>,
 }
 
 impl fmt::Debug for Executor {
@@ -323,6 +359,9 @@ impl Executor {
             request.kind.as_str(),
             now_ms,
         )?;
+        if let Some(actor) = &self.actor {
+            ledger.relocation_phase(id, &format!("by {actor}"), now_ms)?;
+        }
         ledger.relocation_phase(id, Phase::Queued.as_str(), now_ms)?;
         tracing::info!(
             vm = %request.spec.uuid, name = %vm_name(&request.spec), kind = request.kind.as_str(),
@@ -339,6 +378,7 @@ impl Executor {
             stop_first_ms: None,
             notes: Vec::new(),
             outcome: None,
+            adopted: false,
         });
         // Queue order: priority, then submission.
         self.restarts.sort_by_key(|r| {
@@ -350,6 +390,59 @@ impl Executor {
                 },
                 r.submitted_ms,
             )
+        });
+        Ok(())
+    }
+
+    /// Take over a restart an earlier term left unfinished in its `relocation` row `id`,
+    /// going on from `phase` (one of [`Phase::Queued`], [`Phase::ShuttingDown`],
+    /// [`Phase::Restarting`], [`Phase::CleaningUp`]: each step from there is safe to do
+    /// again — commands to monitors are idempotent, a stop of a VM already off and a
+    /// start of a VM already running on the target are Ok, a cleanup of what is gone is
+    /// Ok). The row gets a step `taken over by <actor> from <phase>`; the target is the
+    /// row's, never another, so a start the earlier term had sent lands on the same
+    /// host. It counts in a batch of its own.
+    pub fn adopt(
+        &mut self,
+        mut request: RestartRequest,
+        relocation_id: i64,
+        phase: Phase,
+        now_ms: i64,
+        ledger: &mut dyn Ledger,
+    ) -> hsdb::Result<()> {
+        let by = self
+            .actor
+            .clone()
+            .unwrap_or_else(|| "this controller".to_owned());
+        ledger.relocation_phase(
+            relocation_id,
+            &format!("taken over by {by} from {phase}"),
+            now_ms,
+        )?;
+        request.batch = self.open_batch(1);
+        tracing::warn!(
+            vm = %request.spec.uuid, name = %vm_name(&request.spec), relocation = relocation_id,
+            from = %request.from.name, to = %request.to.name, %phase,
+            "restart left unfinished by an earlier term: taken over"
+        );
+        // Resuming at a monitor wait means sending the commands again: from the phase
+        // that sends them.
+        let phase = match phase {
+            Phase::StoppingMonitoring => Phase::Queued,
+            Phase::StartingMonitoring => Phase::Restarting,
+            p => p,
+        };
+        self.restarts.push(Restart {
+            request,
+            relocation_id,
+            phase,
+            submitted_ms: now_ms,
+            waiting: Vec::new(),
+            deadline_ms: 0,
+            stop_first_ms: None,
+            notes: vec![format!("taken over by {by}")],
+            outcome: None,
+            adopted: true,
         });
         Ok(())
     }
@@ -661,11 +754,20 @@ fn advance(
                         return fail(r, why, false, now_ms, ledger, events).map(|()| false);
                     }
                     let now_ms = clock.refresh();
+                    let first_attempt = r.stop_first_ms.is_none();
                     let first = *r.stop_first_ms.get_or_insert(now_ms);
                     let stopped = platform.stop(&r.request.from.name, &vm);
                     let now_ms = clock.refresh();
                     match stopped {
                         Ok(()) | Err(PlatformError::NoSuchVm { .. }) => {}
+                        Err(e @ PlatformError::Fenced { .. }) => {
+                            // Nothing was sent: the restart stays where it is, for this
+                            // engine's next step or the next leader (with its last ping).
+                            if first_attempt {
+                                r.stop_first_ms = None;
+                            }
+                            return fenced(r, &e);
+                        }
                         Err(e @ PlatformError::Timeout { .. })
                             if now_ms - first < action_timeout_ms =>
                         {
@@ -708,8 +810,44 @@ fn advance(
                 set_phase(r, Phase::Restarting, now_ms, ledger)?;
             }
             Phase::Restarting => {
+                // Taken over: the earlier term may have started it there already. One
+                // running there is not started again (it may still be booting).
+                if r.adopted {
+                    match platform.vm_status(&r.request.to.name, &vm) {
+                        Ok(s) if s.power == crate::platform::PowerState::Running => {
+                            r.notes.push(format!(
+                                "already running on {} when taken over: not started again",
+                                r.request.to.name
+                            ));
+                            r.adopted = false;
+                            r.phase = Phase::StartingMonitoring;
+                            r.waiting.clear();
+                            for (hm, healthy) in r.request.target_monitors.clone() {
+                                let id = ledger.enqueue_command(
+                                    &hm,
+                                    MonitorCommand::StartMonitoring,
+                                    &vm,
+                                    now_ms,
+                                )?;
+                                if healthy {
+                                    r.waiting.push(id);
+                                }
+                            }
+                            r.deadline_ms = now_ms + command_timeout_ms;
+                            set_phase(r, Phase::StartingMonitoring, now_ms, ledger)?;
+                            continue;
+                        }
+                        Err(e @ PlatformError::Fenced { .. }) => return fenced(r, &e),
+                        // Not there, not running, or cannot tell: the start (a start of a
+                        // VM running there is Ok for every driver).
+                        _ => r.adopted = false,
+                    }
+                }
                 let started = platform.start(&r.request.to.name, &r.request.spec);
                 let now_ms = clock.refresh();
+                if let Err(e @ PlatformError::Fenced { .. }) = &started {
+                    return fenced(r, e);
+                }
                 if let Err(e) = started {
                     let why = format!(
                         "could not start VM {name} on host {}: {e}",
@@ -745,6 +883,9 @@ fn advance(
                 }
                 let cleaned = platform.cleanup(&r.request.from.name, &vm);
                 let now_ms = clock.refresh();
+                if let Err(e @ PlatformError::Fenced { .. }) = &cleaned {
+                    return fenced(r, e);
+                }
                 let owed = match cleaned {
                     Ok(()) | Err(PlatformError::NoSuchVm { .. }) => {
                         progress(
@@ -781,6 +922,15 @@ fn advance(
             Phase::Done => return Ok(false),
         }
     }
+}
+
+/// A platform action refused by the fence: nothing was sent and nothing is written; the
+/// restart keeps its phase (in memory and in its `relocation` row) so that whoever leads
+/// next takes it over from there.
+fn fenced(r: &Restart, e: &PlatformError) -> hsdb::Result<bool> {
+    tracing::warn!(vm = %r.vm(), relocation = r.relocation_id, phase = %r.phase,
+        "{e}; the restart waits in its phase");
+    Ok(false)
 }
 
 fn set_phase(

@@ -703,14 +703,37 @@ fn run_answers_status_and_stops_cleanly_on_sigterm() {
             .cloned()
     });
     assert!(event.is_some(), "no VM_FAILURE_DETECTED for db1");
-    // A second daemon on the same admin socket does not start.
+    // A second daemon on the same SQLite HSDB does not start, whatever its admin
+    // socket: with SQLite there is one controller. Nothing of it reaches the socket.
     let o = s.run(&["run"]);
     assert_exit(&o, 1);
     assert!(
-        stderr(&o).contains("another hactl run answers on it"),
+        stderr(&o).contains("another hactl run controls it (controller "),
         "{}",
         stderr(&o)
     );
+    let other = s.path("other.toml");
+    std::fs::write(
+        &other,
+        "hsdb = \"hsdb.sqlite\"\nadmin_socket = \"other.sock\"\n[platform]\ndriver = \"sim\"\n",
+    )
+    .unwrap();
+    let o = hactl(&["--config", arg(&other), "run"]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("with an SQLite HSDB there is one controller"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.path("other.sock").exists());
+    let o = s.run(&["status", "--json"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        json(&o)["pid"],
+        child.id(),
+        "the first daemon still answers"
+    );
+    assert_eq!(json(&o)["groups"][0]["lease"]["role"], "sole");
     // Consuming NeedsAttention by hand under a running engine is refused.
     let o = s.run(&["na", "--consume"]);
     assert_exit(&o, 2);

@@ -746,3 +746,88 @@ fn tc14_critical_app_restarts_three_times_then_relocates() {
         4
     );
 }
+
+/// A new term (another controller that gained the lease, or the daemon restarted) in the
+/// middle of a relocation: the new engine takes the unfinished `relocation` row over and
+/// goes on from its last phase toward the row's own target. The VM runs on one host at
+/// every instant (the simulation's invariants), is restarted once, and its row says who
+/// did what.
+#[test]
+fn a_new_term_takes_over_a_relocation_left_unfinished() {
+    for (case, cut_at) in [(0, "stopping_ha_monitoring"), (1, "starting_ha_monitoring")] {
+        let mut b = bed(40 + case);
+        let vm = vm_uuid(5);
+        b.name(&vm, "p18lnx02", Priority::High, DetectionSpeed::Fast);
+        b.at(10 * MIN, FaultKind::OsCrash { vm });
+        // Run until the restart waits in `cut_at`, then replace the engine.
+        let mut waited = 0;
+        loop {
+            b.run_to(10 * MIN + waited);
+            let rows = b.sim.hsdb.relocations(Some(&vm), 10).unwrap();
+            if rows.first().is_some_and(|r| r.phase == cut_at) {
+                break;
+            }
+            waited += 100;
+            assert!(waited < 10 * MIN, "never in {cut_at}");
+        }
+        let actions_before = b.actions();
+        let mut fde = Fde::new(b.params.clone());
+        fde.set_actor("ctl-b (token 2)".into());
+        b.sim.restart_engine(FdeEngine::taking_over(fde));
+        b.run_to(30 * MIN);
+        let rows = b.sim.hsdb.relocations(Some(&vm), 10).unwrap();
+        assert_eq!(rows.len(), 1, "one relocation, taken over: {rows:?}");
+        let row = &rows[0];
+        assert_eq!(row.to_host, Some(HostId(2)));
+        assert!(
+            row.result
+                .as_deref()
+                .is_some_and(|r| r.starts_with("success")),
+            "{row:?}"
+        );
+        let steps: Vec<String> = b
+            .sim
+            .hsdb
+            .relocation_steps(row.id)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.phase)
+            .collect();
+        assert_in_order(
+            &steps,
+            &[
+                "cause vm_failure",
+                cut_at,
+                &format!("taken over by ctl-b (token 2) from {cut_at}"),
+                "cleaning_up",
+                "done",
+            ],
+        );
+        assert_eq!(
+            b.running_on(&vm),
+            vec!["host-02".to_string()],
+            "case {case}"
+        );
+        let taken = b.decisions("p18lnx02", Verdict::TakenOver);
+        assert_eq!(taken.len(), 1, "{taken:?}");
+        assert!(taken[0].contains("toward host host-02"), "{taken:?}");
+        // The new engine never decided a second restart of it.
+        assert!(b.decisions("p18lnx02", Verdict::Recover).is_empty());
+        let rec = b.sim.checker().recovered();
+        assert_eq!(rec.len(), 1, "{rec:?}");
+        // Case 0: nothing was done on the platform yet; the new term stops, starts and
+        // cleans up. Case 1: the old term had stopped it and started it on host-02; the
+        // new one finds it running there and only cleans up host-01 — no action twice.
+        let after = b.actions() - actions_before;
+        assert_eq!(after, if case == 0 { 3 } else { 1 }, "case {case}");
+        if case == 1 {
+            assert!(
+                row.result
+                    .as_deref()
+                    .unwrap()
+                    .contains("already running on host-02 when taken over: not started again"),
+                "{row:?}"
+            );
+        }
+    }
+}

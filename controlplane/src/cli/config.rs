@@ -13,6 +13,13 @@
 //! profile = "standard"           # or "fast" (below the seed's ranges: tests and demos)
 //! log = "info"
 //!
+//! controller_id = "ctl-a"        # default: host name, process id and start time
+//!
+//! [lease]                        # several controllers on one PostgreSQL HSDB
+//! ttl_ms = 10000
+//! renew_every_ms = 2000
+//! margin_ms = 1000
+//!
 //! [platform]
 //! driver = "libvirt"             # or "sim"
 //! timeout_ms = 10000
@@ -30,6 +37,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hsdb::{Synchronous, Uuid};
+
+use crate::lease::LeaseSettings;
 use hvha_daemon::config::{Refused, line_of, log_format_value, log_value, quoted, resolve};
 use hvha_daemon::log::{LogFilter, LogFormat};
 use serde::Deserialize;
@@ -57,6 +66,8 @@ const MAX_URI: usize = 1024;
 const MAX_ADDRESS: usize = 253;
 /// Most hosts or ping addresses in the file.
 const MAX_ENTRIES: usize = 100_000;
+/// Longest `controller_id`.
+pub const MAX_CONTROLLER_ID: usize = 128;
 
 /// The parameter profile (`controlplane::params` holds the values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,6 +149,11 @@ pub struct Config {
     pub log: LogFilter,
     /// Log line format.
     pub log_format: LogFormat,
+    /// This controller's id in the leader lease; `None`: host name, process id and
+    /// start time.
+    pub controller_id: Option<String>,
+    /// The leader lease's timings (used with a PostgreSQL HSDB).
+    pub lease: LeaseSettings,
 }
 
 /// A configuration problem, naming the file, the key, the value and what is allowed.
@@ -188,7 +204,17 @@ struct File {
     profile: Option<Spanned<String>>,
     log: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
+    controller_id: Option<Spanned<String>>,
+    lease: Option<Spanned<LeaseFile>>,
     platform: Option<Spanned<PlatformFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseFile {
+    ttl_ms: Option<Spanned<i64>>,
+    renew_every_ms: Option<Spanned<i64>>,
+    margin_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,6 +351,8 @@ impl Config {
             platform: PlatformConfig::Sim { seed: 1 },
             log: LogFilter::default(),
             log_format: LogFormat::default(),
+            controller_id: None,
+            lease: LeaseSettings::default(),
         }
     }
 
@@ -454,6 +482,31 @@ impl Config {
             None => PlatformConfig::Sim { seed: 1 },
             Some(p) => platform(&src, p)?,
         };
+        let controller_id = match &f.controller_id {
+            None => None,
+            Some(c) => {
+                let id = c.get_ref();
+                let ok = !id.is_empty()
+                    && id.len() <= MAX_CONTROLLER_ID
+                    && id.chars().all(|ch| ch.is_ascii_graphic());
+                if !ok {
+                    return Err(src.bad(
+                        "controller_id",
+                        Some(c.span()),
+                        quoted(id),
+                        format!(
+                            "1..={MAX_CONTROLLER_ID} printable ASCII characters without \
+                             spaces, unique among the controllers of the HSDB"
+                        ),
+                    ));
+                }
+                Some(id.clone())
+            }
+        };
+        let lease = match &f.lease {
+            None => LeaseSettings::default(),
+            Some(l) => lease(&src, l)?,
+        };
         Ok(Config {
             file: Some(config_file),
             hsdb,
@@ -464,6 +517,8 @@ impl Config {
             platform,
             log,
             log_format,
+            controller_id,
+            lease,
         })
     }
 
@@ -494,6 +549,43 @@ impl Config {
             _ => PathBuf::from(DEFAULT_ADMIN_SOCKET),
         })
     }
+}
+
+fn lease(src: &Source<'_>, l: &Spanned<LeaseFile>) -> Result<LeaseSettings, ConfigError> {
+    let file = l.get_ref();
+    let d = LeaseSettings::default();
+    let settings = LeaseSettings {
+        ttl_ms: src.ms(
+            "lease.ttl_ms",
+            file.ttl_ms.as_ref(),
+            d.ttl_ms,
+            LeaseSettings::TTL_RANGE,
+        )?,
+        renew_every_ms: src.ms(
+            "lease.renew_every_ms",
+            file.renew_every_ms.as_ref(),
+            d.renew_every_ms,
+            LeaseSettings::RENEW_RANGE,
+        )?,
+        margin_ms: src.ms(
+            "lease.margin_ms",
+            file.margin_ms.as_ref(),
+            d.margin_ms,
+            LeaseSettings::MARGIN_RANGE,
+        )?,
+    };
+    // How the three relate: the error names the key and the range the others allow.
+    settings.check().map_err(|e| {
+        let span = match e.key {
+            "lease.ttl_ms" => file.ttl_ms.as_ref(),
+            "lease.renew_every_ms" => file.renew_every_ms.as_ref(),
+            _ => file.margin_ms.as_ref(),
+        }
+        .map(Spanned::span)
+        .or(Some(l.span()));
+        src.bad(e.key, span, e.value, e.allowed)
+    })?;
+    Ok(settings)
 }
 
 fn platform(src: &Source<'_>, p: &Spanned<PlatformFile>) -> Result<PlatformConfig, ConfigError> {
@@ -687,6 +779,24 @@ impl fmt::Display for Config {
         writeln!(f, "# log filter (a valid RUST_LOG wins; default \"info\")")?;
         writeln!(f, "log = {}", quoted(self.log.as_str()))?;
         writeln!(f, "log_format = \"{}\"", self.log_format.as_str())?;
+        writeln!(
+            f,
+            "# this controller's id in the leader lease (default: host name, pid, start time)"
+        )?;
+        match &self.controller_id {
+            Some(id) => writeln!(f, "controller_id = {}", quoted(id))?,
+            None => writeln!(f, "# controller_id = \"…\"")?,
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "# the leader lease, with a PostgreSQL HSDB (a dead leader is replaced within \
+             ttl + renew_every + one scan)"
+        )?;
+        writeln!(f, "[lease]")?;
+        writeln!(f, "ttl_ms = {}", self.lease.ttl_ms)?;
+        writeln!(f, "renew_every_ms = {}", self.lease.renew_every_ms)?;
+        writeln!(f, "margin_ms = {}", self.lease.margin_ms)?;
         writeln!(f)?;
         writeln!(f, "[platform]")?;
         writeln!(f, "driver = \"{}\"", self.platform.driver())?;
@@ -743,6 +853,41 @@ mod tests {
         assert_eq!(c.platform, PlatformConfig::Sim { seed: 1 });
         assert!(c.host_groups.is_empty());
         assert_eq!(c.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn lease_settings_and_controller_id_are_read_and_checked() {
+        let c = parse("hsdb = \"x\"\ncontroller_id = \"ctl-a\"\n[lease]\nttl_ms = 30000\nrenew_every_ms = 5000\n")
+            .unwrap();
+        assert_eq!(c.controller_id.as_deref(), Some("ctl-a"));
+        assert_eq!(
+            c.lease,
+            LeaseSettings {
+                ttl_ms: 30_000,
+                renew_every_ms: 5_000,
+                margin_ms: 1_000
+            }
+        );
+        // The effective configuration reads back the same.
+        let again = parse(&c.to_string()).unwrap();
+        assert_eq!(again.lease, c.lease);
+        assert_eq!(again.controller_id, c.controller_id);
+        let (line, key, value, allowed) =
+            value_error("hsdb = \"x\"\n[lease]\nttl_ms = 6000\nrenew_every_ms = 3000\n");
+        assert_eq!(
+            (line, key.as_str(), value.as_str()),
+            (Some(4), "lease.renew_every_ms", "3000")
+        );
+        assert!(allowed.contains("100..=2000"), "{allowed}");
+        let (_, key, _, allowed) = value_error("hsdb = \"x\"\n[lease]\nttl_ms = 500\n");
+        assert_eq!(key, "lease.ttl_ms");
+        assert!(allowed.contains("2000..=300000"), "{allowed}");
+        let (_, key, value, _) = value_error("hsdb = \"x\"\ncontroller_id = \"a b\"\n");
+        assert_eq!((key.as_str(), value.as_str()), ("controller_id", "\"a b\""));
+        assert!(matches!(
+            parse("hsdb = \"x\"\n[lease]\nttl = 5\n"),
+            Err(ConfigError::Syntax { .. })
+        ));
     }
 
     #[test]

@@ -120,6 +120,36 @@ impl GroupEngine for FdeEngine {
         below_seed(self.fde.params())
     }
 
+    fn begin_term(
+        &mut self,
+        now_ms: i64,
+        token: Option<i64>,
+        holder: &str,
+        hsdb: &mut Hsdb,
+        platform: &mut dyn Platform,
+    ) -> Result<(), String> {
+        self.fde.set_actor(match token {
+            Some(t) => format!("{holder} (token {t})"),
+            None => holder.to_owned(),
+        });
+        let done = self
+            .fde
+            .take_over(now_ms, hsdb, platform)
+            .map_err(|e| e.to_string())?;
+        if done.resumed + done.closed > 0 {
+            tracing::warn!(
+                host_group = %self.group,
+                token,
+                resumed = done.resumed,
+                closed = done.closed,
+                "restarts left unfinished by an earlier term: {} resumed, {} closed",
+                done.resumed,
+                done.closed
+            );
+        }
+        Ok(())
+    }
+
     fn tick(
         &mut self,
         now_ms: i64,
@@ -218,18 +248,7 @@ mod tests {
     use hsdb::{HostId, HostRecord, ParamScope};
 
     fn group_status() -> GroupStatus {
-        GroupStatus {
-            name: "hg1".into(),
-            scans: 0,
-            scan_interval_ms: 0,
-            next_scan_ms: 0,
-            last_qq: None,
-            last_na: None,
-            in_flight: Vec::new(),
-            last_decisions: Vec::new(),
-            errors: 0,
-            last_error: None,
-        }
+        GroupStatus::new("hg1", 0, 0)
     }
 
     fn db() -> Hsdb {

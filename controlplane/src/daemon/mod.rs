@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod engine;
 pub mod housekeeping;
+pub mod leadership;
 pub mod render;
 pub mod runner;
 pub mod status;
@@ -24,10 +25,11 @@ use hvha_notify::Notifier;
 
 use self::admin::{AdminError, AdminServer};
 use self::engine::{FdeEngine, below_seed};
+use self::leadership::Board;
 use self::runner::{AfterTurn, GroupEngine, GroupSource, Runner};
 use self::status::DaemonStatus;
 use crate::cli::config::{Config, PlatformConfig, Profile as ConfigProfile};
-use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::clock::{BootClock, Clock, ManualClock, SystemClock};
 use crate::events::LogNotifier;
 use crate::params::Profile;
 use crate::platform::libvirt::{LibvirtHost, LibvirtPlatform};
@@ -72,6 +74,105 @@ pub enum DaemonError {
     /// A signal handler could not be installed.
     #[error("cannot install the SIGTERM/SIGINT handler: {0}")]
     Signal(std::io::Error),
+    /// Another `hactl run` controls this SQLite HSDB: with SQLite there is one
+    /// controller (two would both act).
+    #[error(
+        "hsdb {}: another hactl run controls it ({by}); with an SQLite HSDB there is one \
+         controller — run several only on a PostgreSQL HSDB (docs/operators.md)",
+        hsdb.display()
+    )]
+    AlreadyControlled {
+        /// The HSDB file.
+        hsdb: std::path::PathBuf,
+        /// What the lock file says about the holder.
+        by: String,
+    },
+    /// The lock file next to the HSDB could not be used.
+    #[error("lock file {}: {source}", path.display())]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+/// The lock that keeps a second `hactl run` off an SQLite HSDB: an exclusive `flock` on
+/// `<hsdb>.hactl-lock`, held for the life of the daemon. The kernel drops it when the
+/// process ends however it ends (`kill -9` included), so a stale file never blocks a
+/// restart; a stopped (`SIGSTOP`) controller still holds it, as it should: it may
+/// continue. The file keeps the holder's id for the refusal's message and is never
+/// deleted (deleting a locked file would let a third process lock a new one).
+#[derive(Debug)]
+pub struct SoleLock {
+    _file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl SoleLock {
+    /// The lock file of `hsdb`.
+    pub fn path_of(hsdb: &std::path::Path) -> std::path::PathBuf {
+        let mut name = hsdb.as_os_str().to_owned();
+        name.push(".hactl-lock");
+        std::path::PathBuf::from(name)
+    }
+
+    /// Take the lock of `hsdb` as `holder`, or say who has it.
+    pub fn take(hsdb: &std::path::Path, holder: &str) -> Result<SoleLock, DaemonError> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let path = SoleLock::path_of(hsdb);
+        let io = |source| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut by = String::new();
+                let _ = (&file).take(512).read_to_string(&mut by);
+                let by = by.trim();
+                return Err(DaemonError::AlreadyControlled {
+                    hsdb: hsdb.to_owned(),
+                    by: if by.is_empty() {
+                        format!("it holds {}", path.display())
+                    } else {
+                        format!("{by}, holding {}", path.display())
+                    },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "controller {holder}").map_err(io)?;
+        Ok(SoleLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+/// This controller's id in the lease and the logs: the configured `controller_id`, else
+/// `host:pid:start_ms` — unique among controllers as long as host names are.
+pub fn controller_id(config: &Config, start_ms: i64) -> String {
+    if let Some(id) = &config.controller_id {
+        return id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}:{start_ms}", std::process::id())
 }
 
 /// The configuration's profile as the parameters' system default.
@@ -269,25 +370,33 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         synchronous: config.synchronous,
         ..Options::default()
     };
+    let started_ms = SystemClock.now_ms();
+    let holder = controller_id(config, started_ms);
+    // SQLite: one controller. The lock first, so a second daemon changes nothing.
+    let lock = SoleLock::take(&config.hsdb, &holder)?;
     let db = Hsdb::open(&config.hsdb, &options).map_err(hsdb_err)?;
     let platform: Box<dyn Platform> = match &config.platform {
         PlatformConfig::Sim { seed } => Box::new(sim_platform(&db, *seed)?),
         PlatformConfig::Libvirt(l) => Box::new(libvirt_platform(l)?),
     };
     let profile = profile(config);
-    let published = Arc::new(Mutex::new(DaemonStatus::starting(
+    let mut starting = DaemonStatus::starting(
         &config.hsdb.display().to_string(),
         platform.name(),
         profile.as_str(),
-        SystemClock.now_ms(),
-    )));
+        started_ms,
+    );
+    starting.controller_id = holder.clone();
+    let published = Arc::new(Mutex::new(starting));
     let admin = AdminServer::start(&config.admin_socket, Arc::clone(&published))?;
     tracing::info!(
         hsdb = %config.hsdb.display(),
         platform = platform.name(),
         profile = profile.as_str(),
         admin_socket = %admin.path().display(),
-        "hactl run starting"
+        controller = %holder,
+        lock = %lock.path().display(),
+        "hactl run starting: the only controller of this SQLite HSDB (no lease)"
     );
     let notifier = Notifier::from_env().unwrap_or_else(|e| {
         tracing::warn!("service manager notifications off: {e}");
@@ -300,6 +409,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         Arc::clone(&published),
         notifier,
     );
+    runner.lead_with(Arc::new(Board::sole(&holder, Arc::new(BootClock::new()))));
     runner.discover_groups(Box::new(Groups {
         fixed: config.host_groups.clone(),
         profile: Some(profile),
@@ -311,6 +421,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     let db = runner.run(&stop);
     drop(db);
     drop(admin);
+    drop(lock);
     tracing::info!("stopped: HSDB closed, admin socket removed");
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::leadership::LeaseView;
 use super::status::{DaemonStatus, RequestSummary};
 use crate::cli::table::{Table, duration, printable, utc};
 
@@ -25,6 +26,32 @@ pub fn status(s: &DaemonStatus) -> String {
         printable(&s.platform),
         printable(&s.profile)
     );
+    match &s.lease {
+        None => {
+            let _ = writeln!(
+                out,
+                "controller {}: the only controller (SQLite: no lease)",
+                printable(&s.controller_id)
+            );
+        }
+        Some(l) => {
+            let _ = writeln!(
+                out,
+                "controller {}: lease ttl {}, renewed every {}, margin {}; a dead leader is \
+                 replaced within {}",
+                printable(&s.controller_id),
+                duration(l.ttl_ms),
+                duration(l.renew_every_ms),
+                duration(l.margin_ms),
+                duration(l.takeover_bound_ms)
+            );
+            let _ = writeln!(
+                out,
+                "hsdb duties (event log, housekeeping): {}",
+                lead(&s.duties, &s.controller_id)
+            );
+        }
+    }
     if !s.below_seed_ranges.is_empty() {
         let _ = writeln!(
             out,
@@ -52,6 +79,7 @@ pub fn status(s: &DaemonStatus) -> String {
     }
     let mut groups = Table::new(&[
         "HOST_GROUP",
+        "LEADER",
         "SCANS",
         "INTERVAL",
         "NEXT_SCAN",
@@ -81,6 +109,7 @@ pub fn status(s: &DaemonStatus) -> String {
         let next = u64::try_from(g.next_scan_ms.saturating_sub(s.now_ms)).unwrap_or(0);
         groups.row(vec![
             g.name.clone(),
+            lead(&g.lease, &s.controller_id),
             g.scans.to_string(),
             duration(g.scan_interval_ms),
             format!("in {}", duration(next)),
@@ -92,6 +121,22 @@ pub fn status(s: &DaemonStatus) -> String {
     }
     out.push_str(&groups.render());
     for g in &s.groups {
+        let r = g.lease.refused;
+        if r.actions + r.probes + r.writes > 0 {
+            let _ = writeln!(
+                out,
+                "{}: refused by the fence since start: {} action(s), {} probe(s), {} \
+                 write(s); last: {}",
+                printable(&g.name),
+                r.actions,
+                r.probes,
+                r.writes,
+                printable(g.lease.last_refusal.as_deref().unwrap_or("-"))
+            );
+        }
+        if let Some(e) = &g.lease.last_error {
+            let _ = writeln!(out, "{}: lease: {}", printable(&g.name), printable(e));
+        }
         if let Some(e) = &g.last_error {
             let _ = writeln!(out, "{}: last error: {}", printable(&g.name), printable(e));
         }
@@ -119,6 +164,18 @@ pub fn status(s: &DaemonStatus) -> String {
         }
     }
     out
+}
+
+/// Who leads, for a table cell: `this controller #7`, `ctl-b:4242:… #7`, `sole`,
+/// `nobody`.
+fn lead(v: &LeaseView, me: &str) -> String {
+    match (v.role.as_str(), &v.leader, v.token) {
+        ("sole", _, _) => "sole".to_owned(),
+        ("leader", _, Some(t)) => format!("this controller #{t}"),
+        ("follower", Some(l), Some(t)) if l != me => format!("{} #{t}", printable(l)),
+        ("", _, _) => "-".to_owned(),
+        _ => "nobody".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +226,7 @@ mod tests {
             }],
             errors: 0,
             last_error: None,
+            lease: Default::default(),
         });
         let text = status(&s);
         assert!(text.contains("running for 1m05s"), "{text}");
@@ -186,6 +244,55 @@ mod tests {
         assert!(text.contains("host-a  host-b  start"), "{text}");
         assert!(
             text.contains("missedHb 150 s > VMFDT 140 s?not pingable"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn leaders_tokens_and_refusals_are_shown() {
+        use crate::daemon::leadership::Refusals;
+        use crate::daemon::status::LeaseTimings;
+        let mut s = DaemonStatus::starting("postgres://h/hsdb", "sim", "default", 0);
+        s.controller_id = "ctl-a:41:1".into();
+        s.lease = Some(LeaseTimings {
+            ttl_ms: 10_000,
+            renew_every_ms: 2_000,
+            margin_ms: 1_000,
+            takeover_bound_ms: 32_000,
+        });
+        s.duties = LeaseView {
+            role: "follower".into(),
+            leader: Some("ctl-b:77:2".into()),
+            token: Some(4),
+            ..LeaseView::default()
+        };
+        let mut g = GroupStatus::new("hg1", 20_000, 0);
+        g.lease = LeaseView {
+            role: "leader".into(),
+            leader: Some("ctl-a:41:1".into()),
+            token: Some(9),
+            refused: Refusals {
+                actions: 1,
+                probes: 2,
+                writes: 3,
+            },
+            last_refusal: Some("start host-b vm1: expired".into()),
+            ..LeaseView::default()
+        };
+        s.groups.push(g);
+        let text = status(&s);
+        assert!(
+            text.contains("controller ctl-a:41:1: lease ttl 10.0s"),
+            "{text}"
+        );
+        assert!(text.contains("replaced within 32.0s"), "{text}");
+        assert!(
+            text.contains("hsdb duties (event log, housekeeping): ctl-b:77:2 #4"),
+            "{text}"
+        );
+        assert!(text.contains("this controller #9"), "{text}");
+        assert!(
+            text.contains("1 action(s), 2 probe(s), 3 write(s); last: start host-b vm1: expired"),
             "{text}"
         );
     }

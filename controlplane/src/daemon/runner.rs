@@ -10,6 +10,16 @@
 //! A stop request (SIGTERM, SIGINT) is honoured between scans: the scan in progress
 //! completes (its decisions are committed, its platform action finished or timed out),
 //! then the loop returns and the caller closes the HSDB.
+//!
+//! Among several controllers (PostgreSQL) the loop asks the leadership
+//! [`Board`] at every turn where it stands for each group: a group it
+//! does not lead has no engine (nothing is scanned, nothing decided; its status still
+//! shows who leads); when it gains a group's lease it builds a fresh engine for that
+//! term (the token), which takes over the restarts its predecessor left in the HSDB; when
+//! it loses it, the engine is dropped at once, whatever it was doing. The engine ticks
+//! with a [`FencedPlatform`], so every platform call of a term that ended — in the middle
+//! of a tick, after a `SIGSTOP` — is refused. The after-turn tasks run only in the
+//! controller that holds the HSDB-wide duties' lease.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,9 +28,12 @@ use std::time::{Duration, Instant};
 use hsdb::Hsdb;
 use hvha_notify::{Notifier, WatchdogPacer};
 
+use super::leadership::{Access, Board};
 use super::status::{DaemonStatus, GroupStatus};
-use crate::clock::Clock;
+use crate::clock::{BootClock, Clock};
+use crate::lease::HSDB_DUTIES;
 use crate::platform::Platform;
+use crate::platform::fenced::FencedPlatform;
 
 /// The longest the loop sleeps before looking at its stop flag again.
 pub const STOP_POLL: Duration = Duration::from_millis(100);
@@ -36,6 +49,21 @@ pub trait GroupEngine: Send {
     /// Parameters in force below the seed's ranges, one line each (`status` shows them).
     fn below_seed_ranges(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The term this engine was built for has begun: this controller leads the group
+    /// with `token` (`None`: the sole controller). Called once, before the first tick;
+    /// the engine takes over what an earlier term left unfinished in the HSDB. `Err` is
+    /// logged; the engine runs anyway.
+    fn begin_term(
+        &mut self,
+        _now_ms: i64,
+        _token: Option<i64>,
+        _holder: &str,
+        _hsdb: &mut Hsdb,
+        _platform: &mut dyn Platform,
+    ) -> Result<(), String> {
+        Ok(())
     }
 
     /// Do what is due at `now_ms` (a scan, a step of the restarts in progress); record
@@ -70,9 +98,19 @@ pub trait GroupSource: Send {
 /// How often the loop looks for new host groups.
 pub const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 
+/// How often a group this controller does not lead is looked at again (only the board:
+/// no HSDB, no platform).
+pub const FOLLOWER_POLL: Duration = Duration::from_millis(200);
+
 /// A group being served.
 struct Slot {
-    engine: Box<dyn GroupEngine>,
+    group: String,
+    /// `None` while this controller does not lead the group.
+    engine: Option<Box<dyn GroupEngine>>,
+    /// The term the engine belongs to (`None`: the sole controller's).
+    term: Option<i64>,
+    /// The engine was given, not made by the source: it is kept whatever happens.
+    given: bool,
     due: Instant,
     status: GroupStatus,
 }
@@ -81,6 +119,7 @@ struct Slot {
 pub struct Runner {
     hsdb: Hsdb,
     platform: Box<dyn Platform>,
+    board: Arc<Board>,
     clock: Arc<dyn Clock>,
     slots: Vec<Slot>,
     after: Vec<Box<dyn AfterTurn>>,
@@ -112,6 +151,7 @@ impl Runner {
         Runner {
             hsdb,
             platform,
+            board: Arc::new(Board::sole("sole", Arc::new(BootClock::new()))),
             clock,
             slots: Vec::new(),
             after: Vec::new(),
@@ -125,36 +165,54 @@ impl Runner {
         }
     }
 
-    /// Serve one more host group; its first scan is due at once.
+    /// Decide with `board` who acts (the default: the sole controller, always).
+    pub fn lead_with(&mut self, board: Arc<Board>) {
+        self.status.controller_id = board.holder().to_owned();
+        self.board = board;
+    }
+
+    /// Serve one more host group with this engine, kept for the life of the loop; its
+    /// first scan is due at once.
     pub fn add_group(&mut self, engine: Box<dyn GroupEngine>) {
         let interval = engine.scan_interval();
-        let status = GroupStatus {
-            name: engine.host_group().to_owned(),
-            scans: 0,
-            scan_interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-            next_scan_ms: self.clock.now_ms(),
-            last_qq: None,
-            last_na: None,
-            in_flight: Vec::new(),
-            last_decisions: Vec::new(),
-            errors: 0,
-            last_error: None,
-        };
+        let status = GroupStatus::new(
+            engine.host_group(),
+            u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            self.clock.now_ms(),
+        );
         tracing::info!(
             host_group = engine.host_group(),
             scan_interval_ms = status.scan_interval_ms,
             "serving host group"
         );
+        self.board.compete(&[engine.host_group().to_owned()]);
         self.slots.push(Slot {
-            engine,
+            group: engine.host_group().to_owned(),
+            engine: Some(engine),
+            term: None,
+            given: true,
             due: Instant::now(),
             status,
         });
     }
 
-    /// The host groups served.
+    /// A group whose engine the source makes when this controller leads it.
+    fn add_sourced(&mut self, group: String) {
+        tracing::info!(host_group = %group, "host group found; serving it when leading it");
+        self.board.compete(std::slice::from_ref(&group));
+        self.slots.push(Slot {
+            status: GroupStatus::new(&group, 0, self.clock.now_ms()),
+            group,
+            engine: None,
+            term: None,
+            given: false,
+            due: Instant::now(),
+        });
+    }
+
+    /// The host groups served (led or not).
     pub fn groups(&self) -> impl Iterator<Item = &str> {
-        self.slots.iter().map(|s| s.engine.host_group())
+        self.slots.iter().map(|s| s.group.as_str())
     }
 
     /// Look for host groups in `source` at every turn (at most every
@@ -183,22 +241,86 @@ impl Runner {
                 return;
             }
         };
-        let mut new = Vec::new();
         for group in groups {
-            if self.slots.iter().any(|s| s.engine.host_group() == group) {
-                continue;
+            if !self.slots.iter().any(|s| s.group == group) {
+                self.add_sourced(group);
             }
-            match source.engine(&self.hsdb, &group) {
-                Ok(engine) => new.push(engine),
-                Err(why) => {
-                    tracing::error!(host_group = %group, "cannot serve: {why}");
-                    self.status.last_error = Some(why);
+        }
+    }
+
+    /// Make the slot's engine agree with where this controller stands: build one for a
+    /// new term, drop it when the term ended. Returns the term to tick in, or `None`:
+    /// not leading, no tick.
+    fn settle(&mut self, i: usize, now: Instant) -> Option<Option<i64>> {
+        let slot = &mut self.slots[i];
+        let access = self.board.access(&slot.group);
+        slot.status.lease = self.board.view(&slot.group);
+        let term = match access {
+            Access::Sole => None,
+            Access::Lead { token } => Some(token),
+            Access::Follow { .. } => {
+                if !slot.given && slot.engine.take().is_some() {
+                    tracing::warn!(
+                        host_group = %slot.group,
+                        term = slot.term,
+                        "not leading host group {} any more: its engine is dropped; \
+                         restarts in progress stay in the HSDB for the leader",
+                        slot.group
+                    );
+                    slot.status.in_flight.clear();
                 }
+                slot.term = None;
+                slot.due = now + FOLLOWER_POLL;
+                return None;
             }
+        };
+        if slot.given {
+            slot.term = term;
+            return Some(term);
         }
-        for engine in new {
-            self.add_group(engine);
+        if slot.engine.is_some() && slot.term == term {
+            return Some(term);
         }
+        // A new term: a fresh engine, whatever the last one knew.
+        slot.engine = None;
+        let source = self.source.as_mut()?;
+        let mut engine = match source.engine(&self.hsdb, &slot.group) {
+            Ok(engine) => engine,
+            Err(why) => {
+                tracing::error!(host_group = %slot.group, "cannot serve: {why}");
+                slot.status.last_error = Some(why.clone());
+                self.status.last_error = Some(why);
+                slot.due = now + DISCOVER_EVERY;
+                return None;
+            }
+        };
+        let interval = engine.scan_interval();
+        slot.status.scan_interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(
+            host_group = %slot.group,
+            term,
+            scan_interval_ms = slot.status.scan_interval_ms,
+            "serving host group {} (term {})",
+            slot.group,
+            term.map_or_else(|| "sole".to_owned(), |t| t.to_string())
+        );
+        let now_ms = self.clock.now_ms();
+        let mut platform =
+            FencedPlatform::new(self.platform.as_mut(), &self.board, &slot.group, term);
+        if let Err(why) = engine.begin_term(
+            now_ms,
+            term,
+            self.board.holder(),
+            &mut self.hsdb,
+            &mut platform,
+        ) {
+            tracing::error!(host_group = %slot.group, "taking over the earlier term: {why}");
+            slot.status.last_error = Some(why);
+        }
+        slot.engine = Some(engine);
+        slot.term = term;
+        slot.due = now;
+        Some(term)
     }
 
     /// Run `task` after every turn.
@@ -221,18 +343,23 @@ impl Runner {
     /// Returns when the next tick is due (`None`: no group served).
     pub fn turn(&mut self, now: Instant) -> Option<Instant> {
         self.discover();
-        for slot in &mut self.slots {
+        for i in 0..self.slots.len() {
+            let Some(term) = self.settle(i, now) else {
+                continue;
+            };
+            let slot = &mut self.slots[i];
+            let Some(engine) = slot.engine.as_mut() else {
+                continue;
+            };
             if slot.due > now {
                 continue;
             }
             let now_ms = self.clock.now_ms();
-            let result = slot.engine.tick(
-                now_ms,
-                &mut self.hsdb,
-                self.platform.as_mut(),
-                &mut slot.status,
-            );
-            let interval = slot.engine.scan_interval();
+            let mut platform =
+                FencedPlatform::new(self.platform.as_mut(), &self.board, &slot.group, term);
+            let result = engine.tick(now_ms, &mut self.hsdb, &mut platform, &mut slot.status);
+            slot.status.lease = self.board.view(&slot.group);
+            let interval = engine.scan_interval();
             slot.status.scan_interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
             let after_ms = self.clock.now_ms();
             let wake_ms = match result {
@@ -240,7 +367,7 @@ impl Runner {
                 Err(why) => {
                     slot.status.errors += 1;
                     tracing::error!(
-                        host_group = slot.engine.host_group(),
+                        host_group = %slot.group,
                         scan = slot.status.scans,
                         "tick failed: {why}"
                     );
@@ -260,12 +387,17 @@ impl Runner {
         self.status.below_seed_ranges = self
             .slots
             .iter()
-            .flat_map(|s| s.engine.below_seed_ranges())
+            .filter_map(|s| s.engine.as_ref())
+            .flat_map(|e| e.below_seed_ranges())
             .collect();
-        for task in &mut self.after {
-            if let Err(why) = task.after_turn(&mut self.hsdb, &mut self.status) {
-                tracing::error!("{why}");
-                self.status.last_error = Some(why);
+        let duties = self.board.access(HSDB_DUTIES);
+        self.status.duties = self.board.view(HSDB_DUTIES);
+        if !matches!(duties, Access::Follow { .. }) {
+            for task in &mut self.after {
+                if let Err(why) = task.after_turn(&mut self.hsdb, &mut self.status) {
+                    tracing::error!("{why}");
+                    self.status.last_error = Some(why);
+                }
             }
         }
         self.publish("running");
@@ -544,5 +676,289 @@ mod tests {
         let s = published.lock().unwrap().clone();
         assert_eq!(s.last_error.as_deref(), Some("notifier failed"));
         assert_eq!(s.events_logged, u64::from(n));
+    }
+
+    /// A platform that records every call it receives, as "runner:call".
+    struct Recording {
+        who: &'static str,
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Platform for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+        fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError> {
+            Ok(Vec::new())
+        }
+        fn host_alive(&mut self, _: &str) -> Result<bool, PlatformError> {
+            Ok(true)
+        }
+        fn ping(&mut self, vm: &Uuid) -> Result<bool, PlatformError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("{}:ping {vm}", self.who));
+            Ok(false)
+        }
+        fn vm_status(&mut self, host: &str, vm: &Uuid) -> Result<VmStatus, PlatformError> {
+            Err(PlatformError::NoSuchVm {
+                host: host.to_owned(),
+                vm: *vm,
+            })
+        }
+        fn stop(&mut self, host: &str, _: &Uuid) -> Result<(), PlatformError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("{}:stop {host}", self.who));
+            Ok(())
+        }
+        fn start(&mut self, host: &str, _: &VmSpec) -> Result<(), PlatformError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("{}:start {host}", self.who));
+            Ok(())
+        }
+        fn cleanup(&mut self, _: &str, _: &Uuid) -> Result<(), PlatformError> {
+            Ok(())
+        }
+    }
+
+    /// Each tick: ping, stop on host-a, (a pause of `pause_ms` on the shared clock: the
+    /// process stopped in the middle of a tick), start on host-b. Records its term.
+    struct Acting {
+        clock: ManualClock,
+        pause_ms: Arc<Mutex<i64>>,
+        terms: Arc<Mutex<Vec<Option<i64>>>>,
+    }
+
+    impl GroupEngine for Acting {
+        fn host_group(&self) -> &str {
+            "hg1"
+        }
+        fn scan_interval(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn begin_term(
+            &mut self,
+            _: i64,
+            token: Option<i64>,
+            _: &str,
+            _: &mut Hsdb,
+            _: &mut dyn Platform,
+        ) -> Result<(), String> {
+            self.terms.lock().unwrap().push(token);
+            Ok(())
+        }
+        fn tick(
+            &mut self,
+            now_ms: i64,
+            _: &mut Hsdb,
+            platform: &mut dyn Platform,
+            status: &mut GroupStatus,
+        ) -> Result<i64, String> {
+            status.scans += 1;
+            let vm = Uuid::parse(b"00000000-0000-0000-0000-000000000007").unwrap();
+            let _ = platform.ping(&vm);
+            let _ = platform.stop("host-a", &vm);
+            let pause = std::mem::take(&mut *self.pause_ms.lock().unwrap());
+            self.clock.advance(pause);
+            let spec = VmSpec {
+                uuid: vm,
+                name: "vm7".into(),
+                cpu_milli: 1,
+                memory_mb: 1,
+            };
+            if let Err(e) = platform.start("host-b", &spec) {
+                return Err(e.to_string());
+            }
+            Ok(now_ms)
+        }
+    }
+
+    struct OneGroup {
+        clock: ManualClock,
+        pause_ms: Arc<Mutex<i64>>,
+        terms: Arc<Mutex<Vec<Option<i64>>>>,
+    }
+
+    impl GroupSource for OneGroup {
+        fn groups(&mut self, _: &Hsdb) -> Result<Vec<String>, String> {
+            Ok(vec!["hg1".into()])
+        }
+        fn engine(&mut self, _: &Hsdb, _: &str) -> Result<Box<dyn GroupEngine>, String> {
+            Ok(Box::new(Acting {
+                clock: self.clock.clone(),
+                pause_ms: Arc::clone(&self.pause_ms),
+                terms: Arc::clone(&self.terms),
+            }))
+        }
+    }
+
+    const LEASE: crate::lease::LeaseSettings = crate::lease::LeaseSettings {
+        ttl_ms: 10_000,
+        renew_every_ms: 2_000,
+        margin_ms: 1_000,
+    };
+
+    struct Controller {
+        runner: Runner,
+        board: Arc<Board>,
+        store: crate::lease::memory::MemoryLeases,
+        published: Arc<Mutex<DaemonStatus>>,
+        pause_ms: Arc<Mutex<i64>>,
+        terms: Arc<Mutex<Vec<Option<i64>>>>,
+    }
+
+    impl Controller {
+        fn new(
+            who: &'static str,
+            clock: &ManualClock,
+            store: &crate::lease::memory::MemoryLeases,
+            calls: &Arc<Mutex<Vec<String>>>,
+        ) -> Controller {
+            let published = Arc::new(Mutex::new(DaemonStatus::starting(
+                ":memory:",
+                "recording",
+                "default",
+                0,
+            )));
+            let mut runner = Runner::new(
+                Hsdb::open_in_memory().unwrap(),
+                Box::new(Recording {
+                    who,
+                    calls: Arc::clone(calls),
+                }),
+                Arc::new(clock.clone()),
+                Arc::clone(&published),
+                Notifier::disabled(),
+            );
+            let board = Arc::new(Board::leased(who, LEASE, Arc::new(clock.clone())));
+            runner.lead_with(Arc::clone(&board));
+            let pause_ms = Arc::new(Mutex::new(0));
+            let terms = Arc::new(Mutex::new(Vec::new()));
+            runner.discover_groups(Box::new(OneGroup {
+                clock: clock.clone(),
+                pause_ms: Arc::clone(&pause_ms),
+                terms: Arc::clone(&terms),
+            }));
+            // The first turn finds the group (and makes the board a candidate for it).
+            runner.turn(Instant::now());
+            Controller {
+                runner,
+                board,
+                store: store.clone(),
+                published,
+                pause_ms,
+                terms,
+            }
+        }
+
+        /// What the lease thread and the loop do when both run.
+        fn turn(&mut self) {
+            self.board.run_once(&mut self.store);
+            self.runner.turn(Instant::now());
+        }
+
+        fn status(&self) -> DaemonStatus {
+            self.published.lock().unwrap().clone()
+        }
+    }
+
+    fn by(calls: &Arc<Mutex<Vec<String>>>, who: &str) -> Vec<String> {
+        calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.starts_with(who))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn of_two_controllers_only_the_leader_acts_and_a_stopped_one_acts_on_nothing_after() {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let store = crate::lease::memory::MemoryLeases::new(Arc::new(clock.clone()));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut a = Controller::new("a", &clock, &store, &calls);
+        let mut b = Controller::new("b", &clock, &store, &calls);
+        a.turn();
+        b.turn();
+        assert_eq!(by(&calls, "a:").len(), 3, "{calls:?}");
+        assert!(by(&calls, "b:").is_empty(), "the follower acts on nothing");
+        assert_eq!(*a.terms.lock().unwrap(), [Some(1)]);
+        let sa = a.status();
+        assert_eq!(sa.controller_id, "a");
+        assert_eq!(sa.groups[0].lease.role, "leader");
+        assert_eq!(sa.groups[0].lease.token, Some(1));
+        assert_eq!(sa.duties.role, "leader");
+        let sb = b.status();
+        assert_eq!(sb.groups[0].lease.role, "follower");
+        assert_eq!(sb.groups[0].lease.leader.as_deref(), Some("a"));
+        assert_eq!(sb.groups[0].scans, 0);
+        // a is stopped (kill -STOP) for 15 s: b's lease thread and loop run on.
+        let before = by(&calls, "a:").len();
+        for _ in 0..30 {
+            clock.advance(500);
+            b.turn();
+        }
+        assert_eq!(
+            *b.terms.lock().unwrap(),
+            [Some(2)],
+            "b took over with token 2"
+        );
+        assert!(!by(&calls, "b:").is_empty());
+        // a continues (kill -CONT): its loop runs before its lease thread. Nothing is
+        // sent: the engine of term 1 is dropped before it ticks.
+        a.runner.turn(Instant::now());
+        assert_eq!(by(&calls, "a:").len(), before, "{calls:?}");
+        let sa = a.status();
+        assert_eq!(sa.groups[0].lease.role, "candidate");
+        assert!(sa.groups[0].in_flight.is_empty());
+        a.turn();
+        let sa = a.status();
+        assert_eq!(sa.groups[0].lease.role, "follower");
+        assert_eq!(sa.groups[0].lease.leader.as_deref(), Some("b"));
+        assert_eq!(sa.groups[0].lease.token, Some(2));
+        assert_eq!(sa.duties.leader.as_deref(), Some("b"));
+        assert_eq!(by(&calls, "a:").len(), before);
+    }
+
+    #[test]
+    fn a_leader_stopped_in_the_middle_of_a_tick_sends_no_further_call() {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let store = crate::lease::memory::MemoryLeases::new(Arc::new(clock.clone()));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut a = Controller::new("a", &clock, &store, &calls);
+        // Stopped for 12 s between its stop and its start.
+        *a.pause_ms.lock().unwrap() = 12_000;
+        a.turn();
+        assert_eq!(
+            by(&calls, "a:"),
+            [
+                "a:ping 00000000-0000-0000-0000-000000000007",
+                "a:stop host-a"
+            ],
+            "the start after the pause was not sent"
+        );
+        let s = a.status();
+        let lease = &s.groups[0].lease;
+        assert_eq!(lease.refused.actions, 1);
+        assert!(
+            lease
+                .last_refusal
+                .as_deref()
+                .unwrap()
+                .starts_with("start host-b 00000000-0000-0000-0000-000000000007: the lease (token 1) passed its local deadline"),
+            "{lease:?}"
+        );
+        assert_eq!(s.groups[0].errors, 1, "the tick ended with the refusal");
+        // Nobody took the lease meanwhile: the next attempt gets a new one (it lapsed)
+        // and a new term's engine, which acts again.
+        a.turn();
+        assert_eq!(*a.terms.lock().unwrap(), [Some(1), Some(2)]);
+        assert_eq!(by(&calls, "a:").len(), 5);
     }
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::leadership::LeaseView;
+
 /// Decisions kept per host group for `status` (the full history is in the HSDB's
 /// `event` and `relocation` tables).
 pub const KEPT_DECISIONS: usize = 20;
@@ -40,6 +42,31 @@ pub struct DaemonStatus {
     pub last_event_id: i64,
     /// The last error outside a host group's scan (HSDB, notifier), if any.
     pub last_error: Option<String>,
+    /// This controller's id: the holder it writes in the leader lease (the
+    /// `controller_id` setting, or host name, process id and start time).
+    #[serde(default)]
+    pub controller_id: String,
+    /// The lease's timings; `None` with SQLite (one controller, no lease).
+    #[serde(default)]
+    pub lease: Option<LeaseTimings>,
+    /// The lease of the HSDB-wide duties (event log notifier, housekeeping): only the
+    /// controller that holds it runs them.
+    #[serde(default)]
+    pub duties: LeaseView,
+}
+
+/// The leader lease's timings, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTimings {
+    /// Lease duration.
+    pub ttl_ms: u64,
+    /// Attempts every.
+    pub renew_every_ms: u64,
+    /// Taken off the local deadline.
+    pub margin_ms: u64,
+    /// The longest a host group goes without a leader after its leader died:
+    /// ttl + renew_every + the longest scan interval of the groups served.
+    pub takeover_bound_ms: u64,
 }
 
 impl DaemonStatus {
@@ -60,6 +87,9 @@ impl DaemonStatus {
             events_logged: 0,
             last_event_id: 0,
             last_error: None,
+            controller_id: String::new(),
+            lease: None,
+            duties: LeaseView::default(),
         }
     }
 }
@@ -87,6 +117,28 @@ pub struct GroupStatus {
     pub errors: u64,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// Who leads the group, with what token, and what this controller refused.
+    #[serde(default)]
+    pub lease: LeaseView,
+}
+
+impl GroupStatus {
+    /// A group not scanned yet.
+    pub fn new(name: &str, scan_interval_ms: u64, next_scan_ms: i64) -> GroupStatus {
+        GroupStatus {
+            name: name.to_owned(),
+            scans: 0,
+            scan_interval_ms,
+            next_scan_ms,
+            last_qq: None,
+            last_na: None,
+            in_flight: Vec::new(),
+            last_decisions: Vec::new(),
+            errors: 0,
+            last_error: None,
+            lease: LeaseView::default(),
+        }
+    }
 }
 
 /// What one QuickQuery or NeedsAttention found.

@@ -84,6 +84,8 @@ pub enum Verdict {
     Moved,
     /// A restart ended (its outcome in the reason).
     RestartEnded,
+    /// A restart an earlier term left unfinished was taken over (or closed).
+    TakenOver,
 }
 
 impl Verdict {
@@ -110,6 +112,7 @@ impl Verdict {
             Verdict::AppEscalation => "app_escalation",
             Verdict::Moved => "moved",
             Verdict::RestartEnded => "restart_ended",
+            Verdict::TakenOver => "taken_over",
         }
     }
 }

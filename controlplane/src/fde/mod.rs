@@ -34,6 +34,7 @@ mod host;
 mod log;
 mod place;
 mod store;
+mod takeover;
 mod view;
 mod vm;
 
@@ -53,6 +54,7 @@ use crate::relocate::{Executor, Ledger, Restart};
 pub use log::{Decision, DecisionLog, Subject, Verdict};
 pub use place::PlacementJob;
 pub use store::LosingAcks;
+pub use takeover::{OpenRelocation, TAKE_OVER_MAX_AGE_MS, TakeOver};
 pub use view::{HostView, MonitorView, NaView, NodeData, NodeEvent, REASON_SHUTDOWN, VmAttention};
 
 /// The doorbell bit that says "a critical application of this VM is in FAILURE" (ours:
@@ -115,6 +117,11 @@ pub trait HealthStore: Ledger {
     /// The VM's same-host restarts since its last relocation to another host, counting
     /// only those begun at or after `since_ms` (from its `relocation` rows).
     fn same_host_restarts(&mut self, vm: &Uuid, since_ms: i64) -> hsdb::Result<u32>;
+    /// Restarts and relocations not ended, with their steps (what a new term takes
+    /// over). A store without `relocation` rows has none.
+    fn open_relocations(&mut self) -> hsdb::Result<Vec<OpenRelocation>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Why a tick failed. The engine's state stays consistent: the next tick goes on.

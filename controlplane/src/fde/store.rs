@@ -6,7 +6,8 @@ use hsdb::{
 };
 
 use super::{
-    HealthStore, HostView, MonitorView, NaLimits, NaView, NodeData, NodeEvent, VmAttention,
+    HealthStore, HostView, MonitorView, NaLimits, NaView, NodeData, NodeEvent, OpenRelocation,
+    VmAttention,
 };
 use crate::events::Event;
 use crate::hs::DiscoveryType;
@@ -14,6 +15,10 @@ use crate::relocate::{Ledger, MonitorCommand};
 
 /// Node events read per scan; more wait for the next one (the monitor keeps `hasData`).
 const NODE_EVENTS_PER_SCAN: usize = 100;
+
+/// A new term looks for unfinished restarts among this many newest `relocation` rows
+/// (one still open behind 10,000 newer ones is long past taking over).
+const OPEN_RELOCATIONS_SCANNED: u32 = 10_000;
 
 impl Ledger for Hsdb {
     fn enqueue_command(
@@ -193,6 +198,25 @@ impl HealthStore for Hsdb {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    fn open_relocations(&mut self) -> hsdb::Result<Vec<OpenRelocation>> {
+        let rows = self.relocations(None, OPEN_RELOCATIONS_SCANNED)?;
+        let mut open = Vec::new();
+        for r in rows.into_iter().filter(|r| r.ended_ms.is_none()) {
+            let steps = self.relocation_steps(r.id)?;
+            open.push(OpenRelocation {
+                id: r.id,
+                vm: r.vm,
+                from: r.from_host,
+                to: r.to_host,
+                last_ms: r.phase_ms.unwrap_or(r.started_ms),
+                steps: steps.into_iter().map(|s| s.phase).collect(),
+            });
+        }
+        // Oldest first: taken over in the order they were begun.
+        open.reverse();
+        Ok(open)
+    }
+
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
         Ok(self
             .hm_interfaces(hm)?
@@ -303,5 +327,8 @@ impl HealthStore for LosingAcks<'_> {
     }
     fn same_host_restarts(&mut self, vm: &Uuid, since_ms: i64) -> hsdb::Result<u32> {
         self.store.same_host_restarts(vm, since_ms)
+    }
+    fn open_relocations(&mut self) -> hsdb::Result<Vec<OpenRelocation>> {
+        self.store.open_relocations()
     }
 }

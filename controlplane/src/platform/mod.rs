@@ -12,6 +12,7 @@ use std::fmt;
 
 use hsdb::Uuid;
 
+pub mod fenced;
 pub mod libvirt;
 pub mod sim;
 
@@ -140,6 +141,16 @@ pub enum PlatformError {
         /// The platform's words.
         why: String,
     },
+    /// Not sent: this controller may not act for the host group now (it does not lead,
+    /// or its lease passed its local deadline; [`fenced`]). Nothing happened on the
+    /// platform.
+    #[error("{op} refused: {why}")]
+    Fenced {
+        /// The call, with its arguments.
+        op: String,
+        /// Why this controller may not act.
+        why: String,
+    },
 }
 
 /// A platform driver: probes and actions, each bounded by a timeout.
@@ -168,7 +179,9 @@ pub trait Platform: Send {
     /// Power the VM off on `host` (the first step of a restart; a VM already off is Ok).
     fn stop(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError>;
 
-    /// Start the VM on `host`, defining it there first if the host does not have it.
+    /// Start the VM on `host`, defining it there first if the host does not have it. A
+    /// VM already running on `host` is Ok: a new leader that takes over a restart whose
+    /// start may or may not have happened starts it again on the same host.
     fn start(&mut self, host: &str, vm: &VmSpec) -> Result<(), PlatformError>;
 
     /// Remove the VM's leftover definition from `host` after it moved away (the seed's

@@ -31,6 +31,8 @@ pub struct FdeEngine {
     pub acks_lost: u64,
     /// The last decision traced.
     last_seq: u64,
+    /// Take over the restarts left unfinished at the first turn (a new term).
+    take_over: bool,
 }
 
 impl FdeEngine {
@@ -42,6 +44,17 @@ impl FdeEngine {
             lose: 0,
             acks_lost: 0,
             last_seq: 0,
+            take_over: false,
+        }
+    }
+
+    /// Drive `fde` as a new term's engine: at its first turn it takes over the restarts
+    /// the engine before it left unfinished in the HSDB ([`Fde::take_over`]), as the
+    /// daemon's engine does when it gains the lease or starts.
+    pub fn taking_over(fde: Fde) -> FdeEngine {
+        FdeEngine {
+            take_over: true,
+            ..FdeEngine::new(fde)
         }
     }
 }
@@ -58,6 +71,11 @@ impl Engine for FdeEngine {
             store: hsdb,
             lose: &mut self.lose,
         };
+        if std::mem::take(&mut self.take_over) {
+            self.fde
+                .take_over(now, &mut store, platform)
+                .map_err(|e| e.to_string())?;
+        }
         let tick = self
             .fde
             .tick(now, &mut store, platform)
