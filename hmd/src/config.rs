@@ -37,6 +37,10 @@ const DEFAULT_COMMAND_POLL_MS: u64 = 500;
 /// Allowed `command_poll_ms`: from 50 ms (20 reads a second of an indexed, usually
 /// empty, queue) to 1 s (the bound the control plane is promised).
 const COMMAND_POLL_RANGE: std::ops::RangeInclusive<u64> = 50..=1000;
+/// Smallest `hsdb_backlog_limit`: a mass failure of 1,000 VMs must fit.
+const MIN_BACKLOG_LIMIT: usize = 1000;
+/// Largest `hsdb_backlog_limit`: about 1.2 GB of state transitions.
+const MAX_BACKLOG_LIMIT: usize = 10_000_000;
 /// Longest `vm_miss_after_ms`: 10 h.
 const MAX_MISS_MS: u64 = 36_000_000;
 /// Longest admin socket path (`sun_path` holds 108 bytes with its NUL).
@@ -61,6 +65,7 @@ struct File {
     hm_heartbeat_period_ms: Option<Spanned<i64>>,
     flush_ms: Option<Spanned<i64>>,
     command_poll_ms: Option<Spanned<i64>>,
+    hsdb_backlog_limit: Option<Spanned<i64>>,
     synchronous: Option<Spanned<String>>,
     log: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
@@ -102,6 +107,8 @@ pub struct Config {
     pub flush: Duration,
     /// How often the HSDB writer reads this monitor's command queue.
     pub command_poll: Duration,
+    /// Most transitions held while the HSDB is unavailable.
+    pub hsdb_backlog_limit: usize,
     /// SQLite durability.
     pub synchronous: Synchronous,
     /// Log filter, overridden by a valid `RUST_LOG`.
@@ -455,6 +462,23 @@ impl Config {
             default_grace,
             200..=12_600,
         )?;
+        let hsdb_backlog_limit = count(
+            "hsdb_backlog_limit",
+            f.hsdb_backlog_limit.as_ref(),
+            crate::writer::DEFAULT_BACKLOG_LIMIT,
+            MAX_BACKLOG_LIMIT,
+            "1000..=10000000 (transitions held while the HSDB is unavailable)",
+        )?;
+        if hsdb_backlog_limit < MIN_BACKLOG_LIMIT
+            && let Some(v) = &f.hsdb_backlog_limit
+        {
+            return Err(src.bad(
+                "hsdb_backlog_limit",
+                Some(v.span()),
+                v.get_ref(),
+                "1000..=10000000 (transitions held while the HSDB is unavailable)",
+            ));
+        }
         let auth = auth_config(&src, f.auth, f.auth_key_file, f.auth_second_key_file)?;
         Ok(Config {
             monitor_uuid,
@@ -470,6 +494,7 @@ impl Config {
             hm_heartbeat_period: Duration::from_millis(hm_hb_ms),
             flush: Duration::from_millis(flush_ms),
             command_poll: Duration::from_millis(command_poll_ms),
+            hsdb_backlog_limit,
             synchronous,
             log,
             log_format,
@@ -792,6 +817,7 @@ impl fmt::Display for Config {
             COMMAND_POLL_RANGE.end()
         )?;
         writeln!(f, "command_poll_ms = {}", ms(self.command_poll))?;
+        writeln!(f, "hsdb_backlog_limit = {}", self.hsdb_backlog_limit)?;
         writeln!(f, "# SQLite durability: \"full\" (default) or \"normal\"")?;
         let sync = match self.synchronous {
             Synchronous::Full => "full",

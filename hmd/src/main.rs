@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod backlog;
 mod commands;
 mod config;
 mod metrics;

@@ -1,41 +1,117 @@
-//! The single HSDB writer: transitions arrive in batches over a bounded channel and are
-//! committed in as few transactions as possible.
+//! The HSDB writer: transitions arrive in batches over a bounded channel, wait in the
+//! [`Backlog`], and are committed in order, in as few transactions as possible.
 //!
-//! The dataplane thread never touches SQLite. It sends what one wake-up produced; the
-//! writer gathers everything that arrives within `flush` and commits it in one
-//! transaction (10,000 MISSING rows take ~50 ms with `synchronous=FULL`). A failed
-//! commit is retried with the same batch: nothing accepted is dropped, and while the
-//! disk is unusable the bounded channel holds the dataplane back instead of losing rows.
+//! Two threads, so that the dataplane never waits for the database:
+//! - `hsdb-intake` drains the channel into the backlog as fast as batches come, whatever
+//!   the database does (the backlog supersedes and, past its bound, drops: counted and
+//!   logged, `backlog.rs`);
+//! - `hsdb-writer` owns the connection: it gathers what arrives within `flush` and
+//!   commits it in one transaction (10,000 MISSING rows take ~50 ms on SQLite with
+//!   `synchronous=FULL`), oldest first, at most [`MAX_BATCH`] at a time.
+//!
+//! When the HSDB is unavailable (PostgreSQL down or restarting, the network cut: an
+//! error for which [`StoreError::unavailable`] holds, or a broken connection) the writer
+//! drops the connection, says so once at warn, and reconnects with a jittered
+//! exponential back-off ([`Backoff`]); when it is back it says so at info, commits the
+//! backlog in order and only then reads commands again. Any other failed commit is a
+//! refusal and is retried on the same connection, the same batch, with the same
+//! back-off, as it always was; while that lasts the writer makes no progress and the
+//! watchdog notices (`supervise.rs`). A transition is counted committed only once the
+//! database acknowledged its transaction.
 //!
 //! The writer also owns the command path from the control plane (`commands.rs`): every
 //! `command_poll` it reads this monitor's open commands, hands the new ones to the
 //! dataplane thread (waking it), and marks each one done once the dataplane has acted
 //! and the transitions of that action are committed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod commit;
+pub mod report;
+mod store;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
-use hsdb::{Hsdb, Transition};
+use hsdb::Transition;
 use mio::Waker;
 
+use crate::backlog::{Backlog, BacklogCounts, KINDS};
 use crate::commands::{Command, Completion};
 
+pub use store::{Connector, HsdbConnector, Store, StoreError};
+
 /// Largest number of transitions committed in one transaction.
-const MAX_BATCH: usize = 100_000;
+pub const MAX_BATCH: usize = 100_000;
+
+/// Default bound of the backlog, in transitions (docs/operations.md sizes it).
+pub const DEFAULT_BACKLOG_LIMIT: usize = 200_000;
+
+/// Reconnection (and refusal retry) delays: `first`, doubling up to `max`; each wait is
+/// drawn between half the delay and the delay, so that the monitors of a host group do
+/// not all knock at once when the database comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first delay.
+    pub first: Duration,
+    /// The longest.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// 100 ms doubling to 5 s.
+    pub const DEFAULT: Backoff = Backoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_secs(5),
+    };
+}
+
+/// How the writer works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterSettings {
+    /// How long it gathers transitions into one transaction.
+    pub flush: Duration,
+    /// The backlog's bound, in transitions.
+    pub backlog_limit: usize,
+    /// Reconnection and retry delays.
+    pub backoff: Backoff,
+    /// At a stop, how long it goes on trying to commit what it holds while the HSDB is
+    /// unavailable or refuses, before giving up (and saying what it gives up).
+    pub stop_grace: Duration,
+}
+
+impl WriterSettings {
+    /// The defaults with `flush`.
+    pub fn new(flush: Duration) -> WriterSettings {
+        WriterSettings {
+            flush,
+            backlog_limit: DEFAULT_BACKLOG_LIMIT,
+            backoff: Backoff::DEFAULT,
+            stop_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The last failed HSDB call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// What it said.
+    pub message: String,
+}
 
 /// What the writer has done; read by the admin socket and the watchdog.
 #[derive(Debug)]
 pub struct WriterStats {
     /// Transitions handed to the writer (counted before the hand-over).
     pub handed: AtomicU64,
-    /// Transitions committed.
+    /// Transitions committed: in a transaction the database acknowledged.
     pub transitions: AtomicU64,
     /// Transactions committed.
     pub commits: AtomicU64,
-    /// Commits that failed and were retried.
+    /// Commits that failed and were retried (refusals and outages alike).
     pub retries: AtomicU64,
     /// Duration of the last commit, microseconds.
     pub last_commit_us: AtomicU64,
@@ -45,8 +121,28 @@ pub struct WriterStats {
     pub commands_done: AtomicU64,
     /// Reads of the command queue or completions that failed (retried).
     pub command_errors: AtomicU64,
-    /// When the writer last made progress, in ms since `origin`: its last commit, or
-    /// the hand-over that found it with nothing owed.
+    /// A connection to the HSDB is open.
+    pub connected: AtomicBool,
+    /// When `connected` last changed (or the writer started), ms since the Unix epoch.
+    pub connected_changed_ms: AtomicU64,
+    /// Times the HSDB became unavailable (a start without it included).
+    pub outages: AtomicU64,
+    /// Attempts to connect after it did.
+    pub reconnect_attempts: AtomicU64,
+    /// Transitions in the backlog, not yet taken for a commit.
+    pub held: AtomicU64,
+    /// Transitions taken for the commit under way (or to be retried).
+    pub in_flight: AtomicU64,
+    /// The backlog's bound.
+    pub backlog_limit: AtomicU64,
+    /// Transitions the backlog superseded (the store ends the same without them).
+    pub superseded: AtomicU64,
+    /// Transitions dropped because the backlog was full, by kind (`backlog::KINDS`).
+    pub dropped: [AtomicU64; KINDS.len()],
+    /// The last failed HSDB call.
+    last_error: Mutex<Option<LastError>>,
+    /// When the writer last made progress, in ms since `origin`: its last commit, an
+    /// attempt to reconnect, or the hand-over that found it with nothing owed.
     progress_ms: AtomicU64,
     origin: Instant,
 }
@@ -62,6 +158,16 @@ impl Default for WriterStats {
             commands_read: AtomicU64::new(0),
             commands_done: AtomicU64::new(0),
             command_errors: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            connected_changed_ms: AtomicU64::new(epoch_ms()),
+            outages: AtomicU64::new(0),
+            reconnect_attempts: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            backlog_limit: AtomicU64::new(DEFAULT_BACKLOG_LIMIT as u64),
+            superseded: AtomicU64::new(0),
+            dropped: Default::default(),
+            last_error: Mutex::new(None),
             progress_ms: AtomicU64::new(0),
             origin: Instant::now(),
         }
@@ -77,6 +183,13 @@ pub struct Stall {
     pub silent: Duration,
 }
 
+/// Now, in ms since the Unix epoch.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl WriterStats {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -87,16 +200,63 @@ impl WriterStats {
         self.progress_ms.fetch_max(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// `Some` when the writer owes transitions and has made no progress for longer than
-    /// `limit` (blocked on a lock, a failing disk, or gone); `None` when it is caught
-    /// up or working.
-    pub fn stalled(&self, limit: Duration) -> Option<Stall> {
-        // Committed first: a hand-over in between can only make `owed` larger.
-        let committed = self.transitions.load(Ordering::Relaxed);
-        let owed = self
-            .handed
+    /// Transitions dropped for room, every kind.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(|d| d.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Transitions held: in the backlog and in the commit under way.
+    pub fn backlog(&self) -> u64 {
+        self.held.load(Ordering::Relaxed) + self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Transitions handed over and neither committed nor superseded nor dropped.
+    pub fn owed(&self) -> u64 {
+        // Accounted first: a hand-over in between can only make `owed` larger.
+        let accounted = self.transitions.load(Ordering::Relaxed)
+            + self.superseded.load(Ordering::Relaxed)
+            + self.dropped_total();
+        self.handed
             .load(Ordering::Relaxed)
-            .saturating_sub(committed);
+            .saturating_sub(accounted)
+    }
+
+    /// The last failed HSDB call, if any.
+    pub fn last_error(&self) -> Option<LastError> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set_last_error(&self, message: &str) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(LastError {
+                at_ms: epoch_ms(),
+                message: message.to_owned(),
+            });
+        }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+        self.connected_changed_ms
+            .store(epoch_ms(), Ordering::Relaxed);
+    }
+
+    /// The backlog's counts, as the intake thread last saw them.
+    fn publish(&self, backlog: &Backlog) {
+        let counts = backlog.counts();
+        self.held.store(backlog.len() as u64, Ordering::Relaxed);
+        self.superseded.store(counts.superseded, Ordering::Relaxed);
+        for (d, n) in self.dropped.iter().zip(counts.dropped) {
+            d.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// `Some` when the writer owes transitions and has made no progress for longer than
+    /// `limit` (blocked on a lock, a failing disk, a refusing database, or gone); `None`
+    /// when it is caught up or working — waiting for an unavailable HSDB to come back
+    /// is working: every attempt to reconnect is progress.
+    pub fn stalled(&self, limit: Duration) -> Option<Stall> {
+        let owed = self.owed();
         let silent = Duration::from_millis(
             self.now_ms()
                 .saturating_sub(self.progress_ms.load(Ordering::Relaxed)),
@@ -133,18 +293,12 @@ pub struct CommandPoll {
 
 impl CommandPoll {
     /// Read the open commands newer than the last handed over and hand them to the
-    /// dataplane thread. A failed read or a full channel leaves them for the next poll.
-    fn poll(&mut self, hsdb: &Hsdb, stats: &WriterStats) {
-        let commands = match crate::commands::read(hsdb, &self.hm, self.after) {
-            Ok(c) => c,
-            Err(e) => {
-                stats.command_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("reading the command queue failed, retrying at the next poll: {e}");
-                return;
-            }
-        };
+    /// dataplane thread. A full channel leaves them for the next poll; a failed read is
+    /// the caller's.
+    fn poll(&mut self, store: &mut impl Store, stats: &WriterStats) -> Result<(), StoreError> {
+        let commands = store.commands(&self.hm, self.after)?;
         let Some(last) = commands.iter().map(|c| c.id).max() else {
-            return;
+            return Ok(());
         };
         let n = commands.len() as u64;
         match self.tx.try_send(commands) {
@@ -163,47 +317,93 @@ impl CommandPoll {
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
+        Ok(())
     }
 }
 
-/// Handle on the writer thread.
+/// What the two threads share.
+#[derive(Debug)]
+struct Shared {
+    held: Mutex<Held>,
+    /// Signalled when something was added or the channel closed.
+    wake: Condvar,
+}
+
+#[derive(Debug)]
+struct Held {
+    backlog: Backlog,
+    /// Commands acted on, each with the backlog position after its batch's
+    /// transitions: marked done once everything before that is committed.
+    completions: std::collections::VecDeque<(u64, Completion)>,
+    /// The dataplane hung up: commit what is held, then stop.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        // A panic elsewhere does not make the backlog wrong: keep using it.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Handle on the writer threads.
 #[derive(Debug)]
 pub struct Writer {
     tx: Option<Sender<Batch>>,
-    handle: Option<JoinHandle<()>>,
+    handles: Vec<JoinHandle<()>>,
     /// Its counters.
     pub stats: Arc<WriterStats>,
 }
 
 impl Writer {
-    /// Start the writer on `hsdb`; with `commands`, it also reads the command queue.
-    pub fn spawn(
-        hsdb: Hsdb,
-        flush: Duration,
+    /// Start the writer: on `store` if one is open already, else it connects through
+    /// `connector` as soon as it can (and again whenever the HSDB was unavailable). With
+    /// `commands`, it also reads the command queue.
+    pub fn spawn<C: Connector>(
+        connector: C,
+        store: Option<C::Store>,
+        settings: WriterSettings,
         commands: Option<CommandPoll>,
     ) -> std::io::Result<Writer> {
         let (tx, rx) = bounded(1024);
         let stats = Arc::new(WriterStats::default());
-        let thread_stats = Arc::clone(&stats);
-        let handle = std::thread::Builder::new()
+        stats
+            .backlog_limit
+            .store(settings.backlog_limit as u64, Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            held: Mutex::new(Held {
+                backlog: Backlog::new(settings.backlog_limit),
+                completions: Default::default(),
+                closed: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let intake = {
+            let (shared, stats) = (Arc::clone(&shared), Arc::clone(&stats));
+            std::thread::Builder::new()
+                .name("hsdb-intake".into())
+                .spawn(move || intake(&rx, &shared, &stats))?
+        };
+        let committer = commit::Committer::new(connector, store, shared, &stats, settings);
+        let writer = std::thread::Builder::new()
             .name("hsdb-writer".into())
-            .spawn(move || run(hsdb, &rx, flush, &thread_stats, commands))?;
+            .spawn(move || committer.run(commands))?;
         Ok(Writer {
             tx: Some(tx),
-            handle: Some(handle),
+            handles: vec![intake, writer],
             stats,
         })
     }
 
-    /// Queue transitions and the commands acted on; blocks while the writer is a full
-    /// channel behind.
+    /// Queue transitions and the commands acted on. Blocks only while the intake thread
+    /// is a full channel behind (it never waits for the database).
     pub fn send_batch(&self, batch: Batch) {
         if batch.transitions.is_empty() && batch.completions.is_empty() {
             return;
         }
         // A writer that owed nothing starts its clock now, not at its last commit.
         let stats = &self.stats;
-        if stats.handed.load(Ordering::Relaxed) == stats.transitions.load(Ordering::Relaxed) {
+        if stats.owed() == 0 {
             stats.progressed();
         }
         stats
@@ -216,318 +416,91 @@ impl Writer {
         }
     }
 
-    /// Commit everything queued, then stop the writer.
+    /// Commit everything queued (giving up after the stop grace if the HSDB is
+    /// unavailable), then stop the writer.
     pub fn finish(mut self) {
         self.tx = None;
-        if let Some(h) = self.handle.take()
-            && h.join().is_err()
-        {
-            tracing::error!("HSDB writer thread panicked");
-        }
-    }
-}
-
-fn run(
-    mut hsdb: Hsdb,
-    rx: &Receiver<Batch>,
-    flush: Duration,
-    stats: &WriterStats,
-    mut commands: Option<CommandPoll>,
-) {
-    let mut batch: Vec<Transition> = Vec::new();
-    let mut done: Vec<Completion> = Vec::new();
-    // The first poll at once: commands a previous run left open are acted on at start.
-    let mut next_poll = Instant::now();
-    loop {
-        let first = match &commands {
-            Some(_) => rx.recv_deadline(next_poll),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        let mut closed = false;
-        match first {
-            Ok(b) => {
-                batch.extend(b.transitions);
-                done.extend(b.completions);
-                // Gather for `flush`, but never past a due poll.
-                let mut deadline = Instant::now() + flush;
-                if commands.is_some() {
-                    deadline = deadline.min(next_poll.max(Instant::now()));
-                }
-                while batch.len() < MAX_BATCH {
-                    match rx.recv_deadline(deadline) {
-                        Ok(b) => {
-                            batch.extend(b.transitions);
-                            done.extend(b.completions);
-                        }
-                        Err(RecvTimeoutError::Timeout) => break,
-                        Err(RecvTimeoutError::Disconnected) => {
-                            closed = true;
-                            break;
-                        }
-                    }
-                }
+        for h in self.handles.drain(..) {
+            if h.join().is_err() {
+                tracing::error!("HSDB writer thread panicked");
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => closed = true,
-        }
-        commit(&mut hsdb, &mut batch, stats);
-        complete(&mut hsdb, &mut done, stats);
-        if closed {
-            break;
-        }
-        if let Some(c) = &mut commands
-            && Instant::now() >= next_poll
-        {
-            c.poll(&hsdb, stats);
-            next_poll = Instant::now() + c.period;
-        }
-    }
-    // Anything still queued when the sender went away.
-    while let Ok(b) = rx.try_recv() {
-        batch.extend(b.transitions);
-        done.extend(b.completions);
-    }
-    commit(&mut hsdb, &mut batch, stats);
-    complete(&mut hsdb, &mut done, stats);
-}
-
-/// Mark the commands acted on done, once the transitions of their action are
-/// committed (the caller commits first). One that cannot be marked stays for the next
-/// round; at worst a restart reads it again, and acting twice is harmless.
-fn complete(hsdb: &mut Hsdb, done: &mut Vec<Completion>, stats: &WriterStats) {
-    if done.is_empty() {
-        return;
-    }
-    match crate::commands::complete(hsdb, done) {
-        Ok(()) => {
-            stats
-                .commands_done
-                .fetch_add(done.len() as u64, Ordering::Relaxed);
-            done.clear();
-        }
-        Err(e) => {
-            stats.command_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(
-                "marking {} command(s) done failed, retrying: {e}",
-                done.len()
-            );
         }
     }
 }
 
-fn commit(hsdb: &mut Hsdb, batch: &mut Vec<Transition>, stats: &WriterStats) {
-    if batch.is_empty() {
-        return;
-    }
-    let mut delay = Duration::from_millis(100);
+/// How often a backlog that keeps overflowing is logged.
+const OVERFLOW_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The intake thread: everything the dataplane sends goes into the backlog, at once.
+fn intake(rx: &Receiver<Batch>, shared: &Shared, stats: &WriterStats) {
+    let mut overflow = OverflowLog::default();
     loop {
-        let started = std::time::Instant::now();
-        match hsdb.apply(batch) {
-            Ok(applied) => {
-                let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                stats.last_commit_us.store(us, Ordering::Relaxed);
-                stats
-                    .transitions
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats.progressed();
-                tracing::debug!(
-                    transitions = batch.len(),
-                    us,
-                    discovered = applied.discovered,
-                    detected = applied.detected,
-                    missing = applied.missing,
-                    missing_ignored = applied.missing_ignored,
-                    suspended = applied.suspended,
-                    doorbells = applied.doorbells,
-                    hm_heartbeats = applied.hm_heartbeats,
-                    hm_events = applied.hm_events,
-                    hm_interfaces = applied.hm_interfaces,
-                    events = applied.events,
-                    vms_created = applied.vms_created,
-                    pending_added = applied.pending_added,
-                    "HSDB commit"
-                );
-                batch.clear();
+        let first = match rx.recv_timeout(OVERFLOW_LOG_EVERY) {
+            Ok(b) => b,
+            Err(RecvTimeoutError::Timeout) => {
+                let held = shared.lock();
+                overflow.report(held.backlog.counts(), held.backlog.limit());
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                shared.lock().closed = true;
+                shared.wake.notify_all();
                 return;
             }
-            Err(e) => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    "HSDB commit of {} transitions failed, retrying in {:?}: {e}",
-                    batch.len(),
-                    delay
-                );
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+        };
+        let mut held = shared.lock();
+        hold(&mut held, first);
+        while let Ok(b) = rx.try_recv() {
+            hold(&mut held, b);
         }
+        stats.publish(&held.backlog);
+        overflow.report(held.backlog.counts(), held.backlog.limit());
+        drop(held);
+        shared.wake.notify_all();
+    }
+}
+
+fn hold(held: &mut Held, batch: Batch) {
+    for t in batch.transitions {
+        held.backlog.push(t);
+    }
+    let mark = held.backlog.end();
+    held.completions
+        .extend(batch.completions.into_iter().map(|c| (mark, c)));
+}
+
+/// Overflow is logged at warn when it starts, then at most every
+/// [`OVERFLOW_LOG_EVERY`] while it goes on, with the counts.
+#[derive(Debug, Default)]
+struct OverflowLog {
+    reported: u64,
+    last: Option<Instant>,
+}
+
+impl OverflowLog {
+    fn report(&mut self, counts: &BacklogCounts, limit: usize) {
+        let total = counts.dropped_total();
+        if total == self.reported || self.last.is_some_and(|t| t.elapsed() < OVERFLOW_LOG_EVERY) {
+            return;
+        }
+        let by_kind: Vec<String> = KINDS
+            .iter()
+            .zip(counts.dropped)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        tracing::warn!(
+            limit,
+            dropped = total - self.reported,
+            dropped_total = total,
+            by_kind = %by_kind.join(", "),
+            "HSDB backlog full: transitions dropped to make room (events first, then history a later \
+             transition of the same VM follows, then the oldest); hsdb_backlog_limit bounds it"
+        );
+        self.reported = total;
+        self.last = Some(Instant::now());
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The stall verdict from the counters alone (no thread, no database, no sleep: the
-    /// writer's clock origin is set a minute back).
-    #[test]
-    fn stalled_only_while_owing_and_silent() {
-        let minute = Duration::from_secs(60);
-        let stats = WriterStats {
-            origin: Instant::now()
-                .checked_sub(minute)
-                .expect("a minute of uptime"),
-            ..WriterStats::default()
-        };
-        let limit = Duration::from_secs(5);
-        assert_eq!(stats.stalled(Duration::ZERO), None, "owes nothing");
-        stats.handed.store(3, Ordering::Relaxed);
-        let stall = stats
-            .stalled(limit)
-            .expect("owes 3, no progress for a minute");
-        assert_eq!(stall.owed, 3);
-        assert!(stall.silent >= minute, "{stall:?}");
-        stats.progressed();
-        assert_eq!(
-            stats.stalled(limit),
-            None,
-            "owes, but made progress just now"
-        );
-        stats.transitions.store(3, Ordering::Relaxed);
-        assert_eq!(stats.stalled(Duration::ZERO), None, "caught up");
-    }
-
-    /// A registered monitor on a fresh HSDB in `dir`.
-    fn hsdb_with_monitor(dir: &std::path::Path, hm: hsdb::Uuid) -> Hsdb {
-        let mut db =
-            Hsdb::open(dir.join("hsdb.sqlite"), &hsdb::Options::default()).expect("open the HSDB");
-        db.upsert_host(&hsdb::HostRecord {
-            id: hsdb::HostId(1),
-            name: "host1".into(),
-            machine_type: String::new(),
-            model: String::new(),
-            serial: String::new(),
-            cpu_milli: 0,
-            memory_mb: 0,
-            host_group: String::new(),
-        })
-        .expect("host");
-        db.register_hm(&hsdb::HmRecord {
-            uuid: hm,
-            host: hsdb::HostId(1),
-            mac: hsdb::MacAddr::default(),
-            incarnation: hsdb::HelloId {
-                secs: 1,
-                nanos: 0,
-                suffix: 1,
-            },
-            version: dataplane::wire::VERSION,
-            at: 0,
-        })
-        .expect("monitor");
-        db
-    }
-
-    /// The writer reads the open commands within a poll period, hands them over once,
-    /// marks them done with their result after the batch's transitions, and a new
-    /// writer (a restart) reads again only those left open.
-    #[test]
-    fn commands_are_read_handed_over_once_and_marked_done() {
-        use crate::commands::{Command, Completion};
-        let dir = tempfile::tempdir().expect("temp dir");
-        let hm = hsdb::Uuid([1; 16]);
-        let (vm1, vm2, vm3) = (
-            hsdb::Uuid([2; 16]),
-            hsdb::Uuid([3; 16]),
-            hsdb::Uuid([4; 16]),
-        );
-        let mut db = hsdb_with_monitor(dir.path(), hm);
-        let stop = db
-            .enqueue_command(&hm, hsdb::CommandKind::StopMonitoring, &vm1, 10)
-            .expect("enqueue");
-        let forget = db
-            .enqueue_command(&hm, hsdb::CommandKind::ForgetVm, &vm2, 11)
-            .expect("enqueue");
-
-        let spawn = |db: Hsdb| {
-            let poll = mio::Poll::new().expect("poll");
-            let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
-            let (tx, rx) = bounded(4);
-            let writer = Writer::spawn(
-                db,
-                Duration::from_millis(5),
-                Some(CommandPoll {
-                    hm,
-                    period: Duration::from_millis(50),
-                    tx,
-                    waker,
-                    after: 0,
-                }),
-            )
-            .expect("writer");
-            (writer, rx, poll)
-        };
-        let (writer, rx, _poll) = spawn(db);
-        let first = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the open commands, read at once");
-        assert_eq!(
-            first,
-            vec![
-                Command {
-                    id: stop,
-                    kind: hsdb::CommandKind::StopMonitoring,
-                    vm: vm1,
-                    created_ms: 10
-                },
-                Command {
-                    id: forget,
-                    kind: hsdb::CommandKind::ForgetVm,
-                    vm: vm2,
-                    created_ms: 11
-                },
-            ]
-        );
-        // Handed over once: later polls ask only for newer ones.
-        let mut db2 = Hsdb::open(dir.path().join("hsdb.sqlite"), &hsdb::Options::default())
-            .expect("second connection");
-        let start = db2
-            .enqueue_command(&hm, hsdb::CommandKind::StartMonitoring, &vm3, 20)
-            .expect("enqueue");
-        let second = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the new command, within a poll");
-        assert_eq!(second.iter().map(|c| c.id).collect::<Vec<_>>(), [start]);
-        // Only the first is acted on before the "crash".
-        writer.send_batch(Batch {
-            transitions: Vec::new(),
-            completions: vec![Completion {
-                id: stop,
-                result: "STOPPED: test".into(),
-                at: 30,
-            }],
-        });
-        writer.finish();
-        assert!(
-            rx.recv_timeout(Duration::from_millis(200)).is_err(),
-            "nothing handed over twice"
-        );
-        let done = db2.command(stop).expect("read").expect("exists");
-        assert_eq!(done.done_ms, Some(30));
-        assert_eq!(done.result.as_deref(), Some("STOPPED: test"));
-        assert_eq!(
-            db2.command(forget).expect("read").expect("exists").done_ms,
-            None
-        );
-
-        // A restart reads the two left open again.
-        let (writer, rx, _poll) = spawn(db2);
-        let again = rx.recv_timeout(Duration::from_secs(10)).expect("reread");
-        assert_eq!(
-            again.iter().map(|c| c.id).collect::<Vec<_>>(),
-            [forget, start]
-        );
-        writer.finish();
-    }
-}
+mod tests;

@@ -40,6 +40,7 @@ impl Monitor<'_> {
                 let _ = writeln!(out, "incarnation  {}", self.hello);
                 let _ = writeln!(out, "uptime       {:.0} s", now.as_nanos() as f64 / 1e9);
                 let _ = writeln!(out, "hsdb         {}", config.hsdb.display());
+                crate::writer::report::status(w, crate::writer::epoch_ms(), &mut out);
                 // A session whose agent shut down (SHDN:DAEMON) is not counted: the
                 // agent is gone until it opens a new one.
                 let mut shut = vec![0usize; interfaces.len()];
@@ -157,7 +158,10 @@ impl Monitor<'_> {
                     ("commands_read", w.commands_read.load(Ordering::Relaxed)),
                     ("commands_done", w.commands_done.load(Ordering::Relaxed)),
                     ("command_errors", w.command_errors.load(Ordering::Relaxed)),
-                ] {
+                ]
+                .into_iter()
+                .chain(crate::writer::report::counters(w))
+                {
                     let _ = writeln!(out, "- {name} {value}");
                 }
             }
@@ -309,6 +313,7 @@ impl Monitor<'_> {
             "Duration of the last HSDB commit, in microseconds.",
             [(none, w.last_commit_us.load(Ordering::Relaxed))],
         );
+        crate::writer::report::metrics(w, &mut page);
         page.family(
             "commands",
             Kind::Counter,

@@ -21,7 +21,7 @@ use super::{Interface, Monitor, RunError, TX_BUF_LEN, WAKER, epoch_ms, hello_id}
 use crate::config::Config;
 use crate::quiet::{TransitionLog, Warnings};
 use crate::supervise::Supervisor;
-use crate::writer::{CommandPoll, Writer};
+use crate::writer::{CommandPoll, HsdbConnector, Writer, WriterSettings};
 use dataplane::heartbeat::HeartbeatTable;
 
 impl<'a> Monitor<'a> {
@@ -88,8 +88,13 @@ impl<'a> Monitor<'a> {
             waker: Arc::clone(&waker),
             after: 0,
         };
-        let writer =
-            Writer::spawn(hsdb, config.flush, Some(command_poll)).map_err(RunError::Poll)?;
+        let connector = HsdbConnector::new(config.hsdb.clone(), options, |_| Ok(()));
+        let settings = WriterSettings {
+            backlog_limit: config.hsdb_backlog_limit,
+            ..WriterSettings::new(config.flush)
+        };
+        let writer = Writer::spawn(connector, Some(hsdb), settings, Some(command_poll))
+            .map_err(RunError::Poll)?;
         let mut table = HeartbeatTable::new(interfaces.len(), config.vm_miss_after);
         let next_hm_heartbeat = clock.now();
         // The previous run's DETECTED VMs: MISSING unless they re-pair within a Hello
