@@ -45,20 +45,18 @@ impl fmt::Display for StoreError {
     }
 }
 
-impl From<hsdb::Error> for StoreError {
-    fn from(e: hsdb::Error) -> StoreError {
+impl StoreError {
+    /// `e`, from a PostgreSQL HSDB when `postgres`. Only PostgreSQL is ever
+    /// *unavailable* (unreachable, restarting, the connection broke:
+    /// [`hsdb::Error::is_unavailable`]): an SQLite file is local, and a lock another
+    /// process holds on it for longer than the busy timeout is retried on the same
+    /// connection, as it always was (the watchdog restarts a writer stuck that way).
+    pub fn from_hsdb(e: &hsdb::Error, postgres: bool) -> StoreError {
         StoreError {
-            unavailable: is_unavailable(&e),
+            unavailable: postgres && e.is_unavailable(),
             message: e.to_string(),
         }
     }
-}
-
-/// Whether `e` says the database cannot be reached (as opposed to a refusal).
-fn is_unavailable(_e: &hsdb::Error) -> bool {
-    // An SQLite file is never "unavailable": its errors are retried on the same
-    // connection, as they always were.
-    false
 }
 
 /// One open connection to the HSDB: the writer's calls.
@@ -88,38 +86,54 @@ pub trait Connector: Send + 'static {
 
 impl Store for Hsdb {
     fn apply(&mut self, batch: &[Transition]) -> Result<Applied, StoreError> {
-        Ok(Hsdb::apply(self, batch)?)
+        Hsdb::apply(self, batch).map_err(|e| self.store_error(&e))
     }
 
     fn commands(&mut self, hm: &Uuid, after: i64) -> Result<Vec<Command>, StoreError> {
-        Ok(crate::commands::read(self, hm, after)?)
+        crate::commands::read(self, hm, after).map_err(|e| self.store_error(&e))
     }
 
     fn complete(&mut self, done: &[Completion]) -> Result<(), StoreError> {
-        Ok(crate::commands::complete(self, done)?)
+        crate::commands::complete(self, done).map_err(|e| self.store_error(&e))
+    }
+
+    fn is_broken(&self) -> bool {
+        Hsdb::is_broken(self)
     }
 }
 
-/// Opens the HSDB at a path ([`Hsdb::open`]); `on_connect` runs on every new
-/// connection before the writer uses it (registration, on the first).
+/// The writer's view of an error of `db`.
+trait StoreErrorOf {
+    fn store_error(&self, e: &hsdb::Error) -> StoreError;
+}
+
+impl StoreErrorOf for Hsdb {
+    fn store_error(&self, e: &hsdb::Error) -> StoreError {
+        StoreError::from_hsdb(e, self.backend() == hsdb::Backend::Postgres)
+    }
+}
+
+/// Connects to the HSDB ([`Hsdb::connect`]: an SQLite file or a PostgreSQL database);
+/// `on_connect` runs on every new connection before the writer uses it (the monitor's
+/// registration, when start-up could not do it).
 pub struct HsdbConnector {
-    path: std::path::PathBuf,
+    target: hsdb::Target,
     options: hsdb::Options,
     on_connect: OnConnect,
 }
 
 /// What runs on each new connection.
-type OnConnect = Box<dyn FnMut(&mut Hsdb) -> Result<(), StoreError> + Send>;
+type OnConnect = Box<dyn FnMut(&mut Hsdb) -> Result<(), hsdb::Error> + Send>;
 
 impl HsdbConnector {
-    /// Connect to the HSDB at `path` with `options`.
+    /// Connect to `target` with `options`.
     pub fn new(
-        path: std::path::PathBuf,
+        target: hsdb::Target,
         options: hsdb::Options,
-        on_connect: impl FnMut(&mut Hsdb) -> Result<(), StoreError> + Send + 'static,
+        on_connect: impl FnMut(&mut Hsdb) -> Result<(), hsdb::Error> + Send + 'static,
     ) -> HsdbConnector {
         HsdbConnector {
-            path,
+            target,
             options,
             on_connect: Box::new(on_connect),
         }
@@ -128,8 +142,9 @@ impl HsdbConnector {
 
 impl fmt::Debug for HsdbConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The target's Display never shows a password.
         f.debug_struct("HsdbConnector")
-            .field("path", &self.path)
+            .field("target", &self.target.to_string())
             .finish_non_exhaustive()
     }
 }
@@ -138,12 +153,14 @@ impl Connector for HsdbConnector {
     type Store = Hsdb;
 
     fn connect(&mut self) -> Result<Hsdb, StoreError> {
-        let mut db = Hsdb::open(&self.path, &self.options)?;
-        (self.on_connect)(&mut db)?;
+        let postgres = self.target.is_postgres();
+        let mut db = Hsdb::connect(&self.target, &self.options)
+            .map_err(|e| StoreError::from_hsdb(&e, postgres))?;
+        (self.on_connect)(&mut db).map_err(|e| StoreError::from_hsdb(&e, postgres))?;
         Ok(db)
     }
 
     fn target(&self) -> String {
-        self.path.display().to_string()
+        self.target.to_string()
     }
 }

@@ -174,7 +174,7 @@ fn commands_are_read_handed_over_once_and_marked_done() {
 /// Reconnects to the test's HSDB file; nothing to register.
 fn connector(dir: &Path) -> HsdbConnector {
     HsdbConnector::new(
-        dir.join("hsdb.sqlite"),
+        hsdb::Target::Sqlite(dir.join("hsdb.sqlite")),
         hsdb::Options::default(),
         |_| Ok(()),
     )

@@ -58,7 +58,8 @@ impl Connector for Flaky {
     type Store = FlakyStore;
     fn connect(&mut self) -> Result<FlakyStore, StoreError> {
         self.switch.check()?;
-        let db = Hsdb::open(&self.path, &hsdb::Options::default())?;
+        let db = Hsdb::open(&self.path, &hsdb::Options::default())
+            .map_err(|e| StoreError::from_hsdb(&e, false))?;
         self.switch.connects.fetch_add(1, Ordering::SeqCst);
         self.switch.log("connect".into());
         Ok(FlakyStore {
