@@ -356,6 +356,9 @@ pub(crate) struct PgConn {
     pub(crate) client: postgres::Client,
     /// Prepared statements by their SQLite text.
     stmts: HashMap<String, postgres::Statement>,
+    /// Tests: transactions committed, counted.
+    #[cfg(test)]
+    commits: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl PgConn {
@@ -363,6 +366,8 @@ impl PgConn {
         PgConn {
             client,
             stmts: HashMap::new(),
+            #[cfg(test)]
+            commits: None,
         }
     }
 
@@ -663,7 +668,24 @@ pub(crate) struct Tx<'c> {
 impl Tx<'_> {
     pub(crate) fn commit(mut self, op: &'static str) -> Result<()> {
         self.open = false;
-        self.conn.batch(op, "COMMIT")
+        self.conn.batch(op, "COMMIT")?;
+        #[cfg(test)]
+        if let Conn::Pg(pg) = self.conn
+            && let Some(commits) = &pg.borrow().commits
+        {
+            commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Conn {
+    /// Tests: count the transactions committed on this PostgreSQL connection.
+    pub(crate) fn count_commits(&self, counter: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        if let Conn::Pg(pg) = self {
+            pg.borrow_mut().commits = Some(counter);
+        }
     }
 }
 

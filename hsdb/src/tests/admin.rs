@@ -7,7 +7,7 @@ use crate::{
     RelocationKind, Transition, VmSettings, VmState,
 };
 
-#[test]
+both!(test_set_vm_partial_settings);
 fn test_set_vm_partial_settings() {
     let mut f = Fixture::new();
     // A VM the controller adds before any monitor saw it.
@@ -88,7 +88,7 @@ fn test_set_vm_partial_settings() {
     assert!(err.to_string().contains("999"), "{err}");
 }
 
-#[test]
+both!(test_host_capacity_and_group);
 fn test_host_capacity_and_group() {
     let mut f = Fixture::new();
     f.db.set_host_capacity(HOST_B, 64_000, 2_048)
@@ -103,7 +103,7 @@ fn test_host_capacity_and_group() {
     assert!(matches!(err, Error::NotFound { what: "host", .. }));
 }
 
-#[test]
+both!(test_params_by_scope);
 fn test_params_by_scope() {
     let mut f = Fixture::new();
     let scopes = [
@@ -141,7 +141,7 @@ fn test_params_by_scope() {
     assert_eq!(f.db.params().expect("params").len(), 3);
 }
 
-#[test]
+both!(test_relocation_rows_and_phases);
 fn test_relocation_rows_and_phases() {
     let mut f = Fixture::new();
     f.db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
@@ -211,7 +211,7 @@ fn test_relocation_rows_and_phases() {
     ));
 }
 
-#[test]
+both!(test_command_queue);
 fn test_command_queue() {
     let mut f = Fixture::new();
     let stop =
@@ -273,7 +273,7 @@ fn test_command_queue() {
     ));
 }
 
-#[test]
+both!(test_record_event);
 fn test_record_event() {
     let mut f = Fixture::new();
     let a =
@@ -297,7 +297,7 @@ fn test_record_event() {
     );
 }
 
-#[test]
+both!(test_retire_hm_keeps_vm_items);
 fn test_retire_hm_keeps_vm_items() {
     let mut f = Fixture::new();
     f.db.apply(&[
@@ -331,7 +331,7 @@ fn test_retire_hm_keeps_vm_items() {
     f.db.integrity_check().expect("integrity");
 }
 
-#[test]
+both!(test_prune_events_respects_the_slowest_consumer);
 fn test_prune_events_respects_the_slowest_consumer() {
     let mut f = Fixture::new();
     for i in 0..10 {
@@ -379,7 +379,7 @@ fn test_prune_events_respects_the_slowest_consumer() {
     assert_eq!(next, 11);
 }
 
-#[test]
+both!(test_prune_vms_gone_for_good);
 fn test_prune_vms_gone_for_good() {
     let mut f = Fixture::new();
     f.db.apply(&[

@@ -47,7 +47,7 @@ fn healthy(f: &mut Fixture) {
     f.db.acknowledge(1).expect("ack");
 }
 
-#[test]
+both!(test_quick_query_every_monitor_with_its_silence);
 fn test_quick_query_every_monitor_with_its_silence() {
     let mut f = Fixture::new();
     f.db.apply(&[heartbeat(hm1(), T0 + 9_000), heartbeat(hm2(), T0 + 10_500)])
@@ -86,7 +86,7 @@ fn test_quick_query_every_monitor_with_its_silence() {
     );
 }
 
-#[test]
+both!(test_needs_attention_empty_when_healthy);
 fn test_needs_attention_empty_when_healthy() {
     let mut f = Fixture::new();
     healthy(&mut f);
@@ -104,7 +104,7 @@ fn test_needs_attention_empty_when_healthy() {
     );
 }
 
-#[test]
+both!(test_missed_hb_from_the_earliest_of_two_misses);
 fn test_missed_hb_from_the_earliest_of_two_misses() {
     let mut f = Fixture::new();
     healthy(&mut f);
@@ -140,7 +140,7 @@ fn test_missed_hb_from_the_earliest_of_two_misses() {
     assert!(na(&mut f, T0 + 61_000, 5).vms.is_empty());
 }
 
-#[test]
+both!(test_doorbell_tag_and_ack);
 fn test_doorbell_tag_and_ack() {
     // TC-10 / TC-11: shortMsg with hsTag; after the ack it is gone.
     let mut f = Fixture::new();
@@ -167,7 +167,7 @@ fn test_doorbell_tag_and_ack() {
     assert!(after.vms.is_empty() && after.tag.is_none(), "{after:?}");
 }
 
-#[test]
+both!(test_item_written_after_the_reply_survives_the_ack);
 fn test_item_written_after_the_reply_survives_the_ack() {
     let mut f = Fixture::new();
     healthy(&mut f);
@@ -191,7 +191,7 @@ fn test_item_written_after_the_reply_survives_the_ack() {
     assert_eq!(only_vm(&next).short_msg, Some(0x8));
 }
 
-#[test]
+both!(test_lost_ack_is_reported_again_under_a_new_tag);
 fn test_lost_ack_is_reported_again_under_a_new_tag() {
     let mut f = Fixture::new();
     f.db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
@@ -215,7 +215,7 @@ fn test_lost_ack_is_reported_again_under_a_new_tag() {
     assert!(f.db.pending().expect("pending").is_empty());
 }
 
-#[test]
+both!(test_discovered_vm_reads_unmanaged_and_moved_vm_reads_moved);
 fn test_discovered_vm_reads_unmanaged_and_moved_vm_reads_moved() {
     let mut f = Fixture::new();
     f.db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
@@ -244,7 +244,7 @@ fn test_discovered_vm_reads_unmanaged_and_moved_vm_reads_moved() {
     );
 }
 
-#[test]
+both!(test_monitors_down_silent_or_with_data);
 fn test_monitors_down_silent_or_with_data() {
     let mut f = Fixture::new();
     all_heartbeat(&mut f, T0 + 100_000);
@@ -296,7 +296,7 @@ fn test_monitors_down_silent_or_with_data() {
     assert_eq!(f.db.node_data(79, 10).expect("node data").tag, None);
 }
 
-#[test]
+both!(test_group_selections_tag_only_their_group);
 fn test_group_selections_tag_only_their_group() {
     let mut f = Fixture::new();
     f.db.set_host_group(HOST_B, "hg2").expect("group");
@@ -348,7 +348,7 @@ fn test_group_selections_tag_only_their_group() {
     assert!(none.vms.is_empty() && none.tag.is_none() && none.vm_hosts.is_empty());
 }
 
-#[test]
+both!(test_seed_order_and_cap);
 fn test_seed_order_and_cap() {
     let mut f = Fixture::new();
     let (a, b, c, d) = (vm_n(1), vm_n(2), vm_n(3), vm_n(4));

@@ -13,7 +13,7 @@ fn event(n: i64) -> Transition {
     }
 }
 
-#[test]
+both!(test_event_ids_monotonic_and_paging);
 fn test_event_ids_monotonic_and_paging() {
     let mut f = Fixture::new();
     let applied =
@@ -59,7 +59,7 @@ fn test_event_ids_monotonic_and_paging() {
     assert!(f.db.events_after(0, 0).expect("limit 0").is_empty());
 }
 
-#[test]
+both!(test_event_ids_never_reused);
 fn test_event_ids_never_reused() {
     let mut f = Fixture::new();
     f.db.apply(&(0..3).map(event).collect::<Vec<_>>())
@@ -71,14 +71,14 @@ fn test_event_ids_never_reused() {
             .map(|e| e.id)
             .expect("three events");
     // Old events pruned: a consumer at `last` must not miss the next one.
-    f.raw().execute("DELETE FROM event", []).expect("prune");
+    f.exec("DELETE FROM event", crate::db::params![]);
     f.db.apply(&[event(3)]).expect("apply");
     let next = f.db.events_after(last, 10).expect("read");
     assert_eq!(next.len(), 1);
     assert!(next[0].id > last);
 }
 
-#[test]
+both!(test_consumer_offsets);
 fn test_consumer_offsets() {
     let mut f = Fixture::new();
     assert_eq!(f.db.consumer_offset("email").expect("read"), None);
@@ -94,8 +94,7 @@ fn test_consumer_offsets() {
     assert_eq!(f.db.consumer_offset("email").expect("read"), Some(5));
 
     // Offsets survive a restart (store-and-forward after an outage).
-    let path = f.path();
-    drop(f.db);
-    let db = Hsdb::open(&path, &Options::default()).expect("reopen");
+    let db = f.reopen(&Options::default());
+    drop(f);
     assert_eq!(db.consumer_offset("email").expect("read"), Some(5));
 }

@@ -6,6 +6,7 @@ mod control;
 mod events;
 mod monitors;
 mod open;
+mod postgres;
 mod read_only;
 mod review;
 mod stopped;
@@ -100,9 +101,68 @@ fn discovered(vm: Uuid, hm: Uuid, mac: MacAddr, at: i64) -> Transition {
     }
 }
 
-/// A file database with hosts A and B, monitors hm1, hm2 on A and hm_b on B.
+// Whether the fixtures of the running test use PostgreSQL: set by `both!`'s wrappers;
+// SQLite otherwise (the SQLite-only tests).
+std::thread_local! {
+    static ON_POSTGRES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run test `test` on `backend`: on PostgreSQL every [`Fixture`] it makes is a fresh
+/// database (skipped, saying so, when this machine has no PostgreSQL; failed under
+/// `CI=true`).
+fn run_on(backend: crate::Backend, test: &str, body: fn()) {
+    match backend {
+        crate::Backend::Sqlite => ON_POSTGRES.with(|b| b.set(false)),
+        crate::Backend::Postgres => {
+            if pglab::require(test).is_none() {
+                return;
+            }
+            // Each fixture the test makes gets a fresh database.
+            ON_POSTGRES.with(|b| b.set(true));
+        }
+    }
+    body();
+}
+
+/// Generate `<test>::sqlite` and `<test>::postgres` for each test function named: the
+/// same body on both backends ([`run_on`]).
+macro_rules! both {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    crate::tests::run_on(
+                        crate::Backend::Sqlite,
+                        concat!(module_path!(), "::sqlite"),
+                        super::$name,
+                    );
+                }
+
+                #[test]
+                fn postgres() {
+                    crate::tests::run_on(
+                        crate::Backend::Postgres,
+                        concat!(module_path!(), "::postgres"),
+                        super::$name,
+                    );
+                }
+            }
+        )+
+    };
+}
+pub(crate) use both;
+
+/// Where a fixture's database lives.
+enum Place {
+    Sqlite(TempDir),
+    Postgres(crate::Target),
+}
+
+/// A database with hosts A and B, monitors hm1, hm2 on A and hm_b on B: an SQLite file,
+/// or a fresh PostgreSQL database when the test runs on PostgreSQL ([`both!`]).
 struct Fixture {
-    dir: TempDir,
+    place: Place,
     db: Hsdb,
 }
 
@@ -112,12 +172,24 @@ impl Fixture {
     }
 
     fn with(synchronous: Synchronous) -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
         let options = Options {
             synchronous,
             ..Options::default()
         };
-        let mut db = Hsdb::open(dir.path().join("hsdb.sqlite"), &options).expect("open");
+        let on_pg = ON_POSTGRES.with(std::cell::Cell::get);
+        let (place, mut db) = if on_pg {
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("hsdb_test")
+                .to_owned();
+            let target = fresh_postgres(&test).expect("PostgreSQL checked by run_on");
+            let db = Hsdb::connect(&target, &options).expect("connect");
+            (Place::Postgres(target), db)
+        } else {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let db = Hsdb::open(dir.path().join("hsdb.sqlite"), &options).expect("open");
+            (Place::Sqlite(dir), db)
+        };
         db.upsert_host(&host(HOST_A, "host-a", "212424W"))
             .expect("host a");
         db.upsert_host(&host(HOST_B, "host-b", "21282FW"))
@@ -131,16 +203,42 @@ impl Fixture {
             db.register_hm(&hm_record(uuid, host, mac, T0))
                 .expect("register");
         }
-        Fixture { dir, db }
+        Fixture { place, db }
     }
 
+    /// The SQLite file (SQLite-only tests).
     fn path(&self) -> std::path::PathBuf {
-        self.dir.path().join("hsdb.sqlite")
+        match &self.place {
+            Place::Sqlite(dir) => dir.path().join("hsdb.sqlite"),
+            Place::Postgres(_) => panic!("an SQLite-only test runs on SQLite"),
+        }
     }
 
-    /// Count commits from now on.
+    /// The database as a target, for more connections.
+    fn target(&self) -> crate::Target {
+        match &self.place {
+            Place::Sqlite(dir) => crate::Target::Sqlite(dir.path().join("hsdb.sqlite")),
+            Place::Postgres(target) => target.clone(),
+        }
+    }
+
+    /// Another read-write connection to the same database.
+    fn reopen(&self, options: &Options) -> Hsdb {
+        Hsdb::connect(&self.target(), options).expect("reopen")
+    }
+
+    /// A read-only connection to the same database.
+    fn reopen_read_only(&self, options: &Options) -> Hsdb {
+        Hsdb::connect_read_only(&self.target(), options).expect("reopen read-only")
+    }
+
+    /// Count commits of `self.db` from now on.
     fn count_commits(&mut self) -> Arc<AtomicUsize> {
         let commits = Arc::new(AtomicUsize::new(0));
+        if self.db.backend() == crate::Backend::Postgres {
+            self.db.conn.count_commits(Arc::clone(&commits));
+            return commits;
+        }
         let counter = Arc::clone(&commits);
         self.db
             .raw_sqlite_mut()
@@ -152,9 +250,24 @@ impl Fixture {
         commits
     }
 
-    /// A raw connection to the same file, for edits the API does not allow.
+    /// A raw connection to the same file, for edits the API does not allow (SQLite-only
+    /// tests; shared tests use `f.db.conn`).
     fn raw(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.path()).expect("raw open")
+    }
+
+    /// One integer from `sql` (`?N` placeholders), through the fixture's connection.
+    fn int(&self, sql: &str, params: &[&dyn crate::db::Param]) -> i64 {
+        self.db
+            .conn
+            .query_int("test", sql, params)
+            .expect(sql)
+            .expect("a value")
+    }
+
+    /// Execute `sql` through the fixture's connection; rows changed.
+    fn exec(&self, sql: &str, params: &[&dyn crate::db::Param]) -> usize {
+        self.db.conn.execute("test", sql, params).expect(sql)
     }
 }
 
@@ -162,48 +275,11 @@ impl Fixture {
 /// throw-away cluster of this test process), as a target; `None` after saying why the
 /// test is skipped when this machine has no PostgreSQL (under `CI=true` that fails).
 fn fresh_postgres(test: &str) -> Option<crate::Target> {
-    let server = pglab::require(test)?;
-    let url = server.fresh_database(test);
+    let url = fresh_postgres_url(test)?;
     Some(crate::Target::parse(&url).expect("pglab gives a valid URL"))
 }
 
-#[test]
-fn test_postgres_smoke() {
-    let Some(target) = fresh_postgres("test_postgres_smoke") else {
-        return;
-    };
-    let mut db = Hsdb::connect(&target, &Options::default()).expect("connect");
-    assert_eq!(db.backend(), crate::Backend::Postgres);
-    assert_eq!(db.schema_version().expect("version"), crate::SCHEMA_VERSION);
-    db.integrity_check().expect("integrity");
-    db.upsert_host(&host(HOST_A, "host-a", "212424W"))
-        .expect("host");
-    let trunk = MacAddr([0x6a, 0x6a, 0x08, 0x84, 0xee, 0x11]);
-    db.register_hm(&hm_record(hm1(), HOST_A, trunk, T0))
-        .expect("register");
-    let applied = db
-        .apply(&[
-            discovered(vm1(), hm1(), mac_n(1, 0), T0),
-            Transition::Missing {
-                vm: vm1(),
-                hm: hm1(),
-                at: T0 + 5,
-            },
-            Transition::Event {
-                kind: "X".into(),
-                vm: Some(vm1()),
-                hm: None,
-                text: "t".into(),
-                at: T0,
-            },
-        ])
-        .expect("apply");
-    assert_eq!(applied.vms_created, 1);
-    let row = db.vm_hm(&vm1(), &hm1()).expect("read").expect("row");
-    assert_eq!(row.hb_missed_ms, Some(T0 + 5));
-    assert_eq!(db.pending().expect("pending").len(), 1);
-    assert_eq!(db.events_after(0, 10).expect("events").len(), 1);
-    drop(db);
-    let again = Hsdb::connect(&target, &Options::default()).expect("reconnect");
-    assert_eq!(again.vms().expect("vms").len(), 1);
+/// The same, as the database's URL (for a raw client: `pglab::client`).
+fn fresh_postgres_url(test: &str) -> Option<String> {
+    Some(pglab::require(test)?.fresh_database(test))
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use super::*;
 use crate::{Applied, Error, HmInterfaceRow, HmRow, HmState, InterfaceState, PendingKind};
 
-#[test]
+both!(test_upsert_host);
 fn test_upsert_host() {
     let mut f = Fixture::new();
     let a = host(HOST_A, "host-a", "212424W");
@@ -27,7 +27,7 @@ fn test_upsert_host() {
     assert!(err.to_string().starts_with("upsert_host: "), "{err}");
 }
 
-#[test]
+both!(test_register_hm);
 fn test_register_hm() {
     let f = Fixture::new();
     let row = f.db.hm(&hm1()).expect("read").expect("registered");
@@ -45,14 +45,17 @@ fn test_register_hm() {
             has_data: false,
         }
     );
-    let text: (String, String, String) = f
-        .raw()
-        .query_row(
-            "SELECT uuid, mac, incarnation FROM hm WHERE host_id = 42",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .expect("raw");
+    let text: (String, String, String) =
+        f.db.conn
+            .query_opt(
+                "test",
+                "hm",
+                "SELECT uuid, mac, incarnation FROM hm WHERE host_id = 42",
+                crate::db::params![],
+                |c| Ok((c.text(0)?, c.text(1)?, c.text(2)?)),
+            )
+            .expect("raw")
+            .expect("row");
     assert_eq!(
         text,
         (
@@ -65,7 +68,7 @@ fn test_register_hm() {
     assert_eq!(f.db.hm(&vm1()).expect("read"), None);
 }
 
-#[test]
+both!(test_register_hm_again_after_event);
 fn test_register_hm_again_after_event() {
     // The monitor's node went down (seed 004 L7012-7014), then the monitor restarts: UP,
     // reason cleared, new incarnation, but the event stays pending (hasData='1', seed
@@ -126,7 +129,7 @@ fn test_register_hm_again_after_event() {
     assert_eq!(f.db.pending().expect("pending").len(), 1, "still pending");
 }
 
-#[test]
+both!(test_hm_interface_state_and_events);
 fn test_hm_interface_state_and_events() {
     let mut f = Fixture::new();
     let iface = |name: &str, state, at| Transition::HmInterface {
@@ -228,7 +231,7 @@ fn test_hm_interface_state_and_events() {
     );
 }
 
-#[test]
+both!(test_register_hm_unknown_host);
 fn test_register_hm_unknown_host() {
     let mut f = Fixture::new();
     let err =
@@ -241,7 +244,7 @@ fn test_register_hm_unknown_host() {
     assert_eq!(f.db.hm(&vm1()).expect("read"), None);
 }
 
-#[test]
+both!(test_hm_heartbeat);
 fn test_hm_heartbeat() {
     let mut f = Fixture::new();
     let applied =
@@ -268,7 +271,7 @@ fn test_hm_heartbeat() {
     assert_eq!(last(hm_b()), Some(T0));
 }
 
-#[test]
+both!(test_unknown_hm_rolls_back_batch);
 fn test_unknown_hm_rolls_back_batch() {
     let mut f = Fixture::new();
     let commits = f.count_commits();
@@ -314,7 +317,7 @@ fn test_unknown_hm_rolls_back_batch() {
     assert_eq!(commits.load(Ordering::SeqCst), 1);
 }
 
-#[test]
+both!(test_hm_transitions_need_registration);
 fn test_hm_transitions_need_registration() {
     let mut f = Fixture::new();
     let stranger = vm1();

@@ -47,7 +47,7 @@ fn on_host_a(f: &mut Fixture) {
     ack_all(f, 1);
 }
 
-#[test]
+both!(test_first_discovery_reads_unknown_unmanaged);
 fn test_first_discovery_reads_unknown_unmanaged() {
     let mut f = Fixture::new();
     f.db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
@@ -81,7 +81,7 @@ fn test_first_discovery_reads_unknown_unmanaged() {
     );
 }
 
-#[test]
+both!(test_late_suspended_from_the_old_host_does_not_move_the_vm_back);
 fn test_late_suspended_from_the_old_host_does_not_move_the_vm_back() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -122,7 +122,7 @@ fn test_late_suspended_from_the_old_host_does_not_move_the_vm_back() {
     assert_eq!(kinds, [PendingKind::Discovered]);
 }
 
-#[test]
+both!(test_move_retires_the_old_rows_and_tells_the_old_monitors_to_forget);
 fn test_move_retires_the_old_rows_and_tells_the_old_monitors_to_forget() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -160,15 +160,16 @@ fn test_move_retires_the_old_rows_and_tells_the_old_monitors_to_forget() {
     assert_eq!(rows.vms[0].missed_hm_entry, None);
 }
 
-#[test]
+both!(test_deleting_a_monitor_keeps_the_vm_items_it_wrote);
 fn test_deleting_a_monitor_keeps_the_vm_items_it_wrote() {
     let mut f = Fixture::new();
     f.db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
         .expect("apply");
-    let raw = f.raw();
-    raw.pragma_update(None, "foreign_keys", "ON").expect("fk");
-    raw.execute("DELETE FROM hm WHERE uuid = ?1", [hm1().to_string()])
-        .expect("delete monitor");
+    // With foreign keys on (the store's own connection has them).
+    f.exec(
+        "DELETE FROM hm WHERE uuid = ?1",
+        crate::db::params![hm1().to_string()],
+    );
     let pending = f.db.pending().expect("pending");
     assert_eq!(pending.len(), 1);
     assert_eq!(
@@ -179,7 +180,7 @@ fn test_deleting_a_monitor_keeps_the_vm_items_it_wrote() {
     assert_eq!(na(&mut f, T0, 1).vms.len(), 1);
 }
 
-#[test]
+both!(test_pending_ids_are_never_reused);
 fn test_pending_ids_are_never_reused() {
     let mut f = Fixture::new();
     f.db.apply(&[
@@ -204,7 +205,7 @@ fn test_pending_ids_are_never_reused() {
     );
 }
 
-#[test]
+both!(test_suspension_ended_through_the_other_monitor_does_not_block_a_miss);
 fn test_suspension_ended_through_the_other_monitor_does_not_block_a_miss() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -243,7 +244,7 @@ fn test_suspension_ended_through_the_other_monitor_does_not_block_a_miss() {
     assert_eq!(late.missing_ignored, 0);
 }
 
-#[test]
+both!(test_heartbeats_after_a_shutdown_end_the_suspension);
 fn test_heartbeats_after_a_shutdown_end_the_suspension() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -274,7 +275,7 @@ fn test_heartbeats_after_a_shutdown_end_the_suspension() {
     assert_eq!(pending[0].describe(), "old=SUSPENDED:new=STARTED");
 }
 
-#[test]
+both!(test_item_after_the_tag_is_not_coalesced_into_it_and_survives_the_ack);
 fn test_item_after_the_tag_is_not_coalesced_into_it_and_survives_the_ack() {
     let mut f = Fixture::new();
     manage(&mut f, vm1());
@@ -294,7 +295,7 @@ fn test_item_after_the_tag_is_not_coalesced_into_it_and_survives_the_ack() {
     assert_eq!(rows.vms[0].new_state, Some(VmState::Suspended));
 }
 
-#[test]
+both!(test_unreported_items_of_a_vm_coalesce);
 fn test_unreported_items_of_a_vm_coalesce() {
     // No controller for days: a VM flapping 1,000 times leaves a bounded queue, first
     // `old`, last `new`, doorbells OR-ed.

@@ -53,7 +53,7 @@ fn on_host_a(f: &mut Fixture) {
     assert!(f.db.pending().expect("pending").is_empty());
 }
 
-#[test]
+both!(test_stop_watching_marks_the_row_and_nothing_else);
 fn test_stop_watching_marks_the_row_and_nothing_else() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -83,7 +83,7 @@ fn test_stop_watching_marks_the_row_and_nothing_else() {
     );
 }
 
-#[test]
+both!(test_stop_ends_a_miss_and_a_stopped_row_is_never_missing);
 fn test_stop_ends_a_miss_and_a_stopped_row_is_never_missing() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -101,7 +101,7 @@ fn test_stop_ends_a_miss_and_a_stopped_row_is_never_missing() {
     assert_eq!(state(&f, vm1(), hm1()), (HeartbeatState::Stopped, None));
 }
 
-#[test]
+both!(test_stopped_row_outlives_what_the_monitor_may_still_write);
 fn test_stopped_row_outlives_what_the_monitor_may_still_write() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -135,7 +135,7 @@ fn test_stopped_row_outlives_what_the_monitor_may_still_write() {
     assert_eq!(state(&f, vm1(), hm1()), (HeartbeatState::Stopped, None));
 }
 
-#[test]
+both!(test_end_of_a_suspension_never_turns_a_stopped_row_into_a_miss);
 fn test_end_of_a_suspension_never_turns_a_stopped_row_into_a_miss() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -182,7 +182,7 @@ fn test_end_of_a_suspension_never_turns_a_stopped_row_into_a_miss() {
     assert_eq!(state(&f, vm1(), hm1()), (HeartbeatState::Stopped, None));
 }
 
-#[test]
+both!(test_start_watching_resumes_only_a_stopped_row);
 fn test_start_watching_resumes_only_a_stopped_row() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -212,7 +212,7 @@ fn test_start_watching_resumes_only_a_stopped_row() {
     assert!(f.db.pending().expect("pending").is_empty(), "no item");
 }
 
-#[test]
+both!(test_forget_deletes_one_row_of_one_monitor);
 fn test_forget_deletes_one_row_of_one_monitor() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -246,7 +246,7 @@ fn test_forget_deletes_one_row_of_one_monitor() {
     assert_eq!(state(&f, vm1(), hm1()), (HeartbeatState::Detected, None));
 }
 
-#[test]
+both!(test_a_move_retires_a_stopped_row_too);
 fn test_a_move_retires_a_stopped_row_too() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -264,7 +264,7 @@ fn test_a_move_retires_a_stopped_row_too() {
     );
 }
 
-#[test]
+both!(test_stop_start_forget_never_create_and_need_a_registered_monitor);
 fn test_stop_start_forget_never_create_and_need_a_registered_monitor() {
     let mut f = Fixture::new();
     let applied =
@@ -308,7 +308,7 @@ fn test_stop_start_forget_never_create_and_need_a_registered_monitor() {
     }
 }
 
-#[test]
+both!(test_needs_attention_counts_stopped_rows_neither_way);
 fn test_needs_attention_counts_stopped_rows_neither_way() {
     let mut f = Fixture::new();
     on_host_a(&mut f);
@@ -383,7 +383,7 @@ fn test_needs_attention_counts_stopped_rows_neither_way() {
     assert_eq!(again.missed_ms, Some(7_000));
 }
 
-#[test]
+both!(test_several_commands_completed_in_one_transaction);
 fn test_several_commands_completed_in_one_transaction() {
     let mut f = Fixture::new();
     let ids: Vec<i64> = (0..3u32)
@@ -466,7 +466,7 @@ fn busy(f: &mut Fixture) {
     .expect("apply");
 }
 
-#[test]
+both!(test_peek_tags_nothing_and_is_what_a_consuming_call_returns);
 fn test_peek_tags_nothing_and_is_what_a_consuming_call_returns() {
     let limits = [
         NaLimits::default(),
@@ -483,7 +483,7 @@ fn test_peek_tags_nothing_and_is_what_a_consuming_call_returns() {
             for round in 0..2 {
                 let now = T0 + 10_000 + round;
                 let before = f.db.pending().expect("pending");
-                let ro = Hsdb::open_read_only(f.path(), &Options::default()).expect("ro");
+                let ro = f.reopen_read_only(&Options::default());
                 let peek = ro.needs_attention_peek(now, limits, group).expect("peek");
                 assert_eq!(
                     f.db.pending().expect("pending"),
@@ -508,7 +508,7 @@ fn test_peek_tags_nothing_and_is_what_a_consuming_call_returns() {
             }
             // And the content is not empty where there is something to see.
             if group.is_none() {
-                let ro = Hsdb::open_read_only(f.path(), &Options::default()).expect("ro");
+                let ro = f.reopen_read_only(&Options::default());
                 let peek = ro
                     .needs_attention_peek(T0 + 20_000, limits, None)
                     .expect("peek");

@@ -55,7 +55,7 @@ fn pending_summary(f: &Fixture) -> Vec<(PendingKind, Option<Uuid>, String)> {
         .collect()
 }
 
-#[test]
+both!(test_discovered);
 fn test_discovered() {
     let mut f = Fixture::new();
     let mac = MacAddr([0x6a, 0x6a, 0x0f, 0xfd, 0xf7, 0x07]); // seed 004 L11286
@@ -120,12 +120,17 @@ fn test_discovered() {
             updated_ms: T0 + 5,
         }]
     );
-    let stored: (String, String) = f
-        .raw()
-        .query_row("SELECT vm, mac FROM vm_hm", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .expect("raw");
+    let stored: (String, String) =
+        f.db.conn
+            .query_opt(
+                "test",
+                "vm_hm",
+                "SELECT vm, mac FROM vm_hm",
+                crate::db::params![],
+                |c| Ok((c.text(0)?, c.text(1)?)),
+            )
+            .expect("raw")
+            .expect("row");
     assert_eq!(
         stored,
         (
@@ -135,7 +140,7 @@ fn test_discovered() {
     );
 }
 
-#[test]
+both!(test_discovered_is_idempotent);
 fn test_discovered_is_idempotent() {
     let mut f = Fixture::new();
     // The same handshake reported twice, then by the second monitor (the VM's other
@@ -169,7 +174,7 @@ fn test_discovered_is_idempotent() {
     f.db.integrity_check().expect("integrity");
 }
 
-#[test]
+both!(test_vm_mac);
 fn test_vm_mac() {
     let mut f = Fixture::new();
     assert_eq!(
@@ -201,7 +206,7 @@ fn test_vm_mac() {
     );
 }
 
-#[test]
+both!(test_missing_twice_keeps_first_time);
 fn test_missing_twice_keeps_first_time() {
     let mut f = Fixture::new();
     f.db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
@@ -230,7 +235,7 @@ fn test_missing_twice_keeps_first_time() {
     );
 }
 
-#[test]
+both!(test_detected_clears);
 fn test_detected_clears() {
     let mut f = Fixture::new();
     f.db.apply(&[
@@ -249,7 +254,7 @@ fn test_detected_clears() {
     assert_eq!(vm_hm(&f, vm1(), hm1()).hb_missed_ms, Some(T0 + 90_000));
 }
 
-#[test]
+both!(test_suspended_never_leaves_miss_time);
 fn test_suspended_never_leaves_miss_time() {
     let mut f = Fixture::new();
     manage(&mut f, vm1());
@@ -311,7 +316,7 @@ fn test_suspended_never_leaves_miss_time() {
     assert_eq!(vm_hm(&f, vm1(), hm1()).last_state, HeartbeatState::Detected);
 }
 
-#[test]
+both!(test_unknown_vm_created_on_the_fly);
 fn test_unknown_vm_created_on_the_fly() {
     let mut f = Fixture::new();
     let (a, b, c) = (vm_n(1), vm_n(2), vm_n(3));
@@ -385,7 +390,7 @@ fn test_unknown_vm_created_on_the_fly() {
     );
 }
 
-#[test]
+both!(test_discovered_on_another_host_is_a_move);
 fn test_discovered_on_another_host_is_a_move() {
     // After live migration the VM's agent handshakes with the target host's monitor
     // (NeedsAttention then says discoveryInfo MOVED, seed 004 L13016-13037).
@@ -411,7 +416,7 @@ fn test_discovered_on_another_host_is_a_move() {
     );
 }
 
-#[test]
+both!(test_doorbell_ors_vectors);
 fn test_doorbell_ors_vectors() {
     let mut f = Fixture::new();
     f.db.apply(&[discovered(vm1(), hm1(), mac_n(1, 0), T0)])
@@ -471,7 +476,7 @@ fn test_doorbell_ors_vectors() {
     );
 }
 
-#[test]
+both!(test_doorbell_for_unknown_vm);
 fn test_doorbell_for_unknown_vm() {
     let mut f = Fixture::new();
     f.db.apply(&[Transition::Doorbell {
@@ -492,7 +497,7 @@ fn test_doorbell_for_unknown_vm() {
     assert_eq!(kinds, vec![PendingKind::Discovered, PendingKind::Doorbell]);
 }
 
-#[test]
+both!(test_mixed_batch_counts);
 fn test_mixed_batch_counts() {
     let mut f = Fixture::new();
     let batch = vec![
@@ -544,7 +549,7 @@ fn test_mixed_batch_counts() {
     f.db.integrity_check().expect("integrity");
 }
 
-#[test]
+both!(test_vm_hm_counts_per_monitor_and_state);
 fn test_vm_hm_counts_per_monitor_and_state() {
     let mut f = Fixture::new();
     let mut batch = Vec::new();
