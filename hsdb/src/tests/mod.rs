@@ -2,6 +2,7 @@
 
 mod admin;
 mod batch;
+mod concurrency;
 mod control;
 mod events;
 mod monitors;
