@@ -94,7 +94,7 @@ impl Hsdb {
         memory_mb: u32,
     ) -> Result<()> {
         const OP: &str = "set_host_capacity";
-        let changed = self.conn.execute(
+        let changed = self.autocommit(
             OP,
             "UPDATE host SET cpu_milli = ?2, memory_mb = ?3 WHERE id = ?1",
             params![host, cpu_milli, memory_mb],
@@ -105,7 +105,7 @@ impl Hsdb {
     /// Put host `host` in host group `group`.
     pub fn set_host_group(&mut self, host: HostId, group: &str) -> Result<()> {
         const OP: &str = "set_host_group";
-        let changed = self.conn.execute(
+        let changed = self.autocommit(
             OP,
             "UPDATE host SET host_group = ?2 WHERE id = ?1",
             params![host, group],
@@ -116,7 +116,7 @@ impl Hsdb {
     /// Store parameter `key` = `value` at `scope` (replacing the value there).
     pub fn set_param(&mut self, scope: &ParamScope, key: &str, value: &str) -> Result<()> {
         const OP: &str = "set_param";
-        self.conn.execute(
+        self.autocommit(
             OP,
             "INSERT INTO param (scope, target, name, value) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (scope, target, name) DO UPDATE SET value = excluded.value",
@@ -128,7 +128,7 @@ impl Hsdb {
     /// Remove parameter `key` at `scope`; returns whether it was set.
     pub fn unset_param(&mut self, scope: &ParamScope, key: &str) -> Result<bool> {
         const OP: &str = "unset_param";
-        let n = self.conn.execute(
+        let n = self.autocommit(
             OP,
             "DELETE FROM param WHERE scope = ?1 AND target = ?2 AND name = ?3",
             params![scope.kind_text(), scope.target_text(), key],
@@ -257,7 +257,7 @@ impl Hsdb {
     pub fn relocation_target(&mut self, id: i64, to_host: HostId) -> Result<()> {
         const OP: &str = "relocation_target";
         host_exists(&self.conn, to_host, OP)?;
-        let changed = self.conn.execute(
+        let changed = self.autocommit(
             OP,
             "UPDATE relocation SET to_host = ?2 WHERE id = ?1",
             params![id, to_host],
@@ -268,7 +268,7 @@ impl Hsdb {
     /// Relocation `id` ended at `at` with `result` (e.g. `SUCCESS`, `FAILED: …`).
     pub fn relocation_end(&mut self, id: i64, result: &str, at: i64) -> Result<()> {
         const OP: &str = "relocation_end";
-        let changed = self.conn.execute(
+        let changed = self.autocommit(
             OP,
             "UPDATE relocation SET ended_ms = ?2, result = ?3 WHERE id = ?1",
             params![id, at, result],
@@ -397,7 +397,7 @@ impl Hsdb {
     /// Delete the commands completed before `done_before_ms`; returns how many.
     pub fn prune_commands(&mut self, done_before_ms: i64) -> Result<usize> {
         const OP: &str = "prune_commands";
-        self.conn.execute(
+        self.autocommit(
             OP,
             "DELETE FROM hm_command WHERE done_ms IS NOT NULL AND done_ms < ?1",
             params![done_before_ms],
@@ -486,7 +486,7 @@ impl Hsdb {
     /// applications go with them. Returns how many VMs went.
     pub fn prune_vms(&mut self, before_ms: i64) -> Result<usize> {
         const OP: &str = "prune_vms";
-        self.conn.execute(
+        self.autocommit(
             OP,
             "DELETE FROM vm WHERE managed = 0 AND updated_ms < ?1 \
              AND NOT EXISTS (SELECT 1 FROM vm_hm WHERE vm_hm.vm = vm.uuid)",

@@ -180,6 +180,18 @@ pub enum Error {
         /// The last failure.
         source: Box<Error>,
     },
+    /// This connection's writes are bound to a leader lease
+    /// ([`Hsdb::set_fence`](crate::Hsdb::set_fence)) that it no longer holds: the lease was taken over,
+    /// expired or released, or the writer's own check refused. Nothing was written.
+    #[error("fenced: host group {host_group:?}, token {token}: {why}; nothing written")]
+    Fenced {
+        /// The lease's host group.
+        host_group: String,
+        /// The token the writes were bound to.
+        token: i64,
+        /// Why, in words (who holds the lease now, or the local reason).
+        why: String,
+    },
     /// Any other database failure, with the operation that hit it.
     #[error("{op}: {source}")]
     Sql {

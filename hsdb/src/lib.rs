@@ -30,6 +30,7 @@ mod control;
 mod control_model;
 mod db;
 mod error;
+mod lease;
 mod options;
 mod schema;
 mod store;
@@ -47,6 +48,7 @@ pub use db::{Backend, DbError};
 pub use error::{Error, Result};
 pub use hvha_identity::{HelloId, Uuid};
 pub use hvha_identity::{MacAddr, Version};
+pub use lease::{Fence, FenceCheck, Lease, LeaseOutcome};
 pub use model::{
     Applied, DetectionSpeed, EventRow, HeartbeatCounts, HeartbeatState, HmInterfaceRow, HmRecord,
     HmRow, HmState, HostId, HostRecord, InterfaceState, PendingKind, PendingRow, Priority,

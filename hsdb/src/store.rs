@@ -59,6 +59,8 @@ pub struct Hsdb {
     path: PathBuf,
     /// How long a write waits for the write lock (`Options::busy_timeout`).
     busy_timeout: Duration,
+    /// The leader lease every write transaction is checked against (`lease.rs`).
+    pub(crate) fence: Option<crate::lease::Fence>,
 }
 
 impl Hsdb {
@@ -138,6 +140,7 @@ impl Hsdb {
             conn,
             path: path.to_path_buf(),
             busy_timeout: options.busy_timeout,
+            fence: None,
         })
     }
 
@@ -158,6 +161,7 @@ impl Hsdb {
             conn,
             path,
             busy_timeout,
+            fence: None,
         })
     }
 
@@ -269,6 +273,7 @@ impl Hsdb {
             conn,
             path,
             busy_timeout: options.busy_timeout,
+            fence: None,
         })
     }
 
@@ -305,16 +310,42 @@ impl Hsdb {
     /// back for a deadlock or a serialization failure (SQLSTATE 40P01, 40001) is run
     /// again, up to [`WRITE_ATTEMPTS`] times in all, with a short growing pause; then
     /// [`Error::Contended`]. `f` must therefore have no effect outside the transaction.
+    ///
+    /// On a connection bound to a leader lease ([`Hsdb::set_fence`]) the transaction
+    /// first checks the lease ([`crate::lease`]): [`Error::Fenced`] if this writer's
+    /// term is over, nothing written.
     pub(crate) fn write<T>(
         &mut self,
         op: &'static str,
+        f: impl FnMut(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let fence = self.fence.clone();
+        self.write_inner(op, fence.as_ref(), f)
+    }
+
+    /// [`Hsdb::write`] without the fence (the lease's own writes).
+    pub(crate) fn write_unfenced<T>(
+        &mut self,
+        op: &'static str,
+        f: impl FnMut(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_inner(op, None, f)
+    }
+
+    fn write_inner<T>(
+        &mut self,
+        op: &'static str,
+        fence: Option<&crate::lease::Fence>,
         mut f: impl FnMut(&Tx<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let tx = self.conn.begin(op, TxKind::Write, self.busy_timeout)?;
-            let outcome = f(&tx).and_then(|value| tx.commit(op).map(|()| value));
+            let outcome = fence
+                .map_or(Ok(()), |fence| crate::lease::check_fence(&tx, fence, op))
+                .and_then(|()| f(&tx))
+                .and_then(|value| tx.commit(op).map(|()| value));
             match outcome {
                 Err(e) if e.is_retryable() && attempt < WRITE_ATTEMPTS => {
                     tracing::debug!(
@@ -338,6 +369,21 @@ impl Hsdb {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// One write statement on its own: autocommitted, or, on a fenced connection, in a
+    /// write transaction that checks the fence first.
+    pub(crate) fn autocommit(
+        &mut self,
+        op: &'static str,
+        sql: &str,
+        params: &[&dyn crate::db::Param],
+    ) -> Result<usize> {
+        if self.fence.is_some() {
+            self.write(op, |tx| tx.execute(op, sql, params))
+        } else {
+            self.conn.execute(op, sql, params)
         }
     }
 
@@ -421,7 +467,7 @@ impl Hsdb {
     /// Add a host or update all its columns.
     pub fn upsert_host(&mut self, host: &HostRecord) -> Result<()> {
         const OP: &str = "upsert_host";
-        self.conn.execute(
+        self.autocommit(
             OP,
             "INSERT INTO host (id, name, machine_type, model, serial, cpu_milli, memory_mb, \
              host_group) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
@@ -679,7 +725,7 @@ impl Hsdb {
     /// Record that consumer `name` has handled every event up to id `offset` (at least
     /// 0). Moving back is allowed: that is how a consumer replays.
     pub fn set_consumer_offset(&mut self, name: &str, offset: i64) -> Result<()> {
-        self.conn.execute(
+        self.autocommit(
             "set_consumer_offset",
             "INSERT INTO event_consumer (name, last_id) VALUES (?1, ?2) \
              ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id",
