@@ -99,6 +99,14 @@ const VM_HM_MISSING: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_ms, last_
     hb_missed_ms = COALESCE(vm_hm.hb_missed_ms, excluded.hb_missed_ms), \
     last_state = 'MISSING', updated_ms = excluded.updated_ms \
     WHERE vm_hm.last_state NOT IN ('SUSPENDED', 'STOPPED')";
+/// PostgreSQL: [`VM_HM_MISSING`] for many (VM, monitor) pairs, all distinct.
+const PG_VM_HM_MISSING_MANY: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_ms, last_state, \
+    updated_ms) SELECT n.vm, n.hm, NULL, n.at, 'MISSING', n.at \
+    FROM unnest(?1::text[], ?2::text[], ?3::bigint[]) AS n (vm, hm, at) \
+    ON CONFLICT (vm, hm) DO UPDATE SET \
+    hb_missed_ms = COALESCE(vm_hm.hb_missed_ms, excluded.hb_missed_ms), \
+    last_state = 'MISSING', updated_ms = excluded.updated_ms \
+    WHERE vm_hm.last_state NOT IN ('SUSPENDED', 'STOPPED')";
 /// StopWatching: the row, if any, becomes STOPPED; a miss it held ends.
 const VM_HM_STOP: &str = "UPDATE vm_hm SET last_state = 'STOPPED', hb_missed_ms = NULL, \
     updated_ms = ?3 WHERE vm = ?1 AND hm = ?2 AND last_state <> 'STOPPED'";
@@ -147,10 +155,23 @@ impl Hsdb {
             if tx.is_pg() {
                 writer.lock_batch(batch)?;
             }
-            for (index, transition) in batch.iter().enumerate() {
+            let mut index = 0;
+            while let Some(transition) = batch.get(index) {
+                // PostgreSQL: a run of Missing (a mass failure) is written in a few
+                // statements instead of one round trip per VM.
+                if writer.known.is_some() && matches!(transition, Transition::Missing { .. }) {
+                    let run = batch[index..]
+                        .iter()
+                        .take_while(|t| matches!(t, Transition::Missing { .. }))
+                        .count();
+                    writer.missing_run(index, &batch[index..index + run])?;
+                    index += run;
+                    continue;
+                }
                 writer
                     .apply(transition)
                     .map_err(|failure| failure.into_error(index, transition.kind()))?;
+                index += 1;
             }
             Ok(applied)
         })
@@ -486,6 +507,68 @@ impl BatchWriter<'_, '_, '_> {
                 self.applied.events += 1;
             }
         }
+        Ok(())
+    }
+
+    /// PostgreSQL: consecutive `Missing` transitions (`run`, from `first` in the batch)
+    /// with the semantics of applying them one by one: VMs created and moves ignored as
+    /// usual, then the (VM, monitor) rows upserted in chunks of one statement each
+    /// ([`PG_VM_HM_MISSING_MANY`]: [`VM_HM_MISSING`] over arrays), a chunk ending where
+    /// a (VM, monitor) pair repeats (one statement may not change a row twice).
+    fn missing_run(&mut self, first: usize, run: &[Transition]) -> Result<()> {
+        let mut chunk: Vec<(String, String, i64)> = Vec::new();
+        let mut pairs: HashSet<(Uuid, Uuid)> = HashSet::new();
+        let mut chunk_start = first;
+        for (offset, transition) in run.iter().enumerate() {
+            let index = first + offset;
+            let Transition::Missing { vm, hm, at } = transition else {
+                continue;
+            };
+            let step = |w: &mut Self| -> Step<bool> {
+                let host = w.host_of(hm)?;
+                w.applied.missing += 1;
+                match w.vm_state(vm)? {
+                    None => w.create_vm(vm, hm, host, VmState::Unknown, *at)?,
+                    Some(known) if known.elsewhere(host) => {
+                        w.applied.elsewhere_ignored += 1;
+                        return Ok(false);
+                    }
+                    Some(_) => {}
+                }
+                Ok(true)
+            };
+            if !step(self).map_err(|f| f.into_error(index, transition.kind()))? {
+                continue;
+            }
+            if !pairs.insert((*vm, *hm)) {
+                self.flush_missing(chunk_start, &mut chunk)?;
+                pairs.clear();
+                pairs.insert((*vm, *hm));
+                chunk_start = index;
+            }
+            chunk.push((vm.to_string(), hm.to_string(), *at));
+        }
+        self.flush_missing(chunk_start, &mut chunk)
+    }
+
+    /// Upsert the MISSING rows of `chunk` in one statement; those not changed (the
+    /// monitor has the VM SUSPENDED or STOPPED) are counted as ignored.
+    fn flush_missing(
+        &mut self,
+        index: usize,
+        chunk: &mut Vec<(String, String, i64)>,
+    ) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let (vms, rest): (Vec<String>, Vec<(String, i64)>) =
+            chunk.drain(..).map(|(vm, hm, at)| (vm, (hm, at))).unzip();
+        let (hms, ats): (Vec<String>, Vec<i64>) = rest.into_iter().unzip();
+        let changed = self
+            .tx
+            .execute(OP, PG_VM_HM_MISSING_MANY, params![vms, hms, ats])
+            .map_err(|e| Failure::Db(e).into_error(index, "Missing"))?;
+        self.applied.missing_ignored += vms.len().saturating_sub(changed);
         Ok(())
     }
 

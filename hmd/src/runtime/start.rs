@@ -88,11 +88,10 @@ impl<'a> Monitor<'a> {
             waker: Arc::clone(&waker),
             after: 0,
         };
-        let connector = HsdbConnector::new(
-            hsdb::Target::Sqlite(config.hsdb.clone()),
-            options,
-            |_| Ok(()),
-        );
+        let connector =
+            HsdbConnector::new(hsdb::Target::Sqlite(config.hsdb.clone()), options, |_| {
+                Ok(())
+            });
         let settings = WriterSettings {
             backlog_limit: config.hsdb_backlog_limit,
             ..WriterSettings::new(config.flush)
