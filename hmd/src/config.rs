@@ -55,7 +55,8 @@ struct File {
     monitor_uuid: Spanned<String>,
     host_id: Spanned<i64>,
     host_name: Spanned<String>,
-    hsdb: Spanned<PathBuf>,
+    hsdb: Spanned<String>,
+    hsdb_password_file: Option<Spanned<PathBuf>>,
     admin_socket: Spanned<PathBuf>,
     interfaces: Spanned<Vec<Spanned<String>>>,
     ethertype: Option<Spanned<i64>>,
@@ -78,6 +79,52 @@ struct File {
     auth_second_key_file: Option<Spanned<PathBuf>>,
 }
 
+/// The `hsdb` setting: where the HSDB lives.
+#[derive(Debug, Clone)]
+pub enum HsdbSetting {
+    /// An SQLite file (absolute).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres {
+        /// The URL as written (it holds no password: such a URL is refused).
+        url: String,
+        /// The URL, parsed (no password yet: [`Config::hsdb_target`] adds it).
+        target: hsdb::Target,
+    },
+}
+
+impl HsdbSetting {
+    /// The SQLite file, if the HSDB is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            HsdbSetting::Sqlite(p) => Some(p),
+            HsdbSetting::Postgres { .. } => None,
+        }
+    }
+}
+
+impl PartialEq for HsdbSetting {
+    fn eq(&self, other: &HsdbSetting) -> bool {
+        match (self, other) {
+            (HsdbSetting::Sqlite(a), HsdbSetting::Sqlite(b)) => a == b,
+            (HsdbSetting::Postgres { url: a, .. }, HsdbSetting::Postgres { url: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for HsdbSetting {}
+
+impl fmt::Display for HsdbSetting {
+    /// The path, or `postgres://USER@HOST:PORT/DBNAME`: never a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HsdbSetting::Sqlite(p) => write!(f, "{}", p.display()),
+            HsdbSetting::Postgres { target, .. } => target.fmt(f),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -88,7 +135,9 @@ pub struct Config {
     /// The host's name.
     pub host_name: String,
     /// The HSDB file (absolute: a relative path is taken from the file's directory).
-    pub hsdb: PathBuf,
+    pub hsdb: HsdbSetting,
+    /// The PostgreSQL password's file (absolute), if any.
+    pub hsdb_password_file: Option<PathBuf>,
     /// The admin UNIX socket (absolute, like `hsdb`).
     pub admin_socket: PathBuf,
     /// HVNCP interfaces (normally one: the trunk toward the VMs on this monitor's VLAN).
@@ -161,6 +210,18 @@ pub enum ConfigError {
         value: String,
         /// What is allowed.
         allowed: String,
+    },
+    /// The `hsdb` setting is neither a usable path nor a usable PostgreSQL URL (the
+    /// message shows the URL without any password).
+    #[error("config file {}{}: {source}",
+        path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Hsdb {
+        /// The file.
+        path: PathBuf,
+        /// The setting's line.
+        line: Option<usize>,
+        /// Why.
+        source: hsdb::TargetError,
     },
     /// A value does not fit this machine (checked by [`Config::check_machine`]).
     #[error("config file {}: {key} = {value}: {cause}", path.display())]
@@ -240,6 +301,32 @@ fn quoted_path(p: &Path) -> String {
 }
 
 impl Config {
+    /// The HSDB to connect to, with the PostgreSQL password from `hsdb_password_file`
+    /// or the environment ([`hsdb::PASSWORD_ENV`]); an error names the file and what
+    /// is wrong with it, never the password.
+    pub fn hsdb_target(&self) -> Result<hsdb::Target, hsdb::TargetError> {
+        match &self.hsdb {
+            HsdbSetting::Sqlite(file) => Ok(hsdb::Target::Sqlite(file.clone())),
+            HsdbSetting::Postgres { target, .. } => target
+                .clone()
+                .with_password(self.hsdb_password_file.as_deref()),
+        }
+    }
+
+    /// [`Config::hsdb_target`]'s error as a configuration error of the file `path`.
+    fn password_error(&self, path: &Path, e: &hsdb::TargetError) -> ConfigError {
+        let (key, value) = match &self.hsdb_password_file {
+            Some(file) => ("hsdb_password_file", quoted_path(file)),
+            None => ("hsdb", format!("(password from {})", hsdb::PASSWORD_ENV)),
+        };
+        ConfigError::Machine {
+            path: path.to_owned(),
+            key: key.into(),
+            value,
+            cause: e.to_string(),
+        }
+    }
+
     /// Read and validate a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -367,10 +454,33 @@ impl Config {
                 }
             },
         };
-        let hsdb = resolve(path, f.hsdb.get_ref());
-        if f.hsdb.get_ref().as_os_str().is_empty() {
-            return Err(src.bad("hsdb", Some(f.hsdb.span()), "\"\"", "a file path"));
+        let hsdb = match hsdb::Target::parse(f.hsdb.get_ref()) {
+            Ok(hsdb::Target::Sqlite(p)) => HsdbSetting::Sqlite(resolve(path, &p)),
+            Ok(target) => HsdbSetting::Postgres {
+                url: f.hsdb.get_ref().trim().to_owned(),
+                target,
+            },
+            Err(source) => {
+                return Err(ConfigError::Hsdb {
+                    path: path.to_owned(),
+                    line: Some(line_of(text, f.hsdb.span().start)),
+                    source,
+                });
+            }
+        };
+        let hsdb_password_file = f
+            .hsdb_password_file
+            .as_ref()
+            .map(|p| (resolve(path, p.get_ref()), p.span()));
+        if let (HsdbSetting::Sqlite(_), Some((file, span))) = (&hsdb, &hsdb_password_file) {
+            return Err(src.bad(
+                "hsdb_password_file",
+                Some(span.clone()),
+                quoted_path(file),
+                "no password file: hsdb is an SQLite file, which has no password",
+            ));
         }
+        let hsdb_password_file = hsdb_password_file.map(|(file, _)| file);
         let admin_socket = resolve(path, f.admin_socket.get_ref());
         let socket_len = admin_socket.as_os_str().len();
         if f.admin_socket.get_ref().as_os_str().is_empty() || socket_len > MAX_SOCKET_PATH {
@@ -382,7 +492,7 @@ impl Config {
             ));
         }
         let config_file = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        if admin_socket == hsdb {
+        if hsdb.sqlite_path() == Some(admin_socket.as_path()) {
             return Err(src.bad(
                 "admin_socket",
                 Some(f.admin_socket.span()),
@@ -390,11 +500,14 @@ impl Config {
                 "another path than hsdb (the socket would replace the database)",
             ));
         }
+        let sqlite = hsdb.sqlite_path().map(Path::to_owned);
         for (key, value, span) in [
-            ("hsdb", &hsdb, f.hsdb.span()),
-            ("admin_socket", &admin_socket, f.admin_socket.span()),
+            ("hsdb", sqlite.as_ref(), f.hsdb.span()),
+            ("admin_socket", Some(&admin_socket), f.admin_socket.span()),
         ] {
-            if *value == config_file {
+            if let Some(value) = value
+                && *value == config_file
+            {
                 return Err(src.bad(
                     key,
                     Some(span),
@@ -485,6 +598,7 @@ impl Config {
             host_id: HostId(host_id),
             host_name: host_name.clone(),
             hsdb,
+            hsdb_password_file,
             admin_socket,
             interfaces,
             ethertype,
@@ -608,9 +722,23 @@ impl Config {
                 ));
             }
         }
-        notes.push(
-            check_hsdb(&self.hsdb).map_err(|cause| fail("hsdb", quoted_path(&self.hsdb), cause))?,
-        );
+        match &self.hsdb {
+            HsdbSetting::Sqlite(file) => notes
+                .push(check_hsdb(file).map_err(|cause| fail("hsdb", quoted_path(file), cause))?),
+            HsdbSetting::Postgres { target, .. } => {
+                let with = self
+                    .hsdb_target()
+                    .map_err(|e| self.password_error(path, &e))?;
+                let password = match (&self.hsdb_password_file, with.postgres()) {
+                    (Some(file), _) => format!("password from {}", file.display()),
+                    (None, Some(pg)) if pg.has_password() => {
+                        format!("password from the environment ({})", hsdb::PASSWORD_ENV)
+                    }
+                    _ => "no password (trust, peer or certificate authentication)".to_owned(),
+                };
+                notes.push(format!("hsdb {target}: PostgreSQL, {password}"));
+            }
+        }
         let (note, running) = check_socket(&self.admin_socket)
             .map_err(|cause| fail("admin_socket", quoted_path(&self.admin_socket), cause))?;
         notes.push(note);
@@ -631,6 +759,49 @@ impl Config {
             }
         }
         Ok(MachineCheck { notes, running })
+    }
+}
+
+impl Config {
+    /// For a PostgreSQL HSDB, whether it answers now: one read-only connection that
+    /// changes nothing, and a note for `--check-config`. A server that does not answer is
+    /// a note, not an error: `hmd` starts without it and connects when it can. A refusal
+    /// (authentication, a database that does not exist, a schema too new, a database of
+    /// something else) is an error, as it stops `hmd` at start. `None` for SQLite.
+    pub fn probe_hsdb(&self, path: &Path) -> Result<Option<String>, ConfigError> {
+        let HsdbSetting::Postgres { url, .. } = &self.hsdb else {
+            return Ok(None);
+        };
+        let target = self
+            .hsdb_target()
+            .map_err(|e| self.password_error(path, &e))?;
+        let note = match hsdb::Hsdb::connect_read_only(&target, &hsdb::Options::default()) {
+            Ok(_) => format!(
+                "hsdb {target}: PostgreSQL answers; schema version {}, this build's",
+                hsdb::SCHEMA_VERSION
+            ),
+            Err(hsdb::Error::TooOld { found: 0, .. }) => format!(
+                "hsdb {target}: PostgreSQL answers; an empty database: hmd creates the schema at start"
+            ),
+            Err(hsdb::Error::TooOld {
+                found, supported, ..
+            }) => format!(
+                "hsdb {target}: PostgreSQL answers; schema version {found}: hmd migrates it to {supported} at start"
+            ),
+            Err(e) if e.is_unavailable() => format!(
+                "hsdb {target}: PostgreSQL does not answer now ({e}); hmd starts anyway, \
+                 monitors, and connects when it can"
+            ),
+            Err(e) => {
+                return Err(ConfigError::Machine {
+                    path: path.to_owned(),
+                    key: "hsdb".into(),
+                    value: quoted(url),
+                    cause: e.to_string(),
+                });
+            }
+        };
+        Ok(Some(note))
     }
 }
 
@@ -773,11 +944,26 @@ impl fmt::Display for Config {
         writeln!(f, "# the host (host.id in the HSDB) and its name")?;
         writeln!(f, "host_id = {}", self.host_id.0)?;
         writeln!(f, "host_name = {}", quoted(&self.host_name))?;
-        writeln!(
-            f,
-            "# the SQLite HSDB (relative paths are taken from the config file's directory)"
-        )?;
-        writeln!(f, "hsdb = {}", quoted_path(&self.hsdb))?;
+        match &self.hsdb {
+            HsdbSetting::Sqlite(file) => {
+                writeln!(
+                    f,
+                    "# the HSDB: an SQLite file (relative paths are taken from the config file's directory)"
+                )?;
+                writeln!(f, "hsdb = {}", quoted_path(file))?;
+            }
+            HsdbSetting::Postgres { url, .. } => {
+                writeln!(
+                    f,
+                    "# the HSDB: a PostgreSQL database (no password in the URL)"
+                )?;
+                writeln!(f, "hsdb = {}", quoted(url))?;
+            }
+        }
+        if let Some(file) = &self.hsdb_password_file {
+            writeln!(f, "# the PostgreSQL password (first line; mode 0600)")?;
+            writeln!(f, "hsdb_password_file = {}", quoted_path(file))?;
+        }
         writeln!(f, "# UNIX socket for `hmd ctl`, mode 0600")?;
         writeln!(f, "admin_socket = {}", quoted_path(&self.admin_socket))?;
         writeln!(f, "# HVNCP interfaces")?;
@@ -1140,7 +1326,10 @@ interfaces = ["veth-hm0"]
             .replace("/tmp/hsdb.sqlite", "db/hsdb.sqlite")
             .replace("/tmp/hmd.sock", "../run/hmd.sock");
         let c = parse(&text).expect("valid");
-        assert_eq!(c.hsdb, Path::new("/etc/hvha/db/hsdb.sqlite"));
+        assert_eq!(
+            c.hsdb.sqlite_path(),
+            Some(Path::new("/etc/hvha/db/hsdb.sqlite"))
+        );
         assert_eq!(c.admin_socket, Path::new("/etc/hvha/../run/hmd.sock"));
         let e = parse(&GOOD.replace("/tmp/hmd.sock", "/tmp/hsdb.sqlite"))
             .expect_err("same path")
@@ -1213,6 +1402,128 @@ interfaces = ["veth-hm0"]
             .to_string();
         assert!(e.contains("admin_socket"), "{e}");
     }
+
+    #[test]
+    fn the_hsdb_is_a_path_or_a_postgresql_url_without_password() {
+        let url = "postgres://hvha@db1.example:5432/hsdb?connect_timeout=3";
+        let c = parse(&GOOD.replace("/tmp/hsdb.sqlite", url)).expect("a URL");
+        assert_eq!(c.hsdb.sqlite_path(), None);
+        assert_eq!(c.hsdb.to_string(), "postgres://hvha@db1.example:5432/hsdb");
+        // The effective configuration keeps the URL as written, and parses back.
+        let text = c.to_string();
+        assert!(text.contains(&format!("hsdb = \"{url}\"")), "{text}");
+        assert_eq!(parse(&text).expect(&text), c);
+
+        // A password in the URL is refused, and never shown.
+        for bad in [
+            "postgres://hvha:s3cret@db1/hsdb",
+            "postgresql://hvha@db1/hsdb?password=s3cret",
+        ] {
+            let e = parse(&GOOD.replace("/tmp/hsdb.sqlite", bad))
+                .expect_err(bad)
+                .to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.contains("line 5"), "{e}");
+            assert!(e.contains("hsdb_password_file"), "{e}");
+        }
+        let e = parse(&GOOD.replace("/tmp/hsdb.sqlite", "mysql://u@h/db"))
+            .expect_err("another scheme")
+            .to_string();
+        assert!(e.contains("unsupported scheme `mysql://`"), "{e}");
+
+        // The password file: relative to the configuration's directory; refused for
+        // SQLite, which has none.
+        let c = parse(&format!(
+            "{}hsdb_password_file = \"secret/hsdb.pw\"\n",
+            GOOD.replace("/tmp/hsdb.sqlite", url)
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.hsdb_password_file.as_deref(),
+            Some(Path::new("/etc/hvha/secret/hsdb.pw"))
+        );
+        assert!(
+            c.to_string()
+                .contains("hsdb_password_file = \"/etc/hvha/secret/hsdb.pw\"")
+        );
+        let e = parse(&format!("{GOOD}hsdb_password_file = \"pw\"\n"))
+            .expect_err("SQLite has no password")
+            .to_string();
+        assert!(
+            e.contains("hsdb_password_file = \"/etc/hvha/pw\" is invalid"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_password_file_must_be_private_and_is_never_shown() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hmd.toml");
+        let pw = dir.path().join("hsdb.pw");
+        std::fs::write(&pw, "s3cret\n").expect("write");
+        let c = parse(&format!(
+            "{}hsdb_password_file = {:?}\n",
+            GOOD.replace("/tmp/hsdb.sqlite", "postgres://hvha@127.0.0.1:1/hsdb"),
+            pw.display().to_string()
+        ))
+        .expect("valid");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let target = c.hsdb_target().expect("a private file");
+        assert!(target.postgres().is_some_and(hsdb::PgTarget::has_password));
+        assert!(!format!("{target} {target:?}").contains("s3cret"));
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let e = c
+            .hsdb_target()
+            .map_err(|e| c.password_error(&path, &e).to_string())
+            .expect_err("readable by the group");
+        assert!(e.contains("hsdb_password_file = "), "{e}");
+        assert!(e.contains("has mode 0640"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    /// `--check-config` asks a PostgreSQL HSDB whether it answers: a note when it does
+    /// or when it does not answer (hmd starts without it), an error when it refuses.
+    #[test]
+    fn the_check_asks_postgresql_and_fails_only_on_a_refusal() {
+        let Some(server) = pglab::require("check_asks_postgresql") else {
+            return;
+        };
+        let path = Path::new("/etc/hvha/hmd.toml");
+        let with = |url: &str| parse(&GOOD.replace("/tmp/hsdb.sqlite", url)).expect(url);
+        let url = server.fresh_database("hmd_check");
+        let note = with(&url)
+            .probe_hsdb(path)
+            .expect("answers")
+            .expect("a note");
+        assert!(
+            note.contains("PostgreSQL answers; an empty database: hmd creates the schema at start"),
+            "{note}"
+        );
+        // Nothing was created: the same answer again.
+        let again = with(&url)
+            .probe_hsdb(path)
+            .expect("answers")
+            .expect("a note");
+        assert_eq!(note, again);
+        // Nothing listens on port 1.
+        let note = with("postgres://hvha@127.0.0.1:1/hsdb")
+            .probe_hsdb(path)
+            .expect("not answering is no error")
+            .expect("a note");
+        assert!(note.contains("does not answer now"), "{note}");
+        assert!(note.contains("hmd starts anyway"), "{note}");
+        // A database that does not exist is a refusal: hmd would not start.
+        let missing = format!("{}_none", url);
+        let e = with(&missing)
+            .probe_hsdb(path)
+            .expect_err("no such database")
+            .to_string();
+        assert!(e.contains("hsdb = "), "{e}");
+        assert_eq!(with(GOOD_SQLITE).probe_hsdb(path).expect("SQLite"), None);
+    }
+
+    const GOOD_SQLITE: &str = "/tmp/hsdb.sqlite";
 
     #[test]
     fn the_machine_check_reads_the_key_files() {

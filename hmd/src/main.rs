@@ -152,7 +152,18 @@ fn check_config(path: &Path) -> ExitCode {
             for note in check.notes {
                 println!("#   {note}");
             }
-            ExitCode::SUCCESS
+            match config.probe_hsdb(path) {
+                Ok(note) => {
+                    if let Some(note) = note {
+                        println!("#   {note}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hmd: {e}");
+                    ExitCode::from(BAD_CONFIG)
+                }
+            }
         }
         Err(e) => {
             eprintln!("hmd: {e}");
@@ -226,7 +237,11 @@ fn run(path: &Path) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(runtime::RunError::Hsdb { path, source }) => {
-            let cause = config::hsdb_cause(Path::new(&path));
+            let cause = config
+                .hsdb
+                .sqlite_path()
+                .map(config::hsdb_cause)
+                .unwrap_or_default();
             tracing::error!("hsdb = \"{path}\": {source}{cause}");
             ExitCode::FAILURE
         }

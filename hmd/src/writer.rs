@@ -40,7 +40,7 @@ use mio::Waker;
 use crate::backlog::{Backlog, BacklogCounts, KINDS};
 use crate::commands::{Command, Completion};
 
-pub use store::{Connector, HsdbConnector, Store, StoreError};
+pub use store::{Connector, HsdbConnector, OnConnect, Store, StoreError};
 
 /// Largest number of transitions committed in one transaction.
 pub const MAX_BATCH: usize = 100_000;

@@ -39,7 +39,7 @@ impl Monitor<'_> {
                 let _ = writeln!(out, "monitor      {}", config.monitor_uuid);
                 let _ = writeln!(out, "incarnation  {}", self.hello);
                 let _ = writeln!(out, "uptime       {:.0} s", now.as_nanos() as f64 / 1e9);
-                let _ = writeln!(out, "hsdb         {}", config.hsdb.display());
+                let _ = writeln!(out, "hsdb         {}", config.hsdb);
                 crate::writer::report::status(w, crate::writer::epoch_ms(), &mut out);
                 // A session whose agent shut down (SHDN:DAEMON) is not counted: the
                 // agent is gone until it opens a new one.

@@ -133,7 +133,7 @@ impl Monitor<'_> {
 
     /// Queue a one-word HVNCP message to the agent of `key` if its session is
     /// established. True if queued.
-    fn tell(&mut self, now: Instant, key: SessionKey, message: &Message<'_>) -> bool {
+    pub(super) fn tell(&mut self, now: Instant, key: SessionKey, message: &Message<'_>) -> bool {
         let Some(iface) = self.interfaces.get_mut(usize::from(key.iface)) else {
             return false;
         };

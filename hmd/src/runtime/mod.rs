@@ -23,6 +23,7 @@ mod admin_answer;
 mod commands;
 mod events;
 mod health;
+mod registration;
 mod rewatch;
 mod start;
 
@@ -83,6 +84,9 @@ pub enum RunError {
     /// A socket could not be opened or used.
     #[error(transparent)]
     Io(#[from] dataplane::io::IoError),
+    /// The HSDB setting cannot be used (its password file).
+    #[error("{0}")]
+    Config(String),
     /// The event loop failed.
     #[error("event loop: {0}")]
     Poll(std::io::Error),
@@ -170,6 +174,9 @@ struct Monitor<'a> {
     transitions: TransitionLog,
     /// Rate limits of the warnings a flood repeats.
     warnings: Warnings,
+    /// The registration the writer makes once the HSDB answers, when it did not at
+    /// start.
+    registration: Option<registration::Awaited>,
 }
 
 impl Monitor<'_> {
@@ -187,6 +194,7 @@ impl Monitor<'_> {
             // events are handled — a refused SYN gets silence (docs/hvncp.md §3.2).
             self.on_endpoint_events(now);
             self.on_commands(now);
+            self.on_registered(now);
             self.flush_transmits(now);
             self.commit_changes();
             self.on_admin(admin);

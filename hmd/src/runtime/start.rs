@@ -1,6 +1,6 @@
 //! Start-up: open the HSDB and every interface, register the monitor, start the writer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -8,20 +8,21 @@ use std::time::{Duration, SystemTime};
 use dataplane::auth::{self, Authenticator, RefusalLog};
 use dataplane::endpoint::{Endpoint, EndpointConfig, Role};
 use dataplane::io::{InterfaceName, RawSocket, RxMode};
-use dataplane::message::{HelloId, Uuid};
+use dataplane::message::HelloId;
 use dataplane::time::MonotonicClock;
-use dataplane::wire::{MacAddr, VERSION};
-use hsdb::{HeartbeatState, HmRecord, HostRecord, Hsdb, Options, Transition};
+use dataplane::wire::MacAddr;
+use hsdb::{Hsdb, Options, Transition};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::health::{self, LINK_CHECK, interface_state};
+use super::registration::{Awaited, Registered, Registration};
 use super::rewatch::Rewatch;
 use super::{Interface, Monitor, RunError, TX_BUF_LEN, WAKER, epoch_ms, hello_id};
 use crate::config::Config;
 use crate::quiet::{TransitionLog, Warnings};
 use crate::supervise::Supervisor;
-use crate::writer::{CommandPoll, HsdbConnector, Writer, WriterSettings};
+use crate::writer::{CommandPoll, HsdbConnector, OnConnect, Writer, WriterSettings};
 use dataplane::heartbeat::HeartbeatTable;
 
 impl<'a> Monitor<'a> {
@@ -63,7 +64,9 @@ impl<'a> Monitor<'a> {
             .map_err(dataplane::auth::AuthSetupError::from)?;
             interfaces.push(open_interface(config, &clock, hello, &poll, i, name, auth)?);
         }
-        let mut hsdb = Hsdb::open(&config.hsdb, &options).map_err(hsdb_error(config))?;
+        let target = config
+            .hsdb_target()
+            .map_err(|e| RunError::Config(format!("hsdb = \"{}\": {e}", config.hsdb)))?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(RunError::Poll)?);
         if let Ok(mut slot) = waker_slot.lock() {
             *slot = Some(Arc::clone(&waker));
@@ -72,12 +75,46 @@ impl<'a> Monitor<'a> {
         let first_mac = interfaces
             .first()
             .map_or(MacAddr::default(), |i| i.endpoint.config().local_mac);
+        let registration = Registration::new(
+            config,
+            hello,
+            first_mac,
+            interfaces.iter().map(|i| i.name.clone()).collect(),
+        );
+        // The HSDB last: a start that fails before leaves no file behind. PostgreSQL
+        // unreachable: monitor anyway, register when it answers (registration.rs).
+        let at = epoch_ms(&clock, clock.now());
+        let opened = Hsdb::connect(&target, &options)
+            .and_then(|mut db| registration.register(&mut db, at).map(|r| (db, r)));
+        let (store, found) = match opened {
+            Ok((db, found)) => (Some(db), Some(found)),
+            Err(e) if target.is_postgres() && e.is_unavailable() => {
+                tracing::warn!(
+                    hsdb = %target,
+                    "HSDB unavailable at start ({e}): monitoring anyway; the monitor registers, \
+                     and what it saw meanwhile is committed, once the HSDB answers"
+                );
+                (None, None)
+            }
+            Err(source) => {
+                return Err(RunError::Hsdb {
+                    path: target.to_string(),
+                    source,
+                });
+            }
+        };
+        let registered = found.is_some();
+        let (registration_tx, registration_rx) = crossbeam_channel::bounded(1);
+        let on_connect: OnConnect = if registered {
+            Box::new(|_: &mut Hsdb| Ok(()))
+        } else {
+            Box::new(registration.on_first_connect(registration_tx, Arc::clone(&waker)))
+        };
         let Registered {
             known_macs,
             detected: previous,
             stopped,
-        } = register(&mut hsdb, config, &clock, hello, first_mac)?;
-        report_interfaces(&mut hsdb, config, &clock, &interfaces)?;
+        } = found.unwrap_or_default();
 
         // Commands from the control plane: read by the writer, acted on by this thread.
         let (commands_tx, commands) = crossbeam_channel::bounded(16);
@@ -88,24 +125,35 @@ impl<'a> Monitor<'a> {
             waker: Arc::clone(&waker),
             after: 0,
         };
-        let connector =
-            HsdbConnector::new(hsdb::Target::Sqlite(config.hsdb.clone()), options, |_| {
-                Ok(())
-            });
+        let connector = HsdbConnector::new(target, options, on_connect);
         let settings = WriterSettings {
             backlog_limit: config.hsdb_backlog_limit,
             ..WriterSettings::new(config.flush)
         };
-        let writer = Writer::spawn(connector, Some(hsdb), settings, Some(command_poll))
+        let writer = Writer::spawn(connector, store, settings, Some(command_poll))
             .map_err(RunError::Poll)?;
+        // Each interface's carrier as the monitor starts (`hm_interface`; an `HM_EVENT`
+        // for a change since the previous run or one starting DOWN): the writer's first
+        // transitions, after the registration.
+        let now_ms = epoch_ms(&clock, clock.now());
+        writer.send_batch(crate::writer::Batch {
+            transitions: interfaces
+                .iter()
+                .map(|i| Transition::HmInterface {
+                    hm: config.monitor_uuid,
+                    interface: i.name.clone(),
+                    state: interface_state(i.carrier),
+                    at: now_ms,
+                })
+                .collect(),
+            completions: Vec::new(),
+        });
         let mut table = HeartbeatTable::new(interfaces.len(), config.vm_miss_after);
         let next_hm_heartbeat = clock.now();
         // The previous run's DETECTED VMs: MISSING unless they re-pair within a Hello
         // period plus vm_miss_after (seed 004 L8365-8367, vioHmRestartVMs).
-        let mut rewatch = Rewatch::new(
-            previous,
-            clock.now() + config.hello_period + config.vm_miss_after,
-        );
+        let rewatch_deadline = clock.now() + config.hello_period + config.vm_miss_after;
+        let mut rewatch = Rewatch::new(previous, rewatch_deadline);
         // VMs a START_MONITORING finds without a session (none yet).
         let mut awaited = Rewatch::default();
         // An interface without carrier from the start is deaf from the start.
@@ -127,12 +175,18 @@ impl<'a> Monitor<'a> {
                 "re-watching the VMs the previous run left DETECTED: MISSING unless they re-pair"
             );
         }
-        // Interfaces open, monitor registered, writer running: tell the service manager.
+        // Interfaces open, monitor registered (or the HSDB awaited), writer running: tell
+        // the service manager.
         let supervisor = Supervisor::from_env();
         supervisor.ready(&format!(
-            "monitoring {} interface(s), HSDB {}",
+            "monitoring {} interface(s), HSDB {}{}",
             interfaces.len(),
-            config.hsdb.display()
+            config.hsdb,
+            if registered {
+                ""
+            } else {
+                " (unavailable: registering when it answers)"
+            }
         ));
         let transitions = TransitionLog::new(interfaces.iter().map(|i| i.name.clone()).collect());
         Ok(Monitor {
@@ -163,15 +217,11 @@ impl<'a> Monitor<'a> {
             supervisor,
             transitions,
             warnings: Warnings::default(),
+            registration: (!registered).then_some(Awaited {
+                rx: registration_rx,
+                rewatch_deadline,
+            }),
         })
-    }
-}
-
-/// The error of an HSDB call at start-up, naming the file.
-fn hsdb_error(config: &Config) -> impl Fn(hsdb::Error) -> RunError + '_ {
-    |source| RunError::Hsdb {
-        path: config.hsdb.display().to_string(),
-        source,
     }
 }
 
@@ -222,107 +272,4 @@ fn open_interface(
         down: false,
         carrier: health::carrier(name),
     })
-}
-
-/// What the HSDB says about this monitor's VMs at start-up.
-struct Registered {
-    /// The MAC of every VM as recorded for this monitor.
-    known_macs: HashMap<Uuid, MacAddr>,
-    /// The VMs the previous run left DETECTED.
-    detected: Vec<Uuid>,
-    /// The VMs whose monitoring the control plane stopped (STOPPED rows).
-    stopped: HashSet<Uuid>,
-}
-
-/// Register the host and this monitor's incarnation (seed: the HM is known to the HSDB
-/// before it runs), and read what the HSDB holds about its VMs.
-fn register(
-    hsdb: &mut Hsdb,
-    config: &Config,
-    clock: &MonotonicClock,
-    hello: HelloId,
-    first_mac: MacAddr,
-) -> Result<Registered, RunError> {
-    let hsdb_err = hsdb_error(config);
-    let at = epoch_ms(clock, clock.now());
-    if hsdb.host(config.host_id).map_err(&hsdb_err)?.is_none() {
-        hsdb.upsert_host(&HostRecord {
-            id: config.host_id,
-            name: config.host_name.clone(),
-            machine_type: String::new(),
-            model: String::new(),
-            serial: String::new(),
-            cpu_milli: 0,
-            memory_mb: 0,
-            host_group: String::new(),
-        })
-        .map_err(&hsdb_err)?;
-    }
-    hsdb.register_hm(&HmRecord {
-        uuid: config.monitor_uuid,
-        host: config.host_id,
-        mac: first_mac,
-        incarnation: hello,
-        version: VERSION,
-        at,
-    })
-    .map_err(&hsdb_err)?;
-    // One read of this monitor's rows (docs/hsdb.md: `vm_hms_of`): MACs and states.
-    let mut known_macs = HashMap::new();
-    let mut detected = Vec::new();
-    let mut stopped = HashSet::new();
-    for row in hsdb.vm_hms_of(&config.monitor_uuid).map_err(&hsdb_err)? {
-        if let Some(mac) = row.mac {
-            known_macs.insert(row.vm, mac);
-        }
-        match row.last_state {
-            HeartbeatState::Detected => detected.push(row.vm),
-            // Stopped by the control plane: not watched, not re-watched, until a START.
-            HeartbeatState::Stopped => {
-                stopped.insert(row.vm);
-            }
-            HeartbeatState::Missing | HeartbeatState::Suspended => {}
-        }
-    }
-    tracing::info!(
-        monitor = %config.monitor_uuid,
-        incarnation = %hello,
-        hsdb = %config.hsdb.display(),
-        known_vms = known_macs.len(),
-        detected_by_previous_run = detected.len(),
-        stopped_by_control_plane = stopped.len(),
-        "monitor registered in the HSDB"
-    );
-    Ok(Registered {
-        known_macs,
-        detected,
-        stopped,
-    })
-}
-
-/// Write each interface's carrier as the monitor starts (`hm_interface`; an `HM_EVENT` for
-/// a change since the previous run or one starting DOWN) and forget interfaces no longer
-/// configured.
-fn report_interfaces(
-    hsdb: &mut Hsdb,
-    config: &Config,
-    clock: &MonotonicClock,
-    interfaces: &[Interface],
-) -> Result<(), RunError> {
-    let hsdb_err = hsdb_error(config);
-    let names: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
-    hsdb.retain_hm_interfaces(&config.monitor_uuid, &names)
-        .map_err(&hsdb_err)?;
-    let at = epoch_ms(clock, clock.now());
-    let batch: Vec<Transition> = interfaces
-        .iter()
-        .map(|i| Transition::HmInterface {
-            hm: config.monitor_uuid,
-            interface: i.name.clone(),
-            state: interface_state(i.carrier),
-            at,
-        })
-        .collect();
-    hsdb.apply(&batch).map_err(&hsdb_err)?;
-    Ok(())
 }

@@ -123,7 +123,7 @@ pub struct HsdbConnector {
 }
 
 /// What runs on each new connection.
-type OnConnect = Box<dyn FnMut(&mut Hsdb) -> Result<(), hsdb::Error> + Send>;
+pub type OnConnect = Box<dyn FnMut(&mut Hsdb) -> Result<(), hsdb::Error> + Send>;
 
 impl HsdbConnector {
     /// Connect to `target` with `options`.

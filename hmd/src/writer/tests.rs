@@ -7,6 +7,7 @@ use super::*;
 use hsdb::Hsdb;
 
 mod outage;
+mod postgres;
 
 /// The stall verdict from the counters alone (no thread, no database, no sleep: the
 /// writer's clock origin is set a minute back).
