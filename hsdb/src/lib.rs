@@ -3,7 +3,9 @@
 //! NeedsAttention from (DESIGN.md §4-§5; the seed's HSDB, seed 004 L6432-6450).
 //!
 //! - [`Hsdb`]: one connection to an SQLite file in WAL mode, `synchronous=FULL` unless
-//!   [`Options`] say otherwise, foreign keys on, schema migrated at open.
+//!   [`Options`] say otherwise, foreign keys on, schema migrated at open — or to a
+//!   PostgreSQL database shared by a host group ([`Hsdb::connect`] with a [`Target`];
+//!   [`Backend`]); the same API and semantics on both (docs/hsdb.md §6).
 //! - [`Hsdb::apply`]: a batch of [`Transition`]s (Discovered, Detected, Missing,
 //!   Suspended, Doorbell, monitor heartbeat and events) in one transaction.
 //! - reads: [`Hsdb::hm`], [`Hsdb::vm`], [`Hsdb::vm_hm`], [`Hsdb::vms`],
@@ -14,10 +16,10 @@
 //!   relocations), commands to monitors ([`Hsdb::enqueue_command`]), pruning.
 //!
 //! The crate never reads a clock: every time is passed in by the caller, in milliseconds
-//! since the Unix epoch. SQL is kept portable (upserts with `ON CONFLICT … DO UPDATE`,
-//! BIGINT / INTEGER / TEXT columns) so that a PostgreSQL backend can follow behind the
-//! same API. The schema, every transition's semantics and the durability choices are in
-//! `docs/hsdb.md`.
+//! since the Unix epoch. SQL is written once, portable (upserts with `ON CONFLICT … DO
+//! UPDATE`, ids by `RETURNING`), and run by the backend layer on either database. The
+//! schema, every transition's semantics, the durability choices and what PostgreSQL
+//! changes (locks, isolation, the outbox lock) are in `docs/hsdb.md`.
 
 #![forbid(unsafe_code)]
 
