@@ -7,7 +7,8 @@
 //! run from any directory reaches the daemon's socket.
 //!
 //! ```toml
-//! hsdb = "/var/lib/hvha/hsdb.sqlite"
+//! hsdb = "/var/lib/hvha/hsdb.sqlite"   # or "postgres://hvha@db1:5432/hsdb"
+//! hsdb_password_file = "/etc/hvha/hsdb.password"   # PostgreSQL: mode 0600, first line
 //! admin_socket = "/run/hvha/hactl.sock"
 //! host_groups = ["hg1"]          # default: every host group in the HSDB
 //! profile = "standard"           # or "fast" (below the seed's ranges: tests and demos)
@@ -36,7 +37,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hsdb::{Synchronous, Uuid};
+use hsdb::{Synchronous, Target, TargetError, Uuid};
 
 use crate::lease::LeaseSettings;
 use hvha_daemon::config::{Refused, line_of, log_format_value, log_value, quoted, resolve};
@@ -128,13 +129,67 @@ pub struct LibvirtConfig {
     pub ping_timeout: Duration,
 }
 
+/// The `hsdb` setting: an SQLite file or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HsdbLocation {
+    /// An SQLite file (absolute): one machine, one controller.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, as a `postgres://` URL without a password (checked by
+    /// [`Target::parse`]): the HSDB shared by a host group, several controllers.
+    Postgres(String),
+}
+
+impl HsdbLocation {
+    /// Parse the setting's text; a relative path is taken from `base`'s directory (the
+    /// configuration file; `None`: the current directory).
+    pub fn parse(text: &str, base: Option<&Path>) -> Result<HsdbLocation, TargetError> {
+        match Target::parse(text)? {
+            Target::Sqlite(path) => Ok(HsdbLocation::Sqlite(match base {
+                Some(file) => resolve(file, &path),
+                None => std::path::absolute(&path).unwrap_or(path),
+            })),
+            Target::Postgres(_) => Ok(HsdbLocation::Postgres(text.trim().to_owned())),
+        }
+    }
+
+    /// The SQLite file, if it is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            HsdbLocation::Sqlite(p) => Some(p),
+            HsdbLocation::Postgres(_) => None,
+        }
+    }
+
+    /// Where to connect, with the PostgreSQL password from `password_file`, else from
+    /// the environment (`HVHA_HSDB_PASSWORD`), else none.
+    pub fn target(&self, password_file: Option<&Path>) -> Result<Target, TargetError> {
+        let target = match self {
+            HsdbLocation::Sqlite(p) => Target::Sqlite(p.clone()),
+            HsdbLocation::Postgres(url) => Target::parse(url)?,
+        };
+        target.with_password(password_file)
+    }
+}
+
+impl fmt::Display for HsdbLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HsdbLocation::Sqlite(p) => write!(f, "{}", p.display()),
+            // Parsed without a password, so there is none to hide; shown as written.
+            HsdbLocation::Postgres(url) => f.write_str(url),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The file it came from (absolute), or `None` for the defaults used without a file.
     pub file: Option<PathBuf>,
-    /// The HSDB file (absolute).
-    pub hsdb: PathBuf,
+    /// The HSDB: an SQLite file (absolute) or a PostgreSQL URL.
+    pub hsdb: HsdbLocation,
+    /// The file holding the PostgreSQL password (absolute), if any.
+    pub hsdb_password_file: Option<PathBuf>,
     /// SQLite durability of the daemon's writes.
     pub synchronous: Synchronous,
     /// The admin socket of `hactl run` (absolute).
@@ -197,7 +252,8 @@ pub enum ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    hsdb: Spanned<PathBuf>,
+    hsdb: Spanned<String>,
+    hsdb_password_file: Option<Spanned<PathBuf>>,
     synchronous: Option<Spanned<String>>,
     admin_socket: Option<Spanned<PathBuf>>,
     host_groups: Option<Spanned<Vec<Spanned<String>>>>,
@@ -340,10 +396,11 @@ fn check_uri(uri: &str) -> bool {
 impl Config {
     /// The configuration used without a file: the HSDB at `hsdb`, everything else
     /// defaulted (read-side commands need nothing else).
-    pub fn without_file(hsdb: PathBuf) -> Config {
+    pub fn without_file(hsdb: HsdbLocation) -> Config {
         Config {
             file: None,
-            hsdb: std::path::absolute(&hsdb).unwrap_or(hsdb),
+            hsdb,
+            hsdb_password_file: None,
             synchronous: Synchronous::Full,
             admin_socket: PathBuf::from(DEFAULT_ADMIN_SOCKET),
             host_groups: Vec::new(),
@@ -373,10 +430,37 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        if f.hsdb.get_ref().as_os_str().is_empty() {
-            return Err(src.bad("hsdb", Some(f.hsdb.span()), "\"\"", "a file path"));
-        }
-        let hsdb = resolve(path, f.hsdb.get_ref());
+        let hsdb = HsdbLocation::parse(f.hsdb.get_ref(), Some(path)).map_err(|e| {
+            // A URL may hold a password: the reason shows it with the password hidden.
+            let text = f.hsdb.get_ref();
+            let shown = match text.split_once("://") {
+                Some((scheme, _)) => format!("{scheme}://…"),
+                None => quoted(text),
+            };
+            src.bad(
+                "hsdb",
+                Some(f.hsdb.span()),
+                shown,
+                format!(
+                    "the path of an SQLite file or a postgres://USER@HOST:PORT/DBNAME URL \
+                     ({e})"
+                ),
+            )
+        })?;
+        let hsdb_password_file = match &f.hsdb_password_file {
+            None => None,
+            Some(p) if p.get_ref().as_os_str().is_empty() || hsdb.sqlite_path().is_some() => {
+                return Err(src.bad(
+                    "hsdb_password_file",
+                    Some(p.span()),
+                    quoted_path(p.get_ref()),
+                    "a file (mode 0600) with the password of a postgres:// hsdb; an SQLite \
+                     hsdb has none",
+                ));
+            }
+            Some(p) => Some(resolve(path, p.get_ref())),
+        };
+        let hsdb_file = hsdb.sqlite_path().map(Path::to_owned);
         let synchronous = match &f.synchronous {
             None => Synchronous::Full,
             Some(s) => match s.get_ref().as_str() {
@@ -405,7 +489,7 @@ impl Config {
                         format!("a path of 1..={MAX_SOCKET_PATH} bytes, once made absolute"),
                     ));
                 }
-                if resolved == hsdb {
+                if Some(&resolved) == hsdb_file.as_ref() {
                     return Err(src.bad(
                         "admin_socket",
                         Some(s.span()),
@@ -417,11 +501,11 @@ impl Config {
             }
         };
         let config_file = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        if hsdb == config_file {
+        if hsdb_file.as_ref() == Some(&config_file) {
             return Err(src.bad(
                 "hsdb",
                 Some(f.hsdb.span()),
-                quoted_path(&hsdb),
+                quoted(f.hsdb.get_ref()),
                 "another path than the configuration file's",
             ));
         }
@@ -510,6 +594,7 @@ impl Config {
         Ok(Config {
             file: Some(config_file),
             hsdb,
+            hsdb_password_file,
             synchronous,
             admin_socket,
             host_groups,
@@ -751,9 +836,17 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "# the SQLite HSDB (relative paths are taken from the config file's directory)"
+            "# the HSDB: an SQLite file (relative paths are taken from the config file's \
+             directory) or a postgres:// URL without password"
         )?;
-        writeln!(f, "hsdb = {}", quoted_path(&self.hsdb))?;
+        writeln!(f, "hsdb = {}", quoted(&self.hsdb.to_string()))?;
+        match &self.hsdb_password_file {
+            Some(p) => writeln!(f, "hsdb_password_file = {}", quoted_path(p))?,
+            None => writeln!(
+                f,
+                "# hsdb_password_file = \"…\"   (PostgreSQL; else HVHA_HSDB_PASSWORD)"
+            )?,
+        }
         writeln!(f, "# SQLite durability: \"full\" (default) or \"normal\"")?;
         let sync = match self.synchronous {
             Synchronous::Full => "full",
@@ -847,12 +940,52 @@ mod tests {
     #[test]
     fn minimal_file_takes_the_defaults() {
         let c = parse("hsdb = \"hsdb.sqlite\"\n").unwrap();
-        assert_eq!(c.hsdb, Path::new("/etc/hvha/hsdb.sqlite"));
+        assert_eq!(
+            c.hsdb,
+            HsdbLocation::Sqlite(PathBuf::from("/etc/hvha/hsdb.sqlite"))
+        );
         assert_eq!(c.admin_socket, Path::new(DEFAULT_ADMIN_SOCKET));
         assert_eq!(c.profile, Profile::Default);
         assert_eq!(c.platform, PlatformConfig::Sim { seed: 1 });
         assert!(c.host_groups.is_empty());
         assert_eq!(c.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn hsdb_is_a_path_or_a_postgres_url_with_the_password_elsewhere() {
+        let c = parse(
+            "hsdb = \"postgres://hvha@db1:5432/hsdb\"\nhsdb_password_file = \"hsdb.password\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.hsdb,
+            HsdbLocation::Postgres("postgres://hvha@db1:5432/hsdb".into())
+        );
+        assert_eq!(
+            c.hsdb_password_file.as_deref(),
+            Some(Path::new("/etc/hvha/hsdb.password"))
+        );
+        let again = parse(&c.to_string()).unwrap();
+        assert_eq!(again, c);
+        // A password in the URL is refused, and never shown back.
+        let (line, key, value, allowed) =
+            value_error("\nhsdb = \"postgres://hvha:s3cret@db1/hsdb\"\n");
+        assert_eq!((line, key.as_str()), (Some(2), "hsdb"));
+        assert!(allowed.contains("hsdb_password_file"), "{allowed}");
+        assert!(
+            !value.contains("s3cret") && !allowed.contains("s3cret"),
+            "{value} {allowed}"
+        );
+        let (_, key, _, allowed) = value_error("hsdb = \"mysql://db1/hsdb\"\n");
+        assert_eq!(key, "hsdb");
+        assert!(allowed.contains("unsupported scheme"), "{allowed}");
+        let (_, key, _, _) = value_error("hsdb = \"\"\n");
+        assert_eq!(key, "hsdb");
+        // A password file for an SQLite file means a mistake.
+        let (_, key, _, allowed) =
+            value_error("hsdb = \"hsdb.sqlite\"\nhsdb_password_file = \"p\"\n");
+        assert_eq!(key, "hsdb_password_file");
+        assert!(allowed.contains("SQLite hsdb has none"), "{allowed}");
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub enum CliError {
     /// The HSDB failed.
     #[error(transparent)]
     Hsdb(#[from] hsdb::Error),
+    /// The `hsdb` setting (or `--hsdb`) or its password cannot be used.
+    #[error(transparent)]
+    Target(#[from] hsdb::TargetError),
     /// The admin socket.
     #[error(transparent)]
     Admin(#[from] AdminError),
@@ -83,7 +86,10 @@ impl CliError {
     /// The exit code this error gives.
     pub fn exit(&self) -> Exit {
         match self {
-            CliError::BadValue { .. } | CliError::Usage(_) | CliError::Config(_) => Exit::Usage,
+            CliError::BadValue { .. }
+            | CliError::Usage(_)
+            | CliError::Config(_)
+            | CliError::Target(_) => Exit::Usage,
             CliError::NotFound { .. } => Exit::NotFound,
             CliError::Admin(AdminError::NotRunning { .. }) => Exit::NotRunning,
             CliError::NoHsdb { .. }

@@ -22,9 +22,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hsdb::{Hsdb, Options};
+use hsdb::{Hsdb, Options, Target};
 
-use self::config::{Config, HACTL_CONFIG};
+use self::config::{Config, HACTL_CONFIG, HsdbLocation};
 pub use self::error::{CliError, Exit};
 use crate::clock::{Clock, SystemClock};
 use crate::daemon::admin;
@@ -72,9 +72,11 @@ pub struct Cli {
     /// without one when --hsdb is given.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The HSDB file; overrides the configuration's `hsdb`.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub hsdb: Option<PathBuf>,
+    /// The HSDB: an SQLite file or a postgres://USER@HOST:PORT/DBNAME URL (never with a
+    /// password: that comes from `hsdb_password_file` or HVHA_HSDB_PASSWORD); overrides
+    /// the configuration's `hsdb`.
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub hsdb: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true, conflicts_with = "xml")]
     pub json: bool,
@@ -320,9 +322,7 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
             refuse_format(format, "run")?;
             let path = cli.config.clone().unwrap_or_else(|| HACTL_CONFIG.into());
             let mut config = Config::load(&path)?;
-            if let Some(hsdb) = &cli.hsdb {
-                config.hsdb = std::path::absolute(hsdb).unwrap_or_else(|_| hsdb.clone());
-            }
+            override_hsdb(cli, &mut config)?;
             hvha_daemon::log::init(&config.log, config.log_format);
             match crate::daemon::run(&config) {
                 Ok(()) => Ok(String::new()),
@@ -416,9 +416,7 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
             refuse_xml(format, "check-config")?;
             let path = cli.config.clone().unwrap_or_else(|| HACTL_CONFIG.into());
             let mut config = Config::load(&path)?;
-            if let Some(hsdb) = &cli.hsdb {
-                config.hsdb = std::path::absolute(hsdb).unwrap_or_else(|_| hsdb.clone());
-            }
+            override_hsdb(cli, &mut config)?;
             let mut out = format!(
                 "# effective configuration of {}, defaults included\n{config}",
                 path.display()
@@ -483,14 +481,44 @@ fn config(cli: &Cli) -> Result<Option<Config>, CliError> {
     Ok(Some(Config::load(&path)?))
 }
 
-/// The HSDB file: `--hsdb`, else the configuration's.
-fn hsdb_path(cli: &Cli) -> Result<PathBuf, CliError> {
+/// `--hsdb` in place of the configuration's `hsdb` (its password file kept for a
+/// PostgreSQL URL).
+fn override_hsdb(cli: &Cli, config: &mut Config) -> Result<(), CliError> {
+    if let Some(text) = &cli.hsdb {
+        config.hsdb = HsdbLocation::parse(text, None)?;
+        if config.hsdb.sqlite_path().is_some() {
+            config.hsdb_password_file = None;
+        }
+    }
+    Ok(())
+}
+
+/// The HSDB to connect to: `--hsdb`, else the configuration's, with its password (the
+/// configuration's `hsdb_password_file`, else HVHA_HSDB_PASSWORD).
+fn target(cli: &Cli) -> Result<Target, CliError> {
+    let (location, password_file) = hsdb_location(cli)?;
+    Ok(location.target(password_file.as_deref())?)
+}
+
+/// The HSDB setting and its password file: `--hsdb`, else the configuration's.
+fn hsdb_location(cli: &Cli) -> Result<(HsdbLocation, Option<PathBuf>), CliError> {
     match &cli.hsdb {
-        Some(path) => Ok(path.clone()),
+        Some(text) => {
+            let location = HsdbLocation::parse(text, None)?;
+            // The configuration's password file, when there is a file and the URL is
+            // PostgreSQL's.
+            let password_file = match (&location, &cli.config) {
+                (HsdbLocation::Postgres(_), Some(_)) => {
+                    config(cli)?.and_then(|c| c.hsdb_password_file)
+                }
+                _ => None,
+            };
+            Ok((location, password_file))
+        }
         None => match config(cli) {
-            Ok(Some(c)) => Ok(c.hsdb),
+            Ok(Some(c)) => Ok((c.hsdb, c.hsdb_password_file)),
             Ok(None) => Err(CliError::Usage(
-                "no HSDB: give --hsdb PATH or --config FILE".into(),
+                "no HSDB: give --hsdb PATH|URL or --config FILE".into(),
             )),
             Err(CliError::Config(config::ConfigError::Read { path, .. }))
                 if cli.config.is_none() =>
@@ -505,17 +533,23 @@ fn hsdb_path(cli: &Cli) -> Result<PathBuf, CliError> {
     }
 }
 
-/// A read-only connection to the HSDB (it never takes the write lock and never creates
-/// the file).
-fn open_read(cli: &Cli) -> Result<Hsdb, CliError> {
-    let path = hsdb_path(cli)?;
-    if !path.exists() {
-        return Err(CliError::NoHsdb {
-            path,
+/// An SQLite HSDB must exist: a typo must not create an empty database.
+fn must_exist(target: &Target) -> Result<(), CliError> {
+    match target.sqlite_path() {
+        Some(path) if !path.exists() => Err(CliError::NoHsdb {
+            path: path.to_owned(),
             hint: "hmd creates it at start, `hactl add host` too",
-        });
+        }),
+        _ => Ok(()),
     }
-    Ok(Hsdb::open_read_only(&path, &Options::default())?)
+}
+
+/// A read-only connection to the HSDB (SQLite: it never takes the write lock and never
+/// creates the file; PostgreSQL: a read-only session).
+fn open_read(cli: &Cli) -> Result<Hsdb, CliError> {
+    let target = target(cli)?;
+    must_exist(&target)?;
+    Ok(Hsdb::connect_read_only(&target, &Options::default())?)
 }
 
 /// What `check-config` finds on this machine, one line each: the HSDB (its schema, its
@@ -523,14 +557,22 @@ fn open_read(cli: &Cli) -> Result<Hsdb, CliError> {
 /// created or changed.
 fn machine_notes(config: &Config) -> Vec<String> {
     let mut notes = Vec::new();
-    let hsdb = config.hsdb.display();
-    if !config.hsdb.exists() {
+    let hsdb = config.hsdb.to_string();
+    let absent = config.hsdb.sqlite_path().is_some_and(|p| !p.exists());
+    if absent {
         notes.push(format!(
             "hsdb {hsdb}: absent (the monitors create it, `hactl add host` too; \
              `hactl run` refuses to start without it)"
         ));
     } else {
-        match Hsdb::open_read_only(&config.hsdb, &Options::default()) {
+        let opened = config
+            .hsdb
+            .target(config.hsdb_password_file.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                Hsdb::connect_read_only(&t, &Options::default()).map_err(|e| e.to_string())
+            });
+        match opened {
             Ok(db) => match self::query::groups(&db) {
                 Ok(groups) => {
                     let names: Vec<String> = groups
@@ -555,6 +597,7 @@ fn machine_notes(config: &Config) -> Vec<String> {
                             ));
                         }
                     }
+                    notes.extend(lease_notes(&db));
                 }
                 Err(e) => notes.push(format!("hsdb {hsdb}: {e}")),
             },
@@ -597,23 +640,49 @@ fn machine_notes(config: &Config) -> Vec<String> {
     notes
 }
 
-/// A connection that may write; the file must exist.
-fn open_write(cli: &Cli) -> Result<Hsdb, CliError> {
-    let path = hsdb_path(cli)?;
-    if !path.exists() {
-        return Err(CliError::NoHsdb {
-            path,
-            hint: "hmd creates it at start, `hactl add host` too",
-        });
+/// Who holds each leader lease (PostgreSQL), one line each.
+fn lease_notes(db: &Hsdb) -> Vec<String> {
+    if db.backend() != hsdb::Backend::Postgres {
+        return vec!["leader lease: none (SQLite: one controller)".to_owned()];
     }
-    Ok(Hsdb::open(&path, &Options::default())?)
+    let (leases, now) = match (db.leases(), db.db_now_ms()) {
+        (Ok(l), Ok(n)) => (l, n),
+        (Err(e), _) | (_, Err(e)) => return vec![format!("leader leases: {e}")],
+    };
+    if leases.is_empty() {
+        return vec!["leader leases: none held yet".to_owned()];
+    }
+    leases
+        .iter()
+        .map(|l| {
+            let left = l.expires_ms - now;
+            format!(
+                "lease {}: {} {}, token {}, {}",
+                crate::lease::lease_name(&l.host_group),
+                if left > 0 { "held by" } else { "last held by" },
+                l.holder,
+                l.token,
+                if left > 0 {
+                    format!("expires in {} ms", left)
+                } else {
+                    format!("expired {} ms ago", -left)
+                }
+            )
+        })
+        .collect()
 }
 
-/// A connection that may write, creating the file (`add host`: the first step of setting
-/// up a host group).
+/// A connection that may write; an SQLite file must exist.
+fn open_write(cli: &Cli) -> Result<Hsdb, CliError> {
+    let target = target(cli)?;
+    must_exist(&target)?;
+    Ok(Hsdb::connect(&target, &Options::default())?)
+}
+
+/// A connection that may write, creating the SQLite file or the schema (`add host`: the
+/// first step of setting up a host group).
 fn open_create(cli: &Cli) -> Result<Hsdb, CliError> {
-    let path = hsdb_path(cli)?;
-    Ok(Hsdb::open(&path, &Options::default())?)
+    Ok(Hsdb::connect(&target(cli)?, &Options::default())?)
 }
 
 /// The configuration file's profile, when there is a file (it is the system-level

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Monotonic;
 use crate::lease::{
-    HSDB_DUTIES, Leadership, Lease, LeaseEvent, LeaseSettings, LeaseStore, Refusal, lease_name,
+    HSDB_DUTIES, Leadership, Lease, LeaseEvent, LeaseOutcome, LeaseSettings, LeaseStore, Refusal,
+    lease_name,
 };
 
 /// What a check is about, for the counters and the log.
@@ -436,6 +437,71 @@ impl Board {
     pub fn stop(&self) {
         self.lock().stop = true;
         self.wake.notify_all();
+    }
+
+    /// The fence that binds an HSDB connection's writes to `group`'s term `token`: the
+    /// database checks the lease row in every write transaction, after this board's
+    /// own check (the local deadline; a refusal is counted as a refused write).
+    pub fn fence(self: &Arc<Self>, group: &str, token: i64) -> hsdb::Fence {
+        let board = Arc::clone(self);
+        let name = group.to_owned();
+        hsdb::Fence {
+            host_group: group.to_owned(),
+            holder: self.holder.clone(),
+            token,
+            check: Some(Arc::new(move || {
+                board
+                    .check(&name, Some(token), OpKind::Write, &|| {
+                        "an HSDB write".to_owned()
+                    })
+                    .map(|_| ())
+                    .map_err(|r| r.to_string())
+            })),
+        }
+    }
+}
+
+/// The lease thread's store: its own HSDB connection (never the engine loop's, so a
+/// renewal never waits for a scan), made again when it breaks.
+pub struct HsdbLeases {
+    target: hsdb::Target,
+    options: hsdb::Options,
+    db: Option<hsdb::Hsdb>,
+}
+
+impl HsdbLeases {
+    /// A store connecting to `target` on first use.
+    pub fn new(target: hsdb::Target, options: hsdb::Options) -> HsdbLeases {
+        HsdbLeases {
+            target,
+            options,
+            db: None,
+        }
+    }
+
+    fn db(&mut self) -> Result<&mut hsdb::Hsdb, String> {
+        if self.db.as_ref().is_some_and(hsdb::Hsdb::is_broken) {
+            tracing::warn!("lease connection broken: connecting again");
+            self.db = None;
+        }
+        if self.db.is_none() {
+            let db = hsdb::Hsdb::connect(&self.target, &self.options)
+                .map_err(|e| format!("lease connection: {e}"))?;
+            self.db = Some(db);
+        }
+        self.db
+            .as_mut()
+            .ok_or_else(|| "lease connection: none".to_owned())
+    }
+}
+
+impl LeaseStore for HsdbLeases {
+    fn acquire(&mut self, group: &str, holder: &str, ttl_ms: u64) -> Result<LeaseOutcome, String> {
+        self.db()?.acquire(group, holder, ttl_ms)
+    }
+
+    fn release(&mut self, group: &str, holder: &str) -> Result<bool, String> {
+        self.db()?.release(group, holder)
     }
 }
 

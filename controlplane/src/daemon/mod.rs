@@ -25,9 +25,10 @@ use hvha_notify::Notifier;
 
 use self::admin::{AdminError, AdminServer};
 use self::engine::{FdeEngine, below_seed};
-use self::leadership::Board;
+use self::leadership::{Board, HsdbLeases};
 use self::runner::{AfterTurn, GroupEngine, GroupSource, Runner};
 use self::status::DaemonStatus;
+use self::status::LeaseTimings;
 use crate::cli::config::{Config, PlatformConfig, Profile as ConfigProfile};
 use crate::clock::{BootClock, Clock, ManualClock, SystemClock};
 use crate::events::LogNotifier;
@@ -53,13 +54,16 @@ pub enum DaemonError {
         path: std::path::PathBuf,
     },
     /// The HSDB failed.
-    #[error("hsdb {}: {source}", path.display())]
+    #[error("hsdb {hsdb}: {source}")]
     Hsdb {
-        /// The path.
-        path: std::path::PathBuf,
+        /// The HSDB, as the setting names it (never a password).
+        hsdb: String,
         /// What failed.
         source: hsdb::Error,
     },
+    /// The `hsdb` setting or its password cannot be used.
+    #[error("{0}")]
+    Target(String),
     /// The admin socket.
     #[error(transparent)]
     Admin(#[from] AdminError),
@@ -350,54 +354,106 @@ impl AfterTurn for EventLog {
 }
 
 /// `hactl run`: serve the configuration's host groups until SIGTERM or SIGINT. The scan
-/// in progress when the signal comes completes; then the HSDB is closed, the admin socket
-/// removed, and `Ok` returned (exit 0).
+/// in progress when the signal comes completes; then the leases this controller holds
+/// are released (PostgreSQL), the HSDB is closed, the admin socket removed, and `Ok`
+/// returned (exit 0).
+///
+/// SQLite: the only controller of the file (a second one is refused, [`SoleLock`]), no
+/// lease. PostgreSQL: one controller among several; per host group the one holding the
+/// lease acts ([`leadership`]).
 pub fn run(config: &Config) -> Result<(), DaemonError> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(DaemonError::Signal)?;
     }
-    if !config.hsdb.exists() {
-        return Err(DaemonError::NoHsdb {
-            path: config.hsdb.clone(),
-        });
-    }
+    let shown = config.hsdb.to_string();
     let hsdb_err = |source| DaemonError::Hsdb {
-        path: config.hsdb.clone(),
+        hsdb: shown.clone(),
         source,
     };
+    let target = config
+        .hsdb
+        .target(config.hsdb_password_file.as_deref())
+        .map_err(|e| DaemonError::Target(e.to_string()))?;
     let options = Options {
         synchronous: config.synchronous,
         ..Options::default()
     };
     let started_ms = SystemClock.now_ms();
     let holder = controller_id(config, started_ms);
+    let mono: Arc<dyn crate::clock::Monotonic> = Arc::new(BootClock::new());
     // SQLite: one controller. The lock first, so a second daemon changes nothing.
-    let lock = SoleLock::take(&config.hsdb, &holder)?;
-    let db = Hsdb::open(&config.hsdb, &options).map_err(hsdb_err)?;
+    let lock = match target.sqlite_path() {
+        Some(path) if !path.exists() => {
+            return Err(DaemonError::NoHsdb {
+                path: path.to_owned(),
+            });
+        }
+        Some(path) => Some(SoleLock::take(path, &holder)?),
+        None => None,
+    };
+    let db = Hsdb::connect(&target, &options).map_err(hsdb_err)?;
     let platform: Box<dyn Platform> = match &config.platform {
         PlatformConfig::Sim { seed } => Box::new(sim_platform(&db, *seed)?),
         PlatformConfig::Libvirt(l) => Box::new(libvirt_platform(l)?),
     };
     let profile = profile(config);
-    let mut starting = DaemonStatus::starting(
-        &config.hsdb.display().to_string(),
-        platform.name(),
-        profile.as_str(),
-        started_ms,
-    );
+    let mut starting =
+        DaemonStatus::starting(&shown, platform.name(), profile.as_str(), started_ms);
     starting.controller_id = holder.clone();
+    let board = if lock.is_some() {
+        Arc::new(Board::sole(&holder, Arc::clone(&mono)))
+    } else {
+        Arc::new(Board::leased(&holder, config.lease, Arc::clone(&mono)))
+    };
+    if let Some(settings) = board.settings() {
+        starting.lease = Some(LeaseTimings {
+            ttl_ms: settings.ttl_ms,
+            renew_every_ms: settings.renew_every_ms,
+            margin_ms: settings.margin_ms,
+            // The scan interval is per group; the status fills in the longest served.
+            takeover_bound_ms: settings.takeover_bound_ms(0),
+        });
+    }
     let published = Arc::new(Mutex::new(starting));
     let admin = AdminServer::start(&config.admin_socket, Arc::clone(&published))?;
-    tracing::info!(
-        hsdb = %config.hsdb.display(),
-        platform = platform.name(),
-        profile = profile.as_str(),
-        admin_socket = %admin.path().display(),
-        controller = %holder,
-        lock = %lock.path().display(),
-        "hactl run starting: the only controller of this SQLite HSDB (no lease)"
-    );
+    match &lock {
+        Some(lock) => tracing::info!(
+            hsdb = %shown,
+            platform = platform.name(),
+            profile = profile.as_str(),
+            admin_socket = %admin.path().display(),
+            controller = %holder,
+            lock = %lock.path().display(),
+            "hactl run starting: the only controller of this SQLite HSDB (no lease)"
+        ),
+        None => tracing::info!(
+            hsdb = %shown,
+            platform = platform.name(),
+            profile = profile.as_str(),
+            admin_socket = %admin.path().display(),
+            controller = %holder,
+            ttl_ms = config.lease.ttl_ms,
+            renew_every_ms = config.lease.renew_every_ms,
+            margin_ms = config.lease.margin_ms,
+            "hactl run starting: one controller among several on this PostgreSQL HSDB; \
+             it acts for a host group while it holds the group's lease"
+        ),
+    }
+    // The lease thread, on its own connection.
+    let lease_thread = if lock.is_none() {
+        let store = HsdbLeases::new(target.clone(), options);
+        Some(
+            board
+                .spawn(Box::new(store))
+                .map_err(|e| DaemonError::Platform {
+                    driver: "lease",
+                    why: format!("cannot start the lease thread: {e}"),
+                })?,
+        )
+    } else {
+        None
+    };
     let notifier = Notifier::from_env().unwrap_or_else(|e| {
         tracing::warn!("service manager notifications off: {e}");
         Notifier::disabled()
@@ -409,7 +465,11 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         Arc::clone(&published),
         notifier,
     );
-    runner.lead_with(Arc::new(Board::sole(&holder, Arc::new(BootClock::new()))));
+    runner.lead_with(Arc::clone(&board));
+    {
+        let target = target.clone();
+        runner.reconnect_with(Box::new(move || Hsdb::connect(&target, &options)));
+    }
     runner.discover_groups(Box::new(Groups {
         fixed: config.host_groups.clone(),
         profile: Some(profile),
@@ -419,9 +479,14 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         SystemClock,
     ))));
     let db = runner.run(&stop);
+    // Hand the leases over now rather than at their expiry.
+    board.stop();
+    if let Some(t) = lease_thread {
+        let _ = t.join();
+    }
     drop(db);
     drop(admin);
     drop(lock);
-    tracing::info!("stopped: HSDB closed, admin socket removed");
+    tracing::info!("stopped: leases released, HSDB closed, admin socket removed");
     Ok(())
 }

@@ -98,6 +98,9 @@ pub trait GroupSource: Send {
 /// How often the loop looks for new host groups.
 pub const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 
+/// How often a broken HSDB connection is made again.
+pub const RECONNECT_EVERY: Duration = Duration::from_secs(2);
+
 /// How often a group this controller does not lead is looked at again (only the board:
 /// no HSDB, no platform).
 pub const FOLLOWER_POLL: Duration = Duration::from_millis(200);
@@ -118,6 +121,10 @@ struct Slot {
 /// The loop's state.
 pub struct Runner {
     hsdb: Hsdb,
+    /// Makes a new connection when the HSDB's breaks (PostgreSQL restarted, network).
+    reconnect: Option<Box<dyn FnMut() -> hsdb::Result<Hsdb> + Send>>,
+    /// The last reconnection attempt.
+    reconnected: Option<Instant>,
     platform: Box<dyn Platform>,
     board: Arc<Board>,
     clock: Arc<dyn Clock>,
@@ -150,6 +157,8 @@ impl Runner {
         let pacer = notifier.watchdog_timeout().map(WatchdogPacer::new);
         Runner {
             hsdb,
+            reconnect: None,
+            reconnected: None,
             platform,
             board: Arc::new(Board::sole("sole", Arc::new(BootClock::new()))),
             clock,
@@ -162,6 +171,38 @@ impl Runner {
             notifier,
             pacer,
             origin: Instant::now(),
+        }
+    }
+
+    /// Replace the HSDB connection with `connect()`'s when it breaks (at most every
+    /// [`RECONNECT_EVERY`]); the engines go on with the new one.
+    pub fn reconnect_with(&mut self, connect: Box<dyn FnMut() -> hsdb::Result<Hsdb> + Send>) {
+        self.reconnect = Some(connect);
+    }
+
+    fn ensure_connected(&mut self) {
+        if !self.hsdb.is_broken() {
+            return;
+        }
+        let Some(connect) = self.reconnect.as_mut() else {
+            return;
+        };
+        if self
+            .reconnected
+            .is_some_and(|t| t.elapsed() < RECONNECT_EVERY)
+        {
+            return;
+        }
+        self.reconnected = Some(Instant::now());
+        match connect() {
+            Ok(db) => {
+                tracing::info!("HSDB connection broken: connected again");
+                self.hsdb = db;
+            }
+            Err(e) => {
+                tracing::warn!("HSDB connection broken; connecting again failed: {e}");
+                self.status.last_error = Some(format!("HSDB: {e}"));
+            }
         }
     }
 
@@ -305,15 +346,19 @@ impl Runner {
             term.map_or_else(|| "sole".to_owned(), |t| t.to_string())
         );
         let now_ms = self.clock.now_ms();
+        self.hsdb
+            .set_fence(term.map(|t| self.board.fence(&slot.group, t)));
         let mut platform =
             FencedPlatform::new(self.platform.as_mut(), &self.board, &slot.group, term);
-        if let Err(why) = engine.begin_term(
+        let begun = engine.begin_term(
             now_ms,
             term,
             self.board.holder(),
             &mut self.hsdb,
             &mut platform,
-        ) {
+        );
+        self.hsdb.set_fence(None);
+        if let Err(why) = begun {
             tracing::error!(host_group = %slot.group, "taking over the earlier term: {why}");
             slot.status.last_error = Some(why);
         }
@@ -342,6 +387,7 @@ impl Runner {
     /// Every tick due at `now`, then the after-turn tasks, then publish the status.
     /// Returns when the next tick is due (`None`: no group served).
     pub fn turn(&mut self, now: Instant) -> Option<Instant> {
+        self.ensure_connected();
         self.discover();
         for i in 0..self.slots.len() {
             let Some(term) = self.settle(i, now) else {
@@ -355,9 +401,14 @@ impl Runner {
                 continue;
             }
             let now_ms = self.clock.now_ms();
+            // Every write of the tick is bound to the term: checked locally, then in the
+            // database (docs/hsdb.md, the leader lease).
+            self.hsdb
+                .set_fence(term.map(|t| self.board.fence(&slot.group, t)));
             let mut platform =
                 FencedPlatform::new(self.platform.as_mut(), &self.board, &slot.group, term);
             let result = engine.tick(now_ms, &mut self.hsdb, &mut platform, &mut slot.status);
+            self.hsdb.set_fence(None);
             slot.status.lease = self.board.view(&slot.group);
             let interval = engine.scan_interval();
             slot.status.scan_interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
@@ -392,13 +443,20 @@ impl Runner {
             .collect();
         let duties = self.board.access(HSDB_DUTIES);
         self.status.duties = self.board.view(HSDB_DUTIES);
-        if !matches!(duties, Access::Follow { .. }) {
+        let fence = match duties {
+            Access::Sole => Some(None),
+            Access::Lead { token } => Some(Some(self.board.fence(HSDB_DUTIES, token))),
+            Access::Follow { .. } => None,
+        };
+        if let Some(fence) = fence {
+            self.hsdb.set_fence(fence);
             for task in &mut self.after {
                 if let Err(why) = task.after_turn(&mut self.hsdb, &mut self.status) {
                     tracing::error!("{why}");
                     self.status.last_error = Some(why);
                 }
             }
+            self.hsdb.set_fence(None);
         }
         self.publish("running");
         self.slots.iter().map(|s| s.due).min()
@@ -406,6 +464,15 @@ impl Runner {
 
     /// Copy the status to where the admin socket reads it.
     fn publish(&mut self, state: &str) {
+        if let (Some(timings), Some(settings)) = (&mut self.status.lease, self.board.settings()) {
+            let longest = self
+                .slots
+                .iter()
+                .map(|s| s.status.scan_interval_ms)
+                .max()
+                .unwrap_or(0);
+            timings.takeover_bound_ms = settings.takeover_bound_ms(longest);
+        }
         self.status.state = state.to_owned();
         self.status.now_ms = self.clock.now_ms();
         self.status.groups = self.slots.iter().map(|s| s.status.clone()).collect();

@@ -27,44 +27,7 @@ pub mod memory;
 use std::collections::VecDeque;
 use std::fmt;
 
-/// A lease row as the store returns it. Times are the database's, ms since the Unix
-/// epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// The host group (the empty name is the HSDB-wide duties, see
-    /// [`HSDB_DUTIES`]).
-    pub host_group: String,
-    /// Who holds (or last held) it.
-    pub holder: String,
-    /// The fencing token: larger for every new lease, never reused.
-    pub token: i64,
-    /// When this holder acquired it.
-    pub acquired_ms: i64,
-    /// When it was last renewed.
-    pub renewed_ms: i64,
-    /// When it expires unless renewed.
-    pub expires_ms: i64,
-}
-
-/// What an acquisition attempt found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseOutcome {
-    /// The lease was free, expired or released: it is ours now, with a new token.
-    Acquired(Lease),
-    /// We held it and it had not expired: renewed, same token.
-    Renewed(Lease),
-    /// Another holder's lease has not expired.
-    HeldBy(Lease),
-}
-
-impl LeaseOutcome {
-    /// The lease in the outcome.
-    pub fn lease(&self) -> &Lease {
-        match self {
-            LeaseOutcome::Acquired(l) | LeaseOutcome::Renewed(l) | LeaseOutcome::HeldBy(l) => l,
-        }
-    }
-}
+pub use hsdb::{Lease, LeaseOutcome};
 
 /// The lease name of the duties that concern the whole HSDB rather than a host group:
 /// the event log notifier and the housekeeping. Host group names are never empty, so it
@@ -81,7 +44,7 @@ pub fn lease_name(group: &str) -> &str {
 }
 
 /// What leadership needs from a store. The HSDB implements it (on PostgreSQL with the
-/// database's clock); [`memory::MemoryLeases`] in memory for tests.
+/// database's clock, docs/hsdb.md); [`memory::MemoryLeases`] in memory for tests.
 pub trait LeaseStore {
     /// Take the lease of `group` for `holder` if it is free, expired or released, renew
     /// it if `holder` has it, else say who has it. `ttl_ms` from the store's clock.
@@ -89,6 +52,17 @@ pub trait LeaseStore {
     /// Give the lease up (at a clean stop, so the next candidate need not wait for the
     /// expiry): `true` if `holder` had it. The row and its token stay.
     fn release(&mut self, group: &str, holder: &str) -> Result<bool, String>;
+}
+
+impl LeaseStore for hsdb::Hsdb {
+    fn acquire(&mut self, group: &str, holder: &str, ttl_ms: u64) -> Result<LeaseOutcome, String> {
+        self.lease_acquire(group, holder, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+            .map_err(|e| e.to_string())
+    }
+
+    fn release(&mut self, group: &str, holder: &str) -> Result<bool, String> {
+        self.lease_release(group, holder).map_err(|e| e.to_string())
+    }
 }
 
 /// Default lease duration.
