@@ -258,6 +258,7 @@ fn two_controllers_one_leads_a_stopped_leader_is_replaced_and_follows_when_it_co
         "not before the lease ran out: {took:?}"
     );
     assert_eq!(lease["token"], 2);
+    eprintln!("takeover after SIGSTOP of the leader: {took:?} (ttl 2 s, renew 0.5 s)");
     wait_for("ctl-b holds the duties", 30, || {
         let s = b.status()?;
         (s["duties"]["role"] == "leader").then_some(())
@@ -305,6 +306,10 @@ fn two_controllers_one_leads_a_stopped_leader_is_replaced_and_follows_when_it_co
         a.hg1().filter(|l| l["role"] == "leader")
     });
     assert_eq!(lease["token"], 3);
+    eprintln!(
+        "takeover after SIGTERM of the leader (lease released): {:?}",
+        released.elapsed()
+    );
     assert!(
         released.elapsed() < Duration::from_millis(2_000 + 3_000),
         "{:?}",
