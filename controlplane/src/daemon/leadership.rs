@@ -654,6 +654,47 @@ mod tests {
     }
 
     #[test]
+    fn the_fence_refuses_hsdb_writes_past_the_local_deadline_and_counts_them() {
+        let (clock, store, a, _b) = boards();
+        let mut sa = store.clone();
+        a.run_once(&mut sa);
+        let a = Arc::new(a);
+        // The HSDB's own lease row (its clock is the real one): held by a for a minute,
+        // so the database's check passes and only the local deadline can refuse.
+        let mut db = hsdb::Hsdb::open_in_memory().unwrap();
+        assert!(matches!(
+            db.lease_acquire("hg1", "a", 60_000).unwrap(),
+            hsdb::LeaseOutcome::Acquired(hsdb::Lease { token: 1, .. })
+        ));
+        db.set_fence(Some(a.fence("hg1", 1)));
+        db.set_consumer_offset("log", 1).unwrap();
+        // Stopped for 15 s on the board's clock: the next write is refused before the
+        // database is asked, and counted.
+        clock.advance(15_000);
+        match db.set_consumer_offset("log", 2) {
+            Err(hsdb::Error::Fenced {
+                host_group,
+                token,
+                why,
+            }) => {
+                assert_eq!((host_group.as_str(), token), ("hg1", 1));
+                assert!(why.contains("passed its local deadline"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let v = a.view("hg1");
+        assert_eq!(v.refused.writes, 1);
+        assert_eq!(v.refused.actions, 0);
+        assert!(v.last_refusal.unwrap().starts_with("an HSDB write: "));
+        db.set_fence(None);
+        assert_eq!(
+            db.consumer_offset("log").unwrap(),
+            Some(1),
+            "nothing written"
+        );
+    }
+
+    #[test]
     fn release_all_hands_the_leases_over_at_once() {
         let (_clock, store, a, b) = boards();
         let (mut sa, mut sb) = (store.clone(), store.clone());
