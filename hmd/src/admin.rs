@@ -1055,8 +1055,10 @@ mod tests {
             let asked = Instant::now();
             let answer = request(&e.socket, "status").expect("ctl status");
             assert_eq!(answer, "ok status\n");
+            // Below the 5 s a client stuck behind an idle one would wait, with room for
+            // a loaded machine.
             assert!(
-                asked.elapsed() < Duration::from_secs(2),
+                asked.elapsed() < Duration::from_secs(4),
                 "status took {:?} behind idle clients",
                 asked.elapsed()
             );
@@ -1069,7 +1071,7 @@ mod tests {
                 "{answer}"
             );
             assert!(
-                asked.elapsed() < Duration::from_secs(2),
+                asked.elapsed() < Duration::from_secs(4),
                 "scrape took {:?} behind idle clients",
                 asked.elapsed()
             );
