@@ -344,7 +344,11 @@ const VMS: u8 = 4;
 /// Hosts 1 and 2; monitors A (the one writing) and B on host 1, C on host 2; then a
 /// random past for each VM written by the three.
 fn store_with_past(seed: u64) -> Hsdb {
-    let mut db = Hsdb::open_in_memory().unwrap();
+    past(Hsdb::open_in_memory().unwrap(), seed)
+}
+
+/// `db` with the random past of `seed`.
+fn past(mut db: Hsdb, seed: u64) -> Hsdb {
     for host in [1, 2] {
         db.upsert_host(&hsdb::HostRecord {
             id: HostId(host),
@@ -523,34 +527,90 @@ fn end_state(db: &Hsdb) -> String {
     out
 }
 
+/// One random case: transitions of `seed`, applied all and as the backlog keeps them to
+/// two stores made by `store` with the same past; their end states must be equal.
+/// Returns how many the backlog superseded.
+fn same_end(seed: u64, mut store: impl FnMut(u64) -> Hsdb) -> u64 {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let len = 1 + rng.below(40);
+    let all: Vec<Transition> = (0..len)
+        .map(|i| random_transition(&mut rng, 1000 + i64::try_from(i).unwrap()))
+        .collect();
+    let mut backlog = Backlog::new(1_000_000);
+    for t in all.iter().cloned() {
+        backlog.push(t);
+    }
+    let mut kept = Vec::new();
+    backlog.take(usize::MAX, &mut kept);
+
+    let mut full = store(seed);
+    let mut lean = store(seed);
+    let before = end_state(&full);
+    full.apply(&all).unwrap();
+    lean.apply(&kept).unwrap();
+    assert_eq!(
+        end_state(&full),
+        end_state(&lean),
+        "seed {seed}\nfrom:\n{before}\nall: {all:#?}\nkept: {kept:#?}"
+    );
+    backlog.counts().superseded
+}
+
 #[test]
 fn the_store_ends_the_same_with_or_without_what_was_superseded() {
-    let mut superseded = 0;
-    for seed in 1..=250u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let len = 1 + rng.below(40);
-        let all: Vec<Transition> = (0..len)
-            .map(|i| random_transition(&mut rng, 1000 + i64::try_from(i).unwrap()))
-            .collect();
-        let mut backlog = Backlog::new(1_000_000);
-        for t in all.iter().cloned() {
-            backlog.push(t);
-        }
-        let mut kept = Vec::new();
-        backlog.take(usize::MAX, &mut kept);
-        superseded += backlog.counts().superseded;
-
-        let mut full = store_with_past(seed);
-        let mut lean = store_with_past(seed);
-        let before = end_state(&full);
-        full.apply(&all).unwrap();
-        lean.apply(&kept).unwrap();
-        assert_eq!(
-            end_state(&full),
-            end_state(&lean),
-            "seed {seed}\nfrom:\n{before}\nall: {all:#?}\nkept: {kept:#?}"
-        );
-    }
+    let superseded: u64 = (1..=250u64)
+        .map(|seed| same_end(seed, store_with_past))
+        .sum();
     // The rules did something: otherwise this would prove nothing.
     assert!(superseded > 500, "{superseded}");
+}
+
+/// The same on PostgreSQL (whose `apply` writes some runs of transitions in bulk): the
+/// two stores in two schemas of one fresh database, emptied for each case.
+#[test]
+fn the_store_ends_the_same_on_postgresql_too() {
+    let Some(server) = pglab::require("backlog_same_end_on_postgresql") else {
+        return;
+    };
+    let url = server.fresh_database("backlog_same_end");
+    let mut admin = pglab::client(&url);
+    let target = |schema: &str| {
+        hsdb::Target::parse(&format!("{url}?options=-c%20search_path%3D{schema}")).unwrap()
+    };
+    for schema in ["every_one", "kept_ones"] {
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .unwrap();
+        drop(Hsdb::connect(&target(schema), &hsdb::Options::default()).unwrap());
+    }
+    let mut n = 0;
+    let superseded: u64 = (1..=20u64)
+        .map(|seed| {
+            same_end(seed, |seed| {
+                n += 1;
+                let schema = if n % 2 == 1 { "every_one" } else { "kept_ones" };
+                let tables: Vec<String> = admin
+                    .query(
+                        "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 \
+                         AND tablename <> 'schema_version'",
+                        &[&schema],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|row| format!("{schema}.{}", row.get::<_, String>(0)))
+                    .collect();
+                admin
+                    .batch_execute(&format!(
+                        "TRUNCATE {} RESTART IDENTITY CASCADE",
+                        tables.join(", ")
+                    ))
+                    .unwrap();
+                past(
+                    Hsdb::connect(&target(schema), &hsdb::Options::default()).unwrap(),
+                    seed,
+                )
+            })
+        })
+        .sum();
+    assert!(superseded > 20, "{superseded}");
 }
