@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::{Lab, binary, uuid, wait_for};
-use hsdb::{HeartbeatState, HostId, Hsdb, Options, RelocationRow, Uuid};
+use hsdb::{HeartbeatState, HostId, Hsdb, Options, RelocationRow, Target, Uuid};
 
 /// The three hosts: name, HSDB host id.
 pub const HOSTS: [(&str, i64); 3] = [("host-a", 1), ("host-b", 2), ("host-c", 3)];
@@ -73,12 +73,60 @@ pub fn libvirt_host_xml(domains: &[(String, Uuid)]) -> String {
     xml
 }
 
+/// Where the group's HSDB lives.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// One SQLite file in the lab's directory (the embedded default).
+    Sqlite,
+    /// A PostgreSQL database, by URL (no password: the test servers trust local users).
+    Postgres(String),
+}
+
+/// The URL of database `url` (a `postgres://` URL over TCP to this machine) through the
+/// server's Unix socket instead: the daemons run in network namespaces, whose loopback
+/// is not the server's, but the socket's file is reachable from every namespace. The
+/// server says where its sockets are (`unix_socket_directories`).
+pub fn unix_socket_url(url: &str) -> Result<String, String> {
+    let config: postgres::Config = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let mut client =
+        postgres::Client::connect(url, postgres::NoTls).map_err(|e| format!("{url}: {e}"))?;
+    let dirs: String = client
+        .query_one("SHOW unix_socket_directories", &[])
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| format!("{url}: {e}"))?;
+    let port: String = client
+        .query_one("SHOW port", &[])
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| format!("{url}: {e}"))?;
+    let dir = dirs
+        .split(',')
+        .map(str::trim)
+        .find(|d| Path::new(d).join(format!(".s.PGSQL.{port}")).exists())
+        .ok_or_else(|| format!("{url}: no socket of port {port} in {dirs:?} on this machine"))?;
+    let encoded: String = dir
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let user = config.get_user().unwrap_or("hvha");
+    let db = config.get_dbname().unwrap_or("postgres");
+    Ok(format!("postgres://{user}@{encoded}:{port}/{db}"))
+}
+
 /// The lab: namespaces, daemons and files of the three hosts.
 pub struct Group {
     /// The namespaces, processes and scratch directory.
     pub lab: Lab,
-    /// The one HSDB every monitor and `hactl` use.
-    pub hsdb: PathBuf,
+    /// The one HSDB every monitor and `hactl` use: a file path or a `postgres://` URL,
+    /// as written in their `hsdb` settings.
+    pub hsdb: String,
+    /// The same, parsed.
+    pub target: Target,
     /// Namespace of the control plane (`hactl run`), where the management links end.
     pub ctl_ns: String,
     /// Per host: a namespace linked to both monitors with no agent yet, where a VM
@@ -93,7 +141,7 @@ pub struct Group {
 /// The configuration of monitor `m` (1 or 2) of host `h` on `interfaces`: fast timers
 /// (heartbeats every 200 ms, MISSING after [`VM_MISS_AFTER_MS`], commands polled every
 /// 200 ms).
-pub fn hmd_config(lab: &Lab, hsdb: &Path, h: usize, m: usize, interfaces: &[String]) -> PathBuf {
+pub fn hmd_config(lab: &Lab, hsdb: &str, h: usize, m: usize, interfaces: &[String]) -> PathBuf {
     let (host, id) = HOSTS[h];
     let interfaces: Vec<String> = interfaces.iter().map(|i| format!("{i:?}")).collect();
     lab.write(
@@ -104,7 +152,7 @@ pub fn hmd_config(lab: &Lab, hsdb: &Path, h: usize, m: usize, interfaces: &[Stri
              vm_miss_after_ms = {VM_MISS_AFTER_MS}\nhm_heartbeat_period_ms = 500\nflush_ms = 10\n\
              command_poll_ms = 200\nsynchronous = \"normal\"\nlog = \"debug\"\n",
             hm_uuid(h, m),
-            hsdb.display().to_string(),
+            hsdb,
             lab.dir
                 .join(format!("hmd-{h}-{m}.sock"))
                 .display()
@@ -118,7 +166,7 @@ pub fn hmd_config(lab: &Lab, hsdb: &Path, h: usize, m: usize, interfaces: &[Stri
 pub const VM_MISS_AFTER_MS: i64 = 1000;
 
 /// `hactl --hsdb <hsdb> args…`, which must succeed.
-pub fn hactl(hsdb: &Path, args: &[&str]) -> String {
+pub fn hactl(hsdb: &str, args: &[&str]) -> String {
     let out = Command::new(binary("hactl"))
         .arg("--hsdb")
         .arg(hsdb)
@@ -147,6 +195,11 @@ pub fn vms_of(h: usize) -> Vec<(String, Uuid)> {
 /// hosts and VMs are first described in the HSDB with `hactl add` (docs/operators.md).
 /// `None` (after printing why) when this machine cannot run it.
 pub fn build(test: &str) -> Option<Group> {
+    build_on(test, Store::Sqlite)
+}
+
+/// [`build`] with the HSDB in `store`.
+pub fn build_on(test: &str, store: Store) -> Option<Group> {
     let mut lab = Lab::new(test)?;
     if !lab.tools_built(&["hvncp-loadgen", "hactl"]) {
         return None;
@@ -159,7 +212,11 @@ pub fn build(test: &str) -> Option<Group> {
         eprintln!("SKIPPED e2e::{test}: virsh not found (apt-get install libvirt-clients)");
         return None;
     }
-    let hsdb = lab.dir.join("hsdb.sqlite");
+    let hsdb = match store {
+        Store::Sqlite => lab.dir.join("hsdb.sqlite").display().to_string(),
+        Store::Postgres(url) => unix_socket_url(&url).expect("the test server's Unix socket"),
+    };
+    let target = Target::parse(&hsdb).expect("the lab's HSDB target parses");
     // The operator's set-up (docs/operators.md): hosts, then the VMs, managed, sized.
     for (h, (host, id)) in HOSTS.iter().enumerate() {
         hactl(
@@ -303,16 +360,16 @@ pub fn build(test: &str) -> Option<Group> {
     let hactl_config = lab.write(
         "hactl.toml",
         &format!(
-            "hsdb = {:?}\nadmin_socket = {:?}\nhost_groups = [\"hg1\"]\nprofile = \"fast\"\n\
+            "hsdb = {hsdb:?}\nadmin_socket = {:?}\nhost_groups = [\"hg1\"]\nprofile = \"fast\"\n\
              log = \"debug\"\n[platform]\ndriver = \"libvirt\"\ntimeout_ms = 5000\n\
              ping_timeout_ms = {PING_TIMEOUT_MS}\n[platform.hosts]\n{hosts}[platform.ping]\n{ping}",
-            hsdb.display().to_string(),
             lab.dir.join("hactl.sock").display().to_string(),
         ),
     );
     Some(Group {
         lab,
         hsdb,
+        target,
         ctl_ns,
         spare_ns,
         host_files,
@@ -337,7 +394,7 @@ pub fn start_vmmd(lab: &mut Lab, label: &str, ns: &str, vm: &str) {
 impl Group {
     /// The HSDB, read-only, if it can be opened yet.
     pub fn db(&self) -> Option<Hsdb> {
-        Hsdb::open_read_only(&self.hsdb, &Options::default()).ok()
+        Hsdb::connect_read_only(&self.target, &Options::default()).ok()
     }
 
     /// Every VM of every host DETECTED by both monitors of its host.
@@ -439,9 +496,10 @@ impl Group {
                 labels.push(format!("vmmd-{h}-{i}"));
             }
         }
-        labels.push("hactl".to_owned());
+        labels.extend(["hactl", "ctl-a", "ctl-b"].map(str::to_owned));
         labels
             .iter()
+            .filter(|l| self.lab.dir.join(format!("{l}.log")).exists())
             .map(|l| format!("--- {l}\n{}", self.lab.log(l)))
             .collect()
     }

@@ -5,7 +5,7 @@
 //! target/release/hvha-e2e-bench [--seconds 5] [--reps 3] [--rates 20000,100000,400000,max]
 //!                               [--agents 10000] [--big-agents 100000] [--silent 10000]
 //!                               [--phases sweep,scale,auth] [--syn-rate 10000]
-//!                               [--max-half-open N]
+//!                               [--max-half-open N] [--pg-url postgres://USER@HOST:PORT/DB]
 //! ```
 //!
 //! Root. Two network namespaces joined by a veth pair: `hvncp-loadgen` simulates the
@@ -37,6 +37,11 @@
 //!    at 20,000 heartbeats/s, once with `auth = "off"` and once with `auth = "require"`
 //!    (the loadgen sealing every frame with `--auth-key`), in alternating order; `hmd`'s
 //!    CPU over `--seconds` for each, medians and their ratio.
+//! 5. **Backends** (`--phases backends --pg-url …`), `--reps` times in alternating
+//!    order: phases 2 and 3 (`--big-agents` VMs at 20,000 heartbeats/s, then `--silent`
+//!    of them silent at once) with `hmd` on an SQLite file and on a fresh database of the
+//!    PostgreSQL server: `hmd`'s CPU and the mass miss's commit latency side by side,
+//!    medians and their ratio.
 //!
 //! Output: one line per measurement, then the Markdown tables `docs/perf.md` quotes.
 
@@ -66,12 +71,16 @@ struct Args {
     syn_rate: u64,
     /// `max_half_open` of the scale phase's `hmd` (its default when `None`).
     max_half_open: Option<u64>,
+    /// A PostgreSQL server for the `backends` phase (`postgres://user@host:port/db`; a
+    /// fresh database is created on it for every run).
+    pg_url: Option<String>,
 }
 
 fn usage() -> &'static str {
     "usage: hvha-e2e-bench [--seconds S] [--reps N] [--rates 20000,100000,max] \
      [--agents N] [--big-agents N] [--silent N] [--miss-after-ms MS] \
-     [--phases sweep,scale,auth] [--syn-rate N] [--max-half-open N] | --version"
+     [--phases sweep,scale,auth,backends] [--syn-rate N] [--max-half-open N] \
+     [--pg-url postgres://USER@HOST:PORT/DB] | --version"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -86,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
         phases: vec!["sweep".into(), "scale".into(), "auth".into()],
         syn_rate: 10_000,
         max_half_open: None,
+        pg_url: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -122,6 +132,13 @@ fn parse_args() -> Result<Args, String> {
             "--miss-after-ms" => a.miss_after_ms = num(1000, 600_000)?,
             "--syn-rate" => a.syn_rate = num(1, 1_000_000)?,
             "--max-half-open" => a.max_half_open = Some(num(1, 16_777_216)?),
+            "--pg-url" => {
+                let target = hsdb::Target::parse(&value).map_err(|e| format!("--pg-url: {e}"))?;
+                if !target.is_postgres() {
+                    return Err(format!("--pg-url {value:?}: not a postgres:// URL"));
+                }
+                a.pg_url = Some(value);
+            }
             "--rates" => {
                 a.rates = value
                     .split(',')
@@ -143,13 +160,18 @@ fn parse_args() -> Result<Args, String> {
                 if let Some(p) = a
                     .phases
                     .iter()
-                    .find(|p| !["sweep", "scale", "auth"].contains(&p.as_str()))
+                    .find(|p| !["sweep", "scale", "auth", "backends"].contains(&p.as_str()))
                 {
-                    return Err(format!("--phases: {p:?} is not sweep, scale or auth"));
+                    return Err(format!(
+                        "--phases: {p:?} is not sweep, scale, auth or backends"
+                    ));
                 }
             }
             _ => return Err(format!("unknown option {flag}\n{}", usage())),
         }
+    }
+    if a.phases.iter().any(|p| p == "backends") && a.pg_url.is_none() {
+        return Err("--phases backends needs --pg-url".to_owned());
     }
     if a.silent > a.big_agents {
         return Err(format!(
@@ -368,9 +390,44 @@ struct HmdSnapshot {
 }
 
 impl Bench {
+    /// A fresh HSDB for run `name`: an SQLite file in the lab, or a new database on the
+    /// PostgreSQL server `pg_url`. Returns the `hsdb` setting.
+    fn fresh_hsdb(&self, name: &str, pg_url: Option<&str>) -> Result<String, String> {
+        match pg_url {
+            None => {
+                let hsdb = self.lab.dir.join(format!("{name}.sqlite"));
+                let _ = std::fs::remove_file(&hsdb);
+                Ok(hsdb.display().to_string())
+            }
+            Some(url) => {
+                let db = format!("hvha_bench_{}_{name}_{}", std::process::id(), self.runs);
+                let mut client = postgres::Client::connect(url, postgres::NoTls)
+                    .map_err(|e| format!("PostgreSQL at {url}: {e}"))?;
+                client
+                    .batch_execute(&format!("CREATE DATABASE {db} TEMPLATE template0"))
+                    .map_err(|e| format!("CREATE DATABASE {db}: {e}"))?;
+                let mut config: postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+                config.dbname(&db);
+                let (user, host, port) = (
+                    config.get_user().unwrap_or("postgres").to_owned(),
+                    match config.get_hosts().first() {
+                        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+                        _ => "127.0.0.1".to_owned(),
+                    },
+                    config.get_ports().first().copied().unwrap_or(5432),
+                );
+                Ok(format!("postgres://{user}@{host}:{port}/{db}"))
+            }
+        }
+    }
+
     fn hmd_config(&self, name: &str, extra: &str) -> PathBuf {
         let hsdb = self.lab.dir.join(format!("{name}.sqlite"));
         let _ = std::fs::remove_file(&hsdb);
+        self.hmd_config_on(name, &hsdb.display().to_string(), extra)
+    }
+
+    fn hmd_config_on(&self, name: &str, hsdb: &str, extra: &str) -> PathBuf {
         self.lab.write(
             &format!("{name}.toml"),
             &format!(
@@ -387,7 +444,7 @@ hm_heartbeat_period_ms = 1000
 flush_ms = 10
 log = "info"
 {extra}"#,
-                hsdb.display(),
+                hsdb,
                 self.lab.dir.join(format!("{name}.sock")).display(),
                 self.miss_after_ms,
             ),
@@ -400,8 +457,13 @@ log = "info"
 
     /// `hmd` with `extra` configuration lines.
     fn start_hmd_with(&mut self, name: &str, extra: &str) -> Result<(Proc, PathBuf), String> {
-        self.runs += 1;
         let config = self.hmd_config(name, extra);
+        self.start_hmd_config(name, &config)
+    }
+
+    /// `hmd` with the configuration file `config`.
+    fn start_hmd_config(&mut self, name: &str, config: &Path) -> Result<(Proc, PathBuf), String> {
+        self.runs += 1;
         let hmd = Proc::spawn(
             &self.lab.dir,
             &format!("{name}-{}", self.runs),
@@ -697,12 +759,19 @@ fn lines_after(path: &Path, from: u64) -> Vec<String> {
         .collect()
 }
 
-fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
+fn scale_and_mass_miss(b: &mut Bench, args: &Args, pg_url: Option<&str>) -> Result<Scale, String> {
     let extra = args
         .max_half_open
         .map_or(String::new(), |n| format!("max_half_open = {n}\n"));
-    let (hmd, socket) = b.start_hmd_with("scale", &extra)?;
-    let hsdb_path = b.lab.dir.join("scale.sqlite");
+    let name = if pg_url.is_some() {
+        "scale-pg"
+    } else {
+        "scale"
+    };
+    let hsdb_text = b.fresh_hsdb(name, pg_url)?;
+    let config = b.hmd_config_on(name, &hsdb_text, &extra);
+    let (hmd, socket) = b.start_hmd_config(name, &config)?;
+    let target = hsdb::Target::parse(&hsdb_text).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut loadgen = b.start_loadgen(args.big_agents, "02:4c:48:00:00:00", "20000")?;
     let ready = loadgen.wait_line("ready", Duration::from_secs(300))?;
@@ -742,7 +811,7 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
     );
     // Measure steady state: every discovery committed, then a few heartbeat periods.
     let hm = Uuid::parse(HM_UUID.as_bytes()).map_err(|e| e.to_string())?;
-    let db = Hsdb::open(&hsdb_path, &Options::default()).map_err(|e| e.to_string())?;
+    let db = Hsdb::connect_read_only(&target, &Options::default()).map_err(|e| e.to_string())?;
     let give_up = Instant::now() + Duration::from_secs(120);
     loop {
         let c = db.vm_hm_counts(&hm).map_err(|e| e.to_string())?;
@@ -884,7 +953,9 @@ fn scale_and_mass_miss(b: &mut Bench, args: &Args) -> Result<Scale, String> {
                 logged.join("\n")
             ));
         }
-        db.integrity_check().map_err(|e| e.to_string())?;
+        if pg_url.is_none() {
+            db.integrity_check().map_err(|e| e.to_string())?;
+        }
     }
     loadgen.send("quit")?;
     loadgen.stop(Duration::from_secs(5));
@@ -938,10 +1009,27 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     let scale = if args.big_agents > 0 && phase("scale") {
-        Some(scale_and_mass_miss(&mut b, args)?)
+        Some(scale_and_mass_miss(&mut b, args, None)?)
     } else {
         None
     };
+    // The same scale and mass-miss run on SQLite and on PostgreSQL, alternating.
+    let mut backends: [Vec<Scale>; 2] = [Vec::new(), Vec::new()];
+    if phase("backends") {
+        for rep in 1..=args.reps {
+            for k in 0..2 {
+                // SQLite first in odd repetitions, PostgreSQL first in even ones.
+                let i = if rep % 2 == 0 { 1 - k } else { k };
+                eprintln!(
+                    "bench: backends, repetition {rep} of {}: {}",
+                    args.reps,
+                    ["SQLite", "PostgreSQL"][i]
+                );
+                let on = if i == 0 { None } else { args.pg_url.as_deref() };
+                backends[i].push(scale_and_mass_miss(&mut b, args, on)?);
+            }
+        }
+    }
     if phase("sweep") {
         println!();
         println!(
@@ -1027,6 +1115,42 @@ fn run(args: &Args) -> Result<(), String> {
             s.detect_lat_ms,
             s.false_missing,
             s.log_lines
+        );
+    }
+    if phase("backends") {
+        println!();
+        println!(
+            "Backends: {} VMs at 20000 heartbeats/s, then {} silent at once; {} s windows, medians of {} repetitions (alternating order)",
+            args.big_agents,
+            args.silent,
+            args.seconds.max(5.0),
+            args.reps
+        );
+        println!();
+        println!(
+            "| HSDB | hmd CPU (all threads) | dataplane thread | all MISSING committed after the latest deadline | after the earliest | pairing |"
+        );
+        println!("|---|---|---|---|---|---|");
+        let mut cpu = [0.0; 2];
+        let mut lat = [0.0; 2];
+        for (i, runs) in backends.iter().enumerate() {
+            let col = |f: fn(&Scale) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+            cpu[i] = col(|s| s.cpu_pct);
+            lat[i] = col(|s| s.commit_lat_ms);
+            println!(
+                "| {} | {:.2} % | {:.2} % | {:.0} ms | {:.0} ms | {:.1} s |",
+                ["SQLite", "PostgreSQL"][i],
+                cpu[i],
+                col(|s| s.cpu_dataplane_pct),
+                lat[i],
+                col(|s| s.commit_lat_first_ms),
+                col(|s| s.pair_s)
+            );
+        }
+        println!(
+            "| PostgreSQL / SQLite | {:.2} | | {:.2} | | |",
+            cpu[1] / cpu[0],
+            lat[1] / lat[0]
         );
     }
     eprintln!("bench: done in {:.0} s", started.elapsed().as_secs_f64());

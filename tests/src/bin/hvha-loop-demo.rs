@@ -235,7 +235,7 @@ fn main() -> ExitCode {
     if keep {
         println!(
             "lab kept: hactl --hsdb {} query …  (Ctrl-C to clean up)",
-            g.hsdb.display()
+            g.hsdb
         );
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
