@@ -141,6 +141,8 @@ pub struct WriterStats {
     pub dropped: [AtomicU64; KINDS.len()],
     /// The last failed HSDB call.
     last_error: Mutex<Option<LastError>>,
+    /// Between two attempts to reach an unavailable HSDB: waiting, not stuck.
+    waiting: AtomicBool,
     /// When the writer last made progress, in ms since `origin`: its last commit, an
     /// attempt to reconnect, or the hand-over that found it with nothing owed.
     progress_ms: AtomicU64,
@@ -168,6 +170,7 @@ impl Default for WriterStats {
             superseded: AtomicU64::new(0),
             dropped: Default::default(),
             last_error: Mutex::new(None),
+            waiting: AtomicBool::new(false),
             progress_ms: AtomicU64::new(0),
             origin: Instant::now(),
         }
@@ -256,6 +259,9 @@ impl WriterStats {
     /// when it is caught up or working — waiting for an unavailable HSDB to come back
     /// is working: every attempt to reconnect is progress.
     pub fn stalled(&self, limit: Duration) -> Option<Stall> {
+        if self.waiting.load(Ordering::Relaxed) {
+            return None;
+        }
         let owed = self.owed();
         let silent = Duration::from_millis(
             self.now_ms()

@@ -258,6 +258,20 @@ fn hmd_starts_without_postgresql_registers_when_it_answers_and_rides_out_a_crash
     });
     let committed = stat(&socket, "hsdb_transitions").unwrap();
     std::thread::sleep(Duration::from_secs(2));
+    // Healthy: a restart would not bring the database back.
+    let health = Command::new(env!("CARGO_BIN_EXE_hmd"))
+        .args(["health", "--socket", &socket.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        (
+            health.status.code(),
+            String::from_utf8_lossy(&health.stdout).trim().to_owned()
+        ),
+        (Some(0), "healthy".to_owned()),
+        "{}",
+        logs()
+    );
     assert!(
         stat(&socket, "hsdb_backlog").unwrap() >= 1,
         "heartbeats held"

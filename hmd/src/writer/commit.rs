@@ -107,8 +107,11 @@ impl<C: Connector> Committer<C> {
                 }
                 if self.store.is_none() {
                     let due = self.outage.as_ref().map_or(Instant::now(), |o| o.next);
+                    // Waiting for the database is what the writer should do now, however
+                    // long the back-off: no stall (an attempt that hangs is one).
+                    self.stats.waiting.store(true, Ordering::Relaxed);
                     self.wait_until(due);
-                    // Waiting for the database is what the writer should do now.
+                    self.stats.waiting.store(false, Ordering::Relaxed);
                     self.stats.progressed();
                     continue;
                 }
@@ -330,6 +333,7 @@ impl<C: Connector> Committer<C> {
         self.stats
             .reconnect_attempts
             .fetch_add(1, Ordering::Relaxed);
+        self.stats.progressed();
         let result = self.connector.connect();
         self.stats.progressed();
         let now = Instant::now();

@@ -232,9 +232,10 @@ fn an_outage_holds_nothing_back_loses_nothing_and_ends_in_order() {
         stats.reconnect_attempts.load(Ordering::SeqCst) >= 3
     });
     assert_eq!(stats.outages.load(Ordering::SeqCst), 1);
-    // Waiting for the database is no stall: the watchdog keeps pinging.
+    // Waiting for the database is no stall, whatever the back-off: the watchdog keeps
+    // pinging.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(stats.stalled(Duration::from_millis(200)), None);
+    assert_eq!(stats.stalled(Duration::ZERO), None);
     assert!(stats.owed() > 0);
     assert!(
         stats
