@@ -153,7 +153,7 @@ fn notes(path: &Path) -> Vec<u64> {
 /// reaches the store, in order, once it is back; at no moment does the writer count
 /// committed a transition the store does not have.
 #[test]
-fn an_outage_holds_nothing_back_loses_nothing_and_ends_in_order() {
+fn no_transition_hmd_reported_committed_is_ever_lost() {
     let dir = tempfile::tempdir().unwrap();
     drop(hsdb_with_monitor(dir.path(), HM));
     let path = dir.path().join("hsdb.sqlite");
