@@ -420,6 +420,12 @@ fn pg_two_controllers_paused_leader_is_fenced() {
     })
     .unwrap_or_else(|| panic!("ctl-a follows after SIGCONT\n{}", g.logs()));
     assert_eq!(lease["leader"], "ctl-b", "{lease}");
+    let log = g.lab.log("ctl-a");
+    assert!(
+        log.contains("leading host group hg1 (token 1)")
+            && log.contains("no longer leading host group hg1 (token 1)"),
+        "ctl-a logged the term it lost\n{log}"
+    );
     // Several of its scan periods later: still no action of its own, and the VM was
     // acted on once.
     std::thread::sleep(Duration::from_secs(5));

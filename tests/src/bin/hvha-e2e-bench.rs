@@ -400,7 +400,12 @@ impl Bench {
                 Ok(hsdb.display().to_string())
             }
             Some(url) => {
-                let db = format!("hvha_bench_{}_{name}_{}", std::process::id(), self.runs);
+                let db = format!(
+                    "hvha_bench_{}_{}_{}",
+                    std::process::id(),
+                    name.replace('-', "_"),
+                    self.runs
+                );
                 let mut client = postgres::Client::connect(url, postgres::NoTls)
                     .map_err(|e| format!("PostgreSQL at {url}: {e}"))?;
                 client
@@ -416,7 +421,8 @@ impl Bench {
                     },
                     config.get_ports().first().copied().unwrap_or(5432),
                 );
-                Ok(format!("postgres://{user}@{host}:{port}/{db}"))
+                // hmd runs in a network namespace: through the server's Unix socket.
+                hvha_e2e::group::unix_socket_url(&format!("postgres://{user}@{host}:{port}/{db}"))
             }
         }
     }
