@@ -6,6 +6,9 @@
 //!   set-up both daemons call: key=value fields, colour only on a terminal.
 //! - [`config`]: checks and helpers for configuration values: EtherTypes that belong to
 //!   other protocols, the line of a value in its file, paths relative to the file.
+//! - [`text`]: times (UTC), durations and untrusted text as the daemons print them for
+//!   people.
 
 pub mod config;
 pub mod log;
+pub mod text;

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use super::WriterStats;
 use crate::backlog::KINDS;
 use crate::metrics::{Kind, Page};
+use hvha_daemon::text::{duration, printable, utc};
 
 /// The `hsdb …` lines of `hmd ctl status`, at `now_ms` (ms since the Unix epoch).
 pub fn status(w: &WriterStats, now_ms: u64, out: &mut String) {
@@ -19,14 +20,14 @@ pub fn status(w: &WriterStats, now_ms: u64, out: &mut String) {
         let _ = writeln!(
             out,
             "hsdb state   connected since {} UTC ({}); {outages} outage(s), {attempts} reconnect attempt(s) so far",
-            utc(changed),
+            utc(i64::try_from(changed).unwrap_or(i64::MAX)),
             duration(age)
         );
     } else {
         let _ = writeln!(
             out,
             "hsdb state   UNAVAILABLE since {} UTC ({}): monitoring goes on, transitions are held; {outages} outage(s), {attempts} reconnect attempt(s) so far",
-            utc(changed),
+            utc(i64::try_from(changed).unwrap_or(i64::MAX)),
             duration(age)
         );
     }
@@ -51,7 +52,7 @@ pub fn status(w: &WriterStats, now_ms: u64, out: &mut String) {
             out,
             "hsdb error   {} ago: {}",
             duration(now_ms.saturating_sub(e.at_ms)),
-            one_line(&e.message)
+            printable(&e.message)
         );
     }
 }
@@ -144,54 +145,6 @@ pub fn metrics(w: &WriterStats, page: &mut Page) {
         "Attempts to connect to the HSDB after it became unavailable.",
         [(none, w.reconnect_attempts.load(Ordering::Relaxed))],
     );
-}
-
-/// A message on one line, control characters shown as `?`.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
-/// A time in ms since the Unix epoch as UTC `YYYY-MM-DD hh:mm:ss`.
-fn utc(ms: u64) -> String {
-    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
-    let days = secs.div_euclid(86_400);
-    let in_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's
-/// algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// A duration in ms as `1h02m03s`, `4m05s` or `6.5s`.
-fn duration(ms: u64) -> String {
-    let s = ms / 1000;
-    if s >= 3600 {
-        format!("{}h{:02}m{:02}s", s / 3600, s % 3600 / 60, s % 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}.{}s", ms % 1000 / 100)
-    }
 }
 
 #[cfg(test)]
