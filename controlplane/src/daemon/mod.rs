@@ -255,16 +255,7 @@ fn sim_platform(db: &Hsdb, seed: u64) -> Result<WallSim, DaemonError> {
         else {
             continue;
         };
-        let spec = VmSpec {
-            uuid: vm.uuid,
-            name: if vm.name.is_empty() {
-                vm.uuid.to_string()
-            } else {
-                vm.name.clone()
-            },
-            cpu_milli: vm.cpu_milli,
-            memory_mb: vm.memory_mb,
-        };
+        let spec = VmSpec::of_row(&vm);
         world
             .add_vm(&host.name, spec)
             .map_err(|e| bad(e.to_string()))?;

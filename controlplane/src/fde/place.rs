@@ -333,6 +333,20 @@ impl Fde {
         Ok(submitted)
     }
 
+    /// The monitors of host `id`, each with whether it is healthy now.
+    pub(super) fn monitors_of(&self, id: HostId) -> Vec<(hsdb::Uuid, bool)> {
+        self.hosts
+            .iter()
+            .find(|h| h.id == id)
+            .map(|h| {
+                h.monitors
+                    .iter()
+                    .map(|m| (m.uuid, self.healthy(m)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn submit(
         &mut self,
         now_ms: i64,
@@ -341,18 +355,7 @@ impl Fde {
         spec: VmSpec,
         store: &mut dyn HealthStore,
     ) -> Result<(), FdeError> {
-        let monitors = |id: HostId| -> Vec<(hsdb::Uuid, bool)> {
-            self.hosts
-                .iter()
-                .find(|h| h.id == id)
-                .map(|h| {
-                    h.monitors
-                        .iter()
-                        .map(|m| (m.uuid, self.healthy(m)))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let monitors = |id: HostId| self.monitors_of(id);
         let request = RestartRequest {
             spec,
             priority: job.vm.priority,

@@ -155,29 +155,9 @@ impl Fde {
             // now (then its VM is stopped there first, as for any live source).
             let source_gone = kind == RestartKind::HostFailure
                 && !matches!(platform.host_alive(&from_ref.name), Ok(true));
-            let monitors = |id: HostId| -> Vec<(Uuid, bool)> {
-                self.hosts
-                    .iter()
-                    .find(|h| h.id == id)
-                    .map(|h| {
-                        h.monitors
-                            .iter()
-                            .map(|m| (m.uuid, self.healthy(m)))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
+            let monitors = |id: HostId| self.monitors_of(id);
             let request = RestartRequest {
-                spec: VmSpec {
-                    uuid: vm.uuid,
-                    name: if vm.name.is_empty() {
-                        vm.uuid.to_string()
-                    } else {
-                        vm.name.clone()
-                    },
-                    cpu_milli: vm.cpu_milli,
-                    memory_mb: vm.memory_mb,
-                },
+                spec: VmSpec::of_row(&vm),
                 priority: vm.priority,
                 kind,
                 to: HostRef {

@@ -87,6 +87,22 @@ pub struct VmSpec {
     pub memory_mb: u32,
 }
 
+impl VmSpec {
+    /// The VM as the HSDB describes it; a VM without a name is named by its UUID.
+    pub fn of_row(vm: &hsdb::VmRow) -> VmSpec {
+        VmSpec {
+            uuid: vm.uuid,
+            name: if vm.name.is_empty() {
+                vm.uuid.to_string()
+            } else {
+                vm.name.clone()
+            },
+            cpu_milli: vm.cpu_milli,
+            memory_mb: vm.memory_mb,
+        }
+    }
+}
+
 /// A host as the platform knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostInfo {
