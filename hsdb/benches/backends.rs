@@ -4,6 +4,9 @@
 //! Cases (`<case>/<backend>/<size>`, backend `sqlite` or `postgres`):
 //! - `missing_one_monitor/<backend>/10000`: one `apply` of 10,000 `Missing` from one
 //!   monitor (a host loses its HA network), on VMs discovered beforehand;
+//! - `discovered_one_monitor/<backend>/10000`: one `apply` of 10,000 `Discovered` of VMs
+//!   new to the store from one monitor (10,000 agents pairing with a monitor, or a
+//!   monitor restarting on a store that lost them);
 //! - `missing_six_monitors/<backend>/10000`: six monitors (six hosts, one thread and one
 //!   connection each) each commit a 10,000-VM failure at the same moment; the time is
 //!   from the start signal to the last commit;
@@ -94,15 +97,19 @@ impl Place {
 
     /// Every (VM, monitor) row back to DETECTED, in one statement (not timed).
     fn reset(&self) {
-        const SQL: &str = "UPDATE vm_hm SET hb_missed_ms = NULL, last_state = 'DETECTED'";
+        self.run("UPDATE vm_hm SET hb_missed_ms = NULL, last_state = 'DETECTED'");
+    }
+
+    /// Run `sql` on a connection of its own (not timed).
+    fn run(&self, sql: &str) {
         match &self.url {
             Some(url) => {
-                pglab::client(url).batch_execute(SQL).expect("reset");
+                pglab::client(url).batch_execute(sql).expect("reset");
             }
             None => {
                 let path = self.target.sqlite_path().expect("sqlite");
                 rusqlite::Connection::open(path)
-                    .and_then(|c| c.execute_batch(SQL))
+                    .and_then(|c| c.execute_batch(sql))
                     .expect("reset");
             }
         }
@@ -213,7 +220,10 @@ fn bench_missing(c: &mut Criterion) {
                 at: T0 + 19_000,
             })
             .collect();
+        // Whether the case ran (a filter on the command line may skip it).
+        let mut ran = false;
         g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+            ran = true;
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -227,10 +237,46 @@ fn bench_missing(c: &mut Criterion) {
                 total
             });
         });
-        assert_eq!(
-            db.vm_hm_counts(&hm(0, 0)).expect("counts").missing,
-            u64::from(n)
-        );
+        if ran {
+            assert_eq!(
+                db.vm_hm_counts(&hm(0, 0)).expect("counts").missing,
+                u64::from(n)
+            );
+        }
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("discovered_one_monitor");
+    g.sample_size(10);
+    for (name, place) in places("bench_discovered_one") {
+        let mut db = group(&place, 1, 1, 0);
+        let batch: Vec<Transition> = (0..n).map(|i| discovered(i, 0, 0)).collect();
+        let mut ran = false;
+        g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+            ran = true;
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // The VMs are new to the store at every run.
+                    place.run("DELETE FROM pending; DELETE FROM vm_hm; DELETE FROM vm");
+                    let started = Instant::now();
+                    let applied = db.apply(black_box(&batch)).expect("apply");
+                    total += started.elapsed();
+                    assert_eq!(
+                        (applied.discovered, applied.vms_created),
+                        (batch.len(), batch.len())
+                    );
+                    assert_eq!(applied.pending_added, batch.len());
+                }
+                total
+            });
+        });
+        if ran {
+            assert_eq!(
+                db.vm_hm_counts(&hm(0, 0)).expect("counts").detected,
+                u64::from(n)
+            );
+        }
     }
     g.finish();
 

@@ -37,6 +37,22 @@
 //! only while still untagged (NeedsAttention may have tagged it meanwhile; then a new
 //! item is added). A deadlock or serialization failure that still happens (with other
 //! kinds of writers) rolls the batch back and [`Hsdb::write`] runs it again.
+//!
+//! Runs written over arrays (PostgreSQL only: every statement is a round trip there).
+//! With every VM of the batch locked and its state known in memory, the common cases of
+//! a mass failure and of a discovery storm need no reads, so they are written as a few
+//! statements over arrays (`unnest`) per chunk instead of several round trips per
+//! transition, with the same rules, order and counts as one by one:
+//! - a run of `Missing`: one upsert per chunk of distinct (VM, monitor) pairs
+//!   ([`BatchWriter::missing_run`]);
+//! - `Discovered` and `Detected` of a VM new to the store, `Discovered` of a known VM on
+//!   the monitor's host already in its alive state, `Detected` of a known VM on the
+//!   monitor's host that is not SUSPENDED, and `Detected` from another host (ignored):
+//!   gathered into a chunk of distinct VMs and written as at most four statements —
+//!   the new VMs' DISCOVERED items, the agents' fields, the (VM, monitor) rows, the
+//!   suspensions ended ([`BatchWriter::gather_heard`]). Any other transition (a move,
+//!   a state change, any other kind) first writes the chunk gathered so far, then is
+//!   applied alone, so items and commands keep the order of the transitions.
 
 use std::collections::{HashMap, HashSet};
 
@@ -54,10 +70,15 @@ use crate::store::Hsdb;
 const VM_STATE: &str = "SELECT state, current_host, managed FROM vm WHERE uuid = ?1";
 /// PostgreSQL: create the batch's new VMs in one statement, in UUID order; a VM another
 /// writer created (or is creating: the insert waits for it) is left alone and not
-/// returned.
-const PG_VM_CREATE: &str = "INSERT INTO vm (uuid, current_host, home_host, state, updated_ms) \
-    SELECT n.uuid, n.host, n.host, n.state, n.at \
-    FROM unnest(?1::text[], ?2::bigint[], ?3::text[], ?4::bigint[]) AS n (uuid, host, state, at) \
+/// returned. A VM created by a `Discovered` (`agent` 1) gets its agent's fields at once,
+/// as that transition then writes them ([`VM_AGENT`]: same values and time).
+const PG_VM_CREATE: &str = "INSERT INTO vm (uuid, current_host, home_host, state, updated_ms, \
+    ostype, agent_ver_lower, agent_ver_upper) \
+    SELECT n.uuid, n.host, n.host, n.state, n.at, \
+    CASE WHEN n.agent = 1 THEN n.ostype END, CASE WHEN n.agent = 1 THEN n.lower END, \
+    CASE WHEN n.agent = 1 THEN n.upper END \
+    FROM unnest(?1::text[], ?2::bigint[], ?3::text[], ?4::bigint[], ?5::bigint[], ?6::text[], \
+    ?7::text[], ?8::text[]) AS n (uuid, host, state, at, agent, ostype, lower, upper) \
     ORDER BY n.uuid COLLATE \"C\" ON CONFLICT (uuid) DO NOTHING RETURNING uuid";
 /// PostgreSQL: lock every VM of the batch, in UUID order, and read its state.
 const PG_VM_LOCK: &str = "SELECT uuid, state, current_host, managed FROM vm \
@@ -107,6 +128,36 @@ const PG_VM_HM_MISSING_MANY: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_m
     hb_missed_ms = COALESCE(vm_hm.hb_missed_ms, excluded.hb_missed_ms), \
     last_state = 'MISSING', updated_ms = excluded.updated_ms \
     WHERE vm_hm.last_state NOT IN ('SUSPENDED', 'STOPPED')";
+/// PostgreSQL: the pending DISCOVERED items of VMs new to the store (`old_state` NULL,
+/// nothing to coalesce into: the VM was created by this transaction and `pending.vm`
+/// references `vm`), in the order given (ids increase as one by one).
+const PG_PENDING_DISCOVERED_MANY: &str = "INSERT INTO pending (tag, vm, hm, kind, code, \
+    old_state, new_state, from_host, data, created_ms, updated_ms) \
+    SELECT NULL, n.vm, n.hm, ?4, 0, NULL, ?5, NULL, '', n.at, n.at \
+    FROM unnest(?1::text[], ?2::text[], ?3::bigint[]) WITH ORDINALITY AS n (vm, hm, at, i) \
+    ORDER BY n.i";
+/// PostgreSQL: [`VM_AGENT`] for many VMs, all distinct.
+const PG_VM_AGENT_MANY: &str = "UPDATE vm SET ostype = n.ostype, agent_ver_lower = n.lower, \
+    agent_ver_upper = n.upper, updated_ms = n.at \
+    FROM unnest(?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::bigint[]) \
+    AS n (uuid, ostype, lower, upper, at) WHERE vm.uuid = n.uuid";
+/// PostgreSQL: [`VM_HM_HEARD`] (state DETECTED) for many (VM, monitor) pairs of distinct
+/// VMs; an empty MAC is none (`Detected` carries no MAC).
+const PG_VM_HM_HEARD_MANY: &str = "INSERT INTO vm_hm (vm, hm, mac, hb_missed_ms, last_state, \
+    updated_ms) SELECT n.vm, n.hm, NULLIF(n.mac, ''), NULL, ?5, n.at \
+    FROM unnest(?1::text[], ?2::text[], ?3::text[], ?4::bigint[]) AS n (vm, hm, mac, at) \
+    ON CONFLICT (vm, hm) DO UPDATE SET \
+    mac = COALESCE(excluded.mac, vm_hm.mac), hb_missed_ms = NULL, \
+    last_state = CASE WHEN vm_hm.last_state = 'STOPPED' THEN 'STOPPED' \
+        ELSE excluded.last_state END, \
+    updated_ms = excluded.updated_ms";
+/// PostgreSQL: [`VM_HM_END_SUSPENSION`] for many VMs, all distinct (each row of another
+/// monitor is matched by one VM only).
+const PG_VM_HM_END_SUSPENSION_MANY: &str = "UPDATE vm_hm SET last_state = 'MISSING', \
+    hb_missed_ms = n.at, updated_ms = n.at \
+    FROM unnest(?1::text[], ?2::text[], ?3::bigint[], ?4::bigint[]) AS n (vm, hm, at, host) \
+    WHERE vm_hm.vm = n.vm AND vm_hm.hm <> n.hm AND vm_hm.last_state = 'SUSPENDED' \
+    AND vm_hm.hm IN (SELECT uuid FROM hm WHERE host_id = n.host)";
 /// StopWatching: the row, if any, becomes STOPPED; a miss it held ends.
 const VM_HM_STOP: &str = "UPDATE vm_hm SET last_state = 'STOPPED', hb_missed_ms = NULL, \
     updated_ms = ?3 WHERE vm = ?1 AND hm = ?2 AND last_state <> 'STOPPED'";
@@ -151,31 +202,91 @@ impl Hsdb {
                 known: None,
                 fresh: HashSet::new(),
                 outbox_locked: false,
+                heard: HeardChunk::default(),
             };
             if tx.is_pg() {
                 writer.lock_batch(batch)?;
             }
+            let batching = writer.known.is_some() && batching();
             let mut index = 0;
             while let Some(transition) = batch.get(index) {
-                // PostgreSQL: a run of Missing (a mass failure) is written in a few
-                // statements instead of one round trip per VM.
-                if writer.known.is_some() && matches!(transition, Transition::Missing { .. }) {
-                    let run = batch[index..]
-                        .iter()
-                        .take_while(|t| matches!(t, Transition::Missing { .. }))
-                        .count();
-                    writer.missing_run(index, &batch[index..index + run])?;
-                    index += run;
-                    continue;
+                if batching {
+                    // PostgreSQL: a run of Missing (a mass failure) is written in a few
+                    // statements instead of one round trip per VM.
+                    if matches!(transition, Transition::Missing { .. }) {
+                        writer.flush_heard()?;
+                        let run = batch[index..]
+                            .iter()
+                            .take_while(|t| matches!(t, Transition::Missing { .. }))
+                            .count();
+                        writer.missing_run(index, &batch[index..index + run])?;
+                        index += run;
+                        continue;
+                    }
+                    // So is a run of Discovered / Detected of the common cases (a
+                    // discovery storm): gathered, then written per chunk.
+                    if writer.gather_heard(index, transition)? {
+                        index += 1;
+                        continue;
+                    }
+                    writer.flush_heard()?;
                 }
                 writer
                     .apply(transition)
                     .map_err(|failure| failure.into_error(index, transition.kind()))?;
                 index += 1;
             }
+            writer.flush_heard()?;
             Ok(applied)
         })
     }
+}
+
+/// Whether runs of transitions are written over arrays on PostgreSQL (always, outside
+/// tests; a test may ask for the per-transition path, its reference).
+#[cfg(not(test))]
+fn batching() -> bool {
+    true
+}
+
+#[cfg(test)]
+std::thread_local! {
+    static PER_TRANSITION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static GATHERED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Tests: transitions this thread wrote over arrays so far (runs of `Missing`, of
+/// `Discovered` / `Detected`).
+#[cfg(test)]
+pub(crate) fn gathered() -> usize {
+    GATHERED.with(std::cell::Cell::get)
+}
+
+/// Count `n` transitions written over arrays (tests).
+fn count_gathered(n: usize) {
+    #[cfg(test)]
+    GATHERED.with(|g| g.set(g.get() + n));
+    #[cfg(not(test))]
+    let _ = n;
+}
+
+#[cfg(test)]
+fn batching() -> bool {
+    !PER_TRANSITION.with(std::cell::Cell::get)
+}
+
+/// Tests: run `f` with every transition applied one by one (no array statements), the
+/// reference the batched paths must equal.
+#[cfg(test)]
+pub(crate) fn per_transition<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PER_TRANSITION.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(PER_TRANSITION.with(|p| p.replace(true)));
+    f()
 }
 
 /// Why one transition failed.
@@ -223,6 +334,40 @@ struct BatchWriter<'t, 'c, 'a> {
     fresh: HashSet<Uuid>,
     /// PostgreSQL: the outbox lock is held.
     outbox_locked: bool,
+    /// PostgreSQL: the `Discovered` / `Detected` gathered and not written yet.
+    heard: HeardChunk,
+}
+
+/// PostgreSQL: what a chunk of `Discovered` / `Detected` of distinct VMs writes, as the
+/// columns of array statements ([`BatchWriter::gather_heard`]).
+#[derive(Default)]
+struct HeardChunk {
+    /// The batch index of the first transition gathered (errors name it).
+    first: usize,
+    /// The kind of that transition.
+    kind: &'static str,
+    /// The VMs of the chunk: a VM named again starts a new chunk.
+    vms: HashSet<Uuid>,
+    /// Pending DISCOVERED items of VMs new to the store: VM, monitor, time.
+    item_vm: Vec<String>,
+    item_hm: Vec<String>,
+    item_at: Vec<i64>,
+    /// `Discovered`: the agent's fields (VM, ostype, versions, time).
+    agent_vm: Vec<String>,
+    agent_ostype: Vec<String>,
+    agent_lower: Vec<String>,
+    agent_upper: Vec<String>,
+    agent_at: Vec<i64>,
+    /// (VM, monitor) rows heard: VM, monitor, MAC (empty: none), time.
+    heard_vm: Vec<String>,
+    heard_hm: Vec<String>,
+    heard_mac: Vec<String>,
+    heard_at: Vec<i64>,
+    /// Suspensions ended on the host's other monitors: VM, monitor, time, host.
+    end_vm: Vec<String>,
+    end_hm: Vec<String>,
+    end_at: Vec<i64>,
+    end_host: Vec<i64>,
 }
 
 impl BatchWriter<'_, '_, '_> {
@@ -230,7 +375,7 @@ impl BatchWriter<'_, '_, '_> {
     /// every VM it names, each in one statement and in UUID order (module docs).
     fn lock_batch(&mut self, batch: &[Transition]) -> Result<()> {
         // The first transition that would create each VM, in batch order.
-        let mut creators: HashMap<Uuid, (HostId, VmState, i64)> = HashMap::new();
+        let mut creators: HashMap<Uuid, (HostId, VmState, i64, usize)> = HashMap::new();
         let mut named: HashSet<Uuid> = HashSet::new();
         for (index, transition) in batch.iter().enumerate() {
             let (vm, hm, state, at) = match transition {
@@ -260,24 +405,45 @@ impl BatchWriter<'_, '_, '_> {
                 .host_of(hm)
                 .map_err(|f| f.into_error(index, transition.kind()))?;
             named.insert(*vm);
-            creators.entry(*vm).or_insert((host, state, at));
+            creators.entry(*vm).or_insert((host, state, at, index));
         }
         let mut uuids = Vec::with_capacity(creators.len());
         let mut hosts = Vec::with_capacity(creators.len());
         let mut states = Vec::with_capacity(creators.len());
         let mut ats = Vec::with_capacity(creators.len());
-        for (vm, (host, state, at)) in &creators {
+        let mut agents: Vec<i64> = Vec::with_capacity(creators.len());
+        let mut ostypes = Vec::with_capacity(creators.len());
+        let mut lowers = Vec::with_capacity(creators.len());
+        let mut uppers = Vec::with_capacity(creators.len());
+        for (vm, (host, state, at, index)) in &creators {
             uuids.push(vm.to_string());
             hosts.push(host.0);
             states.push(state.as_str().to_owned());
             ats.push(*at);
+            if let Some(Transition::Discovered {
+                ostype,
+                ver_lower,
+                ver_upper,
+                ..
+            }) = batch.get(*index)
+            {
+                agents.push(1);
+                ostypes.push(ostype.clone());
+                lowers.push(version_text(*ver_lower));
+                uppers.push(version_text(*ver_upper));
+            } else {
+                agents.push(0);
+                ostypes.push(String::new());
+                lowers.push(String::new());
+                uppers.push(String::new());
+            }
         }
         if !uuids.is_empty() {
             let created = self.tx.query(
                 OP,
                 "vm",
                 PG_VM_CREATE,
-                params![uuids, hosts, states, ats],
+                params![uuids, hosts, states, ats, agents, ostypes, lowers, uppers],
                 |c| c.uuid(0, "uuid"),
             )?;
             self.fresh.extend(created);
@@ -510,6 +676,175 @@ impl BatchWriter<'_, '_, '_> {
         Ok(())
     }
 
+    /// PostgreSQL: gather `transition` into the chunk of `Discovered` / `Detected` if it
+    /// is one of the cases written over arrays; `false` (nothing done) for any other,
+    /// which the caller applies one by one after [`BatchWriter::flush_heard`].
+    ///
+    /// Gathered (each with the counts and writes of [`BatchWriter::apply`]):
+    /// - `Discovered` or `Detected` of a VM new to the store (created by
+    ///   [`BatchWriter::lock_batch`], this its first transition): its DISCOVERED item
+    ///   (the VM has no item to coalesce into), its row on the monitor; no suspension to
+    ///   end (it has no other row). (`Discovered`: the agent's fields were written when
+    ///   `lock_batch` created the VM.)
+    /// - `Discovered` of a known VM on the monitor's host (or on none) already in its
+    ///   alive state: the agent's fields, the row, the suspension ended on the host's
+    ///   other monitors — no state change, no item;
+    /// - `Detected` of a known VM on the monitor's host, not SUSPENDED: the row and the
+    ///   suspension ended;
+    /// - `Detected` from another host than the VM's: ignored, counted.
+    ///
+    /// Anything else — a move, a state change, a VM pruned since `lock_batch` — goes one
+    /// by one. A chunk holds each VM once (every statement then changes a row at most
+    /// once, and the rows of different VMs are independent, so the order of the chunk's
+    /// statements is that of each VM's transition); a VM named again ends the chunk.
+    fn gather_heard(&mut self, index: usize, transition: &Transition) -> Result<bool> {
+        let (vm, hm, at, agent) = match transition {
+            Transition::Discovered {
+                vm,
+                hm,
+                mac,
+                ostype,
+                ver_lower,
+                ver_upper,
+                at,
+            } => (vm, hm, *at, Some((mac, ostype, ver_lower, ver_upper))),
+            Transition::Detected { vm, hm, at } => (vm, hm, *at, None),
+            _ => return Ok(false),
+        };
+        let fail = |f: Failure| f.into_error(index, transition.kind());
+        let host = self.host_of(hm).map_err(fail)?;
+        if self.heard.vms.contains(vm) {
+            self.flush_heard()?;
+        }
+        let fresh = match self.vm_state(vm).map_err(fail)? {
+            None if self.fresh.contains(vm) => true,
+            None => return Ok(false),
+            Some(known) if agent.is_none() && known.elsewhere(host) => {
+                self.applied.detected += 1;
+                self.applied.elsewhere_ignored += 1;
+                return Ok(true);
+            }
+            Some(known) if known.elsewhere(host) => return Ok(false),
+            Some(known) if agent.is_some() && known.state != known.alive() => return Ok(false),
+            Some(known) if known.state == VmState::Suspended => return Ok(false),
+            Some(_) => false,
+        };
+        let chunk = &mut self.heard;
+        if chunk.vms.is_empty() {
+            chunk.first = index;
+            chunk.kind = transition.kind();
+        }
+        chunk.vms.insert(*vm);
+        let vm_text = vm.to_string();
+        let hm_text = hm.to_string();
+        if fresh {
+            chunk.item_vm.push(vm_text.clone());
+            chunk.item_hm.push(hm_text.clone());
+            chunk.item_at.push(at);
+        }
+        // A new VM's `Discovered` created it (the first transition naming it), with its
+        // agent's fields (`PG_VM_CREATE`).
+        if let Some((_, ostype, lower, upper)) = agent.filter(|_| !fresh) {
+            chunk.agent_vm.push(vm_text.clone());
+            chunk.agent_ostype.push(ostype.clone());
+            chunk.agent_lower.push(version_text(*lower));
+            chunk.agent_upper.push(version_text(*upper));
+            chunk.agent_at.push(at);
+        }
+        chunk.heard_vm.push(vm_text.clone());
+        chunk.heard_hm.push(hm_text.clone());
+        chunk
+            .heard_mac
+            .push(agent.map(|(mac, ..)| mac.to_string()).unwrap_or_default());
+        chunk.heard_at.push(at);
+        if !fresh {
+            chunk.end_vm.push(vm_text);
+            chunk.end_hm.push(hm_text);
+            chunk.end_at.push(at);
+            chunk.end_host.push(host.0);
+        }
+        if fresh {
+            // As `create_vm`: the row exists (`lock_batch`), now a known UNKNOWN VM.
+            self.fresh.remove(vm);
+            self.remember(vm, VmState::Unknown, host, Some(false));
+            self.applied.vms_created += 1;
+            self.applied.pending_added += 1;
+        }
+        if agent.is_some() {
+            self.applied.discovered += 1;
+        } else {
+            self.applied.detected += 1;
+        }
+        count_gathered(1);
+        Ok(true)
+    }
+
+    /// Write the gathered chunk ([`BatchWriter::gather_heard`]): at most four
+    /// statements, in the order one transition writes them.
+    fn flush_heard(&mut self) -> Result<()> {
+        if self.heard.vms.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.heard);
+        let fail = |e: Error| Failure::Db(e).into_error(chunk.first, chunk.kind);
+        if !chunk.item_vm.is_empty() {
+            self.tx
+                .execute(
+                    OP,
+                    PG_PENDING_DISCOVERED_MANY,
+                    params![
+                        chunk.item_vm,
+                        chunk.item_hm,
+                        chunk.item_at,
+                        PendingKind::Discovered.as_str(),
+                        VmState::Unknown.as_str()
+                    ],
+                )
+                .map_err(fail)?;
+        }
+        if !chunk.agent_vm.is_empty() {
+            self.tx
+                .execute(
+                    OP,
+                    PG_VM_AGENT_MANY,
+                    params![
+                        chunk.agent_vm,
+                        chunk.agent_ostype,
+                        chunk.agent_lower,
+                        chunk.agent_upper,
+                        chunk.agent_at
+                    ],
+                )
+                .map_err(fail)?;
+        }
+        if !chunk.heard_vm.is_empty() {
+            self.tx
+                .execute(
+                    OP,
+                    PG_VM_HM_HEARD_MANY,
+                    params![
+                        chunk.heard_vm,
+                        chunk.heard_hm,
+                        chunk.heard_mac,
+                        chunk.heard_at,
+                        HeartbeatState::Detected.as_str()
+                    ],
+                )
+                .map_err(fail)?;
+        }
+        if !chunk.end_vm.is_empty() {
+            self.applied.suspensions_ended += self
+                .tx
+                .execute(
+                    OP,
+                    PG_VM_HM_END_SUSPENSION_MANY,
+                    params![chunk.end_vm, chunk.end_hm, chunk.end_at, chunk.end_host],
+                )
+                .map_err(fail)?;
+        }
+        Ok(())
+    }
+
     /// PostgreSQL: consecutive `Missing` transitions (`run`, from `first` in the batch)
     /// with the semantics of applying them one by one: VMs created and moves ignored as
     /// usual, then the (VM, monitor) rows upserted in chunks of one statement each
@@ -547,6 +882,7 @@ impl BatchWriter<'_, '_, '_> {
                 chunk_start = index;
             }
             chunk.push((vm.to_string(), hm.to_string(), *at));
+            count_gathered(1);
         }
         self.flush_missing(chunk_start, &mut chunk)
     }

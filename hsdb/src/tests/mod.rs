@@ -4,6 +4,7 @@ mod admin;
 mod batch;
 mod concurrency;
 mod control;
+mod equivalence;
 mod events;
 mod monitors;
 mod open;
