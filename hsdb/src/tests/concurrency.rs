@@ -220,11 +220,8 @@ fn test_six_writers_on_overlapping_vms() {
     let got = state(&f.db, &monitors);
     let want = state(&replay, &monitors);
     assert_eq!(got.vms.len(), usize::try_from(VMS).expect("small"));
-    assert!(
-        got.vms.iter().any(|v| v.current_host == Some(HOST_B))
-            && got.vms.iter().any(|v| v.current_host == Some(HOST_A)),
-        "both hosts hold VMs"
-    );
+    // Where each VM ends depends on how the writers interleaved (all on one host is
+    // possible under load); that moves happened is checked below, from the commands.
     assert_eq!(got.vms, want.vms, "VM rows");
     assert_eq!(got.vm_hms, want.vm_hms, "(VM, monitor) rows");
     assert_eq!(got.pending, want.pending, "pending items");
