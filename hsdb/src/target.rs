@@ -485,7 +485,11 @@ impl fmt::Display for PgTarget {
         for (i, host) in config.get_hosts().iter().enumerate() {
             sep(&mut out);
             match host {
-                Host::Tcp(name) if name.contains(':') => write!(out, "[{name}]")?,
+                // Brackets for an IPv6 address only: any other name with a `:` (a
+                // percent-encoded one) is encoded again, so the display parses back.
+                Host::Tcp(name) if name.parse::<std::net::Ipv6Addr>().is_ok() => {
+                    write!(out, "[{name}]")?;
+                }
                 Host::Tcp(name) => percent_encode(&mut out, name.as_bytes()),
                 Host::Unix(dir) => percent_encode(&mut out, dir.as_os_str().as_bytes()),
             }
@@ -1011,5 +1015,17 @@ mod tests {
         let e = sqlite().with_password_from(Some(&path), None).unwrap_err();
         assert!(matches!(e, TargetError::PasswordForSqlite { .. }), "{e:?}");
         assert!(e.to_string().contains("/var/lib/hvha/hsdb.sqlite"), "{e}");
+    }
+
+    #[test]
+    fn a_host_name_with_a_colon_displays_as_a_url_that_parses_back() {
+        // Found by the `hsdb_target` fuzz target: a percent-encoded `:` in a host name
+        // was shown in brackets, as if an IPv6 address, which no parser accepts.
+        let target = Target::parse("postgresql://vha@%3a]r%2").unwrap();
+        let shown = target.to_string();
+        let again = Target::parse(&shown).unwrap_or_else(|e| panic!("{shown}: {e}"));
+        assert_eq!(again.to_string(), shown);
+        let v6 = Target::parse("postgres://hvha@[::1]:5433/hsdb").unwrap();
+        assert_eq!(v6.to_string(), "postgres://hvha@[::1]:5433/hsdb");
     }
 }
