@@ -47,7 +47,7 @@ use hsdb::{HostId, Uuid};
 
 use crate::events::Event;
 use crate::params::GroupParams;
-use crate::planner::{FirstFit, Planner};
+use crate::planner::{FirstFit, Planner, Policies};
 use crate::platform::Platform;
 use crate::relocate::{Executor, Ledger, Restart};
 
@@ -196,6 +196,8 @@ struct VmWatch {
 pub struct Fde {
     params: GroupParams,
     planner: Box<dyn Planner>,
+    /// The group's placement policies, as the engine last loaded them.
+    policies: Policies,
     scan: u64,
     next_scan_ms: Option<i64>,
     /// The last QuickQuery's hosts of the group.
@@ -252,6 +254,7 @@ impl Fde {
         Fde {
             params,
             planner,
+            policies: Policies::default(),
             scan: 0,
             next_scan_ms: None,
             hosts: Vec::new(),
@@ -288,6 +291,17 @@ impl Fde {
         self.executor.command_timeout_ms = params.command_timeout_ms;
         self.executor.action_timeout_ms = params.action_timeout_ms;
         self.params = params;
+    }
+
+    /// Replace the group's placement policies (loaded from the HSDB's `policy` table);
+    /// the next placement uses them.
+    pub fn set_policies(&mut self, policies: Policies) {
+        self.policies = policies;
+    }
+
+    /// The placement policies in effect.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// Scans run so far.

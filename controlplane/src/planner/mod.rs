@@ -10,6 +10,10 @@ use std::fmt;
 
 use hsdb::{HostId, Priority, Uuid};
 
+mod policy;
+
+pub use self::policy::{Flex, FlexibleCapacity, Policies, VmSet};
+
 /// A VM to place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmToPlace {
