@@ -83,6 +83,9 @@ pub struct SimConfig {
     pub hosts: usize,
     /// VMs on each host at the start.
     pub vms_per_host: usize,
+    /// VMs on each host at the start, host by host, when not empty (a host beyond the
+    /// list has none); overrides `vms_per_host`.
+    pub host_vms: Vec<usize>,
     /// Every `unmanaged_every`-th VM is not managed (0: all managed).
     pub unmanaged_every: usize,
     /// Host capacity.
@@ -347,9 +350,14 @@ impl<E: Engine> Simulation<E> {
         let mut vms = Vec::new();
         let mut managed = BTreeSet::new();
         let mut phases = rng.fork(0x7068_6173);
+        let mut i = 0;
         for (h, host) in host_names.iter().enumerate() {
-            for k in 0..cfg.vms_per_host {
-                let i = h * cfg.vms_per_host + k;
+            let on_host = if cfg.host_vms.is_empty() {
+                cfg.vms_per_host
+            } else {
+                cfg.host_vms.get(h).copied().unwrap_or(0)
+            };
+            for _ in 0..on_host {
                 let vm = vm_uuid(i);
                 let name = format!("vm-{:05}", i + 1);
                 let spec = VmSpec {
@@ -383,6 +391,7 @@ impl<E: Engine> Simulation<E> {
                 let phase = phases.range_i64(0, cfg.timers.hb_period_ms - 1);
                 ground.add_vm(vm, phase, true);
                 vms.push(vm);
+                i += 1;
             }
         }
         // The guests were running before the simulation began: their agents are ready.

@@ -66,6 +66,7 @@ pub fn config(
         group: params.group.clone(),
         hosts,
         vms_per_host,
+        host_vms: Vec::new(),
         unmanaged_every: 0,
         // Room for every VM of the group twice over on any two hosts.
         host_cpu_milli: 1_000 * u32::try_from(vms_per_host * 3).unwrap_or(u32::MAX),

@@ -20,6 +20,7 @@ fn config(seed: u64) -> SimConfig {
         group: "hg".into(),
         hosts: 3,
         vms_per_host: 3,
+        host_vms: Vec::new(),
         unmanaged_every: 0,
         host_cpu_milli: 16_000,
         host_memory_mb: 65_536,
