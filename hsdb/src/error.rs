@@ -91,6 +91,21 @@ pub enum Error {
         /// Its key, as text.
         key: String,
     },
+    /// A row the operation would add exists already.
+    #[error("{what} {key} exists already in the HSDB")]
+    Exists {
+        /// What kind of row: `collocation`, `anticollocation`, `workgroup`.
+        what: &'static str,
+        /// Its key, as text.
+        key: String,
+    },
+    /// The caller's check refused the change ([`Hsdb::policy_change`](crate::Hsdb::policy_change));
+    /// the transaction was rolled back, nothing written.
+    #[error("{op}: refused by the caller's check; nothing written")]
+    Refused {
+        /// The operation.
+        op: &'static str,
+    },
     /// SQLite would not switch the file to write-ahead logging.
     #[error("HSDB {}: journal_mode is {mode}, expected wal", path.display())]
     NoWal {

@@ -14,6 +14,8 @@
 //!   [`Hsdb::needs_attention`] (reads and tags in one transaction), [`Hsdb::acknowledge`],
 //!   [`Hsdb::node_data`], administrative writes ([`Hsdb::set_vm`], parameters,
 //!   relocations), commands to monitors ([`Hsdb::enqueue_command`]), pruning.
+//! - relocation policies ([`Hsdb::policy_change`], [`Hsdb::policy_view`]): named VM sets,
+//!   per-VM host exclusions, flexible capacity.
 //!
 //! The crate never reads a clock: every time is passed in by the caller, in milliseconds
 //! since the Unix epoch. SQL is written once, portable (upserts with `ON CONFLICT … DO
@@ -34,6 +36,7 @@ mod db;
 mod error;
 mod lease;
 mod options;
+mod policy;
 mod schema;
 mod store;
 pub mod target;
@@ -57,6 +60,7 @@ pub use model::{
     Transition, VmHmRow, VmRow, VmState,
 };
 pub use options::{Options, Synchronous};
+pub use policy::{Exclusion, FlexRow, PolicyChange, PolicyKind, PolicyRow, PolicyView};
 pub use schema::SCHEMA_VERSION;
 pub use store::Hsdb;
 pub use target::{PASSWORD_ENV, PgTarget, Target, TargetError};

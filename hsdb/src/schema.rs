@@ -70,10 +70,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v6.sql"),
         postgres: include_str!("schema/pg/v6.sql"),
     },
+    Migration {
+        version: 7,
+        name: "relocation policies: VM sets with members, host exclusions, flexible capacity",
+        sqlite: include_str!("schema/v7.sql"),
+        postgres: include_str!("schema/pg/v7.sql"),
+    },
 ];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Bring the database to [`SCHEMA_VERSION`]; `path` names it in errors (the SQLite
 /// file, or the PostgreSQL target without its password).

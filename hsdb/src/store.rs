@@ -46,6 +46,9 @@ const TABLES: &[&str] = &[
     "param",
     "relocation_step",
     "leader_lease",
+    "policy_member",
+    "vm_host_exclusion",
+    "flexible_capacity",
 ];
 
 /// An open Health Status Database.

@@ -64,6 +64,9 @@ fn test_open_migrates_empty_file() {
         "param",
         "relocation_step",
         "leader_lease",
+        "policy_member",
+        "vm_host_exclusion",
+        "flexible_capacity",
     ] {
         let n: i64 = db
             .raw_sqlite()
@@ -100,6 +103,11 @@ fn test_open_migrates_empty_file() {
             (
                 6,
                 "leader_lease: the control plane's leader per host group".to_string()
+            ),
+            (
+                7,
+                "relocation policies: VM sets with members, host exclusions, flexible capacity"
+                    .to_string()
             )
         ]
     );
@@ -143,7 +151,17 @@ fn test_v1_database_is_migrated_with_its_rows() {
                  (4, NULL, '61be20f0-09a8-4753-b5e5-564f8a545ed1',
                   '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'DOORBELL', 40, '0x28', 8),
                  (9, NULL, NULL, '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'HM_EVENT', 64,
-                  'EVENT_TYPE=NODE_DOWN', 9);",
+                  'EVENT_TYPE=NODE_DOWN', 9);
+             INSERT INTO host (id, name, machine_type, model, serial, cpu_milli, memory_mb,
+                               host_group)
+                 VALUES (7, 'h7', '', '', '', 0, 0, 'hg7');
+             INSERT INTO vm (uuid, home_host, state, updated_ms)
+                 VALUES ('61be20f0-09a8-4753-b5e5-564f8a545ed7', 7, 'STARTED', 1);
+             INSERT INTO policy (id, kind, name, members) VALUES
+                 (5, 'COLLOCATION', 'pair', ' 61BE20F0-09A8-4753-B5E5-564F8A545ED7 ,garbage,,\
+61be20f0-09a8-4753-b5e5-564f8a545ed8,61be20f0-09a8-4753-b5e5-564f8a545ed7'),
+                 (6, 'HOST_EXCLUSION', 'x', '1'),
+                 (8, 'WORKGROUP', 'lone', '61be20f0-09a8-4753-b5e5-564f8a545ed8');",
         )
         .expect("v1 rows");
     }
@@ -278,6 +296,9 @@ fn test_v1_database_is_migrated_with_its_rows() {
         Some(&11),
         "{ids:?}: 10 is the new VM's DISCOVERED item"
     );
+    // v7: the v1 sets carried over with their members split, in their first member's
+    // host group; the v1 exclusion row (no defined layout) dropped; ids go on above.
+    super::policy::check_v1_policies_migrated(&mut db);
     db.integrity_check().expect("integrity");
 }
 
@@ -360,7 +381,7 @@ fn test_newer_version_refused() {
     let path = f.path();
     f.raw()
         .execute(
-            "INSERT INTO schema_version (version, name) VALUES (7, 'from the future')",
+            "INSERT INTO schema_version (version, name) VALUES (99, 'from the future')",
             [],
         )
         .expect("raw insert");
@@ -371,7 +392,7 @@ fn test_newer_version_refused() {
         matches!(
             &err,
             Error::TooNew {
-                found: 7,
+                found: 99,
                 supported: SCHEMA_VERSION,
                 ..
             }
@@ -380,7 +401,7 @@ fn test_newer_version_refused() {
     );
     let msg = err.to_string();
     assert!(msg.contains(&path.display().to_string()), "{msg}");
-    assert!(msg.contains("schema version 7"), "{msg}");
+    assert!(msg.contains("schema version 99"), "{msg}");
     assert!(msg.contains(&format!("version {SCHEMA_VERSION}")), "{msg}");
 }
 

@@ -219,7 +219,17 @@ fn test_pg_v3_database_is_migrated_with_its_rows() {
                   '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'DISCOVERED', 0,
                   'old=SUSPENDED:new=STARTED:from_host=-42', 7),
                  (4, NULL, '61be20f0-09a8-4753-b5e5-564f8a545ed1',
-                  '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'DOORBELL', 40, '0x28', 8);",
+                  '5c3196a3-c41f-4b5c-9861-dee6077081c6', 'DOORBELL', 40, '0x28', 8);
+             INSERT INTO host (id, name, machine_type, model, serial, cpu_milli, memory_mb,
+                               host_group)
+                 VALUES (7, 'h7', '', '', '', 0, 0, 'hg7');
+             INSERT INTO vm (uuid, home_host, state, updated_ms)
+                 VALUES ('61be20f0-09a8-4753-b5e5-564f8a545ed7', 7, 'STARTED', 1);
+             INSERT INTO policy (id, kind, name, members) VALUES
+                 (5, 'COLLOCATION', 'pair', ' 61BE20F0-09A8-4753-B5E5-564F8A545ED7 ,garbage,,\
+61be20f0-09a8-4753-b5e5-564f8a545ed8,61be20f0-09a8-4753-b5e5-564f8a545ed7'),
+                 (6, 'HOST_EXCLUSION', 'x', '1'),
+                 (8, 'WORKGROUP', 'lone', '61be20f0-09a8-4753-b5e5-564f8a545ed8');",
         )
         .expect("v3 rows");
     }
@@ -263,6 +273,8 @@ fn test_pg_v3_database_is_migrated_with_its_rows() {
         ]
     );
     assert!(pending.iter().all(|p| p.updated_ms == p.created_ms));
+    let mut db = db;
+    super::policy::check_v1_policies_migrated(&mut db);
     db.integrity_check().expect("integrity");
 }
 
