@@ -137,6 +137,22 @@ catalogue! {
     VmRestartStepFailed => "VM_RESTART_STEP_FAILED", Warning, None;
     /// "N out of N VMs have been successfully restarted" (seed 004 L17746).
     RestartSummary => "RESTART_SUMMARY", Info, None;
+    /// A cleanup owed to a host that was unreachable was done when it came back (the
+    /// seed's CLEAN_LPARS, seed 004 L3784-3801; ours: its outcome).
+    VmCleanupDone => "VM_CLEANUP_DONE", Info, None;
+    /// A copy of a VM restarted elsewhere was found running on a returning host and was
+    /// stopped there: a VM never runs on two hosts (ours).
+    VmDuplicateStopped => "VM_DUPLICATE_STOPPED", Error, None;
+    /// A VM failed again after `vm_restart_limit` restarts within `vm_restart_window`:
+    /// not restarted (ours; vSphere HA's maximum per-VM resets).
+    VmRestartBudgetExhausted => "VM_RESTART_BUDGET_EXHAUSTED", Critical, None;
+    /// `hactl host evacuate`: every VM moved off, the host is in maintenance (ours,
+    /// seed 004 §1.2.1).
+    HostMaintenanceStarted => "HOST_MAINTENANCE_STARTED", Info, None;
+    /// `hactl host restore`: maintenance ended, the home VMs returned (ours).
+    HostMaintenanceEnded => "HOST_MAINTENANCE_ENDED", Info, None;
+    /// An evacuation or restore was refused or failed in part; nothing is hidden (ours).
+    HostMaintenanceRefused => "HOST_MAINTENANCE_REFUSED", Warning, None;
 }
 
 impl fmt::Display for EventKind {

@@ -189,6 +189,11 @@ pub enum Key {
     NaMaxItems,
     /// `host_failure_ping_vms`: ping a failed host's VMs before restarting them.
     HostFailurePingVms,
+    /// `vm_restart_limit`: restarts of one VM (for its own failures) within
+    /// `vm_restart_window` before it is no longer restarted.
+    VmRestartLimit,
+    /// `vm_restart_window`: the window `vm_restart_limit` counts in.
+    VmRestartWindow,
 }
 
 /// The value type of a key, with its allowed range per profile.
@@ -230,6 +235,8 @@ impl Key {
         Key::NaEvery,
         Key::NaMaxItems,
         Key::HostFailurePingVms,
+        Key::VmRestartLimit,
+        Key::VmRestartWindow,
     ];
 
     /// The key's name, as stored and typed.
@@ -250,6 +257,8 @@ impl Key {
             Key::NaEvery => "na_every",
             Key::NaMaxItems => "na_max_items",
             Key::HostFailurePingVms => "host_failure_ping_vms",
+            Key::VmRestartLimit => "vm_restart_limit",
+            Key::VmRestartWindow => "vm_restart_window",
         }
     }
 
@@ -307,6 +316,10 @@ impl Key {
             Key::HostFailurePingVms => {
                 "enable: a failed host's VM that answers a ping is alive (a partition) and is not restarted"
             }
+            Key::VmRestartLimit => {
+                "restarts of one VM for its own failures within vm_restart_window; then it is not restarted"
+            }
+            Key::VmRestartWindow => "the sliding window vm_restart_limit counts restarts in",
         }
     }
 
@@ -360,6 +373,14 @@ impl Key {
                 max: 100_000,
             },
             Key::HostFailurePingVms => Kind::Words(&["enable", "disable"]),
+            // vSphere HA's "maximum per-VM resets" (default 3); ours: at most 1,000.
+            Key::VmRestartLimit => Kind::Count { min: 1, max: 1_000 },
+            // vSphere HA's "maximum resets time window" (default 1 hour); ours: 1 min to
+            // 7 days (the fast profile from 1 s, for tests).
+            Key::VmRestartWindow => Kind::Duration {
+                standard: (60 * S, 7 * 86_400 * S),
+                fast: (S, 7 * 86_400 * S),
+            },
         }
     }
 
@@ -539,6 +560,11 @@ pub struct GroupParams {
     /// Ping a failed host's VMs before restarting them; one that answers is not restarted
     /// (ours; the seed's host relocation pings no VM).
     pub host_failure_ping_vms: bool,
+    /// Restarts of one VM for its own failures within `vm_restart_window_ms` (the
+    /// restart budget; ours, after vSphere HA's maximum per-VM resets).
+    pub vm_restart_limit: u32,
+    /// The window of the restart budget, ms.
+    pub vm_restart_window_ms: i64,
     /// Where each key's group value came from.
     pub origins: Vec<(Key, Level)>,
     /// Per-host `ha_monitor`.
@@ -604,6 +630,8 @@ impl GroupParams {
             na_every: 3,
             na_max_items: 5_000,
             host_failure_ping_vms: false,
+            vm_restart_limit: 3,
+            vm_restart_window_ms: 3_600 * S,
             origins: Key::ALL.iter().map(|k| (*k, Level::Default)).collect(),
             host_ha_monitor: HashMap::new(),
             vm_overrides: HashMap::new(),
@@ -731,6 +759,8 @@ impl GroupParams {
             (Key::MaxRestartsPerHost, Value::Count(n)) => self.max_restarts_per_host = n,
             (Key::NaEvery, Value::Count(n)) => self.na_every = n,
             (Key::NaMaxItems, Value::Count(n)) => self.na_max_items = n,
+            (Key::VmRestartLimit, Value::Count(n)) => self.vm_restart_limit = n,
+            (Key::VmRestartWindow, Value::Ms(ms)) => self.vm_restart_window_ms = ms,
             (Key::VmFailureDetectionSpeed, Value::Word(w)) => {
                 self.detection_speed = speed_from_word(w);
             }
@@ -809,6 +839,7 @@ impl GroupParams {
             Key::ProbeTimeout => self.probe_timeout_ms,
             Key::ActionTimeout => self.action_timeout_ms,
             Key::CommandTimeout => self.command_timeout_ms,
+            Key::VmRestartWindow => self.vm_restart_window_ms,
             _ => return None,
         })
     }
@@ -835,6 +866,7 @@ impl GroupParams {
                     Key::MaxRestartsPerHost => self.max_restarts_per_host.to_string(),
                     Key::NaEvery => self.na_every.to_string(),
                     Key::NaMaxItems => self.na_max_items.to_string(),
+                    Key::VmRestartLimit => self.vm_restart_limit.to_string(),
                     _ => self.duration(*k).map(show_ms).unwrap_or_default(),
                 };
                 let level = self

@@ -35,6 +35,7 @@ mod control_model;
 mod db;
 mod error;
 mod lease;
+mod ops;
 mod options;
 mod policy;
 mod schema;
@@ -59,6 +60,7 @@ pub use model::{
     HmRow, HmState, HostId, HostRecord, InterfaceState, PendingKind, PendingRow, Priority,
     Transition, VmHmRow, VmRow, VmState,
 };
+pub use ops::{OperatorRequest, OwedCleanup, RequestKind, RequestState, RestartRecord};
 pub use options::{Options, Synchronous};
 pub use policy::{Exclusion, FlexRow, PolicyChange, PolicyKind, PolicyRow, PolicyView};
 pub use schema::SCHEMA_VERSION;

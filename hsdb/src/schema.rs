@@ -76,10 +76,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v7.sql"),
         postgres: include_str!("schema/pg/v7.sql"),
     },
+    Migration {
+        version: 8,
+        name: "owed cleanups, operator requests, hosts in maintenance",
+        sqlite: include_str!("schema/v8.sql"),
+        postgres: include_str!("schema/pg/v8.sql"),
+    },
 ];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Bring the database to [`SCHEMA_VERSION`]; `path` names it in errors (the SQLite
 /// file, or the PostgreSQL target without its password).

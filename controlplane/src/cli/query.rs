@@ -108,6 +108,108 @@ pub struct VmView {
     monitors: Vec<VmMonitorView>,
     short_msg: String,
     updated: String,
+    /// The per-VM restart budget (docs/controlplane.md, "Executor").
+    restart_budget: BudgetView,
+    /// The critical-application ladder: same-host restarts since the last relocation.
+    app_restarts_on_host: LadderView,
+}
+
+/// The per-VM restart budget as `query vm` shows it: `restarts 2/3 in 1h`.
+#[derive(Debug, Serialize)]
+pub struct BudgetView {
+    /// Restarts for the VM's own failures within the window.
+    used: u32,
+    /// `vm_restart_limit` of its group.
+    limit: u32,
+    /// `vm_restart_window`, for people (`1h`).
+    window: String,
+    /// The same, ms.
+    window_ms: i64,
+}
+
+/// The critical-application ladder as `query vm` shows it: `app restarts on host 1/3`.
+#[derive(Debug, Serialize)]
+pub struct LadderView {
+    /// Same-host restarts since the last relocation to another host, within 24 h.
+    used: u32,
+    /// Same-host restarts before the next relocates (seed 004 L13767-13771).
+    limit: u32,
+}
+
+/// What the restart counters of every VM are read from: the `relocation` rows of the
+/// longest window, each VM's group parameters.
+struct Counters {
+    rows: Vec<hsdb::RestartRecord>,
+    groups: HashMap<HostId, String>,
+    params: HashMap<String, crate::params::GroupParams>,
+    settings: Vec<crate::params::Setting>,
+}
+
+/// Rows read for the counters at most (every VM's restarts within the longest window).
+const COUNTER_ROWS: u32 = 100_000;
+
+impl Counters {
+    fn load(db: &Hsdb, now_ms: i64) -> Result<Counters, CliError> {
+        let settings = db.params()?;
+        let groups: HashMap<HostId, String> = db
+            .hosts()?
+            .into_iter()
+            .map(|h| (h.id, h.host_group))
+            .collect();
+        let mut params = HashMap::new();
+        let mut longest = crate::fde::APP_RESTART_WINDOW_MS;
+        let mut names: Vec<&String> = groups.values().collect();
+        names.sort();
+        names.dedup();
+        for g in names {
+            let p = crate::params::GroupParams::resolve(g, &settings)
+                .unwrap_or_else(|_| crate::params::GroupParams::standard(g));
+            longest = longest.max(p.vm_restart_window_ms);
+            params.insert(g.clone(), p);
+        }
+        let rows = db.restarts_since(None, now_ms.saturating_sub(longest), COUNTER_ROWS)?;
+        Ok(Counters {
+            rows,
+            groups,
+            params,
+            settings,
+        })
+    }
+
+    fn of(&self, vm: &VmRow, now_ms: i64) -> (BudgetView, LadderView) {
+        let group = vm
+            .current_host
+            .or(vm.home_host)
+            .and_then(|h| self.groups.get(&h));
+        let standard;
+        let p = match group.and_then(|g| self.params.get(g)) {
+            Some(p) => p,
+            None => {
+                standard = crate::params::GroupParams::resolve("", &self.settings)
+                    .unwrap_or_else(|_| crate::params::GroupParams::standard(""));
+                &standard
+            }
+        };
+        let since = now_ms.saturating_sub(p.vm_restart_window_ms);
+        let used = crate::fde::budget_used(&self.rows, &vm.uuid, since).len();
+        let ladder = crate::fde::app_ladder(
+            &self.rows,
+            &vm.uuid,
+            now_ms.saturating_sub(crate::fde::APP_RESTART_WINDOW_MS),
+        );
+        (
+            BudgetView {
+                used: u32::try_from(used).unwrap_or(u32::MAX),
+                limit: p.vm_restart_limit,
+                window: crate::fde::show_window(p.vm_restart_window_ms),
+                window_ms: p.vm_restart_window_ms,
+            },
+            LadderView {
+                used: ladder,
+                limit: crate::fde::APP_SAME_HOST_RESTARTS,
+            },
+        )
+    }
 }
 
 /// One monitor's view of one VM.
@@ -126,8 +228,10 @@ fn vm_view(
     vm: &VmRow,
     names: &HashMap<HostId, String>,
     hm_hosts: &HashMap<Uuid, HostId>,
+    counters: &Counters,
     now_ms: i64,
 ) -> Result<VmView, CliError> {
+    let (restart_budget, app_restarts_on_host) = counters.of(vm, now_ms);
     let rows = db.vm_hms(&vm.uuid)?;
     let monitors: Vec<VmMonitorView> = rows
         .iter()
@@ -173,6 +277,8 @@ fn vm_view(
         monitors,
         short_msg: format!("{:#x}", vm.short_msg),
         updated: utc(vm.updated_ms),
+        restart_budget,
+        app_restarts_on_host,
     })
 }
 
@@ -193,9 +299,10 @@ pub fn vms(
         Some(given) => vec![find_vm(db, given)?],
         None => db.vms()?,
     };
+    let counters = Counters::load(db, now_ms)?;
     let views = rows
         .iter()
-        .map(|vm| vm_view(db, vm, &names, &hm_hosts, now_ms))
+        .map(|vm| vm_view(db, vm, &names, &hm_hosts, &counters, now_ms))
         .collect::<Result<Vec<_>, _>>()?;
     if format == Format::Json {
         return super::json(&views);
@@ -215,6 +322,7 @@ pub fn vms(
         "CPU",
         "MEMORY",
         "HEARTBEATS",
+        "RESTARTS",
     ]);
     for v in &views {
         t.row(vec![
@@ -233,6 +341,12 @@ pub fn vms(
             v.cpu.clone(),
             format!("{} MiB", v.memory_mb),
             heartbeat_summary(v),
+            format!(
+                "{}, app {}/{}",
+                budget_text(&v.restart_budget),
+                v.app_restarts_on_host.used,
+                v.app_restarts_on_host.limit
+            ),
         ]);
     }
     Ok(if t.is_empty() {
@@ -240,6 +354,12 @@ pub fn vms(
     } else {
         t.render()
     })
+}
+
+/// `2/3 in 1h`, `3/3 in 1h (spent)`.
+fn budget_text(b: &BudgetView) -> String {
+    let spent = if b.used >= b.limit { " (spent)" } else { "" };
+    format!("{}/{} in {}{spent}", b.used, b.limit, b.window)
 }
 
 /// `2/2 ok`, `missed 42 s on 2/2`, `1/2 missing`.
@@ -286,6 +406,20 @@ fn vm_detail(v: &VmView) -> String {
             }),
     );
     line("Short_msg", &v.short_msg);
+    line(
+        "Restarts",
+        &format!(
+            "{} (vm_restart_limit, vm_restart_window)",
+            budget_text(&v.restart_budget)
+        ),
+    );
+    line(
+        "App_restarts_on_host",
+        &format!(
+            "{}/{} (since its last relocation, within 24h)",
+            v.app_restarts_on_host.used, v.app_restarts_on_host.limit
+        ),
+    );
     line("Updated", &format!("{} UTC", v.updated));
     let mut t = Table::new(&["MONITOR", "ON_HOST", "HEARTBEATS", "MISSED_SINCE", "MAC"]);
     for m in &v.monitors {

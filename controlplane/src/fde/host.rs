@@ -93,7 +93,8 @@ impl Fde {
         for host in &hosts {
             self.host_decision(now_ms, host, store, platform)?;
         }
-        Ok(())
+        // Cleanups owed to hosts that are back (fde/cleanup.rs).
+        self.owed_cleanup_pass(now_ms, store, platform)
     }
 
     fn host_decision(
@@ -145,7 +146,6 @@ impl Fde {
                     text: reason,
                     at: now_ms,
                 });
-                self.run_owed_cleanups(now_ms, host, platform);
                 // Its VMs that answered pings all along were alive: nothing to restart.
                 let alive: Vec<super::PlacementJob> = self
                     .jobs
@@ -395,56 +395,6 @@ impl Fde {
             self.queue_job(vm, host.id, RestartKind::HostFailure, true, batch);
         }
         Ok(())
-    }
-
-    /// Retry the cleanups a host was owed, now that it is back (the seed's CLEAN_LPARS
-    /// task, seed 004 L3784-3801; gap 16).
-    fn run_owed_cleanups(&mut self, now_ms: i64, host: &HostView, platform: &mut dyn Platform) {
-        let owed: Vec<hsdb::Uuid> = self
-            .owed_cleanups
-            .iter()
-            .filter(|(h, _)| *h == host.id)
-            .map(|(_, vm)| *vm)
-            .collect();
-        for vm in owed {
-            // A VM restarted back onto this host since must not be cleaned away.
-            if self.is_busy(&vm) {
-                continue;
-            }
-            match platform.cleanup(&host.name, &vm) {
-                Ok(()) | Err(crate::platform::PlatformError::NoSuchVm { .. }) => {
-                    self.owed_cleanups
-                        .retain(|(h, v)| !(*h == host.id && *v == vm));
-                    self.decide(
-                        now_ms,
-                        Subject::Host {
-                            id: host.id,
-                            name: host.name.clone(),
-                        },
-                        Verdict::HostBack,
-                        format!(
-                            "deferred configuration cleanup of VM {vm} on host {} done",
-                            host.name
-                        ),
-                    );
-                }
-                Err(e) => {
-                    self.decide(
-                        now_ms,
-                        Subject::Host {
-                            id: host.id,
-                            name: host.name.clone(),
-                        },
-                        Verdict::ProbeFailed,
-                        format!(
-                            "deferred configuration cleanup of VM {vm} on host {} failed: {e}; \
-                             kept for the next time the host comes back",
-                            host.name
-                        ),
-                    );
-                }
-            }
-        }
     }
 
     /// Read and acknowledge pending node events: VIOS_* events (seed 004 L7147-7154,

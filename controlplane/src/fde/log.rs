@@ -86,6 +86,12 @@ pub enum Verdict {
     RestartEnded,
     /// A restart an earlier term left unfinished was taken over (or closed).
     TakenOver,
+    /// A cleanup owed to a returning host was done, failed, or found unneeded.
+    Cleanup,
+    /// The VM's restart budget is spent: not restarted.
+    BudgetExhausted,
+    /// Planned maintenance: an evacuation or restore step, or a host in maintenance.
+    Maintenance,
 }
 
 impl Verdict {
@@ -113,6 +119,9 @@ impl Verdict {
             Verdict::Moved => "moved",
             Verdict::RestartEnded => "restart_ended",
             Verdict::TakenOver => "taken_over",
+            Verdict::Cleanup => "cleanup",
+            Verdict::BudgetExhausted => "budget_exhausted",
+            Verdict::Maintenance => "maintenance",
         }
     }
 }

@@ -30,6 +30,8 @@
 //!   is healthy (the host decision covers it).
 //! - A VM being restarted (or queued for it) is never decided on again.
 
+mod budget;
+mod cleanup;
 mod host;
 mod log;
 mod place;
@@ -51,6 +53,7 @@ use crate::planner::{FirstFit, Planner, Policies};
 use crate::platform::Platform;
 use crate::relocate::{Executor, Ledger, Restart};
 
+pub use budget::{BUDGET_CAUSES, app_ladder, budget_used, counts_in_budget, show_window};
 pub use log::{Decision, DecisionLog, Subject, Verdict};
 pub use place::PlacementJob;
 pub use store::LosingAcks;
@@ -120,6 +123,45 @@ pub trait HealthStore: Ledger {
     /// Restarts and relocations not ended, with their steps (what a new term takes
     /// over). A store without `relocation` rows has none.
     fn open_relocations(&mut self) -> hsdb::Result<Vec<OpenRelocation>> {
+        Ok(Vec::new())
+    }
+    /// Cleanups owed to hosts, not yet done (`owed_cleanup`). A store without them has
+    /// none (the engine then keeps them in memory only).
+    fn owed_cleanups(&mut self) -> hsdb::Result<Vec<hsdb::OwedCleanup>> {
+        Ok(Vec::new())
+    }
+    /// Record a cleanup owed to `host`; its id, or `None` when the store keeps none.
+    fn owe_cleanup(
+        &mut self,
+        host: HostId,
+        vm: &Uuid,
+        relocation: Option<i64>,
+        why: &str,
+        at: i64,
+    ) -> hsdb::Result<Option<i64>> {
+        let _ = (host, vm, relocation, why, at);
+        Ok(None)
+    }
+    /// Owed cleanup `id` ended (`done`, `text` its result) or failed again (`text` why).
+    fn owed_cleanup_outcome(
+        &mut self,
+        id: i64,
+        done: bool,
+        text: &str,
+        at: i64,
+    ) -> hsdb::Result<()> {
+        let _ = (id, done, text, at);
+        Ok(())
+    }
+    /// Restarts and relocations of `vm` begun at or after `since_ms`, newest first, with
+    /// their causes (the restart budget counts them). A store without `relocation` rows
+    /// has none.
+    fn restarts_since(
+        &mut self,
+        vm: &Uuid,
+        since_ms: i64,
+    ) -> hsdb::Result<Vec<hsdb::RestartRecord>> {
+        let _ = (vm, since_ms);
         Ok(Vec::new())
     }
 }
@@ -213,8 +255,12 @@ pub struct Fde {
     /// Where the engine restarted VMs, until the HSDB's `current_host` says the same (the
     /// target's monitors write it when the agent pairs; an agent-less VM never does).
     relocated: HashMap<Uuid, HostId>,
-    /// Cleanups a failed host is owed when it is back: (host, VM).
-    owed_cleanups: Vec<(HostId, Uuid)>,
+    /// Cleanups owed to hosts until they are back (fde/cleanup.rs).
+    owed_cleanups: Vec<cleanup::Owed>,
+    /// The owed cleanups were read from the store.
+    owed_loaded: bool,
+    /// VMs whose restart budget is spent and was reported (once per episode).
+    budget_spent: std::collections::HashSet<Uuid>,
     log: DecisionLog,
     tag_seq: u64,
     events: Vec<Event>,
@@ -266,6 +312,8 @@ impl Fde {
             pending_exclude: HashMap::new(),
             relocated: HashMap::new(),
             owed_cleanups: Vec::new(),
+            owed_loaded: false,
+            budget_spent: std::collections::HashSet::new(),
             log: DecisionLog::new(DECISION_LOG_CAPACITY),
             tag_seq,
             events: Vec::new(),

@@ -429,7 +429,15 @@ impl Fde {
                         self.relocated.insert(vm, r.request.to.id);
                     }
                     if f.cleanup_owed {
-                        self.owed_cleanups.push((r.request.from.id, vm));
+                        let why = r.notes.last().cloned().unwrap_or_default();
+                        self.owe_cleanup(
+                            now_ms,
+                            r.request.from.id,
+                            vm,
+                            Some(r.relocation_id),
+                            &why,
+                            store,
+                        )?;
                     }
                     let notes = if r.notes.is_empty() {
                         String::new()

@@ -20,6 +20,10 @@ const NODE_EVENTS_PER_SCAN: usize = 100;
 /// (one still open behind 10,000 newer ones is long past taking over).
 const OPEN_RELOCATIONS_SCANNED: u32 = 10_000;
 
+/// The restart budget reads at most this many of a VM's newest rows in its window (far
+/// above any `vm_restart_limit`).
+const RESTARTS_SCANNED: u32 = 1_000;
+
 impl Ledger for Hsdb {
     fn enqueue_command(
         &mut self,
@@ -217,6 +221,43 @@ impl HealthStore for Hsdb {
         Ok(open)
     }
 
+    fn owed_cleanups(&mut self) -> hsdb::Result<Vec<hsdb::OwedCleanup>> {
+        Hsdb::owed_cleanups(self, None)
+    }
+
+    fn owe_cleanup(
+        &mut self,
+        host: HostId,
+        vm: &Uuid,
+        relocation: Option<i64>,
+        why: &str,
+        at: i64,
+    ) -> hsdb::Result<Option<i64>> {
+        Hsdb::owe_cleanup(self, host, vm, relocation, why, at).map(Some)
+    }
+
+    fn owed_cleanup_outcome(
+        &mut self,
+        id: i64,
+        done: bool,
+        text: &str,
+        at: i64,
+    ) -> hsdb::Result<()> {
+        if done {
+            Hsdb::owed_cleanup_done(self, id, text, at)
+        } else {
+            Hsdb::owed_cleanup_failed(self, id, text, at)
+        }
+    }
+
+    fn restarts_since(
+        &mut self,
+        vm: &Uuid,
+        since_ms: i64,
+    ) -> hsdb::Result<Vec<hsdb::RestartRecord>> {
+        Hsdb::restarts_since(self, Some(vm), since_ms, RESTARTS_SCANNED)
+    }
+
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
         Ok(self
             .hm_interfaces(hm)?
@@ -330,5 +371,34 @@ impl HealthStore for LosingAcks<'_> {
     }
     fn open_relocations(&mut self) -> hsdb::Result<Vec<OpenRelocation>> {
         self.store.open_relocations()
+    }
+    fn owed_cleanups(&mut self) -> hsdb::Result<Vec<hsdb::OwedCleanup>> {
+        self.store.owed_cleanups()
+    }
+    fn owe_cleanup(
+        &mut self,
+        host: HostId,
+        vm: &Uuid,
+        relocation: Option<i64>,
+        why: &str,
+        at: i64,
+    ) -> hsdb::Result<Option<i64>> {
+        self.store.owe_cleanup(host, vm, relocation, why, at)
+    }
+    fn owed_cleanup_outcome(
+        &mut self,
+        id: i64,
+        done: bool,
+        text: &str,
+        at: i64,
+    ) -> hsdb::Result<()> {
+        self.store.owed_cleanup_outcome(id, done, text, at)
+    }
+    fn restarts_since(
+        &mut self,
+        vm: &Uuid,
+        since_ms: i64,
+    ) -> hsdb::Result<Vec<hsdb::RestartRecord>> {
+        self.store.restarts_since(vm, since_ms)
     }
 }

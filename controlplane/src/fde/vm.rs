@@ -328,7 +328,7 @@ impl Fde {
                     "VM failure detected. Initiating recovery for VM {name}: state Running on host \
                      {host_name}, OS had started, not pingable, {numbers}"
                 );
-                self.recover(now_ms, row, a.host, RestartKind::VmFailure, reason);
+                self.recover(now_ms, row, a.host, RestartKind::VmFailure, reason, store)?;
             }
             PowerState::Running => {
                 // Booting: the seed's refcode says the OS is not up yet (gap 6).
@@ -353,7 +353,7 @@ impl Fde {
                              without a shutdown (crashed): recovering",
                             2 * vmfdt_s
                         );
-                        self.recover(now_ms, row, a.host, RestartKind::VmFailure, reason);
+                        self.recover(now_ms, row, a.host, RestartKind::VmFailure, reason, store)?;
                     } else {
                         self.decide(
                             now_ms,
@@ -385,7 +385,7 @@ impl Fde {
                     "VM {name} is in Open Firmware on host {host_name}, not pingable, {numbers}: \
                      recovering"
                 );
-                self.recover(now_ms, row, a.host, RestartKind::VmFailure, reason);
+                self.recover(now_ms, row, a.host, RestartKind::VmFailure, reason, store)?;
             }
             PowerState::MigratingRunning => {
                 if missed >= LPM_HANG_AFTER_S {
@@ -519,7 +519,8 @@ impl Fde {
         Ok(why)
     }
 
-    /// Recover a failed VM: plan a restart on another host (or advise).
+    /// Recover a failed VM: plan a restart on another host (or advise), within its
+    /// restart budget (fde/budget.rs).
     pub(super) fn recover(
         &mut self,
         now_ms: i64,
@@ -527,7 +528,8 @@ impl Fde {
         host: HostId,
         kind: RestartKind,
         reason: String,
-    ) {
+        store: &mut dyn HealthStore,
+    ) -> Result<(), FdeError> {
         let subject = Subject::Vm {
             uuid: row.uuid,
             name: display_name(row),
@@ -540,11 +542,15 @@ impl Fde {
                 w.advised = true;
                 self.advise(now_ms, row, host, "it failed");
             }
-            return;
+            return Ok(());
+        }
+        if !self.budget_allows(now_ms, row, "it failed", store)? {
+            return Ok(());
         }
         self.decide(now_ms, subject, Verdict::Recover, reason);
         let batch = self.executor.open_batch(1);
         self.queue_job(row.clone(), host, kind, false, batch);
+        Ok(())
     }
 
     /// Advisory mode: say what would be done (gap 14).
@@ -635,6 +641,13 @@ impl Fde {
         });
         if self.params.restart_policy == RestartPolicy::Advisory {
             self.advise(now_ms, row, a.host, "a critical application failed");
+            return Ok(());
+        }
+        // The ladder's relocation is its own answer to repeated failures: the budget
+        // refuses only the same-host restarts (fde/budget.rs).
+        if done < APP_SAME_HOST_RESTARTS
+            && !self.budget_allows(now_ms, row, "a critical application failed", store)?
+        {
             return Ok(());
         }
         let batch = self.executor.open_batch(1);

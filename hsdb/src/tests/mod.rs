@@ -8,6 +8,7 @@ mod equivalence;
 mod events;
 mod monitors;
 mod open;
+mod ops;
 mod policy;
 mod postgres;
 mod read_only;

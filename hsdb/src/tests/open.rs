@@ -108,6 +108,10 @@ fn test_open_migrates_empty_file() {
                 7,
                 "relocation policies: VM sets with members, host exclusions, flexible capacity"
                     .to_string()
+            ),
+            (
+                8,
+                "owed cleanups, operator requests, hosts in maintenance".to_string()
             )
         ]
     );

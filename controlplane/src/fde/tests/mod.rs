@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod exec;
 mod on_hsdb;
 
 use std::collections::{HashMap, HashSet};

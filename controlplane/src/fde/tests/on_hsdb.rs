@@ -16,7 +16,7 @@ const V2: Version = Version { major: 2, minor: 0 };
 
 /// An HSDB file with hosts `1..=hosts` of group `hg` (8 CPUs, 16 GiB), two monitors each,
 /// heart-beating at `T0`.
-fn hsdb_group(dir: &tempfile::TempDir, hosts: i64) -> Hsdb {
+pub(super) fn hsdb_group(dir: &tempfile::TempDir, hosts: i64) -> Hsdb {
     let mut db = Hsdb::open(dir.path().join("hsdb.sqlite"), &Options::default()).unwrap();
     for id in 1..=hosts {
         db.upsert_host(&HostRecord {
@@ -47,7 +47,7 @@ fn hsdb_group(dir: &tempfile::TempDir, hosts: i64) -> Hsdb {
 
 /// A managed VM `n` on `host`: discovered by both monitors when `agent`, else only added
 /// by the operator with `host` as its home.
-fn managed_vm(db: &mut Hsdb, n: u8, host: i64, agent: bool) {
+pub(super) fn managed_vm(db: &mut Hsdb, n: u8, host: i64, agent: bool) {
     let vm = uuid(n);
     if agent {
         let batch: Vec<Transition> = (1..=2)
@@ -79,7 +79,7 @@ fn managed_vm(db: &mut Hsdb, n: u8, host: i64, agent: bool) {
 }
 
 /// What the monitors of live hosts do every second: heartbeat, complete their commands.
-fn monitors_turn(db: &mut Hsdb, hosts: &[i64], now: i64) {
+pub(super) fn monitors_turn(db: &mut Hsdb, hosts: &[i64], now: i64) {
     let beats: Vec<Transition> = hosts
         .iter()
         .flat_map(|h| {
