@@ -10,6 +10,8 @@
 //! - [`params`]: the engine's parameters, their levels and ranges, the fast profile.
 //! - [`fde`]: the Failure Detection Engine, one per host group.
 //! - [`planner`]: where a VM to restart goes ([`planner::FirstFit`] for now).
+//! - [`policy`]: the relocation policies of a host group from the HSDB, checked, for the
+//!   planner.
 //! - [`relocate`]: the restart executor, a state machine stepped by the engine.
 //! - [`events`]: the event catalogue, the outbox writes, the log notifier.
 //! - [`lease`]: leadership of a host group among several controllers (the leader lease
@@ -27,5 +29,6 @@ pub mod lease;
 pub mod params;
 pub mod planner;
 pub mod platform;
+pub mod policy;
 pub mod relocate;
 pub mod simulation;

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod modify;
+pub mod policy;
 pub mod query;
 pub mod replies;
 pub mod table;
@@ -38,6 +39,14 @@ Examples:
   hactl add host host-a group=hg1 cpu=32 memory=256G machine_type=8408 model=E8E serial=212424W
   hactl modify host_group hg1 host_failure_detection_time=120 restart_policy=auto
   hactl modify vm web1 managed=yes priority=High vm_failure_detection_speed=fast
+  hactl add collocation db vm=db1,db2            # policies: docs/operators.md, Policies
+  hactl add anticollocation web vm=web1,web2
+  hactl modify workgroup batch vm=b3 policy=add
+  hactl modify vm web1 blacklist_hosts=host-c policy=add
+  hactl modify vm web1 homehost=host-b
+  hactl modify host_group hg1 memory_capacity=50 cpu_capacity=80 priority=low
+  hactl query collocation                       # or: hactl query policy --host-group hg1
+  hactl delete anticollocation web
   hactl --config /etc/hvha/hactl.toml check-config
   hactl run                                   # the FDE daemon (SIGTERM: finish the scan, exit 0)
   hactl status                                # ask the running daemon
@@ -135,6 +144,9 @@ pub enum Command {
     /// Add a host (`add host NAME group=G cpu=N memory=M …`) or a VM (`add vm UUID …`).
     #[command(subcommand)]
     Add(Add),
+    /// Delete a collocation, anticollocation or workgroup: `delete collocation NAME`.
+    #[command(subcommand)]
+    Delete(Delete),
     /// Retire a host monitor (decommissioned or replaced): `remove hm UUID`.
     #[command(subcommand)]
     Remove(Remove),
@@ -179,12 +191,39 @@ pub enum Modify {
         #[arg(value_name = "KEY=VALUE", required = true)]
         settings: Vec<String>,
     },
-    /// A VM: managed=yes|no, ha_monitor=enable|disable, priority=High|Medium|Low, vm_failure_detection_speed=fast|normal|slow, cpu, memory, name, homehost.
+    /// A VM: managed=yes|no, ha_monitor=enable|disable, priority=High|Medium|Low, vm_failure_detection_speed=fast|normal|slow, cpu, memory, name, homehost; or its host exclusions: blacklist_hosts=H1,H2 policy=add|delete.
     Vm {
         /// The VM's UUID, or its name when unique.
         #[arg(value_name = "UUID|NAME")]
         vm: String,
         /// key=value settings.
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+        /// With blacklist_hosts: store exclusions that leave the VM no backup host.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A collocation's VMs: vm=A,B,… replaces them; with policy=add|delete adds or removes those.
+    Collocation {
+        /// The collocation's name.
+        name: String,
+        /// vm=… [policy=add|delete].
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// An anticollocation's VMs (as `modify collocation`).
+    Anticollocation {
+        /// The anticollocation's name.
+        name: String,
+        /// vm=… [policy=add|delete].
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// A workgroup's VMs (as `modify collocation`).
+    Workgroup {
+        /// The workgroup's name.
+        name: String,
+        /// vm=… [policy=add|delete].
         #[arg(value_name = "KEY=VALUE", required = true)]
         settings: Vec<String>,
     },
@@ -208,6 +247,50 @@ pub enum Add {
         /// key=value settings.
         #[arg(value_name = "KEY=VALUE")]
         settings: Vec<String>,
+    },
+    /// VMs always restarted on one host, together or not at all: `vm=A,B,…` (names or UUIDs) [host_group=G].
+    Collocation {
+        /// Its name (unique among collocations).
+        name: String,
+        /// vm=A,B,… [host_group=G].
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// VMs never restarted onto one host: `vm=A,B,…` [host_group=G].
+    Anticollocation {
+        /// Its name (unique among anticollocations).
+        name: String,
+        /// vm=A,B,… [host_group=G].
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// VMs restarted as one unit of work: `vm=A,B,…` [host_group=G].
+    Workgroup {
+        /// Its name (unique among workgroups).
+        name: String,
+        /// vm=A,B,… [host_group=G].
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+}
+
+/// `hactl delete …`.
+#[derive(Debug, Subcommand)]
+pub enum Delete {
+    /// A collocation.
+    Collocation {
+        /// Its name.
+        name: String,
+    },
+    /// An anticollocation.
+    Anticollocation {
+        /// Its name.
+        name: String,
+    },
+    /// A workgroup.
+    Workgroup {
+        /// Its name.
+        name: String,
     },
 }
 
@@ -261,6 +344,28 @@ pub enum Query {
         /// Most relocations shown.
         #[arg(long, value_name = "N", default_value_t = 50)]
         limit: u32,
+    },
+    /// Collocations, or one with its members and problems.
+    Collocation {
+        /// Its name.
+        name: Option<String>,
+    },
+    /// Anticollocations, or one.
+    Anticollocation {
+        /// Its name.
+        name: Option<String>,
+    },
+    /// Workgroups, or one.
+    Workgroup {
+        /// Its name.
+        name: Option<String>,
+    },
+    /// Every policy: sets, host exclusions, flexible capacity, and their problems.
+    #[command(alias = "policies")]
+    Policy {
+        /// Only this host group's.
+        #[arg(long, value_name = "NAME")]
+        host_group: Option<String>,
     },
     /// The parameters each host group's engine runs with, and where each comes from.
     Params {
@@ -371,12 +476,64 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
             let (target, settings) = match what {
                 Modify::System { settings } => (self::modify::Target::System, settings),
                 Modify::HostGroup { name, settings } => {
+                    if let Some(flex) = self::policy::own_keys(
+                        settings,
+                        self::policy::FLEX_KEYS,
+                        "memory_capacity, cpu_capacity and priority",
+                    )? {
+                        return self::policy::modify_flexible(&mut db, name, &flex, now);
+                    }
                     (self::modify::Target::HostGroup(name.clone()), settings)
                 }
                 Modify::Host { name, settings } => {
                     (self::modify::Target::Host(name.clone()), settings)
                 }
-                Modify::Vm { vm, settings } => (self::modify::Target::Vm(vm.clone()), settings),
+                Modify::Vm {
+                    vm,
+                    settings,
+                    force,
+                } => {
+                    if let Some(ex) = self::policy::own_keys(
+                        settings,
+                        self::policy::EXCLUSION_KEYS,
+                        "blacklist_hosts and policy",
+                    )? {
+                        return self::policy::modify_exclusions(&mut db, vm, &ex, *force, now);
+                    }
+                    if *force {
+                        return Err(CliError::Usage(
+                            "--force goes with blacklist_hosts=… policy=add".into(),
+                        ));
+                    }
+                    (self::modify::Target::Vm(vm.clone()), settings)
+                }
+                Modify::Collocation { name, settings } => {
+                    return self::policy::modify_set(
+                        &mut db,
+                        hsdb::PolicyKind::Collocation,
+                        name,
+                        settings,
+                        now,
+                    );
+                }
+                Modify::Anticollocation { name, settings } => {
+                    return self::policy::modify_set(
+                        &mut db,
+                        hsdb::PolicyKind::Anticollocation,
+                        name,
+                        settings,
+                        now,
+                    );
+                }
+                Modify::Workgroup { name, settings } => {
+                    return self::policy::modify_set(
+                        &mut db,
+                        hsdb::PolicyKind::Workgroup,
+                        name,
+                        settings,
+                        now,
+                    );
+                }
             };
             self::modify::modify(&mut db, &target, settings, profile, now)
         }
@@ -392,7 +549,28 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                     let mut db = open_write(cli)?;
                     self::modify::add_vm(&mut db, uuid, settings, profile, SystemClock.now_ms())
                 }
+                Add::Collocation { name, settings }
+                | Add::Anticollocation { name, settings }
+                | Add::Workgroup { name, settings } => {
+                    let kind = match what {
+                        Add::Collocation { .. } => hsdb::PolicyKind::Collocation,
+                        Add::Anticollocation { .. } => hsdb::PolicyKind::Anticollocation,
+                        _ => hsdb::PolicyKind::Workgroup,
+                    };
+                    let mut db = open_write(cli)?;
+                    self::policy::add_set(&mut db, kind, name, settings, SystemClock.now_ms())
+                }
             }
+        }
+        Command::Delete(what) => {
+            refuse_format(format, "delete")?;
+            let (kind, name) = match what {
+                Delete::Collocation { name } => (hsdb::PolicyKind::Collocation, name),
+                Delete::Anticollocation { name } => (hsdb::PolicyKind::Anticollocation, name),
+                Delete::Workgroup { name } => (hsdb::PolicyKind::Workgroup, name),
+            };
+            let mut db = open_write(cli)?;
+            self::policy::delete_set(&mut db, kind, name, SystemClock.now_ms())
         }
         Command::Remove(Remove::Hm { uuid }) => {
             refuse_format(format, "remove")?;
@@ -438,6 +616,27 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 Query::Event { after, limit } => self::query::events(&db, *after, *limit, format),
                 Query::Relocation { id, vm, limit } => {
                     self::query::relocations(&db, *id, vm.as_deref(), *limit, format)
+                }
+                Query::Collocation { name } => self::policy::query_sets(
+                    &db,
+                    hsdb::PolicyKind::Collocation,
+                    name.as_deref(),
+                    format,
+                ),
+                Query::Anticollocation { name } => self::policy::query_sets(
+                    &db,
+                    hsdb::PolicyKind::Anticollocation,
+                    name.as_deref(),
+                    format,
+                ),
+                Query::Workgroup { name } => self::policy::query_sets(
+                    &db,
+                    hsdb::PolicyKind::Workgroup,
+                    name.as_deref(),
+                    format,
+                ),
+                Query::Policy { host_group } => {
+                    self::policy::query_overview(&db, host_group.as_deref(), format)
                 }
                 Query::Params { host_group, vm } => self::query::params(
                     &db,

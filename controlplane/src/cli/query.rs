@@ -112,6 +112,10 @@ pub struct VmView {
     restart_budget: BudgetView,
     /// The critical-application ladder: same-host restarts since the last relocation.
     app_restarts_on_host: LadderView,
+    /// Hosts it is never relocated to (`modify vm VM blacklist_hosts=… policy=add`).
+    host_exclusions: Vec<String>,
+    /// The collocations, anticollocations and workgroups it is in.
+    policies: Vec<String>,
 }
 
 /// The per-VM restart budget as `query vm` shows it: `restarts 2/3 in 1h`.
@@ -279,6 +283,8 @@ fn vm_view(
         updated: utc(vm.updated_ms),
         restart_budget,
         app_restarts_on_host,
+        host_exclusions: Vec::new(),
+        policies: Vec::new(),
     })
 }
 
@@ -300,10 +306,23 @@ pub fn vms(
         None => db.vms()?,
     };
     let counters = Counters::load(db, now_ms)?;
-    let views = rows
+    let mut views = rows
         .iter()
         .map(|vm| vm_view(db, vm, &names, &hm_hosts, &counters, now_ms))
         .collect::<Result<Vec<_>, _>>()?;
+    // The policies each VM is in, and its host exclusions.
+    let sets = db.policies(None)?;
+    let mut exclusions: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for e in db.exclusions(None)? {
+        exclusions
+            .entry(e.vm)
+            .or_default()
+            .push(host_name(&names, Some(e.host)));
+    }
+    for (view, row) in views.iter_mut().zip(&rows) {
+        view.policies = super::policy::sets_of(&sets, &row.uuid);
+        view.host_exclusions = exclusions.remove(&row.uuid).unwrap_or_default();
+    }
     if format == Format::Json {
         return super::json(&views);
     }
@@ -404,6 +423,22 @@ fn vm_detail(v: &VmView) -> String {
             .map_or("no (some monitor of its host hears it)".to_owned(), |s| {
                 format!("{s} s on every monitor of its host")
             }),
+    );
+    line(
+        "Blacklist_hosts",
+        &if v.host_exclusions.is_empty() {
+            "none".to_owned()
+        } else {
+            v.host_exclusions.join(", ")
+        },
+    );
+    line(
+        "Policies",
+        &if v.policies.is_empty() {
+            "none".to_owned()
+        } else {
+            v.policies.join(", ")
+        },
     );
     line("Short_msg", &v.short_msg);
     line(
