@@ -9,7 +9,7 @@
 //! - [`clock`]: the injectable clock every time-based decision reads.
 //! - [`params`]: the engine's parameters, their levels and ranges, the fast profile.
 //! - [`fde`]: the Failure Detection Engine, one per host group.
-//! - [`planner`]: where a VM to restart goes ([`planner::FirstFit`] for now).
+//! - [`planner`]: where a VM to restart goes ([`planner::PolicyPlanner`]).
 //! - [`policy`]: the relocation policies of a host group from the HSDB, checked, for the
 //!   planner.
 //! - [`relocate`]: the restart executor, a state machine stepped by the engine.

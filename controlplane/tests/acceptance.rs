@@ -782,9 +782,12 @@ fn assert_vm_failure_relocated(
     // The failure, then the planner's placement.
     assert_eq!(recover.len(), 2, "{decisions:#?}");
     let rec = recover[0];
-    assert_eq!(
-        recover[1].reason,
-        format!("first-fit planner: restart on host {DST} (cpu 1000 milli, memory 2048 MiB)")
+    assert!(
+        recover[1].reason.starts_with(&format!(
+            "policy planner: restart on host {DST} (cpu 1000 milli, memory 2048 MiB): "
+        )),
+        "{}",
+        recover[1].reason
     );
     // After them: the restart's end, then the target's monitors' discovery (MOVED).
     let after: Vec<Verdict> = decisions

@@ -49,7 +49,7 @@ use hsdb::{HostId, Uuid};
 
 use crate::events::Event;
 use crate::params::GroupParams;
-use crate::planner::{FirstFit, Planner, Policies};
+use crate::planner::{Planner, Policies, PolicyPlanner};
 use crate::platform::Platform;
 use crate::relocate::{Executor, Ledger, Restart};
 
@@ -277,9 +277,9 @@ impl std::fmt::Debug for Fde {
 }
 
 impl Fde {
-    /// An engine for the host group `params.group` with the first-fit planner.
+    /// An engine for the host group `params.group` with the policy planner.
     pub fn new(params: GroupParams) -> Fde {
-        Fde::with_planner(params, Box::new(FirstFit))
+        Fde::with_planner(params, Box::new(PolicyPlanner))
     }
 
     /// An engine with another planner.

@@ -11,6 +11,7 @@ use hsdb::{HostId, VmRow};
 
 use super::{Fde, FdeError, HealthStore, Subject, Verdict};
 use crate::events::{Event, EventKind};
+use crate::planner::request::host_load;
 use crate::planner::{HostLoad, Placement, PlanRequest, VmToPlace};
 use crate::platform::{HostInfo, Platform, PowerState, VmSpec};
 use crate::relocate::{HostRef, Outcome, RestartKind, RestartRequest};
@@ -203,58 +204,49 @@ impl Fde {
         if self.jobs.is_empty() {
             return Ok(submitted);
         }
+        let placing: Vec<hsdb::Uuid> = self.jobs.iter().map(|j| j.vm.uuid).collect();
         let hosts: Vec<HostLoad> = self
             .hosts
             .iter()
             .map(|h| {
                 let info = infos.iter().find(|i| i.name == h.name);
                 let healthy = h.monitors.iter().any(|m| self.healthy(m));
-                let why_not = if info.is_none() {
-                    "not known to the platform".to_owned()
-                } else if !healthy {
-                    "no healthy monitor".to_owned()
-                } else {
-                    String::new()
-                };
-                let (mut used_cpu, mut used_mem) = (0u64, 0u64);
-                if let Some(info) = info {
-                    for (spec, status) in &info.vms {
-                        if status.power != PowerState::NotActivated {
-                            used_cpu += u64::from(spec.cpu_milli);
-                            used_mem += u64::from(spec.memory_mb);
-                        }
-                    }
-                }
-                // Restarts toward it that the platform does not show yet.
-                for r in self.executor.toward(h.id) {
-                    let shown = info.is_some_and(|i| {
-                        i.vms.iter().any(|(s, st)| {
-                            s.uuid == r.request.spec.uuid && st.power != PowerState::NotActivated
-                        })
-                    });
-                    if !shown {
-                        used_cpu += u64::from(r.request.spec.cpu_milli);
-                        used_mem += u64::from(r.request.spec.memory_mb);
-                    }
-                }
-                HostLoad {
-                    id: h.id,
-                    name: h.name.clone(),
-                    eligible: why_not.is_empty(),
-                    why_not,
-                    cpu_milli: u64::from(if h.cpu_milli > 0 {
-                        h.cpu_milli
-                    } else {
-                        info.map_or(0, |i| i.cpu_milli)
-                    }),
-                    memory_mb: u64::from(if h.memory_mb > 0 {
-                        h.memory_mb
-                    } else {
-                        info.map_or(0, |i| i.memory_mb)
-                    }),
-                    used_cpu_milli: used_cpu,
-                    used_memory_mb: used_mem,
-                }
+                // What runs there and stays (anticollocation / collocation partners).
+                let running: Vec<hsdb::Uuid> = info
+                    .map(|i| {
+                        i.vms
+                            .iter()
+                            .filter(|(s, st)| {
+                                matches!(
+                                    st.power,
+                                    PowerState::Running | PowerState::MigratingRunning
+                                ) && !placing.contains(&s.uuid)
+                            })
+                            .map(|(s, _)| s.uuid)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // Restarts in progress or queued toward it.
+                let in_flight: Vec<(hsdb::Uuid, u32, u32)> = self
+                    .executor
+                    .toward(h.id)
+                    .map(|r| {
+                        (
+                            r.request.spec.uuid,
+                            r.request.spec.cpu_milli,
+                            r.request.spec.memory_mb,
+                        )
+                    })
+                    .collect();
+                host_load(
+                    h.id,
+                    &h.name,
+                    (h.cpu_milli, h.memory_mb),
+                    info,
+                    healthy,
+                    running,
+                    &in_flight,
+                )
             })
             .collect();
         let request = PlanRequest {
@@ -264,21 +256,33 @@ impl Fde {
                 .filter(|j| j.ping_checked)
                 .map(|j| {
                     let spec = spec_of(&j.vm, &infos);
+                    let source = j.exclude.contains(&j.from).then_some(j.from);
                     VmToPlace {
                         uuid: j.vm.uuid,
                         name: super::vm::display_name(&j.vm),
                         priority: j.vm.priority,
                         cpu_milli: spec.cpu_milli,
                         memory_mb: spec.memory_mb,
-                        exclude: j.exclude.clone(),
+                        home: j.vm.home_host,
+                        source,
+                        exclude: j
+                            .exclude
+                            .iter()
+                            .copied()
+                            .filter(|h| Some(*h) != source)
+                            .collect(),
                     }
                 })
                 .collect(),
             hosts,
             failed,
+            policies: self.policies.clone(),
+            max_per_host: self.params.max_restarts_per_host,
+            names: std::collections::BTreeMap::new(),
         };
         let plan = self.planner.plan(&request);
-        for (uuid, placement) in plan.placements {
+        for (i, planned) in plan.vms.iter().enumerate() {
+            let uuid = planned.uuid;
             let Some(pos) = self.jobs.iter().position(|j| j.vm.uuid == uuid) else {
                 continue;
             };
@@ -286,30 +290,40 @@ impl Fde {
                 uuid,
                 name: super::vm::display_name(&self.jobs[pos].vm),
             };
-            match placement {
-                Placement::Host(target) => {
+            match planned.placement {
+                Placement::Host {
+                    host: target,
+                    cpu_milli,
+                    memory_mb,
+                    ..
+                } => {
                     let job = self.jobs.remove(pos);
-                    let spec = spec_of(&job.vm, &infos);
+                    let mut spec = spec_of(&job.vm, &infos);
+                    // Started with the planned size (flexible capacity away from home).
+                    spec.cpu_milli = cpu_milli;
+                    spec.memory_mb = memory_mb;
                     self.decide(
                         now_ms,
                         subject,
                         Verdict::Recover,
                         format!(
-                            "{} planner: restart on host {} (cpu {} milli, memory {} MiB)",
+                            "{} planner: restart on host {} (cpu {} milli, memory {} MiB): {}",
                             self.planner.name(),
                             self.host_name(target),
                             spec.cpu_milli,
-                            spec.memory_mb
+                            spec.memory_mb,
+                            plan.why(&request, i)
                         ),
                     );
                     self.submit(now_ms, &job, target, spec, store)?;
                     submitted += 1;
                 }
-                Placement::Nowhere(why) => {
+                Placement::Nowhere(_) => {
                     let text = format!(
-                        "VM {} fits on no host of group {}: {why}; tried again at every scan",
+                        "VM {} fits on no host of group {}: {}; tried again at every scan",
                         super::vm::display_name(&self.jobs[pos].vm),
-                        self.params.group
+                        self.params.group,
+                        plan.why(&request, i)
                     );
                     self.decide(now_ms, subject, Verdict::NoHost, text.clone());
                     if !self.jobs[pos].no_host_reported {

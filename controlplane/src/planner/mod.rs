@@ -1,18 +1,34 @@
-//! Where a VM to restart goes: the [`Planner`] interface and [`FirstFit`], the placement
-//! used until the policy planner (collocation, anticollocation, workgroups, best fit,
-//! flexible capacity — DESIGN.md §6, seed-controlplane.md §4.2-§4.3) fills it.
+//! Where VMs to restart go: the [`Planner`] interface and [`PolicyPlanner`], the placement
+//! with the host group's policies (priority order, collocation, anticollocation,
+//! workgroups, host exclusions, home host, best fit, flexible capacity, the per-target
+//! cap — DESIGN.md §6, seed-controlplane.md §4.2-§4.3; the rules are written in
+//! docs/controlplane.md "Planner").
 //!
-//! A planner only decides; it never acts and never reads the store or the platform. A VM
-//! that fits nowhere comes back as [`Placement::Nowhere`] with the reason: the caller
-//! reports it, never drops it.
+//! A planner only decides; it never acts and never reads the store or the platform. Every
+//! VM of the request comes back exactly once: placed (host, the size it is started with,
+//! its wave) or [`Placement::Nowhere`] with the reason. The plan is explainable: for each
+//! VM, why its host, and for every other host why not ([`HostVerdict`], structured;
+//! rendered to text only when asked, [`Plan::why`], [`Plan::why_not`]).
+//!
+//! [`request`] builds a [`PlanRequest`] from the HSDB's rows and the platform's hosts,
+//! without an engine (`hactl relocate --dry-run`, `hactl verify`, evacuation).
 
-use std::fmt;
+use std::collections::BTreeMap;
 
 use hsdb::{HostId, Priority, Uuid};
 
+mod explain;
 mod policy;
+mod policy_planner;
+pub mod request;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
 
 pub use self::policy::{Flex, FlexibleCapacity, Policies, VmSet};
+pub use self::policy_planner::PolicyPlanner;
 
 /// A VM to place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,22 +39,56 @@ pub struct VmToPlace {
     pub name: String,
     /// Restart order: High first (seed 004 L15907-15917).
     pub priority: Priority,
-    /// CPU, thousandths of a CPU.
+    /// Nominal CPU, thousandths of a CPU.
     pub cpu_milli: u32,
-    /// Memory, MiB.
+    /// Nominal memory, MiB.
     pub memory_mb: u32,
-    /// Hosts it must not go to (its failed host, a target that failed to start it).
+    /// Its home host (seed 004 L15957-15966): preferred, and started there at its nominal
+    /// size; `None` when unknown (every host is then "away from home").
+    pub home: Option<HostId>,
+    /// The host it failed on (a host failure's host, a failed VM's host): never a target.
+    pub source: Option<HostId>,
+    /// Other hosts it must not go to (targets that failed to start it).
     pub exclude: Vec<HostId>,
 }
 
-/// A candidate host with its capacity and what is already placed on it.
+impl VmToPlace {
+    /// The CPU and memory it is started with on `host` under `flex`: nominal on its home
+    /// host, its priority's share elsewhere (seed 004 L15639-15724), rounded up, at least
+    /// 1 of a nonzero nominal.
+    pub fn size_on(&self, host: HostId, flex: &FlexibleCapacity) -> (u32, u32) {
+        if self.home == Some(host) {
+            (self.cpu_milli, self.memory_mb)
+        } else {
+            self.size_away(flex)
+        }
+    }
+
+    /// The CPU and memory it is started with away from its home host.
+    pub fn size_away(&self, flex: &FlexibleCapacity) -> (u32, u32) {
+        let f = flex.of(self.priority);
+        (
+            scale(self.cpu_milli, f.cpu_pct),
+            scale(self.memory_mb, f.memory_pct),
+        )
+    }
+}
+
+/// `n` × `pct` / 100 rounded up; `pct` is clamped to 1..=100.
+fn scale(n: u32, pct: u8) -> u32 {
+    let pct = u64::from(pct.clamp(1, 100));
+    let v = (u64::from(n) * pct).div_ceil(100);
+    u32::try_from(v).unwrap_or(n)
+}
+
+/// A host of the group with its capacity, its load and what runs on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostLoad {
     /// The host.
     pub id: HostId,
     /// Its name.
     pub name: String,
-    /// Able to take VMs: not failed, its hypervisor answers, a monitor of it is healthy.
+    /// Able to take VMs: the platform knows it, a monitor of it is healthy.
     pub eligible: bool,
     /// Why not, when not eligible.
     pub why_not: String,
@@ -50,13 +100,11 @@ pub struct HostLoad {
     pub used_cpu_milli: u64,
     /// Memory in use.
     pub used_memory_mb: u64,
-}
-
-impl HostLoad {
-    fn fits(&self, vm: &VmToPlace) -> bool {
-        self.used_cpu_milli + u64::from(vm.cpu_milli) <= self.cpu_milli
-            && self.used_memory_mb + u64::from(vm.memory_mb) <= self.memory_mb
-    }
+    /// The VMs running on it that this plan does not move (anticollocation and
+    /// collocation are checked against them).
+    pub running: Vec<Uuid>,
+    /// Restarts already in progress or queued toward it (the per-target cap counts them).
+    pub in_flight: u32,
 }
 
 /// What to place, and where it may go.
@@ -66,33 +114,206 @@ pub struct PlanRequest {
     pub vms: Vec<VmToPlace>,
     /// Every host of the group.
     pub hosts: Vec<HostLoad>,
-    /// Hosts that failed: never a target.
+    /// Hosts that failed (or are being emptied): never a target; what runs on them is not
+    /// "already running" for the policies.
     pub failed: Vec<HostId>,
+    /// The group's policies.
+    pub policies: Policies,
+    /// Restarts at once toward one target (`max_restarts_per_host`); 0 = no cap.
+    pub max_per_host: u32,
+    /// Names of VMs that are not placed (running partners), for the explanations only.
+    pub names: BTreeMap<Uuid, String>,
+}
+
+/// Why a VM went to its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Its home host (of a collocation: the home of the most members), eligible and with
+    /// room.
+    Home,
+    /// The best fit of the hosts with room.
+    BestFit,
+    /// Its collocation set's members already run there (`set` indexes
+    /// [`Policies::collocations`]).
+    Pinned {
+        /// The collocation set.
+        set: u32,
+    },
+}
+
+/// Why a VM was placed nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unplaced {
+    /// Every host refused it: see the verdicts.
+    NoHost,
+    /// A collocation and an anticollocation say opposite things about two of its VMs
+    /// (indexes into [`Policies::collocations`] / [`Policies::anticollocations`] and
+    /// into the request's VMs).
+    Conflict {
+        /// The collocation set.
+        collocation: u32,
+        /// The anticollocation set.
+        anticollocation: u32,
+        /// One VM (request index).
+        a: u32,
+        /// The other (request index).
+        b: u32,
+    },
+    /// Members of its collocation already run on two different live hosts.
+    SplitPin {
+        /// The collocation set.
+        set: u32,
+    },
+}
+
+/// The verdict of one host for one VM (or one collocation unit). `vm` fields index the
+/// request's VMs: the member the rule is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostVerdict {
+    /// The host chosen: what it has left free after the unit.
+    Chosen {
+        /// CPU left, thousandths.
+        cpu_left: u64,
+        /// Memory left, MiB.
+        mem_left: u64,
+    },
+    /// The host failed.
+    Failed,
+    /// The VM's failed source.
+    Source {
+        /// The VM.
+        vm: u32,
+    },
+    /// Excluded by the engine for the VM (a start failed there).
+    Excluded {
+        /// The VM.
+        vm: u32,
+    },
+    /// On the VM's host exclusion list (policy).
+    Policy {
+        /// The VM.
+        vm: u32,
+    },
+    /// Not eligible ([`HostLoad::why_not`]).
+    NotEligible,
+    /// The collocation is pinned to another host (index into the request's hosts) where
+    /// members run.
+    Pinned {
+        /// The collocation set.
+        set: u32,
+        /// The host it is pinned to (request index).
+        host: u32,
+    },
+    /// A VM it must not share a host with runs there or is placed there.
+    Anticollocated {
+        /// The anticollocation set.
+        set: u32,
+        /// The member of the unit.
+        vm: u32,
+        /// The partner.
+        with: Uuid,
+    },
+    /// Not enough free CPU or memory: what was free.
+    NoRoom {
+        /// Free CPU, thousandths.
+        free_cpu: u64,
+        /// Free memory, MiB.
+        free_mem: u64,
+    },
+    /// Would fit, but the VM's home host was chosen.
+    HomePreferred,
+    /// Would fit, but already at the per-target cap while a host under it had room.
+    CapReached {
+        /// Restarts toward it (in flight + planned) when the VM was placed.
+        count: u32,
+    },
+    /// Would fit, but the unit can go nowhere (see its [`Unplaced`] reason).
+    Blocked,
+    /// Would fit, but the chosen host fits better: what it would leave free.
+    WorseFit {
+        /// CPU left, thousandths.
+        cpu_left: u64,
+        /// Memory left, MiB.
+        mem_left: u64,
+    },
 }
 
 /// Where one VM goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// To this host.
-    Host(HostId),
-    /// Nowhere: the reason, with the numbers.
-    Nowhere(String),
+    /// To `host`, started with `cpu_milli` / `memory_mb` (after flexible capacity), in
+    /// wave `wave` (0: at once; n: after n × `max_per_host` restarts toward that host).
+    Host {
+        /// The target.
+        host: HostId,
+        /// CPU it is started with.
+        cpu_milli: u32,
+        /// Memory it is started with.
+        memory_mb: u32,
+        /// Its wave on that host.
+        wave: u32,
+        /// Why this host.
+        why: Choice,
+    },
+    /// Nowhere, and why.
+    Nowhere(Unplaced),
 }
 
-impl fmt::Display for Placement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Placement::Host(id) => write!(f, "host {id}"),
-            Placement::Nowhere(why) => write!(f, "nowhere: {why}"),
-        }
-    }
+/// One VM's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedVm {
+    /// The VM.
+    pub uuid: Uuid,
+    /// Its index in the request's VMs.
+    pub vm: usize,
+    /// The rank it was placed at: its own priority, or its workgroup's highest.
+    pub rank: Priority,
+    /// Where.
+    pub placement: Placement,
+    /// The unit it was placed with (one VM, or a collocation's VMs in the request).
+    pub unit: usize,
 }
 
-/// A plan: one placement per VM, in the order restarts should start.
+/// A unit of placement and every host's verdict about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// Request indexes of its VMs.
+    pub members: Vec<usize>,
+    /// One verdict per request host, in the request's host order.
+    pub verdicts: Vec<HostVerdict>,
+}
+
+/// A plan: every VM of the request once, in restart order (placed VMs by wave, then in
+/// placement order; then the VMs placed nowhere).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
-    /// (VM, placement), restart order.
-    pub placements: Vec<(Uuid, Placement)>,
+    /// The VMs.
+    pub vms: Vec<PlannedVm>,
+    /// The units, with every host's verdict.
+    pub units: Vec<Unit>,
+}
+
+impl Plan {
+    /// The VM `uuid`'s outcome.
+    pub fn get(&self, uuid: &Uuid) -> Option<&PlannedVm> {
+        self.vms.iter().find(|p| p.uuid == *uuid)
+    }
+
+    /// Every host's verdict for the VM at `i` in [`Plan::vms`].
+    pub fn verdicts(&self, i: usize) -> &[HostVerdict] {
+        self.vms
+            .get(i)
+            .and_then(|p| self.units.get(p.unit))
+            .map_or(&[], |u| u.verdicts.as_slice())
+    }
+
+    /// The VMs placed nowhere.
+    pub fn unplaced(&self) -> impl Iterator<Item = (usize, &PlannedVm)> {
+        self.vms
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p.placement, Placement::Nowhere(_)))
+    }
 }
 
 /// Decides where VMs go.
@@ -104,182 +325,11 @@ pub trait Planner: Send {
     fn plan(&self, request: &PlanRequest) -> Plan;
 }
 
-/// Priority order High → Medium → Low (then the request's order), each VM to the first
-/// eligible host (in the request's host order) that is not failed, not excluded for it,
-/// and has room for its CPU and memory after the VMs placed before it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FirstFit;
-
-const fn rank(p: Priority) -> u8 {
+/// Restart order: High first.
+pub const fn rank(p: Priority) -> u8 {
     match p {
         Priority::High => 0,
         Priority::Medium => 1,
         Priority::Low => 2,
-    }
-}
-
-impl Planner for FirstFit {
-    fn name(&self) -> &'static str {
-        "first-fit"
-    }
-
-    fn plan(&self, request: &PlanRequest) -> Plan {
-        let mut order: Vec<&VmToPlace> = request.vms.iter().collect();
-        // Stable: equal priorities keep the request's order.
-        order.sort_by_key(|v| rank(v.priority));
-        let mut hosts = request.hosts.clone();
-        let mut placements = Vec::with_capacity(order.len());
-        for vm in order {
-            let mut reasons = Vec::new();
-            let mut chosen = None;
-            for h in hosts.iter_mut() {
-                if request.failed.contains(&h.id) {
-                    reasons.push(format!("{}: failed", h.name));
-                } else if vm.exclude.contains(&h.id) {
-                    reasons.push(format!("{}: excluded", h.name));
-                } else if !h.eligible {
-                    reasons.push(format!("{}: {}", h.name, h.why_not));
-                } else if !h.fits(vm) {
-                    reasons.push(format!(
-                        "{}: free cpu {} milli / memory {} MiB, needs {} / {}",
-                        h.name,
-                        h.cpu_milli.saturating_sub(h.used_cpu_milli),
-                        h.memory_mb.saturating_sub(h.used_memory_mb),
-                        vm.cpu_milli,
-                        vm.memory_mb
-                    ));
-                } else {
-                    h.used_cpu_milli += u64::from(vm.cpu_milli);
-                    h.used_memory_mb += u64::from(vm.memory_mb);
-                    chosen = Some(h.id);
-                    break;
-                }
-            }
-            let placement = match chosen {
-                Some(id) => Placement::Host(id),
-                None if reasons.is_empty() => Placement::Nowhere("no host in the group".into()),
-                None => Placement::Nowhere(reasons.join("; ")),
-            };
-            placements.push((vm.uuid, placement));
-        }
-        Plan { placements }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    fn vm(n: u8, priority: Priority, cpu: u32, mem: u32) -> VmToPlace {
-        VmToPlace {
-            uuid: Uuid([n; 16]),
-            name: format!("vm{n}"),
-            priority,
-            cpu_milli: cpu,
-            memory_mb: mem,
-            exclude: vec![HostId(1)],
-        }
-    }
-
-    fn host(id: i64, cpu: u64, mem: u64) -> HostLoad {
-        HostLoad {
-            id: HostId(id),
-            name: format!("host-{id}"),
-            eligible: true,
-            why_not: String::new(),
-            cpu_milli: cpu,
-            memory_mb: mem,
-            used_cpu_milli: 0,
-            used_memory_mb: 0,
-        }
-    }
-
-    #[test]
-    fn test_priority_order_then_first_host_with_room() {
-        let req = PlanRequest {
-            vms: vec![
-                vm(1, Priority::Low, 1000, 1000),
-                vm(2, Priority::High, 1500, 1000),
-                vm(3, Priority::Medium, 1000, 1000),
-            ],
-            hosts: vec![
-                host(1, 8000, 8000),
-                host(2, 2000, 4000),
-                host(3, 4000, 4000),
-            ],
-            failed: vec![HostId(1)],
-        };
-        let plan = FirstFit.plan(&req);
-        let got: Vec<(u8, Placement)> = plan
-            .placements
-            .iter()
-            .map(|(u, p)| (u.0[0], p.clone()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (2, Placement::Host(HostId(2))),
-                // Host 2 has 500 milli left: the Medium VM goes on to host 3.
-                (3, Placement::Host(HostId(3))),
-                (1, Placement::Host(HostId(3))),
-            ]
-        );
-    }
-
-    #[test]
-    fn test_fits_nowhere_is_reported_with_reasons() {
-        let mut down = host(3, 64000, 64000);
-        down.eligible = false;
-        down.why_not = "hypervisor does not answer".into();
-        let req = PlanRequest {
-            vms: vec![
-                vm(1, Priority::Medium, 4000, 1000),
-                vm(2, Priority::Medium, 100, 100),
-            ],
-            hosts: vec![host(1, 64000, 64000), host(2, 2000, 64000), down],
-            failed: vec![HostId(1)],
-        };
-        let plan = FirstFit.plan(&req);
-        assert_eq!(plan.placements.len(), 2, "every VM is in the plan");
-        let Placement::Nowhere(why) = &plan.placements[0].1 else {
-            panic!("{:?}", plan.placements[0]);
-        };
-        assert!(why.contains("host-1: failed"), "{why}");
-        assert!(why.contains("host-2: free cpu 2000 milli"), "{why}");
-        assert!(why.contains("host-3: hypervisor does not answer"), "{why}");
-        assert_eq!(plan.placements[1].1, Placement::Host(HostId(2)));
-        let empty = FirstFit.plan(&PlanRequest {
-            vms: vec![vm(9, Priority::High, 1, 1)],
-            ..PlanRequest::default()
-        });
-        assert_eq!(
-            empty.placements[0].1,
-            Placement::Nowhere("no host in the group".into())
-        );
-    }
-
-    #[test]
-    fn test_exact_fit_and_exclusion() {
-        let mut v = vm(1, Priority::High, 2000, 2048);
-        v.exclude.push(HostId(2));
-        let mut full = host(2, 4000, 4096);
-        full.used_cpu_milli = 2000;
-        full.used_memory_mb = 2048;
-        let plan = FirstFit.plan(&PlanRequest {
-            vms: vec![v],
-            hosts: vec![full.clone(), {
-                let mut h = full.clone();
-                h.id = HostId(3);
-                h
-            }],
-            failed: vec![],
-        });
-        assert_eq!(
-            plan.placements[0].1,
-            Placement::Host(HostId(3)),
-            "exactly full fits"
-        );
     }
 }

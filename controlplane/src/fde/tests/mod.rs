@@ -1147,7 +1147,9 @@ fn test_vm_that_fits_nowhere_is_reported_and_placed_later() {
     assert_eq!(rig.events(EventKind::VmRestartNoHost).len(), 1);
     let text = &rig.events(EventKind::VmRestartNoHost)[0].text;
     assert!(
-        text.contains("host-2: free cpu 8000 milli / memory 16384 MiB, needs 1000 / 20000"),
+        text.contains(
+            "host-2: no room: free cpu 8000 milli / memory 16384 MiB, needs 1000 / 20000"
+        ),
         "{text}"
     );
     assert_eq!(
