@@ -21,6 +21,11 @@ pub struct FdeEngine {
     params_read: Option<Instant>,
     /// When the engine last scanned (monotonic).
     last_scan: Instant,
+    /// The problems of the policies last loaded (logged when they change).
+    policy_problems: Vec<String>,
+    /// The policies are to be loaded at the next tick (at start, and after a failed
+    /// load).
+    policies_due: bool,
 }
 
 /// The settings of `group` with the configuration's profile as the system default.
@@ -68,7 +73,65 @@ impl FdeEngine {
             config_profile,
             params_read: Some(Instant::now()),
             last_scan: Instant::now(),
+            policy_problems: Vec::new(),
+            policies_due: true,
         })
+    }
+
+    /// The placement policies in force.
+    pub fn policies(&self) -> &crate::planner::Policies {
+        self.fde.policies()
+    }
+
+    /// Load the group's placement policies from the HSDB and hand them to the engine,
+    /// saying what changed; their problems go to the log (when they change) and the
+    /// status. A failed load keeps the policies in force and is reported.
+    fn refresh_policies(&mut self, db: &Hsdb, now_ms: i64, status: &mut GroupStatus) {
+        self.policies_due = false;
+        match crate::policy::load_checked(db, &self.group) {
+            Ok(loaded) => {
+                let changes = crate::policy::describe_change(self.fde.policies(), &loaded.policies);
+                if !changes.is_empty() {
+                    tracing::info!(
+                        host_group = %self.group,
+                        "placement policies changed; the next plan uses them: {}",
+                        changes.join("; ")
+                    );
+                    self.fde.set_policies(loaded.policies.clone());
+                }
+                if loaded.problems != self.policy_problems {
+                    for p in loaded
+                        .problems
+                        .iter()
+                        .filter(|p| !self.policy_problems.contains(p))
+                    {
+                        tracing::warn!(host_group = %self.group, "policy problem: {p}");
+                    }
+                    if loaded.problems.is_empty() {
+                        tracing::info!(host_group = %self.group, "the policies have no problem any more");
+                    }
+                    self.policy_problems = loaded.problems.clone();
+                }
+                let p = &loaded.policies;
+                let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+                status.policies = super::status::PolicyStatus {
+                    collocations: count(p.collocations.len()),
+                    anticollocations: count(p.anticollocations.len()),
+                    workgroups: count(p.workgroups.len()),
+                    vms_with_exclusions: count(p.exclusions.len()),
+                    loaded_ms: now_ms,
+                    problems: loaded.problems,
+                    last_error: None,
+                };
+            }
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!(host_group = %self.group, "{why}; keeping the policies in force");
+                status.policies.last_error = Some(why.clone());
+                status.last_error = Some(why);
+                self.policies_due = true;
+            }
+        }
     }
 
     /// The engine's parameters.
@@ -76,14 +139,18 @@ impl FdeEngine {
         self.fde.params()
     }
 
-    /// Re-read the parameters once per scan interval; a bad setting keeps the old ones
-    /// (and says so).
-    fn refresh_params(&mut self, db: &Hsdb, status: &mut GroupStatus) {
+    /// Re-read the parameters and the placement policies once per scan interval; a bad
+    /// setting keeps the old ones (and says so).
+    fn refresh_params(&mut self, db: &Hsdb, now_ms: i64, status: &mut GroupStatus) {
         let interval = self.scan_interval();
         if self.params_read.is_some_and(|t| t.elapsed() < interval) {
+            if self.policies_due {
+                self.refresh_policies(db, now_ms, status);
+            }
             return;
         }
         self.params_read = Some(Instant::now());
+        self.refresh_policies(db, now_ms, status);
         match resolve(db, &self.group, self.config_profile) {
             Ok(p) if p != *self.fde.params() => {
                 tracing::info!(
@@ -157,7 +224,7 @@ impl GroupEngine for FdeEngine {
         platform: &mut dyn Platform,
         status: &mut GroupStatus,
     ) -> Result<i64, String> {
-        self.refresh_params(hsdb, status);
+        self.refresh_params(hsdb, now_ms, status);
         let interval = self.scan_interval();
         let mut tick = self
             .fde
@@ -334,5 +401,179 @@ mod tests {
                 .any(|l| l.starts_with("hg1: host_failure_detection_time = 6s")),
             "{below:?}"
         );
+    }
+
+    /// hg1 of `db()` gains host-b; VMs a and b on host-a.
+    fn two_vms(db: &mut Hsdb) -> (hsdb::Uuid, hsdb::Uuid) {
+        db.upsert_host(&HostRecord {
+            id: HostId(2),
+            name: "host-b".into(),
+            machine_type: "8408".into(),
+            model: "E8E".into(),
+            serial: "S2".into(),
+            cpu_milli: 8_000,
+            memory_mb: 32_768,
+            host_group: "hg1".into(),
+        })
+        .unwrap();
+        let (a, b) = (hsdb::Uuid([0xa; 16]), hsdb::Uuid([0xb; 16]));
+        for (vm, name) in [(a, "a"), (b, "b")] {
+            db.set_vm(
+                &vm,
+                &hsdb::VmSettings {
+                    managed: Some(true),
+                    name: Some(name.into()),
+                    home_host: Some(HostId(1)),
+                    cpu_milli: Some(1_000),
+                    memory_mb: Some(1_024),
+                    ..hsdb::VmSettings::default()
+                },
+                1,
+            )
+            .unwrap();
+        }
+        (a, b)
+    }
+
+    fn collocation(a: hsdb::Uuid, b: hsdb::Uuid) -> hsdb::PolicyChange {
+        hsdb::PolicyChange::AddSet {
+            kind: hsdb::PolicyKind::Collocation,
+            name: "pair".into(),
+            host_group: "hg1".into(),
+            members: vec![a, b],
+        }
+    }
+
+    /// One tick with the parameters (and policies) due for a re-read.
+    fn tick_refreshed(
+        engine: &mut FdeEngine,
+        db: &mut Hsdb,
+        platform: &mut SimPlatform,
+        status: &mut GroupStatus,
+    ) {
+        engine.params_read = None;
+        engine
+            .tick(1_700_000_000_000, db, platform, status)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_policy_added_while_the_engine_runs_reaches_it_and_a_set_made_invalid_is_reported() {
+        let mut db = db();
+        let (a, b) = two_vms(&mut db);
+        let mut engine = FdeEngine::new(&db, "hg1", None).unwrap();
+        let mut platform = SimPlatform::empty(ManualClock::new(0), 1);
+        let mut status = group_status();
+        tick_refreshed(&mut engine, &mut db, &mut platform, &mut status);
+        assert_eq!(engine.policies(), &crate::planner::Policies::default());
+
+        // Added in the HSDB (as `hactl add collocation` does) while the engine runs.
+        db.policy_apply(&collocation(a, b), 2).unwrap();
+        db.policy_apply(
+            &hsdb::PolicyChange::SetFlexible {
+                host_group: "hg1".into(),
+                priority: hsdb::Priority::Low,
+                cpu_pct: Some(50),
+                memory_pct: None,
+            },
+            2,
+        )
+        .unwrap();
+        tick_refreshed(&mut engine, &mut db, &mut platform, &mut status);
+        let p = engine.policies();
+        assert_eq!(
+            p.collocations,
+            [crate::planner::VmSet {
+                name: "pair".into(),
+                members: vec![a, b]
+            }]
+        );
+        assert_eq!(p.flexible.low.cpu_pct, 50);
+        assert_eq!(status.policies.collocations, 1);
+        assert_eq!(status.policies.problems, Vec::<String>::new());
+        assert_eq!(status.policies.loaded_ms, 1_700_000_000_000);
+
+        // Made invalid by a later change: b is released and pruned. The engine never
+        // fails; the set, left with one VM, is left out, and the status says why.
+        db.set_vm(
+            &b,
+            &hsdb::VmSettings {
+                managed: Some(false),
+                ..hsdb::VmSettings::default()
+            },
+            3,
+        )
+        .unwrap();
+        assert_eq!(db.prune_vms(4).unwrap(), 1);
+        tick_refreshed(&mut engine, &mut db, &mut platform, &mut status);
+        assert_eq!(engine.policies().collocations, []);
+        let problems = status.policies.problems.join("\n");
+        assert!(
+            problems.contains(&format!(
+                "collocation \"pair\": member {b} is not a VM in the HSDB"
+            )),
+            "{problems}"
+        );
+        assert!(
+            problems.contains(
+                "collocation \"pair\" has 1 plannable member(s) in host group \"hg1\": left out"
+            ),
+            "{problems}"
+        );
+        let text = crate::daemon::render::status(&{
+            let mut s = crate::daemon::status::DaemonStatus::starting("hsdb", "sim", "standard", 0);
+            s.groups.push(status.clone());
+            s
+        });
+        assert!(
+            text.contains("hg1: policy problem: collocation \"pair\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_failed_policy_load_keeps_the_policies_in_force_and_is_reported() {
+        let Some(server) = pglab::require("engine_policy_load_error") else {
+            return;
+        };
+        let url = server.fresh_database("engine_policy_load_error");
+        let target = hsdb::Target::parse(&url).unwrap();
+        let mut db = Hsdb::connect(&target, &hsdb::Options::default()).unwrap();
+        db.upsert_host(&HostRecord {
+            id: HostId(1),
+            name: "host-a".into(),
+            machine_type: "8408".into(),
+            model: "E8E".into(),
+            serial: "S1".into(),
+            cpu_milli: 8_000,
+            memory_mb: 32_768,
+            host_group: "hg1".into(),
+        })
+        .unwrap();
+        let (a, b) = two_vms(&mut db);
+        db.policy_apply(&collocation(a, b), 2).unwrap();
+        let mut engine = FdeEngine::new(&db, "hg1", None).unwrap();
+        let mut platform = SimPlatform::empty(ManualClock::new(0), 1);
+        let mut status = group_status();
+        tick_refreshed(&mut engine, &mut db, &mut platform, &mut status);
+        assert_eq!(engine.policies().collocations.len(), 1);
+        // A member that is not a UUID, written around the API: the load fails.
+        let mut raw = pglab::client(&url);
+        raw.batch_execute(
+            "INSERT INTO policy_member (policy, position, vm) \
+             SELECT id, 9, 'garbage' FROM policy WHERE name = 'pair'",
+        )
+        .unwrap();
+        tick_refreshed(&mut engine, &mut db, &mut platform, &mut status);
+        assert_eq!(engine.policies().collocations.len(), 1, "the last good set");
+        let why = status.policies.last_error.clone().unwrap();
+        assert!(why.contains("garbage") && why.contains("hg1"), "{why}");
+        assert_eq!(status.last_error.as_deref(), Some(why.as_str()));
+        // Mended: loaded again, the error gone.
+        raw.batch_execute("DELETE FROM policy_member WHERE vm = 'garbage'")
+            .unwrap();
+        tick_refreshed(&mut engine, &mut db, &mut platform, &mut status);
+        assert_eq!(status.policies.last_error, None);
+        assert_eq!(status.policies.collocations, 1);
     }
 }

@@ -140,6 +140,38 @@ pub fn status(s: &DaemonStatus) -> String {
         if let Some(e) = &g.last_error {
             let _ = writeln!(out, "{}: last error: {}", printable(&g.name), printable(e));
         }
+        let p = &g.policies;
+        if p.collocations + p.anticollocations + p.workgroups + p.vms_with_exclusions > 0
+            || !p.problems.is_empty()
+            || p.last_error.is_some()
+        {
+            let _ = writeln!(
+                out,
+                "{}: policies: {} collocation(s), {} anticollocation(s), {} workgroup(s), {} \
+                 VM(s) with host exclusions",
+                printable(&g.name),
+                p.collocations,
+                p.anticollocations,
+                p.workgroups,
+                p.vms_with_exclusions
+            );
+        }
+        for problem in &p.problems {
+            let _ = writeln!(
+                out,
+                "{}: policy problem: {}",
+                printable(&g.name),
+                printable(problem)
+            );
+        }
+        if let Some(e) = &p.last_error {
+            let _ = writeln!(
+                out,
+                "{}: policies not reloaded (the previous ones stay in force): {}",
+                printable(&g.name),
+                printable(e)
+            );
+        }
         if !g.in_flight.is_empty() {
             let _ = writeln!(out, "\n{}: in flight", printable(&g.name));
             let mut t = Table::new(&["VM", "FROM", "TO", "PHASE", "SINCE"]);
@@ -227,6 +259,7 @@ mod tests {
             errors: 0,
             last_error: None,
             lease: Default::default(),
+            policies: Default::default(),
         });
         let text = status(&s);
         assert!(text.contains("running for 1m05s"), "{text}");

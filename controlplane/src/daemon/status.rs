@@ -120,6 +120,29 @@ pub struct GroupStatus {
     /// Who leads the group, with what token, and what this controller refused.
     #[serde(default)]
     pub lease: LeaseView,
+    /// The placement policies the engine runs with, and their problems.
+    #[serde(default)]
+    pub policies: PolicyStatus,
+}
+
+/// The placement policies of a group as its engine last loaded them from the HSDB
+/// (`controlplane::policy::load_checked`, docs/operators.md "Policies").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    /// Collocations handed to the planner.
+    pub collocations: u64,
+    /// Anticollocations handed to the planner.
+    pub anticollocations: u64,
+    /// Workgroups handed to the planner.
+    pub workgroups: u64,
+    /// VMs with host exclusions.
+    pub vms_with_exclusions: u64,
+    /// When they were last loaded, ms since the Unix epoch (0: never).
+    pub loaded_ms: i64,
+    /// The problems of the stored policies, each with what the planner got.
+    pub problems: Vec<String>,
+    /// The last load that failed (the previous policies stay in force), if the last one did.
+    pub last_error: Option<String>,
 }
 
 impl GroupStatus {
@@ -137,6 +160,7 @@ impl GroupStatus {
             errors: 0,
             last_error: None,
             lease: LeaseView::default(),
+            policies: PolicyStatus::default(),
         }
     }
 }
