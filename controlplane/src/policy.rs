@@ -668,8 +668,11 @@ pub fn judge(
 /// done about each:
 /// - a member that is not a VM, or not in the group: left out of the set;
 /// - a set left with fewer than 2 members: left out;
-/// - a set that conflicts with an earlier one (a VM in two collocations or two
-///   workgroups, two VMs together and apart): left out, the earlier one kept;
+/// - a collocation and an anticollocation that share two VMs: the one added later is
+///   left out (the planner would place such a collocation nowhere: its VMs would stay
+///   down), the earlier one kept;
+/// - two collocations (or two workgroups) that share a VM: both handed over; the
+///   planner joins them into one;
 /// - everything else (never fits, more members than hosts, mixed priorities, no backup
 ///   host, home host excluded): handed to the planner as stored, which reports what it
 ///   cannot place.
@@ -714,12 +717,19 @@ pub fn build(view: &PolicyView, group: &str) -> Loaded {
     let refs: Vec<&PolicyRow> = kept.iter().collect();
     let mut dropped = BTreeSet::new();
     for (p, later) in conflicts(&f, &refs) {
+        if matches!(p, Problem::InTwoSets { .. }) {
+            // The planner joins sets of one kind that share a VM: both constraints hold.
+            problems.push(format!("{p}; planned as one (the planner joins them)"));
+            continue;
+        }
         let name = kept
             .iter()
             .find(|s| s.id == later)
             .map(|s| SetRef::of(s).to_string())
             .unwrap_or_default();
-        problems.push(format!("{p}; {name} left out (the later one)"));
+        problems.push(format!(
+            "{p}; {name} left out (the later one), so its VMs are still restarted"
+        ));
         dropped.insert(later);
     }
     kept.sort_by(|a, b| a.name.cmp(&b.name));

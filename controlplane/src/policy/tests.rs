@@ -171,14 +171,14 @@ fn test_vm_in_two_collocations_or_workgroups() {
             ),
         ]
     );
-    // The engine keeps the earlier of each pair.
+    // The engine hands both over: the planner joins sets of one kind sharing a VM.
     let loaded = build(&v, "hg1");
     let names = |s: &[VmSet]| s.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&loaded.policies.collocations), ["x"]);
-    assert_eq!(names(&loaded.policies.workgroups), ["w1"]);
+    assert_eq!(names(&loaded.policies.collocations), ["x", "y"]);
+    assert_eq!(names(&loaded.policies.workgroups), ["w1", "w2"]);
     assert_eq!(names(&loaded.policies.anticollocations), ["p", "q"]);
     assert!(
-        loaded.problems[0].ends_with("; collocation \"y\" left out (the later one)"),
+        loaded.problems[0].ends_with("; planned as one (the planner joins them)"),
         "{:?}",
         loaded.problems
     );
@@ -390,7 +390,8 @@ fn test_load_leaves_out_what_cannot_be_planned() {
             uuid(5)
         ),
         "collocation \"gone\" has 1 plannable member(s) in host group \"hg1\": left out".to_owned(),
-        "; collocation \"late\" left out (the later one)".to_owned(),
+        "; collocation \"late\" left out (the later one), so its VMs are still restarted"
+            .to_owned(),
     ] {
         assert!(p.contains(&expected), "{expected}\nnot in\n{p}");
     }
