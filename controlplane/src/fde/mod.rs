@@ -250,6 +250,9 @@ pub struct Fde {
     vm_watch: HashMap<Uuid, VmWatch>,
     executor: Executor,
     jobs: Vec<PlacementJob>,
+    /// Advisory mode: VMs to advise about (the VM, its host, why), planned and told at
+    /// the scan's placement.
+    advice: Vec<(hsdb::VmRow, HostId, String)>,
     /// Hosts excluded for each VM being restarted, kept for a re-placement.
     pending_exclude: HashMap<Uuid, Vec<HostId>>,
     /// Where the engine restarted VMs, until the HSDB's `current_host` says the same (the
@@ -309,6 +312,7 @@ impl Fde {
             vm_watch: HashMap::new(),
             executor,
             jobs: Vec::new(),
+            advice: Vec::new(),
             pending_exclude: HashMap::new(),
             relocated: HashMap::new(),
             owed_cleanups: Vec::new(),

@@ -7,6 +7,8 @@
 //! restart whose start failed on its target is placed again elsewhere, at most
 //! [`MAX_TARGETS`] targets in all.
 
+use std::collections::BTreeMap;
+
 use hsdb::{HostId, VmRow};
 
 use super::{Fde, FdeError, HealthStore, Subject, Verdict};
@@ -93,12 +95,20 @@ impl Fde {
             );
             self.executor.batch_shortfall(j.batch, 1, now_ms, store)?;
         }
-        if self.jobs.is_empty() {
+        if self.jobs.is_empty() && self.advice.is_empty() {
             return Ok(0);
         }
         let infos = match platform.hosts() {
             Ok(h) => h,
             Err(e) => {
+                for (row, host, why) in std::mem::take(&mut self.advice) {
+                    let plan = format!(
+                        "no plan: cannot read the hosts' capacities ({e}); restart it on \
+                         another host of group {} by hand, or set restart_policy=auto",
+                        self.params.group
+                    );
+                    self.advise_now(now_ms, &row, host, &why, &plan);
+                }
                 for j in self.jobs.clone() {
                     self.decide(
                         now_ms,
@@ -113,6 +123,12 @@ impl Fde {
                 return Ok(0);
             }
         };
+        if !self.advice.is_empty() {
+            self.advise_with_plan(now_ms, &infos);
+        }
+        if self.jobs.is_empty() {
+            return Ok(0);
+        }
         let mut submitted = 0;
         // A failed host's VM that answers a ping is alive behind a partition (its host's
         // monitors silent, its hypervisor unreachable): restarting it would run it twice.
@@ -205,50 +221,7 @@ impl Fde {
             return Ok(submitted);
         }
         let placing: Vec<hsdb::Uuid> = self.jobs.iter().map(|j| j.vm.uuid).collect();
-        let hosts: Vec<HostLoad> = self
-            .hosts
-            .iter()
-            .map(|h| {
-                let info = infos.iter().find(|i| i.name == h.name);
-                let healthy = h.monitors.iter().any(|m| self.healthy(m));
-                // What runs there and stays (anticollocation / collocation partners).
-                let running: Vec<hsdb::Uuid> = info
-                    .map(|i| {
-                        i.vms
-                            .iter()
-                            .filter(|(s, st)| {
-                                matches!(
-                                    st.power,
-                                    PowerState::Running | PowerState::MigratingRunning
-                                ) && !placing.contains(&s.uuid)
-                            })
-                            .map(|(s, _)| s.uuid)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                // Restarts in progress or queued toward it.
-                let in_flight: Vec<(hsdb::Uuid, u32, u32)> = self
-                    .executor
-                    .toward(h.id)
-                    .map(|r| {
-                        (
-                            r.request.spec.uuid,
-                            r.request.spec.cpu_milli,
-                            r.request.spec.memory_mb,
-                        )
-                    })
-                    .collect();
-                host_load(
-                    h.id,
-                    &h.name,
-                    (h.cpu_milli, h.memory_mb),
-                    info,
-                    healthy,
-                    running,
-                    &in_flight,
-                )
-            })
-            .collect();
+        let hosts = self.host_loads(&infos, &placing);
         let request = PlanRequest {
             vms: self
                 .jobs
@@ -278,7 +251,7 @@ impl Fde {
             failed,
             policies: self.policies.clone(),
             max_per_host: self.params.max_restarts_per_host,
-            names: std::collections::BTreeMap::new(),
+            names: BTreeMap::new(),
         };
         let plan = self.planner.plan(&request);
         for (i, planned) in plan.vms.iter().enumerate() {
@@ -345,6 +318,115 @@ impl Fde {
             }
         }
         Ok(submitted)
+    }
+
+    /// Every host of the group as the planner sees it: capacity, load (with the restarts
+    /// toward it), eligibility, what runs there and stays (`placing` moves).
+    fn host_loads(&self, infos: &[HostInfo], placing: &[hsdb::Uuid]) -> Vec<HostLoad> {
+        self.hosts
+            .iter()
+            .map(|h| {
+                let info = infos.iter().find(|i| i.name == h.name);
+                let healthy = h.monitors.iter().any(|m| self.healthy(m));
+                // What runs there and stays (anticollocation / collocation partners).
+                let running: Vec<hsdb::Uuid> = info
+                    .map(|i| {
+                        i.vms
+                            .iter()
+                            .filter(|(s, st)| {
+                                matches!(
+                                    st.power,
+                                    PowerState::Running | PowerState::MigratingRunning
+                                ) && !placing.contains(&s.uuid)
+                            })
+                            .map(|(s, _)| s.uuid)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // Restarts in progress or queued toward it.
+                let in_flight: Vec<(hsdb::Uuid, u32, u32)> = self
+                    .executor
+                    .toward(h.id)
+                    .map(|r| {
+                        (
+                            r.request.spec.uuid,
+                            r.request.spec.cpu_milli,
+                            r.request.spec.memory_mb,
+                        )
+                    })
+                    .collect();
+                host_load(
+                    h.id,
+                    &h.name,
+                    (h.cpu_milli, h.memory_mb),
+                    info,
+                    healthy,
+                    running,
+                    &in_flight,
+                )
+            })
+            .collect()
+    }
+
+    /// Advisory mode (gap 14): plan the restarts that would be made — all the VMs advised
+    /// in this scan together, as a host failure's would be — and tell the plan; nothing
+    /// is stopped or started.
+    fn advise_with_plan(&mut self, now_ms: i64, infos: &[HostInfo]) {
+        let advice = std::mem::take(&mut self.advice);
+        let placing: Vec<hsdb::Uuid> = advice.iter().map(|(r, _, _)| r.uuid).collect();
+        let failed = self.failed_hosts();
+        let request = PlanRequest {
+            vms: advice
+                .iter()
+                .map(|(row, host, _)| {
+                    let spec = spec_of(row, infos);
+                    VmToPlace {
+                        uuid: row.uuid,
+                        name: super::vm::display_name(row),
+                        priority: row.priority,
+                        cpu_milli: spec.cpu_milli,
+                        memory_mb: spec.memory_mb,
+                        home: row.home_host,
+                        source: Some(*host),
+                        exclude: Vec::new(),
+                    }
+                })
+                .collect(),
+            hosts: self.host_loads(infos, &placing),
+            failed,
+            policies: self.policies.clone(),
+            max_per_host: self.params.max_restarts_per_host,
+            names: BTreeMap::new(),
+        };
+        let plan = self.planner.plan(&request);
+        for (row, host, why) in advice {
+            let Some(i) = plan.vms.iter().position(|p| p.uuid == row.uuid) else {
+                continue;
+            };
+            let text = match plan.vms[i].placement {
+                Placement::Host {
+                    host: target,
+                    cpu_milli,
+                    memory_mb,
+                    ..
+                } => {
+                    format!(
+                        "the {} planner would restart it on host {} (cpu {cpu_milli} milli, memory \
+                     {memory_mb} MiB): {}",
+                        self.planner.name(),
+                        self.host_name(target),
+                        plan.why(&request, i)
+                    ) + "; restart it there by hand, or set restart_policy=auto"
+                }
+                Placement::Nowhere(_) => format!(
+                    "the {} planner finds it no host: {}; make room or change the policies \
+                     before restarting it by hand",
+                    self.planner.name(),
+                    plan.why(&request, i)
+                ),
+            };
+            self.advise_now(now_ms, &row, host, &why, &text);
+        }
     }
 
     /// The monitors of host `id`, each with whether it is healthy now.

@@ -553,14 +553,27 @@ impl Fde {
         Ok(())
     }
 
-    /// Advisory mode: say what would be done (gap 14).
-    pub(super) fn advise(&mut self, now_ms: i64, row: &VmRow, host: HostId, why: &str) {
+    /// Advisory mode: say what would be done (gap 14), with the plan, once the scan's
+    /// placement has planned it (fde/place.rs).
+    pub(super) fn advise(&mut self, _now_ms: i64, row: &VmRow, host: HostId, why: &str) {
+        self.advice.push((row.clone(), host, why.to_owned()));
+    }
+
+    /// The VM_RESTART_ADVISED event and decision, `plan` saying where it would go and
+    /// what to do.
+    pub(super) fn advise_now(
+        &mut self,
+        now_ms: i64,
+        row: &VmRow,
+        host: HostId,
+        why: &str,
+        plan: &str,
+    ) {
         let name = display_name(row);
         let text = format!(
             "VM {name} on host {} needs a restart ({why}); restart_policy is advisory: not \
-             restarted — restart it on another host of group {}, or set restart_policy=auto",
+             restarted — {plan}",
             self.host_name(host),
-            self.params.group
         );
         self.decide(
             now_ms,

@@ -845,11 +845,17 @@ fn test_advisory_policy_only_notifies() {
         1,
         "once per episode"
     );
+    let text = &rig.events(EventKind::VmRestartAdvised)[0].text;
     assert!(
-        rig.events(EventKind::VmRestartAdvised)[0]
-            .text
-            .contains("advisory")
+        text.contains("restart_policy is advisory: not restarted"),
+        "{text}"
     );
+    // The plan: where it would go and why.
+    assert!(
+        text.contains("the policy planner would restart it on host host-2 (cpu 1000 milli"),
+        "{text}"
+    );
+    assert!(text.contains("): best fit: leaves cpu"), "{text}");
     assert!(rig.store.relocations.is_empty());
     assert!(rig.calls("stop").is_empty() && rig.calls("start").is_empty());
 }
