@@ -535,6 +535,17 @@ fn exclusions_home_host_and_flexible_capacity() {
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json[0]["host_exclusions"], serde_json::json!(["host-c"]));
     assert_eq!(json[0]["home_host"], "host-b");
+    // A VM's own change that breaks a set it is in is not refused, but said.
+    s.expect(0, &["add", "collocation", "db", "vm=db1,db2"]);
+    let (out, _) = s.expect(0, &["modify", "vm", "db2", "priority=Low"]);
+    assert!(
+        out.contains("warning: collocation \"db\" mixes priorities (db1 (")
+            && out.contains("HIGH, db2 (")
+            && out.contains("LOW)"),
+        "{out}"
+    );
+    let (out, _) = s.expect(0, &["modify", "vm", "db2", "priority=High"]);
+    assert!(!out.contains("warning"), "{out}");
     // Excluding its home host: allowed, with a warning.
     let (out, _) = s.expect(
         0,
@@ -614,4 +625,51 @@ fn exclusions_home_host_and_flexible_capacity() {
         json["host_exclusions"]["web1"],
         serde_json::json!(["host-b", "host-c"])
     );
+}
+
+#[test]
+fn a_set_made_invalid_later_is_shown_and_can_be_mended() {
+    let s = Store::sqlite();
+    s.expect(0, &["add", "anticollocation", "three", "vm=web1,web2,big1"]);
+    // big1 goes for good (released, then pruned by the housekeeping).
+    s.expect(0, &["modify", "vm", "big1", "managed=no"]);
+    assert_eq!(s.db().prune_vms(i64::MAX).unwrap(), 1);
+    let big1 = vm(5).to_string();
+    let (out, _) = s.expect(0, &["--json", "query", "anticollocation", "three"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[0]["members"][2]["uuid"], big1.as_str());
+    assert_eq!(json[0]["members"][2]["name"], "");
+    assert_eq!(
+        json[0]["problems"][0],
+        format!("anticollocation \"three\": member {big1} is not a VM in the HSDB").as_str()
+    );
+    let (out, _) = s.expect(0, &["query", "policy"]);
+    assert!(
+        out.contains(&format!(
+            "problem: anticollocation \"three\": member {big1}"
+        )),
+        "{out}"
+    );
+    // An unrelated change is not blocked by it.
+    s.expect(0, &["add", "collocation", "db", "vm=db1,db2"]);
+    // Any change of the set itself must mend it: adding is refused, naming the member…
+    s.refused(
+        2,
+        &["modify", "anticollocation", "three", "vm=db1", "policy=add"],
+        &[&format!("member {big1} is not a VM")],
+    );
+    // …removing the gone member by its UUID is how.
+    let (out, _) = s.expect(
+        0,
+        &[
+            "modify",
+            "anticollocation",
+            "three",
+            &format!("vm={big1}"),
+            "policy=delete",
+        ],
+    );
+    assert_eq!(out, "anticollocation \"three\" now: web1, web2\n");
+    let (out, _) = s.expect(0, &["query", "policy"]);
+    assert!(!out.contains("problem:"), "{out}");
 }

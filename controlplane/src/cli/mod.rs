@@ -535,7 +535,12 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                     );
                 }
             };
-            self::modify::modify(&mut db, &target, settings, profile, now)
+            let mut text = self::modify::modify(&mut db, &target, settings, profile, now)?;
+            if let self::modify::Target::Vm(given) = &target {
+                // A VM's priority, size or home host may break a policy it is in: said.
+                text.push_str(&self::policy::vm_warnings(&db, given)?);
+            }
+            Ok(text)
         }
         Command::Add(what) => {
             refuse_format(format, "add")?;

@@ -292,11 +292,11 @@ pub fn modify_set(
     now_ms: i64,
 ) -> Result<String, CliError> {
     let assignments = values::assignments(args)?;
-    let mut vms = None;
+    let mut value = None;
     let mut op = None;
     for a in &assignments {
         match a.key.as_str() {
-            "vm" | "vms" => vms = Some(members(db, &a.value)?),
+            "vm" | "vms" => value = Some(a.value.clone()),
             "policy" => op = Some(add_delete(a)?),
             other => {
                 return Err(unknown(
@@ -307,7 +307,7 @@ pub fn modify_set(
             }
         }
     }
-    let Some(vms) = vms else {
+    let Some(value) = value else {
         return Err(CliError::Usage(format!(
             "modify {} {name}: vm= is required",
             word(kind)
@@ -320,6 +320,44 @@ pub fn modify_set(
             hsdb: db.path().to_owned(),
         });
     };
+    if op == Some(false) {
+        // Removing: a member whose VM row is gone (pruned) is named by its UUID.
+        let mut gone = Vec::new();
+        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match Uuid::parse(item.as_bytes()) {
+                Ok(u) if current.members.contains(&u) && db.vm(&u)?.is_none() => gone.push(u),
+                _ => {}
+            }
+        }
+        if !gone.is_empty() {
+            let rest: Vec<&str> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| {
+                    !s.is_empty() && Uuid::parse(s.as_bytes()).map_or(true, |u| !gone.contains(&u))
+                })
+                .collect();
+            let mut removed: Vec<Uuid> = gone;
+            if !rest.is_empty() {
+                for vm in members(db, &rest.join(","))? {
+                    removed.push(vm.uuid);
+                }
+            }
+            return write_members(
+                db,
+                kind,
+                name,
+                current
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|m| !removed.contains(m))
+                    .collect(),
+                now_ms,
+            );
+        }
+    }
+    let vms = members(db, &value)?;
     let given: Vec<Uuid> = vms.iter().map(|v| v.uuid).collect();
     let members: Vec<Uuid> = match op {
         None => given.clone(),
@@ -355,6 +393,17 @@ pub fn modify_set(
                 .collect()
         }
     };
+    write_members(db, kind, name, members, now_ms)
+}
+
+/// Store `members` as the members of set `name` of `kind`, checked.
+fn write_members(
+    db: &mut Hsdb,
+    kind: PolicyKind,
+    name: &str,
+    members: Vec<Uuid>,
+    now_ms: i64,
+) -> Result<String, CliError> {
     let set = SetRef {
         kind,
         name: name.to_owned(),
@@ -496,6 +545,22 @@ fn unreachable_key(key: &str) -> Result<(), CliError> {
         "modify vm",
         "blacklist_hosts=H1,H2 policy=add|delete (not combined with other keys)",
     ))
+}
+
+/// After `modify vm` changed a VM's priority, size or home host: a `warning:` line for
+/// each problem of the policies that concerns it (the change is not refused: the
+/// policies are checked again when `hactl run` loads them).
+pub fn vm_warnings(db: &Hsdb, given: &str) -> Result<String, CliError> {
+    let vm = find_vm(db, given)?;
+    let view = db.policy_view()?;
+    let mut out = String::new();
+    let subject = Subject::Vm(vm.uuid);
+    let problems: Vec<Problem> = crate::policy::check(&view, None)
+        .into_iter()
+        .filter(|p| p.concerns(&subject, &view.sets))
+        .collect();
+    warning_lines(&mut out, &problems);
+    Ok(out)
 }
 
 /// The names of the hosts VM `vm` is excluded from.
