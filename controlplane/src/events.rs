@@ -34,6 +34,18 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+
+    /// The severity named `name` (`info`, `warning`, `error`, `critical`).
+    pub fn parse(name: &str) -> Option<Severity> {
+        [
+            Severity::Info,
+            Severity::Warning,
+            Severity::Error,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
 }
 
 impl fmt::Display for Severity {
@@ -153,11 +165,25 @@ catalogue! {
     HostMaintenanceEnded => "HOST_MAINTENANCE_ENDED", Info, None;
     /// An evacuation or restore was refused or failed in part; nothing is hidden (ours).
     HostMaintenanceRefused => "HOST_MAINTENANCE_REFUSED", Warning, None;
+    /// A notifier (an outbox consumer) is more than `behind_events` events or
+    /// `behind_age_s` behind (ours; docs/operators.md, Notifications).
+    NotifierBehind => "NOTIFIER_BEHIND", Warning, None;
+    /// A notifier that was behind has caught up (ours).
+    NotifierCaughtUp => "NOTIFIER_CAUGHT_UP", Info, None;
+    /// The retention bound deleted events a notifier had not delivered (ours).
+    NotifierEventsLost => "NOTIFIER_EVENTS_LOST", Error, None;
 }
 
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl EventKind {
+    /// The kind named `name` in the catalogue.
+    pub fn by_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.name() == name)
     }
 }
 

@@ -14,6 +14,8 @@
 //!   planner.
 //! - [`relocate`]: the restart executor, a state machine stepped by the engine.
 //! - [`events`]: the event catalogue, the outbox writes, the log notifier.
+//! - [`notify`]: the notifiers (webhook, exec hook, email) reading the outbox, each with
+//!   its own offset, in order, with retries.
 //! - [`lease`]: leadership of a host group among several controllers (the leader lease
 //!   and its fencing token), sans IO.
 
@@ -26,6 +28,7 @@ pub mod events;
 pub mod fde;
 pub mod hs;
 pub mod lease;
+pub mod notify;
 pub mod params;
 pub mod planner;
 pub mod platform;

@@ -13,8 +13,8 @@ use hvha_identity::Uuid;
 use crate::apply::{OUTBOX_LOCK, PG_OUTBOX_LOCK};
 use crate::codec::{Columns, UuidText, opt_uuid};
 use crate::control_model::{
-    CommandDone, CommandKind, CommandRow, EventPrune, ParamRow, ParamScope, RelocationKind,
-    RelocationRow, RelocationStep, VmSettings,
+    CommandDone, CommandKind, CommandRow, ParamRow, ParamScope, RelocationKind, RelocationRow,
+    RelocationStep, VmSettings,
 };
 use crate::db::{Conn, params};
 use crate::error::{Error, Result};
@@ -447,37 +447,6 @@ impl Hsdb {
                 params![UuidText::new(hm)],
             )?;
             Ok(n > 0)
-        })
-    }
-
-    /// Delete old events: see [`EventPrune`]. Returns how many went.
-    pub fn prune_events(&mut self, prune: &EventPrune) -> Result<usize> {
-        const OP: &str = "prune_events";
-        self.write(OP, |tx| {
-            // Never past the slowest consumer's offset unless forced.
-            let mut bound = i64::MAX;
-            if !prune.force
-                && let Some(slowest) =
-                    tx.query_int(OP, "SELECT MIN(last_id) FROM event_consumer", params![])?
-            {
-                bound = slowest;
-            }
-            let mut deleted = 0;
-            if let Some(keep) = prune.keep_last
-                && let Some(newest) = tx.query_int(OP, "SELECT MAX(id) FROM event", params![])?
-            {
-                let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-                let upto = newest.saturating_sub(keep).min(bound);
-                deleted += tx.execute(OP, "DELETE FROM event WHERE id <= ?1", params![upto])?;
-            }
-            if let Some(before) = prune.before_ms {
-                deleted += tx.execute(
-                    OP,
-                    "DELETE FROM event WHERE created_ms < ?1 AND id <= ?2",
-                    params![before, bound],
-                )?;
-            }
-            Ok(deleted)
         })
     }
 

@@ -38,6 +38,7 @@ mod lease;
 mod ops;
 mod options;
 mod policy;
+mod outbox;
 mod schema;
 mod store;
 pub mod target;
@@ -63,6 +64,7 @@ pub use model::{
 pub use ops::{OperatorRequest, OwedCleanup, RequestKind, RequestState, RestartRecord};
 pub use options::{Options, Synchronous};
 pub use policy::{Exclusion, FlexRow, PolicyChange, PolicyKind, PolicyRow, PolicyView};
+pub use outbox::{ConsumerLoss, EventBacklog, EventConsumer, EventPruned};
 pub use schema::SCHEMA_VERSION;
 pub use store::Hsdb;
 pub use target::{PASSWORD_ENV, PgTarget, Target, TargetError};

@@ -40,6 +40,9 @@ use std::time::Duration;
 use hsdb::{Synchronous, Target, TargetError, Uuid};
 
 use crate::lease::LeaseSettings;
+use crate::notify::config::{
+    self as notify_config, NotifierConfig, NotifierFile, Retention, RetentionFile,
+};
 use hvha_daemon::config::{Refused, line_of, log_format_value, log_value, quoted, resolve};
 use hvha_daemon::log::{LogFilter, LogFormat};
 use serde::Deserialize;
@@ -209,6 +212,10 @@ pub struct Config {
     pub controller_id: Option<String>,
     /// The leader lease's timings (used with a PostgreSQL HSDB).
     pub lease: LeaseSettings,
+    /// The `[[notifier]]` entries (docs/operators.md, Notifications).
+    pub notifiers: Vec<NotifierConfig>,
+    /// `[event_retention]`: how long the outbox keeps events.
+    pub event_retention: Retention,
 }
 
 /// A configuration problem, naming the file, the key, the value and what is allowed.
@@ -263,6 +270,8 @@ struct File {
     controller_id: Option<Spanned<String>>,
     lease: Option<Spanned<LeaseFile>>,
     platform: Option<Spanned<PlatformFile>>,
+    notifier: Option<Vec<NotifierFile>>,
+    event_retention: Option<RetentionFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,6 +419,8 @@ impl Config {
             log_format: LogFormat::default(),
             controller_id: None,
             lease: LeaseSettings::default(),
+            notifiers: Vec::new(),
+            event_retention: Retention::default(),
         }
     }
 
@@ -591,6 +602,15 @@ impl Config {
             None => LeaseSettings::default(),
             Some(l) => lease(&src, l)?,
         };
+        let from_bad = |b: notify_config::Bad| src.bad(b.key, b.span, b.value, b.allowed);
+        let notifiers = match &f.notifier {
+            None => Vec::new(),
+            Some(list) => notify_config::notifiers(list, path).map_err(from_bad)?,
+        };
+        let event_retention = match &f.event_retention {
+            None => Retention::default(),
+            Some(r) => notify_config::retention(r).map_err(from_bad)?,
+        };
         Ok(Config {
             file: Some(config_file),
             hsdb,
@@ -604,6 +624,8 @@ impl Config {
             log_format,
             controller_id,
             lease,
+            notifiers,
+            event_retention,
         })
     }
 
@@ -909,7 +931,7 @@ impl fmt::Display for Config {
                 }
             }
         }
-        Ok(())
+        notify_config::display(f, &self.notifiers, &self.event_retention)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod modify;
 pub mod policy;
+pub mod notifier;
 pub mod query;
 pub mod replies;
 pub mod table;
@@ -163,6 +164,20 @@ pub enum Command {
     /// Show VMs, hosts, monitors, events, relocations or parameters (read-only).
     #[command(visible_alias = "q", subcommand)]
     Query(Query),
+    /// The event outbox's notifiers: `notifier forget NAME`.
+    #[command(subcommand)]
+    Notifier(NotifierCmd),
+}
+
+/// `hactl notifier …`.
+#[derive(Debug, Subcommand)]
+pub enum NotifierCmd {
+    /// Forget a notifier's offset (one removed from the configuration): it no longer
+    /// holds events back from pruning. Configured again, it starts anew.
+    Forget {
+        /// The notifier's name (its consumer is `notifier:NAME`).
+        name: String,
+    },
 }
 
 /// `hactl modify …`.
@@ -367,6 +382,9 @@ pub enum Query {
         #[arg(long, value_name = "NAME")]
         host_group: Option<String>,
     },
+    /// Every consumer of the event outbox (the notifiers, the log): its offset, how
+    /// many events it has not handled, the oldest one's age.
+    Notifier,
     /// The parameters each host group's engine runs with, and where each comes from.
     Params {
         /// Only this host group.
@@ -595,6 +613,11 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 row.host
             ))
         }
+        Command::Notifier(NotifierCmd::Forget { name }) => {
+            refuse_format(format, "notifier")?;
+            let mut db = open_write(cli)?;
+            self::notifier::forget(&mut db, name)
+        }
         Command::CheckConfig => {
             refuse_xml(format, "check-config")?;
             let path = cli.config.clone().unwrap_or_else(|| HACTL_CONFIG.into());
@@ -642,6 +665,9 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 ),
                 Query::Policy { host_group } => {
                     self::policy::query_overview(&db, host_group.as_deref(), format)
+                }
+                Query::Notifier => {
+                    self::notifier::query(&db, config(cli).ok().flatten().as_ref(), format, now)
                 }
                 Query::Params { host_group, vm } => self::query::params(
                     &db,
@@ -841,6 +867,7 @@ fn machine_notes(config: &Config) -> Vec<String> {
             ));
         }
     }
+    notes.extend(crate::notify::config::machine_notes(&config.notifiers));
     notes
 }
 

@@ -40,6 +40,32 @@ use crate::platform::{HostInfo, Platform, PlatformError, VmSpec, VmStatus};
 /// The event consumer the daemon's log notifier records its offset as.
 pub const LOG_CONSUMER: &str = "hactl-log";
 
+/// How often a notifier with nothing to deliver looks at the outbox again.
+pub const NOTIFIER_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long the daemon's stop waits for the notifier threads: an attempt in progress
+/// (an HTTP request, an SMTP session, bounded by the notifier's `timeout_ms`) is given
+/// this long to end; past it the daemon exits anyway and that event is delivered again
+/// after the restart (its offset was not stored). An exec hook is killed at once.
+pub const NOTIFIER_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The notifiers deliver while this controller holds the HSDB-wide duties (the sole
+/// controller always); their offset writes are fenced with that lease, so a controller
+/// that lost it cannot move an offset another one now owns.
+struct DutiesGate(Arc<Board>);
+
+impl crate::notify::worker::Gate for DutiesGate {
+    fn permit(&self) -> Option<Option<hsdb::Fence>> {
+        match self.0.access(crate::lease::HSDB_DUTIES) {
+            leadership::Access::Sole => Some(None),
+            leadership::Access::Lead { token } => {
+                Some(Some(self.0.fence(crate::lease::HSDB_DUTIES, token)))
+            }
+            leadership::Access::Follow { .. } => None,
+        }
+    }
+}
+
 /// Why `hactl run` could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -72,6 +98,14 @@ pub enum DaemonError {
     Platform {
         /// The driver.
         driver: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// A notifier could not be set up (its secret file).
+    #[error("notifier {name}: {why}")]
+    Notifier {
+        /// The notifier.
+        name: String,
         /// What is wrong.
         why: String,
     },
@@ -383,7 +417,57 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         Some(path) => Some(SoleLock::take(path, &holder)?),
         None => None,
     };
-    let db = Hsdb::connect(&target, &options).map_err(hsdb_err)?;
+    let board = if lock.is_some() {
+        Arc::new(Board::sole(&holder, Arc::clone(&mono)))
+    } else {
+        Arc::new(Board::leased(&holder, config.lease, Arc::clone(&mono)))
+    };
+    let board_for_notifiers = Arc::clone(&board);
+    let mut db = Hsdb::connect(&target, &options).map_err(hsdb_err)?;
+    // The notifiers are registered before the first turn: a new one starts at the
+    // newest event (or the oldest, `start = "oldest"`) and misses nothing written after.
+    let notifier_statuses: crate::notify::worker::SharedStatuses = Arc::default();
+    let mut notifier_workers = Vec::new();
+    for n in &config.notifiers {
+        let offset = db
+            .register_consumer(&n.consumer(), n.start_at_end)
+            .map_err(hsdb_err)?;
+        let target = target.clone();
+        let worker = crate::notify::worker(
+            n,
+            NOTIFIER_POLL,
+            Arc::new(DutiesGate(Arc::clone(&board_for_notifiers))),
+            Box::new(move || Hsdb::connect(&target, &options)),
+            Arc::clone(&notifier_statuses),
+        )
+        .map_err(|why| DaemonError::Notifier {
+            name: n.name.clone(),
+            why,
+        })?;
+        tracing::info!(
+            notifier = %n.name,
+            kind = n.channel.kind(),
+            consumer = %n.consumer(),
+            offset,
+            min_severity = %n.filter.min_severity,
+            "notifier configured"
+        );
+        notifier_workers.push((n.name.clone(), worker));
+    }
+    if let Ok(consumers) = db.event_consumers() {
+        for c in consumers {
+            let configured = config.notifiers.iter().any(|n| n.consumer() == c.name);
+            if c.name.starts_with(crate::notify::config::CONSUMER_PREFIX) && !configured {
+                tracing::warn!(
+                    consumer = %c.name,
+                    offset = c.last_id,
+                    "an outbox consumer no [[notifier]] of this configuration reads: it holds \
+                     events back until the retention bound; if the notifier was removed, \
+                     `hactl notifier forget` it"
+                );
+            }
+        }
+    }
     let platform: Box<dyn Platform> = match &config.platform {
         PlatformConfig::Sim { seed } => Box::new(sim_platform(&db, *seed)?),
         PlatformConfig::Libvirt(l) => Box::new(libvirt_platform(l)?),
@@ -392,11 +476,6 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     let mut starting =
         DaemonStatus::starting(&shown, platform.name(), profile.as_str(), started_ms);
     starting.controller_id = holder.clone();
-    let board = if lock.is_some() {
-        Arc::new(Board::sole(&holder, Arc::clone(&mono)))
-    } else {
-        Arc::new(Board::leased(&holder, config.lease, Arc::clone(&mono)))
-    };
     if let Some(settings) = board.settings() {
         starting.lease = Some(LeaseTimings {
             ttl_ms: settings.ttl_ms,
@@ -466,10 +545,42 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         profile: Some(profile),
     }));
     runner.after_turn(Box::new(EventLog(LogNotifier::new(LOG_CONSUMER))));
-    runner.after_turn(Box::new(housekeeping::Housekeeping::new(Arc::new(
-        SystemClock,
-    ))));
+    runner.after_turn(Box::new(housekeeping::Housekeeping::with(
+        Arc::new(SystemClock),
+        config.event_retention,
+        Some(Arc::clone(&notifier_statuses)),
+    )));
+    runner.show_notifiers(Arc::clone(&notifier_statuses));
+    // One thread per notifier: a receiver that is down holds back only its own.
+    let mut notifier_threads = Vec::new();
+    for (name, worker) in notifier_workers {
+        let stop = Arc::clone(&stop);
+        match std::thread::Builder::new()
+            .name(format!("notifier-{name}"))
+            .spawn(move || worker.run(&stop))
+        {
+            Ok(t) => notifier_threads.push((name, t)),
+            Err(e) => tracing::error!(notifier = %name, "cannot start its thread: {e}"),
+        }
+    }
     let db = runner.run(&stop);
+    // The notifiers saw the same stop: each ends after its attempt in progress.
+    let grace_end = std::time::Instant::now() + NOTIFIER_STOP_GRACE;
+    for (name, t) in notifier_threads {
+        while !t.is_finished() && std::time::Instant::now() < grace_end {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            tracing::warn!(
+                notifier = %name,
+                grace_ms = u64::try_from(NOTIFIER_STOP_GRACE.as_millis()).unwrap_or(u64::MAX),
+                "notifier still in a delivery at the stop: not waited for; that event is \
+                 delivered again after the restart (same id)"
+            );
+        }
+    }
     // Hand the leases over now rather than at their expiry.
     board.stop();
     if let Some(t) = lease_thread {

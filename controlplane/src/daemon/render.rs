@@ -70,6 +70,43 @@ pub fn status(s: &DaemonStatus) -> String {
     if let Some(e) = &s.last_error {
         let _ = writeln!(out, "last error: {}", printable(e));
     }
+    if !s.notifiers.is_empty() {
+        let mut t = Table::new(&[
+            "NOTIFIER",
+            "KIND",
+            "STATE",
+            "OFFSET",
+            "LAG",
+            "DELIVERED",
+            "FILTERED",
+            "RETRIES",
+            "LOST",
+            "LAST_ERROR",
+        ]);
+        for n in &s.notifiers {
+            let error = match (&n.last_error, n.last_error_ms) {
+                (Some(e), Some(at)) => format!(
+                    "{} ago: {e}",
+                    duration(u64::try_from(s.now_ms.saturating_sub(at)).unwrap_or(0))
+                ),
+                (Some(e), None) => e.clone(),
+                (None, _) => "-".to_owned(),
+            };
+            t.row(vec![
+                n.name.clone(),
+                n.kind.clone(),
+                n.state.clone(),
+                n.offset.to_string(),
+                n.lag.to_string(),
+                n.delivered.to_string(),
+                n.filtered.to_string(),
+                n.retries.to_string(),
+                n.lost.to_string(),
+                error,
+            ]);
+        }
+        out.push_str(&t.render());
+    }
     if s.groups.is_empty() {
         let _ = writeln!(
             out,

@@ -32,6 +32,7 @@ use super::leadership::{Access, Board};
 use super::status::{DaemonStatus, GroupStatus};
 use crate::clock::{BootClock, Clock};
 use crate::lease::HSDB_DUTIES;
+use crate::notify::worker::SharedStatuses;
 use crate::platform::Platform;
 use crate::platform::fenced::FencedPlatform;
 
@@ -137,6 +138,8 @@ pub struct Runner {
     notifier: Notifier,
     pacer: Option<WatchdogPacer>,
     origin: Instant,
+    /// The notifier threads' statuses, copied into every published status.
+    notifiers: Option<SharedStatuses>,
 }
 
 impl Runner {
@@ -171,7 +174,13 @@ impl Runner {
             notifier,
             pacer,
             origin: Instant::now(),
+            notifiers: None,
         }
+    }
+
+    /// Show the notifiers' statuses (their threads update them) in the status.
+    pub fn show_notifiers(&mut self, statuses: SharedStatuses) {
+        self.notifiers = Some(statuses);
     }
 
     /// Replace the HSDB connection with `connect()`'s when it breaks (at most every
@@ -476,6 +485,9 @@ impl Runner {
         self.status.state = state.to_owned();
         self.status.now_ms = self.clock.now_ms();
         self.status.groups = self.slots.iter().map(|s| s.status.clone()).collect();
+        if let Some(n) = &self.notifiers {
+            self.status.notifiers = n.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        }
         *self
             .published
             .lock()

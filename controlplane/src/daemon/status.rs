@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::leadership::LeaseView;
+use crate::notify::worker::NotifierStatus;
 
 /// Decisions kept per host group for `status` (the full history is in the HSDB's
 /// `event` and `relocation` tables).
@@ -53,6 +54,10 @@ pub struct DaemonStatus {
     /// controller that holds it runs them.
     #[serde(default)]
     pub duties: LeaseView,
+    /// Each notifier: offset, lag, deliveries, retries, last error (docs/operators.md,
+    /// Notifications).
+    #[serde(default)]
+    pub notifiers: Vec<NotifierStatus>,
 }
 
 /// The leader lease's timings, as configured.
@@ -90,6 +95,7 @@ impl DaemonStatus {
             controller_id: String::new(),
             lease: None,
             duties: LeaseView::default(),
+            notifiers: Vec::new(),
         }
     }
 }

@@ -341,13 +341,14 @@ fn test_prune_events_respects_the_slowest_consumer() {
     f.db.set_consumer_offset("mailer", 8).expect("offset");
     f.db.set_consumer_offset("log", 3).expect("offset");
     // Keep the last 2: would delete 1..=8, but "log" has only handled up to 3.
-    let n =
+    let pruned =
         f.db.prune_events(&EventPrune {
             keep_last: Some(2),
             ..EventPrune::default()
         })
         .expect("prune");
-    assert_eq!(n, 3);
+    assert_eq!(pruned.deleted, 3);
+    assert!(pruned.lost.is_empty(), "nothing unhandled went");
     assert_eq!(
         f.db.events_after(0, 100)
             .expect("events")
@@ -356,27 +357,121 @@ fn test_prune_events_respects_the_slowest_consumer() {
         Some(4)
     );
     // Older than T0 + 6: ids 4..=6, but only up to 3 is allowed → nothing.
-    let n =
+    let pruned =
         f.db.prune_events(&EventPrune {
             before_ms: Some(T0 + 6),
             ..EventPrune::default()
         })
         .expect("prune");
-    assert_eq!(n, 0);
-    // Forced: past the consumer (ids 4, 5, 6).
-    let n =
+    assert_eq!(pruned.deleted, 0);
+    // Forced: past the consumer (ids 4, 5, 6), and the loss is reported for "log" only
+    // ("mailer" had handled them).
+    let pruned =
         f.db.prune_events(&EventPrune {
             before_ms: Some(T0 + 6),
             force: true,
             ..EventPrune::default()
         })
         .expect("prune");
-    assert_eq!(n, 3);
+    assert_eq!(pruned.deleted, 3);
+    assert_eq!(
+        pruned.lost,
+        [hsdb_loss("log", 3, 3, 6)],
+        "the consumer behind is named with its loss"
+    );
+    // Forced by rows: keep the newest 2 (9, 10): 7 and 8 go; "log" (at 3) loses both,
+    // "mailer" (at 8) none.
+    let pruned =
+        f.db.prune_events(&EventPrune {
+            keep_last: Some(2),
+            force: true,
+            ..EventPrune::default()
+        })
+        .expect("prune");
+    assert_eq!(pruned.deleted, 2);
+    assert_eq!(pruned.lost, [hsdb_loss("log", 3, 2, 8)]);
+    // The consumer reads on from the oldest event left.
+    assert_eq!(
+        f.db.events_after(3, 100)
+            .expect("events")
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        [9, 10]
+    );
     // Ids keep increasing after pruning.
     let next =
         f.db.record_event("E", None, None, "", T0 + 20)
             .expect("event");
     assert_eq!(next, 11);
+}
+
+fn hsdb_loss(consumer: &str, offset: i64, lost: u64, upto_id: i64) -> crate::ConsumerLoss {
+    crate::ConsumerLoss {
+        consumer: consumer.to_owned(),
+        offset,
+        lost,
+        upto_id,
+    }
+}
+
+both!(test_consumers_register_backlog_and_forget);
+fn test_consumers_register_backlog_and_forget() {
+    let mut f = Fixture::new();
+    assert_eq!(
+        f.db.event_backlog(0).expect("backlog"),
+        crate::EventBacklog::default()
+    );
+    for i in 0..5 {
+        f.db.record_event("E", None, None, "", T0 + i)
+            .expect("event");
+    }
+    // At the end: it sees only what comes next; at 0: everything.
+    assert_eq!(f.db.register_consumer("hook", true).expect("register"), 5);
+    assert_eq!(f.db.register_consumer("mail", false).expect("register"), 0);
+    // Registered already: the stored offset, whatever is asked.
+    f.db.set_consumer_offset("hook", 4).expect("offset");
+    assert_eq!(f.db.register_consumer("hook", true).expect("register"), 4);
+    let names: Vec<(String, i64)> =
+        f.db.event_consumers()
+            .expect("consumers")
+            .into_iter()
+            .map(|c| (c.name, c.last_id))
+            .collect();
+    assert_eq!(names, [("hook".to_owned(), 4), ("mail".to_owned(), 0)]);
+    assert_eq!(
+        f.db.event_backlog(2).expect("backlog"),
+        crate::EventBacklog {
+            count: 3,
+            oldest_ms: Some(T0 + 2),
+            newest_id: Some(5),
+        }
+    );
+    assert_eq!(
+        f.db.event_backlog(5).expect("backlog"),
+        crate::EventBacklog {
+            count: 0,
+            oldest_ms: None,
+            newest_id: Some(5),
+        }
+    );
+    // "mail" holds every event back; forgotten, it no longer does.
+    let pruned =
+        f.db.prune_events(&EventPrune {
+            keep_last: Some(0),
+            ..EventPrune::default()
+        })
+        .expect("prune");
+    assert_eq!(pruned.deleted, 0);
+    assert!(f.db.forget_consumer("mail").expect("forget"));
+    assert!(!f.db.forget_consumer("mail").expect("forget"), "once");
+    let pruned =
+        f.db.prune_events(&EventPrune {
+            keep_last: Some(0),
+            ..EventPrune::default()
+        })
+        .expect("prune");
+    assert_eq!(pruned.deleted, 4, "up to hook's offset");
 }
 
 both!(test_prune_vms_gone_for_good);
