@@ -12,8 +12,8 @@
 pub mod config;
 pub mod error;
 pub mod modify;
-pub mod policy;
 pub mod notifier;
+pub mod policy;
 pub mod query;
 pub mod replies;
 pub mod table;
