@@ -2019,3 +2019,246 @@ fn tc14_critical_app_restarts_then_relocates() {
     assert_eq!(bed.world().vm_running_on(&vm), [DST]);
     bed.assert_nothing_runs_twice();
 }
+
+// ---- TC-1, TC-2, TC-3, TC-14 with the policy planner (policies on) ----------------------
+
+/// A third host of the group for the policy scenarios: with two hosts every placement is
+/// forced; with three the policies choose.
+const THIRD: &str = "Server-8284-22A-SN10EE86Q";
+
+/// The seed's two hosts and a third one (monitors p18v05, p18v06), standard parameters.
+fn three_host_bed() -> Bed {
+    Bed::with_hosts(
+        GroupParams::standard(GROUP),
+        Timers::SEED,
+        &[
+            (SRC, ["p18v03", "p18v04"]),
+            (DST, ["p18v01", "p18v02"]),
+            (THIRD, ["p18v05", "p18v06"]),
+        ],
+    )
+}
+
+fn vm_set(name: &str, members: &[Uuid]) -> controlplane::planner::VmSet {
+    controlplane::planner::VmSet {
+        name: name.to_owned(),
+        members: members.to_vec(),
+    }
+}
+
+/// The host a VM's one relocation went to, from its `relocation` row.
+fn relocated_to(bed: &Bed, vm: &Uuid) -> HostId {
+    let rows = bed.db.relocations(Some(vm), 10).unwrap();
+    assert_eq!(rows.len(), 1, "{}: {rows:?}", bed.vm_name(vm));
+    assert_eq!(
+        rows[0].result.as_deref().map(|r| r.starts_with("success")),
+        Some(true)
+    );
+    rows[0].to_host.unwrap()
+}
+
+/// TC-1 with policies: p18lnx02's home host is the third host (the seed's test bed gives
+/// the VM a home host other than the one it runs on, seed 004 L17309-17319); SN10EE85P is
+/// both the first host in order and the tighter fit (first fit and best fit would both
+/// pick it), yet the VM goes home: the home host is preferred when eligible and it fits.
+#[test]
+fn tc01_with_policies_home_host_preferred_over_best_fit() {
+    let mut bed = three_host_bed();
+    let lnx02 = bed.add_vm(
+        SRC,
+        "p18lnx02",
+        VmOpts::new()
+            .priority(Priority::High)
+            .speed(DetectionSpeed::Fast),
+    );
+    bed.add_vm(THIRD, "p18lnx01", VmOpts::new());
+    for n in 1..=4 {
+        bed.add_vm(DST, &format!("p18aix1{n}"), VmOpts::new());
+    }
+    let home = bed.host_id(THIRD);
+    bed.db
+        .set_vm(
+            &lnx02,
+            &hsdb::VmSettings {
+                home_host: Some(home),
+                ..Default::default()
+            },
+            T0,
+        )
+        .unwrap();
+    bed.run_until(T0 + 60 * S);
+    let fault_at = bed.now();
+    bed.world().vm_os_crash(&lnx02).unwrap();
+    let done = bed.run_until_cond(fault_at + 400 * S, |b| {
+        b.db.relocations(Some(&lnx02), 1)
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.ended_ms.is_some())
+    });
+    assert!(done.is_some(), "{:#?}", bed.decisions_about(&lnx02));
+    assert_eq!(relocated_to(&bed, &lnx02), home);
+    assert_eq!(bed.world().vm_running_on(&lnx02), [THIRD]);
+    bed.assert_nothing_runs_twice();
+}
+
+/// TC-2 with policies: p18aix02 is anticollocated with p18lnx01, which runs on
+/// SN10EE85P (its home host and the best fit): it goes to the third host instead.
+#[test]
+fn tc02_with_policies_anticollocation_with_a_running_vm() {
+    let mut bed = three_host_bed();
+    let aix02 = bed.add_vm(SRC, "p18aix02", VmOpts::new());
+    let lnx01 = bed.add_vm(DST, "p18lnx01", VmOpts::new());
+    bed.add_vm(DST, "p18lnx02", VmOpts::new().priority(Priority::High));
+    let home = bed.host_id(DST);
+    bed.db
+        .set_vm(
+            &aix02,
+            &hsdb::VmSettings {
+                home_host: Some(home),
+                ..Default::default()
+            },
+            T0,
+        )
+        .unwrap();
+    bed.fde.set_policies(controlplane::planner::Policies {
+        anticollocations: vec![vm_set("apart", &[aix02, lnx01])],
+        ..Default::default()
+    });
+    bed.run_until(T0 + 45 * S);
+    let fault_at = bed.now();
+    bed.world().vm_os_crash(&aix02).unwrap();
+    let done = bed.run_until_cond(fault_at + 400 * S, |b| {
+        b.db.relocations(Some(&aix02), 1)
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.ended_ms.is_some())
+    });
+    assert!(done.is_some(), "{:#?}", bed.decisions_about(&aix02));
+    assert_eq!(relocated_to(&bed, &aix02), bed.host_id(THIRD));
+    assert_eq!(bed.world().vm_running_on(&aix02), [THIRD]);
+    assert_eq!(bed.world().vm_running_on(&lnx01), [DST]);
+    bed.assert_nothing_runs_twice();
+}
+
+/// TC-3 with policies: the host fails with six managed VMs; p18aix02 and p18aix03 are
+/// collocated, p18aix04 and p18aix05 anticollocated, p18ibmi01 excludes SN10EE85P.
+/// Every VM is restarted (6 out of 6), the High-priority one first, and every policy
+/// holds on the two surviving hosts.
+#[test]
+fn tc03_with_policies_host_failure() {
+    let mut bed = three_host_bed();
+    let ibmi = bed.add_vm(SRC, "p18ibmi01", VmOpts::new().agentless());
+    let aix: Vec<Uuid> = (2..=5)
+        .map(|n| bed.add_vm(SRC, &format!("p18aix0{n}"), VmOpts::new()))
+        .collect();
+    let lnx02 = bed.add_vm(SRC, "p18lnx02", VmOpts::new().priority(Priority::High));
+    bed.add_vm(DST, "p18lnx01", VmOpts::new());
+    let mut exclusions = std::collections::BTreeMap::new();
+    exclusions.insert(ibmi, vec![bed.host_id(DST)]);
+    bed.fde.set_policies(controlplane::planner::Policies {
+        collocations: vec![vm_set("pair", &[aix[0], aix[1]])],
+        anticollocations: vec![vm_set("apart", &[aix[2], aix[3]])],
+        exclusions,
+        ..Default::default()
+    });
+    bed.run_until(T0 + 70 * S);
+    bed.kill_monitor("p18v03");
+    bed.kill_monitor("p18v04");
+    bed.world().host_loss(SRC).unwrap();
+    let fault_at = bed.now();
+    let done = bed.run_until_cond(fault_at + 600 * S, |b| {
+        b.events().iter().any(|e| e.kind == "RESTART_SUMMARY")
+    });
+    assert!(
+        done.is_some(),
+        "{:#?}",
+        bed.fde.decisions().iter().collect::<Vec<_>>()
+    );
+    bed.run_until(bed.now() + 60 * S);
+    let events = bed.events();
+    let summary: Vec<&EventRow> = events
+        .iter()
+        .filter(|e| e.kind == "RESTART_SUMMARY")
+        .collect();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(
+        summary[0].text,
+        "6 out of 6 VMs have been successfully restarted"
+    );
+    let first_started = events
+        .iter()
+        .find(|e| e.kind == "VM_RESTART_PROGRESS" && e.text.starts_with("Restart has started"))
+        .and_then(|e| e.vm);
+    assert_eq!(first_started, Some(lnx02), "High priority first");
+    let (dst, third) = (bed.host_id(DST), bed.host_id(THIRD));
+    assert_eq!(
+        relocated_to(&bed, &ibmi),
+        third,
+        "its exclusion list names SN10EE85P"
+    );
+    assert_eq!(
+        relocated_to(&bed, &aix[0]),
+        relocated_to(&bed, &aix[1]),
+        "collocated: one host"
+    );
+    assert_ne!(
+        relocated_to(&bed, &aix[2]),
+        relocated_to(&bed, &aix[3]),
+        "anticollocated: two hosts"
+    );
+    for vm in aix.iter().chain([&ibmi, &lnx02]) {
+        let to = relocated_to(&bed, vm);
+        assert!(to == dst || to == third, "{}", bed.vm_name(vm));
+        let host = if to == dst { DST } else { THIRD };
+        assert_eq!(bed.world().vm_running_on(vm), [host], "{}", bed.vm_name(vm));
+    }
+    bed.assert_nothing_runs_twice();
+}
+
+/// TC-14 with policies: after three same-host restarts the critical application's VM is
+/// relocated, and that relocation obeys the placement policies like any other: its
+/// exclusion list names SN10EE85P, so it goes to the third host.
+#[test]
+fn tc14_with_policies_relocation_obeys_exclusions() {
+    let mut bed = three_host_bed();
+    let vm = bed.add_vm(SRC, "p18aix02", VmOpts::new());
+    bed.add_vm(SRC, "p18aix03", VmOpts::new());
+    bed.add_vm(DST, "p18lnx01", VmOpts::new());
+    let mut exclusions = std::collections::BTreeMap::new();
+    exclusions.insert(vm, vec![bed.host_id(DST)]);
+    bed.fde.set_policies(controlplane::planner::Policies {
+        exclusions,
+        ..Default::default()
+    });
+    let bell = controlplane::fde::DBELL_APP_CRITICAL_FAILURE;
+    bed.run_until(T0 + 30 * S);
+    for round in 1..=4_usize {
+        let rang = bed.now();
+        bed.doorbell(&vm, bell);
+        let done = bed.run_until_cond(rang + 300 * S, |b| {
+            let rows = b.db.relocations(Some(&vm), 10).unwrap();
+            rows.len() == round && rows.iter().all(|r| r.ended_ms.is_some())
+        });
+        assert!(
+            done.is_some(),
+            "round {round}: {:#?}",
+            bed.decisions_about(&vm)
+        );
+        bed.run_until(bed.now() + 60 * S);
+    }
+    let mut rows = bed.db.relocations(Some(&vm), 10).unwrap();
+    rows.sort_by_key(|r| r.id);
+    let (src, third) = (bed.host_id(SRC), bed.host_id(THIRD));
+    for r in &rows[..3] {
+        assert_eq!(
+            (r.kind, r.from_host, r.to_host),
+            (RelocationKind::Restart, Some(src), Some(src))
+        );
+    }
+    assert_eq!(
+        (rows[3].kind, rows[3].from_host, rows[3].to_host),
+        (RelocationKind::Relocate, Some(src), Some(third))
+    );
+    assert_eq!(bed.world().vm_running_on(&vm), [THIRD]);
+    bed.assert_nothing_runs_twice();
+}
