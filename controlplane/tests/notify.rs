@@ -459,7 +459,7 @@ fn write_events(db: &mut Hsdb, kinds: &[EventKind]) -> Vec<i64> {
             vm: None,
             hm: None,
             text: format!("event {i} of the test\n.a line starting with a dot"),
-            at: 1_700_000_000_000 + i64::try_from(i).unwrap(),
+            at: now_ms() + i64::try_from(i).unwrap(),
         })
         .collect();
     record(db, &events).unwrap();
@@ -468,6 +468,16 @@ fn write_events(db: &mut Hsdb, kinds: &[EventKind]) -> Vec<i64> {
         .into_iter()
         .map(|e| e.id)
         .collect()
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
 }
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -1096,4 +1106,115 @@ fn hactl_run_delivers_the_outbox_shows_its_notifiers_and_stops_promptly() {
     assert!(db.consumer_offset("notifier:hook").unwrap().is_none());
     let o = hactl(&config, &["notifier", "forget", "hook"]);
     assert_eq!(o.status.code(), Some(4));
+}
+
+/// Two `hactl run` on one PostgreSQL HSDB, each configured with the same webhook: only
+/// the holder of the HSDB-wide duties delivers (the other shows `standby`); when it
+/// stops, the other takes the duties over and goes on from the stored offset — every
+/// event once, in order.
+#[test]
+fn two_controllers_on_postgresql_deliver_each_event_once_through_the_duties_holder() {
+    let Some(store) = Store::postgres("notify_two_controllers") else {
+        return;
+    };
+    let Target::Postgres(pg) = &store.target else {
+        unreachable!("a PostgreSQL store");
+    };
+    let url = pg.to_string();
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = store.db();
+    let mut children = Vec::new();
+    let mut configs = Vec::new();
+    for name in ["ctl-a", "ctl-b"] {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "hsdb = \"{url}\"\nadmin_socket = \"{name}.sock\"\ncontroller_id = \"{name}\"\n\
+                 log = \"info\"\n[lease]\nttl_ms = 2000\nrenew_every_ms = 500\nmargin_ms = 200\n\
+                 [platform]\ndriver = \"sim\"\n\
+                 [[notifier]]\nname = \"web\"\nkind = \"webhook\"\n\
+                 url = \"http://127.0.0.1:{}/hook\"\n",
+                rx.port
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+        children.push(
+            std::process::Command::new(HACTL)
+                .arg("--config")
+                .arg(&config)
+                .arg("run")
+                .env_remove("RUST_LOG")
+                .env_remove("NOTIFY_SOCKET")
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        configs.push(config);
+    }
+    let notifier_state = |config: &Path| {
+        let o = hactl(config, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v["notifiers"][0]["state"].as_str().map(str::to_owned)
+    };
+    // One delivers, the other stands by.
+    let mut leader = None;
+    wait_until("one holds the duties, the other stands by", 60, || {
+        let states: Vec<Option<String>> = configs.iter().map(|c| notifier_state(c)).collect();
+        let standby = states
+            .iter()
+            .filter(|s| s.as_deref() == Some("standby"))
+            .count();
+        let active = states.iter().position(|s| {
+            s.as_deref()
+                .is_some_and(|s| s != "standby" && s != "starting")
+        });
+        leader = active;
+        standby == 1 && active.is_some()
+    });
+    let leader = leader.unwrap();
+    let follower = 1 - leader;
+    let mut ids = write_events(&mut db, &[EventKind::HostFailureDetected; 5]);
+    wait_until("5 delivered", 30, || rx.delivered_ids().len() == 5);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.delivered_ids(), ids, "once each, by one controller");
+    // The holder stops (its leases released); the other takes the duties over.
+    let pid = children[leader].id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = Instant::now();
+    while children[leader].try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ids.extend(write_events(&mut db, &[EventKind::VmMoved; 5]));
+    wait_until("the other delivers", 30, || rx.delivered_ids().len() >= 10);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.delivered_ids(), ids, "every event once, in order");
+    assert_ne!(
+        notifier_state(&configs[follower]).as_deref(),
+        Some("standby")
+    );
+    let pid = children[follower].id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    for mut c in children {
+        let t = Instant::now();
+        while c.try_wait().unwrap().is_none() {
+            if t.elapsed() > Duration::from_secs(20) {
+                let _ = c.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! - [`Board::sole`]: SQLite. One controller, no lease: every check says yes (a second
 //!   `hactl run` on the same file is refused at start, see [`super::SoleLock`]).
 //! - [`Board::leased`]: PostgreSQL. One [`Leadership`] per host group, plus one for the
-//!   HSDB-wide duties ([`HSDB_DUTIES`]: event log, housekeeping). [`Board::spawn`]
+//!   HSDB-wide duties ([`HSDB_DUTIES`]: event log, housekeeping, notifiers). [`Board::spawn`]
 //!   starts the lease thread: it owns its own store connection and acquires or renews
 //!   every lease every `renew_every`, so a scan that waits seconds on the platform never
 //!   delays a renewal; it is woken early when a check finds a deadline passed.

@@ -7,7 +7,11 @@
 //! - [`render`]: the status as text for a person.
 //! - [`engine`]: a host group's Failure Detection Engine behind the loop.
 //! - [`runner`]: the loop: each host group's engine scanned when due, stop between scans.
-//! - [`housekeeping`]: hourly pruning of old events, completed commands, VMs gone for good.
+//! - [`housekeeping`]: hourly pruning of old events, completed commands, VMs gone for good;
+//!   the outbox consumers' backlogs watched.
+//!
+//! Besides the loop, one thread per `[[notifier]]` (`crate::notify`), each on its own HSDB
+//! connection, delivering while this controller holds the HSDB-wide duties.
 
 pub mod admin;
 pub mod engine;

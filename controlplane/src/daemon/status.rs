@@ -50,7 +50,7 @@ pub struct DaemonStatus {
     /// The lease's timings; `None` with SQLite (one controller, no lease).
     #[serde(default)]
     pub lease: Option<LeaseTimings>,
-    /// The lease of the HSDB-wide duties (event log notifier, housekeeping): only the
+    /// The lease of the HSDB-wide duties (event log, housekeeping, notifiers): only the
     /// controller that holds it runs them.
     #[serde(default)]
     pub duties: LeaseView,
