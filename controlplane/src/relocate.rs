@@ -86,6 +86,11 @@ pub enum RestartKind {
     AppRestart,
     /// A critical application failed again after the same-host restarts: relocate.
     AppRelocation,
+    /// Planned maintenance: `hactl host evacuate` moves the VM off its host (seed 004
+    /// §1.2.1). Not a failure.
+    Evacuation,
+    /// Planned maintenance: `hactl host restore` returns the VM to its home host.
+    Return,
 }
 
 impl RestartKind {
@@ -96,6 +101,8 @@ impl RestartKind {
             RestartKind::VmFailure,
             RestartKind::AppRestart,
             RestartKind::AppRelocation,
+            RestartKind::Evacuation,
+            RestartKind::Return,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
@@ -108,7 +115,14 @@ impl RestartKind {
             RestartKind::VmFailure => "vm_failure",
             RestartKind::AppRestart => "app_restart",
             RestartKind::AppRelocation => "app_relocation",
+            RestartKind::Evacuation => "evacuate",
+            RestartKind::Return => "restore",
         }
+    }
+
+    /// A planned move (evacuate, restore), never a failure.
+    pub const fn is_planned(self) -> bool {
+        matches!(self, RestartKind::Evacuation | RestartKind::Return)
     }
 }
 
@@ -142,6 +156,9 @@ pub struct RestartRequest {
     pub target_monitors: Vec<(Uuid, bool)>,
     /// The batch it counts in (one per decision: a host failure is one batch).
     pub batch: u64,
+    /// Move it by live migration (`platform.migrate`; the VM keeps running) rather than
+    /// a stop and a start: planned moves on a platform that can.
+    pub live: bool,
 }
 
 /// A step of a restart: the seed's progress lines.
@@ -155,6 +172,8 @@ pub enum Phase {
     ShuttingDown,
     /// Start on the target.
     Restarting,
+    /// Live migration to the target (planned moves).
+    Migrating,
     /// START_MONITORING sent; waiting for the target's monitors.
     StartingMonitoring,
     /// Cleanup on the source.
@@ -171,6 +190,7 @@ impl Phase {
             Phase::StoppingMonitoring,
             Phase::ShuttingDown,
             Phase::Restarting,
+            Phase::Migrating,
             Phase::StartingMonitoring,
             Phase::CleaningUp,
             Phase::Done,
@@ -186,6 +206,7 @@ impl Phase {
             Phase::StoppingMonitoring => "stopping_ha_monitoring",
             Phase::ShuttingDown => "shutting_down",
             Phase::Restarting => "restarting",
+            Phase::Migrating => "migrating",
             Phase::StartingMonitoring => "starting_ha_monitoring",
             Phase::CleaningUp => "cleaning_up",
             Phase::Done => "done",
@@ -295,6 +316,15 @@ impl fmt::Debug for Executor {
     }
 }
 
+/// How a planned move goes, in the `relocation` row and its result.
+pub fn move_way(live: bool) -> &'static str {
+    if live {
+        "by live migration"
+    } else {
+        "by stop and start (the platform cannot live-migrate)"
+    }
+}
+
 fn vm_name(spec: &VmSpec) -> String {
     if spec.name.is_empty() {
         spec.uuid.to_string()
@@ -362,6 +392,12 @@ impl Executor {
         if let Some(actor) = &self.actor {
             ledger.relocation_phase(id, &format!("by {actor}"), now_ms)?;
         }
+        let mut notes = Vec::new();
+        if request.kind.is_planned() {
+            let how = move_way(request.live);
+            ledger.relocation_phase(id, &format!("move {how}"), now_ms)?;
+            notes.push(format!("moved {how}"));
+        }
         ledger.relocation_phase(id, Phase::Queued.as_str(), now_ms)?;
         tracing::info!(
             vm = %request.spec.uuid, name = %vm_name(&request.spec), kind = request.kind.as_str(),
@@ -376,7 +412,7 @@ impl Executor {
             waiting: Vec::new(),
             deadline_ms: 0,
             stop_first_ms: None,
-            notes: Vec::new(),
+            notes,
             outcome: None,
             adopted: false,
         });
@@ -429,6 +465,7 @@ impl Executor {
         // that sends them.
         let phase = match phase {
             Phase::StoppingMonitoring => Phase::Queued,
+            Phase::StartingMonitoring if request.live => Phase::Migrating,
             Phase::StartingMonitoring => Phase::Restarting,
             p => p,
         };
@@ -630,6 +667,73 @@ fn advance(
     loop {
         let now_ms = clock.ms;
         match r.phase {
+            Phase::Queued if r.request.live => {
+                progress(
+                    r,
+                    format!(
+                        "Live migration of VM {name} from host {} to host {} has started",
+                        r.request.from.name, r.request.to.name
+                    ),
+                    now_ms,
+                    events,
+                );
+                set_phase(r, Phase::Migrating, now_ms, ledger)?;
+            }
+            Phase::Migrating => {
+                // Taken over: the earlier term may have moved it already.
+                let there = |platform: &mut dyn Platform| {
+                    matches!(
+                        platform.vm_status(&r.request.to.name, &vm),
+                        Ok(s) if s.power == crate::platform::PowerState::Running
+                    )
+                };
+                let moved = if r.adopted && there(platform) {
+                    r.adopted = false;
+                    Ok(())
+                } else {
+                    r.adopted = false;
+                    platform.migrate(&r.request.from.name, &r.request.to.name, &r.request.spec)
+                };
+                let now_ms = clock.refresh();
+                match moved {
+                    Ok(()) => {}
+                    Err(e @ PlatformError::Fenced { .. }) => return fenced(r, &e),
+                    // An answer lost on the way: it may have moved all the same.
+                    Err(PlatformError::Timeout { .. }) if there(platform) => {}
+                    Err(e) => {
+                        // The VM still runs on the source, watched as before.
+                        let why = format!(
+                            "could not live-migrate VM {name} from host {} to host {}: {e}; it \
+                             stays on {}",
+                            r.request.from.name, r.request.to.name, r.request.from.name
+                        );
+                        return fail(r, why, false, now_ms, ledger, events).map(|()| false);
+                    }
+                }
+                progress(
+                    r,
+                    format!(
+                        "Live migration of VM {name} to host {} has completed",
+                        r.request.to.name
+                    ),
+                    now_ms,
+                    events,
+                );
+                r.waiting.clear();
+                for (hm, healthy) in r.request.target_monitors.clone() {
+                    let id = ledger.enqueue_command(
+                        &hm,
+                        MonitorCommand::StartMonitoring,
+                        &vm,
+                        now_ms,
+                    )?;
+                    if healthy {
+                        r.waiting.push(id);
+                    }
+                }
+                r.deadline_ms = now_ms + command_timeout_ms;
+                set_phase(r, Phase::StartingMonitoring, now_ms, ledger)?;
+            }
             Phase::Queued => {
                 progress(
                     r,
@@ -696,10 +800,18 @@ fn advance(
                         now_ms,
                         events,
                     );
-                    let text = format!(
-                        "Restart on Target host {} has completed for VM {name}",
-                        r.request.to.name
-                    );
+                    let text = if r.request.kind.is_planned() {
+                        format!(
+                            "Move to host {} has completed for VM {name} ({})",
+                            r.request.to.name,
+                            move_way(r.request.live)
+                        )
+                    } else {
+                        format!(
+                            "Restart on Target host {} has completed for VM {name}",
+                            r.request.to.name
+                        )
+                    };
                     tracing::info!(vm = %vm, relocation = r.relocation_id, "{text}");
                     events.push(Event {
                         kind: EventKind::VmRestartCompleted,

@@ -176,3 +176,219 @@ fn query_vm_shows_the_restart_counters() {
     let o = s.run(&["query", "vm"]);
     assert!(stdout(&o).contains("1/2 in 20m, app 1/3"), "{}", stdout(&o));
 }
+
+// ---- host evacuate / restore against `hactl run` on libvirt's test hypervisor ------------
+
+const DB1: &str = "57275f1e-3680-4eef-945a-fe7670500310";
+const HMS: [(&str, i64, u8); 4] = [
+    ("315ce56b-9ba0-46a1-b4bc-da6108574e7e", 1, 1),
+    ("5ac3e0dc-13fc-4221-9617-8ef61c4cdd83", 1, 2),
+    ("4e0f6f60-214b-4d2c-a436-0eac46f7f71f", 2, 3),
+    ("166c89ef-57d8-4e75-815c-aa5b885560b1", 2, 4),
+];
+
+fn uuid(text: &str) -> Uuid {
+    Uuid::parse(text.as_bytes()).unwrap()
+}
+
+fn domain(name: &str, uuid: &str) -> String {
+    format!(
+        r#"  <domain type="test" xmlns:test="http://libvirt.org/schemas/domain/test/1.0">
+    <name>{name}</name>
+    <uuid>{uuid}</uuid>
+    <memory unit="MiB">1024</memory>
+    <vcpu>1</vcpu>
+    <os><type>hvm</type></os>
+    <test:runstate>1</test:runstate>
+  </domain>
+"#
+    )
+}
+
+fn host_file(dir: &Path, name: &str, domains: &[String]) -> String {
+    let path = dir.join(format!("{name}.xml"));
+    let xml = format!(
+        "<node>\n  <cpu><nodes>1</nodes><sockets>1</sockets><cores>8</cores><threads>1</threads><mhz>2000</mhz></cpu>\n  <memory>{}</memory>\n{}</node>\n",
+        32u64 * 1024 * 1024,
+        domains.concat()
+    );
+    std::fs::write(&path, xml).unwrap();
+    format!("test://{}", path.display())
+}
+
+/// The monitors of both hosts heart-beat every 300 ms, and complete their commands,
+/// until `stop`.
+fn heartbeats(path: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let mut db = Hsdb::open(&path, &Options::default()).unwrap();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let now = now_ms();
+        let batch: Vec<hsdb::Transition> = HMS
+            .iter()
+            .map(|(hm, _, _)| hsdb::Transition::HmHeartbeat {
+                hm: uuid(hm),
+                at: now,
+            })
+            .collect();
+        let _ = db.apply(&batch);
+        // And carry out the controller's commands, as `hmd` does.
+        for (hm, _, _) in HMS {
+            for c in db.commands_for(&uuid(hm), 0, 100).unwrap_or_default() {
+                let _ = db.complete_command(c.id, "OK", now);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// `hactl host evacuate` and `restore` as an operator runs them against `hactl run` with
+/// the libvirt driver (no live migration: every move is a stop and a start, and says
+/// so): refused with the VM's reason while the plan is incomplete (exit 5, nothing
+/// moved), then done (exit 0), the host in maintenance; restore
+/// returns the home VMs (exit 0). An unknown host is exit 4; `--no-wait` returns at
+/// once with the request's number.
+#[test]
+fn host_evacuate_and_restore_through_virsh() {
+    if !controlplane::platform::libvirt::program_exists(Path::new("virsh")) {
+        eprintln!("SKIPPED host_evacuate_and_restore_through_virsh: virsh not found");
+        return;
+    }
+    let s = Setup::new("");
+    let hsdb = s.path("hsdb.sqlite");
+    let mut db = hosts(&hsdb);
+    let now = now_ms();
+    for (hm, host, n) in HMS {
+        db.register_hm(&hsdb::HmRecord {
+            uuid: uuid(hm),
+            host: HostId(host),
+            mac: hsdb::MacAddr([2, 0, 0, 0, 0, n]),
+            incarnation: hsdb::HelloId {
+                secs: 1,
+                nanos: 0,
+                suffix: u32::from(n),
+            },
+            version: hsdb::Version { major: 2, minor: 0 },
+            at: now - 10_000,
+        })
+        .unwrap();
+    }
+    for (vm, name) in [(VM1, "web1"), (DB1, "db1")] {
+        db.set_vm(
+            &uuid(vm),
+            &VmSettings {
+                managed: Some(true),
+                name: Some(name.into()),
+                cpu_milli: Some(1000),
+                memory_mb: Some(if name == "db1" { 70_000 } else { 1024 }),
+                home_host: Some(HostId(1)),
+                ..VmSettings::default()
+            },
+            now,
+        )
+        .unwrap();
+    }
+    drop(db);
+    let a = host_file(
+        s.dir.path(),
+        "host-a",
+        &[domain("web1", VM1), domain("db1", DB1)],
+    );
+    let b = host_file(s.dir.path(), "host-b", &[]);
+    std::fs::write(
+        s.path("hactl.toml"),
+        format!(
+            "hsdb = \"hsdb.sqlite\"\nadmin_socket = \"hactl.sock\"\nprofile = \"fast\"\n\
+             [platform]\ndriver = \"libvirt\"\ntimeout_ms = 10000\n\
+             [platform.hosts]\nhost-a = \"{a}\"\nhost-b = \"{b}\"\n"
+        ),
+    )
+    .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beats = {
+        let stop = stop.clone();
+        let path = hsdb.clone();
+        std::thread::spawn(move || heartbeats(path, stop))
+    };
+    let child = Command::new(HACTL)
+        .arg("--config")
+        .arg(s.path("hactl.toml"))
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let o = s.run(&["host", "evacuate", "no-such-host"]);
+    assert_exit(&o, 4);
+    // db1 needs 70,000 MiB: host-b has 65,536. Refused, nothing moved.
+    let o = s.run(&["host", "evacuate", "host-a", "--timeout", "60"]);
+    let refused_out = (stdout(&o), stderr(&o));
+    let refused_code = o.status.code();
+    // Room for it now: evacuated by stop and start.
+    let o = s.run(&["modify", "vm", "db1", "memory=1024"]);
+    assert_exit(&o, 0);
+    let evacuated = s.run(&["host", "evacuate", "host-a", "--timeout", "90"]);
+    let in_maintenance = Hsdb::open(&hsdb, &Options::default())
+        .unwrap()
+        .hosts_in_maintenance()
+        .unwrap();
+    let rows = Hsdb::open(&hsdb, &Options::default())
+        .unwrap()
+        .relocations(None, 10)
+        .unwrap();
+    let restored = s.run(&["host", "restore", "host-a", "--timeout", "90"]);
+    let no_wait = s.run(&["host", "restore", "host-a", "--no-wait"]);
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    beats.join().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+
+    assert_eq!(refused_code, Some(5), "{refused_out:?}\n{log}");
+    assert!(
+        refused_out
+            .1
+            .contains("the plan is incomplete, nothing moved"),
+        "{refused_out:?}"
+    );
+    assert!(refused_out.1.contains("VM db1:"), "{refused_out:?}");
+    assert!(!refused_out.1.contains("VM web1:"), "{refused_out:?}");
+
+    assert_exit(&evacuated, 0);
+    let text = stdout(&evacuated);
+    assert!(
+        text.contains("evacuate host host-a (host group hg1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("host host-a evacuated: 2 VM(s) moved by stop and start"),
+        "{text}\n{log}"
+    );
+    assert_eq!(in_maintenance.len(), 1);
+    assert_eq!(in_maintenance[0].0, HostId(1));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!((r.from_host, r.to_host), (Some(HostId(1)), Some(HostId(2))));
+        let result = r.result.as_deref().unwrap();
+        assert!(
+            result.starts_with("success (moved by stop and start"),
+            "{result}"
+        );
+    }
+
+    assert_exit(&restored, 0);
+    assert!(
+        stdout(&restored).contains("maintenance ended, 2 VM(s) returned home by stop and start"),
+        "{}\n{log}",
+        stdout(&restored)
+    );
+    assert_exit(&no_wait, 0);
+    assert!(
+        stdout(&no_wait).contains("not waiting"),
+        "{}",
+        stdout(&no_wait)
+    );
+    assert_eq!(out.status.code(), Some(0), "{log}");
+}

@@ -20,6 +20,11 @@ pub enum Exit {
     NotRunning = 3,
     /// 4: the VM, host, monitor or host group named does not exist.
     NotFound = 4,
+    /// 5: the control plane refused the request (`host evacuate`: the plan is
+    /// incomplete; the message gives each VM's reason).
+    Refused = 5,
+    /// 6: no controller finished the request in time; it stays queued.
+    Waiting = 6,
 }
 
 impl Exit {
@@ -80,6 +85,12 @@ pub enum CliError {
     /// Anything else that failed while carrying out the command.
     #[error("{0}")]
     Failed(String),
+    /// The control plane refused the request; why.
+    #[error("{0}")]
+    Refused(String),
+    /// Not finished in time.
+    #[error("{0}")]
+    Waiting(String),
 }
 
 impl CliError {
@@ -91,6 +102,8 @@ impl CliError {
             | CliError::Config(_)
             | CliError::Target(_) => Exit::Usage,
             CliError::NotFound { .. } => Exit::NotFound,
+            CliError::Refused(_) => Exit::Refused,
+            CliError::Waiting(_) => Exit::Waiting,
             CliError::Admin(AdminError::NotRunning { .. }) => Exit::NotRunning,
             CliError::NoHsdb { .. }
             | CliError::Hsdb(_)

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod maintenance;
 pub mod modify;
 pub mod notifier;
 pub mod policy;
@@ -167,6 +168,39 @@ pub enum Command {
     /// The event outbox's notifiers: `notifier forget NAME`.
     #[command(subcommand)]
     Notifier(NotifierCmd),
+    /// Planned maintenance: `host evacuate HOST`, `host restore HOST` (carried out by
+    /// the `hactl run` leading the host's group). Exit 5 refused, 6 not finished in time.
+    #[command(subcommand)]
+    Host(HostOp),
+}
+
+/// `hactl host …`.
+#[derive(Debug, Subcommand)]
+pub enum HostOp {
+    /// Move every VM off the host (live migration where the platform can, else stop and
+    /// start) and put it in maintenance; refused, with each VM's reason, if the plan is
+    /// incomplete.
+    Evacuate {
+        /// The host's name.
+        name: String,
+        /// Write the request and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to wait for the end.
+        #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+        timeout: u64,
+    },
+    /// End the host's maintenance and return the VMs whose home host it is.
+    Restore {
+        /// The host's name.
+        name: String,
+        /// Write the request and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to wait for the end.
+        #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+        timeout: u64,
+    },
 }
 
 /// `hactl notifier …`.
@@ -677,6 +711,38 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                     format,
                 ),
             }
+        }
+        Command::Host(op) => {
+            refuse_format(format, "host")?;
+            let (kind, name, no_wait, timeout) = match op {
+                HostOp::Evacuate {
+                    name,
+                    no_wait,
+                    timeout,
+                } => (hsdb::RequestKind::Evacuate, name, *no_wait, *timeout),
+                HostOp::Restore {
+                    name,
+                    no_wait,
+                    timeout,
+                } => (hsdb::RequestKind::Restore, name, *no_wait, *timeout),
+            };
+            if timeout > 86_400 {
+                return Err(CliError::bad_value(
+                    "--timeout",
+                    timeout.to_string(),
+                    "0..=86400 seconds",
+                ));
+            }
+            let mut db = open_write(cli)?;
+            self::maintenance::request(
+                &mut db,
+                kind,
+                name,
+                no_wait,
+                std::time::Duration::from_secs(timeout),
+                SystemClock.now_ms(),
+                &mut |line| println!("{line}"),
+            )
         }
         Command::Status { socket } => {
             refuse_xml(format, "status")?;

@@ -271,6 +271,13 @@ impl Platform for WallSim {
         self.sync();
         self.sim.cleanup(host, vm)
     }
+    fn live_migration(&self) -> bool {
+        self.sim.live_migration()
+    }
+    fn migrate(&mut self, from: &str, to: &str, vm: &VmSpec) -> Result<(), PlatformError> {
+        self.sync();
+        self.sim.migrate(from, to, vm)
+    }
 }
 
 /// The sim platform with the HSDB's hosts and VMs (each running where the monitors last

@@ -112,6 +112,28 @@ impl Fde {
             // No monitor, no evidence either way.
             return Ok(());
         }
+        if self.in_maintenance(host.id) {
+            // Planned maintenance (fde/maintenance.rs): its monitors' silence or loss is
+            // not a failure; said once per episode.
+            let unhealthy = !host.monitors.iter().any(|m| self.healthy(m));
+            let w = self.host_watch.entry(host.id).or_default();
+            let first = unhealthy && !w.reported;
+            w.reported = unhealthy;
+            w.down_since.clear();
+            if first {
+                self.decide(
+                    now_ms,
+                    subject,
+                    Verdict::Maintenance,
+                    format!(
+                        "every monitor of host {} unhealthy, but the host is in maintenance: \
+                         not a failure, nothing relocated",
+                        host.name
+                    ),
+                );
+            }
+            return Ok(());
+        }
         let silent_after = self.params.hm_silent_after_ms;
         let watch = self.host_watch.entry(host.id).or_default();
         // Each monitor's DOWN is dated from the first scan that saw it; UP clears it.

@@ -34,6 +34,7 @@ mod budget;
 mod cleanup;
 mod host;
 mod log;
+mod maintenance;
 mod place;
 mod store;
 mod takeover;
@@ -153,6 +154,37 @@ pub trait HealthStore: Ledger {
         let _ = (id, done, text, at);
         Ok(())
     }
+    /// Hosts in planned maintenance, with the time it began.
+    fn hosts_in_maintenance(&mut self) -> hsdb::Result<Vec<(HostId, i64)>> {
+        Ok(Vec::new())
+    }
+    /// Put `host` in maintenance (`at`) or end it (`None`).
+    fn set_host_maintenance(
+        &mut self,
+        host: HostId,
+        at: Option<i64>,
+        request: Option<i64>,
+    ) -> hsdb::Result<()> {
+        let _ = (host, at, request);
+        Ok(())
+    }
+    /// Operator requests of `group` not ended, oldest first.
+    fn open_operator_requests(&mut self, group: &str) -> hsdb::Result<Vec<hsdb::OperatorRequest>> {
+        let _ = group;
+        Ok(Vec::new())
+    }
+    /// Progress or end of an operator request.
+    fn update_operator_request(
+        &mut self,
+        id: i64,
+        state: hsdb::RequestState,
+        progress: &str,
+        result: Option<&str>,
+        at: i64,
+    ) -> hsdb::Result<()> {
+        let _ = (id, state, progress, result, at);
+        Ok(())
+    }
     /// Restarts and relocations of `vm` begun at or after `since_ms`, newest first, with
     /// their causes (the restart budget counts them). A store without `relocation` rows
     /// has none.
@@ -264,6 +296,10 @@ pub struct Fde {
     owed_loaded: bool,
     /// VMs whose restart budget is spent and was reported (once per episode).
     budget_spent: std::collections::HashSet<Uuid>,
+    /// Hosts in planned maintenance, with the time it began (fde/maintenance.rs).
+    maintenance: HashMap<HostId, i64>,
+    /// The operator request being carried out.
+    active_request: Option<maintenance::Active>,
     log: DecisionLog,
     tag_seq: u64,
     events: Vec<Event>,
@@ -318,6 +354,8 @@ impl Fde {
             owed_cleanups: Vec::new(),
             owed_loaded: false,
             budget_spent: std::collections::HashSet::new(),
+            maintenance: HashMap::new(),
+            active_request: None,
             log: DecisionLog::new(DECISION_LOG_CAPACITY),
             tag_seq,
             events: Vec::new(),
@@ -500,6 +538,8 @@ impl Fde {
         let hosts = store.quick_query(now_ms, &self.params.group)?;
         self.hosts = hosts;
         self.monitor_events(now_ms);
+        // Planned maintenance first: the host decisions read which hosts are in it.
+        self.maintenance_scan(now_ms, store, platform)?;
         self.host_decisions(now_ms, store, platform)?;
         if self
             .hosts

@@ -355,7 +355,7 @@ impl Fde {
                         )
                     })
                     .collect();
-                host_load(
+                let mut load = host_load(
                     h.id,
                     &h.name,
                     (h.cpu_milli, h.memory_mb),
@@ -363,7 +363,13 @@ impl Fde {
                     healthy,
                     running,
                     &in_flight,
-                )
+                );
+                // Planned maintenance (fde/maintenance.rs): it receives no VM.
+                if load.eligible && self.in_maintenance(h.id) {
+                    load.eligible = false;
+                    load.why_not = "in maintenance".to_owned();
+                }
+                load
             })
             .collect()
     }
@@ -468,6 +474,7 @@ impl Fde {
             source_monitors: monitors(job.from),
             target_monitors: monitors(target),
             batch: job.batch,
+            live: false,
         };
         self.pending_exclude
             .insert(job.vm.uuid, job.exclude.clone());
@@ -506,6 +513,10 @@ impl Fde {
         let finished = self.executor.step(now_ms, store, platform)?;
         let n = finished.len();
         for f in finished {
+            // A planned move (evacuate, restore) is the maintenance's (fde/maintenance.rs).
+            if self.maintenance_finished(now_ms, &f, store)? {
+                continue;
+            }
             let r = f.restart;
             let vm = r.request.spec.uuid;
             let exclude = self.pending_exclude.remove(&vm).unwrap_or_default();

@@ -258,6 +258,34 @@ impl HealthStore for Hsdb {
         Hsdb::restarts_since(self, Some(vm), since_ms, RESTARTS_SCANNED)
     }
 
+    fn hosts_in_maintenance(&mut self) -> hsdb::Result<Vec<(HostId, i64)>> {
+        Hsdb::hosts_in_maintenance(self)
+    }
+
+    fn set_host_maintenance(
+        &mut self,
+        host: HostId,
+        at: Option<i64>,
+        request: Option<i64>,
+    ) -> hsdb::Result<()> {
+        Hsdb::set_host_maintenance(self, host, at, request)
+    }
+
+    fn open_operator_requests(&mut self, group: &str) -> hsdb::Result<Vec<hsdb::OperatorRequest>> {
+        Hsdb::open_operator_requests(self, group)
+    }
+
+    fn update_operator_request(
+        &mut self,
+        id: i64,
+        state: hsdb::RequestState,
+        progress: &str,
+        result: Option<&str>,
+        at: i64,
+    ) -> hsdb::Result<()> {
+        Hsdb::update_operator_request(self, id, state, progress, result, at)
+    }
+
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
         Ok(self
             .hm_interfaces(hm)?
@@ -365,6 +393,31 @@ impl HealthStore for LosingAcks<'_> {
     }
     fn deaf_interfaces(&mut self, hm: &Uuid) -> hsdb::Result<Vec<String>> {
         self.store.deaf_interfaces(hm)
+    }
+    fn hosts_in_maintenance(&mut self) -> hsdb::Result<Vec<(HostId, i64)>> {
+        self.store.hosts_in_maintenance()
+    }
+    fn set_host_maintenance(
+        &mut self,
+        host: HostId,
+        at: Option<i64>,
+        request: Option<i64>,
+    ) -> hsdb::Result<()> {
+        self.store.set_host_maintenance(host, at, request)
+    }
+    fn open_operator_requests(&mut self, group: &str) -> hsdb::Result<Vec<hsdb::OperatorRequest>> {
+        self.store.open_operator_requests(group)
+    }
+    fn update_operator_request(
+        &mut self,
+        id: i64,
+        state: hsdb::RequestState,
+        progress: &str,
+        result: Option<&str>,
+        at: i64,
+    ) -> hsdb::Result<()> {
+        self.store
+            .update_operator_request(id, state, progress, result, at)
     }
     fn same_host_restarts(&mut self, vm: &Uuid, since_ms: i64) -> hsdb::Result<u32> {
         self.store.same_host_restarts(vm, since_ms)

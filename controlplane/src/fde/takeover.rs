@@ -169,6 +169,7 @@ impl Fde {
                 target_monitors: monitors(to),
                 from: from_ref,
                 batch: 0,
+                live: o.steps.iter().any(|s| s == "move by live migration"),
             };
             let resume = phase.unwrap_or(Phase::Queued);
             self.executor.adopt(request, o.id, resume, now_ms, store)?;

@@ -99,8 +99,8 @@ impl Fde {
                     subject.clone(),
                     Verdict::Moved,
                     format!(
-                        "VM {name} came up on host {host_name}, where it was restarted: \
-                         not a live migration"
+                        "VM {name} came up on host {host_name}, where the engine restarted or \
+                         moved it: not a failure, nothing to decide"
                     ),
                 );
                 // Its misses on the old host are history.

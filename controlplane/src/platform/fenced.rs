@@ -100,4 +100,15 @@ impl Platform for FencedPlatform<'_> {
         self.allow(OpKind::Action, &|| format!("cleanup {host} {vm}"))?;
         self.inner.cleanup(host, vm)
     }
+
+    fn live_migration(&self) -> bool {
+        self.inner.live_migration()
+    }
+
+    fn migrate(&mut self, from: &str, to: &str, vm: &VmSpec) -> Result<(), PlatformError> {
+        self.allow(OpKind::Action, &|| {
+            format!("migrate {from} {to} {}", vm.uuid)
+        })?;
+        self.inner.migrate(from, to, vm)
+    }
 }

@@ -203,4 +203,21 @@ pub trait Platform: Send {
     /// Remove the VM's leftover definition from `host` after it moved away (the seed's
     /// configuration cleanup, seed 004 L17548-17563); a VM not defined there is Ok.
     fn cleanup(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError>;
+
+    /// Can this driver move a running VM between hosts without stopping it (the seed's
+    /// LPM, seed 004 §1.2.1)? When it cannot, a planned move is a stop and a start, and
+    /// is reported as such.
+    fn live_migration(&self) -> bool {
+        false
+    }
+
+    /// Move the running VM from `from` to `to` without stopping it (live migration): it
+    /// runs on `to` afterwards and its definition has left `from`. Only called when
+    /// [`Platform::live_migration`] is true; a driver without it says so.
+    fn migrate(&mut self, from: &str, to: &str, vm: &VmSpec) -> Result<(), PlatformError> {
+        Err(PlatformError::Failed {
+            op: format!("migrate {from} {to} {}", vm.uuid),
+            why: format!("the {} driver cannot live-migrate", self.name()),
+        })
+    }
 }

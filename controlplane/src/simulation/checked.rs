@@ -156,4 +156,13 @@ impl Platform for CheckedPlatform<'_> {
         self.check(Call::Cleanup, host, vm);
         self.call(Some(vm), true, |p| p.cleanup(host, vm))
     }
+
+    fn live_migration(&self) -> bool {
+        self.state.platform.live_migration()
+    }
+
+    fn migrate(&mut self, from: &str, to: &str, vm: &VmSpec) -> Result<(), PlatformError> {
+        self.check(Call::Migrate, to, &vm.uuid);
+        self.call(Some(&vm.uuid), true, |p| p.migrate(from, to, vm))
+    }
 }

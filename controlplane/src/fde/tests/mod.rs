@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod exec;
+mod maintenance;
 mod on_hsdb;
 
 use std::collections::{HashMap, HashSet};

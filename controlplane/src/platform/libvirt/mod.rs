@@ -668,6 +668,21 @@ impl Platform for LibvirtPlatform {
             Err(failed(&op, format!("undefine: {}", reply.why())))
         }
     }
+
+    /// No live migration: libvirt's test hypervisor (every connection its own in-memory
+    /// host) cannot migrate, and `virsh migrate` between real hosts needs shared storage
+    /// and a migration network this driver does not configure. A planned move is then a
+    /// stop on the source and a start on the target, reported as such.
+    fn live_migration(&self) -> bool {
+        false
+    }
+
+    fn migrate(&mut self, from: &str, to: &str, vm: &VmSpec) -> Result<(), PlatformError> {
+        Err(failed(
+            &format!("migrate {from} {to} {}", vm.uuid),
+            "the libvirt driver does not live-migrate: the move is a stop and a start".to_owned(),
+        ))
+    }
 }
 
 impl LibvirtPlatform {

@@ -48,11 +48,13 @@ pub enum Call {
     Start,
     /// [`Platform::cleanup`].
     Cleanup,
+    /// [`Platform::migrate`] (addressed to the target host).
+    Migrate,
 }
 
 impl Call {
     /// Every kind, in declaration order.
-    pub const ALL: [Call; 7] = [
+    pub const ALL: [Call; 8] = [
         Call::Hosts,
         Call::HostAlive,
         Call::Ping,
@@ -60,6 +62,7 @@ impl Call {
         Call::Stop,
         Call::Start,
         Call::Cleanup,
+        Call::Migrate,
     ];
 
     /// The call's name (`start`).
@@ -72,12 +75,16 @@ impl Call {
             Call::Stop => "stop",
             Call::Start => "start",
             Call::Cleanup => "cleanup",
+            Call::Migrate => "migrate",
         }
     }
 
-    /// Stop, start and cleanup change the world; the others are probes.
+    /// Stop, start, cleanup and migrate change the world; the others are probes.
     pub const fn is_action(self) -> bool {
-        matches!(self, Call::Stop | Call::Start | Call::Cleanup)
+        matches!(
+            self,
+            Call::Stop | Call::Start | Call::Cleanup | Call::Migrate
+        )
     }
 
     const fn index(self) -> usize {
@@ -256,6 +263,19 @@ impl Platform for SimPlatform {
         self.world()
             .call(Call::Cleanup, Some(host), Some(*vm), |w| {
                 w.do_cleanup(host, vm)
+            })
+    }
+
+    /// The sim models live migration (unless [`SimWorld::set_live_migration`] turned it
+    /// off): the VM keeps running — its guest, its fault, its boot time — and moves.
+    fn live_migration(&self) -> bool {
+        self.world().live_migration()
+    }
+
+    fn migrate(&mut self, from: &str, to: &str, vm: &VmSpec) -> Result<(), PlatformError> {
+        self.world()
+            .call(Call::Migrate, Some(to), Some(vm.uuid), |w| {
+                w.do_migrate(from, to, vm)
             })
     }
 }

@@ -488,3 +488,47 @@ fn test_operator_power_on_outside_the_control_plane() {
     assert_eq!(w.violations().len(), 1);
     assert_eq!(w.violations()[0].running_on, ["a", "b"]);
 }
+
+/// Live migration: the VM keeps running (same guest: no reboot, its fault kept) and moves
+/// with its definition; it takes the call's latency; refused when the VM does not run on
+/// the source, when the target has no room, when a host does not answer, and when live
+/// migration is off. Never two copies.
+#[test]
+fn test_live_migration_moves_a_running_vm() {
+    let (mut p, clock) = two_hosts();
+    assert!(p.live_migration());
+    p.world().set_boot_ms(60_000);
+    let booted_before = p.world().vm_booted(&uuid(1));
+    let t = clock.now_ms();
+    p.migrate("a", "b", &spec(1, 1_000, 2_048)).unwrap();
+    assert_eq!(clock.now_ms() - t, 3_000);
+    {
+        let w = p.world();
+        assert_eq!(w.vm_running_on(&uuid(1)), ["b"]);
+        assert_eq!(w.vm_defined_on(&uuid(1)), ["b"]);
+        assert_eq!(w.vm_booted(&uuid(1)), booted_before, "no reboot");
+        assert!(w.agent_heartbeats(&uuid(1)));
+        assert!(w.violations().is_empty());
+        assert_eq!(w.history().last().unwrap().call, Call::Migrate);
+    }
+    // Not running on the source.
+    let e = p.migrate("a", "b", &spec(1, 1_000, 2_048)).unwrap_err();
+    assert!(e.to_string().contains("is not running on a"), "{e}");
+    // No room: b has 1,000 mCPU left after vm1 and vm3.
+    let e = p.migrate("a", "b", &spec(2, 2_000, 2_048));
+    assert!(e.is_err());
+    assert_eq!(p.world().vm_running_on(&uuid(2)), ["a"]);
+    // The source does not answer.
+    p.world().host_loss("a").unwrap();
+    assert!(matches!(
+        p.migrate("a", "b", &spec(2, 1_000, 2_048)),
+        Err(PlatformError::Unreachable { .. })
+    ));
+    p.world().host_restore("a").unwrap();
+    // Off.
+    p.world().set_live_migration(false);
+    assert!(!p.live_migration());
+    let e = p.migrate("b", "a", &spec(1, 1_000, 2_048)).unwrap_err();
+    assert!(e.to_string().contains("live migration is off"), "{e}");
+    assert_eq!(p.world().vm_running_on(&uuid(1)), ["b"]);
+}

@@ -99,11 +99,12 @@ pub struct SimWorld {
     rng: SplitMix64,
     history: Vec<CallRecord>,
     violations: Vec<Violation>,
+    live_migration: bool,
 }
 
 /// Default latency of every call, virtual ms: probes answer in a few ms (the seed's ping
 /// answered in ~3 ms, seed 004 L13252-13256), actions take seconds.
-const DEFAULT_LATENCY_MS: [u64; Call::ALL.len()] = [5, 5, 3, 5, 2_000, 5_000, 1_000];
+const DEFAULT_LATENCY_MS: [u64; Call::ALL.len()] = [5, 5, 3, 5, 2_000, 5_000, 1_000, 3_000];
 /// Default timeout of every call, virtual ms.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// Default time an unanswered ping takes (the `-W` wait of a real ping), virtual ms.
@@ -129,7 +130,19 @@ impl SimWorld {
             rng: SplitMix64::new(seed),
             history: Vec::new(),
             violations: Vec::new(),
+            live_migration: true,
         }
+    }
+
+    /// Whether the driver offers live migration (default true; false models a platform
+    /// that moves a VM by a stop and a start).
+    pub fn set_live_migration(&mut self, on: bool) {
+        self.live_migration = on;
+    }
+
+    /// Whether the driver offers live migration.
+    pub fn live_migration(&self) -> bool {
+        self.live_migration
     }
 
     /// The shared virtual clock every call advances.
@@ -841,6 +854,63 @@ impl SimWorld {
             h.defined.insert(uuid);
         }
         self.note_double_run(&uuid);
+        Ok(())
+    }
+
+    /// Live migration: the VM running on `from` runs on `to` afterwards, the same guest
+    /// (fault, boot time kept: no reboot, its agent goes on heart-beating — to the
+    /// target's monitors); its definition leaves `from`. Both hosts must answer, the VM
+    /// must run on `from`, and `to` must have room.
+    pub(super) fn do_migrate(
+        &mut self,
+        from: &str,
+        to: &str,
+        spec: &VmSpec,
+    ) -> Result<(), PlatformError> {
+        let op = || op_text(Call::Migrate, Some(to), Some(spec.uuid));
+        if !self.live_migration {
+            return Err(PlatformError::Failed {
+                op: op(),
+                why: "live migration is off on this platform".to_owned(),
+            });
+        }
+        self.reachable(from)?;
+        self.reachable(to)?;
+        let uuid = spec.uuid;
+        if !self.vm_running_on(&uuid).iter().any(|h| h == from) {
+            return Err(PlatformError::Failed {
+                op: op(),
+                why: format!("VM {uuid} is not running on {from}"),
+            });
+        }
+        if from == to {
+            return Ok(());
+        }
+        if self.enforce_capacity {
+            let (cpu, mem) = self.free_capacity(to).unwrap_or((0, 0));
+            if spec.cpu_milli > cpu || spec.memory_mb > mem {
+                return Err(PlatformError::Failed {
+                    op: op(),
+                    why: format!(
+                        "not enough room: needs {} mCPU / {} MiB, free {cpu} mCPU / {mem} MiB",
+                        spec.cpu_milli, spec.memory_mb
+                    ),
+                });
+            }
+        }
+        if let Some(v) = self.vms.get_mut(&uuid) {
+            let domain = v.domains.remove(from).unwrap_or(Domain {
+                power: PowerState::Running,
+                os_override: None,
+            });
+            v.domains.insert(to.to_owned(), domain);
+        }
+        if let Some(h) = self.hosts.get_mut(from) {
+            h.defined.remove(&uuid);
+        }
+        if let Some(h) = self.hosts.get_mut(to) {
+            h.defined.insert(uuid);
+        }
         Ok(())
     }
 
