@@ -38,6 +38,7 @@ use hsdb::{HostId, OperatorRequest, RequestKind, RequestState, Uuid};
 
 use super::{Fde, FdeError, HealthStore, Subject, Verdict};
 use crate::events::{Event, EventKind};
+use crate::planner::request::host_load;
 use crate::planner::{HostLoad, Placement, PlanRequest, VmToPlace};
 use crate::platform::{HostInfo, Platform, PowerState, VmSpec};
 use crate::relocate::{Finished, HostRef, Outcome, RestartKind, RestartRequest};
@@ -165,8 +166,10 @@ impl Fde {
         Ok(())
     }
 
-    /// The hosts of the group as the planner sees them for a planned move: capacity and
-    /// load as for a restart; `only` (restore) or every host but `not` (evacuate).
+    /// The hosts of the group as the planner sees them for a planned move: capacity,
+    /// load and health by the engine's rules (`planner::request::host_load`); `only`
+    /// (restore) or every host but `not` (evacuate) may be a target, never a host in
+    /// maintenance other than `only`.
     fn move_targets(
         &self,
         infos: &[HostInfo],
@@ -178,52 +181,67 @@ impl Fde {
             .map(|h| {
                 let info = infos.iter().find(|i| i.name == h.name);
                 let healthy = h.monitors.iter().any(|m| self.healthy(m));
+                let running_here: Vec<Uuid> = info
+                    .map(|i| {
+                        i.vms
+                            .iter()
+                            .filter(|(_, st)| running(st.power))
+                            .map(|(s, _)| s.uuid)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let in_flight: Vec<(Uuid, u32, u32)> = self
+                    .executor
+                    .toward(h.id)
+                    .map(|r| {
+                        (
+                            r.request.spec.uuid,
+                            r.request.spec.cpu_milli,
+                            r.request.spec.memory_mb,
+                        )
+                    })
+                    .collect();
+                let mut load = host_load(
+                    h.id,
+                    &h.name,
+                    (h.cpu_milli, h.memory_mb),
+                    info,
+                    healthy,
+                    running_here,
+                    &in_flight,
+                );
                 let why_not = if Some(h.id) == not {
-                    "the host being evacuated".to_owned()
+                    Some("the host being evacuated")
                 } else if only.is_some_and(|o| o != h.id) {
-                    "not the home host".to_owned()
-                } else if info.is_none() {
-                    "not known to the platform".to_owned()
-                } else if !healthy {
-                    "no healthy monitor".to_owned()
+                    Some("not the home host")
                 } else if only.is_none() && self.in_maintenance(h.id) {
-                    "in maintenance".to_owned()
+                    Some("in maintenance")
                 } else {
-                    String::new()
+                    None
                 };
-                let (mut used_cpu, mut used_mem) = (0u64, 0u64);
-                if let Some(info) = info {
-                    for (spec, status) in &info.vms {
-                        if running(status.power) {
-                            used_cpu += u64::from(spec.cpu_milli);
-                            used_mem += u64::from(spec.memory_mb);
-                        }
-                    }
+                if let (Some(why), true) = (why_not, load.eligible) {
+                    load.eligible = false;
+                    load.why_not = why.to_owned();
                 }
-                for r in self.executor.toward(h.id) {
-                    used_cpu += u64::from(r.request.spec.cpu_milli);
-                    used_mem += u64::from(r.request.spec.memory_mb);
-                }
-                HostLoad {
-                    id: h.id,
-                    name: h.name.clone(),
-                    eligible: why_not.is_empty(),
-                    why_not,
-                    cpu_milli: u64::from(if h.cpu_milli > 0 {
-                        h.cpu_milli
-                    } else {
-                        info.map_or(0, |i| i.cpu_milli)
-                    }),
-                    memory_mb: u64::from(if h.memory_mb > 0 {
-                        h.memory_mb
-                    } else {
-                        info.map_or(0, |i| i.memory_mb)
-                    }),
-                    used_cpu_milli: used_cpu,
-                    used_memory_mb: used_mem,
-                }
+                load
             })
             .collect()
+    }
+
+    /// A plan request for planned moves: the group's policies, but no flexible capacity
+    /// (a live migration moves the VM as it runs, at its full size: seed-controlplane.md
+    /// §4.3).
+    fn move_request(&self, vms: Vec<VmToPlace>, hosts: Vec<HostLoad>) -> PlanRequest {
+        let mut policies = self.policies.clone();
+        policies.flexible = crate::planner::FlexibleCapacity::default();
+        PlanRequest {
+            vms,
+            hosts,
+            failed: self.failed_hosts(),
+            policies,
+            max_per_host: self.params.max_restarts_per_host,
+            names: std::collections::BTreeMap::new(),
+        }
     }
 
     fn evacuate(
@@ -286,34 +304,34 @@ impl Fde {
             }
             todo.push((row, s));
         }
-        let request = PlanRequest {
-            vms: todo
-                .iter()
+        let request = self.move_request(
+            todo.iter()
                 .map(|(row, s)| VmToPlace {
                     uuid: row.uuid,
                     name: s.name.clone(),
                     priority: row.priority,
                     cpu_milli: s.cpu_milli,
                     memory_mb: s.memory_mb,
-                    exclude: vec![req.host],
+                    home: row.home_host,
+                    source: Some(req.host),
+                    exclude: Vec::new(),
                 })
                 .collect(),
-            hosts: self.move_targets(&infos, Some(req.host), None),
-            failed: self.failed_hosts(),
-        };
+            self.move_targets(&infos, Some(req.host), None),
+        );
         let plan = self.planner.plan(&request);
         let mut targets: HashMap<Uuid, HostId> = HashMap::new();
-        for (uuid, p) in &plan.placements {
-            match p {
-                Placement::Host(h) => {
-                    targets.insert(*uuid, *h);
+        for (i, planned) in plan.vms.iter().enumerate() {
+            match planned.placement {
+                Placement::Host { host, .. } => {
+                    targets.insert(planned.uuid, host);
                 }
-                Placement::Nowhere(why) => {
+                Placement::Nowhere(_) => {
                     let name = todo
                         .iter()
-                        .find(|(r, _)| r.uuid == *uuid)
-                        .map_or_else(|| uuid.to_string(), |(_, s)| s.name.clone());
-                    reasons.push(format!("VM {name}: {why}"));
+                        .find(|(r, _)| r.uuid == planned.uuid)
+                        .map_or_else(|| planned.uuid.to_string(), |(_, s)| s.name.clone());
+                    reasons.push(format!("VM {name}: {}", plan.why(&request, i)));
                 }
             }
         }
@@ -521,21 +539,21 @@ impl Fde {
                 todo.push((row, s, h.id));
             }
         }
-        let request = PlanRequest {
-            vms: todo
-                .iter()
+        let request = self.move_request(
+            todo.iter()
                 .map(|(row, s, from)| VmToPlace {
                     uuid: row.uuid,
                     name: s.name.clone(),
                     priority: row.priority,
                     cpu_milli: s.cpu_milli,
                     memory_mb: s.memory_mb,
-                    exclude: vec![*from],
+                    home: row.home_host,
+                    source: Some(*from),
+                    exclude: Vec::new(),
                 })
                 .collect(),
-            hosts: self.move_targets(&infos, None, Some(req.host)),
-            failed: self.failed_hosts(),
-        };
+            self.move_targets(&infos, None, Some(req.host)),
+        );
         let plan = self.planner.plan(&request);
         let live = platform.live_migration();
         let mut active = Active {
@@ -550,18 +568,22 @@ impl Fde {
             live,
         };
         let mut moves = Vec::new();
-        for (uuid, p) in &plan.placements {
-            let Some((row, spec, from)) = todo.iter().find(|(r, _, _)| r.uuid == *uuid).cloned()
+        for (i, planned) in plan.vms.iter().enumerate() {
+            let Some((row, spec, from)) = todo
+                .iter()
+                .find(|(r, _, _)| r.uuid == planned.uuid)
+                .cloned()
             else {
                 continue;
             };
-            match p {
-                Placement::Host(to) if *to == req.host => moves.push((row, spec, from)),
-                Placement::Host(_) => {}
-                Placement::Nowhere(why) => active.left.push(format!(
-                    "VM {}: stays on host {} — {why}",
+            match planned.placement {
+                Placement::Host { host, .. } if host == req.host => moves.push((row, spec, from)),
+                Placement::Host { .. } => {}
+                Placement::Nowhere(_) => active.left.push(format!(
+                    "VM {}: stays on host {} — {}",
                     spec.name,
-                    self.host_name(from)
+                    self.host_name(from),
+                    plan.why(&request, i)
                 )),
             }
         }
