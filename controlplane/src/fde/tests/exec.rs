@@ -3,7 +3,8 @@
 
 use hsdb::{HostId, Hsdb, Transition};
 
-use super::on_hsdb::{hsdb_group, managed_vm, monitors_turn};
+use super::maintenance::empty_hsdb;
+use super::on_hsdb::{hsdb_group, managed_vm, monitors_turn, populate_group};
 use super::{FakePlatform, T0, hm, uuid};
 use crate::clock::{Clock, ManualClock};
 use crate::fde::{Fde, Verdict};
@@ -76,8 +77,21 @@ fn run(
 /// its outcome.
 #[test]
 fn test_owed_cleanup_survives_an_engine_restart_and_stops_a_returning_copy() {
+    owed_cleanup_across_restart(None);
+}
+
+/// The same with the HSDB on PostgreSQL.
+#[test]
+fn test_owed_cleanup_survives_an_engine_restart_on_postgres() {
+    owed_cleanup_across_restart(Some("owed_cleanup_across_restart"));
+}
+
+fn owed_cleanup_across_restart(pg: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = hsdb_group(&dir, 3);
+    let Some(db) = empty_hsdb(&dir, pg) else {
+        return;
+    };
+    let mut db = populate_group(db, 3);
     managed_vm(&mut db, 1, 1, true);
     managed_vm(&mut db, 4, 1, false);
     let clock = ManualClock::new(T0);

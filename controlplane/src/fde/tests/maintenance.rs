@@ -3,7 +3,7 @@
 
 use hsdb::{HostId, Hsdb, RequestKind, RequestState, Transition};
 
-use super::on_hsdb::{hsdb_group, managed_vm, monitors_turn};
+use super::on_hsdb::{managed_vm, monitors_turn, populate_group};
 use super::{T0, hm, uuid};
 use crate::clock::{Clock, ManualClock};
 use crate::fde::{Fde, Verdict};
@@ -19,10 +19,25 @@ struct Bed {
     _dir: tempfile::TempDir,
 }
 
-/// Hosts 1-3; vm1, vm2 on host 1 (home host 1), vm3 on host 2; fast profile.
-fn bed() -> Bed {
+/// An empty HSDB: an SQLite file in `dir`, or a fresh PostgreSQL database (`None` when
+/// PostgreSQL is not available outside CI: the test is skipped).
+pub(super) fn empty_hsdb(dir: &tempfile::TempDir, pg: Option<&str>) -> Option<Hsdb> {
+    Some(match pg {
+        None => Hsdb::open(dir.path().join("hsdb.sqlite"), &hsdb::Options::default()).unwrap(),
+        Some(test) => {
+            let server = pglab::require(test)?;
+            let url = server.fresh_database(test);
+            let target = hsdb::Target::parse(&url).unwrap();
+            Hsdb::connect(&target, &hsdb::Options::default()).unwrap()
+        }
+    })
+}
+
+/// Hosts 1-3; vm1, vm2 on host 1 (home host 1), vm3 on host 2; fast profile; on SQLite,
+/// or on PostgreSQL when `pg` names the test.
+fn bed_on(pg: Option<&str>) -> Option<Bed> {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = hsdb_group(&dir, 3);
+    let mut db = populate_group(empty_hsdb(&dir, pg)?, 3);
     for (n, h) in [(1, 1), (2, 1), (3, 2)] {
         managed_vm(&mut db, n, h, true);
     }
@@ -51,13 +66,17 @@ fn bed() -> Bed {
     let params = GroupParams::resolve("hg", &db.params().unwrap()).unwrap();
     let mut fde = Fde::new(params);
     fde.set_clock(std::sync::Arc::new(clock.clone()));
-    Bed {
+    Some(Bed {
         db,
         platform,
         clock,
         fde,
         _dir: dir,
-    }
+    })
+}
+
+fn bed() -> Bed {
+    bed_on(None).unwrap()
 }
 
 impl Bed {
@@ -135,7 +154,18 @@ impl Bed {
 /// the host is then powered off. Restore returns both home VMs in one request.
 #[test]
 fn test_evacuate_by_live_migration_then_restore() {
-    let mut b = bed();
+    evacuate_then_restore(bed());
+}
+
+/// The same with the HSDB on PostgreSQL.
+#[test]
+fn test_evacuate_by_live_migration_then_restore_on_postgres() {
+    if let Some(b) = bed_on(Some("evacuate_then_restore")) {
+        evacuate_then_restore(b);
+    }
+}
+
+fn evacuate_then_restore(mut b: Bed) {
     b.run(&[1, 2, 3], T0 + 3_000);
     let id = b.request(RequestKind::Evacuate, 1);
     b.run(&[1, 2, 3], T0 + 30_000);

@@ -17,7 +17,12 @@ const V2: Version = Version { major: 2, minor: 0 };
 /// An HSDB file with hosts `1..=hosts` of group `hg` (8 CPUs, 16 GiB), two monitors each,
 /// heart-beating at `T0`.
 pub(super) fn hsdb_group(dir: &tempfile::TempDir, hosts: i64) -> Hsdb {
-    let mut db = Hsdb::open(dir.path().join("hsdb.sqlite"), &Options::default()).unwrap();
+    let db = Hsdb::open(dir.path().join("hsdb.sqlite"), &Options::default()).unwrap();
+    populate_group(db, hosts)
+}
+
+/// [`hsdb_group`]'s hosts and monitors in `db` (SQLite or PostgreSQL).
+pub(super) fn populate_group(mut db: Hsdb, hosts: i64) -> Hsdb {
     for id in 1..=hosts {
         db.upsert_host(&HostRecord {
             id: HostId(id),
