@@ -538,3 +538,72 @@ pub fn check_moved(
     }
     Ok(took)
 }
+
+/// The placement policies the end-to-end tests set on the VMs of host `h` (docs/operators.md,
+/// "Policies"), through `hactl` as an operator would, before `hactl run` starts: `vm-h-1`
+/// never goes to the next host (host `h+1`), so it goes to the other one; `lg-h-0` and
+/// `lg-h-1` are collocated; `lg-h-2` and `lg-h-3` anticollocated.
+pub fn set_policies(g: &Group, h: usize) {
+    let excluded = HOSTS[(h + 1) % HOSTS.len()].0;
+    hactl(
+        &g.hsdb,
+        &[
+            "modify",
+            "vm",
+            &format!("vm-{h}-1"),
+            &format!("blacklist_hosts={excluded}"),
+            "policy=add",
+        ],
+    );
+    hactl(
+        &g.hsdb,
+        &[
+            "add",
+            "collocation",
+            "lg-together",
+            &format!("vm=lg-{h}-0,lg-{h}-1"),
+        ],
+    );
+    hactl(
+        &g.hsdb,
+        &[
+            "add",
+            "anticollocation",
+            "lg-apart",
+            &format!("vm=lg-{h}-2,lg-{h}-3"),
+        ],
+    );
+}
+
+/// Ok when the relocations of host `h`'s VMs (`moves`: VM name → its relocation) obey
+/// the policies of [`set_policies`].
+pub fn check_policies(h: usize, moves: &[(String, RelocationRow)]) -> Result<(), String> {
+    let to = |name: &str| -> Result<Option<HostId>, String> {
+        moves
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r.to_host)
+            .ok_or_else(|| format!("{name} not relocated"))
+    };
+    let excluded = host_id((h + 1) % HOSTS.len());
+    let other = host_id((h + 2) % HOSTS.len());
+    let first = to(&format!("vm-{h}-1"))?;
+    if first != Some(other) {
+        return Err(format!(
+            "vm-{h}-1 excludes host {excluded:?}: it went to {first:?}, not {other:?}"
+        ));
+    }
+    let (a, b) = (to(&format!("lg-{h}-0"))?, to(&format!("lg-{h}-1"))?);
+    if a != b {
+        return Err(format!(
+            "collocated lg-{h}-0 and lg-{h}-1 went to {a:?} and {b:?}"
+        ));
+    }
+    let (c, d) = (to(&format!("lg-{h}-2"))?, to(&format!("lg-{h}-3"))?);
+    if c == d {
+        return Err(format!(
+            "anticollocated lg-{h}-2 and lg-{h}-3 both went to {c:?}"
+        ));
+    }
+    Ok(())
+}

@@ -13,8 +13,8 @@ use std::time::Duration;
 use controlplane::params::GroupParams;
 use hsdb::{DetectionSpeed, HeartbeatState, HostId};
 use hvha_e2e::group::{
-    HOSTS, PING_TIMEOUT_MS, REAL_VMS, VM_MISS_AFTER_MS, build, check_moved, hm_uuid, real_vm,
-    start_vmmd, vms_of,
+    HOSTS, PING_TIMEOUT_MS, REAL_VMS, VM_MISS_AFTER_MS, build, check_moved, check_policies, hactl,
+    hm_uuid, real_vm, set_policies, start_vmmd, vms_of,
 };
 use hvha_e2e::{binary, unix_ms, uuid, wait_for};
 
@@ -28,6 +28,20 @@ fn hung_vm_and_failed_host_are_recovered_and_nothing_else_moves() {
         "every VM DETECTED by both monitors of its host within 30 s\n{}",
         g.logs()
     );
+    // Placement policies, set with hactl as an operator would: the hung VM of host-a
+    // never goes to host-c (so it goes to host-b); host-c's VMs have an exclusion, a
+    // collocation and an anticollocation (group::set_policies).
+    hactl(
+        &g.hsdb,
+        &[
+            "modify",
+            "vm",
+            "vm-0-1",
+            "blacklist_hosts=host-c",
+            "policy=add",
+        ],
+    );
+    set_policies(&g, 2);
     let config = g.hactl_config.display().to_string();
     let ctl_ns = g.ctl_ns.clone();
     g.lab
@@ -88,6 +102,12 @@ fn hung_vm_and_failed_host_are_recovered_and_nothing_else_moves() {
         .unwrap_or_else(|| panic!("VM {hung} never relocated\n{}", g.logs()));
     let took = check_moved(&r, 0, fault, vm_bound).unwrap_or_else(|e| panic!("{e}\n{}", g.logs()));
     eprintln!("hung VM relocated in {took} ms (bound {vm_bound} ms)");
+    assert_eq!(
+        r.to_host,
+        Some(HostId(HOSTS[1].1)),
+        "vm-0-1 excludes host-c: it goes to host-b\n{}",
+        g.logs()
+    );
     // The VM boots on its new host: its agent pairs with that host's monitors.
     let to = HOSTS
         .iter()
@@ -123,6 +143,7 @@ fn hung_vm_and_failed_host_are_recovered_and_nothing_else_moves() {
     g.fail_host(2, &[2]);
     let partitioned = uuid(&real_vm(2, 2));
     let within = Duration::from_millis(u64::try_from(host_bound).unwrap_or(0) + 10_000);
+    let mut moves = Vec::new();
     for (name, vm) in vms_of(2) {
         if vm == partitioned {
             continue;
@@ -136,7 +157,9 @@ fn hung_vm_and_failed_host_are_recovered_and_nothing_else_moves() {
         let took = check_moved(&r, 2, fault, host_bound)
             .unwrap_or_else(|e| panic!("{name}: {e}\n{}", g.logs()));
         eprintln!("{name} relocated off the failed host in {took} ms (bound {host_bound} ms)");
+        moves.push((name, r));
     }
+    check_policies(2, &moves).unwrap_or_else(|e| panic!("{e}\n{}", g.logs()));
 
     // 3. Nothing else moved: not the VM that resumed in time, not the pingable one, not
     //    host-b's VMs with one monitor left, not host-a's others, not the partitioned VM

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use controlplane::params::GroupParams;
 use hsdb::HeartbeatState;
 use hvha_e2e::group::{
-    Group, HOSTS, PING_TIMEOUT_MS, REAL_VMS, Store, build_on, check_moved, hm_uuid, real_vm, vms_of,
+    Group, HOSTS, PING_TIMEOUT_MS, REAL_VMS, Store, build_on, check_moved, check_policies, hm_uuid,
+    real_vm, set_policies, vms_of,
 };
 use hvha_e2e::{binary, hmd_ctl, hmd_stats, unix_ms, uuid, wait_for};
 
@@ -88,6 +89,8 @@ fn pg_failed_host_vms_move_on_the_shared_database() {
     let db = g.db().expect("the HSDB answers");
     assert_eq!(db.hms().expect("monitors").len(), 6, "{}", g.logs());
     drop(db);
+    // Placement policies on the VMs of the host that will fail, set with hactl.
+    set_policies(&g, 2);
     let config = g.hactl_config.display().to_string();
     start_hactl(&mut g, "hactl", &config);
 
@@ -102,6 +105,7 @@ fn pg_failed_host_vms_move_on_the_shared_database() {
     let fault = unix_ms();
     g.fail_host(2, &[]);
     let within = Duration::from_millis(u64::try_from(host_bound).unwrap_or(0) + 10_000);
+    let mut moves = Vec::new();
     for (name, vm) in vms_of(2) {
         let r = g.wait_relocated(&vm, within).unwrap_or_else(|| {
             panic!(
@@ -112,7 +116,9 @@ fn pg_failed_host_vms_move_on_the_shared_database() {
         let took = check_moved(&r, 2, fault, host_bound)
             .unwrap_or_else(|e| panic!("{name}: {e}\n{}", g.logs()));
         eprintln!("{name} relocated off the failed host in {took} ms (bound {host_bound} ms)");
+        moves.push((name, r));
     }
+    check_policies(2, &moves).unwrap_or_else(|e| panic!("{e}\n{}", g.logs()));
     for h in 0..2 {
         for (name, vm) in vms_of(h) {
             assert!(
