@@ -242,6 +242,22 @@ impl Ground {
                     self.sync_vm(world, &vm, r.end_ms, runs_there && !was_there);
                 }
                 Call::Stop | Call::Cleanup => self.sync_vm(world, &vm, r.end_ms, false),
+                Call::Migrate => {
+                    // A live migration (addressed to the target): the same guest goes on
+                    // running there, its agent re-pairs with that host's monitors — no
+                    // new boot.
+                    let id = r.host.as_ref().and_then(|h| self.ids.get(h).copied());
+                    let runs_there = r
+                        .host
+                        .as_ref()
+                        .is_some_and(|h| world.vm_running_on(&vm).contains(h));
+                    if let (Some(id), true) = (id, runs_there)
+                        && self.agents.get(&vm).and_then(|a| a.host) != Some(id)
+                    {
+                        self.migrate(&vm, id, r.end_ms);
+                    }
+                    self.sync_vm(world, &vm, r.end_ms, false);
+                }
                 _ => {}
             }
         }

@@ -306,3 +306,52 @@ fn test_real_engine_relocates_a_hang_and_leaves_a_quiet_group_alone() {
     assert_eq!(on.len(), 1);
     assert_ne!(on[0], "host-01");
 }
+
+/// Planned maintenance in the whole loop: an operator evacuates host-01 while the group
+/// runs; the real engine moves its VMs by the sim's live migration, the agents go on
+/// heart-beating to the target's monitors (same guest, no reboot), and nothing is taken
+/// for a failure — no invariant broken, no recovery, every VM running once.
+#[test]
+fn test_real_engine_evacuates_a_host_by_live_migration() {
+    let (cfg, params) = super::setup::standard(23, 3, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = super::setup::with_fde(cfg, params, dir.path()).unwrap();
+    if let Err(v) = s.run_for(600_000) {
+        panic!("{v}");
+    }
+    let on_first: Vec<hsdb::Uuid> = s.platform().world().vms_on_host("host-01");
+    assert_eq!(on_first.len(), 2);
+    let mut ops = Hsdb::open(dir.path().join("hsdb.sqlite"), &hsdb::Options::default()).unwrap();
+    let id = ops
+        .request_operation(
+            "hg1",
+            hsdb::RequestKind::Evacuate,
+            crate::simulation::run::host_id(0),
+            "test",
+            s.now_ms(),
+        )
+        .unwrap();
+    if let Err(v) = s.run_for(1_200_000) {
+        panic!("{v}");
+    }
+    let r = ops.operator_request(id).unwrap().unwrap();
+    assert_eq!(r.state, hsdb::RequestState::Done, "{r:?}");
+    let world = s.platform().world();
+    assert!(world.vms_on_host("host-01").is_empty());
+    for vm in &on_first {
+        assert_eq!(world.running_hosts_of(vm), 1);
+        assert!(world.agent_heartbeats(vm), "its agent goes on");
+    }
+    drop(world);
+    let rep = s.report();
+    assert!(rep.recoveries.is_empty(), "{rep:?}");
+    // The target's monitors hear them: the HSDB shows them there, DETECTED.
+    for vm in &on_first {
+        let row = ops.vm(vm).unwrap().unwrap();
+        assert_ne!(
+            row.current_host,
+            Some(crate::simulation::run::host_id(0)),
+            "{row:?}"
+        );
+    }
+}
