@@ -337,7 +337,9 @@ fn host_evacuate_and_restore_through_virsh() {
         .unwrap()
         .relocations(None, 10)
         .unwrap();
+    let hosts_during = s.run(&["query", "host", "--json"]);
     let restored = s.run(&["host", "restore", "host-a", "--timeout", "90"]);
+    let hosts_after = s.run(&["query", "host"]);
     let no_wait = s.run(&["host", "restore", "host-a", "--no-wait"]);
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -378,6 +380,26 @@ fn host_evacuate_and_restore_through_virsh() {
         );
     }
 
+    let v: serde_json::Value = serde_json::from_str(&stdout(&hosts_during)).unwrap();
+    let a = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "host-a")
+        .unwrap();
+    assert!(a["maintenance_since"].is_string(), "{a}");
+    let b = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "host-b")
+        .unwrap();
+    assert!(b["maintenance_since"].is_null(), "{b}");
+    assert!(
+        !stdout(&hosts_after).contains("since "),
+        "{}",
+        stdout(&hosts_after)
+    );
     assert_exit(&restored, 0);
     assert!(
         stdout(&restored).contains("maintenance ended, 2 VM(s) returned home by stop and start"),

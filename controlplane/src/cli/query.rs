@@ -493,6 +493,8 @@ pub struct HostView {
     monitors_up: usize,
     vms: usize,
     vms_managed: usize,
+    /// In planned maintenance since (UTC), if it is (`hactl host evacuate`).
+    maintenance_since: Option<String>,
 }
 
 /// `query host [NAME]`.
@@ -503,6 +505,7 @@ pub fn hosts(db: &Hsdb, which: Option<&str>, format: Format) -> Result<String, C
     };
     let hms = db.hms()?;
     let vms = db.vms()?;
+    let maintenance: HashMap<HostId, i64> = db.hosts_in_maintenance()?.into_iter().collect();
     let views: Vec<HostView> = hosts
         .into_iter()
         .map(|h| {
@@ -521,6 +524,7 @@ pub fn hosts(db: &Hsdb, which: Option<&str>, format: Format) -> Result<String, C
                 serial: h.serial,
                 cpu: cpus_text(h.cpu_milli),
                 memory_mb: h.memory_mb,
+                maintenance_since: maintenance.get(&h.id).map(|t| utc(*t)),
             }
         })
         .collect();
@@ -538,6 +542,7 @@ pub fn hosts(db: &Hsdb, which: Option<&str>, format: Format) -> Result<String, C
         "MEMORY",
         "MONITORS_UP",
         "VMS_MANAGED",
+        "MAINTENANCE",
     ]);
     for h in &views {
         let dash = |s: &str| {
@@ -558,6 +563,9 @@ pub fn hosts(db: &Hsdb, which: Option<&str>, format: Format) -> Result<String, C
             format!("{} MiB", h.memory_mb),
             format!("{}/{}", h.monitors_up, h.monitors),
             format!("{}/{}", h.vms_managed, h.vms),
+            h.maintenance_since
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |t| format!("since {t}")),
         ]);
     }
     Ok(if t.is_empty() {
