@@ -414,3 +414,251 @@ fn host_evacuate_and_restore_through_virsh() {
     );
     assert_eq!(out.status.code(), Some(0), "{log}");
 }
+
+// ---- several controllers on PostgreSQL -------------------------------------------------
+
+const VM2: &str = "10000000-0000-4000-8000-000000000002";
+
+fn hm_pg(n: u8) -> Uuid {
+    Uuid::parse(format!("00000000-0000-4000-8000-00000000000{n}").as_bytes()).unwrap()
+}
+
+/// hg1 on PostgreSQL: host-a (web1, home host-a) and host-b (vm2), two monitors each.
+fn populate_pg(target: &hsdb::Target) {
+    let now = now_ms();
+    let mut db = Hsdb::connect(target, &Options::default()).unwrap();
+    for (id, name) in [(1, "host-a"), (2, "host-b")] {
+        db.upsert_host(&HostRecord {
+            id: HostId(id),
+            name: name.into(),
+            machine_type: "8408".into(),
+            model: "E8E".into(),
+            serial: format!("S{id}"),
+            cpu_milli: 16_000,
+            memory_mb: 65_536,
+            host_group: "hg1".into(),
+        })
+        .unwrap();
+    }
+    let mut batch = Vec::new();
+    for n in 1..=4u8 {
+        db.register_hm(&hsdb::HmRecord {
+            uuid: hm_pg(n),
+            host: HostId(i64::from(n.div_ceil(2))),
+            mac: hsdb::MacAddr([0x02, 0, 0, 0, 0, n]),
+            incarnation: hsdb::HelloId {
+                secs: 1_556_303_548,
+                nanos: 0,
+                suffix: u32::from(n),
+            },
+            version: hsdb::Version { major: 2, minor: 0 },
+            at: now,
+        })
+        .unwrap();
+        let vm = if n <= 2 { vm1() } else { uuid(VM2) };
+        batch.push(hsdb::Transition::Discovered {
+            vm,
+            hm: hm_pg(n),
+            mac: hsdb::MacAddr([0x6a, 0, 0, 0, 0, n]),
+            ostype: "Linux".into(),
+            ver_lower: hsdb::Version { major: 2, minor: 0 },
+            ver_upper: hsdb::Version { major: 2, minor: 0 },
+            at: now,
+        });
+        batch.push(hsdb::Transition::HmHeartbeat {
+            hm: hm_pg(n),
+            at: now,
+        });
+    }
+    db.apply(&batch).unwrap();
+    for (vm, name, home) in [(vm1(), "web1", 1), (uuid(VM2), "vm2", 2)] {
+        db.set_vm(
+            &vm,
+            &VmSettings {
+                managed: Some(true),
+                name: Some(name.into()),
+                cpu_milli: Some(1000),
+                memory_mb: Some(1024),
+                home_host: Some(HostId(home)),
+                ..VmSettings::default()
+            },
+            now,
+        )
+        .unwrap();
+    }
+}
+
+/// The monitors heart-beat and complete their commands every 300 ms until `stop`.
+fn heartbeats_pg(target: hsdb::Target, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let mut db = Hsdb::connect(&target, &Options::default()).unwrap();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let now = now_ms();
+        let batch: Vec<hsdb::Transition> = (1..=4)
+            .map(|n| hsdb::Transition::HmHeartbeat {
+                hm: hm_pg(n),
+                at: now,
+            })
+            .collect();
+        let _ = db.apply(&batch);
+        for n in 1..=4 {
+            for c in db.commands_for(&hm_pg(n), 0, 100).unwrap_or_default() {
+                let _ = db.complete_command(c.id, "OK", now);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+struct Ctl {
+    config: PathBuf,
+    log: PathBuf,
+    child: std::process::Child,
+}
+
+impl Ctl {
+    fn start(dir: &Path, name: &str, url: &str) -> Ctl {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "hsdb = \"{url}\"\nadmin_socket = \"{name}.sock\"\ncontroller_id = \"{name}\"\n\
+                 profile = \"fast\"\nlog = \"info\"\n\
+                 [lease]\nttl_ms = 2000\nrenew_every_ms = 500\nmargin_ms = 200\n\
+                 [platform]\ndriver = \"sim\"\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(HACTL)
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Ctl { config, log, child }
+    }
+
+    fn hactl(&self, args: &[&str]) -> Output {
+        Command::new(HACTL)
+            .args(["--config", self.config.to_str().unwrap()])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    fn role(&self) -> Option<String> {
+        let o = self.hactl(&["status", "--json"]);
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        s["groups"]
+            .as_array()?
+            .iter()
+            .find(|g| g["name"] == "hg1")
+            .and_then(|g| g["lease"]["role"].as_str().map(str::to_owned))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        (code, self.log())
+    }
+}
+
+fn wait_role(c: &Ctl, role: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c.role().as_deref() != Some(role) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not {role} within 60 s:\n{}",
+            c.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Two `hactl run` on one PostgreSQL HSDB: an evacuation asked through the follower's
+/// configuration is carried out once, by the leader alone (live migration on the sim),
+/// and so is the restore.
+#[test]
+fn host_evacuate_with_two_controllers_on_postgres_runs_once_on_the_leader() {
+    let Some(server) = pglab::require("host_evacuate_two_controllers") else {
+        return;
+    };
+    let url = server.fresh_database("host_evacuate_two_controllers");
+    let target = hsdb::Target::parse(&url).unwrap();
+    populate_pg(&target);
+    let dir = tempfile::tempdir().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beats = {
+        let (stop, target) = (stop.clone(), target.clone());
+        std::thread::spawn(move || heartbeats_pg(target, stop))
+    };
+    let a = Ctl::start(dir.path(), "ctl-a", &url);
+    wait_role(&a, "leader");
+    let b = Ctl::start(dir.path(), "ctl-b", &url);
+    wait_role(&b, "follower");
+
+    let evacuated = b.hactl(&["host", "evacuate", "host-a", "--timeout", "60"]);
+    let db = Hsdb::connect_read_only(&target, &Options::default()).unwrap();
+    let in_maintenance = db.hosts_in_maintenance().unwrap();
+    let rows = db.relocations(None, 10).unwrap();
+    let steps: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            db.relocation_steps(r.id)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.phase)
+                .collect()
+        })
+        .collect();
+    let restored = b.hactl(&["host", "restore", "host-a", "--timeout", "60"]);
+    let rows_after = db.relocations(None, 10).unwrap();
+    let (code_b, log_b) = b.stop();
+    let (code_a, log_a) = a.stop();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    beats.join().unwrap();
+
+    assert_exit(&evacuated, 0);
+    assert!(
+        stdout(&evacuated).contains("host host-a evacuated: 1 VM(s) moved by live migration"),
+        "{}\n{log_a}",
+        stdout(&evacuated)
+    );
+    assert_eq!(in_maintenance.len(), 1);
+    assert_eq!(rows.len(), 1, "once: {rows:?}");
+    assert_eq!(rows[0].vm, vm1());
+    assert!(steps[0].contains(&"cause evacuate".to_owned()), "{steps:?}");
+    assert!(
+        steps[0].contains(&"move by live migration".to_owned()),
+        "{steps:?}"
+    );
+    assert!(
+        steps[0].iter().any(|s| s.starts_with("by ctl-a")),
+        "the leader moved it: {steps:?}"
+    );
+    assert_exit(&restored, 0);
+    assert!(
+        stdout(&restored).contains("1 VM(s) returned home by live migration"),
+        "{}",
+        stdout(&restored)
+    );
+    assert_eq!(rows_after.len(), 2);
+    assert!(
+        log_a.contains("platform action: migrate host-a host-b"),
+        "{log_a}"
+    );
+    assert!(
+        !log_b.contains("platform action:"),
+        "the follower acts on nothing: {log_b}"
+    );
+    assert_eq!((code_a, code_b), (Some(0), Some(0)));
+}
