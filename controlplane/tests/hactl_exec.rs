@@ -662,3 +662,32 @@ fn host_evacuate_with_two_controllers_on_postgres_runs_once_on_the_leader() {
     );
     assert_eq!((code_a, code_b), (Some(0), Some(0)));
 }
+
+/// Without a controller the request waits: `--timeout 1` gives up after a second (exit 6)
+/// and says the request stays; a bad `--timeout` or `--json` is a usage error (exit 2);
+/// the request written by the first is still PENDING for whichever controller leads.
+#[test]
+fn host_evacuate_without_a_controller_times_out_and_bad_usage_is_refused() {
+    let s = Setup::new("");
+    drop(hosts(&s.path("hsdb.sqlite")));
+    let o = s.run(&["host", "evacuate", "host-a", "--timeout", "1"]);
+    assert_exit(&o, 6);
+    let err = stderr(&o);
+    assert!(err.contains("request 1 not finished after 1 s"), "{err}");
+    assert!(err.contains("no controller has picked it up"), "{err}");
+    assert_exit(
+        &s.run(&["host", "evacuate", "host-a", "--timeout", "999999"]),
+        2,
+    );
+    assert_exit(&s.run(&["--json", "host", "restore", "host-a"]), 2);
+    assert_exit(&s.run(&["host", "restore"]), 2);
+    let db = Hsdb::open(s.path("hsdb.sqlite"), &Options::default()).unwrap();
+    let open = db.open_operator_requests("hg1").unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].state, hsdb::RequestState::Pending);
+    assert!(
+        open[0].requested_by.contains("@hactl (pid "),
+        "{:?}",
+        open[0]
+    );
+}

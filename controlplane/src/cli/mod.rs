@@ -7,7 +7,8 @@
 //! binary, and the binary (`src/bin/hactl.rs`) is one call to [`main`].
 //!
 //! Exit codes ([`Exit`]): 0 done, 1 the operation failed, 2 bad usage / value /
-//! configuration, 3 the daemon is not running, 4 no such VM / host / monitor / group.
+//! configuration, 3 the daemon is not running, 4 no such VM / host / monitor / group,
+//! 5 refused by the control plane (`host evacuate`), 6 not finished in time.
 
 pub mod config;
 pub mod error;
@@ -63,6 +64,8 @@ Examples:
   hactl query event --limit 20
   hactl query relocation --vm web1
   hactl query params --host-group hg1
+  hactl host evacuate host-a                  # planned maintenance; --no-wait to return at once
+  hactl host restore host-a
 
 Exit codes:
   0  done (run: stopped cleanly on SIGTERM/SIGINT)
@@ -70,6 +73,8 @@ Exit codes:
   2  bad usage, value or configuration file (the message names the value and the range)
   3  no `hactl run` answers on the admin socket
   4  no such VM, host, monitor or host group
+  5  refused by the control plane (host evacuate: the plan is incomplete; each VM's reason)
+  6  host evacuate / restore not finished within --timeout (the request stays queued)
 
 Configuration: /etc/hvha/hactl.toml unless --config is given; docs/operators.md describes
 every key.";
