@@ -32,6 +32,8 @@ enum Answer {
     Status500,
     Garbage,
     Hang,
+    /// `100 Continue`, then 200.
+    Continue,
 }
 
 #[derive(Default)]
@@ -164,6 +166,12 @@ fn http_one(stream: TcpStream, answer: Answer, got: &Mutex<Got>, up: &AtomicBool
         Answer::Status500 => {
             let _ = out.write_all(
                 b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 9\r\n\r\ndb is down",
+            );
+        }
+        Answer::Continue => {
+            got.lock().unwrap().delivered.push((id, json));
+            let _ = out.write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
             );
         }
         Answer::Garbage => {
@@ -593,6 +601,7 @@ fn a_receiver_answering_500_garbage_or_hanging_gets_retries_and_no_event_is_skip
         Answer::Hang,
         Answer::Ok,
         Answer::Status500,
+        Answer::Continue,
     ];
     let cfgs = notifiers(&format!(
         "[[notifier]]\nname = \"flaky\"\nkind = \"webhook\"\n\

@@ -499,6 +499,48 @@ mod tests {
     }
 
     #[test]
+    fn test_the_loss_is_counted_in_the_notifier_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = store(&dir);
+        let statuses: SharedStatuses = Arc::default();
+        statuses
+            .lock()
+            .unwrap()
+            .push(crate::notify::worker::NotifierStatus {
+                name: "pager".into(),
+                consumer: "notifier:pager".into(),
+                ..Default::default()
+            });
+        let r = Retention {
+            max_rows: 2,
+            keep_rows: 1,
+            ..Retention::default()
+        };
+        let mut task = Housekeeping::with(
+            Arc::new(ManualClock::new(T0)),
+            r,
+            Some(Arc::clone(&statuses)),
+        );
+        db.set_consumer_offset("notifier:pager", 0).unwrap();
+        for i in 0..5 {
+            db.record_event("VM_MOVED", None, None, &format!("m{i}"), T0)
+                .unwrap();
+        }
+        let mut status = DaemonStatus::starting("hsdb.sqlite", "sim", "standard", T0);
+        task.after_turn(&mut db, &mut status).unwrap();
+        // The behind check ran first (5 events: not behind), then the pass: 3 of the 5
+        // went past max_rows = 2.
+        assert_eq!(statuses.lock().unwrap()[0].lost, 3);
+        let kinds: Vec<String> = db
+            .events_after(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["VM_MOVED", "VM_MOVED", "NOTIFIER_EVENTS_LOST"]);
+    }
+
+    #[test]
     fn test_the_task_runs_once_per_interval() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = store(&dir);

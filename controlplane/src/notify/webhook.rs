@@ -1,8 +1,11 @@
 //! The webhook channel: an HTTP/1.1 POST of the event's JSON document to a configured
 //! `http://` URL, one connection per attempt (`Connection: close`).
 //!
-//! - success is a 2xx status; anything else (another status, a malformed or truncated
-//!   answer, a timeout) is a failed attempt, retried by the worker;
+//! - success is a 2xx status (after at most 4 interim 1xx answers); anything else
+//!   (another status — a redirect is not followed —, a malformed or truncated answer, a
+//!   timeout) is a failed attempt, retried by the worker;
+//! - the host name is resolved by the system's resolver before the attempt's deadline
+//!   starts (its own timeouts apply: `/etc/resolv.conf`); give an address to avoid it;
 //! - the event id is in the body (`"id"`) and in the headers `X-Hvha-Event-Id` and
 //!   `Idempotency-Key: hvha-event-<id>`, so a receiver drops a repeated delivery;
 //! - the whole attempt (connect, send, answer) is bounded by the notifier's timeout; the
@@ -276,8 +279,16 @@ impl Channel for Webhook {
         // The head, then what is needed of the body.
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 2048];
+        let mut interim = 0;
         let (status, reason, body_at) = loop {
             if let Some(head) = parse_head(&buf).map_err(DeliveryError::Garbled)? {
+                // An interim answer (100 Continue, 102, 103) is followed by the final
+                // one: skipped, a few at most.
+                if (100..200).contains(&head.0) && interim < 4 {
+                    interim += 1;
+                    buf.drain(..head.2);
+                    continue;
+                }
                 break head;
             }
             let left = deadline.left(&|| format!("waiting for {url}'s answer"))?;
