@@ -552,39 +552,53 @@ fn conflicts(f: &Facts<'_>, sets: &[&PolicyRow]) -> Vec<(Problem, i64)> {
     let mut out = Vec::new();
     let mut ordered: Vec<&PolicyRow> = sets.to_vec();
     ordered.sort_by_key(|s| s.id);
-    for (i, b) in ordered.iter().enumerate() {
-        for a in &ordered[..i] {
-            let shared: Vec<&Uuid> = a.members.iter().filter(|m| b.members.contains(m)).collect();
-            if shared.is_empty() {
-                continue;
+    // Only sets that share a VM are compared: the pairs (later, earlier) by VM.
+    let mut by_vm: HashMap<&Uuid, Vec<usize>> = HashMap::new();
+    for (i, s) in ordered.iter().enumerate() {
+        for m in &s.members {
+            by_vm.entry(m).or_default().push(i);
+        }
+    }
+    let mut pairs: BTreeSet<(usize, usize)> = BTreeSet::new();
+    for idx in by_vm.values() {
+        for (k, &j) in idx.iter().enumerate() {
+            for &i in &idx[..k] {
+                pairs.insert((j.max(i), j.min(i)));
             }
-            let problem = match (a.kind, b.kind) {
-                (PolicyKind::Collocation, PolicyKind::Collocation)
-                | (PolicyKind::Workgroup, PolicyKind::Workgroup) => Some(Problem::InTwoSets {
-                    first: SetRef::of(a),
-                    second: SetRef::of(b),
-                    vm: f.shown(shared[0]),
-                }),
-                (PolicyKind::Collocation, PolicyKind::Anticollocation)
-                | (PolicyKind::Anticollocation, PolicyKind::Collocation)
-                    if shared.len() >= 2 =>
-                {
-                    let (c, x) = if a.kind == PolicyKind::Collocation {
-                        (a, b)
-                    } else {
-                        (b, a)
-                    };
-                    Some(Problem::CollocatedAndApart {
-                        collocation: SetRef::of(c),
-                        anticollocation: SetRef::of(x),
-                        vms: (f.shown(shared[0]), f.shown(shared[1])),
-                    })
-                }
-                _ => None,
-            };
-            if let Some(p) = problem {
-                out.push((p, b.id));
+        }
+    }
+    for (j, i) in pairs {
+        let (a, b) = (ordered[i], ordered[j]);
+        let shared: Vec<&Uuid> = a.members.iter().filter(|m| b.members.contains(m)).collect();
+        if shared.is_empty() {
+            continue;
+        }
+        let problem = match (a.kind, b.kind) {
+            (PolicyKind::Collocation, PolicyKind::Collocation)
+            | (PolicyKind::Workgroup, PolicyKind::Workgroup) => Some(Problem::InTwoSets {
+                first: SetRef::of(a),
+                second: SetRef::of(b),
+                vm: f.shown(shared[0]),
+            }),
+            (PolicyKind::Collocation, PolicyKind::Anticollocation)
+            | (PolicyKind::Anticollocation, PolicyKind::Collocation)
+                if shared.len() >= 2 =>
+            {
+                let (c, x) = if a.kind == PolicyKind::Collocation {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                Some(Problem::CollocatedAndApart {
+                    collocation: SetRef::of(c),
+                    anticollocation: SetRef::of(x),
+                    vms: (f.shown(shared[0]), f.shown(shared[1])),
+                })
             }
+            _ => None,
+        };
+        if let Some(p) = problem {
+            out.push((p, b.id));
         }
     }
     out
