@@ -202,6 +202,8 @@ struct SmtpSink {
     mails: Arc<Mutex<Vec<Mail>>>,
     /// Answer the next MAIL FROM with 451 this many times.
     fail_mail: Arc<Mutex<u32>>,
+    /// Answer EHLO with 502 (a relay that knows only HELO).
+    helo_only: Arc<AtomicBool>,
     up: Arc<AtomicBool>,
 }
 
@@ -214,15 +216,18 @@ impl SmtpSink {
             port,
             mails: Arc::default(),
             fail_mail: Arc::default(),
+            helo_only: Arc::default(),
             up: Arc::new(AtomicBool::new(true)),
         };
         let (mails, fail, up) = (sink.mails.clone(), sink.fail_mail.clone(), sink.up.clone());
+        let helo_only = sink.helo_only.clone();
         std::thread::spawn(move || {
             while up.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         let (mails, fail) = (mails.clone(), fail.clone());
-                        std::thread::spawn(move || smtp_session(s, &mails, &fail));
+                        let helo_only = helo_only.load(Ordering::SeqCst);
+                        std::thread::spawn(move || smtp_session(s, &mails, &fail, helo_only));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -258,7 +263,7 @@ fn header(data: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn smtp_session(stream: TcpStream, mails: &Mutex<Vec<Mail>>, fail: &Mutex<u32>) {
+fn smtp_session(stream: TcpStream, mails: &Mutex<Vec<Mail>>, fail: &Mutex<u32>, helo_only: bool) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -274,7 +279,11 @@ fn smtp_session(stream: TcpStream, mails: &Mutex<Vec<Mail>>, fail: &Mutex<u32>) 
         }
         assert!(line.ends_with("\r\n"), "commands end with CRLF: {line:?}");
         let cmd = line.trim_end();
-        if cmd.starts_with("EHLO ") {
+        if cmd.starts_with("EHLO ") && helo_only {
+            say("502 5.5.1 EHLO not implemented").unwrap();
+        } else if cmd.starts_with("HELO ") {
+            say("250 sink.test").unwrap();
+        } else if cmd.starts_with("EHLO ") {
             say("250-sink.test\r\n250-8BITMIME\r\n250 SIZE 10000000").unwrap();
         } else if let Some(from) = cmd.strip_prefix("MAIL FROM:") {
             let mut f = fail.lock().unwrap();
@@ -768,6 +777,15 @@ fn email_goes_through_an_smtp_relay_with_retries_on_4xx_and_a_refused_recipient(
     let s = run.status("mail");
     assert_eq!(s.retries, 2, "two 451s, retried");
     assert_eq!((s.delivered, s.filtered), (2, 1));
+    // A relay that knows only HELO: greeted so, and sent a 7-bit message.
+    sink.helo_only.store(true, Ordering::SeqCst);
+    let more = write_events(&mut store.db(), &[EventKind::VmRestartFailed]);
+    wait_until("a third mail", 30, || sink.ids().len() == 3);
+    assert_eq!(sink.ids()[2], more[0]);
+    let m = sink.mails.lock().unwrap()[2].clone();
+    assert_eq!(m.from, "<hvha@ops.example>", "no BODY=8BITMIME");
+    assert!(m.data.is_ascii());
+    assert_eq!(run.status("mail").retries, 2, "no retry needed");
     run.stop();
 }
 

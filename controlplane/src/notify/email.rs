@@ -1,5 +1,6 @@
 //! The email channel: one message per event, sent through a configured SMTP relay
-//! (RFC 5321) in one session per attempt: the greeting, `EHLO`, `MAIL FROM`, one
+//! (RFC 5321) in one session per attempt: the greeting, `EHLO` (`HELO` when the relay
+//! answers 500 or 502 to it), `MAIL FROM` (`BODY=8BITMIME` when announced), one
 //! `RCPT TO` per recipient, `DATA` with the message dot-stuffed, `QUIT`.
 //!
 //! - every reply is parsed strictly: three digits, `-` on every line but the last, the
@@ -318,11 +319,16 @@ impl Session<'_> {
             .map_err(|e| io_error(w(), e, &self.deadline))
     }
 
-    /// Send a command and expect a reply of class 2 (or `ok` codes).
+    /// Send a command and read its reply, whatever its code.
+    fn exchange(&mut self, line: &str) -> Result<Reply, DeliveryError> {
+        self.send(format!("{line}\r\n").as_bytes(), line)?;
+        self.reply(line)
+    }
+
+    /// Send a command and expect one of the `ok` codes.
     fn command(&mut self, line: &str, ok: &[u16]) -> Result<Reply, DeliveryError> {
         let shown = line.to_owned();
-        self.send(format!("{line}\r\n").as_bytes(), &shown)?;
-        let reply = self.reply(&shown)?;
+        let reply = self.exchange(line)?;
         if ok.contains(&reply.code) {
             Ok(reply)
         } else {
@@ -388,11 +394,25 @@ impl Channel for Email {
                 "{relay} greeted with {greeting}"
             )));
         }
-        let ehlo = s.command(&format!("EHLO {}", self.helo), &[250])?;
-        let eight_bit = ehlo
-            .lines
-            .iter()
-            .any(|l| l.eq_ignore_ascii_case("8BITMIME"));
+        // A relay that does not know EHLO (500, 502) is greeted the old way: no
+        // extensions, so a 7-bit message.
+        let ehlo_line = format!("EHLO {}", self.helo);
+        let ehlo = s.exchange(&ehlo_line)?;
+        let eight_bit = match ehlo.code {
+            250 => ehlo
+                .lines
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case("8BITMIME")),
+            500 | 502 => {
+                s.command(&format!("HELO {}", self.helo), &[250])?;
+                false
+            }
+            _ => {
+                return Err(DeliveryError::Refused(format!(
+                    "{relay} answered {ehlo_line} with {ehlo}"
+                )));
+            }
+        };
         let mail = if eight_bit {
             format!("MAIL FROM:<{}> BODY=8BITMIME", self.cfg.from)
         } else {
