@@ -369,3 +369,77 @@ fn test_evacuate_without_live_migration_is_stop_and_start() {
         );
     }
 }
+
+/// A live migration whose answer is lost (it timed out but took effect) is found done
+/// on the target and not sent again; one that fails leaves its VM running on the source:
+/// the request ends FAILED naming it, the host stays in maintenance, and the VM is not
+/// restarted for it.
+#[test]
+fn test_evacuate_migration_lost_answer_and_failure() {
+    use crate::platform::sim::{FailureRule, InjectedError};
+    let mut b = bed();
+    {
+        let mut w = b.platform.world();
+        // vm1's migration outlasts the driver's timeout: applied, answer lost.
+        w.set_latency(Call::Migrate, 12_000);
+        w.inject_failure(FailureRule {
+            call: Call::Migrate,
+            host: None,
+            vm: Some(uuid(2)),
+            times: 1,
+            error: InjectedError::Failed,
+        });
+    }
+    b.run(&[1, 2, 3], T0 + 3_000);
+    let id = b.request(RequestKind::Evacuate, 1);
+    b.run(&[1, 2, 3], T0 + 60_000);
+    let r = b.db.operator_request(id).unwrap().unwrap();
+    assert_eq!(r.state, RequestState::Failed, "{r:?}");
+    let result = r.result.unwrap();
+    assert!(
+        result.contains("evacuated in part: 1 VM(s) moved"),
+        "{result}"
+    );
+    assert!(
+        result.contains("VM vm2: could not live-migrate VM vm2"),
+        "{result}"
+    );
+    assert_eq!(
+        b.db.hosts_in_maintenance().unwrap().len(),
+        1,
+        "still in maintenance"
+    );
+    let w = b.platform.world();
+    let on1 = w.vm_running_on(&uuid(1));
+    assert_eq!(on1.len(), 1);
+    assert_ne!(on1[0], "host-1");
+    assert_eq!(w.vm_running_on(&uuid(2)), ["host-1"], "stays where it runs");
+    let migrates: Vec<_> = w
+        .history()
+        .iter()
+        .filter(|c| c.call == Call::Migrate)
+        .map(|c| (c.vm, c.error.is_some()))
+        .collect();
+    assert_eq!(
+        migrates,
+        [(Some(uuid(1)), true), (Some(uuid(2)), true)],
+        "one call each: vm1's timed out (applied), vm2's failed; none sent again"
+    );
+    assert!(w.violations().is_empty());
+    drop(w);
+    let rows = b.db.relocations(None, 10).unwrap();
+    let results: Vec<&str> = rows.iter().filter_map(|r| r.result.as_deref()).collect();
+    assert!(
+        results
+            .iter()
+            .any(|r| r.starts_with("success (moved by live migration")),
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r.starts_with("failed: could not live-migrate")),
+        "{results:?}"
+    );
+    assert!(!b.kinds().iter().any(|k| k == "VM_FAILURE_DETECTED"));
+}
