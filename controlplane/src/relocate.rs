@@ -258,6 +258,10 @@ pub struct Restart {
     /// Taken over from an earlier term, which may have started the VM on the target
     /// already: the start asks the target first.
     adopted: bool,
+    /// Its start is due: it waits for the step's batch of starts.
+    start_due: bool,
+    /// The outcome of its start in the step's batch, not yet taken into account.
+    start_result: Option<Result<(), PlatformError>>,
 }
 
 impl Restart {
@@ -415,6 +419,8 @@ impl Executor {
             notes,
             outcome: None,
             adopted: false,
+            start_due: false,
+            start_result: None,
         });
         // Queue order: priority, then submission.
         self.restarts.sort_by_key(|r| {
@@ -480,6 +486,8 @@ impl Executor {
             notes: vec![format!("taken over by {by}")],
             outcome: None,
             adopted: true,
+            start_due: false,
+            start_result: None,
         });
         Ok(())
     }
@@ -497,27 +505,81 @@ impl Executor {
     }
 
     /// Advance every restart as far as it goes now. Returns the restarts that finished.
+    ///
+    /// The starts due in this step go to the platform together
+    /// ([`Platform::start_many`]): every restart is first advanced until it waits or its
+    /// start is due, then the due starts are sent as one batch, then those restarts go on
+    /// with their outcomes (and restarts let out of the queue by slots freed meanwhile
+    /// follow, batch after batch). A driver that starts VMs concurrently thus runs as many
+    /// at once as the per-target cap lets through, instead of one after another.
     pub fn step(
         &mut self,
         now_ms: i64,
         ledger: &mut dyn Ledger,
         platform: &mut dyn Platform,
     ) -> hsdb::Result<Vec<Finished>> {
-        let mut active: HashMap<HostId, u32> = HashMap::new();
-        for r in &self.restarts {
-            if r.phase != Phase::Queued && r.phase != Phase::Done {
-                *active.entry(r.request.to.id).or_default() += 1;
-            }
-        }
         let mut finished = Vec::new();
         let clock_handle = self.clock.clone();
         let mut clock = Now {
             ms: now_ms,
             clock: clock_handle.as_deref(),
         };
+        self.pass(&mut clock, ledger, platform, &mut finished)?;
+        loop {
+            let due: Vec<usize> = (0..self.restarts.len())
+                .filter(|&i| self.restarts[i].start_due)
+                .collect();
+            if due.is_empty() {
+                break;
+            }
+            let starts: Vec<(&str, &VmSpec)> = due
+                .iter()
+                .map(|&i| {
+                    let r = &self.restarts[i].request;
+                    (r.to.name.as_str(), &r.spec)
+                })
+                .collect();
+            tracing::debug!(starts = starts.len(), "starting VMs as one batch");
+            let mut results = platform.start_many(&starts).into_iter();
+            for i in due {
+                let r = &mut self.restarts[i];
+                r.start_due = false;
+                r.start_result = Some(results.next().unwrap_or_else(|| {
+                    Err(PlatformError::Failed {
+                        op: format!("start {} {}", r.request.to.name, r.request.spec.uuid),
+                        why: format!(
+                            "the {} driver returned fewer results than starts",
+                            platform.name()
+                        ),
+                    })
+                }));
+            }
+            self.pass(&mut clock, ledger, platform, &mut finished)?;
+        }
+        Ok(finished)
+    }
+
+    /// Advance every restart that can move until it waits, ends, or its start is due.
+    fn pass(
+        &mut self,
+        clock: &mut Now<'_>,
+        ledger: &mut dyn Ledger,
+        platform: &mut dyn Platform,
+        finished: &mut Vec<Finished>,
+    ) -> hsdb::Result<()> {
+        let mut active: HashMap<HostId, u32> = HashMap::new();
+        for r in &self.restarts {
+            if r.phase != Phase::Queued && r.phase != Phase::Done {
+                *active.entry(r.request.to.id).or_default() += 1;
+            }
+        }
         let mut i = 0;
         while i < self.restarts.len() {
             let r = &mut self.restarts[i];
+            if r.start_due {
+                i += 1;
+                continue;
+            }
             if r.phase == Phase::Queued {
                 let n = active.entry(r.request.to.id).or_default();
                 if *n >= self.max_per_host {
@@ -530,7 +592,7 @@ impl Executor {
             clock.refresh();
             let cleanup_owed = advance(
                 r,
-                &mut clock,
+                clock,
                 self.command_timeout_ms,
                 self.action_timeout_ms,
                 ledger,
@@ -555,7 +617,7 @@ impl Executor {
             }
             i += 1;
         }
-        Ok(finished)
+        Ok(())
     }
 
     fn count_in_batch(
@@ -955,7 +1017,12 @@ fn advance(
                         _ => r.adopted = false,
                     }
                 }
-                let started = platform.start(&r.request.to.name, &r.request.spec);
+                // The start goes out with the step's batch (Executor::step); its outcome
+                // comes back here.
+                let Some(started) = r.start_result.take() else {
+                    r.start_due = true;
+                    return Ok(false);
+                };
                 let now_ms = clock.refresh();
                 if let Err(e @ PlatformError::Fenced { .. }) = &started {
                     return fenced(r, e);

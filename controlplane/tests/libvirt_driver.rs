@@ -557,3 +557,49 @@ fn libvirt_ping_that_hangs_or_fails() {
     let mut p = ping_platform(Some(unroutable), Duration::from_secs(2));
     assert_eq!(p.ping(&uuid(1)), Ok(false));
 }
+
+/// A batch of starts over two hosts: each host's on a thread of its own with that host's
+/// connection (kept: the state a start leaves is seen by the next probe, on the same
+/// virsh process); the results in the batch's order; a start of an unknown host fails
+/// alone.
+#[test]
+fn libvirt_start_many_runs_each_hosts_starts_on_its_connection() {
+    if !virsh_or_skip("libvirt_start_many_runs_each_hosts_starts_on_its_connection") {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let mut p = LibvirtPlatform::new(two_hosts(dir.path())).unwrap();
+    p.host_alive("a").unwrap();
+    p.host_alive("b").unwrap();
+    let (pid_a, pid_b) = (
+        p.connection_pid("a").unwrap(),
+        p.connection_pid("b").unwrap(),
+    );
+    // vm4 (a, shut off) starts on a; vm20 and vm21 are new to b; vm22 names no host.
+    let (s4, s20, s21, s22) = (
+        spec(4, 1_000, 512),
+        spec(20, 1_000, 512),
+        spec(21, 2_000, 1_024),
+        spec(22, 1_000, 512),
+    );
+    let results = p.start_many(&[("b", &s20), ("a", &s4), ("nowhere", &s22), ("b", &s21)]);
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0], Ok(()));
+    assert_eq!(results[1], Ok(()));
+    assert_eq!(
+        results[2],
+        Err(PlatformError::NoSuchHost {
+            host: "nowhere".into()
+        })
+    );
+    assert_eq!(results[3], Ok(()));
+    assert_eq!(p.connection_pid("a"), Some(pid_a), "the same connection");
+    assert_eq!(p.connection_pid("b"), Some(pid_b), "the same connection");
+    for (host, n) in [("a", 4), ("b", 20), ("b", 21)] {
+        assert_eq!(
+            p.vm_status(host, &uuid(n)),
+            Ok(status(PowerState::Running)),
+            "vm{n} on {host}"
+        );
+    }
+}

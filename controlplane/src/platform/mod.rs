@@ -204,6 +204,19 @@ pub trait Platform: Send {
     /// configuration cleanup, seed 004 L17548-17563); a VM not defined there is Ok.
     fn cleanup(&mut self, host: &str, vm: &Uuid) -> Result<(), PlatformError>;
 
+    /// Start several VMs, each on its host (`(host, spec)`), with one result per start in
+    /// the same order; each start means what [`Platform::start`] means. The executor hands
+    /// a driver every start due in one step (at most `max_restarts_per_host` toward one
+    /// target), so a driver whose platform can run them at the same time should: the
+    /// default runs them one after another. `sim` models concurrent starts; `libvirt`
+    /// runs each host's starts on a thread of their own (docs/controlplane.md, Executor).
+    fn start_many(&mut self, starts: &[(&str, &VmSpec)]) -> Vec<Result<(), PlatformError>> {
+        starts
+            .iter()
+            .map(|(host, spec)| self.start(host, spec))
+            .collect()
+    }
+
     /// Can this driver move a running VM between hosts without stopping it (the seed's
     /// LPM, seed 004 §1.2.1)? When it cannot, a planned move is a stop and a start, and
     /// is reported as such.

@@ -266,6 +266,29 @@ impl Platform for SimPlatform {
             })
     }
 
+    /// Concurrent starts: every start of the batch begins at once and ends its own
+    /// latency later (a hypervisor starting several VMs at a time); the clock advances by
+    /// the longest, not the sum.
+    fn start_many(&mut self, starts: &[(&str, &VmSpec)]) -> Vec<Result<(), PlatformError>> {
+        let mut w = self.world();
+        let calls: Vec<world::Concurrent<'_, Result<(), PlatformError>>> = starts
+            .iter()
+            .map(
+                |&(host, spec)| -> world::Concurrent<'_, Result<(), PlatformError>> {
+                    (
+                        w.latency_to(Call::Start, host),
+                        Box::new(move |w: &mut SimWorld| {
+                            w.call(Call::Start, Some(host), Some(spec.uuid), |w| {
+                                w.do_start(host, spec)
+                            })
+                        }),
+                    )
+                },
+            )
+            .collect();
+        w.concurrently(&calls)
+    }
+
     /// The sim models live migration (unless [`SimWorld::set_live_migration`] turned it
     /// off): the VM keeps running — its guest, its fault, its boot time — and moves.
     fn live_migration(&self) -> bool {

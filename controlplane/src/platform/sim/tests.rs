@@ -532,3 +532,68 @@ fn test_live_migration_moves_a_running_vm() {
     assert!(e.to_string().contains("live migration is off"), "{e}");
     assert_eq!(p.world().vm_running_on(&uuid(1)), ["b"]);
 }
+
+/// A batch of starts runs concurrently: each begins at the batch's start and ends its own
+/// latency later (a slow host's later), the clock ends at the longest, not the sum; a
+/// start that fails fails alone; the history shows every start beginning at once.
+#[test]
+fn test_start_many_is_concurrent() {
+    let (mut p, clock) = two_hosts();
+    {
+        let mut w = p.world();
+        w.set_host_latency("b", 3_000).unwrap();
+        w.inject_failure(FailureRule {
+            call: Call::Start,
+            host: None,
+            vm: Some(uuid(12)),
+            times: 1,
+            error: InjectedError::Failed,
+        });
+        w.clear_history();
+    }
+    let start_ms = p.world().latency(Call::Start);
+    let (s10, s11, s12, s13) = (
+        spec(10, 500, 512),
+        spec(11, 500, 512),
+        spec(12, 500, 512),
+        spec(13, 500, 512),
+    );
+    let t0 = clock.now_ms();
+    let results = p.start_many(&[("b", &s10), ("a", &s11), ("a", &s12), ("a", &s13)]);
+    assert_eq!(results[0], Ok(()));
+    assert_eq!(results[1], Ok(()));
+    assert!(matches!(results[2], Err(PlatformError::Failed { .. })));
+    assert_eq!(results[3], Ok(()));
+    let longest = i64::try_from(start_ms).unwrap() + 3_000;
+    assert_eq!(
+        clock.now_ms() - t0,
+        longest,
+        "the longest start, not the sum"
+    );
+    let w = p.world();
+    assert_eq!(w.vm_running_on(&uuid(10)), ["b"]);
+    assert_eq!(w.vm_running_on(&uuid(11)), ["a"]);
+    assert!(w.vm_running_on(&uuid(12)).is_empty());
+    assert_eq!(w.vm_running_on(&uuid(13)), ["a"]);
+    let starts: Vec<(i64, i64, Uuid)> = w
+        .history()
+        .iter()
+        .filter(|c| c.call == Call::Start)
+        .map(|c| (c.start_ms - t0, c.end_ms - t0, c.vm.unwrap()))
+        .collect();
+    let base = i64::try_from(start_ms).unwrap();
+    assert_eq!(
+        starts,
+        [
+            (0, base, uuid(11)),
+            (0, base, uuid(12)),
+            (0, base, uuid(13)),
+            (0, longest, uuid(10)),
+        ],
+        "carried out in the order they end"
+    );
+    drop(w);
+    // A start after the batch is an ordinary call again.
+    p.start("a", &spec(14, 100, 100)).unwrap();
+    assert_eq!(clock.now_ms() - t0, longest + base);
+}

@@ -79,6 +79,9 @@ pub struct Violation {
     pub running_on: Vec<String>,
 }
 
+/// One call of a concurrent batch ([`SimWorld::concurrently`]): its latency and the call.
+pub(super) type Concurrent<'a, T> = (u64, Box<dyn Fn(&mut SimWorld) -> T + 'a>);
+
 /// The simulated platform's state: hosts, VMs, faults, timing, injected failures, and the
 /// history of calls. Shared between the [`super::SimPlatform`] (the control plane's view)
 /// and the simulation (ground truth and fault injection).
@@ -94,6 +97,9 @@ pub struct SimWorld {
     timeout_effect: TimeoutEffect,
     enforce_capacity: bool,
     record_probes: bool,
+    /// While a batch of concurrent calls runs: the time they all began; each call then
+    /// ends at that time plus its own latency ([`SimWorld::concurrently`]).
+    batch_start: Option<i64>,
     rules: Vec<FailureRule>,
     random_failure_ppm: [u32; Call::ALL.len()],
     rng: SplitMix64,
@@ -125,6 +131,7 @@ impl SimWorld {
             timeout_effect: TimeoutEffect::Applied,
             enforce_capacity: true,
             record_probes: false,
+            batch_start: None,
             rules: Vec::new(),
             random_failure_ppm: [0; Call::ALL.len()],
             rng: SplitMix64::new(seed),
@@ -621,7 +628,7 @@ impl SimWorld {
         vm: Option<Uuid>,
         effect: impl FnOnce(&mut SimWorld) -> Result<T, PlatformError>,
     ) -> Result<T, PlatformError> {
-        let start_ms = self.clock.now_ms();
+        let start_ms = self.batch_start.unwrap_or_else(|| self.clock.now_ms());
         let alive_before = vm.filter(|_| call.is_action()).map(|u| self.vm_alive(&u));
         let result = self.call_inner(call, host, vm, effect);
         if call.is_action() || self.record_probes {
@@ -700,7 +707,44 @@ impl SimWorld {
     }
 
     fn advance(&self, ms: u64) {
-        self.clock.advance(i64::try_from(ms).unwrap_or(i64::MAX));
+        let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        match self.batch_start {
+            // One of several concurrent calls: it ends `ms` after the batch began (the
+            // clock never goes back: a call shorter than one already ended ends with it).
+            Some(t0) => self
+                .clock
+                .advance_to(t0.saturating_add(ms).max(self.clock.now_ms())),
+            None => self.clock.advance(ms),
+        }
+    }
+
+    /// The latency a call of kind `call` to `host` has (its kind's, plus the host's
+    /// extra), before injected failures and timeouts.
+    pub(super) fn latency_to(&self, call: Call, host: &str) -> u64 {
+        let extra = self.hosts.get(host).map_or(0, |h| h.extra_latency_ms);
+        self.latency(call).saturating_add(extra)
+    }
+
+    /// Run `calls` as if they were all sent at the same moment: each begins now and ends
+    /// its own latency later; they are carried out in the order they end (shortest first,
+    /// ties in the given order), so the clock ends at the longest one's end instead of
+    /// the sum of them all (the executor's batch of starts, [`Platform::start_many`]).
+    pub(super) fn concurrently<T>(&mut self, calls: &[Concurrent<'_, T>]) -> Vec<T> {
+        let t0 = self.clock.now_ms();
+        let mut order: Vec<(u64, usize)> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (latency, _))| (*latency, i))
+            .collect();
+        order.sort_unstable();
+        self.batch_start = Some(t0);
+        let mut out: Vec<(usize, T)> = order
+            .into_iter()
+            .filter_map(|(_, i)| calls.get(i).map(|(_, f)| (i, f(self))))
+            .collect();
+        self.batch_start = None;
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, t)| t).collect()
     }
 
     fn injected(
