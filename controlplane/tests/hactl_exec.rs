@@ -338,6 +338,18 @@ fn host_evacuate_and_restore_through_virsh() {
         .relocations(None, 10)
         .unwrap();
     let hosts_during = s.run(&["query", "host", "--json"]);
+    // `hactl status` names the host in maintenance (once the daemon's status caught up).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status_maintenance = loop {
+        let o = s.run(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let m = v["groups"][0]["maintenance"].clone();
+        if m.as_array().is_some_and(|a| !a.is_empty()) || std::time::Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let status_text = stdout(&s.run(&["status"]));
     let restored = s.run(&["host", "restore", "host-a", "--timeout", "90"]);
     let hosts_after = s.run(&["query", "host"]);
     let no_wait = s.run(&["host", "restore", "host-a", "--no-wait"]);
@@ -380,6 +392,11 @@ fn host_evacuate_and_restore_through_virsh() {
         );
     }
 
+    assert_eq!(status_maintenance, serde_json::json!(["host-a"]));
+    assert!(
+        status_text.contains("hg1: hosts in maintenance: host-a"),
+        "{status_text}"
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout(&hosts_during)).unwrap();
     let a = v
         .as_array()

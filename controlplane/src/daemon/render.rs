@@ -209,6 +209,17 @@ pub fn status(s: &DaemonStatus) -> String {
                 printable(e)
             );
         }
+        if !g.maintenance.is_empty() {
+            let _ = writeln!(
+                out,
+                "{}: hosts in maintenance: {}",
+                printable(&g.name),
+                printable(&g.maintenance.join(", "))
+            );
+        }
+        if let Some(r) = &g.operator_request {
+            let _ = writeln!(out, "{}: {}", printable(&g.name), printable(r));
+        }
         if !g.in_flight.is_empty() {
             let _ = writeln!(out, "\n{}: in flight", printable(&g.name));
             let mut t = Table::new(&["VM", "FROM", "TO", "PHASE", "SINCE"]);
@@ -297,8 +308,17 @@ mod tests {
             last_error: None,
             lease: Default::default(),
             policies: Default::default(),
+            maintenance: vec!["host-c".into()],
+            operator_request: Some(
+                "request 7: evacuate host host-c, 1 of 2 VM(s) moved by live migration".into(),
+            ),
         });
         let text = status(&s);
+        assert!(text.contains("hg1: hosts in maintenance: host-c"), "{text}");
+        assert!(
+            text.contains("hg1: request 7: evacuate host host-c, 1 of 2 VM(s) moved"),
+            "{text}"
+        );
         assert!(text.contains("running for 1m05s"), "{text}");
         assert!(
             text.contains("WARNING: parameters below the seed's ranges"),

@@ -129,6 +129,13 @@ pub struct GroupStatus {
     /// The placement policies the engine runs with, and their problems.
     #[serde(default)]
     pub policies: PolicyStatus,
+    /// Hosts in planned maintenance (`hactl host evacuate`), by name.
+    #[serde(default)]
+    pub maintenance: Vec<String>,
+    /// The operator request being carried out (`request 7: evacuate host-a, 1 of 2 VM(s)
+    /// moved`).
+    #[serde(default)]
+    pub operator_request: Option<String>,
 }
 
 /// The placement policies of a group as its engine last loaded them from the HSDB
@@ -167,6 +174,8 @@ impl GroupStatus {
             last_error: None,
             lease: LeaseView::default(),
             policies: PolicyStatus::default(),
+            maintenance: Vec::new(),
+            operator_request: None,
         }
     }
 }

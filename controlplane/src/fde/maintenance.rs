@@ -72,6 +72,34 @@ impl Fde {
         self.maintenance.contains_key(&host)
     }
 
+    /// For `hactl status`: the hosts in maintenance by name, and the operator request
+    /// being carried out in words.
+    pub fn maintenance_summary(&self) -> (Vec<String>, Option<String>) {
+        let mut hosts: Vec<HostId> = self.maintenance.keys().copied().collect();
+        hosts.sort();
+        let names = hosts.into_iter().map(|h| self.host_name(h)).collect();
+        let request = self.active_request.as_ref().map(|a| {
+            let what = match a.kind {
+                RequestKind::Evacuate => "evacuate",
+                RequestKind::Restore => "restore",
+            };
+            format!(
+                "request {}: {what} host {}, {} of {} VM(s) moved {}{}",
+                a.id,
+                a.host_name,
+                a.moved.len(),
+                a.vms.len(),
+                crate::relocate::move_way(a.live),
+                if a.failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} failed", a.failed.len())
+                }
+            )
+        });
+        (names, request)
+    }
+
     /// The operator request being carried out: (id, done, of).
     pub fn maintenance_progress(&self) -> Option<(i64, usize, usize)> {
         self.active_request
