@@ -6,7 +6,7 @@ CREATE TABLE owed_cleanup (
     relocation BIGINT NULL REFERENCES relocation (id) ON DELETE SET NULL,
     why TEXT COLLATE "C" NOT NULL,
     owed_ms BIGINT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
+    attempts BIGINT NOT NULL DEFAULT 0,
     last_try_ms BIGINT NULL,
     last_error TEXT COLLATE "C" NULL,
     done_ms BIGINT NULL,
