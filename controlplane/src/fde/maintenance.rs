@@ -401,9 +401,13 @@ impl Fde {
             left: Vec::new(),
             live,
         };
-        let batch = self
-            .executor
-            .open_batch(u32::try_from(todo.len()).unwrap_or(u32::MAX));
+        // A batch only for moves (an empty one would never be summed up).
+        let batch = if todo.is_empty() {
+            0
+        } else {
+            self.executor
+                .open_batch(u32::try_from(todo.len()).unwrap_or(u32::MAX))
+        };
         for (row, spec) in todo {
             let Some(target) = targets.get(&row.uuid).copied() else {
                 continue;
@@ -636,9 +640,12 @@ impl Fde {
             text.clone(),
         );
         store.update_operator_request(req.id, RequestState::Running, &text, None, now_ms)?;
-        let batch = self
-            .executor
-            .open_batch(u32::try_from(moves.len()).unwrap_or(u32::MAX));
+        let batch = if moves.is_empty() {
+            0
+        } else {
+            self.executor
+                .open_batch(u32::try_from(moves.len()).unwrap_or(u32::MAX))
+        };
         for (row, spec, from) in moves {
             active.vms.push((row.uuid, spec.name.clone()));
             self.submit_move(

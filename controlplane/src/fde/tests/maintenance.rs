@@ -443,3 +443,38 @@ fn test_evacuate_migration_lost_answer_and_failure() {
     );
     assert!(!b.kinds().iter().any(|k| k == "VM_FAILURE_DETECTED"));
 }
+
+/// A host without VMs is evacuated at once (nothing to move) and is in maintenance;
+/// evacuating it again is harmless; a restore of it returns nothing and ends it.
+#[test]
+fn test_evacuate_an_empty_host_and_restore_it() {
+    let mut b = bed();
+    b.run(&[1, 2, 3], T0 + 3_000);
+    let id = b.request(RequestKind::Evacuate, 3);
+    b.run(&[1, 2, 3], T0 + 10_000);
+    let r = b.db.operator_request(id).unwrap().unwrap();
+    assert_eq!(r.state, RequestState::Done, "{r:?}");
+    assert!(
+        r.result.as_deref().unwrap().contains("0 VM(s) moved"),
+        "{r:?}"
+    );
+    let again = b.request(RequestKind::Evacuate, 3);
+    b.run(&[1, 2, 3], T0 + 15_000);
+    assert_eq!(
+        b.db.operator_request(again).unwrap().unwrap().state,
+        RequestState::Done
+    );
+    assert_eq!(b.db.hosts_in_maintenance().unwrap().len(), 1);
+    let (names, active) = b.fde.maintenance_summary();
+    assert_eq!((names, active), (vec!["host-3".to_owned()], None));
+    let restore = b.request(RequestKind::Restore, 3);
+    b.run(&[1, 2, 3], T0 + 20_000);
+    let r = b.db.operator_request(restore).unwrap().unwrap();
+    assert_eq!(r.state, RequestState::Done, "{r:?}");
+    assert!(b.db.hosts_in_maintenance().unwrap().is_empty());
+    assert!(b.db.relocations(None, 10).unwrap().is_empty());
+    assert!(
+        b.platform.world().history().is_empty(),
+        "no platform action"
+    );
+}
