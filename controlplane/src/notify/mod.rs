@@ -15,8 +15,15 @@
 //! restart: every document carries the event's id (in the body and in the
 //! `X-Hvha-Event-Id` / `Idempotency-Key` headers, `HVHA_EVENT_ID`, the `Message-ID`), so
 //! a receiver drops what it has seen. Notifiers are independent: one thread each, a
-//! receiver that is down holds back only its own notifier (seed 002's store-and-forward
-//! to pooled servers: each server drains its own queue, seed-others.md).
+//! receiver that is down holds back only its own notifier. The model is seed 002's
+//! store-and-forward to pooled servers: every message is kept for every server "even if
+//! they are currently unreachable", buffered and delivered later, and a server back from
+//! downtime "receives all the messages it missed" (seed 002 L138, L140); here the outbox
+//! is the buffer and each notifier's offset its place in it.
+//!
+//! The seed's channels are email, SMS through a carrier's email gateway and pager email,
+//! one contact per `ksysmgr add notify` (seed 004 L16482-16577): the email notifier does
+//! all three (a gateway address is a recipient); webhook and exec hook are ours.
 
 pub mod config;
 pub mod email;
