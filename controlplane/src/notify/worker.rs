@@ -31,6 +31,8 @@ use super::{Channel, DeliveryError, EventDoc, Filter, sleep_unless};
 
 /// Events read per page.
 pub const PAGE: u32 = 100;
+/// How often a notifier with a backlog counts it again (for the status).
+pub const LAG_REFRESH: Duration = Duration::from_secs(2);
 
 /// Whether this controller delivers now.
 pub trait Gate: Send + Sync {
@@ -130,6 +132,8 @@ pub struct Worker {
     last_id: Option<i64>,
     rng: u64,
     now_ms: fn() -> i64,
+    /// When the backlog was last counted.
+    lag_counted: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -196,6 +200,7 @@ impl Worker {
             last_id: None,
             rng: u64::from_le_bytes(seed) | 1,
             now_ms: wall_ms,
+            lag_counted: None,
         }
     }
 
@@ -280,27 +285,21 @@ impl Worker {
             .map_err(|e| format!("reading offset: {e}"))?
             .unwrap_or(0);
         let from = self.last_id.map_or(stored, |l| l.max(stored));
-        let backlog = db
-            .event_backlog(from)
-            .map_err(|e| format!("reading the outbox: {e}"))?;
-        self.status(|s| {
-            s.offset = from;
-            s.lag = backlog.count;
-            s.newest_id = backlog.newest_id.unwrap_or(0);
-        });
-        if backlog.count == 0 {
-            self.status(|s| {
-                s.state = "idle".into();
-                s.retrying_id = None;
-            });
-            return Ok(false);
-        }
-        let Some(db) = self.db.as_ref() else {
-            return Ok(false);
-        };
         let rows = db
             .events_after(from, PAGE)
             .map_err(|e| format!("reading the outbox: {e}"))?;
+        if rows.is_empty() {
+            self.status(|s| {
+                s.state = "idle".into();
+                s.retrying_id = None;
+                s.offset = from;
+                s.lag = 0;
+                s.newest_id = s.newest_id.max(from);
+            });
+            return Ok(false);
+        }
+        self.status(|s| s.offset = from);
+        self.refresh_lag(from);
         let full = rows.len() == PAGE as usize;
         let mut unstored: Option<i64> = None;
         for row in rows {
@@ -323,13 +322,37 @@ impl Worker {
                     unstored = None;
                     self.store(row.id)?;
                 }
-                Outcome::Abandoned => break,
+                Outcome::Abandoned => {
+                    // Filtered events before it are handled — unless the duties moved:
+                    // then the new holder decides (the write would be fenced off).
+                    if self.gate.permit().is_none() {
+                        unstored = None;
+                    }
+                    break;
+                }
             }
         }
         if let Some(id) = unstored {
             self.store(id)?;
         }
         Ok(full)
+    }
+
+    /// Count the events after `offset` for the status — at most every
+    /// [`LAG_REFRESH`]: counting a large backlog reads all of it, and in between the
+    /// count is kept by subtracting what was handled.
+    fn refresh_lag(&mut self, offset: i64) {
+        if self.lag_counted.is_some_and(|t| t.elapsed() < LAG_REFRESH) {
+            return;
+        }
+        let Some(db) = self.db.as_ref() else { return };
+        if let Ok(b) = db.event_backlog(offset) {
+            self.lag_counted = Some(std::time::Instant::now());
+            self.status(|s| {
+                s.lag = b.count;
+                s.newest_id = b.newest_id.unwrap_or(s.newest_id);
+            });
+        }
     }
 
     fn store(&mut self, id: i64) -> Result<(), String> {
@@ -401,15 +424,8 @@ impl Worker {
                     );
                     let now = (self.now_ms)();
                     // The backlog grows while the receiver is down: shown as it is.
-                    let backlog = self
-                        .db
-                        .as_ref()
-                        .and_then(|db| db.event_backlog(row.id - 1).ok());
+                    self.refresh_lag(row.id - 1);
                     self.status(|s| {
-                        if let Some(b) = backlog {
-                            s.lag = b.count;
-                            s.newest_id = b.newest_id.unwrap_or(s.newest_id);
-                        }
                         s.retries += 1;
                         s.retrying_id = Some(row.id);
                         s.last_error = Some(format!("event {}: {why}", row.id));
