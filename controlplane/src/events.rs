@@ -165,6 +165,11 @@ catalogue! {
     HostMaintenanceEnded => "HOST_MAINTENANCE_ENDED", Info, None;
     /// An evacuation or restore was refused or failed in part; nothing is hidden (ours).
     HostMaintenanceRefused => "HOST_MAINTENANCE_REFUSED", Warning, None;
+    /// The periodic verify: the loss of some host would leave VMs without a place (ours;
+    /// the seed's verification, seed 004 L4612-4619; vSphere's admission control).
+    GroupCapacityShort => "GROUP_CAPACITY_SHORT", Warning, None;
+    /// The periodic verify: the group can absorb the loss of any one host again (ours).
+    GroupCapacityOk => "GROUP_CAPACITY_OK", Info, None;
     /// A notifier (an outbox consumer) is more than `behind_events` events or
     /// `behind_age_s` behind (ours; docs/operators.md, Notifications).
     NotifierBehind => "NOTIFIER_BEHIND", Warning, None;

@@ -194,6 +194,8 @@ pub enum Key {
     VmRestartLimit,
     /// `vm_restart_window`: the window `vm_restart_limit` counts in.
     VmRestartWindow,
+    /// `verify_interval`: how often the engine plans the loss of each host in turn.
+    VerifyInterval,
 }
 
 /// The value type of a key, with its allowed range per profile.
@@ -237,6 +239,7 @@ impl Key {
         Key::HostFailurePingVms,
         Key::VmRestartLimit,
         Key::VmRestartWindow,
+        Key::VerifyInterval,
     ];
 
     /// The key's name, as stored and typed.
@@ -259,6 +262,7 @@ impl Key {
             Key::HostFailurePingVms => "host_failure_ping_vms",
             Key::VmRestartLimit => "vm_restart_limit",
             Key::VmRestartWindow => "vm_restart_window",
+            Key::VerifyInterval => "verify_interval",
         }
     }
 
@@ -320,6 +324,9 @@ impl Key {
                 "restarts of one VM for its own failures within vm_restart_window; then it is not restarted"
             }
             Key::VmRestartWindow => "the sliding window vm_restart_limit counts restarts in",
+            Key::VerifyInterval => {
+                "how often the engine plans the loss of each host in turn (hactl verify); GROUP_CAPACITY_SHORT when one cannot be absorbed"
+            }
         }
     }
 
@@ -380,6 +387,12 @@ impl Key {
             Key::VmRestartWindow => Kind::Duration {
                 standard: (60 * S, 7 * 86_400 * S),
                 fast: (S, 7 * 86_400 * S),
+            },
+            // Ours (the seed verifies with each Deep Discovery, once a day, seed 004
+            // L4588-4607): 1 min to 1 day, 5 min by default (the fast profile from 1 s).
+            Key::VerifyInterval => Kind::Duration {
+                standard: (60 * S, 86_400 * S),
+                fast: (S, 86_400 * S),
             },
         }
     }
@@ -565,6 +578,9 @@ pub struct GroupParams {
     pub vm_restart_limit: u32,
     /// The window of the restart budget, ms.
     pub vm_restart_window_ms: i64,
+    /// How often the engine verifies that the group can absorb the loss of any one host,
+    /// ms.
+    pub verify_interval_ms: i64,
     /// Where each key's group value came from.
     pub origins: Vec<(Key, Level)>,
     /// Per-host `ha_monitor`.
@@ -632,6 +648,7 @@ impl GroupParams {
             host_failure_ping_vms: false,
             vm_restart_limit: 3,
             vm_restart_window_ms: 3_600 * S,
+            verify_interval_ms: 300 * S,
             origins: Key::ALL.iter().map(|k| (*k, Level::Default)).collect(),
             host_ha_monitor: HashMap::new(),
             vm_overrides: HashMap::new(),
@@ -652,6 +669,7 @@ impl GroupParams {
             action_timeout_ms: 10 * S,
             command_timeout_ms: 3 * S,
             na_max_items: 1_000,
+            verify_interval_ms: 10 * S,
             ..GroupParams::standard(group)
         }
     }
@@ -761,6 +779,7 @@ impl GroupParams {
             (Key::NaMaxItems, Value::Count(n)) => self.na_max_items = n,
             (Key::VmRestartLimit, Value::Count(n)) => self.vm_restart_limit = n,
             (Key::VmRestartWindow, Value::Ms(ms)) => self.vm_restart_window_ms = ms,
+            (Key::VerifyInterval, Value::Ms(ms)) => self.verify_interval_ms = ms,
             (Key::VmFailureDetectionSpeed, Value::Word(w)) => {
                 self.detection_speed = speed_from_word(w);
             }
@@ -840,6 +859,7 @@ impl GroupParams {
             Key::ActionTimeout => self.action_timeout_ms,
             Key::CommandTimeout => self.command_timeout_ms,
             Key::VmRestartWindow => self.vm_restart_window_ms,
+            Key::VerifyInterval => self.verify_interval_ms,
             _ => return None,
         })
     }

@@ -317,7 +317,7 @@ impl Fde {
     }
 
     /// The VMs on `host`: the HSDB's, corrected by where the engine restarted VMs.
-    fn vms_on_host(
+    pub(super) fn vms_on_host(
         &mut self,
         host: HostId,
         store: &mut dyn HealthStore,

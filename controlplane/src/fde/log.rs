@@ -92,6 +92,8 @@ pub enum Verdict {
     BudgetExhausted,
     /// Planned maintenance: an evacuation or restore step, or a host in maintenance.
     Maintenance,
+    /// The periodic verify: whether the group can absorb the loss of each host.
+    Verify,
 }
 
 impl Verdict {
@@ -122,6 +124,7 @@ impl Verdict {
             Verdict::Cleanup => "cleanup",
             Verdict::BudgetExhausted => "budget_exhausted",
             Verdict::Maintenance => "maintenance",
+            Verdict::Verify => "verify",
         }
     }
 }

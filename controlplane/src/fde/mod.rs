@@ -38,6 +38,7 @@ mod maintenance;
 mod place;
 mod store;
 mod takeover;
+mod verify;
 mod view;
 mod vm;
 
@@ -282,6 +283,11 @@ pub struct Fde {
     vm_watch: HashMap<Uuid, VmWatch>,
     executor: Executor,
     jobs: Vec<PlacementJob>,
+    /// When the next verify is due (`verify_interval`; None before the first scan).
+    verify_next_ms: Option<i64>,
+    /// The hosts whose loss the last verify found the group cannot absorb (VMs left
+    /// without a place); empty when it can.
+    capacity_short: std::collections::BTreeMap<HostId, usize>,
     /// Advisory mode: VMs to advise about (the VM, its host, why), planned and told at
     /// the scan's placement.
     advice: Vec<(hsdb::VmRow, HostId, String)>,
@@ -349,6 +355,8 @@ impl Fde {
             executor,
             jobs: Vec::new(),
             advice: Vec::new(),
+            verify_next_ms: None,
+            capacity_short: std::collections::BTreeMap::new(),
             pending_exclude: HashMap::new(),
             relocated: HashMap::new(),
             owed_cleanups: Vec::new(),
@@ -518,6 +526,7 @@ impl Fde {
         store.record_events(&events)?;
         result?;
         report.restarts_submitted = self.place(now_ms, store, platform)?;
+        self.maybe_verify(now_ms, store, platform)?;
         let events = std::mem::take(&mut self.events);
         store.record_events(&events)?;
         report.decisions = self.log.total() - before;

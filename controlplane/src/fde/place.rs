@@ -322,7 +322,7 @@ impl Fde {
 
     /// Every host of the group as the planner sees it: capacity, load (with the restarts
     /// toward it), eligibility, what runs there and stays (`placing` moves).
-    fn host_loads(&self, infos: &[HostInfo], placing: &[hsdb::Uuid]) -> Vec<HostLoad> {
+    pub(super) fn host_loads(&self, infos: &[HostInfo], placing: &[hsdb::Uuid]) -> Vec<HostLoad> {
         self.hosts
             .iter()
             .map(|h| {
@@ -623,7 +623,7 @@ impl Fde {
 
 /// The VM's size for the planner and the target's `start`: the HSDB's when set, else
 /// what the platform reports for it, else zero.
-fn spec_of(vm: &VmRow, infos: &[HostInfo]) -> VmSpec {
+pub(super) fn spec_of(vm: &VmRow, infos: &[HostInfo]) -> VmSpec {
     let platform = infos
         .iter()
         .flat_map(|h| h.vms.iter())

@@ -151,6 +151,42 @@ impl Plan {
         }
     }
 
+    /// [`Plan::why`] in one short line: for a VM no host can take, the hosts counted by
+    /// reason ("no host can take it (of 12 hosts: 1 failed, 9 no room, 2
+    /// anticollocated)") instead of every host's.
+    pub fn why_brief(&self, req: &PlanRequest, i: usize) -> String {
+        match self.vms.get(i).map(|p| p.placement) {
+            Some(Placement::Nowhere(Unplaced::NoHost)) if !req.hosts.is_empty() => {
+                let mut counts: Vec<(&str, usize)> = Vec::new();
+                for v in self.verdicts(i) {
+                    let k = match v {
+                        HostVerdict::Failed => "failed",
+                        HostVerdict::Source { .. } => "its source",
+                        HostVerdict::Excluded { .. } => "a start failed there",
+                        HostVerdict::Policy { .. } => "on an exclusion list",
+                        HostVerdict::NotEligible => "not eligible",
+                        HostVerdict::Pinned { .. } => "pinned elsewhere",
+                        HostVerdict::Anticollocated { .. } => "anticollocated",
+                        HostVerdict::NoRoom { .. } => "no room",
+                        _ => "other",
+                    };
+                    match counts.iter_mut().find(|(x, _)| *x == k) {
+                        Some(c) => c.1 += 1,
+                        None => counts.push((k, 1)),
+                    }
+                }
+                let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                format!(
+                    "no host can take it{} (of {} hosts: {})",
+                    self.companions(req, i),
+                    req.hosts.len(),
+                    parts.join(", ")
+                )
+            }
+            _ => self.why(req, i),
+        }
+    }
+
     fn why_nowhere(&self, req: &PlanRequest, i: usize, why: Unplaced) -> String {
         match why {
             Unplaced::Conflict {

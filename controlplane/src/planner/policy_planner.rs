@@ -55,12 +55,16 @@ fn u32_of(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Parts per million of `cap` that `left` is (0 when there is no capacity).
-fn ppm(left: u64, cap: u64) -> u64 {
-    if cap == 0 {
-        return 0;
-    }
-    u64::try_from(u128::from(left) * 1_000_000 / u128::from(cap)).unwrap_or(u64::MAX)
+/// 10⁶ / `cap` in 32.32 fixed point (0 for no capacity): [`ppm`] multiplies by it
+/// instead of dividing for every candidate host.
+fn per_million(cap: u64) -> u64 {
+    (1_000_000u64 << 32).checked_div(cap).unwrap_or(0)
+}
+
+/// Parts per million of the capacity `left` is, `inv` = [`per_million`] of it (exact to
+/// within one part per million, the same on every machine).
+fn ppm(left: u64, inv: u64) -> u64 {
+    u64::try_from((u128::from(left) * u128::from(inv)) >> 32).unwrap_or(u64::MAX)
 }
 
 /// A unit being placed: one VM, or the VMs of the request one collocation binds.
@@ -270,6 +274,11 @@ fn plan(req: &PlanRequest) -> Plan {
     let mut used_cpu: Vec<u64> = req.hosts.iter().map(|h| h.used_cpu_milli).collect();
     let mut used_mem: Vec<u64> = req.hosts.iter().map(|h| h.used_memory_mb).collect();
     let mut count: Vec<u32> = req.hosts.iter().map(|h| h.in_flight).collect();
+    let inv: Vec<(u64, u64)> = req
+        .hosts
+        .iter()
+        .map(|h| (per_million(h.cpu_milli), per_million(h.memory_mb)))
+        .collect();
     let mut hard: Vec<Option<HostVerdict>> = vec![None; nh];
     let mut anti: Vec<Option<HostVerdict>> = vec![None; nh];
     let mut touched: Vec<usize> = Vec::new();
@@ -420,7 +429,7 @@ fn plan(req: &PlanRequest) -> Plan {
                         host: h,
                         home,
                         at_cap: cap > 0 && count[h] >= cap,
-                        score: ppm(cpu_left, host.cpu_milli) + ppm(mem_left, host.memory_mb),
+                        score: ppm(cpu_left, inv[h].0) + ppm(mem_left, inv[h].1),
                         mem_left,
                         cpu_left,
                         count: count[h],
