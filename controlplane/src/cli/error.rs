@@ -25,6 +25,9 @@ pub enum Exit {
     Refused = 5,
     /// 6: no controller finished the request in time; it stays queued.
     Waiting = 6,
+    /// 7: `hactl verify` found a host whose loss would leave VMs without a place (the
+    /// report is printed as with 0).
+    Short = 7,
 }
 
 impl Exit {
@@ -91,6 +94,15 @@ pub enum CliError {
     /// Not finished in time.
     #[error("{0}")]
     Waiting(String),
+    /// The command ran and found a problem it reports: `report` goes to standard
+    /// output as a success's would, `summary` to standard error (`hactl verify`).
+    #[error("{summary}")]
+    Findings {
+        /// The full report.
+        report: String,
+        /// One line.
+        summary: String,
+    },
 }
 
 impl CliError {
@@ -104,6 +116,7 @@ impl CliError {
             CliError::NotFound { .. } => Exit::NotFound,
             CliError::Refused(_) => Exit::Refused,
             CliError::Waiting(_) => Exit::Waiting,
+            CliError::Findings { .. } => Exit::Short,
             CliError::Admin(AdminError::NotRunning { .. }) => Exit::NotRunning,
             CliError::NoHsdb { .. }
             | CliError::Hsdb(_)

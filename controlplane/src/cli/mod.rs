@@ -17,6 +17,7 @@ pub mod modify;
 pub mod notifier;
 pub mod policy;
 pub mod query;
+pub mod relocate;
 pub mod replies;
 pub mod table;
 pub mod values;
@@ -64,6 +65,9 @@ Examples:
   hactl query event --limit 20
   hactl query relocation --vm web1
   hactl query params --host-group hg1
+  hactl relocate --dry-run host-a               # where host-a's VMs would go, and why
+  hactl relocate --dry-run web1 --json          # where VM web1 would be restarted
+  hactl verify hg1                              # can hg1 absorb the loss of any one host?
   hactl host evacuate host-a                  # planned maintenance; --no-wait to return at once
   hactl host restore host-a
 
@@ -75,6 +79,7 @@ Exit codes:
   4  no such VM, host, monitor or host group
   5  refused by the control plane (host evacuate: the plan is incomplete; each VM's reason)
   6  host evacuate / restore not finished within --timeout (the request stays queued)
+  7  verify: the loss of some host would leave VMs without a place (the report is printed)
 
 Configuration: /etc/hvha/hactl.toml unless --config is given; docs/operators.md describes
 every key.";
@@ -157,6 +162,31 @@ pub enum Command {
     /// Retire a host monitor (decommissioned or replaced): `remove hm UUID`.
     #[command(subcommand)]
     Remove(Remove),
+    /// Plan, against the current state, the failure of hosts or the restart of VMs
+    /// elsewhere, and print per VM the target and why, and why not each other host.
+    ///
+    /// `--dry-run` is required: nothing is moved (a failed host's VMs are restarted by
+    /// `hactl run`; `hactl host evacuate` moves VMs off a host for maintenance).
+    Relocate {
+        /// Plan and print only (required: relocate moves nothing).
+        #[arg(long)]
+        dry_run: bool,
+        /// Hosts (the failure of each: all its managed VMs) and VMs (their restart on
+        /// another host), by name, id or UUID; host:NAME / vm:NAME when a host and a VM
+        /// share a name. All of one host group.
+        #[arg(value_name = "HOST|VM")]
+        names: Vec<String>,
+    },
+    /// Plan the loss of each host of a group in turn and list every VM that would find
+    /// no place, and why (the seed's verification; vSphere's admission control).
+    ///
+    /// Exit 0 when every group can absorb the loss of any one host, 7 when not (the
+    /// report is printed either way).
+    Verify {
+        /// The host group; default: every group of the HSDB.
+        #[arg(value_name = "HOST_GROUP")]
+        group: Option<String>,
+    },
     /// Ask the running `hactl run` for its status.
     ///
     /// Scans, the last QuickQuery and NeedsAttention, relocations in flight, the last
@@ -469,11 +499,27 @@ pub fn main() -> ExitCode {
             print!("{text}");
             Exit::Ok.code()
         }
+        Err(CliError::Findings { report, summary }) => {
+            print!("{report}");
+            eprintln!("hactl: {summary}");
+            Exit::Short.code()
+        }
         Err(e) => {
             eprintln!("hactl: {e}");
             e.exit().code()
         }
     }
+}
+
+/// The platform driver of the configuration (`sim` without a configuration file, as
+/// `hactl run` would have).
+fn platform_config(cli: &Cli) -> Result<config::PlatformConfig, CliError> {
+    let found = config(cli).or_else(|e| match e {
+        // Without --config, a missing default file is no file.
+        CliError::Config(config::ConfigError::Read { .. }) if cli.config.is_none() => Ok(None),
+        e => Err(e),
+    })?;
+    Ok(found.map_or(config::PlatformConfig::Sim { seed: 1 }, |c| c.platform))
 }
 
 /// Run one command; `Ok` is what to print.
@@ -747,6 +793,41 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 std::time::Duration::from_secs(timeout),
                 SystemClock.now_ms(),
                 &mut |line| println!("{line}"),
+            )
+        }
+        Command::Relocate { dry_run, names } => {
+            refuse_xml(format, "relocate")?;
+            if !dry_run {
+                return Err(CliError::Usage(
+                    "hactl relocate only plans: add --dry-run to see where VMs would go and \
+                     why. Nothing here moves a VM — a failed host's or VM's restart is done by \
+                     `hactl run`; to move the VMs off a host for maintenance use `hactl host \
+                     evacuate HOST`"
+                        .into(),
+                ));
+            }
+            let db = open_read(cli)?;
+            let platform = platform_config(cli)?;
+            self::relocate::dry_run(
+                &db,
+                names,
+                &platform,
+                config_profile(cli)?,
+                SystemClock.now_ms(),
+                format,
+            )
+        }
+        Command::Verify { group } => {
+            refuse_xml(format, "verify")?;
+            let db = open_read(cli)?;
+            let platform = platform_config(cli)?;
+            self::relocate::verify(
+                &db,
+                group.as_deref(),
+                &platform,
+                config_profile(cli)?,
+                SystemClock.now_ms(),
+                format,
             )
         }
         Command::Status { socket } => {

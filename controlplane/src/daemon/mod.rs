@@ -314,6 +314,16 @@ fn sim_platform(db: &Hsdb, seed: u64) -> Result<WallSim, DaemonError> {
     })
 }
 
+/// The platform driver the configuration names, as `hactl run` opens it (the `sim`
+/// platform built from the HSDB's hosts and VMs); also what `hactl relocate --dry-run`
+/// and `hactl verify` plan against.
+pub fn open_platform(config: &PlatformConfig, db: &Hsdb) -> Result<Box<dyn Platform>, DaemonError> {
+    Ok(match config {
+        PlatformConfig::Sim { seed } => Box::new(sim_platform(db, *seed)?),
+        PlatformConfig::Libvirt(l) => Box::new(libvirt_platform(l)?),
+    })
+}
+
 fn libvirt_platform(
     config: &crate::cli::config::LibvirtConfig,
 ) -> Result<LibvirtPlatform, DaemonError> {
@@ -479,10 +489,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             }
         }
     }
-    let platform: Box<dyn Platform> = match &config.platform {
-        PlatformConfig::Sim { seed } => Box::new(sim_platform(&db, *seed)?),
-        PlatformConfig::Libvirt(l) => Box::new(libvirt_platform(l)?),
-    };
+    let platform = open_platform(&config.platform, &db)?;
     let profile = profile(config);
     let mut starting =
         DaemonStatus::starting(&shown, platform.name(), profile.as_str(), started_ms);

@@ -251,7 +251,7 @@ impl Fde {
             failed,
             policies: self.policies.clone(),
             max_per_host: self.params.max_restarts_per_host,
-            names: BTreeMap::new(),
+            names: names_of(&infos),
         };
         let plan = self.planner.plan(&request);
         for (i, planned) in plan.vms.iter().enumerate() {
@@ -402,7 +402,7 @@ impl Fde {
             failed,
             policies: self.policies.clone(),
             max_per_host: self.params.max_restarts_per_host,
-            names: BTreeMap::new(),
+            names: names_of(infos),
         };
         let plan = self.planner.plan(&request);
         for (row, host, why) in advice {
@@ -619,6 +619,17 @@ impl Fde {
         }
         Ok((n, placed))
     }
+}
+
+/// The names the platform gives the VMs it runs (the planner's explanations name a
+/// partner by them).
+pub(super) fn names_of(infos: &[HostInfo]) -> BTreeMap<hsdb::Uuid, String> {
+    infos
+        .iter()
+        .flat_map(|h| h.vms.iter())
+        .filter(|(s, _)| !s.name.is_empty())
+        .map(|(s, _)| (s.uuid, s.name.clone()))
+        .collect()
 }
 
 /// The VM's size for the planner and the target's `start`: the HSDB's when set, else

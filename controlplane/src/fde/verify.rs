@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use hsdb::HostId;
 
+use super::place::names_of;
 use super::{Fde, FdeError, HealthStore, Subject, Verdict};
 use crate::events::{Event, EventKind};
 use crate::planner::{PlanRequest, VmToPlace};
@@ -22,8 +23,9 @@ const NAMED_PER_HOST: usize = 10;
 pub(super) type Shortfall = Vec<(String, String)>;
 
 impl Fde {
-    /// Verify when due (after the scan's placement). Postponed while restarts are waiting
-    /// or running: their loads are in flux.
+    /// Verify when due (after the scan's placement). Postponed while restarts are running:
+    /// their loads are in flux. A failed host is not verified (its loss happened); its
+    /// last finding stands until it is back.
     pub(super) fn maybe_verify(
         &mut self,
         now_ms: i64,
@@ -39,7 +41,7 @@ impl Fde {
             Some(t) if now_ms < t => return Ok(()),
             Some(_) => {}
         }
-        if !self.jobs.is_empty() || !self.executor.restarts().is_empty() {
+        if !self.executor.restarts().is_empty() {
             return Ok(());
         }
         self.verify_next_ms = Some(now_ms + self.params.verify_interval_ms);
@@ -95,7 +97,7 @@ impl Fde {
                 failed: lost,
                 policies: self.policies.clone(),
                 max_per_host: self.params.max_restarts_per_host,
-                names: BTreeMap::new(),
+                names: names_of(&infos),
             };
             let plan = self.planner.plan(&request);
             let missing: Shortfall = plan
@@ -106,7 +108,7 @@ impl Fde {
                 short.insert(*id, missing);
             }
         }
-        self.verify_result(now_ms, &hosts, short);
+        self.verify_result(now_ms, &hosts, &failed, short);
         Ok(())
     }
 
@@ -114,6 +116,7 @@ impl Fde {
         &mut self,
         now_ms: i64,
         hosts: &[(HostId, String)],
+        failed: &[HostId],
         short: BTreeMap<HostId, Shortfall>,
     ) {
         let name_of = |id: &HostId| {
@@ -122,8 +125,19 @@ impl Fde {
                 .find(|(h, _)| h == id)
                 .map_or_else(|| id.to_string(), |(_, n)| n.clone())
         };
+        // A failed host keeps its last finding.
+        let kept: Vec<(HostId, usize)> = self
+            .capacity_short
+            .iter()
+            .filter(|(id, _)| failed.contains(id))
+            .map(|(id, n)| (*id, *n))
+            .collect();
         let was: Vec<HostId> = self.capacity_short.keys().copied().collect();
-        let now: Vec<HostId> = short.keys().copied().collect();
+        let now: Vec<HostId> = short
+            .keys()
+            .copied()
+            .chain(kept.iter().map(|(id, _)| *id))
+            .collect();
         // Decisions: each host that became short, each that is no longer.
         for (id, missing) in &short {
             if self.capacity_short.get(id) == Some(&missing.len()) {
@@ -145,7 +159,10 @@ impl Fde {
                 text,
             );
         }
-        for id in was.iter().filter(|id| !short.contains_key(id)) {
+        for id in was
+            .iter()
+            .filter(|id| !short.contains_key(id) && !failed.contains(id))
+        {
             self.decide(
                 now_ms,
                 Subject::Host {
@@ -209,7 +226,11 @@ impl Fde {
                 at: now_ms,
             });
         }
-        self.capacity_short = short.iter().map(|(id, m)| (*id, m.len())).collect();
+        self.capacity_short = short
+            .iter()
+            .map(|(id, m)| (*id, m.len()))
+            .chain(kept)
+            .collect();
     }
 
     /// The hosts whose loss the last verify found the group cannot absorb, with the

@@ -247,6 +247,23 @@ impl GroupView {
         self.request(vms, hosts.to_vec())
     }
 
+    /// The failure of `hosts` (every managed VM on them) and the restart of `vms`
+    /// elsewhere, in one plan (each VM once).
+    pub fn request_for(&self, hosts: &[HostId], vms: &[Uuid]) -> Result<PlanRequest, RequestError> {
+        let mut out: Vec<VmToPlace> = Vec::new();
+        let named = hosts.iter().flat_map(|h| self.managed_on(*h));
+        for u in named.chain(vms.iter().copied()) {
+            if out.iter().any(|x| x.uuid == u) {
+                continue;
+            }
+            out.push(
+                self.to_place(&u)
+                    .ok_or_else(|| RequestError::UnknownVm(u.to_string(), self.group.clone()))?,
+            );
+        }
+        Ok(self.request(out, hosts.to_vec()))
+    }
+
     /// The restart of `vms` on another host than the one each runs on.
     pub fn vm_restart(&self, vms: &[Uuid]) -> Result<PlanRequest, RequestError> {
         let mut out = Vec::with_capacity(vms.len());
