@@ -63,6 +63,8 @@ Examples:
   hactl query host
   hactl query hm
   hactl query event --limit 20
+  hactl query notifier                        # each notifier's offset and backlog
+  hactl notifier forget pager                 # a notifier removed from the configuration
   hactl query relocation --vm web1
   hactl query params --host-group hg1
   hactl relocate --dry-run host-a               # where host-a's VMs would go, and why
