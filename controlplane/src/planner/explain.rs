@@ -156,7 +156,9 @@ impl Plan {
     /// anticollocated)") instead of every host's.
     pub fn why_brief(&self, req: &PlanRequest, i: usize) -> String {
         match self.vms.get(i).map(|p| p.placement) {
-            Some(Placement::Nowhere(Unplaced::NoHost)) if !req.hosts.is_empty() => {
+            Some(Placement::Nowhere(Unplaced::NoHost))
+                if !req.hosts.is_empty() && !self.verdicts(i).is_empty() =>
+            {
                 let mut counts: Vec<(&str, usize)> = Vec::new();
                 for v in self.verdicts(i) {
                     let k = match v {
@@ -207,6 +209,11 @@ impl Plan {
                 set_name(&req.policies.collocations, set)
             ),
             Unplaced::NoHost if req.hosts.is_empty() => "no host in the group".to_owned(),
+            Unplaced::NoHost if self.verdicts(i).is_empty() => format!(
+                "no host can take it (each host's reason not kept: the plan has more than {} \
+                 VM × host pairs)",
+                super::MAX_VERDICTS
+            ),
             Unplaced::NoHost => {
                 let mut s = String::from("no host can take it");
                 let comp = self.companions(req, i);

@@ -28,7 +28,7 @@ mod proptests;
 mod tests;
 
 pub use self::policy::{Flex, FlexibleCapacity, Policies, VmSet};
-pub use self::policy_planner::PolicyPlanner;
+pub use self::policy_planner::{MAX_VERDICTS, PolicyPlanner};
 
 /// A VM to place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,7 +279,8 @@ pub struct PlannedVm {
 pub struct Unit {
     /// Request indexes of its VMs.
     pub members: Vec<usize>,
-    /// One verdict per request host, in the request's host order.
+    /// One verdict per request host, in the request's host order; empty when the plan
+    /// was too large to keep them all ([`MAX_VERDICTS`]).
     pub verdicts: Vec<HostVerdict>,
 }
 

@@ -22,9 +22,14 @@ impl Planner for PolicyPlanner {
     }
 
     fn plan(&self, request: &PlanRequest) -> Plan {
-        plan(request)
+        plan(request, MAX_VERDICTS)
     }
 }
+
+/// Host verdicts a plan keeps for its explanations (32 bytes each: 128 MiB). A plan of
+/// more VM × host pairs keeps them for the units placed first; the others' explanations
+/// say they were not kept.
+pub const MAX_VERDICTS: usize = 4_000_000;
 
 /// Union-find over request indexes; the root of a set is its smallest index.
 struct Uf(Vec<usize>);
@@ -93,7 +98,8 @@ struct Candidate {
     count: u32,
 }
 
-fn plan(req: &PlanRequest) -> Plan {
+/// The plan, keeping at most `max_verdicts` host verdicts.
+pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
     let n = req.vms.len();
     let nh = req.hosts.len();
     let pol = &req.policies;
@@ -286,6 +292,9 @@ fn plan(req: &PlanRequest) -> Plan {
     let mut candidates: Vec<Candidate> = Vec::new();
 
     let mut units: Vec<Unit> = Vec::with_capacity(pending.len());
+    // Verdicts kept for the explanations, at most MAX_VERDICTS in all (bounded memory:
+    // the units placed first keep theirs).
+    let mut kept = 0usize;
     let mut placed: Vec<(u32, usize, PlannedVm)> = Vec::with_capacity(n);
     let mut unplaced: Vec<PlannedVm> = Vec::new();
     let mut seq = 0usize;
@@ -535,6 +544,12 @@ fn plan(req: &PlanRequest) -> Plan {
                 }
             }
         }
+        let verdicts = if kept + nh <= max_verdicts {
+            kept += nh;
+            verdicts
+        } else {
+            Vec::new()
+        };
         units.push(Unit {
             members: p.members.clone(),
             verdicts,

@@ -506,3 +506,35 @@ fn test_every_vm_once_and_same_input_same_plan() {
     assert_eq!(seen, want);
     assert!(a.unplaced().count() > 0, "the case must overflow");
 }
+
+#[test]
+fn test_verdicts_kept_within_a_bound() {
+    // 3 hosts, a bound of 7 verdicts: the first two units keep theirs, the others not.
+    let vms: Vec<VmToPlace> = (1..=4).map(|n| vm(n, Priority::High, 5_000, 100)).collect();
+    let req = request(
+        vms,
+        vec![
+            host(1, 64000, 64000),
+            host(2, 8000, 8000),
+            host(3, 8000, 8000),
+        ],
+    );
+    let plan = super::policy_planner::plan(&req, 7);
+    assert_eq!(plan, {
+        let mut full = PolicyPlanner.plan(&req);
+        for u in full.units.iter_mut().skip(2) {
+            u.verdicts.clear();
+        }
+        full
+    });
+    assert_eq!(plan.verdicts(0).len(), 3);
+    assert!(plan.verdicts(2).is_empty() && plan.verdicts(3).is_empty());
+    // The last two fit nowhere (5 CPUs each, 3 left per host): said so without the hosts.
+    assert_eq!(
+        plan.why(&req, 3),
+        format!(
+            "no host can take it (each host's reason not kept: the plan has more than {MAX_VERDICTS} VM × host pairs)"
+        )
+    );
+    assert!(plan.why_not(&req, 3).is_empty());
+}
