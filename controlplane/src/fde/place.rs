@@ -328,8 +328,10 @@ impl Fde {
             .map(|h| {
                 let info = infos.iter().find(|i| i.name == h.name);
                 let healthy = h.monitors.iter().any(|m| self.healthy(m));
-                // What runs there and stays (anticollocation / collocation partners).
-                let running: Vec<hsdb::Uuid> = info
+                // What runs there and stays (anticollocation / collocation partners): what
+                // the platform shows running, the restarts toward it and the VMs this
+                // engine restarted there (a start the platform does not show yet).
+                let mut running: Vec<hsdb::Uuid> = info
                     .map(|i| {
                         i.vms
                             .iter()
@@ -343,6 +345,21 @@ impl Fde {
                             .collect()
                     })
                     .unwrap_or_default();
+                let coming = self
+                    .executor
+                    .toward(h.id)
+                    .map(|r| r.request.spec.uuid)
+                    .chain(
+                        self.relocated
+                            .iter()
+                            .filter(|(_, at)| **at == h.id)
+                            .map(|(vm, _)| *vm),
+                    );
+                for vm in coming {
+                    if !placing.contains(&vm) && !running.contains(&vm) {
+                        running.push(vm);
+                    }
+                }
                 // Restarts in progress or queued toward it.
                 let in_flight: Vec<(hsdb::Uuid, u32, u32)> = self
                     .executor

@@ -7,6 +7,7 @@
 mod exec;
 mod maintenance;
 mod on_hsdb;
+mod plan;
 mod verify;
 
 use std::collections::{HashMap, HashSet};
