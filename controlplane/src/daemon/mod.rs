@@ -271,6 +271,10 @@ impl Platform for WallSim {
         self.sync();
         self.sim.cleanup(host, vm)
     }
+    fn start_many(&mut self, starts: &[(&str, &VmSpec)]) -> Vec<Result<(), PlatformError>> {
+        self.sync();
+        self.sim.start_many(starts)
+    }
     fn live_migration(&self) -> bool {
         self.sim.live_migration()
     }
