@@ -132,7 +132,8 @@ pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
         }
     }
 
-    // Collocation: the request's members of one set (transitively) form one unit; the
+    // Collocation (seed 004 L15730-15765): the request's members of one set
+    // (transitively) form one unit; the
     // set's members running on a live host pin it there.
     let mut coll = Uf::new(n);
     let mut coll_pins: Vec<Vec<usize>> = Vec::with_capacity(pol.collocations.len());
@@ -155,7 +156,7 @@ pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
         }
         coll_pins.push(pins);
     }
-    // Workgroups (gap 13): a workgroup's units are placed one after the other at the
+    // Workgroups (seed 004 L15801-15835, gap 13): a workgroup's units are placed one after the other at the
     // rank of its highest-priority member.
     let mut group = Uf::new(n);
     for i in 0..n {
@@ -173,7 +174,7 @@ pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
             }
         }
     }
-    // Anticollocation: the sets each VM of the request is in, and per set the hosts
+    // Anticollocation (seed 004 L15766-15800): the sets each VM of the request is in, and per set the hosts
     // where a member is (running now, or placed by this plan), one witness per host.
     let mut anti_sets_of: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut anti_hosts: Vec<Vec<(usize, Uuid)>> = Vec::with_capacity(pol.anticollocations.len());
@@ -193,7 +194,7 @@ pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
         anti_hosts.push(hosts);
     }
 
-    // The single-VM order: priority, then larger first (memory, then CPU), then name,
+    // The single-VM order: priority (seed 004 L15907-15917), then larger first (memory, then CPU), then name,
     // then UUID.
     let mut by_key: Vec<usize> = (0..n).collect();
     by_key.sort_by(|&a, &b| {
@@ -340,7 +341,8 @@ pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
             }
         }
 
-        // What the unit needs away from home, and the extra on each member's home.
+        // What the unit needs away from home (flexible capacity, seed 004 L15639-15724),
+        // and the extra on each member's home.
         let (mut need_cpu, mut need_mem) = (0u64, 0u64);
         home_extra.clear();
         for &m in &p.members {
@@ -362,7 +364,8 @@ pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
             }
         }
 
-        // Hosts ruled out by the members' own lists, then by anticollocation.
+        // Hosts ruled out by the members' own lists (the host exclusions: seed 004
+        // L15846-15905), then by anticollocation.
         for &h in &touched {
             hard[h] = None;
             anti[h] = None;
@@ -449,9 +452,10 @@ pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
             verdicts.push(v);
         }
 
-        // Home host first (of a collocation: home to the most members), then hosts under
-        // the per-target cap, then best fit: least left free (CPU + memory, each as a
-        // share of the host), then less memory left, less CPU left, lower host id.
+        // Home host first (seed 004 L15957-15966; of a collocation: home to the most
+        // members), then hosts under the per-target cap, then best fit (seed 004
+        // L16007-16019): least left free (CPU + memory, each as a share of the host),
+        // then less memory left, less CPU left, lower host id.
         let chosen = if blocked.is_some() {
             None
         } else {
