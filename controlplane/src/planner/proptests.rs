@@ -452,6 +452,40 @@ fn check(seed: u64, req: &PlanRequest) {
         }
     }
 
+    // Restart order: placed VMs by wave, then those placed nowhere; on each host the
+    // waves count max_per_host restarts each, after those already in flight.
+    let mut last_wave = 0;
+    let mut nowhere_seen = false;
+    let mut on_host: BTreeMap<HostId, u32> = BTreeMap::new();
+    let mut by_seq: Vec<(HostId, u32)> = Vec::new();
+    for p in &plan.vms {
+        match p.placement {
+            Placement::Host { host, wave, .. } => {
+                assert!(
+                    !nowhere_seen,
+                    "seed {seed}: a placed VM after an unplaced one"
+                );
+                assert!(wave >= last_wave, "seed {seed}: waves out of order");
+                last_wave = wave;
+                by_seq.push((host, wave));
+            }
+            Placement::Nowhere(_) => nowhere_seen = true,
+        }
+    }
+    // Within a wave the plan keeps placement order, so per host the waves are assigned
+    // in the order they appear.
+    for (host, wave) in by_seq {
+        let h = req.hosts.iter().find(|x| x.id == host).unwrap();
+        let k = on_host.entry(host).or_insert(h.in_flight);
+        let want = if req.max_per_host == 0 {
+            0
+        } else {
+            *k / req.max_per_host
+        };
+        assert_eq!(wave, want, "seed {seed}: wave on {}", h.name);
+        *k += 1;
+    }
+
     // The explanation: exactly the chosen host marked chosen.
     for (i, p) in plan.vms.iter().enumerate() {
         let v = plan.verdicts(i);
