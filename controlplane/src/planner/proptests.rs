@@ -477,11 +477,7 @@ fn check(seed: u64, req: &PlanRequest) {
     for (host, wave) in by_seq {
         let h = req.hosts.iter().find(|x| x.id == host).unwrap();
         let k = on_host.entry(host).or_insert(h.in_flight);
-        let want = if req.max_per_host == 0 {
-            0
-        } else {
-            *k / req.max_per_host
-        };
+        let want = k.checked_div(req.max_per_host).unwrap_or(0);
         assert_eq!(wave, want, "seed {seed}: wave on {}", h.name);
         *k += 1;
     }
