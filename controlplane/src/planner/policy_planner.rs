@@ -133,8 +133,8 @@ pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
     }
 
     // Collocation (seed 004 L15730-15765): the request's members of one set
-    // (transitively) form one unit; the
-    // set's members running on a live host pin it there.
+    // (transitively) form one unit; the set's members running on a live host pin it
+    // there.
     let mut coll = Uf::new(n);
     let mut coll_pins: Vec<Vec<usize>> = Vec::with_capacity(pol.collocations.len());
     let mut coll_sets_of: Vec<Vec<u32>> = vec![Vec::new(); n];
@@ -315,8 +315,15 @@ pub(super) fn plan(req: &PlanRequest, max_verdicts: usize) -> Plan {
         'conflict: for (ai, &a) in p.members.iter().enumerate() {
             for &b in &p.members[ai + 1..] {
                 if let Some(s) = anti_sets_of[a].iter().find(|s| anti_sets_of[b].contains(s)) {
+                    // The collocation that holds both, else one of a's (a chain of sets).
+                    let collocation = coll_sets_of[a]
+                        .iter()
+                        .find(|c| coll_sets_of[b].contains(c))
+                        .or_else(|| coll_sets_of[a].first())
+                        .copied()
+                        .unwrap_or(0);
                     blocked = Some(Unplaced::Conflict {
-                        collocation: p.sets.first().copied().unwrap_or(0),
+                        collocation,
                         anticollocation: *s,
                         a: u32_of(a),
                         b: u32_of(b),
