@@ -596,6 +596,23 @@ fn relocate_dry_run_prints_the_plan_and_why() {
         j["plan"][0]["why_not"][0]["reason"],
         "the VM's failed source"
     );
+    // A host in planned maintenance receives nothing: vm2 has no other host.
+    {
+        let mut db = Hsdb::open(dir.path().join("hsdb.sqlite"), &Options::default()).unwrap();
+        db.set_host_maintenance(HostId(3), Some(T0), None).unwrap();
+    }
+    let o = hactl(&dir, &["relocate", "--dry-run", "vm2"]);
+    assert_exit(&o, 0);
+    assert!(
+        out(&o).contains("    host-3  not eligible: in maintenance\n"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        out(&o).ends_with("0 of 1 VMs placed, 1 nowhere.\n"),
+        "{}",
+        out(&o)
+    );
     // Without --dry-run: refused, naming what to use instead; unknown names: exit 4.
     let o = hactl(&dir, &["relocate", "host-1"]);
     assert_exit(&o, 2);

@@ -51,7 +51,7 @@ fn ground(
     let hosts = db.hosts()?;
     let hms = db.hms()?;
     let vms = db.vms()?;
-    let view = GroupView::new(&Inputs {
+    let mut view = GroupView::new(&Inputs {
         group,
         hosts: &hosts,
         hms: &hms,
@@ -62,6 +62,10 @@ fn ground(
         hm_silent_after_ms: params.hm_silent_after_ms,
         max_per_host: params.max_restarts_per_host,
     });
+    // Planned maintenance (hactl host evacuate): such a host receives no VM.
+    for (id, _) in db.hosts_in_maintenance()? {
+        view.set_ineligible(id, "in maintenance");
+    }
     Ok(Ground { view })
 }
 

@@ -169,6 +169,15 @@ impl GroupView {
         }
     }
 
+    /// Host `id` receives no VM (`why`: e.g. in maintenance); an ineligible host keeps
+    /// its first reason.
+    pub fn set_ineligible(&mut self, id: HostId, why: &str) {
+        if let Some(h) = self.hosts.iter_mut().find(|h| h.id == id && h.eligible) {
+            h.eligible = false;
+            h.why_not = why.to_owned();
+        }
+    }
+
     /// The host named `name` (or numbered: its id).
     pub fn host(&self, name: &str) -> Result<HostId, RequestError> {
         self.hosts
