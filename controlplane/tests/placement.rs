@@ -1,7 +1,7 @@
 //! Placement with the policy planner, end to end: the engine on a real HSDB file and the
 //! `sim` platform, hosts lost, VMs placed (or reported with reasons) as docs/controlplane.md
 //! "Planner" says; and `hactl relocate --dry-run` / `hactl verify` as an operator runs
-//! them.
+//! them, on SQLite and on PostgreSQL.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,8 +15,8 @@ use controlplane::planner::{Flex, FlexibleCapacity, Policies, VmSet};
 use controlplane::platform::VmSpec;
 use controlplane::platform::sim::{HostState, SimPlatform};
 use hsdb::{
-    HelloId, HmRecord, HostId, HostRecord, Hsdb, MacAddr, Options, Priority, Transition, Uuid,
-    Version,
+    HelloId, HmRecord, HostId, HostRecord, Hsdb, MacAddr, Options, Priority, Target, Transition,
+    Uuid, Version,
 };
 use tempfile::TempDir;
 
@@ -54,6 +54,65 @@ fn vm(n: u8, host: i64, priority: Priority, cpu: u32, mem: u32) -> Vm {
     }
 }
 
+/// Hosts `host-1..` of group `hg` with the given CPU / memory and two monitors each
+/// (registered at `at`); every VM discovered by its host's monitors at `at`, managed,
+/// named `vmN`, its home its host.
+fn populate(db: &mut Hsdb, hosts: &[(u32, u32)], vms: &[Vm], at: i64) {
+    for (i, (cpu, mem)) in hosts.iter().enumerate() {
+        let id = i64::try_from(i).unwrap() + 1;
+        db.upsert_host(&HostRecord {
+            id: HostId(id),
+            name: format!("host-{id}"),
+            machine_type: "8408".into(),
+            model: "E8E".into(),
+            serial: format!("S{id}"),
+            cpu_milli: *cpu,
+            memory_mb: *mem,
+            host_group: "hg".into(),
+        })
+        .unwrap();
+        for n in 1..=2 {
+            db.register_hm(&HmRecord {
+                uuid: hm(id, n),
+                host: HostId(id),
+                mac: MacAddr([2, 0, 0, 0, u8::try_from(id).unwrap(), n]),
+                incarnation: HelloId::parse(b"1556303548.719328000.38").unwrap(),
+                version: V2,
+                at,
+            })
+            .unwrap();
+        }
+    }
+    for v in vms {
+        let batch: Vec<Transition> = (1..=2)
+            .map(|m| Transition::Discovered {
+                vm: uuid(v.n),
+                hm: hm(v.host, m),
+                mac: MacAddr([6, 0, 0, v.n, u8::try_from(v.host).unwrap(), m]),
+                ostype: "linux".into(),
+                ver_lower: V2,
+                ver_upper: V2,
+                at,
+            })
+            .collect();
+        db.apply(&batch).unwrap();
+        db.set_vm(
+            &uuid(v.n),
+            &hsdb::VmSettings {
+                managed: Some(true),
+                name: Some(format!("vm{}", v.n)),
+                priority: Some(v.priority),
+                cpu_milli: Some(v.cpu),
+                memory_mb: Some(v.mem),
+                home_host: Some(HostId(v.host)),
+                ..Default::default()
+            },
+            at,
+        )
+        .unwrap();
+    }
+}
+
 /// A host group `hg` on an HSDB file and the `sim` platform: hosts `host-1..` with the
 /// given CPU / memory, two monitors each; every VM discovered by its host's monitors,
 /// managed, its home its host; the `fast` profile.
@@ -70,64 +129,16 @@ impl Group {
     fn new(hosts: &[(u32, u32)], vms: &[Vm], params: impl FnOnce(&mut GroupParams)) -> Group {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Hsdb::open(dir.path().join("hsdb.sqlite"), &Options::default()).unwrap();
+        populate(&mut db, hosts, vms, T0);
         let clock = ManualClock::new(T0);
         let platform = SimPlatform::empty(clock.clone(), 7);
         for (i, (cpu, mem)) in hosts.iter().enumerate() {
-            let id = i64::try_from(i).unwrap() + 1;
-            db.upsert_host(&HostRecord {
-                id: HostId(id),
-                name: format!("host-{id}"),
-                machine_type: "8408".into(),
-                model: "E8E".into(),
-                serial: format!("S{id}"),
-                cpu_milli: *cpu,
-                memory_mb: *mem,
-                host_group: "hg".into(),
-            })
-            .unwrap();
-            for n in 1..=2 {
-                db.register_hm(&HmRecord {
-                    uuid: hm(id, n),
-                    host: HostId(id),
-                    mac: MacAddr([2, 0, 0, 0, u8::try_from(id).unwrap(), n]),
-                    incarnation: HelloId::parse(b"1556303548.719328000.38").unwrap(),
-                    version: V2,
-                    at: T0,
-                })
-                .unwrap();
-            }
             platform
                 .world()
-                .add_host(&format!("host-{id}"), *cpu, *mem)
+                .add_host(&format!("host-{}", i + 1), *cpu, *mem)
                 .unwrap();
         }
         for v in vms {
-            let batch: Vec<Transition> = (1..=2)
-                .map(|m| Transition::Discovered {
-                    vm: uuid(v.n),
-                    hm: hm(v.host, m),
-                    mac: MacAddr([6, 0, 0, v.n, u8::try_from(v.host).unwrap(), m]),
-                    ostype: "linux".into(),
-                    ver_lower: V2,
-                    ver_upper: V2,
-                    at: T0,
-                })
-                .collect();
-            db.apply(&batch).unwrap();
-            db.set_vm(
-                &uuid(v.n),
-                &hsdb::VmSettings {
-                    managed: Some(true),
-                    name: Some(format!("vm{}", v.n)),
-                    priority: Some(v.priority),
-                    cpu_milli: Some(v.cpu),
-                    memory_mb: Some(v.mem),
-                    home_host: Some(HostId(v.host)),
-                    ..Default::default()
-                },
-                T0,
-            )
-            .unwrap();
             platform
                 .world()
                 .add_vm(
@@ -469,16 +480,75 @@ fn advisory_mode_does_nothing_but_tells_the_plan() {
 
 // ---- hactl relocate --dry-run / hactl verify ------------------------------------------
 
-fn hactl(dir: &TempDir, args: &[&str]) -> Output {
-    let db = dir.path().join("hsdb.sqlite");
-    let mut all = vec!["--hsdb", db.to_str().unwrap()];
-    all.extend_from_slice(args);
-    Command::new(HACTL)
-        .args(&all)
-        .env_remove("RUST_LOG")
-        .env_remove("NOTIFY_SOCKET")
-        .output()
-        .unwrap()
+/// An HSDB for the command line, SQLite or PostgreSQL, populated by [`populate`] with
+/// the monitors heart-beating now (wall clock: `hactl` judges monitor health by it).
+struct CliStore {
+    target: Target,
+    hsdb: String,
+    _dir: Option<TempDir>,
+}
+
+impl CliStore {
+    fn sqlite(hosts: &[(u32, u32)], vms: &[Vm]) -> CliStore {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hsdb.sqlite");
+        let store = CliStore {
+            hsdb: path.to_str().unwrap().to_owned(),
+            target: Target::Sqlite(path),
+            _dir: Some(dir),
+        };
+        store.populate(hosts, vms);
+        store
+    }
+
+    fn postgres(test: &str, hosts: &[(u32, u32)], vms: &[Vm]) -> Option<CliStore> {
+        let server = pglab::require(test)?;
+        let url = server.fresh_database(test);
+        let store = CliStore {
+            target: Target::parse(&url).unwrap(),
+            hsdb: url,
+            _dir: None,
+        };
+        store.populate(hosts, vms);
+        Some(store)
+    }
+
+    fn db(&self) -> Hsdb {
+        Hsdb::connect(&self.target, &Options::default()).unwrap()
+    }
+
+    fn populate(&self, hosts: &[(u32, u32)], vms: &[Vm]) {
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        let mut db = self.db();
+        populate(&mut db, hosts, vms, now);
+        let beats: Vec<Transition> = (1..=i64::try_from(hosts.len()).unwrap())
+            .flat_map(|h| {
+                (1..=2).map(move |n| Transition::HmHeartbeat {
+                    hm: hm(h, n),
+                    at: now,
+                })
+            })
+            .collect();
+        db.apply(&beats).unwrap();
+    }
+
+    /// `hactl --hsdb <store> args…`.
+    fn hactl(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--hsdb", self.hsdb.as_str()];
+        all.extend_from_slice(args);
+        Command::new(HACTL)
+            .args(&all)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap()
+    }
 }
 
 fn out(o: &Output) -> String {
@@ -500,46 +570,40 @@ fn assert_exit(o: &Output, want: i32) {
     );
 }
 
-/// A group for the command line: the HSDB file of [`Group`], monitors heart-beating
-/// now (wall clock: `hactl` judges monitor health against it).
-fn cli_group(hosts: &[(u32, u32)], vms: &[Vm]) -> TempDir {
-    let g = Group::new(hosts, vms, |_| {});
-    let Group { _dir, mut db, .. } = g;
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
-    let beats: Vec<Transition> = (1..=i64::try_from(hosts.len()).unwrap())
-        .flat_map(|h| {
-            (1..=2).map(move |n| Transition::HmHeartbeat {
-                hm: hm(h, n),
-                at: now,
-            })
-        })
-        .collect();
-    db.apply(&beats).unwrap();
-    drop(db);
-    _dir
-}
+const DRY_RUN_HOSTS: [(u32, u32); 3] = [(24_000, 32_768), (8_000, 32_768), (12_000, 32_768)];
 
-#[test]
-fn relocate_dry_run_prints_the_plan_and_why() {
-    let vms = [
+fn dry_run_vms() -> [Vm; 4] {
+    [
         vm(1, 1, Priority::High, 4_000, 4_096),
         vm(2, 1, Priority::Medium, 2_000, 2_048),
         vm(3, 1, Priority::Low, 11_000, 2_048),
         vm(4, 2, Priority::Medium, 1_000, 1_024),
-    ];
-    let dir = cli_group(&[(24_000, 32_768), (8_000, 32_768), (12_000, 32_768)], &vms);
+    ]
+}
+
+#[test]
+fn relocate_dry_run_prints_the_plan_and_why() {
+    dry_run_checks(&CliStore::sqlite(&DRY_RUN_HOSTS, &dry_run_vms()));
+}
+
+#[test]
+fn relocate_dry_run_on_postgres() {
+    if let Some(store) = CliStore::postgres(
+        "relocate_dry_run_on_postgres",
+        &DRY_RUN_HOSTS,
+        &dry_run_vms(),
+    ) {
+        dry_run_checks(&store);
+    }
+}
+
+fn dry_run_checks(store: &CliStore) {
     // Policies through hactl: vm2 never next to vm4.
     assert_exit(
-        &hactl(&dir, &["add", "anticollocation", "apart", "vm=vm2,vm4"]),
+        &store.hactl(&["add", "anticollocation", "apart", "vm=vm2,vm4"]),
         0,
     );
-    let o = hactl(&dir, &["relocate", "--dry-run", "host-1"]);
+    let o = store.hactl(&["relocate", "--dry-run", "host-1"]);
     assert_exit(&o, 0);
     let text = out(&o);
     assert!(
@@ -585,7 +649,7 @@ fn relocate_dry_run_prints_the_plan_and_why() {
     );
     assert!(text.ends_with("2 of 3 VMs placed, 1 nowhere.\n"), "{text}");
     // JSON: the same plan.
-    let o = hactl(&dir, &["relocate", "--dry-run", "vm:vm2", "--json"]);
+    let o = store.hactl(&["relocate", "--dry-run", "vm:vm2", "--json"]);
     assert_exit(&o, 0);
     let j: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(j["group"], "hg");
@@ -597,11 +661,11 @@ fn relocate_dry_run_prints_the_plan_and_why() {
         "the VM's failed source"
     );
     // A host in planned maintenance receives nothing: vm2 has no other host.
-    {
-        let mut db = Hsdb::open(dir.path().join("hsdb.sqlite"), &Options::default()).unwrap();
-        db.set_host_maintenance(HostId(3), Some(T0), None).unwrap();
-    }
-    let o = hactl(&dir, &["relocate", "--dry-run", "vm2"]);
+    store
+        .db()
+        .set_host_maintenance(HostId(3), Some(T0), None)
+        .unwrap();
+    let o = store.hactl(&["relocate", "--dry-run", "vm2"]);
     assert_exit(&o, 0);
     assert!(
         out(&o).contains("    host-3  not eligible: in maintenance\n"),
@@ -614,23 +678,38 @@ fn relocate_dry_run_prints_the_plan_and_why() {
         out(&o)
     );
     // Without --dry-run: refused, naming what to use instead; unknown names: exit 4.
-    let o = hactl(&dir, &["relocate", "host-1"]);
+    let o = store.hactl(&["relocate", "host-1"]);
     assert_exit(&o, 2);
     assert!(err(&o).contains("add --dry-run"), "{}", err(&o));
     assert!(err(&o).contains("hactl host evacuate HOST"), "{}", err(&o));
-    assert_exit(&hactl(&dir, &["relocate", "--dry-run", "nosuch"]), 4);
-    assert_exit(&hactl(&dir, &["relocate", "--dry-run"]), 2);
+    assert_exit(&store.hactl(&["relocate", "--dry-run", "nosuch"]), 4);
+    assert_exit(&store.hactl(&["relocate", "--dry-run"]), 2);
+}
+
+const VERIFY_HOSTS: [(u32, u32); 3] = [(16_000, 16_384), (8_000, 16_384), (8_000, 16_384)];
+
+fn verify_vms() -> [Vm; 3] {
+    [
+        vm(1, 1, Priority::High, 6_000, 1_024),
+        vm(2, 1, Priority::Low, 6_000, 1_024),
+        vm(3, 2, Priority::Medium, 2_000, 1_024),
+    ]
 }
 
 #[test]
 fn verify_lists_every_vm_without_a_place_and_exits_7() {
-    let vms = [
-        vm(1, 1, Priority::High, 6_000, 1_024),
-        vm(2, 1, Priority::Low, 6_000, 1_024),
-        vm(3, 2, Priority::Medium, 2_000, 1_024),
-    ];
-    let dir = cli_group(&[(16_000, 16_384), (8_000, 16_384), (8_000, 16_384)], &vms);
-    let o = hactl(&dir, &["verify", "hg"]);
+    verify_checks(&CliStore::sqlite(&VERIFY_HOSTS, &verify_vms()));
+}
+
+#[test]
+fn verify_on_postgres() {
+    if let Some(store) = CliStore::postgres("verify_on_postgres", &VERIFY_HOSTS, &verify_vms()) {
+        verify_checks(&store);
+    }
+}
+
+fn verify_checks(store: &CliStore) {
+    let o = store.hactl(&["verify", "hg"]);
     // host-1's loss: vm1 (High) to host-2 (6 CPUs free after vm3: the best fit), vm2 to
     // host-3. host-2's loss: vm3 fits on host-1. host-3 runs nothing.
     assert_exit(&o, 0);
@@ -641,19 +720,16 @@ fn verify_lists_every_vm_without_a_place_and_exits_7() {
     );
     // Make host-1's loss impossible to absorb: vm2 may not go to host-3.
     assert_exit(
-        &hactl(
-            &dir,
-            &[
-                "modify",
-                "vm",
-                "vm2",
-                "blacklist_hosts=host-3",
-                "policy=add",
-            ],
-        ),
+        &store.hactl(&[
+            "modify",
+            "vm",
+            "vm2",
+            "blacklist_hosts=host-3",
+            "policy=add",
+        ]),
         0,
     );
-    let o = hactl(&dir, &["verify", "hg"]);
+    let o = store.hactl(&["verify", "hg"]);
     assert_exit(&o, 7);
     let text = out(&o);
     let line = text
@@ -679,10 +755,10 @@ fn verify_lists_every_vm_without_a_place_and_exits_7() {
         "{}",
         err(&o)
     );
-    let o = hactl(&dir, &["verify", "--json"]);
+    let o = store.hactl(&["verify", "--json"]);
     assert_exit(&o, 7);
     let j: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(j[0]["absorbs_any_host_loss"], false);
     assert_eq!(j[0]["hosts"][0]["unplaced"][0]["name"], "vm2");
-    assert_exit(&hactl(&dir, &["verify", "nosuch"]), 4);
+    assert_exit(&store.hactl(&["verify", "nosuch"]), 4);
 }
