@@ -1060,7 +1060,17 @@ fn advance(
                 for (hm, _) in r.request.source_monitors.clone() {
                     ledger.enqueue_command(&hm, MonitorCommand::ForgetVm, &vm, now_ms)?;
                 }
-                let cleaned = platform.cleanup(&r.request.from.name, &vm);
+                // A source the platform said is gone is not called: the call would only
+                // wait out the driver's timeout (1,000 VMs of a dead host, one timeout
+                // each, one after another), and the cleanup is owed to it either way.
+                let cleaned = if r.request.source_gone {
+                    Err(PlatformError::Unreachable {
+                        host: r.request.from.name.clone(),
+                        why: "gone since its failure was decided; not called".to_owned(),
+                    })
+                } else {
+                    platform.cleanup(&r.request.from.name, &vm)
+                };
                 let now_ms = clock.refresh();
                 if let Err(e @ PlatformError::Fenced { .. }) = &cleaned {
                     return fenced(r, e);
