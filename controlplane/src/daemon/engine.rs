@@ -271,6 +271,7 @@ impl GroupEngine for FdeEngine {
         }
         status.scans = self.fde.scans();
         (status.maintenance, status.operator_request) = self.fde.maintenance_summary();
+        status.capacity_short = self.fde.capacity_short_summary();
         status.in_flight = self
             .fde
             .restarts()

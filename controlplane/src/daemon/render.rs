@@ -220,6 +220,16 @@ pub fn status(s: &DaemonStatus) -> String {
         if let Some(r) = &g.operator_request {
             let _ = writeln!(out, "{}: {}", printable(&g.name), printable(r));
         }
+        if !g.capacity_short.is_empty() {
+            let _ = writeln!(
+                out,
+                "{}: cannot absorb the loss of every host (verify): {} without a place; \
+                 `hactl verify {}` says why",
+                printable(&g.name),
+                printable(&g.capacity_short.join(", ")),
+                printable(&g.name)
+            );
+        }
         if !g.in_flight.is_empty() {
             let _ = writeln!(out, "\n{}: in flight", printable(&g.name));
             let mut t = Table::new(&["VM", "FROM", "TO", "PHASE", "SINCE"]);
@@ -312,9 +322,17 @@ mod tests {
             operator_request: Some(
                 "request 7: evacuate host host-c, 1 of 2 VM(s) moved by live migration".into(),
             ),
+            capacity_short: vec!["host-a: 5 VM(s)".into()],
         });
         let text = status(&s);
         assert!(text.contains("hg1: hosts in maintenance: host-c"), "{text}");
+        assert!(
+            text.contains(
+                "hg1: cannot absorb the loss of every host (verify): host-a: 5 VM(s) without a \
+                 place; `hactl verify hg1` says why"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("hg1: request 7: evacuate host host-c, 1 of 2 VM(s) moved"),
             "{text}"

@@ -136,6 +136,10 @@ pub struct GroupStatus {
     /// moved`).
     #[serde(default)]
     pub operator_request: Option<String>,
+    /// The last periodic verify's finding: each host whose loss would leave VMs without
+    /// a place (`host-a: 5 VM(s)`); empty when the group can absorb any one host's loss.
+    #[serde(default)]
+    pub capacity_short: Vec<String>,
 }
 
 /// The placement policies of a group as its engine last loaded them from the HSDB
@@ -176,6 +180,7 @@ impl GroupStatus {
             policies: PolicyStatus::default(),
             maintenance: Vec::new(),
             operator_request: None,
+            capacity_short: Vec::new(),
         }
     }
 }

@@ -233,6 +233,21 @@ impl Fde {
             .collect();
     }
 
+    /// [`Fde::capacity_short`] in words, for `hactl status`: `host-a: 5 VM(s)`.
+    pub fn capacity_short_summary(&self) -> Vec<String> {
+        self.capacity_short
+            .iter()
+            .map(|(id, n)| {
+                let name = self
+                    .hosts
+                    .iter()
+                    .find(|h| h.id == *id)
+                    .map_or_else(|| id.to_string(), |h| h.name.clone());
+                format!("{name}: {n} VM(s)")
+            })
+            .collect()
+    }
+
     /// The hosts whose loss the last verify found the group cannot absorb, with the
     /// number of VMs that would find no place.
     pub fn capacity_short(&self) -> &BTreeMap<HostId, usize> {

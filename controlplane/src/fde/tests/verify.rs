@@ -42,6 +42,7 @@ fn test_verify_raises_capacity_short_once_per_episode() {
          (vm12); `hactl verify hg` says why"
     );
     assert_eq!(rig.fde.capacity_short().get(&hsdb::HostId(1)), Some(&1));
+    assert_eq!(rig.fde.capacity_short_summary(), ["host-1: 1 VM(s)"]);
     let d = verify_decisions(&rig);
     assert_eq!(d.len(), 1, "{d:?}");
     assert!(
@@ -78,6 +79,7 @@ fn test_verify_raises_capacity_short_once_per_episode() {
         "host host-1: verify: the loss of host host-1 can be absorbed again"
     );
     assert!(rig.fde.capacity_short().is_empty());
+    assert!(rig.fde.capacity_short_summary().is_empty());
     assert!(
         rig.calls("start").is_empty() && rig.calls("stop").is_empty(),
         "a verify acts on nothing"
