@@ -139,9 +139,16 @@ impl Plan {
                     );
                 }
                 if wave > 0 {
+                    let name = req
+                        .hosts
+                        .iter()
+                        .find(|h| h.id == host)
+                        .map_or_else(|| host.to_string(), |h| h.name.clone());
                     let _ = write!(
                         s,
-                        "; wave {wave} (max_restarts_per_host {} toward host {host})",
+                        "; wave {wave}: waits for {} of the restarts before it toward \
+                         {name} to end (max_restarts_per_host {})",
+                        u64::from(wave) * u64::from(req.max_per_host),
                         req.max_per_host
                     );
                 }

@@ -458,8 +458,10 @@ fn test_cap_prefers_hosts_under_it_then_waves() {
          the cap"
     );
     assert!(
-        plan.why(&req, 2)
-            .ends_with("; wave 1 (max_restarts_per_host 2 toward host 2)"),
+        plan.why(&req, 2).ends_with(
+            "; wave 1: waits for 2 of the restarts before it toward h2 to end \
+             (max_restarts_per_host 2)"
+        ),
         "{}",
         plan.why(&req, 2)
     );
