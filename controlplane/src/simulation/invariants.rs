@@ -369,6 +369,16 @@ impl Checker {
         self.open.get(vm)
     }
 
+    /// The VMs with an open episode of a failure on `host` (running there still, or
+    /// already stopped there by a restart in progress).
+    pub fn open_on(&self, host: HostId) -> Vec<Uuid> {
+        self.open
+            .iter()
+            .filter(|(_, e)| e.host == host)
+            .map(|(vm, _)| *vm)
+            .collect()
+    }
+
     /// A critical application of `vm` failed: the engine may stop and start it, alive as it
     /// is (the seed's same-host restarts and relocation, seed 004 L13767-13771), until its
     /// next start.

@@ -1372,6 +1372,14 @@ impl SimState {
                 self.count("planned_shutdown");
                 let name = self.host_names[host].clone();
                 let on: Vec<Uuid> = self.platform.world().vms_on_host(&name);
+                // A VM that failed on the host and that a restart in progress already
+                // stopped there is not among the guests that shut down, yet it failed
+                // before the shutdown began: the engine may go on and start it elsewhere.
+                for vm in self.checker.open_on(host_id(host)) {
+                    if !on.contains(&vm) {
+                        self.failed_before_shutdown.insert(vm);
+                    }
+                }
                 // The guests shut down: the agents that run say goodbye (SUSPENDED); a
                 // hung or crashed guest just powers off. The operator takes the host's
                 // failed VMs over: no longer the engine's to act on.
