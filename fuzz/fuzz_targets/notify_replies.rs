@@ -18,12 +18,20 @@ fuzz_target!(|data: &[u8]| {
     match parse_head(data) {
         Ok(Some((status, reason, consumed))) => {
             assert!((100..=999).contains(&status), "status {status}");
-            assert!(consumed <= data.len(), "consumed {consumed} of {}", data.len());
+            assert!(
+                consumed <= data.len(),
+                "consumed {consumed} of {}",
+                data.len()
+            );
             assert!(consumed <= MAX_HEAD + 4, "a head of {consumed} bytes");
             assert!(reason.len() <= consumed);
         }
         Ok(None) => assert!(data.len() < MAX_HEAD, "incomplete past the bound"),
-        Err(why) => assert!(why.len() <= 512, "an unbounded message: {} bytes", why.len()),
+        Err(why) => assert!(
+            why.len() <= 512,
+            "an unbounded message: {} bytes",
+            why.len()
+        ),
     }
     let mut at = 0;
     let mut replies = 0;
@@ -40,7 +48,11 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(None) => break,
             Err(why) => {
-                assert!(why.len() <= 512, "an unbounded message: {} bytes", why.len());
+                assert!(
+                    why.len() <= 512,
+                    "an unbounded message: {} bytes",
+                    why.len()
+                );
                 break;
             }
         }
@@ -49,7 +61,11 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(url) = HttpUrl::parse(text)
     {
         assert!(url.path.starts_with('/'), "path {:?}", url.path);
-        assert!(text.len() <= MAX_URL, "a URL of {} bytes accepted", text.len());
+        assert!(
+            text.len() <= MAX_URL,
+            "a URL of {} bytes accepted",
+            text.len()
+        );
         assert!(!url.host.is_empty());
     }
 });
