@@ -194,8 +194,9 @@ pub struct Dependency {
     /// The applications, in order (for `ParentChild`: parent, child).
     pub apps: Vec<String>,
     /// For a start sequence: the next application starts only once the previous one
-    /// is started and NORMAL; otherwise as soon as the previous one's start script has
-    /// returned. Ignored by the other kinds (seed 004 L16466-16473).
+    /// is started and NORMAL; otherwise as soon as the previous one's start has ended
+    /// (succeeded, or given up in FAILURE). Ignored by the other kinds
+    /// (seed 004 L16466-16473).
     pub strict: bool,
 }
 

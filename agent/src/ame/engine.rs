@@ -4,7 +4,7 @@
 //! Rules:
 //! - start_sequence: an application's start waits for the previous one in the list; with
 //!   `strict`, until that one is NORMAL, otherwise until it is no longer in TO_START
-//!   (its start script has returned, whatever the result).
+//!   (its start script has succeeded, or it has given up in FAILURE).
 //! - stop_sequence: an application's stop waits while the previous one in the list is
 //!   still in TO_STOP. It orders stops that happen together; it never stops anything.
 //! - parent_child: the child's start waits until the parent is NORMAL (a parent in
@@ -96,6 +96,15 @@ impl Engine {
         true
     }
 
+    /// The same input for every application at once, so that the dependencies order
+    /// them (an operator stop or start of all applications).
+    pub fn handle_every(&mut self, now: Instant, input: &Input) {
+        for app in &mut self.apps {
+            app.handle(now, input.clone());
+        }
+        self.settle();
+    }
+
     /// The time passed: run the monitors that are due.
     pub fn handle_tick(&mut self, now: Instant) {
         for app in &mut self.apps {
@@ -134,12 +143,10 @@ impl Engine {
             }
             for i in 0..self.apps.len() {
                 if self.apps[i].stop_pending() && self.may_stop(i) {
-                    self.apps[i].grant_stop();
-                    changed = true;
+                    changed |= self.apps[i].grant_stop();
                 }
                 if self.apps[i].start_pending() && self.may_start(i) {
-                    self.apps[i].grant_start();
-                    changed = true;
+                    changed |= self.apps[i].grant_start();
                 }
             }
             if !changed {
@@ -171,5 +178,355 @@ impl Engine {
                 state != State::ToStart
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ame::config::{AppConfig, Dependency};
+    use crate::ame::machine::Outcome;
+
+    const S: Duration = Duration::from_secs(1);
+
+    struct Rig {
+        engine: Engine,
+        t0: Instant,
+        now: Instant,
+    }
+
+    /// The runtime's view: which scripts it was asked to run, in order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Run<'a> {
+        Monitor(&'a str),
+        Stop(&'a str),
+        Start(&'a str),
+    }
+
+    impl Rig {
+        fn new(apps: &[&str], deps: Vec<Dependency>) -> Self {
+            let config = AmeConfig {
+                apps: apps
+                    .iter()
+                    .map(|n| AppConfig::new(*n, "/m", "/start", "/stop"))
+                    .collect(),
+                dependencies: deps,
+            };
+            let t0 = Instant::now();
+            Self {
+                engine: Engine::new(&config, t0).unwrap(),
+                t0,
+                now: t0,
+            }
+        }
+        /// Scripts asked for since the last call, without the reports.
+        fn runs(&mut self) -> Vec<(String, &'static str)> {
+            std::iter::from_fn(|| self.engine.poll_action())
+                .filter_map(|a| {
+                    let kind = match a.action {
+                        Action::RunMonitor { .. } => "monitor",
+                        Action::RunStop { .. } => "stop",
+                        Action::RunStart { .. } => "start",
+                        Action::ReportState { .. } => return None,
+                    };
+                    Some((a.app, kind))
+                })
+                .collect()
+        }
+        fn at(&mut self, secs: u64) {
+            self.now = self.t0 + S * u32::try_from(secs).unwrap();
+            self.engine.handle_tick(self.now);
+        }
+        fn input(&mut self, app: &str, input: Input) {
+            assert!(self.engine.handle(self.now, app, input));
+        }
+        fn state(&self, app: &str) -> State {
+            self.engine.app(app).unwrap().state()
+        }
+        /// Every app's first monitor at t=0 with these results.
+        fn boot(&mut self, results: &[(&str, Outcome)]) {
+            self.at(0);
+            for (app, outcome) in results {
+                self.input(app, Input::MonitorResult(*outcome));
+            }
+        }
+    }
+
+    fn dep(kind: DependencyKind, apps: &[&str], strict: bool) -> Dependency {
+        Dependency {
+            kind,
+            apps: apps.iter().map(|s| (*s).to_owned()).collect(),
+            strict,
+        }
+    }
+
+    fn r(app: &str, kind: &'static str) -> (String, &'static str) {
+        (app.to_owned(), kind)
+    }
+
+    const DOWN: Outcome = Outcome::Failed;
+    const UP: Outcome = Outcome::Ok;
+
+    #[test]
+    fn without_dependencies_everything_starts_at_once() {
+        let mut rig = Rig::new(&["a", "b"], vec![]);
+        rig.boot(&[("a", DOWN), ("b", DOWN)]);
+        let runs = rig.runs();
+        assert!(
+            runs.contains(&r("a", "start")) && runs.contains(&r("b", "start")),
+            "{runs:?}"
+        );
+        assert!(
+            !rig.engine.handle(rig.now, "zz", Input::Start),
+            "unknown app"
+        );
+    }
+
+    #[test]
+    fn strict_start_sequence_waits_for_normal() {
+        let seq = dep(DependencyKind::StartSequence, &["a", "b", "c"], true);
+        let mut rig = Rig::new(&["a", "b", "c"], vec![seq]);
+        rig.boot(&[("c", DOWN), ("b", DOWN), ("a", DOWN)]);
+        let runs = rig.runs();
+        assert!(runs.contains(&r("a", "start")), "{runs:?}");
+        assert!(
+            !runs.iter().any(|x| x.0 != "a" && x.1 == "start"),
+            "{runs:?}"
+        );
+        rig.input("a", Input::StartResult(UP));
+        assert_eq!(rig.runs(), vec![r("b", "start")]);
+        rig.input("b", Input::StartResult(UP));
+        assert_eq!(rig.runs(), vec![r("c", "start")]);
+    }
+
+    #[test]
+    fn strict_sequence_stops_at_an_app_that_cannot_start() {
+        let seq = dep(DependencyKind::StartSequence, &["a", "b"], true);
+        let mut rig = Rig::new(&["a", "b"], vec![seq]);
+        rig.boot(&[("a", DOWN), ("b", DOWN)]);
+        rig.runs();
+        for _ in 0..3 {
+            rig.input("a", Input::StartResult(DOWN));
+        }
+        assert_eq!(rig.state("a"), State::Failure);
+        assert!(!rig.runs().contains(&r("b", "start")));
+        assert_eq!(rig.state("b"), State::ToStart);
+    }
+
+    #[test]
+    fn loose_sequence_starts_the_next_once_the_previous_start_returned() {
+        let seq = dep(DependencyKind::StartSequence, &["a", "b"], false);
+        let mut rig = Rig::new(&["a", "b"], vec![seq]);
+        rig.boot(&[("a", DOWN), ("b", DOWN)]);
+        assert!(
+            !rig.runs().contains(&r("b", "start")),
+            "b waits for a's start"
+        );
+        for _ in 0..3 {
+            rig.input("a", Input::StartResult(DOWN));
+        }
+        assert_eq!(rig.state("a"), State::Failure);
+        let runs = rig.runs();
+        assert_eq!(
+            runs.last(),
+            Some(&r("b", "start")),
+            "not strict: a's state does not matter"
+        );
+        assert_eq!(
+            runs.iter().filter(|x| x.0 == "b").count(),
+            1,
+            "b only after a's last try: {runs:?}"
+        );
+    }
+
+    #[test]
+    fn start_sequence_does_not_hold_a_restart_of_a_later_app_whose_predecessors_are_normal() {
+        let seq = dep(DependencyKind::StartSequence, &["a", "b"], true);
+        let mut rig = Rig::new(&["a", "b"], vec![seq]);
+        rig.boot(&[("a", UP), ("b", UP)]);
+        rig.runs();
+        for i in 1..=5 {
+            rig.at(30 * i);
+            rig.input("b", Input::MonitorResult(DOWN));
+            rig.input("a", Input::MonitorResult(UP));
+        }
+        assert_eq!(rig.runs().last(), Some(&r("b", "stop")));
+        rig.input("b", Input::StopResult(UP));
+        assert_eq!(rig.runs(), vec![r("b", "start")]);
+    }
+
+    #[test]
+    fn stop_sequence_orders_stops_that_happen_together() {
+        let seq = dep(DependencyKind::StopSequence, &["a", "b"], true);
+        let mut rig = Rig::new(&["a", "b"], vec![seq]);
+        rig.boot(&[("a", UP), ("b", UP)]);
+        rig.runs();
+        rig.engine.handle_every(rig.now, &Input::Stop);
+        assert_eq!(rig.runs(), vec![r("a", "stop")]);
+        rig.input("a", Input::StopResult(UP));
+        assert_eq!(rig.runs(), vec![r("b", "stop")]);
+    }
+
+    #[test]
+    fn stop_sequence_holds_a_stop_while_the_previous_app_is_stopping() {
+        let seq = dep(DependencyKind::StopSequence, &["a", "b"], true);
+        let mut rig = Rig::new(&["a", "b"], vec![seq]);
+        rig.boot(&[("a", UP), ("b", UP)]);
+        rig.runs();
+        rig.input("a", Input::Stop);
+        rig.input("b", Input::Stop);
+        assert_eq!(rig.runs(), vec![r("a", "stop")]);
+        rig.input("a", Input::StopResult(DOWN));
+        assert_eq!(rig.runs(), vec![r("a", "stop")], "a retries; b still waits");
+        rig.input("a", Input::StopResult(UP));
+        assert_eq!(rig.runs(), vec![r("b", "stop")]);
+    }
+
+    #[test]
+    fn stop_sequence_never_stops_anything_by_itself() {
+        let seq = dep(DependencyKind::StopSequence, &["a", "b"], true);
+        let mut rig = Rig::new(&["a", "b"], vec![seq]);
+        rig.boot(&[("a", UP), ("b", UP)]);
+        rig.runs();
+        rig.input("a", Input::Stop);
+        rig.input("a", Input::StopResult(UP));
+        assert_eq!(rig.runs(), vec![r("a", "stop")]);
+        assert_eq!(rig.state("b"), State::Normal);
+    }
+
+    #[test]
+    fn parent_starts_first() {
+        let pc = dep(DependencyKind::ParentChild, &["p", "c"], true);
+        let mut rig = Rig::new(&["c", "p"], vec![pc]);
+        rig.boot(&[("c", DOWN), ("p", DOWN)]);
+        assert_eq!(
+            rig.runs()
+                .iter()
+                .filter(|x| x.1 == "start")
+                .collect::<Vec<_>>(),
+            vec![&r("p", "start")]
+        );
+        rig.input("p", Input::StartResult(UP));
+        assert_eq!(rig.runs(), vec![r("c", "start")]);
+    }
+
+    #[test]
+    fn child_does_not_start_when_the_parent_cannot() {
+        let pc = dep(DependencyKind::ParentChild, &["p", "c"], true);
+        let mut rig = Rig::new(&["p", "c"], vec![pc]);
+        rig.boot(&[("p", DOWN), ("c", DOWN)]);
+        rig.runs();
+        for _ in 0..3 {
+            rig.input("p", Input::StartResult(DOWN));
+        }
+        assert_eq!(rig.state("p"), State::Failure);
+        assert!(!rig.runs().iter().any(|x| x.0 == "c"));
+        // Even an operator start of the child waits for the parent.
+        rig.input("c", Input::Start);
+        assert!(!rig.runs().contains(&r("c", "start")));
+    }
+
+    #[test]
+    fn parent_restart_stops_the_child_first_and_restarts_it_after() {
+        let pc = dep(DependencyKind::ParentChild, &["p", "c"], true);
+        let mut rig = Rig::new(&["p", "c"], vec![pc]);
+        rig.boot(&[("p", UP), ("c", UP)]);
+        rig.runs();
+        for i in 1..=5 {
+            rig.at(30 * i);
+            rig.input("p", Input::MonitorResult(DOWN));
+            rig.input("c", Input::MonitorResult(UP));
+        }
+        let runs = rig.runs();
+        assert_eq!(runs.last(), Some(&r("c", "stop")), "child first: {runs:?}");
+        assert!(!runs.contains(&r("p", "stop")), "{runs:?}");
+        assert_eq!(rig.state("c"), State::ToStop);
+        rig.input("c", Input::StopResult(UP));
+        assert_eq!(rig.runs(), vec![r("p", "stop")]);
+        assert_eq!(rig.state("c"), State::ToStart, "child waits for the parent");
+        rig.input("p", Input::StopResult(UP));
+        assert_eq!(rig.runs(), vec![r("p", "start")]);
+        rig.input("p", Input::StartResult(UP));
+        assert_eq!(rig.runs(), vec![r("c", "start")]);
+        rig.input("c", Input::StartResult(UP));
+        assert_eq!(rig.state("p"), State::Normal);
+        assert_eq!(rig.state("c"), State::Normal);
+        assert_eq!(rig.engine.app("p").unwrap().restarts(), 1);
+        assert_eq!(
+            rig.engine.app("c").unwrap().restarts(),
+            0,
+            "the child did not fail"
+        );
+    }
+
+    #[test]
+    fn operator_stop_of_the_parent_stops_the_child_until_the_parent_is_back() {
+        let pc = dep(DependencyKind::ParentChild, &["p", "c"], true);
+        let mut rig = Rig::new(&["p", "c"], vec![pc]);
+        rig.boot(&[("p", UP), ("c", UP)]);
+        rig.runs();
+        rig.input("p", Input::Stop);
+        assert_eq!(rig.runs(), vec![r("c", "stop")]);
+        rig.input("c", Input::StopResult(UP));
+        assert_eq!(rig.runs(), vec![r("p", "stop")]);
+        rig.input("p", Input::StopResult(UP));
+        assert_eq!(rig.state("p"), State::Unset);
+        rig.at(10_000);
+        assert!(
+            !rig.runs().iter().any(|x| x.1 == "start"),
+            "nothing starts on its own"
+        );
+        rig.input("p", Input::Start);
+        assert_eq!(rig.runs(), vec![r("p", "start")]);
+        rig.input("p", Input::StartResult(UP));
+        assert_eq!(rig.runs(), vec![r("c", "start")]);
+    }
+
+    #[test]
+    fn a_child_stopped_by_the_operator_is_left_alone_when_the_parent_stops() {
+        let pc = dep(DependencyKind::ParentChild, &["p", "c"], true);
+        let mut rig = Rig::new(&["p", "c"], vec![pc]);
+        rig.boot(&[("p", UP), ("c", UP)]);
+        rig.input("c", Input::Stop);
+        rig.input("c", Input::StopResult(UP));
+        rig.runs();
+        rig.input("p", Input::Stop);
+        assert_eq!(rig.runs(), vec![r("p", "stop")]);
+    }
+
+    #[test]
+    fn state_changes_are_reported_with_the_app() {
+        let mut rig = Rig::new(&["a"], vec![]);
+        rig.at(0);
+        rig.input("a", Input::MonitorResult(UP));
+        let reports: Vec<AppAction> = std::iter::from_fn(|| rig.engine.poll_action())
+            .filter(|a| matches!(a.action, Action::ReportState { .. }))
+            .collect();
+        assert_eq!(
+            reports,
+            vec![AppAction {
+                app: "a".into(),
+                action: Action::ReportState {
+                    state: State::Normal,
+                    restarts: 0,
+                    reason: None
+                }
+            }]
+        );
+    }
+
+    #[test]
+    fn engine_refuses_an_invalid_configuration() {
+        let config = AmeConfig {
+            apps: vec![AppConfig::new("a", "/m", "/start", "/stop")],
+            dependencies: vec![dep(DependencyKind::StartSequence, &["a", "b"], true)],
+        };
+        assert!(matches!(
+            Engine::new(&config, Instant::now()),
+            Err(ConfigError::UnknownApp { .. })
+        ));
     }
 }

@@ -321,26 +321,30 @@ impl App {
         self.begin_stop(AfterStop::Restart, false);
     }
 
-    /// The engine lets the pending stop run.
-    pub fn grant_stop(&mut self) {
-        if self.stop_pending && self.running.is_none() {
-            self.stop_pending = false;
-            self.running = Some(Script::Stop);
-            self.actions.push_back(Action::RunStop {
-                timeout: self.config.stop_stabilization_time,
-            });
+    /// The engine lets the pending stop run; `true` if it now runs.
+    pub fn grant_stop(&mut self) -> bool {
+        if !self.stop_pending || self.running.is_some() {
+            return false;
         }
+        self.stop_pending = false;
+        self.running = Some(Script::Stop);
+        self.actions.push_back(Action::RunStop {
+            timeout: self.config.stop_stabilization_time,
+        });
+        true
     }
 
-    /// The engine lets the pending start run.
-    pub fn grant_start(&mut self) {
-        if self.start_pending && self.running.is_none() {
-            self.start_pending = false;
-            self.running = Some(Script::Start);
-            self.actions.push_back(Action::RunStart {
-                timeout: self.config.start_stabilization_time,
-            });
+    /// The engine lets the pending start run; `true` if it now runs.
+    pub fn grant_start(&mut self) -> bool {
+        if !self.start_pending || self.running.is_some() {
+            return false;
         }
+        self.start_pending = false;
+        self.running = Some(Script::Start);
+        self.actions.push_back(Action::RunStart {
+            timeout: self.config.start_stabilization_time,
+        });
+        true
     }
 
     /// Monitoring applies: monitored and in a state that is watched.
