@@ -14,7 +14,7 @@ pub const MAX_APPS: usize = 16;
 /// Longest application name.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Default `monitor_period`: 30 s (seed 004 L16226).
+/// Default `monitor_period`: 30 s (seed 004 L16240-16241).
 pub const DEFAULT_MONITOR_PERIOD: Duration = Duration::from_secs(30);
 /// Default `monitor_timeout`. The seed conflicts: the prose says 10 s
 /// (seed 004 L16244-16247), the `ksysvmmgr query app` output shows 15 (seed 004 L16172).
@@ -24,9 +24,9 @@ pub const DEFAULT_MONITOR_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `monitor_failure_threshold`: 5 (seed 004 L16173).
 pub const DEFAULT_MONITOR_FAILURE_THRESHOLD: u32 = 5;
 /// Default `stop_stabilization_time` and `start_stabilization_time`: 25 s
-/// (seed 004 L16252, L16262).
+/// (seed 004 L16252, L16261).
 pub const DEFAULT_STABILIZATION_TIME: Duration = Duration::from_secs(25);
-/// Default `stop_max_failures` and `start_max_failures`: 3 (seed 004 L16257, L16267).
+/// Default `stop_max_failures` and `start_max_failures`: 3 (seed 004 L16257, L16266).
 pub const DEFAULT_MAX_FAILURES: u32 = 3;
 /// Default `max_restart`: 3 (seed 004 L16270-16272).
 pub const DEFAULT_MAX_RESTART: u32 = 3;
@@ -164,7 +164,7 @@ fn check_name(name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// The kinds of dependency (seed 004 L16440-16458).
+/// The kinds of dependency (seed 004 L16448-16463).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DependencyKind {
     /// The listed applications start in this order.
@@ -196,7 +196,7 @@ pub struct Dependency {
     /// For a start sequence: the next application starts only once the previous one
     /// is started and NORMAL; otherwise as soon as the previous one's start has ended
     /// (succeeded, or given up in FAILURE). Ignored by the other kinds
-    /// (seed 004 L16466-16473).
+    /// (seed 004 L16468-16473).
     pub strict: bool,
 }
 
@@ -213,7 +213,7 @@ impl AmeConfig {
     /// Check every application and dependency. Refuses more than [`MAX_APPS`]
     /// applications, duplicate names, sequences of fewer than two applications,
     /// parent_child lists that are not exactly two, a child that is itself a parent or
-    /// has two parents (one level only, seed 004 L16398), unknown names, and an order
+    /// has two parents (one level only, seed 004 L16402), unknown names, and an order
     /// that contradicts itself (a cycle among the start or the stop constraints).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.apps.len() > MAX_APPS {
@@ -278,7 +278,7 @@ impl AmeConfig {
             }
         }
         // Start order: sequence neighbours, parent before child. Stop order: sequence
-        // neighbours, child before parent (seed 004 L16451-16453).
+        // neighbours, child before parent (seed 004 L16460-16462).
         for (order, seq, parent_first) in [
             ("start", DependencyKind::StartSequence, true),
             ("stop", DependencyKind::StopSequence, false),

@@ -316,7 +316,7 @@ impl App {
     }
 
     /// The engine stops this application because its parent stops: after the stop it
-    /// waits in TO_START for the parent (seed 004 L16398-16403).
+    /// waits in TO_START for the parent (seed 004 L16404-16409).
     pub fn force_restart(&mut self) {
         self.begin_stop(AfterStop::Restart, false);
     }
@@ -373,7 +373,7 @@ impl App {
         self.stable_monitors = 0;
         if self.state == State::Unset {
             // Never seen healthy since the agent started: start it, not a restart
-            // (rebootappstarttype, seed 004 L16104-16112).
+            // (rebootappstarttype, seed 004 L16127-16140).
             self.next_monitor = None;
             self.start_pending = true;
             self.counted_cycle = false;
