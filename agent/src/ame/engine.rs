@@ -386,6 +386,21 @@ mod tests {
     }
 
     #[test]
+    fn operator_start_of_every_app_follows_the_start_sequence() {
+        let seq = dep(DependencyKind::StartSequence, &["b", "a"], true);
+        let mut rig = Rig::new(&["a", "b"], vec![seq]);
+        rig.boot(&[("a", UP), ("b", UP)]);
+        rig.engine.handle_every(rig.now, &Input::Stop);
+        rig.input("a", Input::StopResult(UP));
+        rig.input("b", Input::StopResult(UP));
+        rig.runs();
+        rig.engine.handle_every(rig.now, &Input::Start);
+        assert_eq!(rig.runs(), vec![r("b", "start")]);
+        rig.input("b", Input::StartResult(UP));
+        assert_eq!(rig.runs(), vec![r("a", "start")]);
+    }
+
+    #[test]
     fn stop_sequence_never_stops_anything_by_itself() {
         let seq = dep(DependencyKind::StopSequence, &["a", "b"], true);
         let mut rig = Rig::new(&["a", "b"], vec![seq]);
