@@ -56,6 +56,8 @@ pub enum Code {
     /// The monitor never knew the VM (no session, no row, not awaited). For
     /// START_MONITORING the VM is awaited all the same, as for `AWAITING_PAIRING`.
     UnknownVm,
+    /// A command this monitor does not carry out.
+    Unsupported,
 }
 
 impl Code {
@@ -69,6 +71,7 @@ impl Code {
             Code::AwaitingPairing => "AWAITING_PAIRING",
             Code::Forgotten => "FORGOTTEN",
             Code::UnknownVm => "UNKNOWN_VM",
+            Code::Unsupported => "UNSUPPORTED",
         }
     }
 }

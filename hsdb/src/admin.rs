@@ -25,7 +25,8 @@ use crate::store::Hsdb;
 const RELOCATION_SELECT: &str = "SELECT id, vm, kind, from_host, to_host, phase, started_ms, \
     phase_ms, ended_ms, result FROM relocation";
 /// The columns [`command_row`] decodes.
-const COMMAND_SELECT: &str = "SELECT id, hm, kind, vm, created_ms, done_ms, result FROM hm_command";
+const COMMAND_SELECT: &str =
+    "SELECT id, hm, kind, vm, arg, created_ms, done_ms, result FROM hm_command";
 
 impl Hsdb {
     /// Change the administrative settings of VM `vm` that are `Some` in `settings`;
@@ -331,7 +332,22 @@ impl Hsdb {
         at: i64,
     ) -> Result<i64> {
         const OP: &str = "enqueue_command";
-        self.write(OP, |tx| insert_command(tx, hm, kind, vm, at))
+        self.write(OP, |tx| insert_command(tx, hm, kind, vm, None, at))
+    }
+
+    /// Queue command `kind` about VM `vm` for monitor `hm` with argument `arg` (as
+    /// [`Hsdb::enqueue_command`]; CONFIRM_APP_REPORT takes the report generation in
+    /// decimal). The argument is stored as given: the monitor validates it.
+    pub fn enqueue_command_arg(
+        &mut self,
+        hm: &Uuid,
+        kind: CommandKind,
+        vm: &Uuid,
+        arg: Option<&str>,
+        at: i64,
+    ) -> Result<i64> {
+        const OP: &str = "enqueue_command";
+        self.write(OP, |tx| insert_command(tx, hm, kind, vm, arg, at))
     }
 
     /// The open commands of monitor `hm` with an id above `after_id`, oldest first, at
@@ -470,6 +486,7 @@ pub(crate) fn insert_command(
     hm: &Uuid,
     kind: CommandKind,
     vm: &Uuid,
+    arg: Option<&str>,
     at: i64,
 ) -> Result<i64> {
     const OP: &str = "enqueue_command";
@@ -486,9 +503,9 @@ pub(crate) fn insert_command(
     Ok(conn
         .query_int(
             OP,
-            "INSERT INTO hm_command (hm, kind, vm, created_ms) VALUES (?1, ?2, ?3, ?4) \
-             RETURNING id",
-            params![UuidText::new(hm), kind.as_str(), UuidText::new(vm), at],
+            "INSERT INTO hm_command (hm, kind, vm, arg, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            params![UuidText::new(hm), kind.as_str(), UuidText::new(vm), arg, at],
         )?
         .unwrap_or_default())
 }
@@ -534,12 +551,14 @@ fn command_row(c: &Columns<'_, '_>) -> Result<CommandRow> {
         kind: c.enumeration(
             2,
             "kind",
-            "STOP_MONITORING, START_MONITORING or FORGET_VM",
+            "STOP_MONITORING, START_MONITORING, FORGET_VM, FETCH_APP_REPORT or \
+             CONFIRM_APP_REPORT",
             CommandKind::from_text,
         )?,
         vm: c.uuid(3, "vm")?,
-        created_ms: c.int(4)?,
-        done_ms: c.opt_int(5)?,
-        result: c.opt_text(6)?,
+        arg: c.opt_text(4)?,
+        created_ms: c.int(5)?,
+        done_ms: c.opt_int(6)?,
+        result: c.opt_text(7)?,
     })
 }

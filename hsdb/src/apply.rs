@@ -1036,7 +1036,7 @@ impl BatchWriter<'_, '_, '_> {
             let Ok(monitor) = Uuid::parse(other.as_bytes()) else {
                 continue;
             };
-            crate::admin::insert_command(self.tx, &monitor, CommandKind::ForgetVm, uuid, at)
+            crate::admin::insert_command(self.tx, &monitor, CommandKind::ForgetVm, uuid, None, at)
                 .map_err(|e| match e {
                     Error::NotFound { .. } => Failure::UnknownHm(monitor),
                     e => Failure::Db(e),

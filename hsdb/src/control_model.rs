@@ -19,6 +19,12 @@ text_enum! {
         /// The VM moved to another host: forget it (stop watching, drop its session and
         /// state) so this monitor does not keep reporting a VM that lives elsewhere.
         ForgetVm => "FORGET_VM",
+        /// Ask the VM's agent for its application report (PMSG_REQ … PMSG_RSP,
+        /// docs/hvncp.md "Application reports"); the result is `REPORT: <the body>`.
+        FetchAppReport => "FETCH_APP_REPORT",
+        /// Tell the VM's agent that the control plane stored report generation `arg`
+        /// (GMSG … CLRDB): it stops ringing for it. The result is `CLEARED: gen=<arg>`.
+        ConfirmAppReport => "CONFIRM_APP_REPORT",
     }
 }
 
@@ -310,11 +316,15 @@ pub struct CommandRow {
     pub kind: CommandKind,
     /// The VM it is about.
     pub vm: Uuid,
+    /// Its argument, for the kinds that take one (CONFIRM_APP_REPORT: the report
+    /// generation in decimal); `None` otherwise.
+    pub arg: Option<String>,
     /// When it was queued.
     pub created_ms: i64,
     /// When the monitor completed it; `None` while open.
     pub done_ms: Option<i64>,
-    /// What the monitor reported (`OK`, or why it failed).
+    /// What the monitor reported: `CODE: detail` (for FETCH_APP_REPORT, `REPORT: ` and
+    /// the report body, up to ~70 KB).
     pub result: Option<String>,
 }
 

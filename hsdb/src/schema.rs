@@ -82,10 +82,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v8.sql"),
         postgres: include_str!("schema/pg/v8.sql"),
     },
+    Migration {
+        version: 9,
+        name: "application reports: report commands with an argument, app report columns",
+        sqlite: include_str!("schema/v9.sql"),
+        postgres: include_str!("schema/pg/v9.sql"),
+    },
 ];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Bring the database to [`SCHEMA_VERSION`]; `path` names it in errors (the SQLite
 /// file, or the PostgreSQL target without its password).

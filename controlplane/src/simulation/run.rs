@@ -947,6 +947,12 @@ impl SimState {
                 hsdb::CommandKind::StopMonitoring => MonitorCommand::StopMonitoring,
                 hsdb::CommandKind::StartMonitoring => MonitorCommand::StartMonitoring,
                 hsdb::CommandKind::ForgetVm => MonitorCommand::ForgetVm,
+                hsdb::CommandKind::FetchAppReport | hsdb::CommandKind::ConfirmAppReport => {
+                    // The simulated monitors talk to no agent: no report to fetch.
+                    self.monitors[index].last_command = row.id;
+                    done.push((row.id, "NO_SESSION: the simulated monitor has no agents"));
+                    continue;
+                }
             };
             let result = self.monitors[index].command(row.vm, command, now);
             self.monitors[index].last_command = row.id;

@@ -45,7 +45,7 @@ use crate::commands::{Code, Command, Completion, kind_index};
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct CommandCounts {
     /// Per [`kind_index`].
-    pub(super) by_kind: [u64; 3],
+    pub(super) by_kind: [u64; CommandKind::ALL.len()],
     /// Of which about a VM this monitor never knew.
     pub(super) unknown_vm: u64,
 }
@@ -76,6 +76,10 @@ impl Monitor<'_> {
                         let keys = sessions.remove(&command.vm).unwrap_or_default();
                         self.forget_vm(now, &command, &keys)
                     }
+                    CommandKind::FetchAppReport | CommandKind::ConfirmAppReport => (
+                        Code::Unsupported,
+                        "this monitor does not carry out application-report commands".into(),
+                    ),
                 };
                 self.command_counts.by_kind[kind_index(command.kind)] += 1;
                 if code == Code::UnknownVm {

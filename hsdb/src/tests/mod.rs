@@ -12,6 +12,7 @@ mod ops;
 mod policy;
 mod postgres;
 mod read_only;
+mod report_commands;
 mod review;
 mod stopped;
 mod transitions;
