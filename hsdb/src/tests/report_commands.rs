@@ -12,7 +12,9 @@ fn big_result() -> String {
     let mut s = String::from("REPORT: HVHA-APPS 1 inc=1f gen=9 count=16\n");
     let mut i = 0u32;
     while s.len() < 65_536 + 16 {
-        s.push_str(&format!("app name=a{i} state=NORMAL detail=%C3%A9t%C3%A9\n"));
+        s.push_str(&format!(
+            "app name=a{i} state=NORMAL detail=%C3%A9t%C3%A9\n"
+        ));
         i += 1;
     }
     s
@@ -201,9 +203,9 @@ fn check_v8_migrated(mut db: Hsdb) {
         open.iter().map(|c| (c.id, c.kind)).collect::<Vec<_>>(),
         [(2, CommandKind::StartMonitoring)]
     );
-    let next =
-        db.enqueue_command_arg(&hm, CommandKind::ConfirmAppReport, &vm, Some("4"), 20)
-            .expect("enqueue after migration");
+    let next = db
+        .enqueue_command_arg(&hm, CommandKind::ConfirmAppReport, &vm, Some("4"), 20)
+        .expect("enqueue after migration");
     assert_eq!(next, 4, "an id is never reused, even a pruned one");
     let kept = db
         .conn
