@@ -595,6 +595,8 @@ impl Bed {
                         m.watches.remove(&vm);
                         out.push(Transition::Forget { vm, hm, at: due });
                     }
+                    // These simulated monitors talk to no agent.
+                    CommandKind::FetchAppReport | CommandKind::ConfirmAppReport => {}
                 }
                 done.push(CommandDone {
                     id: c.id,

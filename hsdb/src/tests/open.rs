@@ -112,6 +112,11 @@ fn test_open_migrates_empty_file() {
             (
                 8,
                 "owed cleanups, operator requests, hosts in maintenance".to_string()
+            ),
+            (
+                9,
+                "application reports: report commands with an argument, app report columns"
+                    .to_string()
             )
         ]
     );
