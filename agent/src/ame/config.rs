@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::probe::{ProbeConfig, ProbeConfigError};
+
 /// At most 16 applications per VM (seed 004 L9743).
 pub const MAX_APPS: usize = 16;
 /// Longest application name.
@@ -37,8 +39,12 @@ pub struct AppConfig {
     /// Unique name within the VM: 1-64 of `A-Z a-z 0-9 _ - .`, not starting with `-`
     /// or `.` (it becomes part of log lines, file names and command lines).
     pub name: String,
-    /// Run every `monitor_period`; exit 0 means healthy.
+    /// Run every `monitor_period`; exit 0 means healthy. Ignored (and may be empty)
+    /// when `probe` is set.
     pub monitor_script: PathBuf,
+    /// A built-in probe instead of the monitor script: its `interval` replaces
+    /// `monitor_period` and its own timeout and retries bound one monitor run.
+    pub probe: Option<ProbeConfig>,
     /// Starts the application (second half of a restart).
     pub start_script: PathBuf,
     /// Stops the application (first half of a restart).
@@ -77,6 +83,7 @@ impl AppConfig {
         Self {
             name: name.into(),
             monitor_script: monitor_script.into(),
+            probe: None,
             start_script: start_script.into(),
             stop_script: stop_script.into(),
             monitored: true,
@@ -92,15 +99,48 @@ impl AppConfig {
         }
     }
 
+    /// An application monitored by a built-in probe instead of a monitor script.
+    pub fn probed(
+        name: impl Into<String>,
+        probe: ProbeConfig,
+        start_script: impl Into<PathBuf>,
+        stop_script: impl Into<PathBuf>,
+    ) -> Self {
+        let mut app = Self::new(name, PathBuf::new(), start_script, stop_script);
+        app.probe = Some(probe);
+        app
+    }
+
+    /// Between two monitor runs: the probe's interval, or `monitor_period`.
+    pub fn monitor_interval(&self) -> Duration {
+        self.probe
+            .as_ref()
+            .map_or(self.monitor_period, |p| p.interval)
+    }
+
+    /// `script`, `http`, `smtp` or `tcp`.
+    pub fn monitor_name(&self) -> &'static str {
+        self.probe.as_ref().map_or("script", |p| p.kind.name())
+    }
+
     /// Check every attribute; the error names the application, the attribute and the rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_name(&self.name)?;
         let app = &self.name;
-        for (attribute, path) in [
-            ("monitor_script", &self.monitor_script),
+        if let Some(probe) = &self.probe {
+            probe.validate().map_err(|error| ConfigError::Probe {
+                app: app.clone(),
+                error,
+            })?;
+        }
+        let monitor_script = self
+            .probe
+            .is_none()
+            .then_some(("monitor_script", &self.monitor_script));
+        for (attribute, path) in monitor_script.into_iter().chain([
             ("start_script", &self.start_script),
             ("stop_script", &self.stop_script),
-        ] {
+        ]) {
             // Relative paths would depend on the agent's working directory.
             if !path.is_absolute() {
                 return Err(ConfigError::ScriptNotAbsolute {
@@ -366,6 +406,14 @@ pub enum ConfigError {
         /// The refused path.
         path: PathBuf,
     },
+    /// A probe attribute out of its rule.
+    #[error("application {app}: {error}")]
+    Probe {
+        /// Application.
+        app: String,
+        /// Which attribute and rule.
+        error: ProbeConfigError,
+    },
     /// A duration under a second.
     #[error("application {app}: {attribute} must be at least 1 second")]
     DurationTooShort {
@@ -569,6 +617,30 @@ mod tests {
             text.contains("start_script") && text.contains("absolute"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_probed_app_needs_no_monitor_script_and_its_probe_is_checked() {
+        use crate::ame::probe::{ProbeConfig, ProbeKind};
+        let mut probe = ProbeConfig::new(ProbeKind::Tcp);
+        probe.interval = Duration::from_secs(5);
+        let mut a = AppConfig::probed("web", probe, "/opt/w/start", "/opt/w/stop");
+        assert_eq!(a.validate(), Ok(()));
+        assert_eq!(a.monitor_interval(), Duration::from_secs(5));
+        assert_eq!(a.monitor_name(), "tcp");
+        assert_eq!(app("x").monitor_name(), "script");
+        if let Some(p) = a.probe.as_mut() {
+            p.retries = 0;
+        }
+        let text = a.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("application web: probe_retries = 0"),
+            "{text}"
+        );
+        // Without a probe the empty monitor_script is refused.
+        a.probe = None;
+        let text = a.validate().unwrap_err().to_string();
+        assert!(text.contains("monitor_script"), "{text}");
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //!   still in TO_STOP. It orders stops that happen together; it never stops anything.
 //! - parent_child: the child's start waits until the parent is NORMAL (a parent in
 //!   FAILURE or ABNORMAL therefore keeps the child stopped); when the parent goes to
-//!   TO_STOP, a running child is stopped first and then waits in TO_START for the parent
-//!   to be NORMAL again, so a restarted parent brings the child back.
+//!   TO_STOP, FAILURE or ABNORMAL ("App1 stops because of any reason, App2 stops",
+//!   seed 004 L16407-16408), a running child is stopped (before the parent's own stop)
+//!   and then waits in TO_START for the parent to be NORMAL again, so a restarted
+//!   parent brings the child back.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -128,7 +130,10 @@ impl Engine {
         loop {
             let mut changed = false;
             for parent in 0..self.apps.len() {
-                if self.apps[parent].state() != State::ToStop {
+                if !matches!(
+                    self.apps[parent].state(),
+                    State::ToStop | State::Failure | State::Abnormal
+                ) {
                     continue;
                 }
                 for &child in &self.children[parent] {
@@ -498,6 +503,69 @@ mod tests {
         assert_eq!(rig.runs(), vec![r("p", "start")]);
         rig.input("p", Input::StartResult(UP));
         assert_eq!(rig.runs(), vec![r("c", "start")]);
+    }
+
+    #[test]
+    fn a_parent_going_abnormal_or_to_failure_stops_its_child() {
+        let pc = dep(DependencyKind::ParentChild, &["p", "c"], true);
+        let mut rig = Rig::new(&["p", "c"], vec![pc]);
+        rig.boot(&[("p", UP), ("c", UP)]);
+        rig.runs();
+        rig.at(30);
+        rig.input(
+            "p",
+            Input::ScriptUnusable {
+                script: crate::ame::machine::Script::Monitor,
+                reason: "/m: no such file".into(),
+            },
+        );
+        assert_eq!(rig.state("p"), State::Abnormal);
+        let runs = rig.runs();
+        assert!(runs.contains(&r("c", "stop")), "{runs:?}");
+        rig.input("c", Input::MonitorResult(UP));
+        rig.input("c", Input::StopResult(UP));
+        assert_eq!(rig.state("c"), State::ToStart, "waits for its parent");
+        rig.at(10_000);
+        assert!(!rig.runs().iter().any(|x| x.0 == "c"), "stays stopped");
+        // The operator repairs and starts the parent: the child follows.
+        rig.input("p", Input::Start);
+        assert_eq!(rig.runs(), vec![r("p", "start")]);
+        rig.input("p", Input::StartResult(UP));
+        assert_eq!(rig.runs(), vec![r("c", "start")]);
+
+        // Local restarts exhausted: the parent goes from FAILING to FAILURE without a
+        // stop, and the child is stopped all the same.
+        let mut config = AmeConfig {
+            apps: vec![
+                AppConfig::new("p", "/m", "/start", "/stop"),
+                AppConfig::new("c", "/m", "/start", "/stop"),
+            ],
+            dependencies: vec![dep(DependencyKind::ParentChild, &["p", "c"], true)],
+        };
+        config.apps[0].max_restart = 1;
+        config.apps[0].monitor_failure_threshold = 1;
+        let mut rig = Rig {
+            engine: Engine::new(&config, rig.t0).unwrap(),
+            t0: rig.t0,
+            now: rig.t0,
+        };
+        rig.boot(&[("p", UP), ("c", UP)]);
+        rig.at(30);
+        rig.input("p", Input::MonitorResult(DOWN));
+        rig.input("c", Input::MonitorResult(UP));
+        rig.input("c", Input::StopResult(UP));
+        rig.input("p", Input::StopResult(UP));
+        rig.input("p", Input::StartResult(UP));
+        rig.input("c", Input::StartResult(UP));
+        assert_eq!(rig.engine.app("p").unwrap().restarts(), 1);
+        rig.runs();
+        rig.at(1000);
+        rig.input("c", Input::MonitorResult(UP));
+        rig.input("p", Input::MonitorResult(DOWN));
+        assert_eq!(rig.state("p"), State::Failure);
+        let runs = rig.runs();
+        assert_eq!(runs.last(), Some(&r("c", "stop")), "{runs:?}");
+        assert!(!runs.contains(&r("p", "stop")), "{runs:?}");
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! TO_STOP or TO_START the machine marks a stop or start *pending* and runs it only when
 //! the engine calls [`App::grant_stop`] / [`App::grant_start`].
 //!
+//! Operator Start: of an application that is stopped, in FAILURE or ABNORMAL, it runs
+//! the start script (after the stop, if one is running). Of an application believed
+//! running (NORMAL or FAILING) it runs the monitor at once instead: healthy, nothing
+//! more happens (a second start script could start a second instance); down, the
+//! start script runs, as for an application found down at boot. Either way it resumes
+//! monitoring and resets the counters.
+//!
 //! Counters:
 //! - monitor failures count successive failed or timed-out monitors and reset on a
 //!   successful monitor, a restart and a suspend;
@@ -181,6 +188,9 @@ pub struct App {
     running: Option<Script>,
     stop_pending: bool,
     start_pending: bool,
+    /// An operator Start found the application believed running: the next monitor
+    /// decides — healthy, nothing to do; down, the start script runs.
+    start_if_down: bool,
     after_stop: AfterStop,
     /// The current cycle counts against `max_restart`.
     counted_cycle: bool,
@@ -204,6 +214,7 @@ impl App {
             running: None,
             stop_pending: false,
             start_pending: false,
+            start_if_down: false,
             after_stop: AfterStop::Restart,
             counted_cycle: false,
             monitor_failures: 0,
@@ -265,7 +276,7 @@ impl App {
         let due = self.next_monitor.is_some_and(|at| at <= now);
         if due && self.running.is_none() && self.watching() {
             self.running = Some(Script::Monitor);
-            self.next_monitor = Some(now + self.config.monitor_period);
+            self.next_monitor = Some(now + self.config.monitor_interval());
             self.actions.push_back(Action::RunMonitor {
                 timeout: self.config.monitor_timeout,
             });
@@ -279,6 +290,7 @@ impl App {
             Input::StopResult(outcome) => self.on_stop(outcome),
             Input::StartResult(outcome) => self.on_start(now, outcome),
             Input::ScriptUnusable { script, reason } => {
+                self.start_if_down = false;
                 if self.running == Some(script) {
                     self.running = None;
                 }
@@ -288,6 +300,7 @@ impl App {
                 self.set_state(State::Abnormal, Some(reason));
             }
             Input::Suspend => {
+                self.start_if_down = false;
                 self.monitored = false;
                 self.next_monitor = None;
                 self.monitor_failures = 0;
@@ -297,7 +310,19 @@ impl App {
                 self.restarts = 0;
                 self.next_monitor = Some(now);
             }
+            Input::Start if matches!(self.state, State::Normal | State::Failing) => {
+                // Believed running: a second start script could start a second
+                // instance. Check it now and start it only if it is down.
+                self.monitored = true;
+                self.reset_counters();
+                self.restarts = 0;
+                self.start_if_down = true;
+                if self.running.is_none() {
+                    self.next_monitor = Some(now);
+                }
+            }
             Input::Start => {
+                self.start_if_down = false;
                 self.monitored = true;
                 self.reset_counters();
                 self.restarts = 0;
@@ -361,6 +386,7 @@ impl App {
         if !self.watching() {
             return;
         }
+        let start_if_down = std::mem::take(&mut self.start_if_down);
         if outcome == Outcome::Ok {
             self.monitor_failures = 0;
             self.stable_monitors += 1;
@@ -371,7 +397,7 @@ impl App {
             return;
         }
         self.stable_monitors = 0;
-        if self.state == State::Unset {
+        if self.state == State::Unset || start_if_down {
             // Never seen healthy since the agent started: start it, not a restart
             // (rebootappstarttype, seed 004 L16127-16140).
             self.next_monitor = None;
@@ -396,6 +422,7 @@ impl App {
     }
 
     fn begin_stop(&mut self, after: AfterStop, counted: bool) {
+        self.start_if_down = false;
         self.after_stop = after;
         self.counted_cycle = counted;
         self.monitor_failures = 0;
@@ -460,7 +487,7 @@ impl App {
             }
             self.stable_monitors = 0;
             // Give the application one period to settle before judging it.
-            self.next_monitor = self.monitored.then(|| now + self.config.monitor_period);
+            self.next_monitor = self.monitored.then(|| now + self.config.monitor_interval());
             self.set_state(State::Normal, None);
             return;
         }
@@ -866,6 +893,43 @@ mod tests {
         rig.input(Input::StartResult(Outcome::Ok));
         assert_eq!(rig.app.state(), State::Normal);
         assert!(rig.app.monitored());
+    }
+
+    #[test]
+    fn operator_start_of_a_healthy_app_runs_no_start_script() {
+        let mut rig = Rig::normal();
+        rig.monitor(30, Outcome::Failed);
+        assert_eq!(rig.app.state(), State::Failing);
+        let actions = rig.input(Input::Start);
+        assert_eq!(actions, vec![], "no start script, no state change yet");
+        assert_eq!(rig.app.monitor_failures(), 0);
+        assert_eq!(rig.app.poll_timeout(), Some(rig.now), "checked at once");
+        let actions = rig.monitor(40, Outcome::Ok);
+        assert_eq!(actions, vec![report(State::Normal, 0)]);
+        // The next failure is an ordinary one again.
+        assert_eq!(
+            rig.monitor(70, Outcome::Failed),
+            vec![report(State::Failing, 0)]
+        );
+    }
+
+    #[test]
+    fn operator_start_of_an_app_believed_running_but_down_starts_it() {
+        let mut rig = Rig::normal();
+        rig.input(Input::Suspend);
+        rig.input(Input::Start);
+        assert!(rig.app.monitored(), "Start resumes monitoring");
+        let actions = rig.monitor(40, Outcome::Failed);
+        assert_eq!(
+            actions,
+            vec![
+                report(State::ToStart, 0),
+                Action::RunStart { timeout: 25 * S }
+            ]
+        );
+        rig.input(Input::StartResult(Outcome::Ok));
+        assert_eq!(rig.app.state(), State::Normal);
+        assert_eq!(rig.app.restarts(), 0, "an operator start is no restart");
     }
 
     #[test]

@@ -10,3 +10,5 @@
 pub mod config;
 pub mod engine;
 pub mod machine;
+pub mod probe;
+pub mod run;
