@@ -890,3 +890,141 @@ fn na_looks_without_tagging_consume_tags_and_ack_clears() {
     let o = s.run(&["na", "--max-items", "0"]);
     assert_exit(&o, 2);
 }
+
+/// `hactl query app`: the applications the agents reported, as a table (every VM, or
+/// one), as JSON, and in `query vm VM`; an unknown VM is exit 4.
+#[test]
+fn query_app_shows_the_reported_applications() {
+    use hvha_appreport::{AppReport, AppState, AppStatus, MonitorKind};
+
+    let s = lab();
+    let o = s.run(&["query", "app"]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).starts_with("no application reported yet"),
+        "{}",
+        stdout(&o)
+    );
+    {
+        let mut db = Hsdb::open(s.path("hsdb.sqlite"), &Options::default()).unwrap();
+        for (vm, name) in [(WEB1, "web1"), (DB1, "db1"), (APP1, "app1")] {
+            let settings = hsdb::VmSettings {
+                name: Some(name.into()),
+                ..Default::default()
+            };
+            db.set_vm(&uuid(vm), &settings, now_ms()).unwrap();
+        }
+        let mut db_app = AppStatus::new("postgres", AppState::Failure);
+        db_app.critical = true;
+        db_app.restarts = 3;
+        db_app.monitor = MonitorKind::Tcp;
+        db_app.since_ms = 1_764_536_400_000;
+        db_app.detail = "connect 127.0.0.1:5432: refused".into();
+        let mut web = AppStatus::new("nginx", AppState::Normal);
+        web.monitor = MonitorKind::Http;
+        let mut batch = AppStatus::new("batch", AppState::Failing);
+        batch.monitored = false;
+        let report = AppReport {
+            inc: 0x5eed,
+            generation: 7,
+            apps: vec![db_app, web, batch],
+        };
+        // Through the text the agent sends, as the control plane stores it.
+        let parsed = AppReport::parse(report.encode().as_bytes()).unwrap();
+        db.store_app_report(&uuid(WEB1), &parsed, now_ms()).unwrap();
+        let other = AppReport {
+            inc: 1,
+            generation: 1,
+            apps: vec![AppStatus::new("cache", AppState::ToStart)],
+        };
+        db.store_app_report(&uuid(APP1), &other, now_ms()).unwrap();
+    }
+    let o = s.run(&["query", "app"]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[0].starts_with(
+            "NAME      VM    STATE     COLOUR  CRITICAL  RESTARTS  MONITORED  MONITOR  SINCE"
+        ),
+        "{text}"
+    );
+    // By VM name (app1 before web1), then application name; every column.
+    let cells = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        cells(lines[1]),
+        [
+            "cache", "app1", "TO_START", "YELLOW", "no", "0/3", "yes", "script", "-", "-"
+        ]
+    );
+    assert_eq!(
+        cells(lines[2])[..8],
+        [
+            "batch", "web1", "FAILING", "YELLOW", "no", "0/3", "no", "script"
+        ]
+    );
+    assert_eq!(
+        cells(lines[3])[..8],
+        [
+            "nginx", "web1", "NORMAL", "GREEN", "no", "0/3", "yes", "http"
+        ]
+    );
+    assert!(
+        lines[4].starts_with("postgres  web1  FAILURE   RED     yes       3/3       yes        tcp      2025-11-30 21:00:00"),
+        "{text}"
+    );
+    assert!(
+        lines[4].ends_with("connect 127.0.0.1:5432: refused"),
+        "{text}"
+    );
+
+    // One VM, by name; JSON with the same facts.
+    let o = s.run(&["query", "app", "web1", "--json"]);
+    assert_exit(&o, 0);
+    let apps = json(&o);
+    let apps = apps.as_array().unwrap();
+    assert_eq!(apps.len(), 3);
+    let pg = apps.iter().find(|a| a["name"] == "postgres").unwrap();
+    assert_eq!(pg["vm"], WEB1);
+    assert_eq!(pg["vm_name"], "web1");
+    assert_eq!(pg["state"], "FAILURE");
+    assert_eq!(pg["colour"], "RED");
+    assert_eq!(pg["critical"], true);
+    assert_eq!(pg["restarts"], 3);
+    assert_eq!(pg["max_restart"], 3);
+    assert_eq!(pg["monitored"], true);
+    assert_eq!(pg["monitor"], "tcp");
+    assert_eq!(pg["since_ms"], 1_764_536_400_000_i64);
+    assert_eq!(pg["report_inc"], "5eed");
+    assert_eq!(pg["report_gen"], 7);
+    let o = s.run(&["query", "app", APP1]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o).lines().count(), 2, "{}", stdout(&o));
+    let o = s.run(&["query", "app", DB1]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).starts_with("VM db1 has reported no application"),
+        "{}",
+        stdout(&o)
+    );
+
+    // `query vm VM` lists them too.
+    let o = s.run(&["query", "vm", "web1"]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("Applications                3\n"), "{text}");
+    assert!(text.contains("\nNAME      STATE    COLOUR"), "{text}");
+    assert!(text.contains("postgres  FAILURE  RED     yes"), "{text}");
+    let o = s.run(&["query", "vm", "db1"]);
+    assert!(stdout(&o).contains("Applications                none reported"));
+
+    // An unknown VM: exit 4, named.
+    let o = s.run(&["query", "app", "nosuchvm"]);
+    assert_exit(&o, 4);
+    assert!(stderr(&o).contains("\"nosuchvm\""), "{}", stderr(&o));
+}

@@ -544,7 +544,7 @@ fn relocation_row(c: &Columns<'_, '_>) -> Result<RelocationRow> {
     })
 }
 
-fn command_row(c: &Columns<'_, '_>) -> Result<CommandRow> {
+pub(crate) fn command_row(c: &Columns<'_, '_>) -> Result<CommandRow> {
     Ok(CommandRow {
         id: c.int(0)?,
         hm: c.uuid(1, "hm")?,

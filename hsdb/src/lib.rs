@@ -14,6 +14,8 @@
 //!   [`Hsdb::needs_attention`] (reads and tags in one transaction), [`Hsdb::acknowledge`],
 //!   [`Hsdb::node_data`], administrative writes ([`Hsdb::set_vm`], parameters,
 //!   relocations), commands to monitors ([`Hsdb::enqueue_command`]), pruning.
+//! - application reports ([`Hsdb::store_app_report`], [`Hsdb::apps`],
+//!   [`Hsdb::handle_app_fetch`]): the `app` table, replaced from an agent's report.
 //! - relocation policies ([`Hsdb::policy_change`], [`Hsdb::policy_view`]): named VM sets,
 //!   per-VM host exclusions, flexible capacity.
 //!
@@ -28,6 +30,7 @@
 #[macro_use]
 mod model;
 mod admin;
+mod app;
 mod apply;
 mod codec;
 mod control;
@@ -46,6 +49,7 @@ pub mod target;
 #[cfg(test)]
 mod tests;
 
+pub use app::{AppChange, AppFetchHandled, AppRow, AppStored};
 pub use control_model::{
     CommandDone, CommandKind, CommandRow, DiscoveryKind, EventPrune, HmStatus, NaLimits, NaRows,
     NaVm, NodeDataRows, NodeEvent, ParamRow, ParamScope, QqHost, RelocationKind, RelocationRow,

@@ -62,6 +62,7 @@ Examples:
   hactl query vm                              # every VM; `hactl q vm NAME` for one
   hactl query host
   hactl query hm
+  hactl query app                             # the applications the agents report
   hactl query event --limit 20
   hactl query notifier                        # each notifier's offset and backlog
   hactl notifier forget pager                 # a notifier removed from the configuration
@@ -411,6 +412,13 @@ pub enum Query {
         /// A monitor's UUID.
         uuid: Option<String>,
     },
+    /// The applications the VMs' agents reported (name, VM, state, colour, critical,
+    /// restarts, monitor, since, detail): of every VM, or of one.
+    App {
+        /// A VM's UUID or name.
+        #[arg(value_name = "UUID|NAME")]
+        vm: Option<String>,
+    },
     /// Events of the durable outbox: the newest --limit, or from --after onwards.
     Event {
         /// Only events with an id above this, oldest first (page with the last id shown).
@@ -728,6 +736,7 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 Query::Vm { vm } => self::query::vms(&db, vm.as_deref(), format, now),
                 Query::Host { name } => self::query::hosts(&db, name.as_deref(), format),
                 Query::Hm { uuid } => self::query::hms(&db, uuid.as_deref(), format, now),
+                Query::App { vm } => self::query::apps(&db, vm.as_deref(), format),
                 Query::Event { after, limit } => self::query::events(&db, *after, *limit, format),
                 Query::Relocation { id, vm, limit } => {
                     self::query::relocations(&db, *id, vm.as_deref(), *limit, format)

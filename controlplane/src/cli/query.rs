@@ -1,4 +1,4 @@
-//! `hactl query vm|host|hm|event|relocation|params`: the HSDB as an operator reads it,
+//! `hactl query vm|host|hm|app|event|relocation|params`: the HSDB as an operator reads it,
 //! through a read-only connection (it never takes the write lock, never waits for the
 //! monitors' writes and never holds them up).
 //!
@@ -116,6 +116,8 @@ pub struct VmView {
     host_exclusions: Vec<String>,
     /// The collocations, anticollocations and workgroups it is in.
     policies: Vec<String>,
+    /// The applications its agent reported (`query app`).
+    applications: Vec<AppView>,
 }
 
 /// The per-VM restart budget as `query vm` shows it: `restarts 2/3 in 1h`.
@@ -285,6 +287,7 @@ fn vm_view(
         app_restarts_on_host,
         host_exclusions: Vec::new(),
         policies: Vec::new(),
+        applications: app_views(db, Some(vm))?,
     })
 }
 
@@ -456,6 +459,14 @@ fn vm_detail(v: &VmView) -> String {
         ),
     );
     line("Updated", &format!("{} UTC", v.updated));
+    if v.applications.is_empty() {
+        line("Applications", "none reported");
+    } else {
+        line("Applications", &v.applications.len().to_string());
+        out.push('\n');
+        out.push_str(&app_table(&v.applications, false).render());
+        out.push('\n');
+    }
     let mut t = Table::new(&["MONITOR", "ON_HOST", "HEARTBEATS", "MISSED_SINCE", "MAC"]);
     for m in &v.monitors {
         t.row(vec![
@@ -975,4 +986,167 @@ pub fn params(
         out.push_str("no host group yet (hactl add host NAME group=G cpu=N memory=M)\n");
     }
     Ok(out)
+}
+
+/// One application as `query app` shows it (the `app` table, written from the agents'
+/// reports: docs/hvncp.md "Application reports").
+#[derive(Debug, Serialize)]
+pub struct AppView {
+    /// The VM's UUID.
+    vm: String,
+    /// The VM's name (its UUID when it has none).
+    vm_name: String,
+    /// The application's name.
+    name: String,
+    /// UNSET, NORMAL, FAILING, TO_STOP, TO_START, FAILURE or ABNORMAL.
+    state: String,
+    /// GREEN, YELLOW or RED.
+    colour: String,
+    /// A FAILURE is escalated (VM restart on its host, then relocation).
+    critical: bool,
+    /// Local restart cycles done in the guest.
+    restarts: u32,
+    /// Local restart cycles allowed before FAILURE.
+    max_restart: u32,
+    /// `false`: monitoring suspended in the guest (`vmmd ctl suspend`).
+    monitored: bool,
+    /// script, http, smtp or tcp.
+    monitor: String,
+    /// When its state last changed (agent's clock, UTC); `None` when not reported.
+    since: Option<String>,
+    /// The same, ms since the Unix epoch.
+    since_ms: Option<i64>,
+    /// The last failure or message.
+    detail: String,
+    /// The report the row comes from: agent incarnation (hex) and generation.
+    report_inc: Option<String>,
+    /// Its generation.
+    report_gen: Option<u64>,
+    /// When the control plane stored it (UTC).
+    updated: String,
+}
+
+fn app_view(a: &hsdb::AppRow, vm_name: &str) -> AppView {
+    AppView {
+        vm: a.vm.to_string(),
+        vm_name: vm_name.to_owned(),
+        name: a.name.clone(),
+        state: a.state.as_str().to_owned(),
+        colour: a.colour.as_str().to_owned(),
+        critical: a.critical,
+        restarts: a.restarts,
+        max_restart: a.max_restart,
+        monitored: a.monitored,
+        monitor: a.monitor.as_str().to_owned(),
+        since: a.since_ms.map(utc),
+        since_ms: a.since_ms,
+        detail: a.detail.clone(),
+        report_inc: a.report_inc.map(|i| format!("{i:x}")),
+        report_gen: a.report_gen,
+        updated: utc(a.updated_ms),
+    }
+}
+
+/// The applications of `vm` (every VM's when `None`), as views.
+fn app_views(db: &Hsdb, vm: Option<&VmRow>) -> Result<Vec<AppView>, CliError> {
+    let name_of = |v: &VmRow| {
+        if v.name.is_empty() {
+            v.uuid.to_string()
+        } else {
+            v.name.clone()
+        }
+    };
+    Ok(match vm {
+        Some(v) => {
+            let name = name_of(v);
+            db.apps(&v.uuid)?
+                .iter()
+                .map(|a| app_view(a, &name))
+                .collect()
+        }
+        None => {
+            let names: HashMap<Uuid, String> =
+                db.vms()?.iter().map(|v| (v.uuid, name_of(v))).collect();
+            let mut views: Vec<AppView> = db
+                .all_apps()?
+                .iter()
+                .map(|a| {
+                    let name = names
+                        .get(&a.vm)
+                        .cloned()
+                        .unwrap_or_else(|| a.vm.to_string());
+                    app_view(a, &name)
+                })
+                .collect();
+            views.sort_by(|a, b| (&a.vm_name, &a.vm, &a.name).cmp(&(&b.vm_name, &b.vm, &b.name)));
+            views
+        }
+    })
+}
+
+fn app_table(views: &[AppView], with_vm: bool) -> Table {
+    let mut headers = vec![
+        "NAME",
+        "STATE",
+        "COLOUR",
+        "CRITICAL",
+        "RESTARTS",
+        "MONITORED",
+        "MONITOR",
+        "SINCE",
+        "DETAIL",
+    ];
+    if with_vm {
+        headers.insert(1, "VM");
+    }
+    let mut t = Table::new(&headers);
+    for a in views {
+        let mut row = vec![
+            a.name.clone(),
+            a.state.clone(),
+            a.colour.clone(),
+            yes(a.critical),
+            format!("{}/{}", a.restarts, a.max_restart),
+            yes(a.monitored),
+            a.monitor.clone(),
+            a.since.clone().unwrap_or_else(|| "-".into()),
+            if a.detail.is_empty() {
+                "-".into()
+            } else {
+                a.detail.clone()
+            },
+        ];
+        if with_vm {
+            row.insert(1, a.vm_name.clone());
+        }
+        t.row(row);
+    }
+    t
+}
+
+/// `query app [UUID|NAME]`: the applications the agents reported, of every VM or of one
+/// (an unknown VM is exit 4).
+pub fn apps(db: &Hsdb, which: Option<&str>, format: Format) -> Result<String, CliError> {
+    let vm = which.map(|given| find_vm(db, given)).transpose()?;
+    let views = app_views(db, vm.as_ref())?;
+    if format == Format::Json {
+        return super::json(&views);
+    }
+    if views.is_empty() {
+        return Ok(match &vm {
+            Some(v) => format!(
+                "VM {} has reported no application (its agent watches none, or has not \
+                 reported yet)\n",
+                if v.name.is_empty() {
+                    v.uuid.to_string()
+                } else {
+                    v.name.clone()
+                }
+            ),
+            None => "no application reported yet (agents report them when their \
+                     application monitoring engine watches some)\n"
+                .to_owned(),
+        });
+    }
+    Ok(app_table(&views, true).render())
 }

@@ -1,6 +1,7 @@
 //! Tests against real SQLite files in a temporary directory.
 
 mod admin;
+mod app;
 mod batch;
 mod concurrency;
 mod control;
