@@ -11,6 +11,10 @@
 //! auth = "off"                    # authenticated frames: off, accept, require
 //! auth_key_file = "/etc/hvha/auth.key"          # needed unless auth = "off"
 //! auth_second_key_file = "/etc/hvha/next.key"   # optional, during a key rotation
+//!
+//! [ame]                           # application monitoring (docs/agent.md)
+//! socket = "/run/vmmd/ctl.sock"   # vmmd ctl's UNIX socket (root only)
+//! apps_file = "/var/lib/vmmd/apps.toml"   # the applications, written by vmmd ctl
 //! ```
 //!
 //! This module owns parsing and validation only; it never looks at the machine's
@@ -54,6 +58,40 @@ struct File {
     auth: Option<Spanned<String>>,
     auth_key_file: Option<Spanned<std::path::PathBuf>>,
     auth_second_key_file: Option<Spanned<std::path::PathBuf>>,
+    ame: Option<AmeFile>,
+}
+
+/// The `[ame]` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmeFile {
+    socket: Option<Spanned<std::path::PathBuf>>,
+    apps_file: Option<Spanned<std::path::PathBuf>>,
+}
+
+/// Default path of `vmmd ctl`'s socket.
+pub const DEFAULT_CTL_SOCKET: &str = "/run/vmmd/ctl.sock";
+/// Default path of the applications' configuration file.
+pub const DEFAULT_APPS_FILE: &str = "/var/lib/vmmd/apps.toml";
+/// Longest socket path a `sockaddr_un` holds (108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Where application monitoring keeps its socket and its applications (`[ame]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmeSettings {
+    /// The UNIX socket `vmmd ctl` talks to; its directory is made 0700, the socket 0600.
+    pub socket: std::path::PathBuf,
+    /// The applications and dependencies, written atomically on every change.
+    pub apps_file: std::path::PathBuf,
+}
+
+impl Default for AmeSettings {
+    fn default() -> Self {
+        Self {
+            socket: DEFAULT_CTL_SOCKET.into(),
+            apps_file: DEFAULT_APPS_FILE.into(),
+        }
+    }
 }
 
 /// Which interfaces carry HVNCP.
@@ -85,6 +123,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Authenticated frames (docs/hvncp.md §7): mode and key files, read at start.
     pub auth: AuthConfig,
+    /// Application monitoring: the ctl socket and the applications' file.
+    pub ame: AmeSettings,
 }
 
 /// What is wrong with a configuration file.
@@ -303,7 +343,13 @@ impl Config {
             }
         })?;
 
+        let ame = match file.ame {
+            None => AmeSettings::default(),
+            Some(a) => ame_settings(text, a)?,
+        };
+
         Ok(Config {
+            ame,
             vm_uuid,
             ostype,
             interfaces,
@@ -314,6 +360,36 @@ impl Config {
             auth,
         })
     }
+}
+
+/// Check the `[ame]` paths: absolute, UTF-8 without control characters, the socket's
+/// short enough for a `sockaddr_un`.
+fn ame_settings(text: &str, file: AmeFile) -> Result<AmeSettings, ConfigError> {
+    let mut out = AmeSettings::default();
+    for (key, value, slot) in [
+        ("ame.socket", file.socket, &mut out.socket),
+        ("ame.apps_file", file.apps_file, &mut out.apps_file),
+    ] {
+        let Some(value) = value else { continue };
+        let span = value.span();
+        let path = value.into_inner();
+        let shown = format!("{:?}", path.display().to_string());
+        let ok_text = path
+            .to_str()
+            .is_some_and(|p| !p.chars().any(char::is_control));
+        let err = if !path.is_absolute() || !ok_text || path.file_name().is_none() {
+            Some("an absolute path to a file, without control characters")
+        } else if key == "ame.socket" && path.as_os_str().len() > MAX_SOCKET_PATH {
+            Some("a path of at most 107 bytes (a UNIX socket address)")
+        } else {
+            None
+        };
+        if let Some(allowed) = err {
+            return Err(at(text, span)(invalid(key, shown, allowed)));
+        }
+        *slot = path;
+    }
+    Ok(out)
 }
 
 /// The effective configuration as TOML, defaults included: what `--check-config`
@@ -360,6 +436,21 @@ impl fmt::Display for Config {
                 writeln!(f, "{key} = {:?}", p.display().to_string())?;
             }
         }
+        writeln!(f, "\n[ame]")?;
+        writeln!(
+            f,
+            "# vmmd ctl's UNIX socket, root only (default \"{DEFAULT_CTL_SOCKET}\")"
+        )?;
+        writeln!(f, "socket = {:?}", self.ame.socket.display().to_string())?;
+        writeln!(
+            f,
+            "# the applications, written by vmmd ctl (default \"{DEFAULT_APPS_FILE}\")"
+        )?;
+        writeln!(
+            f,
+            "apps_file = {:?}",
+            self.ame.apps_file.display().to_string()
+        )?;
         Ok(())
     }
 }
@@ -426,6 +517,7 @@ mod tests {
             "interfaces = [\"eth1\", \"eth2\"]\nethertype = 0xffff\nlog = \"info,agent=debug\"\n\
              log_format = \"json\"",
             "auth = \"accept\"\nauth_key_file = \"/k/a\"\nauth_second_key_file = \"/k/b\"",
+            "[ame]\nsocket = \"/run/x/s.sock\"\napps_file = \"/srv/apps.toml\"",
         ] {
             let c = parse(extra).expect("valid");
             let text = c.to_string();
@@ -532,6 +624,34 @@ mod tests {
         );
         let e = parse("colour = 1").expect_err("unknown");
         assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn the_ame_section() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.ame, AmeSettings::default());
+        assert_eq!(c.ame.socket, std::path::Path::new("/run/vmmd/ctl.sock"));
+        assert_eq!(
+            c.ame.apps_file,
+            std::path::Path::new("/var/lib/vmmd/apps.toml")
+        );
+        let c = parse("[ame]\nsocket = \"/tmp/a/ctl.sock\"").expect("valid");
+        assert_eq!(c.ame.socket, std::path::Path::new("/tmp/a/ctl.sock"));
+        assert_eq!(c.ame.apps_file, std::path::Path::new(DEFAULT_APPS_FILE));
+        let e = parse("[ame]\napps_file = \"apps.toml\"").expect_err("relative");
+        assert_eq!(
+            e.to_string(),
+            "ame.apps_file = \"apps.toml\" is invalid: allowed an absolute path to a file, \
+             without control characters"
+        );
+        assert!(
+            matches!(e, ConfigError::Invalid { line: Some(3), .. }),
+            "{e:?}"
+        );
+        let long = format!("/{}", "s".repeat(107));
+        let e = parse(&format!("[ame]\nsocket = \"{long}\"")).expect_err("long");
+        assert!(e.to_string().contains("at most 107 bytes"), "{e}");
+        assert!(error("[ame]\nsock = \"/x\"").contains("unknown field `sock`"));
     }
 
     #[test]

@@ -13,6 +13,9 @@
 #[allow(dead_code)]
 mod ame;
 mod config;
+// The ctl socket and `vmmd ctl` land before their wiring into the daemon.
+#[allow(dead_code)]
+mod ctl;
 mod interfaces;
 mod monitors;
 mod runtime;

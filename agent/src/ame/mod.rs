@@ -12,3 +12,4 @@ pub mod engine;
 pub mod machine;
 pub mod probe;
 pub mod run;
+pub mod store;
