@@ -495,6 +495,15 @@ mod tests {
         a.critical = true;
         a.monitor_period = Duration::from_secs(5);
         a.monitor_timeout = Duration::from_secs(2);
+        let mut web = crate::ame::config::AppConfig::probed(
+            "web",
+            crate::ame::probe::ProbeConfig::new(crate::ame::probe::ProbeKind::Smtp),
+            "/opt/w/start",
+            "/opt/w/stop",
+        );
+        if let Some(p) = web.probe.as_mut() {
+            p.port = 2525;
+        }
         let mut b = AppConfig::new(
             "db-2",
             "/opt/b/mon with space",
@@ -504,7 +513,7 @@ mod tests {
         b.monitored = false;
         b.max_restart = 7;
         AmeConfig {
-            apps: vec![a, b],
+            apps: vec![a, b, web],
             dependencies: vec![Dependency {
                 kind: DependencyKind::StartSequence,
                 apps: vec!["db-2".into(), "app1".into()],
@@ -522,6 +531,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dependency_list = \"db-2,app1\""), "{text}");
+        assert!(
+            text.contains("probe = \"smtp\"\nprobe_server = \"localhost\"\nprobe_port = 2525\n"),
+            "{text}"
+        );
         assert_eq!(parse(&text).unwrap(), config);
         assert_eq!(
             parse(&render(&AmeConfig::default())).unwrap(),
@@ -688,7 +701,7 @@ mod tests {
         // A save over a leftover of ours still works.
         fs::write(store.temp_path(), "garbage").unwrap();
         let mut next = sample();
-        next.apps.pop();
+        next.apps.truncate(1);
         next.dependencies.clear();
         store.save(&next).unwrap();
         assert_eq!(store.load().unwrap(), next);

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ame::config::{AppConfig, Dependency, DependencyKind};
+use crate::ame::probe::{self, HttpMethod, HttpProbe, HttpVersion, ProbeConfig, ProbeKind};
 
 /// Longest duration attribute: a day, in seconds (our bound; the seed gives none).
 pub const MAX_SECONDS: u64 = 86_400;
@@ -85,9 +86,35 @@ pub const APP_ATTRIBUTES: &[&str] = &[
     "start_max_failures",
     "max_restart",
     "critical",
+    "probe",
+    "probe_server",
+    "probe_port",
+    "probe_interval",
+    "probe_timeout",
+    "probe_retries",
+    "probe_retry_wait",
+    "probe_method",
+    "probe_uri",
+    "probe_version",
+    "probe_expect_status",
 ];
 
-/// The mandatory attributes of `add app` (seed 004 L16210-16225).
+/// The probe attributes that need `probe=http|smtp|tcp`.
+const PROBE_ATTRIBUTES: &[&str] = &[
+    "probe_server",
+    "probe_port",
+    "probe_interval",
+    "probe_timeout",
+    "probe_retries",
+    "probe_retry_wait",
+    "probe_method",
+    "probe_uri",
+    "probe_version",
+    "probe_expect_status",
+];
+
+/// The mandatory attributes of `add app` (seed 004 L16210-16225); `monitor_script` may
+/// be left out when `probe` is given.
 pub const MANDATORY_APP_ATTRIBUTES: &[&str] = &["monitor_script", "start_script", "stop_script"];
 
 /// Attributes of the seed we show or refuse with a reason rather than "unknown".
@@ -154,6 +181,159 @@ fn parse_script(attribute: &str, value: &str) -> Result<PathBuf, AttrError> {
     Ok(path)
 }
 
+fn parse_probe_seconds(attribute: &str, value: &str) -> Result<Duration, AttrError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|s| probe::SEED_RANGE.contains(s))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            refuse(
+                attribute,
+                value,
+                "1..=10000 (whole seconds, seed 003 ranges)",
+            )
+        })
+}
+
+/// `probe=http|smtp|tcp|none`: a new probe keeps the server, timings and retries of the
+/// one it replaces; the port follows the kind when it was the old kind's default.
+fn set_probe_kind(app: &mut AppConfig, value: &str) -> Result<(), AttrError> {
+    let kind = match value {
+        "none" => {
+            app.probe = None;
+            return Ok(());
+        }
+        "http" => ProbeKind::Http(HttpProbe::default()),
+        "smtp" => ProbeKind::Smtp,
+        "tcp" => ProbeKind::Tcp,
+        _ => {
+            return Err(refuse(
+                "probe",
+                value,
+                "http, smtp, tcp, or none for the monitor script",
+            ));
+        }
+    };
+    let fresh = ProbeConfig::new(kind.clone());
+    app.probe = Some(match app.probe.take() {
+        None => fresh,
+        Some(old) if old.kind.name() == kind.name() => old,
+        Some(old) => {
+            let old_default = ProbeConfig::new(old.kind.clone()).port;
+            ProbeConfig {
+                kind,
+                port: if old.port == old_default {
+                    fresh.port
+                } else {
+                    old.port
+                },
+                ..old
+            }
+        }
+    });
+    Ok(())
+}
+
+fn set_probe_attribute(app: &mut AppConfig, attribute: &str, value: &str) -> Result<(), AttrError> {
+    let Some(p) = app.probe.as_mut() else {
+        return Err(refuse(
+            attribute,
+            value,
+            "only for an application with a built-in probe: give probe=http|smtp|tcp",
+        ));
+    };
+    let http_only = || refuse(attribute, value, "only for probe=http");
+    match attribute {
+        "probe_server" => {
+            if value.is_empty()
+                || value.len() > probe::MAX_TEXT
+                || value.chars().any(|c| c.is_control() || c == ' ')
+            {
+                return Err(refuse(
+                    attribute,
+                    value,
+                    "a host name or address, 1..=255 bytes",
+                ));
+            }
+            p.server = value.to_owned();
+        }
+        "probe_port" => {
+            p.port = value
+                .parse::<u16>()
+                .ok()
+                .filter(|&n| n != 0)
+                .ok_or_else(|| refuse(attribute, value, "1..=65535"))?;
+        }
+        "probe_interval" => p.interval = parse_probe_seconds(attribute, value)?,
+        "probe_timeout" => p.timeout = parse_probe_seconds(attribute, value)?,
+        "probe_retry_wait" => p.retry_wait = parse_probe_seconds(attribute, value)?,
+        "probe_retries" => {
+            p.retries = value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| probe::SEED_RANGE.contains(&u64::from(*n)))
+                .ok_or_else(|| refuse(attribute, value, "1..=10000 (seed 003 ranges)"))?;
+        }
+        "probe_method" => {
+            let ProbeKind::Http(h) = &mut p.kind else {
+                return Err(http_only());
+            };
+            h.method = match value.to_ascii_uppercase().as_str() {
+                "HEAD" => HttpMethod::Head,
+                "GET" => HttpMethod::Get,
+                _ => return Err(refuse(attribute, value, "HEAD or GET")),
+            };
+        }
+        "probe_uri" => {
+            let ProbeKind::Http(h) = &mut p.kind else {
+                return Err(http_only());
+            };
+            if !value.starts_with('/')
+                || value.len() > probe::MAX_TEXT
+                || !value.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(refuse(
+                    attribute,
+                    value,
+                    "a Request-URI starting with /, at most 255 bytes, printable ASCII without spaces",
+                ));
+            }
+            h.uri = value.to_owned();
+        }
+        "probe_version" => {
+            let ProbeKind::Http(h) = &mut p.kind else {
+                return Err(http_only());
+            };
+            h.version = match value {
+                "1.0" => HttpVersion::V10,
+                "1.1" => HttpVersion::V11,
+                _ => return Err(refuse(attribute, value, "1.0 or 1.1")),
+            };
+        }
+        "probe_expect_status" => {
+            let ProbeKind::Http(h) = &mut p.kind else {
+                return Err(http_only());
+            };
+            h.expect_status = if value == "any" {
+                None
+            } else {
+                Some(
+                    value
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|c| (100..=599).contains(c))
+                        .ok_or_else(|| {
+                            refuse(attribute, value, "100..=599, or any for every 2xx and 3xx")
+                        })?,
+                )
+            };
+        }
+        _ => return Err(refuse(attribute, value, "unknown probe attribute")),
+    }
+    Ok(())
+}
+
 /// Set one attribute of `app` from its text; the error names the attribute, the value
 /// and the rule.
 pub fn set_app_attribute(
@@ -181,6 +361,8 @@ pub fn set_app_attribute(
         "stop_max_failures" => app.stop_max_failures = parse_count(attribute, value)?,
         "start_max_failures" => app.start_max_failures = parse_count(attribute, value)?,
         "max_restart" => app.max_restart = parse_count(attribute, value)?,
+        "probe" => set_probe_kind(app, value)?,
+        a if PROBE_ATTRIBUTES.contains(&a) => set_probe_attribute(app, a, value)?,
         other => {
             let rule = match not_settable(other) {
                 Some(why) => why.to_owned(),
@@ -195,13 +377,16 @@ pub fn set_app_attribute(
     Ok(())
 }
 
-/// Every attribute of `app` with its value, in [`APP_ATTRIBUTES`] order.
+/// Every attribute of `app` with its value, in [`APP_ATTRIBUTES`] order; the probe's
+/// only when it has one, `monitor_script` not when a probe replaces an empty one.
 pub fn app_attributes(app: &AppConfig) -> Vec<(&'static str, Value)> {
     let path = |p: &PathBuf| Value::Text(p.display().to_string());
     let secs = |d: Duration| Value::Int(d.as_secs());
-    vec![
-        ("monitored", Value::Flag(app.monitored)),
-        ("monitor_script", path(&app.monitor_script)),
+    let mut out = vec![("monitored", Value::Flag(app.monitored))];
+    if app.probe.is_none() || !app.monitor_script.as_os_str().is_empty() {
+        out.push(("monitor_script", path(&app.monitor_script)));
+    }
+    out.extend([
         ("monitor_period", secs(app.monitor_period)),
         ("monitor_timeout", secs(app.monitor_timeout)),
         (
@@ -225,25 +410,81 @@ pub fn app_attributes(app: &AppConfig) -> Vec<(&'static str, Value)> {
         ),
         ("max_restart", Value::Int(app.max_restart.into())),
         ("critical", Value::Flag(app.critical)),
-    ]
+    ]);
+    match &app.probe {
+        None => out.push(("probe", Value::Text("none".to_owned()))),
+        Some(p) => {
+            out.extend([
+                ("probe", Value::Text(p.kind.name().to_owned())),
+                ("probe_server", Value::Text(p.server.clone())),
+                ("probe_port", Value::Int(p.port.into())),
+                ("probe_interval", secs(p.interval)),
+                ("probe_timeout", secs(p.timeout)),
+                ("probe_retries", Value::Int(p.retries.into())),
+                ("probe_retry_wait", secs(p.retry_wait)),
+            ]);
+            if let ProbeKind::Http(h) = &p.kind {
+                let method = match h.method {
+                    HttpMethod::Head => "HEAD",
+                    HttpMethod::Get => "GET",
+                };
+                let version = match h.version {
+                    HttpVersion::V10 => "1.0",
+                    HttpVersion::V11 => "1.1",
+                };
+                out.extend([
+                    ("probe_method", Value::Text(method.to_owned())),
+                    ("probe_uri", Value::Text(h.uri.clone())),
+                    ("probe_version", Value::Text(version.to_owned())),
+                    (
+                        "probe_expect_status",
+                        h.expect_status.map_or_else(
+                            || Value::Text("any".to_owned()),
+                            |c| Value::Int(c.into()),
+                        ),
+                    ),
+                ]);
+            }
+        }
+    }
+    out
+}
+
+/// `probe=` first, so that the probe's attributes find their probe whatever the order
+/// they were given in.
+fn probe_first(attributes: &[(String, String)]) -> Vec<&(String, String)> {
+    let mut ordered: Vec<&(String, String)> =
+        attributes.iter().filter(|(k, _)| k == "probe").collect();
+    ordered.extend(attributes.iter().filter(|(k, _)| k != "probe"));
+    ordered
+}
+
+/// Apply `attributes` to `app` in order (`probe=` first).
+pub fn set_app_attributes(
+    app: &mut AppConfig,
+    attributes: &[(String, String)],
+) -> Result<(), AttrError> {
+    for (k, v) in probe_first(attributes) {
+        set_app_attribute(app, k, v)?;
+    }
+    Ok(())
 }
 
 /// A new application from `add app`'s attributes: the mandatory ones must be given,
 /// the others default to the seed's values.
 pub fn new_app(name: &str, attributes: &[(String, String)]) -> Result<AppConfig, AttrError> {
     let mut app = AppConfig::new(name, "", "", "");
-    for (k, v) in attributes {
-        set_app_attribute(&mut app, k, v)?;
-    }
-    if let Some(missing) = MANDATORY_APP_ATTRIBUTES
-        .iter()
-        .find(|m| !attributes.iter().any(|(k, _)| k == *m))
-    {
+    set_app_attributes(&mut app, attributes)?;
+    if let Some(missing) = MANDATORY_APP_ATTRIBUTES.iter().find(|m| {
+        let given = attributes.iter().any(|(k, _)| k == *m);
+        let replaced = **m == "monitor_script" && app.probe.is_some();
+        !(given || replaced)
+    }) {
         return Err(AttrError {
             attribute: (*missing).to_owned(),
             value: "(missing)".to_owned(),
             rule: format!(
-                "mandatory when adding an application ({})",
+                "mandatory when adding an application ({}; monitor_script not with probe=)",
                 MANDATORY_APP_ATTRIBUTES.join(", ")
             ),
         });
@@ -419,7 +660,7 @@ mod tests {
             set_app_attribute(&mut app, k, v).unwrap();
         }
         let shown = app_attributes(&app);
-        assert_eq!(shown.len(), APP_ATTRIBUTES.len());
+        assert_eq!(shown.len(), 14, "no probe attributes without a probe");
         for (k, v) in given {
             let got = shown.iter().find(|(a, _)| *a == k).unwrap();
             assert_eq!(got.1.to_string(), v, "{k}");
@@ -490,6 +731,87 @@ mod tests {
             AppConfig::new("a", "/m", "/s", "/t"),
             "nothing changed"
         );
+    }
+
+    #[test]
+    fn probes() {
+        let app = new_app(
+            "web",
+            &words(&[
+                "probe_port=8080",
+                "probe=http",
+                "start_script=/s",
+                "stop_script=/t",
+                "probe_uri=/health",
+                "probe_expect_status=204",
+            ]),
+        )
+        .unwrap();
+        let p = app.probe.clone().unwrap();
+        assert_eq!((p.port, p.server.as_str()), (8080, "localhost"));
+        let ProbeKind::Http(h) = &p.kind else {
+            panic!()
+        };
+        assert_eq!((h.uri.as_str(), h.expect_status), ("/health", Some(204)));
+        assert_eq!(app.validate(), Ok(()));
+        let shown = app_attributes(&app);
+        assert_eq!(
+            shown.len(),
+            APP_ATTRIBUTES.len() - 1,
+            "every attribute but the empty monitor_script"
+        );
+        let mut again = AppConfig::new("web", "", "/", "/");
+        let pairs: Vec<(String, String)> = shown
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+            .collect();
+        set_app_attributes(&mut again, &pairs).unwrap();
+        assert_eq!(again, app);
+        // Switching kind: the default port follows, the timings stay.
+        let mut smtp = app.clone();
+        set_app_attributes(&mut smtp, &words(&["probe_port=80", "probe_interval=5"])).unwrap();
+        set_app_attributes(&mut smtp, &words(&["probe=smtp"])).unwrap();
+        let p = smtp.probe.clone().unwrap();
+        assert_eq!(
+            (p.kind.name(), p.port, p.interval),
+            ("smtp", 25, Duration::from_secs(5))
+        );
+        let cases = [
+            (
+                vec!["probe=ftp"],
+                "probe=ftp is invalid: http, smtp, tcp, or none",
+            ),
+            (
+                vec!["probe_method=GET"],
+                "probe_method=GET is invalid: only for probe=http",
+            ),
+            (
+                vec!["probe_interval=0"],
+                "probe_interval=0 is invalid: 1..=10000 (whole seconds, seed 003 ranges)",
+            ),
+            (
+                vec!["probe_retries=10001"],
+                "probe_retries=10001 is invalid: 1..=10000",
+            ),
+            (vec!["probe_port=0"], "probe_port=0 is invalid: 1..=65535"),
+        ];
+        for (w, want) in cases {
+            let got = set_app_attributes(&mut smtp.clone(), &words(&w))
+                .unwrap_err()
+                .to_string();
+            assert!(got.starts_with(want), "{w:?}: {got}");
+        }
+        let mut plain = AppConfig::new("a", "/m", "/s", "/t");
+        let got = set_app_attribute(&mut plain, "probe_uri", "/x")
+            .unwrap_err()
+            .to_string();
+        assert!(got.contains("give probe=http|smtp|tcp"), "{got}");
+        let err = new_app("web", &words(&["start_script=/s", "stop_script=/t"])).unwrap_err();
+        assert_eq!(err.attribute, "monitor_script");
+        // Back to the script.
+        let mut back = app.clone();
+        set_app_attributes(&mut back, &words(&["probe=none", "monitor_script=/m"])).unwrap();
+        assert_eq!((back.probe.is_none(), back.validate()), (true, Ok(())));
     }
 
     #[test]

@@ -103,9 +103,13 @@ pub fn request(action: Action, words: &[String]) -> Result<Request, String> {
     match class {
         Some(Class::App) if matches!(action, Action::Add | Action::Modify) => {
             let mut scratch = AppConfig::new("x", "/", "/", "/");
-            for (k, v) in &pairs {
-                attrs::set_app_attribute(&mut scratch, k, v).map_err(|e| e.to_string())?;
+            if action == Action::Modify {
+                // Probe attributes of an application whose probe the agent knows.
+                scratch.probe = Some(crate::ame::probe::ProbeConfig::new(
+                    crate::ame::probe::ProbeKind::Http(crate::ame::probe::HttpProbe::default()),
+                ));
             }
+            attrs::set_app_attributes(&mut scratch, &pairs).map_err(|e| e.to_string())?;
             if action == Action::Add
                 && let Some(n) = &name
             {

@@ -232,10 +232,8 @@ impl<A: AmeControl> Ctl<A> {
         let Some(app) = next.apps.iter_mut().find(|a| a.name == name) else {
             return Response::err(Code::Unknown, format!("no application named {name}"));
         };
-        for (k, v) in words {
-            if let Err(e) = attrs::set_app_attribute(app, k, v) {
-                return Response::err(Code::BadRequest, e.to_string());
-            }
+        if let Err(e) = attrs::set_app_attributes(app, words) {
+            return Response::err(Code::BadRequest, e.to_string());
         }
         self.apply(next, format!("application {name} modified"))
     }
