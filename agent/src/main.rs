@@ -49,18 +49,58 @@ use crate::interfaces::{Facts, Verdict};
 ///   log = "info"                   # a level or level,target=level…; RUST_LOG wins
 ///   log_format = "text"            # or "json"
 ///
-/// Exit codes: 0 clean stop; 1 runtime failure; 2 bad arguments or configuration.
+///   [ame]
+///   socket = "/run/vmmd/ctl.sock"          # vmmd ctl's socket (root only)
+///   apps_file = "/var/lib/vmmd/apps.toml"  # the applications, written by vmmd ctl
+///
+/// Exit codes: 0 clean stop; 1 runtime failure; 2 bad arguments or configuration
+/// (the applications' file included).
+///
+/// `vmmd ctl …` configures and drives the applications of the running agent: see
+/// `vmmd ctl --help`.
 #[derive(Debug, Parser)]
 #[command(name = "vmmd", version, verbatim_doc_comment)]
 struct Cli {
-    /// Run the agent with this configuration file.
-    #[arg(long, value_name = "FILE", default_value = VMMD_CONFIG)]
+    /// Run the agent with this configuration file (for `ctl`: where to find the
+    /// socket).
+    #[arg(long, value_name = "FILE", default_value = VMMD_CONFIG, global = true)]
     config: PathBuf,
     /// Validate this configuration file (default: --config's) against the machine's
     /// interfaces, print the effective configuration (defaults included) and exit:
     /// 0 valid, 2 invalid.
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     check_config: Option<Option<PathBuf>>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Configure and drive the monitored applications of the running vmmd (the seed's
+    /// ksysvmmgr).
+    ///
+    ///   vmmd ctl add app <name> monitor_script=… start_script=… stop_script=… [key=value…]
+    ///   vmmd ctl add app <name> probe=http probe_port=8080 start_script=… stop_script=…
+    ///   vmmd ctl modify app <name> key=value…      vmmd ctl delete app <name>
+    ///   vmmd ctl query app [<name>]                vmmd ctl status [<name>]
+    ///   vmmd ctl suspend|resume|start|stop app [<name>]   (no name: every application)
+    ///   vmmd ctl add|modify|delete dependency dependency_type=start_sequence|stop_sequence|parent_child dependency_list=a,b[,…] [strict=yes|no]
+    ///   vmmd ctl query dependency                  vmmd ctl query vmm
+    ///   vmmd ctl sync                              (read the applications' file again)
+    ///
+    /// Application attributes: monitor_script, start_script, stop_script, monitored,
+    /// monitor_period, monitor_timeout (monitor_period must exceed it),
+    /// monitor_failure_threshold, stop_stabilization_time, stop_max_failures,
+    /// start_stabilization_time, start_max_failures, max_restart, critical (yes|no),
+    /// probe (http|smtp|tcp|none), probe_server, probe_port, probe_interval,
+    /// probe_timeout, probe_retries, probe_retry_wait, probe_method (HEAD|GET),
+    /// probe_uri, probe_version (1.0|1.1), probe_expect_status (100-599|any).
+    ///
+    /// Exit codes: 0 done; 1 the agent could not carry it out (nothing changed);
+    /// 2 bad request; 3 the agent cannot be reached; 4 no such application or
+    /// dependency.
+    #[command(verbatim_doc_comment)]
+    Ctl(ctl::CtlArgs),
 }
 
 const BAD_CONFIG: u8 = 2;
@@ -68,6 +108,13 @@ const RUNTIME_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Ctl(args)) = cli.command {
+        if cli.check_config.is_some() {
+            eprintln!("vmmd: --check-config and ctl do not go together");
+            return ExitCode::from(BAD_CONFIG);
+        }
+        return ctl::run(args, &cli.config);
+    }
     match cli.check_config {
         Some(path) => check_config(&path.unwrap_or(cli.config)),
         None => run(&cli.config),
@@ -122,6 +169,18 @@ fn check_config(path: &Path) -> ExitCode {
         }
     };
     print!("# effective configuration of {}\n{config}", path.display());
+    match ame::store::Store::new(&config.ame.apps_file).load() {
+        Ok(apps) => println!(
+            "# apps file {}: {} application(s), {} dependency(ies), valid",
+            config.ame.apps_file.display(),
+            apps.apps.len(),
+            apps.dependencies.len()
+        ),
+        Err(e) => {
+            eprintln!("vmmd: {e}");
+            return ExitCode::from(BAD_CONFIG);
+        }
+    }
     // The key files: readable, private (0600), one key each.
     match config.auth.keyring() {
         Ok(None) => {}
@@ -170,7 +229,22 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(BAD_CONFIG);
         }
     };
+    // A broken applications' file stops the start: running with fewer applications
+    // than the operator configured would hide the mistake (docs/agent.md).
+    let apps = match ame::store::Store::new(&config.ame.apps_file).load() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("vmmd: {e}");
+            return ExitCode::from(BAD_CONFIG);
+        }
+    };
     hvha_daemon::log::init(&config.log, config.log_format);
+    info!(
+        file = %config.ame.apps_file.display(),
+        apps = apps.apps.len(),
+        dependencies = apps.dependencies.len(),
+        "applications read"
+    );
     info!(
         version = env!("CARGO_PKG_VERSION"),
         vm_uuid = %config.vm_uuid,

@@ -230,3 +230,89 @@ fn check_config_reads_the_key_files() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_validates_the_applications_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let apps = dir.path().join("apps.toml");
+    let config = dir.path().join("vmmd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "vm_uuid = \"{UUID}\"\n[ame]\napps_file = \"{}\"\n",
+            apps.display()
+        ),
+    )
+    .expect("write config");
+    let check = || vmmd(&["--check-config", config.to_str().expect("utf-8")]);
+    let out = check();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "# apps file {}: 0 application(s), 0 dependency(ies), valid",
+            apps.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::write(
+        &apps,
+        "[[app]]\nname = \"web\"\nmonitor_script = \"/m\"\nstart_script = \"/s\"\n\
+         stop_script = \"/t\"\nmonitor_timeout = 30\n",
+    )
+    .expect("write apps");
+    let out = check();
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let want = format!(
+        "vmmd: apps file {} line 2: app[0] (web) monitor_period: application web: \
+         monitor_period (30 s) must exceed monitor_timeout (30 s)",
+        apps.display()
+    );
+    assert!(stderr(&out).starts_with(&want), "{}", stderr(&out));
+    // The daemon refuses to start on it too, before opening anything.
+    let out = vmmd(&["--config", config.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with(&want), "{}", stderr(&out));
+}
+
+#[test]
+fn ctl_exit_codes_without_an_agent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sock = dir.path().join("ctl.sock");
+    let sock = sock.to_str().expect("utf-8");
+    let out = vmmd(&["ctl", "--socket", sock, "status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!("vmmd ctl: cannot reach vmmd at {sock}: ")),
+        "{}",
+        stderr(&out)
+    );
+    // A bad request is refused before the agent is asked: 2, naming the rule.
+    for (args, want) in [
+        (
+            &["modify", "app", "web", "monitor_timeout=0"][..],
+            "vmmd ctl: monitor_timeout=0 is invalid: 1..=86400 (whole seconds)",
+        ),
+        (
+            &["add", "app", "web", "monitor_script=/m"][..],
+            "vmmd ctl: start_script=(missing) is invalid: mandatory",
+        ),
+        (
+            &["add", "thing", "web"][..],
+            "vmmd ctl: \"thing\" is not a class",
+        ),
+    ] {
+        let mut all = vec!["ctl", "--socket", sock];
+        all.extend_from_slice(args);
+        let out = vmmd(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).starts_with(want), "{args:?}: {}", stderr(&out));
+    }
+    let out = vmmd(&["ctl", "explode"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid value 'explode'"),
+        "{}",
+        stderr(&out)
+    );
+}
