@@ -67,7 +67,14 @@ pub trait AmeControl: Send + 'static {
 /// The requests' logic: the configuration as persisted, the file and the AME.
 pub struct Ctl<A> {
     store: Store,
+    /// As persisted: `monitored` follows the operator's suspend, resume, stop, start.
     config: AmeConfig,
+    /// As last given to the AME. The AME keeps an unchanged application's state only
+    /// if its attributes are unchanged, `monitored` included, while its operator
+    /// commands change the state without changing the attributes: so an unchanged
+    /// application is given the `monitored` it was given before, and a change of
+    /// `monitored` alone is carried out as a suspend or resume command.
+    given: AmeConfig,
     ame: A,
     vmm: VmmView,
 }
@@ -77,6 +84,7 @@ impl<A: AmeControl> Ctl<A> {
     pub fn new(store: Store, config: AmeConfig, ame: A, vmm: VmmView) -> Self {
         Self {
             store,
+            given: config.clone(),
             config,
             ame,
             vmm,
@@ -191,23 +199,80 @@ impl<A: AmeControl> Ctl<A> {
         }
     }
 
+    /// What the AME is given for the persisted `next` (see [`Ctl::given`]), and the
+    /// suspend or resume commands that carry out the changes of `monitored` of the
+    /// applications it keeps.
+    fn for_ame(&self, next: &AmeConfig) -> (AmeConfig, Vec<(Operator, String)>) {
+        let mut out = next.clone();
+        let mut commands = Vec::new();
+        for app in &mut out.apps {
+            let Some(given) = self.given.apps.iter().find(|g| g.name == app.name) else {
+                continue;
+            };
+            let mut same = app.clone();
+            same.monitored = given.monitored;
+            same.critical = given.critical;
+            if same != *given {
+                continue; // changed: the AME starts it afresh with the persisted flag
+            }
+            let was = self
+                .config
+                .apps
+                .iter()
+                .find(|a| a.name == app.name)
+                .is_some_and(|a| a.monitored);
+            if app.monitored != was {
+                let op = if app.monitored {
+                    Operator::Resume
+                } else {
+                    Operator::Suspend
+                };
+                commands.push((op, app.name.clone()));
+            }
+            app.monitored = given.monitored;
+        }
+        (out, commands)
+    }
+
+    /// Give `next` to the AME; `Err` when the AME refused it (nothing changed). The
+    /// commands returned carry out its changes of `monitored`: [`Ctl::run`] them once
+    /// the change is kept.
+    fn give(&mut self, next: &AmeConfig) -> Result<Vec<(Operator, String)>, String> {
+        let (for_ame, commands) = self.for_ame(next);
+        self.ame.set_config(for_ame.clone())?;
+        self.given = for_ame;
+        Ok(commands)
+    }
+
+    fn run(&self, commands: Vec<(Operator, String)>) {
+        for (op, name) in commands {
+            if let Err(e) = self.ame.command(op, Some(name.clone())) {
+                warn!(app = %name, "cannot carry out monitored={}: {e}", op == Operator::Resume);
+            }
+        }
+    }
+
     /// Validate `next`, give it to the AME, persist it; roll the AME back if the write
     /// fails.
     fn apply(&mut self, next: AmeConfig, done: String) -> Response {
         if let Err(e) = next.validate() {
             return Response::err(Code::BadRequest, e.to_string());
         }
-        if let Err(e) = self.ame.set_config(next.clone()) {
-            return Response::err(Code::BadRequest, e);
-        }
+        let before = self.given.clone();
+        let commands = match self.give(&next) {
+            Ok(c) => c,
+            Err(e) => return Response::err(Code::BadRequest, e),
+        };
         if let Err(e) = self.store.save(&next) {
-            if let Err(back) = self.ame.set_config(self.config.clone()) {
+            if let Err(back) = self.ame.set_config(before.clone()) {
                 warn!("cannot give the AME its previous configuration back: {back}");
             }
+            self.given = before;
             return Response::err(Code::Failed, e.to_string());
         }
         info!(change = %done, file = %self.store.path().display(), "applications' configuration changed");
         self.config = next;
+        self.run(commands);
         Response::ok(done, None)
     }
 
@@ -412,9 +477,10 @@ impl<A: AmeControl> Ctl<A> {
             Err(e @ StoreError::Read { .. }) => return Response::err(Code::Failed, e.to_string()),
             Err(e) => return Response::err(Code::BadRequest, format!("{e} (nothing applied)")),
         };
-        if let Err(e) = self.ame.set_config(next.clone()) {
-            return Response::err(Code::BadRequest, format!("{e} (nothing applied)"));
-        }
+        let commands = match self.give(&next) {
+            Ok(c) => c,
+            Err(e) => return Response::err(Code::BadRequest, format!("{e} (nothing applied)")),
+        };
         let done = format!(
             "{} read again: {} application(s), {} dependency(ies) applied",
             self.store.path().display(),
@@ -423,6 +489,7 @@ impl<A: AmeControl> Ctl<A> {
         );
         info!(file = %self.store.path().display(), apps = next.apps.len(), "applications' file read again (sync)");
         self.config = next;
+        self.run(commands);
         Response::ok(done, None)
     }
 
@@ -979,6 +1046,63 @@ mod tests {
             r.message
         );
         assert_eq!(rec.config.lock().unwrap().apps[0].max_restart, 9);
+    }
+
+    #[test]
+    fn monitored_changes_keep_the_ames_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ctl, rec) = ctl(dir.path());
+        let store = Store::new(dir.path().join("apps.toml"));
+        assert_eq!(ctl.handle(req(Action::Add, ADD)).code, Code::Ok);
+        assert_eq!(
+            ctl.handle(req(Action::Stop, &["app", "app1"])).code,
+            Code::Ok
+        );
+        assert!(!store.load().unwrap().apps[0].monitored, "kept in the file");
+        let ame_app1 = |rec: &Recorder| rec.config.lock().unwrap().apps[0].clone();
+        let commands = |rec: &Recorder| -> Vec<String> {
+            rec.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| !s.starts_with("set_config"))
+                .cloned()
+                .collect()
+        };
+        // Another change: app1 is given to the AME as before (unchanged, its state kept).
+        let add2 = [
+            "app",
+            "app2",
+            "monitor_script=/b/mon",
+            "start_script=/b/start",
+            "stop_script=/b/stop",
+        ];
+        assert_eq!(ctl.handle(req(Action::Add, &add2)).code, Code::Ok);
+        assert!(ame_app1(&rec).monitored, "unchanged for the AME");
+        assert!(!store.load().unwrap().apps[0].monitored);
+        // monitored alone changed: a command, the AME's attributes unchanged.
+        assert_eq!(
+            ctl.handle(req(Action::Modify, &["app", "app1", "monitored=yes"]))
+                .code,
+            Code::Ok
+        );
+        assert_eq!(
+            commands(&rec),
+            ["Stop Some(\"app1\")", "Resume Some(\"app1\")"]
+        );
+        assert!(store.load().unwrap().apps[0].monitored);
+        // A real change with it: the AME starts app1 afresh with the persisted flag.
+        let r = ctl.handle(req(
+            Action::Modify,
+            &["app", "app1", "monitored=no", "monitor_period=60"],
+        ));
+        assert_eq!(r.code, Code::Ok);
+        assert!(!ame_app1(&rec).monitored);
+        assert_eq!(
+            commands(&rec).len(),
+            2,
+            "no command for a fresh application"
+        );
     }
 
     #[test]
