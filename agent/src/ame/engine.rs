@@ -83,6 +83,42 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Replace the configuration. An application whose name and every attribute but
+    /// `critical` are unchanged keeps its machine (state, counters, a script in
+    /// flight); the others start afresh in UNSET. Returns the names kept.
+    pub fn reconfigure(
+        &mut self,
+        config: &AmeConfig,
+        now: Instant,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut fresh = Engine::new(config, now)?;
+        let mut old = std::mem::take(&mut self.apps);
+        let mut kept = Vec::new();
+        for slot in &mut fresh.apps {
+            let same = |a: &App| {
+                let (x, y) = (a.config(), slot.config());
+                let mut x = x.clone();
+                x.critical = y.critical;
+                x == *y
+            };
+            if let Some(i) = old.iter().position(same) {
+                let mut app = old.swap_remove(i);
+                app.set_critical(slot.config().critical);
+                kept.push(app.config().name.clone());
+                *slot = app;
+            }
+        }
+        fresh.actions = std::mem::take(&mut self.actions);
+        *self = fresh;
+        self.settle();
+        Ok(kept)
+    }
+
+    /// Every application, in the configuration's order.
+    pub fn apps(&self) -> &[App] {
+        &self.apps
+    }
+
     /// The application of this name.
     pub fn app(&self, name: &str) -> Option<&App> {
         self.apps.iter().find(|a| a.config().name == name)
@@ -598,6 +634,41 @@ mod tests {
                     reason: None
                 }
             }]
+        );
+    }
+
+    #[test]
+    fn reconfigure_keeps_unchanged_apps_and_resets_changed_ones() {
+        let mut rig = Rig::new(&["a", "b", "c"], vec![]);
+        rig.boot(&[("a", UP), ("b", UP), ("c", UP)]);
+        rig.runs();
+        let mut config = AmeConfig {
+            apps: ["a", "b", "d"]
+                .iter()
+                .map(|n| AppConfig::new(*n, "/m", "/start", "/stop"))
+                .collect(),
+            dependencies: vec![dep(DependencyKind::StartSequence, &["a", "d"], true)],
+        };
+        config.apps[0].critical = true;
+        config.apps[1].monitor_failure_threshold = 2;
+        let kept = rig.engine.reconfigure(&config, rig.now).unwrap();
+        assert_eq!(kept, vec!["a".to_owned()]);
+        assert_eq!(rig.state("a"), State::Normal);
+        assert!(rig.engine.app("a").unwrap().config().critical);
+        assert_eq!(rig.state("b"), State::Unset, "changed: afresh");
+        assert_eq!(rig.state("d"), State::Unset);
+        assert!(rig.engine.app("c").is_none(), "removed");
+        // The new dependency applies: d's start waits for a only (NORMAL).
+        rig.at(1);
+        rig.input("d", Input::MonitorResult(DOWN));
+        assert!(rig.runs().contains(&r("d", "start")));
+        let mut bad = config.clone();
+        bad.apps.push(AppConfig::new("a", "/m", "/start", "/stop"));
+        assert!(rig.engine.reconfigure(&bad, rig.now).is_err());
+        assert_eq!(
+            rig.state("a"),
+            State::Normal,
+            "a refused configuration changes nothing"
         );
     }
 

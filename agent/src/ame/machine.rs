@@ -231,6 +231,11 @@ impl App {
         &self.config
     }
 
+    /// Change `critical`, the one attribute that does not touch the machine.
+    pub fn set_critical(&mut self, critical: bool) {
+        self.config.critical = critical;
+    }
+
     /// Current state.
     pub fn state(&self) -> State {
         self.state

@@ -391,6 +391,15 @@ impl LineReader {
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Err(ProbeError::Timeout(self.what));
                 }
+                // A server that closes without reading the request resets instead.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return Err(ProbeError::Closed(self.what));
+                }
                 Err(e) => return Err(ProbeError::Io(format!("cannot read: {e}"))),
             }
         }
@@ -530,7 +539,7 @@ fn smtp_exchange(stream: &mut TcpStream, deadline: Instant) -> Result<(), ProbeE
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::io::BufRead;

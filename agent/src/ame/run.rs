@@ -22,7 +22,7 @@
 //! sticky ([`check_script`]). A script that fails the check makes its application
 //! ABNORMAL with a message naming the file and the reason (issue 11).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::PipeReader;
 use std::io::{ErrorKind, Read};
 use std::os::fd::AsFd;
@@ -30,6 +30,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -173,6 +174,56 @@ pub struct ScriptRun<'a> {
     pub timeout: Duration,
     /// Between SIGTERM and SIGKILL ([`KILL_GRACE`] in the daemon).
     pub grace: Duration,
+    /// Where the running script's group is registered while it runs, if anywhere.
+    pub groups: Option<&'a RunningGroups>,
+}
+
+/// The process groups of the scripts running now, so that the AME can kill them all
+/// when it stops. A group leaves the set before its script is reaped, so a signal
+/// sent through the set never reaches a recycled process id.
+#[derive(Debug, Default)]
+pub struct RunningGroups {
+    inner: Mutex<Groups>,
+}
+
+#[derive(Debug, Default)]
+struct Groups {
+    pids: BTreeSet<i32>,
+    closed: bool,
+}
+
+impl RunningGroups {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// SIGKILL every running script's group; scripts started from now on are killed
+    /// at once.
+    pub fn kill_all(&self) {
+        let mut g = self.lock();
+        g.closed = true;
+        for &pid in &g.pids {
+            if let Some(pid) = Pid::from_raw(pid) {
+                signal_group(pid, Signal::KILL);
+            }
+        }
+    }
+
+    /// How many scripts run now.
+    pub fn len(&self) -> usize {
+        self.lock().pids.len()
+    }
+
+    /// Register a started script; `false` if the set is closed.
+    fn enter(&self, pid: Pid) -> bool {
+        let mut g = self.lock();
+        g.pids.insert(pid.as_raw_nonzero().get());
+        !g.closed
+    }
+
+    fn leave(&self, pid: Pid) {
+        self.lock().pids.remove(&pid.as_raw_nonzero().get());
+    }
 }
 
 /// The `HVHA_ACTION` value of a script.
@@ -302,6 +353,11 @@ pub fn run(req: &ScriptRun<'_>) -> Result<Finished, Unusable> {
     // its children's) last close.
     drop(writer);
     let pid = Pid::from_child(&child);
+    if let Some(groups) = req.groups
+        && !groups.enter(pid)
+    {
+        signal_group(pid, Signal::KILL);
+    }
     let mut pipes = vec![Pipe(reader)];
     let mut tail = Tail::new(OUTPUT_TAIL);
     let mut scratch = vec![0u8; 16 * 1024];
@@ -342,6 +398,9 @@ pub fn run(req: &ScriptRun<'_>) -> Result<Finished, Unusable> {
     let clean_up = timed_out || req.script != Script::Start;
     if clean_up {
         signal_group(pid, Signal::KILL);
+    }
+    if let Some(groups) = req.groups {
+        groups.leave(pid);
     }
     let status = reap(&mut child);
     if clean_up {
@@ -455,7 +514,7 @@ fn reap(child: &mut Child) -> ExitStatus {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::fs;
@@ -478,6 +537,7 @@ mod tests {
             path,
             timeout: Duration::from_millis(timeout_ms),
             grace: Duration::from_millis(300),
+            groups: None,
         })
     }
 
@@ -638,6 +698,45 @@ mod tests {
             Signal::KILL,
         );
         assert!(wait_gone(daemon));
+    }
+
+    #[test]
+    fn kill_all_ends_every_running_group_and_whatever_starts_after() {
+        let d = dir();
+        let groups = RunningGroups::default();
+        let p = script(d.path(), "hang", "sleep 600");
+        let t0 = Instant::now();
+        let f = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                run(&ScriptRun {
+                    app: "app1",
+                    script: Script::Start,
+                    path: &p,
+                    timeout: Duration::from_secs(60),
+                    grace: Duration::from_secs(1),
+                    groups: Some(&groups),
+                })
+            });
+            while groups.len() == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            groups.kill_all();
+            h.join().unwrap().unwrap()
+        });
+        assert_eq!(f.outcome, Outcome::Failed);
+        assert_eq!(f.status.signal(), Some(9));
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        assert_eq!(groups.len(), 0);
+        let f = run(&ScriptRun {
+            app: "app1",
+            script: Script::Monitor,
+            path: &p,
+            timeout: Duration::from_secs(60),
+            grace: Duration::from_secs(1),
+            groups: Some(&groups),
+        })
+        .unwrap();
+        assert_eq!(f.status.signal(), Some(9), "closed: killed at once");
     }
 
     #[test]
