@@ -93,6 +93,18 @@ fn spawn(config: AmeConfig) -> Ame {
     Ame::spawn_with(config, Duration::from_millis(300)).unwrap()
 }
 
+/// Spawned with monitoring suspended, recorded, then resumed: no status is missed.
+fn spawn_recorded(mut config: AmeConfig) -> (Ame, AmeHandle, Seen) {
+    for app in &mut config.apps {
+        app.monitored = false;
+    }
+    let ame = spawn(config);
+    let h = ame.handle();
+    let seen = record(&h);
+    h.command(OperatorCommand::Resume(None)).unwrap();
+    (ame, h, seen)
+}
+
 #[test]
 fn a_dead_application_is_restarted_then_declared_failed() {
     let d = dir();
@@ -101,9 +113,7 @@ fn a_dead_application_is_restarted_then_declared_failed() {
     app.monitor_failure_threshold = 2;
     app.max_restart = 1;
     app.critical = true;
-    let ame = spawn(one(app));
-    let h = ame.handle();
-    let seen = record(&h);
+    let (ame, h, seen) = spawn_recorded(one(app));
     wait_for(&h, "NORMAL", state_is("web", AppState::Normal));
     fs::remove_file(d.path().join("up")).unwrap();
     let apps = wait_for(&h, "FAILURE", state_is("web", AppState::Failure));
@@ -157,9 +167,7 @@ fn a_monitor_failing_twice_then_recovering_is_not_restarted() {
         ),
     );
     app.monitor_failure_threshold = 3;
-    let ame = spawn(one(app));
-    let h = ame.handle();
-    let seen = record(&h);
+    let (_ame, h, seen) = spawn_recorded(one(app));
     wait_for(&h, "the fourth run", |_| {
         fs::read_to_string(&count).unwrap().trim() == "4"
     });
@@ -311,9 +319,7 @@ fn a_probe_tells_never_came_up_from_lost() {
     let base = scripted(d.path(), "web");
     let mut app = AppConfig::probed("web", probe, base.start_script, base.stop_script);
     app.monitor_failure_threshold = 3;
-    let ame = spawn(one(app));
-    let h = ame.handle();
-    let seen = record(&h);
+    let (_ame, h, seen) = spawn_recorded(one(app));
     // Down from the start: after the attempt and its retry, a start.
     let apps = wait_for(&h, "the start", |_| d.path().join("log").exists());
     assert_eq!(apps[0].monitor, MonitorKind::Http);
