@@ -18,6 +18,7 @@ mod config;
 mod ctl;
 mod interfaces;
 mod monitors;
+mod report;
 mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -272,7 +273,9 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(RUNTIME_FAILURE);
         }
     }
-    let result = runtime::Agent::new(config).and_then(runtime::Agent::run);
+    // Until the AME runs in the daemon, the report has no applications.
+    let result = runtime::Agent::new(config, Box::new(report::NoApplications))
+        .and_then(runtime::Agent::run);
     match result {
         Ok(report) => {
             info!(

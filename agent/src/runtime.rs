@@ -11,6 +11,10 @@
 //! An agent sees a handful of frames per second, so one thread and `recvmmsg` are
 //! plenty; what matters is that a heartbeat leaves on time and that a stop request is
 //! noticed at once (the signal handler writes to a socket pair the loop waits on).
+//!
+//! The application report (`report.rs`): the AME wakes the loop through a `mio::Waker`
+//! when its generation changes; the loop then reads its status into the [`Reporter`],
+//! rings the doorbells it asks for, and answers `PMSG_REQ` / `GMSG` from the monitors.
 
 use std::io::{self, Read as _};
 use std::ops::ControlFlow;
@@ -28,13 +32,14 @@ use dataplane::time::{Instant, MonotonicClock};
 use dataplane::wire::MacAddr;
 use hvha_notify::{Notifier, WatchdogPacer};
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::interfaces::{self, Facts, Verdict};
 use crate::monitors::{Heard, HelloWatch};
+use crate::report::{MonitorKey, Outgoing, ReportSource, Reporter};
 
 /// How long a stopping agent waits for its `SHDN:DAEMON` messages to be acknowledged.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -53,6 +58,9 @@ const RECV_CALLS_PER_WAKE: usize = 4;
 const TX_BUF_LEN: usize = 1514;
 
 const SIGNAL_TOKEN: Token = Token(0);
+
+/// The report source's waker (its generation changed).
+const REPORT_TOKEN: Token = Token(usize::MAX);
 
 /// Why the agent cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -197,11 +205,23 @@ pub struct Agent {
     pacer: Option<WatchdogPacer>,
     /// The monitors heard, to log once when one's Hellos stop and once when they return.
     hellos: HelloWatch,
+    /// Where the application report comes from (the AME).
+    source: Box<dyn ReportSource>,
+    /// Kept alive for the source's change callback.
+    _waker: Arc<Waker>,
+    /// The source changed since it was last read.
+    source_changed: bool,
+    /// The report exchange's state (`report.rs`).
+    reporter: Reporter,
+    /// Report payloads to send this turn.
+    outgoing: Vec<Outgoing>,
 }
 
 impl Agent {
     /// Install the signal handlers and create the poller. Nothing is opened yet.
-    pub fn new(config: Config) -> Result<Agent, RuntimeError> {
+    /// `source` is the application report's (the AME's handle): it wakes the loop when
+    /// its generation changes.
+    pub fn new(config: Config, source: Box<dyn ReportSource>) -> Result<Agent, RuntimeError> {
         // Keys first: a key file others may read stops the start before anything opens.
         let keys = config.auth.keyring()?;
         if let Some(k) = &keys {
@@ -226,6 +246,19 @@ impl Agent {
             Notifier::disabled()
         });
         let pacer = notifier.watchdog_timeout().map(WatchdogPacer::new);
+        let waker = Arc::new(Waker::new(poll.registry(), REPORT_TOKEN).map_err(RuntimeError::Poll)?);
+        let wake = Arc::clone(&waker);
+        source.set_on_change(Box::new(move || {
+            if let Err(e) = wake.wake() {
+                debug!("cannot wake the agent's loop for a report change: {e}");
+            }
+        }));
+        let (generation, apps) = source.status();
+        let reporter = Reporter::new(
+            dataplane::endpoint::process_incarnation(),
+            generation,
+            apps,
+        );
         if let Some(p) = pacer {
             info!(every = ?p.interval(), "service manager watchdog: pinging from the loop");
         }
@@ -252,6 +285,11 @@ impl Agent {
             notifier,
             pacer,
             hellos: HelloWatch::default(),
+            source,
+            _waker: waker,
+            source_changed: false,
+            reporter,
+            outgoing: Vec::new(),
         })
     }
 
@@ -272,7 +310,8 @@ impl Agent {
             }
             self.on_readable(now);
             self.on_timers(now);
-            self.on_endpoint_events();
+            self.on_endpoint_events(now);
+            self.on_report(now);
             self.flush_transmits(now);
             match self.stop_deadline {
                 Some(deadline) => {
@@ -283,7 +322,7 @@ impl Agent {
                 None => {
                     if now >= self.next_rescan {
                         self.on_rescan(now)?;
-                        self.on_endpoint_events();
+                        self.on_endpoint_events(now);
                         self.flush_transmits(now);
                     }
                 }
@@ -293,6 +332,18 @@ impl Agent {
         for p in &self.pending {
             warn!(iface = %p.iface, monitor = %p.monitor, "SHDN:DAEMON not acknowledged in time");
         }
+        let r = self.reporter.stats();
+        info!(
+            generation = self.reporter.generation(),
+            confirmed = self.reporter.confirmed(),
+            doorbells = r.doorbells,
+            requests = r.requests,
+            chunks = r.chunks,
+            confirms = r.confirms,
+            confirms_unknown = r.confirms_unknown,
+            refused = r.malformed,
+            "application report exchange at stop"
+        );
         Ok(self.report)
     }
 
@@ -314,6 +365,8 @@ impl Agent {
         for event in &self.events {
             if event.token() == SIGNAL_TOKEN {
                 signalled = true;
+            } else if event.token() == REPORT_TOKEN {
+                self.source_changed = true;
             } else if let Some(link) = self.links.iter_mut().find(|l| l.token == event.token()) {
                 link.readable = true;
             }
@@ -350,10 +403,16 @@ impl Agent {
             Instant::from_nanos(u64::try_from(p.next_due().as_nanos()).unwrap_or(u64::MAX))
         });
         let silence = self.hellos.next_deadline().unwrap_or(Instant::FAR_FUTURE);
+        // No doorbells once stopping.
+        let doorbell = match self.stop_deadline {
+            None => self.reporter.next_deadline(),
+            Some(_) => None,
+        }
+        .unwrap_or(Instant::FAR_FUTURE);
         self.links
             .iter()
             .filter_map(|l| l.endpoint.poll_timeout())
-            .fold(others.min(ping).min(silence), Instant::min)
+            .fold(others.min(ping).min(silence).min(doorbell), Instant::min)
     }
 
     /// The end of a loop turn: `WATCHDOG=1` if one is due. Only here, so a loop that
@@ -436,19 +495,69 @@ impl Agent {
     }
 
     /// Every event every endpoint raised.
-    fn on_endpoint_events(&mut self) {
+    fn on_endpoint_events(&mut self, now: Instant) {
         for i in 0..self.links.len() {
             while let Some(event) = self.links[i].endpoint.poll_event() {
-                self.on_endpoint_event(i, &event);
+                self.on_endpoint_event(now, i, &event);
             }
         }
     }
 
-    /// One event of link number `i`'s endpoint: log it, settle an awaited `SHDN`.
-    fn on_endpoint_event(&mut self, i: usize, event: &EndpointEvent) {
+    /// One event of link number `i`'s endpoint: log it, settle an awaited `SHDN`, tell
+    /// the reporter of heartbeat starts, closed sessions and report messages.
+    fn on_endpoint_event(&mut self, now: Instant, i: usize, event: &EndpointEvent) {
         let link = &self.links[i];
+        let key = |peer| MonitorKey {
+            iface: link.name,
+            peer,
+        };
+        match event {
+            EndpointEvent::HeartbeatStarted { peer, period } => {
+                self.reporter.heartbeat_started(now, key(*peer), *period);
+            }
+            EndpointEvent::Closed { peer, .. } | EndpointEvent::MonitorRestarted { peer, .. } => {
+                self.reporter.forget(key(*peer));
+            }
+            EndpointEvent::Message { peer, payload } => {
+                if let Ok(message) = dataplane::message::Message::parse(payload)
+                    && self
+                        .reporter
+                        .on_message(key(*peer), &message, &mut self.outgoing)
+                {
+                    return;
+                }
+            }
+            _ => {}
+        }
         log_event(link, event);
         settle_shutdown(&mut self.pending, &mut self.report, link.name, event);
+    }
+
+    /// Read the report source if it changed, then send the doorbells due and the
+    /// answers of this turn. Nothing new once stopping.
+    fn on_report(&mut self, now: Instant) {
+        if self.stop_deadline.is_some() {
+            self.outgoing.clear();
+            return;
+        }
+        if std::mem::take(&mut self.source_changed) {
+            let (generation, apps) = self.source.status();
+            self.reporter.update(now, generation, apps);
+        }
+        self.reporter.poll(now, &mut self.outgoing);
+        for (key, payload) in self.outgoing.drain(..) {
+            let Some(link) = self.links.iter_mut().find(|l| l.name == key.iface) else {
+                continue;
+            };
+            if let Err(e) = link.endpoint.send(
+                now,
+                key.peer,
+                dataplane::session::Priority::Normal,
+                &payload,
+            ) {
+                debug!(iface = %key.iface, peer = key.peer.0, "report message not sent: {e}");
+            }
+        }
     }
 
     /// Send every frame the endpoints have ready.
@@ -675,6 +784,7 @@ impl Agent {
             .deregister(&mut SourceFd(&link.socket.as_raw_fd()));
         self.pending.retain(|p| p.iface != link.name);
         self.hellos.forget_interface(link.name);
+        self.reporter.forget_interface(link.name);
         let s = link.endpoint.stats();
         debug!(
             iface = %link.name,
