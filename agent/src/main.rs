@@ -274,8 +274,8 @@ fn run(path: &Path) -> ExitCode {
         }
     }
     // Until the AME runs in the daemon, the report has no applications.
-    let result = runtime::Agent::new(config, Box::new(report::NoApplications))
-        .and_then(runtime::Agent::run);
+    let result =
+        runtime::Agent::new(config, Box::new(report::NoApplications)).and_then(runtime::Agent::run);
     match result {
         Ok(report) => {
             info!(

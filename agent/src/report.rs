@@ -285,7 +285,10 @@ impl Reporter {
                 let Some(chunks) =
                     hvha_appreport::pmsg::responses(req.req, self.generation, &self.body)
                 else {
-                    warn!(bytes = self.body.len(), "application report too large to send");
+                    warn!(
+                        bytes = self.body.len(),
+                        "application report too large to send"
+                    );
                     return true;
                 };
                 info!(iface = %key.iface, peer = key.peer.0, req = format_args!("{:x}", req.req),
@@ -305,8 +308,11 @@ impl Reporter {
                     self.confirmed = self.confirmed.max(confirm.generation);
                     self.stats.confirms += 1;
                     if self.ringing() {
-                        info!(confirmed = confirm.generation, generation = self.generation,
-                              "report confirmed (GMSG) but a newer one exists: the doorbell stays up");
+                        info!(
+                            confirmed = confirm.generation,
+                            generation = self.generation,
+                            "report confirmed (GMSG) but a newer one exists: the doorbell stays up"
+                        );
                     } else {
                         info!(
                             generation = self.generation,
@@ -316,9 +322,12 @@ impl Reporter {
                     confirm.generation
                 } else {
                     self.stats.confirms_unknown += 1;
-                    warn!(asked = confirm.generation, generation = self.generation,
-                          "GMSG for a generation this agent process never had (a previous \
-                           process's?): nothing confirmed, answering CLRDB with generation 0");
+                    warn!(
+                        asked = confirm.generation,
+                        generation = self.generation,
+                        "GMSG for a generation this agent process never had (a previous \
+                           process's?): nothing confirmed, answering CLRDB with generation 0"
+                    );
                     0
                 };
                 out.push((
@@ -472,9 +481,15 @@ mod tests {
         assert_eq!(rings(&mut r, at(45)), [(a, v), (b, v)]);
         // A non-critical FAILURE sets no escalation bit.
         assert!(r.update(at(47), 3, vec![app("db", AppState::Failure, false)]));
-        assert_eq!(rings(&mut r, at(47)), [(a, DBELL_REPORT), (b, DBELL_REPORT)]);
+        assert_eq!(
+            rings(&mut r, at(47)),
+            [(a, DBELL_REPORT), (b, DBELL_REPORT)]
+        );
         // Unconfirmed: rung again; the late monitor once its four cycles are over.
-        assert_eq!(rings(&mut r, at(80)), [(a, DBELL_REPORT), (b, DBELL_REPORT)]);
+        assert_eq!(
+            rings(&mut r, at(80)),
+            [(a, DBELL_REPORT), (b, DBELL_REPORT)]
+        );
         assert_eq!(rings(&mut r, at(81)), [(late, DBELL_REPORT)]);
         // The same generation again is no change.
         assert!(!r.update(at(50), 3, Vec::new()));
@@ -503,7 +518,10 @@ mod tests {
         let mut r = Reporter::new(INC, 7, apps.clone());
         let m = key("eth1", 0);
         let out = send(&mut r, m, b"PMSG_REQ:2a");
-        assert!(out.len() > 1, "a 16-application report takes several chunks");
+        assert!(
+            out.len() > 1,
+            "a 16-application report takes several chunks"
+        );
         assert!(out.iter().all(|(k, _)| *k == m));
         let (generation, report) = reassemble(&out, 0x2a);
         assert_eq!(generation, 7);

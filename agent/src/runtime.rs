@@ -246,7 +246,8 @@ impl Agent {
             Notifier::disabled()
         });
         let pacer = notifier.watchdog_timeout().map(WatchdogPacer::new);
-        let waker = Arc::new(Waker::new(poll.registry(), REPORT_TOKEN).map_err(RuntimeError::Poll)?);
+        let waker =
+            Arc::new(Waker::new(poll.registry(), REPORT_TOKEN).map_err(RuntimeError::Poll)?);
         let wake = Arc::clone(&waker);
         source.set_on_change(Box::new(move || {
             if let Err(e) = wake.wake() {
@@ -254,11 +255,7 @@ impl Agent {
             }
         }));
         let (generation, apps) = source.status();
-        let reporter = Reporter::new(
-            dataplane::endpoint::process_incarnation(),
-            generation,
-            apps,
-        );
+        let reporter = Reporter::new(dataplane::endpoint::process_incarnation(), generation, apps);
         if let Some(p) = pacer {
             info!(every = ?p.interval(), "service manager watchdog: pinging from the loop");
         }

@@ -2,7 +2,9 @@
 //! "Commands from the control plane").
 //!
 //! The control plane enqueues a command for one monitor (`hm_command`): stop or start
-//! HA monitoring of a VM, or forget a VM that moved to another host. The HSDB writer
+//! HA monitoring of a VM, forget a VM that moved to another host, or fetch or confirm a
+//! VM's application report (docs/hvncp.md "Application reports"; those complete when the
+//! agent has answered, `runtime/reports.rs`). The HSDB writer
 //! thread reads this monitor's open commands every `command_poll_ms` and hands them to
 //! the dataplane thread, which owns the sessions and the heartbeat table and acts
 //! (`runtime/commands.rs`); the writer then marks each one done with its result, after
@@ -25,7 +27,7 @@ pub fn kind_index(kind: CommandKind) -> usize {
 }
 
 /// One open command for this monitor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     /// Its id in the HSDB (increasing).
     pub id: i64,
@@ -33,6 +35,8 @@ pub struct Command {
     pub kind: CommandKind,
     /// The VM.
     pub vm: Uuid,
+    /// Its argument (CONFIRM_APP_REPORT: the generation in decimal).
+    pub arg: Option<String>,
     /// When the control plane enqueued it, ms since the Unix epoch.
     pub created_ms: i64,
 }
@@ -56,8 +60,22 @@ pub enum Code {
     /// The monitor never knew the VM (no session, no row, not awaited). For
     /// START_MONITORING the VM is awaited all the same, as for `AWAITING_PAIRING`.
     UnknownVm,
-    /// A command this monitor does not carry out.
-    Unsupported,
+    /// FETCH_APP_REPORT: the agent's report follows the code (`REPORT: <body>`).
+    Report,
+    /// CONFIRM_APP_REPORT: the agent confirmed the generation (`CLEARED: gen=<n>`).
+    Cleared,
+    /// CONFIRM_APP_REPORT: the agent never had that generation (it restarted since).
+    NotCleared,
+    /// A report command for a VM without an established session with this monitor.
+    NoSession,
+    /// The agent did not answer a report command in time.
+    Timeout,
+    /// The agent's report does not parse, or its chunks do not fit together.
+    BadReport,
+    /// The command's argument is missing or invalid.
+    BadArg,
+    /// Too many report exchanges in progress.
+    Busy,
 }
 
 impl Code {
@@ -71,7 +89,14 @@ impl Code {
             Code::AwaitingPairing => "AWAITING_PAIRING",
             Code::Forgotten => "FORGOTTEN",
             Code::UnknownVm => "UNKNOWN_VM",
-            Code::Unsupported => "UNSUPPORTED",
+            Code::Report => "REPORT",
+            Code::Cleared => "CLEARED",
+            Code::NotCleared => "NOT_CLEARED",
+            Code::NoSession => "NO_SESSION",
+            Code::Timeout => "TIMEOUT",
+            Code::BadReport => "BAD_REPORT",
+            Code::BadArg => "BAD_ARG",
+            Code::Busy => "BUSY",
         }
     }
 }
@@ -99,6 +124,7 @@ pub fn read(hsdb: &Hsdb, hm: &Uuid, after: i64) -> hsdb::Result<Vec<Command>> {
             id: row.id,
             kind: row.kind,
             vm: row.vm,
+            arg: row.arg,
             created_ms: row.created_ms,
         })
         .collect())

@@ -87,6 +87,22 @@ impl Monitor<'_> {
                     w.commands_read.load(Ordering::Relaxed),
                     w.commands_done.load(Ordering::Relaxed)
                 );
+                let r = &self.reports.counts;
+                let _ = writeln!(
+                    out,
+                    "reports      {} exchange(s) in progress; {} FETCH_APP_REPORT, {} CONFIRM_APP_REPORT handled: {} REPORT, {} CLEARED, {} NOT_CLEARED, {} TIMEOUT, {} NO_SESSION, {} BAD_REPORT, {} refused; {} agent messages dropped",
+                    self.reports.len(),
+                    c.by_kind[kind_index(CommandKind::FetchAppReport)],
+                    c.by_kind[kind_index(CommandKind::ConfirmAppReport)],
+                    r.reports,
+                    r.cleared,
+                    r.not_cleared,
+                    r.timeouts,
+                    r.no_session,
+                    r.bad_reports,
+                    r.refused,
+                    r.unexpected + r.malformed
+                );
                 let _ = writeln!(
                     out,
                     "monitoring   {} VMs stopped by the control plane, {} awaited after a start",
@@ -155,6 +171,27 @@ impl Monitor<'_> {
                         self.command_counts.by_kind[kind_index(CommandKind::ForgetVm)],
                     ),
                     ("commands_unknown_vm", self.command_counts.unknown_vm),
+                    (
+                        "commands_fetch_app_report",
+                        self.command_counts.by_kind[kind_index(CommandKind::FetchAppReport)],
+                    ),
+                    (
+                        "commands_confirm_app_report",
+                        self.command_counts.by_kind[kind_index(CommandKind::ConfirmAppReport)],
+                    ),
+                    ("report_exchanges_open", self.reports.len() as u64),
+                    ("report_requests_sent", self.reports.counts.requests),
+                    ("report_chunks_received", self.reports.counts.chunks),
+                    ("report_confirms_sent", self.reports.counts.confirms),
+                    ("reports_received", self.reports.counts.reports),
+                    ("reports_cleared", self.reports.counts.cleared),
+                    ("reports_not_cleared", self.reports.counts.not_cleared),
+                    ("report_timeouts", self.reports.counts.timeouts),
+                    ("report_no_session", self.reports.counts.no_session),
+                    ("report_bad", self.reports.counts.bad_reports),
+                    ("report_refused", self.reports.counts.refused),
+                    ("report_messages_unexpected", self.reports.counts.unexpected),
+                    ("report_messages_malformed", self.reports.counts.malformed),
                     ("commands_read", w.commands_read.load(Ordering::Relaxed)),
                     ("commands_done", w.commands_done.load(Ordering::Relaxed)),
                     ("command_errors", w.command_errors.load(Ordering::Relaxed)),
@@ -324,6 +361,35 @@ impl Monitor<'_> {
                     self.command_counts.by_kind[kind_index(*k)],
                 )
             }),
+        );
+        let r = &self.reports.counts;
+        page.family(
+            "report_exchanges",
+            Kind::Counter,
+            "Application-report exchanges with agents (FETCH_APP_REPORT, CONFIRM_APP_REPORT) by outcome.",
+            [
+                ("REPORT", r.reports),
+                ("CLEARED", r.cleared),
+                ("NOT_CLEARED", r.not_cleared),
+                ("TIMEOUT", r.timeouts),
+                ("NO_SESSION", r.no_session),
+                ("BAD_REPORT", r.bad_reports),
+                ("REFUSED", r.refused),
+            ]
+            .map(|(outcome, n)| ([("outcome", outcome)], n)),
+        );
+        page.family(
+            "report_exchanges_open",
+            Kind::Gauge,
+            "Application-report exchanges waiting for their agent's answer.",
+            [(none, self.reports.len() as u64)],
+        );
+        page.family(
+            "report_messages_dropped",
+            Kind::Counter,
+            "PMSG_RSP / CLRDB from agents that answer no exchange in progress (unexpected) or do not parse (malformed).",
+            [("unexpected", r.unexpected), ("malformed", r.malformed)]
+                .map(|(reason, n)| ([("reason", reason)], n)),
         );
         page.family(
             "commands_unknown_vm",

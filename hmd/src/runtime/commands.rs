@@ -25,6 +25,10 @@
 //!   If the VM is in fact still here and talks to the monitor, it pairs again and is
 //!   discovered again: a command cannot make a monitor deaf to a VM it hears.
 //!
+//! - **FETCH_APP_REPORT**, **CONFIRM_APP_REPORT** — an exchange with the VM's agent
+//!   begins (`reports.rs`); the command completes when the agent has answered or the
+//!   exchange timed out, a later turn.
+//!
 //! Acting twice is harmless (a restart reads the commands not yet marked done again):
 //! a second STOP is `ALREADY_STOPPED`, a second START `ALREADY_MONITORED`, a second
 //! FORGET `UNKNOWN_VM`.
@@ -69,6 +73,7 @@ impl Monitor<'_> {
         while let Ok(batch) = self.commands.try_recv() {
             let mut sessions = self.sessions_of(&batch);
             for command in batch {
+                self.command_counts.by_kind[kind_index(command.kind)] += 1;
                 let (code, detail) = match command.kind {
                     CommandKind::StopMonitoring => self.stop_monitoring(now, &command, &sessions),
                     CommandKind::StartMonitoring => self.start_monitoring(now, &command, &sessions),
@@ -76,12 +81,17 @@ impl Monitor<'_> {
                         let keys = sessions.remove(&command.vm).unwrap_or_default();
                         self.forget_vm(now, &command, &keys)
                     }
-                    CommandKind::FetchAppReport | CommandKind::ConfirmAppReport => (
-                        Code::Unsupported,
-                        "this monitor does not carry out application-report commands".into(),
-                    ),
+                    CommandKind::FetchAppReport | CommandKind::ConfirmAppReport => {
+                        let found = sessions.get(&command.vm);
+                        let known = self.knows(&command.vm, found);
+                        let keys = found.map_or(Vec::new(), |s| s.keys.clone());
+                        match self.begin_report_exchange(now, &command, &keys, known) {
+                            Some(outcome) => outcome,
+                            // In progress: completed when the agent answers.
+                            None => continue,
+                        }
+                    }
                 };
-                self.command_counts.by_kind[kind_index(command.kind)] += 1;
                 if code == Code::UnknownVm {
                     self.command_counts.unknown_vm += 1;
                 }

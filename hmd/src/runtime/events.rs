@@ -114,6 +114,7 @@ impl Monitor<'_> {
         self.table.expire(now, &mut self.changes);
         self.on_rewatch_deadline(now);
         self.on_awaited_deadline(now);
+        self.on_report_timeouts(now);
         let mut reports = Vec::new();
         self.refusals.close_if_due(now, &mut reports);
         self.write_refusals(now, reports);
@@ -239,6 +240,8 @@ impl Monitor<'_> {
                         stop_hb_sent = sent,
                         "VM paired while its HA monitoring is stopped: not watched"
                     );
+                    // Its application report can still be fetched and confirmed.
+                    self.on_report_session(now, uuid, key(peer));
                     return;
                 }
                 // A discovery is a state change too: summarised at scale (quiet.rs).
@@ -272,6 +275,7 @@ impl Monitor<'_> {
                     at,
                 });
                 self.table.watch(key(peer), uuid, now);
+                self.on_report_session(now, uuid, key(peer));
             }
             EndpointEvent::Shutdown { peer } => {
                 if let Some(c) = self.table.suspend(key(peer), now) {
@@ -286,6 +290,18 @@ impl Monitor<'_> {
             }
             EndpointEvent::SynRefused { mac, why, .. } => {
                 self.on_refused(now, i, mac, None, &why);
+            }
+            EndpointEvent::Message { peer, payload } => {
+                if !self.on_report_message(now, i, peer, &payload) {
+                    tracing::debug!(
+                        iface = %self.interfaces[i].name,
+                        verb = %String::from_utf8_lossy(
+                            dataplane::message::Message::parse(&payload)
+                                .map_or(&b"?"[..], |m| m.verb())
+                        ),
+                        "message from an agent not used by the monitor"
+                    );
+                }
             }
             EndpointEvent::Closed { peer, mac, reason } => {
                 if reason.is_handshake() {

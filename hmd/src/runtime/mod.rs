@@ -24,6 +24,7 @@ mod commands;
 mod events;
 mod health;
 mod registration;
+mod reports;
 mod rewatch;
 mod start;
 
@@ -158,6 +159,8 @@ struct Monitor<'a> {
     completions: Vec<Completion>,
     /// Commands handled since the start.
     command_counts: CommandCounts,
+    /// Application-report exchanges in progress (FETCH / CONFIRM commands).
+    reports: reports::Exchanges,
     /// Heartbeat state changes of this turn.
     changes: Vec<Change>,
     /// Transitions for the HSDB writer, sent once per turn.
@@ -227,6 +230,9 @@ impl Monitor<'_> {
             deadline = deadline.min(t);
         }
         if let Some(t) = self.awaited.next_deadline() {
+            deadline = deadline.min(t);
+        }
+        if let Some(t) = self.reports.next_deadline() {
             deadline = deadline.min(t);
         }
         deadline.min(self.next_link_check)

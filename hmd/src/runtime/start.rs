@@ -208,6 +208,7 @@ impl<'a> Monitor<'a> {
             awaited,
             completions: Vec::new(),
             command_counts: Default::default(),
+            reports: Default::default(),
             changes: Vec::new(),
             pending: Vec::new(),
             next_hm_heartbeat,

@@ -120,12 +120,14 @@ fn commands_are_read_handed_over_once_and_marked_done() {
                 id: stop,
                 kind: hsdb::CommandKind::StopMonitoring,
                 vm: vm1,
+                arg: None,
                 created_ms: 10
             },
             Command {
                 id: forget,
                 kind: hsdb::CommandKind::ForgetVm,
                 vm: vm2,
+                arg: None,
                 created_ms: 11
             },
         ]
