@@ -128,8 +128,27 @@ catalogue! {
     VmNonrespDetected => "VM_NONRESP_DETECTED", Error, None;
     /// Migrating for more than a day with no heartbeat (seed 004 L4866-4867).
     VmLpmHangDetected => "VM_LPM_HANG_DETECTED", Error, None;
-    /// A critical application failed (ours: doorbell bit `DBELL_APP_CRITICAL_FAILURE`).
+    /// A critical application failed and the ladder acts on it (ours: the doorbell bit
+    /// `DBELL_APP_CRITICAL_FAILURE`, or a report listing it in FAILURE).
     AppFailureDetected => "APP_FAILURE_DETECTED", Error, None;
+    /// An application reported GREEN (NORMAL) after another state, or first reported so
+    /// (ours; docs/controlplane.md "Application reports").
+    AppStateChanged => "APP_STATE_CHANGED", Info, None;
+    /// An application reported YELLOW (UNSET, FAILING, TO_STOP, TO_START): in transition
+    /// or not judged (ours).
+    AppStateWarning => "APP_STATE_WARNING", Warning, None;
+    /// A non-critical application reported RED (FAILURE, ABNORMAL): notified only, no VM
+    /// action (ours; issue 11).
+    AppFailure => "APP_FAILURE", Warning, None;
+    /// A critical application reported RED: FAILURE (escalated, see
+    /// APP_FAILURE_DETECTED) or ABNORMAL (needs repair in the guest; not escalated) (ours).
+    AppCriticalFailure => "APP_CRITICAL_FAILURE", Critical, None;
+    /// An application is no longer in its VM's report: removed from the agent's
+    /// configuration (ours).
+    AppRemoved => "APP_REMOVED", Info, None;
+    /// An application report could not be fetched (NO_SESSION, TIMEOUT, BAD_REPORT):
+    /// fetched again at the VM's next doorbell (ours).
+    AppReportFailed => "APP_REPORT_FAILED", Warning, None;
     /// An application doorbell (`shortMsg`) arrived (seed: SHORTMSG task, seed 004 L13649-13651).
     VmDoorbell => "VM_DOORBELL", Info, None;
     /// A managed VM moved (live migration): not a failure (seed 004 L13016-13037).

@@ -684,6 +684,8 @@ impl Reply<'_> {
             state_chg: false,
             missed_ms: None,
             short_msg: None,
+            doorbell_ms: None,
+            doorbell_hm: None,
             missed_hm_entry,
             discovery: None,
             old_state: None,
@@ -708,6 +710,15 @@ impl Reply<'_> {
         match item.kind {
             PendingKind::Doorbell => {
                 entry.short_msg = Some(entry.short_msg.unwrap_or(0) | item.code);
+                // Items come in id order: the first is the earliest, the last the newest.
+                entry.doorbell_ms = Some(
+                    entry
+                        .doorbell_ms
+                        .map_or(item.created_ms, |t| t.min(item.created_ms)),
+                );
+                if item.hm.is_some() {
+                    entry.doorbell_hm = item.hm;
+                }
             }
             PendingKind::StateChange | PendingKind::Discovered => {
                 // First `old`, last `new`, by id: discoveries are merged after state

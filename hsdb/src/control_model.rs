@@ -117,6 +117,12 @@ pub struct NaVm {
     pub missed_ms: Option<i64>,
     /// `shortMsg`: the doorbell vectors of the items reported, OR-ed.
     pub short_msg: Option<u64>,
+    /// When the earliest doorbell item reported was written (its monitor's clock); with
+    /// `short_msg`. The control plane tells a stale doorbell from a new one with it.
+    pub doorbell_ms: Option<i64>,
+    /// The monitor that wrote the newest doorbell item reported: it has a session with
+    /// the VM's agent (the doorbell came over it).
+    pub doorbell_hm: Option<Uuid>,
     /// `missedHMEntry`: a monitor of its current host with no row for the VM (the lowest
     /// UUID if several).
     pub missed_hm_entry: Option<Uuid>,

@@ -80,6 +80,8 @@ pub enum Verdict {
     Doorbell,
     /// A critical application failure escalates to a restart.
     AppEscalation,
+    /// An application report was fetched, stored, confirmed, or its fetch failed.
+    AppReport,
     /// A managed VM moved (live migration): not a failure.
     Moved,
     /// A restart ended (its outcome in the reason).
@@ -118,6 +120,7 @@ impl Verdict {
             Verdict::HostBack => "host_back",
             Verdict::Doorbell => "doorbell",
             Verdict::AppEscalation => "app_escalation",
+            Verdict::AppReport => "app_report",
             Verdict::Moved => "moved",
             Verdict::RestartEnded => "restart_ended",
             Verdict::TakenOver => "taken_over",

@@ -30,6 +30,7 @@
 //!   is healthy (the host decision covers it).
 //! - A VM being restarted (or queued for it) is never decided on again.
 
+mod app;
 mod budget;
 mod cleanup;
 mod host;
@@ -55,6 +56,7 @@ use crate::planner::{Planner, Policies, PolicyPlanner};
 use crate::platform::Platform;
 use crate::relocate::{Executor, Ledger, Restart};
 
+pub use app::{APP_FETCH_GIVE_UP_MS, APP_FETCHES_PER_SCAN, AppFetch, DBELL_REPORT};
 pub use budget::{BUDGET_CAUSES, app_ladder, budget_used, counts_in_budget, show_window};
 pub use log::{Decision, DecisionLog, Subject, Verdict};
 pub use place::PlacementJob;
@@ -64,9 +66,10 @@ pub use view::{HostView, MonitorView, NaView, NodeData, NodeEvent, REASON_SHUTDO
 
 /// The doorbell bit that says "a critical application of this VM is in FAILURE" (ours:
 /// the seed's agent answers an application-info request instead, seed 004 L13631-13651,
-/// and its vectors' bits are not documented). Until the agent's application engine
-/// exists, this bit drives the escalation of TC-14.
-pub const DBELL_APP_CRITICAL_FAILURE: u64 = 0x100;
+/// and its vectors' bits are not documented). The agent's application engine rings it
+/// with [`DBELL_REPORT`] while a critical application is in FAILURE; a report listing one
+/// escalates the same way (fde/app.rs).
+pub const DBELL_APP_CRITICAL_FAILURE: u64 = hvha_appreport::DBELL_APP_CRITICAL_FAILURE;
 
 /// Same-host VM restarts for a failed critical application before the VM is relocated
 /// (seed 004 L13767-13771: hard-coded 3).
@@ -197,6 +200,56 @@ pub trait HealthStore: Ledger {
         let _ = (vm, since_ms);
         Ok(Vec::new())
     }
+    /// When the VM's last restart or relocation ended (its start while it has not); the
+    /// critical-application ladder ignores evidence older than that. `None`: never.
+    fn last_restart_end(&mut self, vm: &Uuid) -> hsdb::Result<Option<i64>> {
+        let _ = vm;
+        Ok(None)
+    }
+    /// Each monitor's last word on the VM's heartbeats (`vm_hm`): who has a session with
+    /// its agent.
+    fn vm_sessions(&mut self, vm: &Uuid) -> hsdb::Result<Vec<(Uuid, hsdb::HeartbeatState)>> {
+        let _ = vm;
+        Ok(Vec::new())
+    }
+    /// The VM's open `FETCH_APP_REPORT`, if any. A store without application reports has
+    /// none (and the engine fetches none).
+    fn app_fetch_open(&mut self, vm: &Uuid) -> hsdb::Result<Option<AppFetch>> {
+        let _ = vm;
+        Ok(None)
+    }
+    /// Queue `FETCH_APP_REPORT` about `vm` for monitor `hm`; its id, or `None` when the
+    /// store keeps no application reports.
+    fn app_fetch_request(&mut self, hm: &Uuid, vm: &Uuid, at: i64) -> hsdb::Result<Option<i64>> {
+        let _ = (hm, vm, at);
+        Ok(None)
+    }
+    /// Complete an open fetch the monitor never carried out, with `why`; false if it was
+    /// completed meanwhile.
+    fn app_fetch_give_up(&mut self, id: i64, why: &str, at: i64) -> hsdb::Result<bool> {
+        let _ = (id, why, at);
+        Ok(false)
+    }
+    /// Fetches the monitors of `group` completed and the control plane has not handled,
+    /// oldest first, at most `limit`.
+    fn app_fetches_done(&mut self, group: &str, limit: u32) -> hsdb::Result<Vec<AppFetch>> {
+        let _ = (group, limit);
+        Ok(Vec::new())
+    }
+    /// Handle completed fetch `id` in one transaction: store `report`, queue its
+    /// confirmation for `confirm_hm`, mark the fetch handled with `note`
+    /// (`Hsdb::handle_app_fetch`).
+    fn app_fetch_handle(
+        &mut self,
+        id: i64,
+        report: Option<&hvha_appreport::AppReport>,
+        confirm_hm: Option<&Uuid>,
+        note: &str,
+        at: i64,
+    ) -> hsdb::Result<hsdb::AppFetchHandled> {
+        let _ = (id, report, confirm_hm, note, at);
+        Ok(hsdb::AppFetchHandled::AlreadyHandled)
+    }
 }
 
 /// Why a tick failed. The engine's state stays consistent: the next tick goes on.
@@ -306,6 +359,11 @@ pub struct Fde {
     maintenance: HashMap<HostId, i64>,
     /// The operator request being carried out.
     active_request: Option<maintenance::Active>,
+    /// Per VM, the monitor whose last report fetch failed: the next goes elsewhere if it
+    /// can (fde/app.rs).
+    app_fetch_avoid: HashMap<Uuid, Uuid>,
+    /// Report confirmations queued whose outcome is not logged yet.
+    app_confirming: Vec<app::Confirming>,
     log: DecisionLog,
     tag_seq: u64,
     events: Vec<Event>,
@@ -364,6 +422,8 @@ impl Fde {
             budget_spent: std::collections::HashSet::new(),
             maintenance: HashMap::new(),
             active_request: None,
+            app_fetch_avoid: HashMap::new(),
+            app_confirming: Vec::new(),
             log: DecisionLog::new(DECISION_LOG_CAPACITY),
             tag_seq,
             events: Vec::new(),
@@ -521,6 +581,9 @@ impl Fde {
         } else {
             self.quick_query_scan(now_ms, store, platform)
         };
+        // The application reports the monitors fetched: stored, confirmed, escalated
+        // (fde/app.rs), before the placement of what was decided.
+        let result = result.and_then(|()| self.app_report_scan(now_ms, store));
         // Events gathered so far are written even when the scan failed half-way.
         let events = std::mem::take(&mut self.events);
         store.record_events(&events)?;

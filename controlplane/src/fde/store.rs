@@ -6,8 +6,8 @@ use hsdb::{
 };
 
 use super::{
-    HealthStore, HostView, MonitorView, NaLimits, NaView, NodeData, NodeEvent, OpenRelocation,
-    VmAttention,
+    AppFetch, HealthStore, HostView, MonitorView, NaLimits, NaView, NodeData, NodeEvent,
+    OpenRelocation, VmAttention,
 };
 use crate::events::Event;
 use crate::hs::DiscoveryType;
@@ -142,6 +142,8 @@ impl HealthStore for Hsdb {
                 // old is not one yet.
                 missed_hb_s: v.missed_sec().filter(|&s| s > 0),
                 short_msg: v.short_msg,
+                doorbell_ms: v.doorbell_ms,
+                doorbell_hm: v.doorbell_hm,
                 missed_hm_entry: v.missed_hm_entry,
                 discovery: v.discovery.map(|d| match d {
                     DiscoveryKind::Moved => DiscoveryType::Moved,
@@ -293,6 +295,51 @@ impl HealthStore for Hsdb {
             .filter(|i| i.state == InterfaceState::Down)
             .map(|i| i.name)
             .collect())
+    }
+
+    fn last_restart_end(&mut self, vm: &Uuid) -> hsdb::Result<Option<i64>> {
+        Ok(self
+            .relocations(Some(vm), 1)?
+            .first()
+            .map(|r| r.ended_ms.unwrap_or(r.started_ms)))
+    }
+
+    fn vm_sessions(&mut self, vm: &Uuid) -> hsdb::Result<Vec<(Uuid, hsdb::HeartbeatState)>> {
+        Ok(self
+            .vm_hms(vm)?
+            .into_iter()
+            .map(|r| (r.hm, r.last_state))
+            .collect())
+    }
+
+    fn app_fetch_open(&mut self, vm: &Uuid) -> hsdb::Result<Option<AppFetch>> {
+        Ok(self.open_app_fetch(vm)?.map(AppFetch::from))
+    }
+
+    fn app_fetch_request(&mut self, hm: &Uuid, vm: &Uuid, at: i64) -> hsdb::Result<Option<i64>> {
+        Hsdb::enqueue_command(self, hm, CommandKind::FetchAppReport, vm, at).map(Some)
+    }
+
+    fn app_fetch_give_up(&mut self, id: i64, why: &str, at: i64) -> hsdb::Result<bool> {
+        self.complete_command(id, why, at)
+    }
+
+    fn app_fetches_done(&mut self, group: &str, limit: u32) -> hsdb::Result<Vec<AppFetch>> {
+        Ok(Hsdb::app_fetches_done(self, Some(group), limit)?
+            .into_iter()
+            .map(AppFetch::from)
+            .collect())
+    }
+
+    fn app_fetch_handle(
+        &mut self,
+        id: i64,
+        report: Option<&hvha_appreport::AppReport>,
+        confirm_hm: Option<&Uuid>,
+        note: &str,
+        at: i64,
+    ) -> hsdb::Result<hsdb::AppFetchHandled> {
+        self.handle_app_fetch(id, report, confirm_hm, note, at)
     }
 }
 
@@ -453,5 +500,34 @@ impl HealthStore for LosingAcks<'_> {
         since_ms: i64,
     ) -> hsdb::Result<Vec<hsdb::RestartRecord>> {
         self.store.restarts_since(vm, since_ms)
+    }
+    fn last_restart_end(&mut self, vm: &Uuid) -> hsdb::Result<Option<i64>> {
+        self.store.last_restart_end(vm)
+    }
+    fn vm_sessions(&mut self, vm: &Uuid) -> hsdb::Result<Vec<(Uuid, hsdb::HeartbeatState)>> {
+        self.store.vm_sessions(vm)
+    }
+    fn app_fetch_open(&mut self, vm: &Uuid) -> hsdb::Result<Option<AppFetch>> {
+        self.store.app_fetch_open(vm)
+    }
+    fn app_fetch_request(&mut self, hm: &Uuid, vm: &Uuid, at: i64) -> hsdb::Result<Option<i64>> {
+        self.store.app_fetch_request(hm, vm, at)
+    }
+    fn app_fetch_give_up(&mut self, id: i64, why: &str, at: i64) -> hsdb::Result<bool> {
+        self.store.app_fetch_give_up(id, why, at)
+    }
+    fn app_fetches_done(&mut self, group: &str, limit: u32) -> hsdb::Result<Vec<AppFetch>> {
+        self.store.app_fetches_done(group, limit)
+    }
+    fn app_fetch_handle(
+        &mut self,
+        id: i64,
+        report: Option<&hvha_appreport::AppReport>,
+        confirm_hm: Option<&Uuid>,
+        note: &str,
+        at: i64,
+    ) -> hsdb::Result<hsdb::AppFetchHandled> {
+        self.store
+            .app_fetch_handle(id, report, confirm_hm, note, at)
     }
 }

@@ -58,6 +58,11 @@ pub struct VmAttention {
     pub missed_hb_s: Option<u64>,
     /// `shortMsg`.
     pub short_msg: Option<u64>,
+    /// When the earliest doorbell reported was written (the monitor's clock).
+    pub doorbell_ms: Option<i64>,
+    /// The monitor that wrote the newest doorbell reported (it has a session with the
+    /// VM's agent).
+    pub doorbell_hm: Option<Uuid>,
     /// `missedHMEntry`.
     pub missed_hm_entry: Option<Uuid>,
     /// `discoveryInfo type`.

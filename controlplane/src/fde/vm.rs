@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use hsdb::{HostId, Uuid, VmRow};
 
 use super::{
-    APP_SAME_HOST_RESTARTS, DBELL_APP_CRITICAL_FAILURE, Fde, FdeError, HealthStore,
-    LPM_HANG_AFTER_S, NaView, Subject, Verdict, VmAttention,
+    DBELL_APP_CRITICAL_FAILURE, Fde, FdeError, HealthStore, LPM_HANG_AFTER_S, NaView, Subject,
+    Verdict, VmAttention,
 };
 use crate::events::{Event, EventKind};
 use crate::hs::DiscoveryType;
@@ -593,8 +593,9 @@ impl Fde {
         });
     }
 
-    /// An application doorbell: the seed's SHORTMSG task (seed 004 L13649-13651); a
-    /// critical application failure escalates (seed 004 L13767-13771, gap 17).
+    /// An application doorbell: the seed's SHORTMSG task (seed 004 L13649-13651): the
+    /// VM's application report is fetched (fde/app.rs), and a critical application
+    /// failure escalates (seed 004 L13767-13771, gap 17).
     fn doorbell(
         &mut self,
         now_ms: i64,
@@ -617,6 +618,8 @@ impl Fde {
             text,
             at: now_ms,
         });
+        // The report first: a fetch is queued whatever the ladder decides.
+        self.request_app_report(now_ms, a, subject, vector, store)?;
         if vector & DBELL_APP_CRITICAL_FAILURE == 0 {
             return Ok(());
         }
@@ -629,68 +632,17 @@ impl Fde {
             );
             return Ok(());
         };
-        if self.is_busy(&a.uuid) {
-            self.decide(
-                now_ms,
-                subject.clone(),
-                Verdict::Busy,
-                format!("critical application of VM {name} failed while the VM is being restarted"),
-            );
-            return Ok(());
-        }
-        // Durable: counted from the VM's relocation rows, so a daemon restart forgets
-        // nothing (gap 17).
-        let done = store.same_host_restarts(&a.uuid, now_ms - super::APP_RESTART_WINDOW_MS)?;
-        let text = format!(
-            "critical application of VM {name} is in FAILURE; same-host restarts so far {done} \
-             of {APP_SAME_HOST_RESTARTS}"
-        );
-        self.event(Event {
-            kind: EventKind::AppFailureDetected,
-            vm: Some(a.uuid),
-            hm: None,
-            text: text.clone(),
-            at: now_ms,
-        });
-        if self.params.restart_policy == RestartPolicy::Advisory {
-            self.advise(now_ms, row, a.host, "a critical application failed");
-            return Ok(());
-        }
-        // The ladder's relocation is its own answer to repeated failures: the budget
-        // refuses only the same-host restarts (fde/budget.rs).
-        if done < APP_SAME_HOST_RESTARTS
-            && !self.budget_allows(now_ms, row, "a critical application failed", store)?
-        {
-            return Ok(());
-        }
-        let batch = self.executor.open_batch(1);
-        if done < APP_SAME_HOST_RESTARTS {
-            self.decide(
-                now_ms,
-                subject.clone(),
-                Verdict::AppEscalation,
-                format!(
-                    "{text}: restart on the same host {}",
-                    self.host_name(a.host)
-                ),
-            );
-            self.queue_job(row.clone(), a.host, RestartKind::AppRestart, false, batch);
-        } else {
-            self.decide(
-                now_ms,
-                subject.clone(),
-                Verdict::AppEscalation,
-                format!("{text}: relocate to another host"),
-            );
-            self.queue_job(
-                row.clone(),
-                a.host,
-                RestartKind::AppRelocation,
-                false,
-                batch,
-            );
-        }
-        Ok(())
+        // The doorbell's time (when its monitor wrote it) is the failure's evidence: a
+        // doorbell rung before the VM's last restart ended is stale (fde/app.rs).
+        let evidence_ms = a.doorbell_ms.unwrap_or(now_ms);
+        self.critical_app_failure(
+            now_ms,
+            row,
+            a.host,
+            evidence_ms,
+            &super::app::Evidence::Doorbell,
+            store,
+        )
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod app;
 mod exec;
 mod maintenance;
 mod on_hsdb;
@@ -189,6 +190,8 @@ struct FakePlatform {
     stop_fails: HashMap<String, PlatformError>,
     start_fails: HashSet<String>,
     cleanup_fails: bool,
+    /// `hosts()` times out (the platform is unreachable: placement waits).
+    hosts_fail: bool,
     calls: Vec<String>,
 }
 
@@ -205,6 +208,9 @@ impl Platform for FakePlatform {
     }
     fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError> {
         self.calls.push("hosts".into());
+        if self.hosts_fail {
+            return Err(timeout("hosts"));
+        }
         Ok(self.hosts.clone())
     }
     fn host_alive(&mut self, host: &str) -> Result<bool, PlatformError> {
@@ -308,6 +314,8 @@ fn missed(n: u8, host: i64, secs: u64) -> VmAttention {
         state_chg: false,
         missed_hb_s: Some(secs),
         short_msg: None,
+        doorbell_ms: None,
+        doorbell_hm: None,
         missed_hm_entry: None,
         discovery: None,
     }
