@@ -385,7 +385,10 @@ pub const PING_TIMEOUT_MS: i64 = 1000;
 pub fn start_vmmd(lab: &mut Lab, label: &str, ns: &str, vm: &str) {
     let config = lab.write(
         &format!("{label}.toml"),
-        &format!("vm_uuid = \"{vm}\"\ninterfaces = [\"ha1\", \"ha2\"]\nrescan_ms = 1000\n"),
+        &format!(
+            "vm_uuid = \"{vm}\"\ninterfaces = [\"ha1\", \"ha2\"]\nrescan_ms = 1000\n{}",
+            crate::vmmd_ame_section(&lab.dir, label)
+        ),
     );
     let config = config.display().to_string();
     lab.spawn(label, ns, "vmmd", &["--config", &config]);

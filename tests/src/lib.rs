@@ -488,6 +488,20 @@ pub fn hmd_iface_stats(socket: &Path, iface: &str) -> Result<HashMap<String, u64
         .collect())
 }
 
+/// The `[ame]` section of a `vmmd` configuration file for the agent labelled `label`:
+/// its `vmmd ctl` socket and its applications' file in `dir` (the lab's directory), so
+/// agents running side by side (and tests running in parallel) never share the
+/// defaults `/run/vmmd/ctl.sock` and `/var/lib/vmmd/apps.toml` — a second agent on one
+/// socket is refused (docs/agent.md) — nor read the machine's own applications. Goes
+/// last in the file (a TOML table ends the top-level keys).
+pub fn vmmd_ame_section(dir: &Path, label: &str) -> String {
+    format!(
+        "[ame]\nsocket = {:?}\napps_file = {:?}\n",
+        dir.join(format!("{label}.ctl.sock")).display().to_string(),
+        dir.join(format!("{label}.apps.toml")).display().to_string()
+    )
+}
+
 /// The monitor UUID the tests give `hmd` unless they need another.
 pub const HM_UUID: &str = "5c3196a3-c41f-4b5c-9861-dee6077081c6";
 

@@ -114,8 +114,9 @@ impl Group {
         let config = self.lab.write(
             &format!("vmmd{i}-{}.toml", self.generation),
             &format!(
-                "vm_uuid = \"{}\"\ninterfaces = [\"ha1\"]\nlog = \"debug\"\n{auth}",
-                vm_uuid(i)
+                "vm_uuid = \"{}\"\ninterfaces = [\"ha1\"]\nlog = \"debug\"\n{auth}{}",
+                vm_uuid(i),
+                hvha_e2e::vmmd_ame_section(&self.lab.dir, &format!("vmmd{i}"))
             ),
         );
         let config = config.display().to_string();

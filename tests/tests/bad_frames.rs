@@ -377,7 +377,10 @@ fn bad_frames_are_counted_and_the_monitor_keeps_serving() {
     );
     let vmmd_config = lab.write(
         "vmmd.toml",
-        &format!("vm_uuid = \"{VM_UUID}\"\ninterfaces = [\"{VM_IF}\"]\nlog = \"debug\"\n"),
+        &format!(
+            "vm_uuid = \"{VM_UUID}\"\ninterfaces = [\"{VM_IF}\"]\nlog = \"debug\"\n{}",
+            hvha_e2e::vmmd_ame_section(&lab.dir, "vmmd")
+        ),
     );
     let pid = lab.spawn(
         "hmd",

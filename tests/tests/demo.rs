@@ -123,12 +123,13 @@ fn demo_script_help_builds_nothing() {
     let _ = std::fs::remove_dir_all(&fake_bin);
 }
 
-/// The two programs of this crate answer `--version` (and need no root for it).
+/// The programs of this crate answer `--version` (and need no root for it).
 #[test]
 fn demo_and_bench_print_their_version() {
     for (bin, name) in [
         (env!("CARGO_BIN_EXE_hvha-demo"), "hvha-demo"),
         (env!("CARGO_BIN_EXE_hvha-e2e-bench"), "hvha-e2e-bench"),
+        (env!("CARGO_BIN_EXE_hvha-ame-bench"), "hvha-ame-bench"),
     ] {
         for flag in ["--version", "-V"] {
             let out = Command::new(bin).arg(flag).output().expect("run");

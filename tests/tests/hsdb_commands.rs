@@ -104,7 +104,8 @@ impl Rig {
                 .write(
                     &format!("vmmd{n}.toml"),
                     &format!(
-                        "vm_uuid = \"{vm}\"\ninterfaces = [\"ha1\"]\nrescan_ms = 1000\nlog = \"info\"\n"
+                        "vm_uuid = \"{vm}\"\ninterfaces = [\"ha1\"]\nrescan_ms = 1000\nlog = \"info\"\n{}",
+                        hvha_e2e::vmmd_ame_section(&rig.lab.dir, &format!("vmmd{n}"))
                     ),
                 )
                 .display()

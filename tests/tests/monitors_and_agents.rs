@@ -45,8 +45,9 @@ fn vmmd_config(lab: &Lab, i: usize) -> std::path::PathBuf {
     lab.write(
         &format!("vmmd{i}.toml"),
         &format!(
-            "vm_uuid = \"{}\"\ninterfaces = [\"ha1\", \"ha2\"]\nrescan_ms = 1000\nlog = \"debug\"\n",
-            vm_uuid(i)
+            "vm_uuid = \"{}\"\ninterfaces = [\"ha1\", \"ha2\"]\nrescan_ms = 1000\nlog = \"debug\"\n{}",
+            vm_uuid(i),
+            hvha_e2e::vmmd_ame_section(&lab.dir, &format!("vmmd{i}"))
         ),
     )
 }

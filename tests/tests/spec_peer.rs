@@ -494,7 +494,10 @@ fn vmmd_announces_a_new_incarnation_at_every_start() {
     lab.link(&ns_hm, HM_IF, &ns_vm, VM_IF);
     let config = lab.write(
         "vmmd.toml",
-        &format!("vm_uuid = \"{VM_UUID}\"\ninterfaces = [\"{VM_IF}\"]\nlog = \"debug\"\n"),
+        &format!(
+            "vm_uuid = \"{VM_UUID}\"\ninterfaces = [\"{VM_IF}\"]\nlog = \"debug\"\n{}",
+            hvha_e2e::vmmd_ame_section(&lab.dir, "vmmd")
+        ),
     );
     let config = config.display().to_string();
     let mut incarnations = Vec::new();

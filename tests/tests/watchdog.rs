@@ -111,7 +111,10 @@ fn pings_stop_when_the_loop_or_the_hsdb_writer_is_stuck() {
     );
     let vmmd_config = lab.write(
         "vmmd.toml",
-        &format!("vm_uuid = \"{VM}\"\ninterfaces = [\"ha1\"]\n"),
+        &format!(
+            "vm_uuid = \"{VM}\"\ninterfaces = [\"ha1\"]\n{}",
+            hvha_e2e::vmmd_ame_section(&lab.dir, "vmmd")
+        ),
     );
     let hmd_sd = FakeSystemd::bind(lab.dir.join("hmd.notify"));
     let vmmd_sd = FakeSystemd::bind(lab.dir.join("vmmd.notify"));

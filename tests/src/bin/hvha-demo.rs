@@ -312,8 +312,9 @@ log = "info"
             let config = self.lab.write(
                 &format!("vmmd{agent}.toml"),
                 &format!(
-                    "vm_uuid = \"{}\"\ninterfaces = [\"ha1\"]\nlog = \"info\"\n",
-                    vm_uuid_text(agent)
+                    "vm_uuid = \"{}\"\ninterfaces = [\"ha1\"]\nlog = \"info\"\n{}",
+                    vm_uuid_text(agent),
+                    hvha_e2e::vmmd_ame_section(&self.lab.dir, &format!("vmmd{agent}"))
                 ),
             );
             let config = config.display().to_string();
