@@ -463,11 +463,7 @@ impl Service {
             }
             (Some(reason), _) => run.detail = reason.clone(),
             (None, State::Normal) => run.detail.clear(),
-            (None, State::ToStop | State::ToStart | State::Failing) => {
-                if !run.last_failure.is_empty() && run.detail.is_empty() {
-                    run.detail = run.last_failure.clone();
-                }
-            }
+            // The failure or command that caused the change has set the detail.
             (None, _) => {}
         }
         let app = config.name.as_str();

@@ -130,6 +130,18 @@ fn a_dead_application_is_restarted_then_declared_failed() {
             AppState::Failure,
         ]
     );
+    let to_stop: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, a)| a[0].state == AppState::ToStop)
+        .map(|(_, a)| a[0].detail.clone())
+        .collect();
+    assert_eq!(
+        to_stop,
+        ["lost after first success: monitor script: exit status 1: not up"],
+        "why it is being restarted"
+    );
     let web = &apps[0];
     assert_eq!((web.restarts, web.max_restart), (1, 1));
     // The restart's start script succeeded but the application never answered after
@@ -496,4 +508,85 @@ fn shutdown_kills_running_scripts() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+/// A measurement harness, not a test: the AME's cost with 16 applications TCP-probed
+/// every second (the process's CPU time, listener included, and its RSS).
+/// `cargo test -p agent measure_ -- --ignored --nocapture`; `HVHA_AME_PERF_SECS`
+/// sets the length (default 60 s).
+#[test]
+#[ignore = "measurement harness, run by hand"]
+fn measure_sixteen_tcp_probes_every_second() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    let d = dir();
+    let base = scripted(d.path(), "x");
+    let apps = (0..16)
+        .map(|i| {
+            let mut p = ProbeConfig::new(ProbeKind::Tcp);
+            p.server = "127.0.0.1".into();
+            p.port = port;
+            p.interval = S;
+            p.timeout = S;
+            AppConfig::probed(
+                format!("app{i}"),
+                p,
+                base.start_script.clone(),
+                base.stop_script.clone(),
+            )
+        })
+        .collect();
+    let ame = spawn(AmeConfig {
+        apps,
+        dependencies: vec![],
+    });
+    let h = ame.handle();
+    wait_for(&h, "all NORMAL", |a| {
+        a.iter().all(|x| x.state == AppState::Normal)
+    });
+    let cpu = || {
+        let stat = fs::read_to_string("/proc/self/stat").unwrap();
+        let f: Vec<u64> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        f[0] + f[1]
+    };
+    let rss = || {
+        fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("VmRSS"))
+            .unwrap()
+            .to_owned()
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    eprintln!("rss at start {}", rss());
+    let secs = std::env::var("HVHA_AME_PERF_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let (c0, t0) = (cpu(), Instant::now());
+    std::thread::sleep(Duration::from_secs(secs));
+    let (c1, el) = (cpu(), t0.elapsed());
+    // Clock ticks are 1/100 s (USER_HZ).
+    let pct = (c1 - c0) as f64 / el.as_secs_f64();
+    eprintln!(
+        "16 tcp probes/s: {} ticks in {:?} = {pct:.3} % of a core; gen {}",
+        c1 - c0,
+        el,
+        h.status().0
+    );
+    eprintln!("rss at end {}", rss());
+    assert!(h.status().1.iter().all(|x| x.state == AppState::Normal));
 }
