@@ -54,6 +54,17 @@ pub trait ReportSource: Send {
     fn set_on_change(&self, f: Box<dyn Fn() + Send + Sync>);
 }
 
+/// The AME's handle: its status and its change callback are the report's.
+impl ReportSource for crate::ame::service::AmeHandle {
+    fn status(&self) -> (u64, Vec<AppStatus>) {
+        crate::ame::service::AmeHandle::status(self)
+    }
+
+    fn set_on_change(&self, f: Box<dyn Fn() + Send + Sync>) {
+        crate::ame::service::AmeHandle::set_on_change(self, f);
+    }
+}
+
 /// The report of an agent that watches no application: generation 1, empty. Still
 /// rung once and confirmed, so that the control plane knows the VM has none.
 #[derive(Debug, Clone, Copy, Default)]
@@ -640,6 +651,17 @@ mod tests {
         r.heartbeat_started(at(50), a, HB);
         assert!(rings(&mut r, at(89)).is_empty());
         assert_eq!(rings(&mut r, at(90)), [(a, DBELL_REPORT)]);
+    }
+
+    #[test]
+    fn the_ame_handle_is_a_report_source() {
+        let ame = crate::ame::service::Ame::spawn(crate::ame::config::AmeConfig::default())
+            .unwrap();
+        let source: Box<dyn ReportSource> = Box::new(ame.handle());
+        source.set_on_change(Box::new(|| {}));
+        assert_eq!(source.status(), ame.handle().status());
+        assert_eq!(source.status().0, 1, "the AME's first generation");
+        ame.shutdown();
     }
 
     #[test]
