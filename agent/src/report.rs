@@ -655,8 +655,8 @@ mod tests {
 
     #[test]
     fn the_ame_handle_is_a_report_source() {
-        let ame = crate::ame::service::Ame::spawn(crate::ame::config::AmeConfig::default())
-            .unwrap();
+        let ame =
+            crate::ame::service::Ame::spawn(crate::ame::config::AmeConfig::default()).unwrap();
         let source: Box<dyn ReportSource> = Box::new(ame.handle());
         source.set_on_change(Box::new(|| {}));
         assert_eq!(source.status(), ame.handle().status());
