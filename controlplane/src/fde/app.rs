@@ -352,8 +352,17 @@ impl Fde {
             report.generation,
             report.apps.len()
         );
+        let critical_failed: Vec<String> = report
+            .apps
+            .iter()
+            .filter(|a| a.critical && a.state == AppState::Failure)
+            .map(|a| a.name.clone())
+            .collect();
+        // A report with a critical FAILURE is confirmed only once the ladder has decided
+        // (below): while a restart it decided has not begun, the agent must keep ringing.
+        let confirm_now = critical_failed.is_empty().then_some(&fetch.hm);
         let handled =
-            store.app_fetch_handle(fetch.id, Some(&report), Some(&fetch.hm), &note, now_ms)?;
+            store.app_fetch_handle(fetch.id, Some(&report), confirm_now, &note, now_ms)?;
         let (stored, confirm) = match handled {
             AppFetchHandled::AlreadyHandled => return Ok(()),
             AppFetchHandled::Done { stored, confirm } => (stored, confirm),
@@ -374,12 +383,6 @@ impl Fde {
                 return Ok(());
             }
             Some(AppStored::Stored { changes, .. }) => {
-                let critical_failed: Vec<String> = report
-                    .apps
-                    .iter()
-                    .filter(|a| a.critical && a.state == AppState::Failure)
-                    .map(|a| a.name.clone())
-                    .collect();
                 self.decide(
                     now_ms,
                     subject.clone(),
@@ -401,16 +404,7 @@ impl Fde {
                     self.app_change_event(now_ms, &row, &name, c, report.generation);
                 }
                 if let Some(id) = confirm {
-                    if self.app_confirming.len() >= CONFIRMS_WATCHED {
-                        self.app_confirming.remove(0);
-                    }
-                    self.app_confirming.push(Confirming {
-                        id,
-                        vm: fetch.vm,
-                        name: name.clone(),
-                        generation: report.generation,
-                        hm: fetch.hm,
-                    });
+                    self.watch_confirm(id, &fetch, &name, report.generation);
                 }
                 if !critical_failed.is_empty() {
                     let evidence_ms = fetch.done_ms.unwrap_or(now_ms);
@@ -425,7 +419,7 @@ impl Fde {
                         )?,
                         None => self.decide(
                             now_ms,
-                            subject,
+                            subject.clone(),
                             Verdict::NoAction,
                             format!(
                                 "critical application(s) {} of VM {name} in FAILURE, but the \
@@ -434,11 +428,59 @@ impl Fde {
                             ),
                         ),
                     }
+                    if self.jobs.iter().any(|j| j.vm.uuid == fetch.vm) {
+                        // Decided, not begun (placement pending): the restart is in this
+                        // engine's memory only. Unconfirmed, the agent rings again in
+                        // 10 s, so a controller that stops now leaves the failure to be
+                        // learned again by the next one.
+                        self.decide(
+                            now_ms,
+                            subject,
+                            Verdict::AppReport,
+                            format!(
+                                "application report generation {} of VM {name} not confirmed \
+                                 yet: the restart decided for its critical application(s) \
+                                 has not begun; the agent keeps ringing",
+                                report.generation
+                            ),
+                        );
+                    } else if let Some(id) = store.app_confirm_request(
+                        &fetch.hm,
+                        &fetch.vm,
+                        report.generation,
+                        now_ms,
+                    )? {
+                        self.decide(
+                            now_ms,
+                            subject,
+                            Verdict::AppReport,
+                            format!(
+                                "CONFIRM_APP_REPORT {id} (generation {}) of VM {name} queued \
+                                 for monitor {}",
+                                report.generation, fetch.hm
+                            ),
+                        );
+                        self.watch_confirm(id, &fetch, &name, report.generation);
+                    }
                 }
             }
             None => {}
         }
         Ok(())
+    }
+
+    /// Log confirmation `id`'s outcome when its monitor completes it.
+    fn watch_confirm(&mut self, id: i64, fetch: &AppFetch, name: &str, generation: u64) {
+        if self.app_confirming.len() >= CONFIRMS_WATCHED {
+            self.app_confirming.remove(0);
+        }
+        self.app_confirming.push(Confirming {
+            id,
+            vm: fetch.vm,
+            name: name.to_owned(),
+            generation,
+            hm: fetch.hm,
+        });
     }
 
     /// The event for one application whose row changed state (or appeared, or went).

@@ -224,6 +224,18 @@ pub trait HealthStore: Ledger {
         let _ = (hm, vm, at);
         Ok(None)
     }
+    /// Queue `CONFIRM_APP_REPORT` of report generation `generation` for monitor `hm`;
+    /// its id, or `None` when the store keeps no application reports.
+    fn app_confirm_request(
+        &mut self,
+        hm: &Uuid,
+        vm: &Uuid,
+        generation: u64,
+        at: i64,
+    ) -> hsdb::Result<Option<i64>> {
+        let _ = (hm, vm, generation, at);
+        Ok(None)
+    }
     /// Complete an open fetch the monitor never carried out, with `why`; false if it was
     /// completed meanwhile.
     fn app_fetch_give_up(&mut self, id: i64, why: &str, at: i64) -> hsdb::Result<bool> {

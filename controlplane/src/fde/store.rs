@@ -320,6 +320,18 @@ impl HealthStore for Hsdb {
         Hsdb::enqueue_command(self, hm, CommandKind::FetchAppReport, vm, at).map(Some)
     }
 
+    fn app_confirm_request(
+        &mut self,
+        hm: &Uuid,
+        vm: &Uuid,
+        generation: u64,
+        at: i64,
+    ) -> hsdb::Result<Option<i64>> {
+        let arg = generation.to_string();
+        self.enqueue_command_arg(hm, CommandKind::ConfirmAppReport, vm, Some(&arg), at)
+            .map(Some)
+    }
+
     fn app_fetch_give_up(&mut self, id: i64, why: &str, at: i64) -> hsdb::Result<bool> {
         self.complete_command(id, why, at)
     }
@@ -512,6 +524,15 @@ impl HealthStore for LosingAcks<'_> {
     }
     fn app_fetch_request(&mut self, hm: &Uuid, vm: &Uuid, at: i64) -> hsdb::Result<Option<i64>> {
         self.store.app_fetch_request(hm, vm, at)
+    }
+    fn app_confirm_request(
+        &mut self,
+        hm: &Uuid,
+        vm: &Uuid,
+        generation: u64,
+        at: i64,
+    ) -> hsdb::Result<Option<i64>> {
+        self.store.app_confirm_request(hm, vm, generation, at)
     }
     fn app_fetch_give_up(&mut self, id: i64, why: &str, at: i64) -> hsdb::Result<bool> {
         self.store.app_fetch_give_up(id, why, at)

@@ -8,7 +8,8 @@
 use hsdb::{CommandKind, HostId, Hsdb, RelocationKind, Transition};
 use hvha_appreport::{AppReport, AppState, AppStatus};
 
-use super::on_hsdb::{hsdb_group, managed_vm};
+use super::maintenance::empty_hsdb;
+use super::on_hsdb::{managed_vm, populate_group};
 use super::{FakePlatform, T0, hm, uuid};
 use crate::fde::{DBELL_APP_CRITICAL_FAILURE, DBELL_REPORT, Fde, Verdict};
 use crate::params::GroupParams;
@@ -109,8 +110,14 @@ fn app(name: &str, state: AppState, critical: bool) -> AppStatus {
 
 impl Lab {
     fn new(apps: Vec<AppStatus>) -> Lab {
+        Lab::on(None, apps).unwrap()
+    }
+
+    /// On SQLite, or on a fresh PostgreSQL database when `pg` names the test (`None`
+    /// when this machine has no PostgreSQL outside CI: the test is skipped).
+    fn on(pg: Option<&str>, apps: Vec<AppStatus>) -> Option<Lab> {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = hsdb_group(&dir, 2);
+        let mut db = populate_group(empty_hsdb(&dir, pg)?, 2);
         managed_vm(&mut db, 1, 1, true);
         let mut platform = FakePlatform::default();
         for id in 1..=2 {
@@ -121,7 +128,7 @@ impl Lab {
                 vms: Vec::new(),
             });
         }
-        Lab {
+        Some(Lab {
             _dir: dir,
             db,
             fde: Fde::new(params()),
@@ -130,7 +137,7 @@ impl Lab {
             now: T0,
             hold_until: 0,
             calls_seen: 0,
-        }
+        })
     }
 
     /// The agent rings every monitor of its host while its report is unconfirmed: at
@@ -298,10 +305,24 @@ impl Lab {
 /// an application deleted, one failing (not critical: notified only).
 #[test]
 fn test_doorbell_fetch_store_confirm() {
-    let mut lab = Lab::new(vec![
-        app("web", AppState::Normal, true),
-        app("batch", AppState::Normal, false),
-    ]);
+    doorbell_fetch_store_confirm(None);
+}
+
+#[test]
+fn test_doorbell_fetch_store_confirm_on_postgres() {
+    doorbell_fetch_store_confirm(Some("fde_app_doorbell_fetch_store_confirm"));
+}
+
+fn doorbell_fetch_store_confirm(pg: Option<&str>) {
+    let Some(mut lab) = Lab::on(
+        pg,
+        vec![
+            app("web", AppState::Normal, true),
+            app("batch", AppState::Normal, false),
+        ],
+    ) else {
+        return;
+    };
     lab.run_until(T0 + 8 * S);
     // Fetched through a monitor of its host, stored, confirmed.
     let fetches = lab.commands(CommandKind::FetchAppReport);
@@ -461,7 +482,20 @@ fn test_failed_fetch_is_logged_and_retried_at_the_next_doorbell() {
 /// reports its applications NORMAL.
 #[test]
 fn test_critical_failure_escalates_once_despite_rerung_doorbells() {
-    let mut lab = Lab::new(vec![app("web", AppState::Normal, true)]);
+    critical_failure_escalates_once_despite_rerung_doorbells(None);
+}
+
+#[test]
+fn test_critical_failure_escalates_once_despite_rerung_doorbells_on_postgres() {
+    critical_failure_escalates_once_despite_rerung_doorbells(Some(
+        "fde_app_critical_failure_escalates_once",
+    ));
+}
+
+fn critical_failure_escalates_once_despite_rerung_doorbells(pg: Option<&str>) {
+    let Some(mut lab) = Lab::on(pg, vec![app("web", AppState::Normal, true)]) else {
+        return;
+    };
     lab.run_until(T0 + 8 * S);
     assert_eq!(lab.states(), [("web".to_owned(), AppState::Normal)]);
     let mut web = app("web", AppState::Failure, true);
@@ -622,7 +656,20 @@ fn test_critical_failure_learned_from_the_report_escalates_once() {
 /// is fetched twice.
 #[test]
 fn test_controller_restarted_mid_cycle_finishes_the_cycle() {
-    let mut lab = Lab::new(vec![app("web", AppState::Failing, false)]);
+    controller_restarted_mid_cycle_finishes_the_cycle(None);
+}
+
+#[test]
+fn test_controller_restarted_mid_cycle_finishes_the_cycle_on_postgres() {
+    controller_restarted_mid_cycle_finishes_the_cycle(Some(
+        "fde_app_controller_restarted_mid_cycle",
+    ));
+}
+
+fn controller_restarted_mid_cycle_finishes_the_cycle(pg: Option<&str>) {
+    let Some(mut lab) = Lab::on(pg, vec![app("web", AppState::Failing, false)]) else {
+        return;
+    };
     lab.hold_until = T0 + 12 * S;
     lab.run_until(T0 + 5 * S);
     assert_eq!(lab.commands(CommandKind::FetchAppReport).len(), 1);
@@ -636,4 +683,83 @@ fn test_controller_restarted_mid_cycle_finishes_the_cycle() {
     assert_eq!(lab.commands(CommandKind::FetchAppReport).len(), 1);
     assert_eq!(lab.commands(CommandKind::ConfirmAppReport).len(), 1);
     assert_eq!(lab.count("APP_STATE_WARNING"), 1);
+}
+
+/// A report with a critical FAILURE is not confirmed while the restart decided for it
+/// has not begun (here: no target can be planned, the platform does not answer). The
+/// controller then stops: unconfirmed, the agent rings again, and the next controller
+/// restarts the VM — the failure is not lost with the first controller's memory.
+#[test]
+fn test_report_of_a_failure_not_yet_acted_on_is_not_confirmed() {
+    let mut lab = Lab::new(vec![app("db", AppState::Failure, true)]);
+    lab.platform.hosts_fail = true;
+    lab.run_until(T0 + 6 * S);
+    assert_eq!(lab.states(), [("db".to_owned(), AppState::Failure)]);
+    assert!(lab.commands(CommandKind::ConfirmAppReport).is_empty());
+    let log = lab.decisions(Verdict::AppReport);
+    assert!(
+        log.iter().any(|r| r.contains(
+            "application report generation 1 of VM vm1 not confirmed yet: the restart decided \
+             for its critical application(s) has not begun"
+        )),
+        "{log:#?}"
+    );
+    assert!(lab.db.relocations(Some(&uuid(1)), 10).unwrap().is_empty());
+    // A new controller; the platform answers again.
+    lab.fde = Fde::new(params());
+    lab.platform.hosts_fail = false;
+    lab.run_until(T0 + 40 * S);
+    let critical = lab
+        .agent
+        .rings
+        .iter()
+        .filter(|(_, v)| v & DBELL_APP_CRITICAL_FAILURE != 0)
+        .count();
+    assert_eq!(critical, 2, "rang again: {:?}", lab.agent.rings);
+    let rows = lab.db.relocations(Some(&uuid(1)), 10).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].kind, RelocationKind::Restart);
+    // The restarted VM's agent reported, and was confirmed.
+    assert_eq!(lab.states(), [("db".to_owned(), AppState::Normal)]);
+    assert_eq!(lab.agent.confirmed, 1);
+}
+
+/// Only the leader handles reports: an engine whose connection is fenced by a term
+/// that is over writes nothing (the fetch stays unhandled, nothing is stored or
+/// confirmed); the leader's engine then handles it.
+#[test]
+fn test_a_fenced_controller_handles_no_report() {
+    let mut lab = Lab::new(vec![app("web", AppState::Normal, false)]);
+    lab.hold_until = T0 + 4 * S;
+    lab.run_until(T0 + 4 * S);
+    assert_eq!(lab.commands(CommandKind::FetchAppReport).len(), 1);
+    lab.monitors_turn();
+    let fetch = &lab.commands(CommandKind::FetchAppReport)[0];
+    assert!(fetch.done_ms.is_some() && fetch.arg.is_none());
+    // A term that is not in the lease table: every write of this engine is refused.
+    lab.db.set_fence(Some(hsdb::Fence {
+        host_group: "hg".into(),
+        holder: "ctl-old".into(),
+        token: 41,
+        check: None,
+    }));
+    let mut fenced = Fde::new(params());
+    for _ in 0..4 {
+        let err = fenced.tick(lab.now, &mut lab.db, &mut lab.platform);
+        assert!(
+            matches!(
+                err,
+                Err(crate::fde::FdeError::Store(hsdb::Error::Fenced { .. }))
+            ),
+            "{err:?}"
+        );
+        lab.now += S;
+    }
+    assert!(lab.states().is_empty());
+    assert!(lab.commands(CommandKind::ConfirmAppReport).is_empty());
+    assert!(lab.commands(CommandKind::FetchAppReport)[0].arg.is_none());
+    lab.db.set_fence(None);
+    lab.run_until(lab.now + 3 * S);
+    assert_eq!(lab.states(), [("web".to_owned(), AppState::Normal)]);
+    assert_eq!(lab.commands(CommandKind::ConfirmAppReport).len(), 1);
 }
