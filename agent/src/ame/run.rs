@@ -14,7 +14,9 @@
 //! and the script is reaped. When a monitor or stop script ends, whatever it left
 //! running in its group is killed (a monitor must not leave anything behind); a start
 //! script's group is left alone when it ends in time, because starting a daemon is its
-//! job. Processes that leave the group (`setsid`, `setpgid`) escape this clean-up.
+//! job (a daemon that keeps the pipe open gets a thread that drains it, so it never
+//! meets a closed pipe). Processes that leave the group (`setsid`, `setpgid`) escape
+//! this clean-up.
 //!
 //! Before running, the file is checked: it must exist, be a regular file, be
 //! executable, be owned by root or the agent's user and be writable by neither group
@@ -413,8 +415,13 @@ pub fn run(req: &ScriptRun<'_>) -> Result<Finished, Unusable> {
             wait_events(&mut pipes, None, until - now, &mut scratch, &mut tail);
         }
     } else {
-        // The daemon may hold the pipes: take what is there now and close them.
+        // The daemon may hold the pipe: take what is there now, then leave the rest to
+        // a thread that reads and drops it until the daemon closes it, so that the
+        // daemon never writes into a closed pipe (SIGPIPE would kill it).
         wait_events(&mut pipes, None, Duration::ZERO, &mut scratch, &mut tail);
+        for pipe in pipes.drain(..) {
+            drain_in_background(pipe);
+        }
     }
     let outcome = if timed_out {
         Outcome::TimedOut
@@ -494,6 +501,28 @@ fn wait_events(
         keep
     });
     exited
+}
+
+/// Read and drop what a started daemon writes on the start script's pipe, until it
+/// closes it (when it exits, or redirects its output). One blocked thread per such
+/// daemon; none if the start script's children did not keep the pipe.
+fn drain_in_background(mut pipe: Pipe) {
+    let spawned = std::thread::Builder::new()
+        .name("ame-drain".to_owned())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match pipe.0.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+    // Without a thread the pipe is closed: the daemon's next write fails.
+    drop(spawned);
 }
 
 fn signal_group(pid: Pid, sig: Signal) {
@@ -678,21 +707,28 @@ pub(crate) mod tests {
     fn a_start_script_whose_daemon_keeps_the_pipe_open_still_returns() {
         let d = dir();
         let pidfile = d.path().join("d.pid");
-        // The daemon inherits stdout and never closes it.
+        // The daemon inherits stdout, never closes it, and writes to it later.
         let p = script(
             d.path(),
             "start",
-            &format!("sleep 600 &\necho $! > {}\necho started", pidfile.display()),
+            &format!(
+                "(sleep 0.5; echo late; echo later >&2; sleep 600) &\necho $! > {}\necho started",
+                pidfile.display()
+            ),
         );
         let t0 = Instant::now();
         let f = go(&p, Script::Start, 5000).unwrap();
         assert_eq!(f.outcome, Outcome::Ok);
         assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert_eq!(f.output, b"started\n");
         let daemon: u32 = fs::read_to_string(&pidfile)
             .unwrap()
             .trim()
             .parse()
             .unwrap();
+        // Its late writes went into a pipe still read: no SIGPIPE.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!gone(daemon), "the daemon died writing its output");
         signal_group(
             Pid::from_raw(i32::try_from(f.pid).unwrap()).unwrap(),
             Signal::KILL,
