@@ -100,6 +100,7 @@ impl AppConfig {
     }
 
     /// An application monitored by a built-in probe instead of a monitor script.
+    #[cfg(test)]
     pub fn probed(
         name: impl Into<String>,
         probe: ProbeConfig,
@@ -116,11 +117,6 @@ impl AppConfig {
         self.probe
             .as_ref()
             .map_or(self.monitor_period, |p| p.interval)
-    }
-
-    /// `script`, `http`, `smtp` or `tcp`.
-    pub fn monitor_name(&self) -> &'static str {
-        self.probe.as_ref().map_or("script", |p| p.kind.name())
     }
 
     /// Check every attribute; the error names the application, the attribute and the rule.
@@ -627,8 +623,6 @@ mod tests {
         let mut a = AppConfig::probed("web", probe, "/opt/w/start", "/opt/w/stop");
         assert_eq!(a.validate(), Ok(()));
         assert_eq!(a.monitor_interval(), Duration::from_secs(5));
-        assert_eq!(a.monitor_name(), "tcp");
-        assert_eq!(app("x").monitor_name(), "script");
         if let Some(p) = a.probe.as_mut() {
             p.retries = 0;
         }

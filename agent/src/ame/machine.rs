@@ -247,6 +247,7 @@ impl App {
     }
 
     /// Successive failed monitors.
+    #[cfg(test)]
     pub fn monitor_failures(&self) -> u32 {
         self.monitor_failures
     }

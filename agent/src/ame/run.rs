@@ -212,6 +212,7 @@ impl RunningGroups {
     }
 
     /// How many scripts run now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().pids.len()
     }
