@@ -920,6 +920,63 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn random_answers_never_panic_and_fail_unless_valid() {
+        // Deterministic xorshift: 200 answers of 0-300 bytes, some starting like the
+        // protocol, most not.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let prefixes: [&[u8]; 4] = [b"", b"HTTP/1.1 2", b"220", b"220 ok\r\n250"];
+        let answers: Vec<Vec<u8>> = (0..200)
+            .map(|_| {
+                let mut a = prefixes[(next() % 4) as usize].to_vec();
+                let len = (next() % 300) as usize;
+                a.extend((0..len).map(|_| {
+                    let b = (next() & 0xff) as u8;
+                    // Plenty of line ends and digits.
+                    match b % 8 {
+                        0 => b'\n',
+                        1 => b'\r',
+                        2 => b'0' + b % 10,
+                        _ => b,
+                    }
+                }));
+                a
+            })
+            .collect();
+        let queue = Arc::new(std::sync::Mutex::new(answers.clone()));
+        let q = queue.clone();
+        let srv = Server::start(move |mut s: TcpStream| {
+            let answer = q.lock().unwrap().pop().unwrap_or_default();
+            let _ = s.write_all(&answer);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            // Let the client read before the socket closes.
+            std::thread::sleep(Duration::from_millis(2));
+            None
+        });
+        for answer in answers.iter().rev() {
+            let mut c = if answer.starts_with(b"2") {
+                smtp_config(srv.port)
+            } else {
+                http(srv.port, "/")
+            };
+            c.timeout = Duration::from_secs(2);
+            let r = attempt(&c);
+            if let Ok(()) = r {
+                // Only a real status line or a 220 greeting then 250 can pass.
+                assert!(
+                    answer.starts_with(b"HTTP/1.1 2") || answer.starts_with(b"220"),
+                    "{answer:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn smtp_silent_server_times_out() {
         // Accepts and holds the connection without a greeting.
         let srv = Server::start(|s: TcpStream| {
