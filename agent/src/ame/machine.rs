@@ -247,9 +247,18 @@ impl App {
     }
 
     /// Successive failed monitors.
-    #[cfg(test)]
     pub fn monitor_failures(&self) -> u32 {
         self.monitor_failures
+    }
+
+    /// Successive failed stop runs.
+    pub fn stop_failures(&self) -> u32 {
+        self.stop_failures
+    }
+
+    /// Successive failed start runs.
+    pub fn start_failures(&self) -> u32 {
+        self.start_failures
     }
 
     /// Whether monitoring runs.

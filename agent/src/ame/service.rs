@@ -72,9 +72,28 @@ pub enum AmeError {
 
 type OnChange = Arc<dyn Fn() + Send + Sync>;
 
+/// The engine's counters of one application, beyond its [`AppStatus`]: what
+/// `vmmd ctl status` shows as RESULT, FAIL, STOP and START (seed 004 L9477-9481).
+/// Not part of the report: they change on every run and ring no doorbell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCounters {
+    /// The application.
+    pub name: String,
+    /// How the last monitor run ended (a probe run: after its retries); `None`
+    /// before the first.
+    pub last_monitor: Option<Outcome>,
+    /// Successive failed monitor runs (against `monitor_failure_threshold`).
+    pub monitor_failures: u32,
+    /// Successive failed stop runs (against `stop_max_failures`).
+    pub stop_failures: u32,
+    /// Successive failed start runs (against `start_max_failures`).
+    pub start_failures: u32,
+}
+
 struct Shared {
     tx: Sender<Event>,
     status: Mutex<(u64, Vec<AppStatus>)>,
+    counters: Mutex<Vec<AppCounters>>,
     config: Mutex<AmeConfig>,
     on_change: Mutex<Option<OnChange>>,
 }
@@ -131,6 +150,11 @@ impl AmeHandle {
         lock(&self.shared.status).clone()
     }
 
+    /// Every application's counters, as of the last round.
+    pub fn counters(&self) -> Vec<AppCounters> {
+        lock(&self.shared.counters).clone()
+    }
+
     /// Called from the AME thread after each round in which the generation changed.
     pub fn set_on_change(&self, f: Box<dyn Fn() + Send + Sync>) {
         *lock(&self.shared.on_change) = Some(Arc::from(f));
@@ -157,6 +181,7 @@ impl Ame {
         let shared = Arc::new(Shared {
             tx: tx.clone(),
             status: Mutex::new((1, Vec::new())),
+            counters: Mutex::new(Vec::new()),
             config: Mutex::new(config.clone()),
             on_change: Mutex::new(None),
         });
@@ -174,6 +199,7 @@ impl Ame {
         // Generation 1 is the first status, every application UNSET.
         let first = service.statuses();
         lock(&shared.status).1 = first;
+        *lock(&shared.counters) = service.counters();
         let thread = std::thread::Builder::new()
             .name("ame".to_owned())
             .spawn(move || service.run(&rx))?;
@@ -241,6 +267,8 @@ struct AppRun {
     detail: String,
     /// The last failed run, for FAILURE's detail.
     last_failure: String,
+    /// How the last monitor run ended.
+    last_monitor: Option<Outcome>,
     state: State,
 }
 
@@ -255,6 +283,7 @@ impl AppRun {
             since_ms: now_ms(),
             detail: String::new(),
             last_failure: String::new(),
+            last_monitor: None,
             state: State::Unset,
         }
     }
@@ -583,7 +612,10 @@ impl Service {
                     run.detail = failure;
                 }
                 match script {
-                    Script::Monitor => Input::MonitorResult(finished.outcome),
+                    Script::Monitor => {
+                        run.last_monitor = Some(finished.outcome);
+                        Input::MonitorResult(finished.outcome)
+                    }
                     Script::Stop => Input::StopResult(finished.outcome),
                     Script::Start => Input::StartResult(finished.outcome),
                 }
@@ -701,6 +733,7 @@ impl Service {
                 Outcome::Failed
             }
         };
+        run.last_monitor = Some(outcome);
         self.engine.handle(now, app, Input::MonitorResult(outcome));
     }
 
@@ -731,8 +764,26 @@ impl Service {
             .collect()
     }
 
+    fn counters(&self) -> Vec<AppCounters> {
+        self.engine
+            .apps()
+            .iter()
+            .map(|app| AppCounters {
+                name: app.config().name.clone(),
+                last_monitor: self
+                    .apps
+                    .get(&app.config().name)
+                    .and_then(|r| r.last_monitor),
+                monitor_failures: app.monitor_failures(),
+                stop_failures: app.stop_failures(),
+                start_failures: app.start_failures(),
+            })
+            .collect()
+    }
+
     /// A new generation if anything changed, and the callback.
     fn publish(&mut self) {
+        *lock(&self.shared.counters) = self.counters();
         let apps = self.statuses();
         let changed = {
             let mut status = lock(&self.shared.status);

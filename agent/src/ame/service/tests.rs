@@ -144,6 +144,13 @@ fn a_dead_application_is_restarted_then_declared_failed() {
     );
     let web = &apps[0];
     assert_eq!((web.restarts, web.max_restart), (1, 1));
+    let counters = &h.counters()[0];
+    assert_eq!(counters.last_monitor, Some(Outcome::Failed));
+    assert_eq!(
+        (counters.stop_failures, counters.start_failures),
+        (0, 0),
+        "the stop and start scripts succeeded"
+    );
     // The restart's start script succeeded but the application never answered after
     // it: "never came up" counts from the last start.
     assert!(web.critical && web.monitored);
@@ -209,6 +216,10 @@ fn a_monitor_failing_twice_then_recovering_is_not_restarted() {
     );
     assert_eq!(apps[0].restarts, 0);
     assert_eq!(apps[0].detail, "", "NORMAL has no detail");
+    let counters = h.counters();
+    assert_eq!(counters[0].name, "db");
+    assert_eq!(counters[0].last_monitor, Some(Outcome::Ok));
+    assert_eq!(counters[0].monitor_failures, 0);
     assert!(
         !d.path().join("log").exists(),
         "neither stopped nor started"
@@ -589,4 +600,22 @@ fn measure_sixteen_tcp_probes_every_second() {
     );
     eprintln!("rss at end {}", rss());
     assert!(h.status().1.iter().all(|x| x.state == AppState::Normal));
+}
+
+#[test]
+fn a_start_script_that_always_fails_ends_in_failure_with_its_counter() {
+    let d = dir();
+    let mut app = scripted(d.path(), "broken");
+    app.start_script = script(d.path(), "start-fails", "echo port 80 in use >&2\nexit 2");
+    let ame = spawn(one(app));
+    let h = ame.handle();
+    let apps = wait_for(&h, "FAILURE", state_is("broken", AppState::Failure));
+    assert_eq!(
+        apps[0].detail,
+        "cannot start: start_script failed 3 times in a row; last failure: start script: exit status 2: port 80 in use"
+    );
+    let c = &h.counters()[0];
+    assert_eq!((c.start_failures, c.stop_failures), (3, 0));
+    assert_eq!(c.last_monitor, Some(Outcome::Failed), "down at boot");
+    assert_eq!(apps[0].restarts, 0, "a start at boot is no restart");
 }
