@@ -24,7 +24,7 @@
 //! sticky ([`check_script`]). A script that fails the check makes its application
 //! ABNORMAL with a message naming the file and the reason (issue 11).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::PipeReader;
 use std::io::{ErrorKind, Read};
 use std::os::fd::AsFd;
@@ -190,7 +190,8 @@ pub struct RunningGroups {
 
 #[derive(Debug, Default)]
 struct Groups {
-    pids: BTreeSet<i32>,
+    /// Process group → application and script.
+    pids: BTreeMap<i32, (String, Script)>,
     closed: bool,
 }
 
@@ -204,11 +205,28 @@ impl RunningGroups {
     pub fn kill_all(&self) {
         let mut g = self.lock();
         g.closed = true;
-        for &pid in &g.pids {
+        for &pid in g.pids.keys() {
             if let Some(pid) = Pid::from_raw(pid) {
                 signal_group(pid, Signal::KILL);
             }
         }
+    }
+
+    /// SIGKILL the group of `app`'s monitor script if one runs (its application is
+    /// being stopped: its verdict no longer matters); `true` if there was one.
+    pub fn kill_monitor(&self, app: &str) -> bool {
+        let g = self.lock();
+        let mut found = false;
+        for (&pid, (name, script)) in &g.pids {
+            if name == app
+                && *script == Script::Monitor
+                && let Some(pid) = Pid::from_raw(pid)
+            {
+                signal_group(pid, Signal::KILL);
+                found = true;
+            }
+        }
+        found
     }
 
     /// How many scripts run now.
@@ -218,9 +236,10 @@ impl RunningGroups {
     }
 
     /// Register a started script; `false` if the set is closed.
-    fn enter(&self, pid: Pid) -> bool {
+    fn enter(&self, pid: Pid, app: &str, script: Script) -> bool {
         let mut g = self.lock();
-        g.pids.insert(pid.as_raw_nonzero().get());
+        g.pids
+            .insert(pid.as_raw_nonzero().get(), (app.to_owned(), script));
         !g.closed
     }
 
@@ -357,7 +376,7 @@ pub fn run(req: &ScriptRun<'_>) -> Result<Finished, Unusable> {
     drop(writer);
     let pid = Pid::from_child(&child);
     if let Some(groups) = req.groups
-        && !groups.enter(pid)
+        && !groups.enter(pid, req.app, req.script)
     {
         signal_group(pid, Signal::KILL);
     }

@@ -456,6 +456,11 @@ impl Service {
                 },
                 Action::RunStop { timeout } => {
                     self.cancel_probe_run(&app);
+                    // A monitor the stop abandoned (the engine ignores its result)
+                    // must not hold on to the application while it is stopped.
+                    if self.groups.kill_monitor(&app) {
+                        info!(app = %app, "abandoned monitor script killed before the stop");
+                    }
                     self.spawn_script(&config, Script::Stop, timeout);
                 }
                 Action::RunStart { timeout } => {

@@ -619,3 +619,59 @@ fn a_start_script_that_always_fails_ends_in_failure_with_its_counter() {
     assert_eq!(c.last_monitor, Some(Outcome::Failed), "down at boot");
     assert_eq!(apps[0].restarts, 0, "a start at boot is no restart");
 }
+
+#[test]
+fn a_stop_kills_the_monitor_it_abandons() {
+    let d = dir();
+    fs::write(d.path().join("up"), "").unwrap();
+    let pidfile = d.path().join("mon.pid");
+    let mut app = scripted(d.path(), "app1");
+    let up = d.path().join("up");
+    // Healthy at first; then hangs while "hang" exists.
+    app.monitor_script = script(
+        d.path(),
+        "mon-hang",
+        &format!(
+            "if [ -f {hang} ]; then echo $$ > {pid}; exec sleep 600; fi\n[ -f {up} ]",
+            hang = d.path().join("hang").display(),
+            pid = pidfile.display(),
+            up = up.display()
+        ),
+    );
+    app.monitor_timeout = Duration::from_secs(60);
+    app.monitor_period = Duration::from_secs(61);
+    let ame = spawn(one(app));
+    let h = ame.handle();
+    wait_for(&h, "NORMAL", state_is("app1", AppState::Normal));
+    fs::write(d.path().join("hang"), "").unwrap();
+    // Monitor now (an operator Start of a NORMAL application checks it at once).
+    h.command(OperatorCommand::Start(Some("app1".into())))
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while fs::read_to_string(&pidfile).map_or(true, |s| s.trim().is_empty()) {
+        assert!(Instant::now() < until, "the monitor never hung");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid: u32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    h.command(OperatorCommand::Stop(Some("app1".into())))
+        .unwrap();
+    wait_for(&h, "stopped", |a| {
+        a[0].state == AppState::Unset && !a[0].monitored
+    });
+    let stat = PathBuf::from(format!("/proc/{pid}/stat"));
+    let until = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(&stat).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    }) {
+        assert!(
+            Instant::now() < until,
+            "the abandoned monitor {pid} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
