@@ -8,13 +8,11 @@
 //! (the message names the interface or the operation).
 #![forbid(unsafe_code)]
 
-// The runtime wiring (scripts, the ctl socket, the doorbell) comes in the next step of
-// issue 11; until then the engine is exercised by its tests only.
+// The daemon uses all of the engine; an unused helper type in the engine's tests
+// (engine.rs `Run`) is left to its owner.
 #[allow(dead_code)]
 mod ame;
 mod config;
-// The ctl socket and `vmmd ctl` land before their wiring into the daemon.
-#[allow(dead_code)]
 mod ctl;
 mod interfaces;
 mod monitors;
@@ -78,31 +76,35 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Configure and drive the monitored applications of the running vmmd (the seed's
-    /// ksysvmmgr).
-    ///
-    ///   vmmd ctl add app <name> monitor_script=… start_script=… stop_script=… [key=value…]
-    ///   vmmd ctl add app <name> probe=http probe_port=8080 start_script=… stop_script=…
-    ///   vmmd ctl modify app <name> key=value…      vmmd ctl delete app <name>
-    ///   vmmd ctl query app [<name>]                vmmd ctl status [<name>]
-    ///   vmmd ctl suspend|resume|start|stop app [<name>]   (no name: every application)
-    ///   vmmd ctl add|modify|delete dependency dependency_type=start_sequence|stop_sequence|parent_child dependency_list=a,b[,…] [strict=yes|no]
-    ///   vmmd ctl query dependency                  vmmd ctl query vmm
-    ///   vmmd ctl sync                              (read the applications' file again)
-    ///
-    /// Application attributes: monitor_script, start_script, stop_script, monitored,
-    /// monitor_period, monitor_timeout (monitor_period must exceed it),
-    /// monitor_failure_threshold, stop_stabilization_time, stop_max_failures,
-    /// start_stabilization_time, start_max_failures, max_restart, critical (yes|no),
-    /// probe (http|smtp|tcp|none), probe_server, probe_port, probe_interval,
-    /// probe_timeout, probe_retries, probe_retry_wait, probe_method (HEAD|GET),
-    /// probe_uri, probe_version (1.0|1.1), probe_expect_status (100-599|any).
-    ///
-    /// Exit codes: 0 done; 1 the agent could not carry it out (nothing changed);
-    /// 2 bad request; 3 the agent cannot be reached; 4 no such application or
-    /// dependency.
-    #[command(verbatim_doc_comment)]
+    /// ksysvmmgr); `vmmd ctl --help` lists the actions and attributes.
+    #[command(long_about = CTL_HELP)]
     Ctl(ctl::CtlArgs),
 }
+
+/// `vmmd ctl --help`.
+const CTL_HELP: &str = r#"Configure and drive the monitored applications of the running vmmd (the seed's
+ksysvmmgr).
+
+  vmmd ctl add app NAME monitor_script=… start_script=… stop_script=… [key=value…]
+  vmmd ctl add app NAME probe=http probe_port=8080 start_script=… stop_script=…
+  vmmd ctl modify app NAME key=value…        vmmd ctl delete app NAME
+  vmmd ctl query app [NAME]                  vmmd ctl status [NAME]
+  vmmd ctl suspend|resume|start|stop app [NAME]   (no NAME: every application)
+  vmmd ctl add|modify|delete dependency dependency_type=start_sequence|stop_sequence|parent_child dependency_list=a,b[,…] [strict=yes|no]
+  vmmd ctl query dependency                  vmmd ctl query vmm
+  vmmd ctl sync                              (read the applications' file again)
+
+Application attributes: monitor_script, start_script, stop_script, monitored,
+monitor_period, monitor_timeout (monitor_period must exceed it),
+monitor_failure_threshold, stop_stabilization_time, stop_max_failures,
+start_stabilization_time, start_max_failures, max_restart, critical (yes|no),
+probe (http|smtp|tcp|none), probe_server, probe_port, probe_interval,
+probe_timeout, probe_retries, probe_retry_wait, probe_method (HEAD|GET),
+probe_uri, probe_version (1.0|1.1), probe_expect_status (100-599|any).
+
+Exit codes: 0 done; 1 the agent could not carry it out (nothing changed);
+2 bad request; 3 the agent cannot be reached; 4 no such application or
+dependency."#;
 
 const BAD_CONFIG: u8 = 2;
 const RUNTIME_FAILURE: u8 = 1;
@@ -273,9 +275,44 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(RUNTIME_FAILURE);
         }
     }
-    // Until the AME runs in the daemon, the report has no applications.
-    let result =
-        runtime::Agent::new(config, Box::new(report::NoApplications)).and_then(runtime::Agent::run);
+    // Application monitoring: the AME with the stored applications, and the ctl
+    // socket that changes them; both stop after the HVNCP loop has (SIGTERM).
+    let ame = match ame::service::Ame::spawn(apps.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            error!("cannot start application monitoring: {e}");
+            return ExitCode::from(RUNTIME_FAILURE);
+        }
+    };
+    let vmm = ctl::proto::VmmView {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        vm_uuid: config.vm_uuid.to_string(),
+        ostype: config.ostype.clone(),
+        pid: std::process::id(),
+        socket: config.ame.socket.display().to_string(),
+        apps_file: config.ame.apps_file.display().to_string(),
+        apps: 0,
+        max_apps: ame::config::MAX_APPS,
+        dependencies: 0,
+    };
+    let store = ame::store::Store::new(&config.ame.apps_file);
+    let handler = ctl::server::Ctl::new(store, apps, ame.handle(), vmm);
+    let server = match ctl::server::Server::spawn(&config.ame.socket, handler) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            ame.shutdown();
+            return ExitCode::from(if e.kind() == std::io::ErrorKind::InvalidInput {
+                BAD_CONFIG
+            } else {
+                RUNTIME_FAILURE
+            });
+        }
+    };
+    // The runtime rings the doorbell when the AME's report changes (docs/hvncp.md).
+    let result = runtime::Agent::new(config, Box::new(ame.handle())).and_then(runtime::Agent::run);
+    server.shutdown();
+    ame.shutdown();
     match result {
         Ok(report) => {
             info!(

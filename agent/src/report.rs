@@ -66,7 +66,9 @@ impl ReportSource for crate::ame::service::AmeHandle {
 }
 
 /// The report of an agent that watches no application: generation 1, empty. Still
-/// rung once and confirmed, so that the control plane knows the VM has none.
+/// rung once and confirmed, so that the control plane knows the VM has none. (vmmd
+/// always runs the AME, even with no application: this one is for tools and tests.)
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoApplications;
 

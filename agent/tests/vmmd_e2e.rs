@@ -82,7 +82,13 @@ impl Daemon {
         let config = dir.path().join("vmmd.toml");
         std::fs::write(
             &config,
-            format!("vm_uuid = \"{VM_UUID}\"\nrescan_ms = 1000\nlog = \"debug\"\n{extra}"),
+            // A ctl socket and applications' file of its own: tests run side by side.
+            format!(
+                "vm_uuid = \"{VM_UUID}\"\nrescan_ms = 1000\nlog = \"debug\"\n{extra}\n\
+                 [ame]\nsocket = \"{}\"\napps_file = \"{}\"\n",
+                dir.path().join("ctl.sock").display(),
+                dir.path().join("apps.toml").display()
+            ),
         )
         .expect("write config");
         let log = dir.path().join("vmmd.log");

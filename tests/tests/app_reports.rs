@@ -479,7 +479,8 @@ fn doorbell_fetch_confirm_across_a_monitor_restart() {
         .write(
             "vmmd.toml",
             &format!(
-                "vm_uuid = \"{VM}\"\ninterfaces = [\"ha1\"]\nrescan_ms = 1000\nlog = \"info\"\n"
+                "vm_uuid = \"{VM}\"\ninterfaces = [\"ha1\"]\nrescan_ms = 1000\nlog = \"info\"\n{}",
+                hvha_e2e::vmmd_ame_section(&rig.lab.dir, "vmmd")
             ),
         )
         .display()

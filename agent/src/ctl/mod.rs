@@ -17,6 +17,7 @@
 //! `attrs` holds the attributes' table (shared with the applications' file), `proto`
 //! the request and response, `server` the socket inside vmmd, `client` this side.
 
+pub mod ame;
 pub mod attrs;
 pub mod client;
 pub mod proto;

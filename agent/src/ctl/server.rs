@@ -92,6 +92,7 @@ impl<A: AmeControl> Ctl<A> {
     }
 
     /// The configuration as persisted.
+    #[cfg(test)]
     pub fn config(&self) -> &AmeConfig {
         &self.config
     }
@@ -592,6 +593,13 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
         _ => Path::new("."),
     };
     let named = |what: String| io::Error::other(format!("ctl socket {}: {what}", path.display()));
+    // A mistake in the configuration rather than in the machine's state.
+    let misconfigured = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("ctl socket {}: {what}", path.display()),
+        )
+    };
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -607,7 +615,7 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     let meta =
         std::fs::metadata(dir).map_err(|e| named(format!("directory {}: {e}", dir.display())))?;
     if meta.mode() & 0o022 != 0 {
-        return Err(named(format!(
+        return Err(misconfigured(format!(
             "the directory {} (mode {:04o}) may be written by group or others: give the socket a directory of its own (it is created 0700)",
             dir.display(),
             meta.mode() & 0o7777
@@ -621,7 +629,7 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
             std::fs::remove_file(path)
                 .map_err(|e| named(format!("cannot remove the stale socket: {e}")))?;
         }
-        Ok(_) => return Err(named("exists and is not a socket".to_owned())),
+        Ok(_) => return Err(misconfigured("exists and is not a socket".to_owned())),
         Err(_) => {}
     }
     let listener = UnixListener::bind(path).map_err(|e| named(format!("cannot bind: {e}")))?;
