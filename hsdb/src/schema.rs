@@ -88,10 +88,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v9.sql"),
         postgres: include_str!("schema/pg/v9.sql"),
     },
+    Migration {
+        version: 10,
+        name: "index of the application-report fetches the control plane has not handled",
+        sqlite: include_str!("schema/v10.sql"),
+        postgres: include_str!("schema/pg/v10.sql"),
+    },
 ];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Bring the database to [`SCHEMA_VERSION`]; `path` names it in errors (the SQLite
 /// file, or the PostgreSQL target without its password).

@@ -192,7 +192,9 @@ impl DecisionLog {
             | Verdict::AppEscalation => {
                 tracing::warn!(scan, subject = %subject, verdict = verdict.as_str(), "{reason}");
             }
-            Verdict::NoAction | Verdict::Busy | Verdict::Waiting => {
+            // The report cycle's steps: its failures and each application's change are
+            // logged at warn / info where they happen (fde/app.rs).
+            Verdict::NoAction | Verdict::Busy | Verdict::Waiting | Verdict::AppReport => {
                 tracing::debug!(scan, subject = %subject, verdict = verdict.as_str(), "{reason}");
             }
             _ => tracing::info!(scan, subject = %subject, verdict = verdict.as_str(), "{reason}"),

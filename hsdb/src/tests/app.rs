@@ -406,3 +406,27 @@ fn test_two_controllers_handle_a_fetch_once() {
     );
     assert_eq!(f.db.apps(&vm1()).expect("apps").len(), 1);
 }
+
+/// The poll for fetches to handle reads the partial index of v10, not every command
+/// kept (SQLite's plan for the query `app_fetches_done` runs).
+#[test]
+fn test_unhandled_fetches_are_read_through_their_index() {
+    let f = Fixture::new();
+    let raw = f.raw();
+    let sql = format!(
+        "EXPLAIN QUERY PLAN {} ORDER BY c.id LIMIT 64",
+        crate::app::UNHANDLED_FETCHES_SQL
+    );
+    let plan: Vec<String> = raw
+        .prepare(&sql)
+        .expect("prepare")
+        .query_map([], |r| r.get::<_, String>(3))
+        .expect("plan")
+        .collect::<std::result::Result<_, _>>()
+        .expect("rows");
+    assert!(
+        plan.iter()
+            .any(|p| p.contains("hm_command_fetch_unhandled")),
+        "{plan:?}"
+    );
+}

@@ -117,6 +117,11 @@ fn test_open_migrates_empty_file() {
                 9,
                 "application reports: report commands with an argument, app report columns"
                     .to_string()
+            ),
+            (
+                10,
+                "index of the application-report fetches the control plane has not handled"
+                    .to_string()
             )
         ]
     );
