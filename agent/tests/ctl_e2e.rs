@@ -153,6 +153,23 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A TCP listener on 127.0.0.1 inside namespace `ns` that accepts and closes every
+/// connection, for the life of the test; its port.
+fn tcp_listener_in(ns: &str) -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ns = ns.to_owned();
+    std::thread::spawn(move || {
+        dataplane::io::enter_network_namespace(&ns).expect("setns");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        tx.send(listener.local_addr().expect("addr").port())
+            .expect("send");
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    rx.recv_timeout(WAIT).expect("listener port")
+}
+
 fn script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -297,6 +314,46 @@ fn vmmd_ctl_drives_the_real_agent_and_the_configuration_survives_a_restart() {
     lab.wait_status("web", "NORMAL after the restart", |r| {
         r["state"] == "NORMAL"
     });
+
+    // A built-in probe instead of a monitor script: a TCP listener in the agent's
+    // namespace.
+    lab.ns.ip(&["link", "set", "lo", "up"]);
+    let port = tcp_listener_in(lab.ns.name());
+    let out = lab.ok(&[
+        "add",
+        "app",
+        "api",
+        "probe=tcp",
+        &format!("probe_port={port}"),
+        "probe_server=127.0.0.1",
+        "probe_interval=1",
+        "probe_timeout=1",
+        "probe_retries=1",
+        "probe_retry_wait=1",
+        &s,
+        &t,
+    ]);
+    assert_eq!(out, "application api added\n");
+    let row = lab.wait_status("api", "NORMAL by its probe", |r| r["state"] == "NORMAL");
+    assert_eq!(
+        (row["monitor"].as_str(), row["result"].as_str()),
+        (Some("tcp"), Some("NORMAL"))
+    );
+    let query = lab.ok(&["query", "app", "api"]);
+    assert!(
+        query.contains(" probe=tcp\n") && query.contains(&format!(" probe_port={port}\n")),
+        "{query}"
+    );
+    assert!(!query.contains("monitor_script"), "{query}");
+    let out = lab.ctl(&["modify", "app", "api", "probe_uri=/x"]);
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (
+            Some(2),
+            "vmmd ctl: probe_uri=/x is invalid: only for probe=http\n".to_owned()
+        )
+    );
+    lab.ok(&["delete", "app", "api"]);
 
     // Dependencies, then delete.
     let add2 = [
