@@ -269,7 +269,6 @@ struct AppRun {
     last_failure: String,
     /// How the last monitor run ended.
     last_monitor: Option<Outcome>,
-    state: State,
 }
 
 impl AppRun {
@@ -284,7 +283,6 @@ impl AppRun {
             detail: String::new(),
             last_failure: String::new(),
             last_monitor: None,
-            state: State::Unset,
         }
     }
 }
@@ -489,7 +487,6 @@ impl Service {
         let Some(run) = self.apps.get_mut(&config.name) else {
             return;
         };
-        run.state = state;
         run.since_ms = now_ms();
         match (&reason, state) {
             (Some(reason), _) if !run.last_failure.is_empty() && state == State::Failure => {
