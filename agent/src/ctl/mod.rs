@@ -87,6 +87,20 @@ pub fn request(action: Action, words: &[String]) -> Result<Request, String> {
         }
         _ => None,
     };
+    // An action on every application must say `app`: a bare `vmmd ctl stop` is more
+    // likely a slip than an intent to stop them all.
+    if class.is_none()
+        && rest.is_empty()
+        && matches!(
+            action,
+            Action::Suspend | Action::Resume | Action::Start | Action::Stop
+        )
+    {
+        return Err(format!(
+            "{0} what? give app NAME, or app alone for every application (vmmd ctl {0} app)",
+            action.as_str()
+        ));
+    }
     let name = match rest.first() {
         Some(w) if !w.contains('=') => {
             rest = &rest[1..];
@@ -364,6 +378,11 @@ mod tests {
                 "\"application?\" is not a class",
             ),
             (Action::Query, "", "query what? give app, dependency or vmm"),
+            (
+                Action::Stop,
+                "",
+                "stop what? give app NAME, or app alone for every application",
+            ),
             (
                 Action::Add,
                 "app app1 monitor_script=/m",

@@ -1019,7 +1019,7 @@ mod tests {
             (Code::Ok, "application app2: stopped")
         );
         assert!(!store.load().unwrap().apps[0].monitored);
-        let r = ctl.handle(req(Action::Resume, &[]));
+        let r = ctl.handle(req(Action::Resume, &["app"]));
         assert_eq!(r.message, "every application: monitoring resumed");
         assert!(store.load().unwrap().apps[0].monitored);
         let r = ctl.handle(req(Action::Suspend, &["ghost"]));
