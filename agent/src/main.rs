@@ -8,9 +8,6 @@
 //! (the message names the interface or the operation).
 #![forbid(unsafe_code)]
 
-// The daemon uses all of the engine; an unused helper type in the engine's tests
-// (engine.rs `Run`) is left to its owner.
-#[allow(dead_code)]
 mod ame;
 mod config;
 mod ctl;

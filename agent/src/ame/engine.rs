@@ -239,14 +239,6 @@ mod tests {
         now: Instant,
     }
 
-    /// The runtime's view: which scripts it was asked to run, in order.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Run<'a> {
-        Monitor(&'a str),
-        Stop(&'a str),
-        Start(&'a str),
-    }
-
     impl Rig {
         fn new(apps: &[&str], deps: Vec<Dependency>) -> Self {
             let config = AmeConfig {
