@@ -199,6 +199,7 @@ pub fn render(response: &Response, json: bool) -> String {
                 for (k, v) in &app.attributes {
                     let _ = writeln!(out, " {k}={v}");
                 }
+                let _ = writeln!(out, " nooftimes_restarted={}", app.restarts);
                 let _ = writeln!(out, " status={}", app.status);
             }
             if apps.is_empty() {
@@ -250,7 +251,7 @@ fn json_of(data: &Data) -> String {
         Data::Apps(apps) => serde_json::Value::Array(
             apps.iter()
                 .map(|a| {
-                    serde_json::json!({"name": a.name, "attributes": pairs(&a.attributes), "status": a.status})
+                    serde_json::json!({"name": a.name, "attributes": pairs(&a.attributes), "nooftimes_restarted": a.restarts, "status": a.status})
                 })
                 .collect(),
         ),

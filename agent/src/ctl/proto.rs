@@ -186,6 +186,8 @@ pub struct AppView {
     pub name: String,
     /// Every attribute with its value, in the order shown.
     pub attributes: Vec<(String, String)>,
+    /// Restart cycles counted now (the seed's read-only `nooftimes_restarted`).
+    pub restarts: u32,
     /// State and colour, e.g. `NORMAL (GREEN)`.
     pub status: String,
 }

@@ -342,6 +342,10 @@ impl<A: AmeControl> Ctl<A> {
                     .into_iter()
                     .map(|(k, v)| (k.to_owned(), v.to_string()))
                     .collect(),
+                restarts: status
+                    .iter()
+                    .find(|s| s.name == a.name)
+                    .map_or(0, |s| s.restart.cur),
                 status: status.iter().find(|s| s.name == a.name).map_or_else(
                     || "UNKNOWN".to_owned(),
                     |s| format!("{} ({})", s.state, s.colour),
@@ -1125,6 +1129,12 @@ mod tests {
         assert_eq!(apps[0].status, "NORMAL (GREEN)");
         let text = crate::ctl::render(&r, false);
         assert!(text.starts_with("Application name=app1\n monitored=yes\n monitor_script=/a/mon\n monitor_period=30\n monitor_timeout=10\n"), "{text}");
+        assert!(
+            text.ends_with(
+                " critical=no\n probe=none\n nooftimes_restarted=0\n status=NORMAL (GREEN)\n"
+            ),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::from_str(&crate::ctl::render(&r, true)).unwrap();
         assert_eq!(json[0]["attributes"]["monitor_failure_threshold"], "5");
         let r = ctl.handle(req(Action::Status, &[]));
