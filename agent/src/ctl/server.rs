@@ -1175,6 +1175,78 @@ mod tests {
         assert_eq!(ctl.handle(bad).message, "add is not an action on vmm");
     }
 
+    /// Random request lines (bytes, then JSON-shaped ones with random words) never
+    /// panic the handler, and every answer is one of the four codes with a message.
+    #[test]
+    fn random_requests_get_an_answer_and_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ctl, _) = ctl(dir.path());
+        assert_eq!(ctl.handle(req(Action::Add, ADD)).code, Code::Ok);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let words = [
+            "app",
+            "app1",
+            "dependency",
+            "vmm",
+            "=",
+            "monitor_period=",
+            "monitor_period=5",
+            "critical=yes",
+            "probe=http",
+            "probe_port=0",
+            "dependency_type=parent_child",
+            "dependency_list=app1,app1",
+            "strict=no",
+            "\u{0}",
+            "é=é",
+            "a=b=c",
+        ];
+        let actions = [
+            "add", "modify", "delete", "query", "status", "suspend", "resume", "start", "stop",
+            "sync",
+        ];
+        let mut answered = 0;
+        for round in 0..3000 {
+            let line: Vec<u8> = if round % 2 == 0 {
+                let len = usize::try_from(next() % 200).unwrap();
+                (0..len).map(|_| next().to_le_bytes()[0]).collect()
+            } else {
+                let pick = |n: u64, of: usize| usize::try_from(n).unwrap() % of;
+                let attrs: Vec<&str> = (0..next() % 4)
+                    .map(|_| words[pick(next(), words.len())])
+                    .collect();
+                let class = ["\"app\"", "\"dependency\"", "\"vmm\"", "null"][pick(next(), 4)];
+                let name = ["\"app1\"", "null", "\"zz\"", "\"\""][pick(next(), 4)];
+                format!(
+                    r#"{{"v":1,"action":"{}","class":{class},"name":{name},"attrs":{}}}"#,
+                    actions[pick(next(), actions.len())],
+                    serde_json::to_string(&attrs).unwrap()
+                )
+                .into_bytes()
+            };
+            if let Ok(request) = serde_json::from_slice::<Request>(&line) {
+                let r = ctl.handle(request);
+                assert!(!r.message.is_empty() || r.data.is_some(), "{r:?}");
+                answered += 1;
+            }
+        }
+        assert!(
+            answered > 1000,
+            "most JSON-shaped requests parse: {answered}"
+        );
+        // Whatever they did, the file still reads back as what the handler holds.
+        assert_eq!(
+            Store::new(dir.path().join("apps.toml")).load().unwrap(),
+            *ctl.config()
+        );
+    }
+
     /// A real server on a socket in a private temporary directory.
     fn server(dir: &Path) -> (Server, PathBuf) {
         let (ctl, _) = ctl(dir);
