@@ -616,7 +616,8 @@ impl Service {
                 match script {
                     Script::Monitor => {
                         run.last_monitor = Some(finished.outcome);
-                        Input::MonitorResult(finished.outcome)
+                        self.monitor_verdict(now, app, finished.outcome);
+                        return;
                     }
                     Script::Stop => Input::StopResult(finished.outcome),
                     Script::Start => Input::StartResult(finished.outcome),
@@ -736,7 +737,43 @@ impl Service {
             }
         };
         run.last_monitor = Some(outcome);
+        self.monitor_verdict(now, app, outcome);
+    }
+
+    /// Hand a monitor run's outcome to the engine and log what it decided, and why.
+    fn monitor_verdict(&mut self, now: Instant, app: &str, outcome: Outcome) {
+        let before = self.engine.app(app).map(|a| a.state());
         self.engine.handle(now, app, Input::MonitorResult(outcome));
+        if outcome == Outcome::Ok {
+            return;
+        }
+        let Some(a) = self.engine.app(app) else {
+            return;
+        };
+        let c = a.config();
+        let (threshold, restarts, max_restart) =
+            (c.monitor_failure_threshold, a.restarts(), c.max_restart);
+        match (before, a.state()) {
+            (_, State::Failing) => info!(
+                app,
+                "monitor failed {} of {threshold} times in a row: restart at {threshold}",
+                a.monitor_failures()
+            ),
+            (Some(State::Unset), State::ToStart) => info!(
+                app,
+                "down at its first check: starting it (not counted as a restart)"
+            ),
+            (_, State::ToStop) => warn!(
+                app,
+                "monitor failed {threshold} times in a row: restart {} of max_restart {max_restart}",
+                restarts + 1
+            ),
+            (_, State::Failure) => warn!(
+                app,
+                "monitor failed {threshold} times in a row after {restarts} restarts (max_restart {max_restart}): local restart insufficient"
+            ),
+            _ => {}
+        }
     }
 
     fn statuses(&self) -> Vec<AppStatus> {
