@@ -831,6 +831,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn localhost_tries_every_address_it_resolves_to() {
+        // Listening on IPv4 only: "localhost" may resolve to ::1 first, refused, and
+        // the attempt goes on to 127.0.0.1.
+        let srv = Server::start(http_answer(b"HTTP/1.1 200 OK\r\n\r\n"));
+        let mut c = http(srv.port, "/");
+        c.server = "localhost".into();
+        assert_eq!(attempt(&c), Ok(()));
+        let seen = srv.stop();
+        assert!(
+            seen[0].contains(&format!("Host: localhost:{}\r\n", c.port)),
+            "{}",
+            seen[0]
+        );
+    }
+
+    #[test]
     fn tcp_connect_succeeds_while_listening() {
         let srv = Server::start(|_s| None);
         let mut c = http(srv.port, "/");
