@@ -569,3 +569,174 @@ fn doorbell_fetch_confirm_across_a_monitor_restart() {
     );
     rig.lab.stop_cleanly("hmd3");
 }
+
+/// FETCH then CONFIRM, as the control plane does, until a report satisfies `want`
+/// (each report fetched is confirmed, as the control plane confirms what it stored);
+/// the report, or a panic after `within`.
+fn fetch_until(
+    rig: &Rig,
+    within: Duration,
+    logs: &str,
+    want: impl Fn(&AppReport) -> bool,
+) -> AppReport {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let fetch = rig.enqueue(CommandKind::FetchAppReport, VM, None);
+        let result = rig.expect(fetch, "REPORT", Duration::from_secs(20), logs);
+        let report = AppReport::parse(result.as_bytes().get(8..).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("the report parses: {e}\n{result}"));
+        let confirm = rig.enqueue(
+            CommandKind::ConfirmAppReport,
+            VM,
+            Some(&report.generation.to_string()),
+        );
+        assert_eq!(
+            rig.expect(confirm, "CLEARED", Duration::from_secs(20), logs),
+            format!("CLEARED: gen={}", report.generation)
+        );
+        if want(&report) {
+            return report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report as wanted within {within:?}; the last: {report:?}\n{}",
+            rig.logs(logs)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn application_state_change_rings_and_is_reported() {
+    let Some(mut rig) = Rig::new("appstate") else {
+        return;
+    };
+    let dir = rig.lab.dir.clone();
+    let up = dir.join("web.up");
+    std::fs::write(&up, "").expect("the application is up");
+    // The application: up while `web.up` exists; its stop script removes it, its start
+    // script creates it. Real scripts run by the AME as child processes.
+    let script = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = rig.lab.write(name, &format!("#!/bin/sh\n{body}\n"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path.display().to_string()
+    };
+    let up_text = up.display().to_string();
+    let monitor = script("web.mon", &format!("test -e '{up_text}'"));
+    let start = script("web.start", &format!(": > '{up_text}'"));
+    let stop = script("web.stop", &format!("/bin/rm -f '{up_text}'"));
+    rig.start_hmd("hmd");
+    let vm_config = rig
+        .lab
+        .write(
+            "vmmd.toml",
+            &format!(
+                "vm_uuid = \"{VM}\"\ninterfaces = [\"ha1\"]\nrescan_ms = 1000\nlog = \"info\"\n{}",
+                hvha_e2e::vmmd_ame_section(&dir, "vmmd")
+            ),
+        )
+        .display()
+        .to_string();
+    let vm_ns = rig.vm_ns.clone();
+    rig.lab
+        .spawn("vmmd", &vm_ns, "vmmd", &["--config", &vm_config]);
+    let secs = Duration::from_secs;
+    let logs = "hmd,vmmd";
+    assert!(
+        wait_for(secs(20), || rig.detected().then_some(())).is_some(),
+        "vmmd is discovered\n{}",
+        rig.logs(logs)
+    );
+    // The first report: no application yet. Fetched and confirmed: the doorbell is down.
+    assert!(
+        wait_for(secs(10), || rig.doorbell()).is_some(),
+        "the first doorbell\n{}",
+        rig.logs(logs)
+    );
+    let empty = fetch_until(&rig, secs(30), logs, |r| r.apps.is_empty());
+    let (_, before) = rig.doorbell().expect("the doorbell item");
+
+    // The operator adds the application: its state changes (UNSET, then NORMAL once its
+    // monitor succeeded), and the agent rings at once.
+    let socket = dir.join("vmmd.ctl.sock").display().to_string();
+    let ctl = std::process::Command::new(hvha_e2e::binary("vmmd"))
+        .args([
+            "ctl",
+            "--socket",
+            &socket,
+            "add",
+            "app",
+            "web",
+            &format!("monitor_script={monitor}"),
+            &format!("start_script={start}"),
+            &format!("stop_script={stop}"),
+            "monitor_period=2",
+            "monitor_timeout=1",
+            "monitor_failure_threshold=1",
+            "stop_stabilization_time=1",
+            "start_stabilization_time=1",
+        ])
+        .output()
+        .expect("vmmd ctl runs");
+    assert!(
+        ctl.status.success(),
+        "vmmd ctl add app: {}{}",
+        String::from_utf8_lossy(&ctl.stdout),
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+    assert!(
+        wait_for(secs(10), || rig
+            .doorbell()
+            .filter(|(_, at)| *at > before)
+            .map(|_| ()))
+        .is_some(),
+        "adding an application rings the doorbell\n{}",
+        rig.logs(logs)
+    );
+    let normal = fetch_until(&rig, secs(30), logs, |r| {
+        r.apps
+            .iter()
+            .any(|a| a.name == "web" && a.state == AppState::Normal)
+    });
+    assert_eq!(normal.inc, empty.inc, "the same agent process");
+    assert!(normal.generation > empty.generation);
+
+    // The application dies: its monitor fails, the AME stops and starts it again (one
+    // local restart); each change rings, and the report says so.
+    let (_, before) = rig.doorbell().expect("the doorbell item");
+    std::fs::remove_file(&up).expect("the application dies");
+    assert!(
+        wait_for(secs(20), || rig
+            .doorbell()
+            .filter(|(_, at)| *at > before)
+            .map(|_| ()))
+        .is_some(),
+        "the failure rings the doorbell\n{}",
+        rig.logs(logs)
+    );
+    let restarted = fetch_until(&rig, secs(60), logs, |r| {
+        r.apps
+            .iter()
+            .any(|a| a.name == "web" && a.state == AppState::Normal && a.restarts >= 1)
+    });
+    let web = restarted
+        .apps
+        .iter()
+        .find(|a| a.name == "web")
+        .expect("web");
+    assert_eq!((web.monitor, web.critical), (MonitorKind::Script, false));
+    assert!(up.exists(), "the start script ran");
+
+    // Confirmed and steady: the doorbell stays down longer than its 10 s repeat.
+    let (_, last) = rig.doorbell().expect("the doorbell item");
+    std::thread::sleep(secs(12));
+    assert_eq!(
+        rig.doorbell().map(|(_, at)| at),
+        Some(last),
+        "no doorbell once the steady report is confirmed\n{}",
+        rig.logs(logs)
+    );
+    rig.lab.stop_cleanly("vmmd");
+    rig.lab.stop_cleanly("hmd");
+}
