@@ -378,6 +378,11 @@ fn monitor_carries_out_report_commands() {
         });
     let fetch = rig.enqueue(CommandKind::FetchAppReport, VM, None);
     let result = rig.expect(fetch, "REPORT", secs(10), "hmd");
+    eprintln!(
+        "a report of {} bytes in {} PMSG_RSP chunks",
+        body.len(),
+        responses(1, 5, &body).map_or(0, |c| c.len())
+    );
     assert_eq!(
         result.as_bytes().get(8..),
         Some(&body[..]),
