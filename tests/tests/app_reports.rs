@@ -10,10 +10,15 @@
 //!   for a generation the agent never had), bad arguments (BAD_ARG), a VM the monitor
 //!   never knew (NO_SESSION), and PMSG_RSP / CLRDB answering nothing (counted, dropped).
 //! - `doorbell_fetch_confirm_across_a_monitor_restart`: a real `vmmd` rings its first
-//!   doorbell four heartbeat cycles after `START_HB`; a FETCH completes with its report;
-//!   `hmd` is killed and restarted before the CONFIRM: the agent rings the new monitor
-//!   again; `hmd` is killed again, the CONFIRM enqueued while it is down, and carried
-//!   out by the next run once the agent has re-paired: CLEARED, and the doorbell stops.
+//!   doorbell four heartbeat cycles after `START_HB`; an application is added with
+//!   `vmmd ctl`, and FETCHes complete with the report until it shows it NORMAL; `hmd` is
+//!   killed and restarted before the CONFIRM: the agent rings the new monitor again;
+//!   `hmd` is killed again, the CONFIRM enqueued while it is down, and carried out by the
+//!   next run once the agent has re-paired: CLEARED, and the doorbell stops.
+//! - `application_state_change_rings_and_is_reported`: the real AME in `vmmd` with real
+//!   scripts; adding the application, then its failure and local restart, ring the
+//!   doorbell; FETCH / CONFIRM cycles as the control plane runs them carry each state to
+//!   the HSDB, and once the steady report is confirmed the doorbell stays down.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -520,13 +525,37 @@ fn doorbell_fetch_confirm_across_a_monitor_restart() {
         "the first doorbell came {after} ms after the discovery: before four heartbeat cycles"
     );
 
-    // FETCH: the agent's report (no application is configured: generation 1, empty).
+    // FETCH: the agent's report (no application configured yet: generation 1, empty).
     let fetch = rig.enqueue(CommandKind::FetchAppReport, VM, None);
     let result = rig.expect(fetch, "REPORT", secs(10), "hmd1,vmmd");
     let report = AppReport::parse(result.as_bytes().get(8..).unwrap_or_default())
         .unwrap_or_else(|e| panic!("the report parses: {e}\n{result}"));
     assert!(report.inc != 0);
     assert_eq!((report.generation, report.apps.len()), (1, 0));
+
+    // An application is added: its state changes ring; FETCH (not confirmed yet) until
+    // the report shows it NORMAL.
+    add_web_app(&rig);
+    let deadline = std::time::Instant::now() + secs(30);
+    let report = loop {
+        let fetch = rig.enqueue(CommandKind::FetchAppReport, VM, None);
+        let result = rig.expect(fetch, "REPORT", secs(10), "hmd1,vmmd");
+        let report = AppReport::parse(result.as_bytes().get(8..).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("the report parses: {e}\n{result}"));
+        if report
+            .apps
+            .iter()
+            .any(|a| a.name == "web" && a.state == AppState::Normal)
+        {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "web never NORMAL: {report:?}\n{}",
+            rig.logs("hmd1,vmmd")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
 
     // The monitor dies before the CONFIRM: the agent keeps ringing, the new monitor too.
     rig.lab.kill_9("hmd1");
@@ -553,7 +582,7 @@ fn doorbell_fetch_confirm_across_a_monitor_restart() {
     rig.start_hmd("hmd3");
     assert_eq!(
         rig.expect(confirm, "CLEARED", secs(20), "hmd3,vmmd"),
-        "CLEARED: gen=1"
+        format!("CLEARED: gen={}", report.generation)
     );
 
     // The doorbell is down: no ring for longer than its 10 s repeat.
@@ -573,6 +602,54 @@ fn doorbell_fetch_confirm_across_a_monitor_restart() {
         "{log}"
     );
     rig.lab.stop_cleanly("hmd3");
+}
+
+/// Add application `web` to the running agent with `vmmd ctl`: up while `web.up` (in
+/// the lab's directory, created now) exists; its monitor script tests for the file, its
+/// stop script removes it, its start script creates it — real scripts the AME runs as
+/// child processes; monitored every 2 s, one failure stops it, 1 s stabilisations.
+/// Returns the file's path.
+fn add_web_app(rig: &Rig) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = &rig.lab.dir;
+    let up = dir.join("web.up");
+    std::fs::write(&up, "").expect("the application is up");
+    let up_text = up.display().to_string();
+    let script = |name: &str, body: &str| {
+        let path = rig.lab.write(name, &format!("#!/bin/sh\n{body}\n"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path.display().to_string()
+    };
+    let monitor = script("web.mon", &format!("test -e '{up_text}'"));
+    let start = script("web.start", &format!(": > '{up_text}'"));
+    let stop = script("web.stop", &format!("/bin/rm -f '{up_text}'"));
+    let socket = dir.join("vmmd.ctl.sock").display().to_string();
+    let ctl = std::process::Command::new(hvha_e2e::binary("vmmd"))
+        .args([
+            "ctl",
+            "--socket",
+            &socket,
+            "add",
+            "app",
+            "web",
+            &format!("monitor_script={monitor}"),
+            &format!("start_script={start}"),
+            &format!("stop_script={stop}"),
+            "monitor_period=2",
+            "monitor_timeout=1",
+            "monitor_failure_threshold=1",
+            "stop_stabilization_time=1",
+            "start_stabilization_time=1",
+        ])
+        .output()
+        .expect("vmmd ctl runs");
+    assert!(
+        ctl.status.success(),
+        "vmmd ctl add app: {}{}",
+        String::from_utf8_lossy(&ctl.stdout),
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+    up
 }
 
 /// FETCH then CONFIRM, as the control plane does, until a report satisfies `want`
@@ -617,20 +694,6 @@ fn application_state_change_rings_and_is_reported() {
         return;
     };
     let dir = rig.lab.dir.clone();
-    let up = dir.join("web.up");
-    std::fs::write(&up, "").expect("the application is up");
-    // The application: up while `web.up` exists; its stop script removes it, its start
-    // script creates it. Real scripts run by the AME as child processes.
-    let script = |name: &str, body: &str| {
-        use std::os::unix::fs::PermissionsExt as _;
-        let path = rig.lab.write(name, &format!("#!/bin/sh\n{body}\n"));
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        path.display().to_string()
-    };
-    let up_text = up.display().to_string();
-    let monitor = script("web.mon", &format!("test -e '{up_text}'"));
-    let start = script("web.start", &format!(": > '{up_text}'"));
-    let stop = script("web.stop", &format!("/bin/rm -f '{up_text}'"));
     rig.start_hmd("hmd");
     let vm_config = rig
         .lab
@@ -664,32 +727,7 @@ fn application_state_change_rings_and_is_reported() {
 
     // The operator adds the application: its state changes (UNSET, then NORMAL once its
     // monitor succeeded), and the agent rings at once.
-    let socket = dir.join("vmmd.ctl.sock").display().to_string();
-    let ctl = std::process::Command::new(hvha_e2e::binary("vmmd"))
-        .args([
-            "ctl",
-            "--socket",
-            &socket,
-            "add",
-            "app",
-            "web",
-            &format!("monitor_script={monitor}"),
-            &format!("start_script={start}"),
-            &format!("stop_script={stop}"),
-            "monitor_period=2",
-            "monitor_timeout=1",
-            "monitor_failure_threshold=1",
-            "stop_stabilization_time=1",
-            "start_stabilization_time=1",
-        ])
-        .output()
-        .expect("vmmd ctl runs");
-    assert!(
-        ctl.status.success(),
-        "vmmd ctl add app: {}{}",
-        String::from_utf8_lossy(&ctl.stdout),
-        String::from_utf8_lossy(&ctl.stderr)
-    );
+    let up = add_web_app(&rig);
     assert!(
         wait_for(secs(10), || rig
             .doorbell()
