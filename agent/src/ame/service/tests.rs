@@ -186,6 +186,10 @@ fn a_monitor_failing_twice_then_recovering_is_not_restarted() {
         ),
     );
     app.monitor_failure_threshold = 3;
+    // A run killed at its timeout would be a third failure (a restart) and fail the test
+    // for the wrong reason: on a loaded machine a shell script may take over 1 s to start.
+    app.monitor_period = 4 * S;
+    app.monitor_timeout = 3 * S;
     let (_ame, h, seen) = spawn_recorded(one(app));
     wait_for(&h, "the fourth run", |_| {
         fs::read_to_string(&count).unwrap().trim() == "4"
