@@ -607,7 +607,7 @@ fn doorbell_fetch_confirm_across_a_monitor_restart() {
 /// Add application `web` to the running agent with `vmmd ctl`: up while `web.up` (in
 /// the lab's directory, created now) exists; its monitor script tests for the file, its
 /// stop script removes it, its start script creates it — real scripts the AME runs as
-/// child processes; monitored every 2 s, one failure stops it, 1 s stabilisations.
+/// child processes; monitored every 5 s, one failure stops it, 1 s stabilisations.
 /// Returns the file's path.
 fn add_web_app(rig: &Rig) -> PathBuf {
     use std::os::unix::fs::PermissionsExt as _;
@@ -635,8 +635,10 @@ fn add_web_app(rig: &Rig) -> PathBuf {
             &format!("monitor_script={monitor}"),
             &format!("start_script={start}"),
             &format!("stop_script={stop}"),
-            "monitor_period=2",
-            "monitor_timeout=1",
+            // A timeout generous for `test -e` on a loaded machine: a spurious one would
+            // be a state change, and ring.
+            "monitor_period=5",
+            "monitor_timeout=4",
             "monitor_failure_threshold=1",
             "stop_stabilization_time=1",
             "start_stabilization_time=1",
