@@ -8,7 +8,8 @@
 //!   duplicate (REPORT, byte for byte), a report missing its last chunk (TIMEOUT after
 //!   15 s), a body that is no report (BAD_REPORT), confirmations (CLEARED; NOT_CLEARED
 //!   for a generation the agent never had), bad arguments (BAD_ARG), a VM the monitor
-//!   never knew (NO_SESSION), and PMSG_RSP / CLRDB answering nothing (counted, dropped).
+//!   never knew (NO_SESSION), PMSG_RSP / CLRDB answering nothing (counted, dropped), and
+//!   more exchanges at once than the monitor holds (BUSY).
 //! - `doorbell_fetch_confirm_across_a_monitor_restart`: a real `vmmd` rings its first
 //!   doorbell four heartbeat cycles after `START_HB`; an application is added with
 //!   `vmmd ctl`, and FETCHes complete with the report until it shows it NORMAL; `hmd` is
@@ -241,8 +242,10 @@ fn scripted_agent(
                         match Message::parse(&payload) {
                             Ok(Message::PmsgReq { args }) => {
                                 let req = PmsgReq::parse(args).expect("PMSG_REQ args").req;
-                                let answer = s.answers.pop_front().expect("an answer scripted");
-                                out.extend(answer_payloads(req, &answer));
+                                // Unscripted requests go unanswered.
+                                if let Some(answer) = s.answers.pop_front() {
+                                    out.extend(answer_payloads(req, &answer));
+                                }
                             }
                             Ok(Message::Gmsg { args }) => {
                                 let c = Confirm::parse(Confirm::GMSG, args).expect("GMSG args");
@@ -445,6 +448,34 @@ fn monitor_carries_out_report_commands() {
         rig.logs("hmd")
     );
 
+    // 7. At most 256 exchanges at once: with the partial one still waiting, 255 more
+    //    (that the agent leaves unanswered) fill the table, the next is BUSY.
+    let silent: Vec<i64> = {
+        let mut db = rig.db();
+        (0..256)
+            .map(|_| {
+                db.enqueue_command_arg(
+                    &uuid(HM_UUID),
+                    CommandKind::FetchAppReport,
+                    &uuid(VM),
+                    None,
+                    unix_ms(),
+                )
+                .expect("enqueue")
+            })
+            .collect()
+    };
+    let busy = *silent.last().expect("256 ids");
+    let result = rig.expect(busy, "BUSY", secs(10), "hmd");
+    assert!(
+        result.contains("256 report exchanges in progress"),
+        "{result}"
+    );
+    assert!(
+        command(&rig.hsdb, silent[0]).is_some_and(|c| c.done_ms.is_none()),
+        "the first 255 wait for their answers"
+    );
+
     // 1 again: the report missing a chunk timed out, naming what was missing.
     let c = rig.wait_done(partial, secs(30), "hmd");
     let result = c.result.unwrap_or_default();
@@ -458,16 +489,24 @@ fn monitor_carries_out_report_commands() {
         "timed out {took} ms after the enqueue"
     );
 
+    // 7 again: the 255 time out in their turn.
+    for id in &silent[..255] {
+        let c = rig.wait_done(*id, secs(30), "hmd");
+        let result = c.result.unwrap_or_default();
+        assert!(result.starts_with("TIMEOUT: no PMSG_RSP"), "{result}");
+    }
+
     // The monitor says what it did.
     for (name, want) in [
         ("reports_received", 1),
         ("reports_cleared", 1),
         ("reports_not_cleared", 1),
-        ("report_timeouts", 1),
+        ("report_timeouts", 256),
         ("report_bad", 1),
-        ("report_refused", 3),
+        ("report_refused", 4),
         ("report_exchanges_open", 0),
-        ("commands_fetch_app_report", 4),
+        ("report_requests_sent", 258),
+        ("commands_fetch_app_report", 260),
         ("commands_confirm_app_report", 5),
     ] {
         assert_eq!(rig.stat(name), want, "{name}\n{}", rig.logs("hmd"));
