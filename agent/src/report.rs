@@ -18,6 +18,14 @@
 //! own was not sent by this agent process (a previous process's, after a restart of the
 //! agent): nothing is confirmed, and the answer is `CLRDB:<req>:0`.
 //!
+//! **Generations on the wire** are the AME's plus an offset drawn from the agent process's
+//! incarnation ([`generation_offset`]: its top 40 bits). The AME counts from 1 in every
+//! process, so without it a confirmation of a previous process's report — a CONFIRM
+//! that waited in the HSDB while the VM restarted — would name a generation the new
+//! process soon has too (small numbers), and silence a report the control plane never
+//! saw. With it, the generations of two processes meet with a chance of about 2^-40;
+//! within one process they still grow by one per change.
+//!
 //! [`Reporter`] is a pure state machine on an injected clock: the runtime
 //! (`runtime.rs`) feeds it the time, the AME's status, the monitors' heartbeat starts and
 //! closes and their messages, and sends the payloads it returns.
@@ -123,6 +131,8 @@ struct Monitor {
 #[derive(Debug)]
 pub struct Reporter {
     inc: u64,
+    /// Added to the source's generations (module documentation).
+    offset: u64,
     generation: u64,
     body: Vec<u8>,
     vector: u64,
@@ -131,11 +141,24 @@ pub struct Reporter {
     stats: ReportStats,
 }
 
+/// The generation offset of agent process `inc`: its incarnation's top 40 bits.
+pub fn generation_offset(inc: u64) -> u64 {
+    inc >> 24
+}
+
 impl Reporter {
-    /// The report of agent process `inc` (its incarnation, never 0) at `generation`.
+    /// The report of agent process `inc` (its incarnation, never 0) at source
+    /// generation `generation`, offset by [`generation_offset`]`(inc)`.
     pub fn new(inc: u64, generation: u64, apps: Vec<AppStatus>) -> Reporter {
+        Reporter::with_offset(inc, generation_offset(inc), generation, apps)
+    }
+
+    /// The same with a given offset: the report's generation is `offset` + the
+    /// source's.
+    pub fn with_offset(inc: u64, offset: u64, generation: u64, apps: Vec<AppStatus>) -> Reporter {
         let mut r = Reporter {
             inc,
+            offset,
             generation: 0,
             body: Vec::new(),
             vector: DBELL_REPORT,
@@ -143,11 +166,11 @@ impl Reporter {
             monitors: Vec::new(),
             stats: ReportStats::default(),
         };
-        r.set_report(generation, apps);
+        r.set_report(offset.saturating_add(generation), apps);
         r
     }
 
-    /// The current generation.
+    /// The current generation (the source's plus the offset).
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -187,10 +210,12 @@ impl Reporter {
         .into_bytes();
     }
 
-    /// The AME's status now. A new generation replaces the report, and the doorbell
-    /// rings at once (at most once per [`MIN_SPACING`] per monitor) to every monitor
-    /// past its first [`INITIAL_CYCLES`] heartbeats. True if the generation changed.
-    pub fn update(&mut self, now: Instant, generation: u64, apps: Vec<AppStatus>) -> bool {
+    /// The AME's status now (its generation and applications). A new generation
+    /// replaces the report, and the doorbell rings at once (at most once per
+    /// [`MIN_SPACING`] per monitor) to every monitor past its first [`INITIAL_CYCLES`]
+    /// heartbeats. True if the generation changed.
+    pub fn update(&mut self, now: Instant, source: u64, apps: Vec<AppStatus>) -> bool {
+        let generation = self.offset.saturating_add(source);
         if generation == self.generation {
             return false;
         }
@@ -447,7 +472,7 @@ mod tests {
 
     #[test]
     fn first_doorbell_after_four_heartbeat_cycles_then_every_ten_seconds() {
-        let mut r = Reporter::new(INC, 1, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 1, Vec::new());
         let m = key("eth1", 0);
         r.heartbeat_started(at(100), m, HB);
         assert_eq!(r.next_deadline(), Some(at(140)));
@@ -462,7 +487,7 @@ mod tests {
 
     #[test]
     fn initial_delay_follows_the_commanded_period() {
-        let mut r = Reporter::new(INC, 1, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 1, Vec::new());
         let m = key("eth1", 3);
         r.heartbeat_started(at(10), m, Duration::from_secs(1));
         assert!(rings(&mut r, Instant::from_millis(13_999)).is_empty());
@@ -474,7 +499,7 @@ mod tests {
 
     #[test]
     fn a_change_rings_at_once_every_ready_monitor_with_the_critical_bit() {
-        let mut r = Reporter::new(INC, 1, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 1, Vec::new());
         let (a, b, late) = (key("eth1", 0), key("eth2", 0), key("eth1", 1));
         r.heartbeat_started(at(0), a, HB);
         r.heartbeat_started(at(0), b, HB);
@@ -510,7 +535,7 @@ mod tests {
 
     #[test]
     fn changes_in_a_burst_ring_at_most_once_a_second() {
-        let mut r = Reporter::new(INC, 1, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 1, Vec::new());
         let m = key("eth1", 0);
         r.heartbeat_started(at(0), m, HB);
         assert_eq!(rings(&mut r, at(40)).len(), 1);
@@ -528,7 +553,7 @@ mod tests {
                 ..app(&format!("app{i}"), AppState::Failing, i % 2 == 0)
             })
             .collect();
-        let mut r = Reporter::new(INC, 7, apps.clone());
+        let mut r = Reporter::with_offset(INC, 0, 7, apps.clone());
         let m = key("eth1", 0);
         let out = send(&mut r, m, b"PMSG_REQ:2a");
         assert!(
@@ -554,7 +579,7 @@ mod tests {
 
     #[test]
     fn empty_report_is_one_chunk() {
-        let mut r = Reporter::new(INC, 1, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 1, Vec::new());
         let out = send(&mut r, key("eth1", 0), b"PMSG_REQ:1");
         assert_eq!(out.len(), 1);
         let (generation, report) = reassemble(&out, 1);
@@ -563,7 +588,7 @@ mod tests {
 
     #[test]
     fn confirmation_stops_the_doorbell_and_is_answered() {
-        let mut r = Reporter::new(INC, 1, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 1, Vec::new());
         let m = key("eth1", 0);
         r.heartbeat_started(at(0), m, HB);
         assert_eq!(rings(&mut r, at(40)).len(), 1);
@@ -584,7 +609,7 @@ mod tests {
 
     #[test]
     fn confirmation_of_an_older_generation_keeps_the_doorbell_up() {
-        let mut r = Reporter::new(INC, 1, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 1, Vec::new());
         let m = key("eth1", 0);
         r.heartbeat_started(at(0), m, HB);
         r.update(at(50), 5, Vec::new());
@@ -605,7 +630,7 @@ mod tests {
     fn confirmation_of_a_generation_never_sent_confirms_nothing() {
         // This agent process is at generation 2; a GMSG for 9 was meant for a previous
         // process (the agent restarted after the control plane fetched its report).
-        let mut r = Reporter::new(INC, 2, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 2, Vec::new());
         let m = key("eth1", 0);
         r.heartbeat_started(at(0), m, HB);
         let answer = clrdb(&send(&mut r, m, b"GMSG:20:9"));
@@ -618,7 +643,7 @@ mod tests {
 
     #[test]
     fn bad_or_misdirected_messages_are_counted_not_answered() {
-        let mut r = Reporter::new(INC, 1, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 1, Vec::new());
         let m = key("eth1", 0);
         for bad in [
             &b"PMSG_REQ:xyz"[..],
@@ -641,7 +666,7 @@ mod tests {
 
     #[test]
     fn a_closed_session_is_no_longer_rung() {
-        let mut r = Reporter::new(INC, 1, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 1, Vec::new());
         let (a, b) = (key("eth1", 0), key("eth2", 5));
         r.heartbeat_started(at(0), a, HB);
         r.heartbeat_started(at(0), b, HB);
@@ -653,6 +678,40 @@ mod tests {
         r.heartbeat_started(at(50), a, HB);
         assert!(rings(&mut r, at(89)).is_empty());
         assert_eq!(rings(&mut r, at(90)), [(a, DBELL_REPORT)]);
+    }
+
+    #[test]
+    fn a_previous_agent_process_confirmation_confirms_nothing() {
+        // Process A reported its source generation 3; the VM restarted before the
+        // control plane's confirmation reached it. Process B, at its own source
+        // generation 3, must not take A's confirmation for its own.
+        let (inc_a, inc_b) = (0x1111_2222_3333_4444, 0x9999_aaaa_bbbb_cccc);
+        let a = Reporter::new(inc_a, 3, Vec::new());
+        let mut b = Reporter::new(inc_b, 3, vec![app("web", AppState::Normal, true)]);
+        assert_eq!(a.generation(), generation_offset(inc_a) + 3);
+        assert_ne!(a.generation(), b.generation());
+        let m = key("eth1", 0);
+        b.heartbeat_started(at(0), m, HB);
+        let stale = format!("GMSG:5:{}", a.generation());
+        send(&mut b, m, stale.as_bytes());
+        assert!(b.ringing(), "B's report is still unconfirmed");
+        assert_eq!(rings(&mut b, at(40)).len(), 1);
+        // B's own generation, as its report says, is confirmed.
+        let (generation, report) = reassemble(&send(&mut b, m, b"PMSG_REQ:6"), 6);
+        assert_eq!(
+            (generation, report.generation),
+            (b.generation(), b.generation())
+        );
+        let own = format!("GMSG:7:{generation}");
+        assert_eq!(
+            clrdb(&send(&mut b, m, own.as_bytes())).generation,
+            generation
+        );
+        assert!(!b.ringing());
+        // Within one process, one step per change; the wire generation fits the HSDB.
+        b.update(at(50), 4, Vec::new());
+        assert_eq!(b.generation(), generation + 1);
+        assert!(i64::try_from(generation_offset(u64::MAX) + u64::from(u32::MAX)).is_ok());
     }
 
     #[test]
@@ -668,7 +727,7 @@ mod tests {
 
     #[test]
     fn a_source_that_went_back_is_rung_again() {
-        let mut r = Reporter::new(INC, 5, Vec::new());
+        let mut r = Reporter::with_offset(INC, 0, 5, Vec::new());
         let m = key("eth1", 0);
         r.heartbeat_started(at(0), m, HB);
         send(&mut r, m, b"GMSG:1:5");
