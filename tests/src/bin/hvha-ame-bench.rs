@@ -26,9 +26,12 @@
 //! measured in windows of `--window` seconds. Per window, `vmmd`'s own CPU from
 //! `/proc/<pid>/stat` (`utime + stime`: every thread of the process, alive or exited,
 //! and none of its children) as a percentage of one core, and its children's
-//! (`cutime + cstime`: the scripts it ran and reaped); `VmRSS` from `/proc/<pid>/status`
-//! every second. Output: one line per window, then per variant the median of the windows'
-//! CPU, the RSS at the start and the end of the measurement and its maximum, the probes
+//! (`cutime + cstime`: the scripts it ran and reaped); `VmRSS` and its anonymous part
+//! `RssAnon` (heap and stacks, where a leak would show; the rest is file pages of the
+//! binary and the libraries, faulted in as code paths first run) from
+//! `/proc/<pid>/status` every second. Output: one line per window, then per variant the
+//! median of the windows' CPU, both RSS figures at the start and the end of the
+//! measurement and their maximum, the probes
 //! the listeners saw (or the script runs) per second — proof that the monitoring ran at
 //! the stated rate — and the applications' states by `vmmd ctl status` at the end; then
 //! the Markdown table `docs/perf.md` quotes, with each variant's difference to the
@@ -219,16 +222,21 @@ fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
     }
 }
 
-/// `VmRSS` of `pid` in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
+/// `VmRSS` and `RssAnon` of `pid` in KiB: the whole resident set, and its anonymous
+/// part (heap, stacks: what a leak grows; the rest is the binary's and the libraries'
+/// pages, faulted in as code paths first run).
+fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 fn clock_ticks_per_second() -> Result<u64, String> {
@@ -247,9 +255,10 @@ struct Measured {
     variant: Variant,
     /// Per window: (own CPU %, children's CPU %) of one core.
     windows: Vec<(f64, f64)>,
-    rss_start_kib: u64,
-    rss_end_kib: u64,
-    rss_max_kib: u64,
+    /// `VmRSS` at the start, the end, and its maximum.
+    rss_kib: [u64; 3],
+    /// `RssAnon` at the start, the end, and its maximum.
+    anon_kib: [u64; 3],
     /// Probes the listeners accepted, or script runs, per second over the measurement.
     monitor_rate: f64,
     /// `vmmd ctl status` at the end: (NORMAL applications, every application).
@@ -419,16 +428,18 @@ fn measure(rig: &mut Rig, args: &Args, variant: Variant, rep: usize) -> Result<M
     let probes0 = rig.listeners.total();
     let runs0 = std::fs::metadata(&runs).map_or(0, |m| m.len());
     let (mut own0, mut kids0) = cpu_ticks(pid).ok_or("vmmd's /proc/<pid>/stat")?;
-    let rss_start = rss_kib(pid).ok_or("vmmd's VmRSS")?;
+    let (rss_start, anon_start) = rss_kib(pid).ok_or("vmmd's VmRSS")?;
     let (mut rss_end, mut rss_max) = (rss_start, rss_start);
+    let (mut anon_end, mut anon_max) = (anon_start, anon_start);
     let mut windows = Vec::new();
     let mut window_start = Instant::now();
     let tck = rig.tck as f64;
     while started.elapsed() < Duration::from_secs(args.seconds) {
         std::thread::sleep(Duration::from_secs(1));
-        rss_end =
+        (rss_end, anon_end) =
             rss_kib(pid).ok_or_else(|| format!("{label} exited:\n{}", rig.lab.log(&label)))?;
         rss_max = rss_max.max(rss_end);
+        anon_max = anon_max.max(anon_end);
         if window_start.elapsed() >= Duration::from_secs(args.window) {
             let (own, kids) = cpu_ticks(pid).ok_or("vmmd's /proc/<pid>/stat")?;
             let s = window_start.elapsed().as_secs_f64();
@@ -437,12 +448,13 @@ fn measure(rig: &mut Rig, args: &Args, variant: Variant, rep: usize) -> Result<M
                 (kids - kids0) as f64 / tck / s * 100.0,
             );
             println!(
-                "window {} {:>2}: {s:5.1} s  vmmd {:6.3} % of a core  scripts {:6.3} %  rss {} KiB",
+                "window {} {:>2}: {s:5.1} s  vmmd {:6.3} % of a core  scripts {:6.3} %  rss {} KiB (anon {})",
                 variant.name(),
                 windows.len() + 1,
                 w.0,
                 w.1,
-                rss_end
+                rss_end,
+                anon_end
             );
             windows.push(w);
             (own0, kids0) = (own, kids);
@@ -470,9 +482,8 @@ fn measure(rig: &mut Rig, args: &Args, variant: Variant, rep: usize) -> Result<M
     Ok(Measured {
         variant,
         windows,
-        rss_start_kib: rss_start,
-        rss_end_kib: rss_end,
-        rss_max_kib: rss_max,
+        rss_kib: [rss_start, rss_end, rss_max],
+        anon_kib: [anon_start, anon_end, anon_max],
         monitor_rate,
         normal,
     })
@@ -554,15 +565,18 @@ fn run(args: &Args) -> Result<(), String> {
             let m = measure(&mut rig, args, variant, rep)?;
             println!(
                 "{} (round {}): vmmd {:.3} % of a core (median of {} windows), scripts {:.3} %, \
-                 rss {} -> {} KiB (max {}), monitoring {:.2}/s, ctl status: {}/{} NORMAL; load average {}",
+                 rss {} -> {} KiB (max {}), anon {} -> {} KiB (max {}), monitoring {:.2}/s, ctl status: {}/{} NORMAL; load average {}",
                 variant.name(),
                 rep + 1,
                 m.own(),
                 m.windows.len(),
                 m.children(),
-                m.rss_start_kib,
-                m.rss_end_kib,
-                m.rss_max_kib,
+                m.rss_kib[0],
+                m.rss_kib[1],
+                m.rss_kib[2],
+                m.anon_kib[0],
+                m.anon_kib[1],
+                m.anon_kib[2],
                 m.monitor_rate,
                 m.normal.0,
                 m.normal.1,
@@ -624,10 +638,10 @@ fn print_table(args: &Args, results: &[Measured]) {
     );
     println!();
     println!(
-        "| variant | vmmd CPU, % of a core (median of {} s windows) | minus baseline | scripts' CPU | RSS start → end (max), KiB | monitoring rate | NORMAL at the end |",
+        "| variant | vmmd CPU, % of a core (median of {} s windows) | minus baseline | scripts' CPU | RSS start → end (max), KiB | of which anonymous | monitoring rate | NORMAL at the end |",
         args.window
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for m in results {
         let rate = match m.variant {
             Variant::Baseline => "—".to_owned(),
@@ -645,14 +659,17 @@ fn print_table(args: &Args, results: &[Measured]) {
             format!("{:+.3}", m.own() - baseline)
         };
         println!(
-            "| {} | {:.3} | {} | {:.3} | {} → {} ({}) | {} | {} |",
+            "| {} | {:.3} | {} | {:.3} | {} → {} ({}) | {} → {} ({}) | {} | {} |",
             m.variant.name(),
             m.own(),
             diff,
             m.children(),
-            m.rss_start_kib,
-            m.rss_end_kib,
-            m.rss_max_kib,
+            m.rss_kib[0],
+            m.rss_kib[1],
+            m.rss_kib[2],
+            m.anon_kib[0],
+            m.anon_kib[1],
+            m.anon_kib[2],
             rate,
             normal
         );
