@@ -653,7 +653,7 @@ fn print_table(args: &Args, results: &[Measured]) {
         } else {
             format!("{}/{}", m.normal.0, m.normal.1)
         };
-        let diff = if m.variant == Variant::Baseline {
+        let diff = if m.variant == Variant::Baseline || baseline.is_nan() {
             "—".to_owned()
         } else {
             format!("{:+.3}", m.own() - baseline)
