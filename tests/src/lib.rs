@@ -15,6 +15,7 @@ use std::sync::mpsc::{Receiver, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod browser;
 pub mod group;
 
 use hsdb::{HeartbeatCounts, Hsdb, Options, Uuid, VmHmRow};
