@@ -19,7 +19,7 @@ mod runtime;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use hvha_daemon::config::VMMD_CONFIG;
 use tracing::{error, info};
 
@@ -107,6 +107,10 @@ const BAD_CONFIG: u8 = 2;
 const RUNTIME_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
+    // Packaging: man pages and completions (docs/install.md), outside clap's grammar.
+    if let Some(dir) = hvha_daemon::docs::requested() {
+        return hvha_daemon::docs::main(Cli::command(), &dir);
+    }
     let cli = Cli::parse();
     if let Some(Command::Ctl(args)) = cli.command {
         if cli.check_config.is_some() {

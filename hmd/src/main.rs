@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use hvha_daemon::config::HMD_CONFIG;
 
@@ -82,6 +82,10 @@ enum Command {
 const BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    // Packaging: man pages and completions (docs/install.md), outside clap's grammar.
+    if let Some(dir) = hvha_daemon::docs::requested() {
+        return hvha_daemon::docs::main(Cli::command(), &dir);
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Ctl {

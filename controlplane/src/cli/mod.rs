@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use hsdb::{Hsdb, Options, Target};
 
 use self::config::{Config, HACTL_CONFIG, HsdbLocation};
@@ -502,6 +502,10 @@ impl Cli {
 /// Parse the process's arguments, run the command, print its output or error, and
 /// return the exit code.
 pub fn main() -> ExitCode {
+    // Packaging: man pages and completions (docs/install.md), outside clap's grammar.
+    if let Some(dir) = hvha_daemon::docs::requested() {
+        return hvha_daemon::docs::main(Cli::command(), &dir);
+    }
     // clap exits by itself: 0 for --help / --version, 2 for a usage error.
     let cli = Cli::parse();
     match run(&cli) {
