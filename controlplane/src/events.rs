@@ -189,6 +189,20 @@ catalogue! {
     GroupCapacityShort => "GROUP_CAPACITY_SHORT", Warning, None;
     /// The periodic verify: the group can absorb the loss of any one host again (ours).
     GroupCapacityOk => "GROUP_CAPACITY_OK", Info, None;
+    /// Discovery found a VM the HSDB did not have (ours; the seed reports discovery
+    /// changes to the user, seed 004 L4612-4613). Unmanaged unless `manage_new`.
+    VmDiscovered => "VM_DISCOVERED", Info, None;
+    /// Discovery no longer finds a VM on the host it was known on nor on any other host
+    /// that answered: kept in the HSDB, not relocated (ours).
+    VmVanished => "VM_VANISHED", Warning, None;
+    /// A VM discovery had called vanished was found again (ours).
+    VmReappeared => "VM_REAPPEARED", Info, None;
+    /// Discovery found a platform host the HSDB did not have; added without a host
+    /// group (ours).
+    HostDiscovered => "HOST_DISCOVERED", Info, None;
+    /// A discovery or verification activity failed (ours; seed 004 L4612-4619: issues
+    /// found during a discovery are reported).
+    ActivityFailed => "ACTIVITY_FAILED", Warning, None;
     /// A notifier (an outbox consumer) is more than `behind_events` events or
     /// `behind_age_s` behind (ours; docs/operators.md, Notifications).
     NotifierBehind => "NOTIFIER_BEHIND", Warning, None;
@@ -360,6 +374,15 @@ mod tests {
         assert_eq!(severity_of("VM_FAILURE_DETECTED"), Severity::Error);
         assert_eq!(severity_of("SOMETHING_ELSE"), Severity::Info);
         assert_eq!(EventKind::ViosHmRespDetected.seed_type(), Some(4));
+        // The kinds the HSDB writes inside a discovery's transaction are catalogued.
+        for (hsdb_name, kind) in [
+            (hsdb::EVENT_VM_DISCOVERED, EventKind::VmDiscovered),
+            (hsdb::EVENT_VM_VANISHED, EventKind::VmVanished),
+            (hsdb::EVENT_VM_REAPPEARED, EventKind::VmReappeared),
+            (hsdb::EVENT_HOST_DISCOVERED, EventKind::HostDiscovered),
+        ] {
+            assert_eq!(EventKind::by_name(hsdb_name), Some(kind));
+        }
     }
 
     #[test]

@@ -467,14 +467,17 @@ impl Hsdb {
     }
 
     /// Delete the VMs gone for good: unmanaged, watched by no monitor (no `vm_hm` row),
-    /// and unchanged since `before_ms`. Their pending items, relocations and
+    /// and unchanged since `before_ms`, and not found by a discovery since then (a VM
+    /// discovery keeps finding is not gone). Their pending items, relocations and
     /// applications go with them. Returns how many VMs went.
     pub fn prune_vms(&mut self, before_ms: i64) -> Result<usize> {
         const OP: &str = "prune_vms";
         self.autocommit(
             OP,
             "DELETE FROM vm WHERE managed = 0 AND updated_ms < ?1 \
-             AND NOT EXISTS (SELECT 1 FROM vm_hm WHERE vm_hm.vm = vm.uuid)",
+             AND NOT EXISTS (SELECT 1 FROM vm_hm WHERE vm_hm.vm = vm.uuid) \
+             AND NOT EXISTS (SELECT 1 FROM vm_discovery d WHERE d.vm = vm.uuid \
+             AND d.vanished_ms IS NULL AND d.last_seen_ms >= ?1)",
             params![before_ms],
         )
     }

@@ -16,6 +16,9 @@
 //!   relocations), commands to monitors ([`Hsdb::enqueue_command`]), pruning.
 //! - application reports ([`Hsdb::store_app_report`], [`Hsdb::apps`],
 //!   [`Hsdb::handle_app_fetch`]): the `app` table, replaced from an agent's report.
+//! - discovery and activities ([`Hsdb::apply_discovery`], [`Hsdb::request_activity`],
+//!   [`Hsdb::activities`]): what the platform has, written in one transaction; the
+//!   quick / deep discoveries and verifications an operator or the schedule asks for.
 //! - relocation policies ([`Hsdb::policy_change`], [`Hsdb::policy_view`]): named VM sets,
 //!   per-VM host exclusions, flexible capacity.
 //!
@@ -29,6 +32,7 @@
 
 #[macro_use]
 mod model;
+mod activity;
 mod admin;
 mod app;
 mod apply;
@@ -36,6 +40,7 @@ mod codec;
 mod control;
 mod control_model;
 mod db;
+mod discovery;
 mod error;
 mod lease;
 mod ops;
@@ -49,6 +54,7 @@ pub mod target;
 #[cfg(test)]
 mod tests;
 
+pub use activity::{ActivityKind, ActivityRow, ActivityState, MAX_ACTIVITY_TEXT};
 pub use app::{AppChange, AppFetchHandled, AppRow, AppStored};
 pub use control_model::{
     CommandDone, CommandKind, CommandRow, DiscoveryKind, EventPrune, HmStatus, NaLimits, NaRows,
@@ -56,6 +62,10 @@ pub use control_model::{
     RelocationStep, VmSettings,
 };
 pub use db::{Backend, DbError};
+pub use discovery::{
+    DiscoveryChange, DiscoveryReport, EVENT_HOST_DISCOVERED, EVENT_VM_DISCOVERED,
+    EVENT_VM_REAPPEARED, EVENT_VM_VANISHED, Found, FoundHost, FoundVm, VmDiscoveryRow,
+};
 pub use error::{Error, Result};
 pub use hvha_identity::{HelloId, Uuid};
 pub use hvha_identity::{MacAddr, Version};

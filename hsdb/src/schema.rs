@@ -94,10 +94,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v10.sql"),
         postgres: include_str!("schema/pg/v10.sql"),
     },
+    Migration {
+        version: 11,
+        name: "discovery: activities, what discovery found of each VM and host",
+        sqlite: include_str!("schema/v11.sql"),
+        postgres: include_str!("schema/pg/v11.sql"),
+    },
 ];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Bring the database to [`SCHEMA_VERSION`]; `path` names it in errors (the SQLite
 /// file, or the PostgreSQL target without its password).

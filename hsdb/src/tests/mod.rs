@@ -1,5 +1,6 @@
 //! Tests against real SQLite files in a temporary directory.
 
+mod activity;
 mod admin;
 mod app;
 mod batch;

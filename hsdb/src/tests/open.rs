@@ -67,6 +67,9 @@ fn test_open_migrates_empty_file() {
         "policy_member",
         "vm_host_exclusion",
         "flexible_capacity",
+        "activity",
+        "vm_discovery",
+        "host_discovery",
     ] {
         let n: i64 = db
             .raw_sqlite()
@@ -122,6 +125,10 @@ fn test_open_migrates_empty_file() {
                 10,
                 "index of the application-report fetches the control plane has not handled"
                     .to_string()
+            ),
+            (
+                11,
+                "discovery: activities, what discovery found of each VM and host".to_string()
             )
         ]
     );
