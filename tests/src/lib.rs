@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub mod browser;
 pub mod group;
+pub mod pcap;
 
 use hsdb::{HeartbeatCounts, Hsdb, Options, Uuid, VmHmRow};
 use netlab::{Netns, VethEnd};
