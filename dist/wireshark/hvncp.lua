@@ -435,7 +435,7 @@ end
 
 -- SYN payloads (§4.2). Returns a short summary for the Info column.
 local function dissect_syn(tree, tvb, off, text)
-    local sub = tree:add(hvncp, tvb(off, #text), "SYN properties")
+    local sub = tree:add(hvncp, #text > 0 and tvb(off, #text) or tvb(0, HEADER_LEN), "SYN properties")
     local props, repeated = add_properties(sub, tvb, off, text)
     for _, k in ipairs(repeated) do
         sub:add_proto_expert_info(e.malformed, "Property '" .. printable(k) .. "' repeated: refused")
@@ -486,13 +486,14 @@ end
 
 -- Hello identifier (§4.3). Returns the Info summary.
 local function dissect_hello(tree, tvb, off, text)
-    local ti = tree:add(f.hello_id, tvb(off, math.max(#text, 0)), printable(text))
+    local ti = #text > 0 and tree:add(f.hello_id, tvb(off, #text), printable(text))
+        or tree:add(f.hello_id, tvb(0, HEADER_LEN), "")
     local s, n, p = text:match("^(%d+)%.(%d+)%.(%d+)$")
     local secs = parse_u64(s, 20)
     if not secs or #n ~= 9 or #p > 10 or tonumber(p) > 4294967295 then
         ti:add_proto_expert_info(e.malformed,
             "Hello identifier is not <secs>.<9-digit nanos>.<suffix>: a receiver drops it")
-        return "Hello " .. printable(text, 40) .. " (malformed)"
+        return #text > 0 and "Hello " .. printable(text, 40) .. " (malformed)" or "Hello (malformed)"
     end
     ti:add(f.hello_secs, tvb(off, #s), secs)
     ti:add(f.hello_nanos, tvb(off + #s + 1, 9), tonumber(n))
@@ -813,7 +814,8 @@ local function dissect(tvb, pinfo, tree, macs)
     elseif is_ack then
         summary = (syn and "SYN-ACK" or "ACK")
     elseif syn then
-        summary = (ackr and "SYN " or "SYN refresh ") .. dissect_syn(root, tvb, HEADER_LEN, text)
+        local props = dissect_syn(root, tvb, HEADER_LEN, text)
+        summary = (ackr and "SYN" or "SYN refresh") .. (props ~= "" and " " .. props or "")
     elseif not ackr or (beg and fin) then
         if len == 0 then
             root:add_proto_expert_info(e.malformed, "Empty message: no verb")

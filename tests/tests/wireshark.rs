@@ -8,6 +8,8 @@
 //!   frame's fields are asserted, the codec of `dataplane` agreeing frame by frame;
 //! - `fuzz_seed_corpus_checksums_and_tags_verify`: the fuzz seeds (fuzz/corpus/frame and
 //!   fuzz/corpus/auth) — checksum good on every frame, tag good on every sealed one;
+//! - `edge_cases_give_expert_items_never_errors`: frames without padding, empty SYN
+//!   and Hello payloads, a cut trailer, arguments out of range: expert items, no error;
 //! - `ethertype_preference_and_heuristic`: a frame on another EtherType is left alone,
 //!   dissected with the `ethertype` preference, or with the heuristic switched on;
 //! - `real_handshake_captured_from_hmd_and_vmmd`: `dumpcap` on the monitor's veth while
@@ -1304,6 +1306,98 @@ fn ethertype_preference_and_heuristic() {
     assert_eq!(pref[0]["hvncp.verb"], "HB", "{:?}", pref[0]);
     let heur = tshark(&pcap, &fields, &["hvncp.heuristic:TRUE".to_owned()]);
     assert_eq!(heur[0]["hvncp.verb"], "HB", "{:?}", heur[0]);
+}
+
+/// A frame of `payload` without Ethernet padding (as captured on the sending host, or
+/// cut short): the dissector must never read past what is there.
+fn unpadded(src: MacAddr, dst: MacAddr, flags: Flags, payload: &[u8]) -> Vec<u8> {
+    let mut f = frame(src, dst, 1, flags, 0, payload);
+    f.truncate(22 + payload.len());
+    f
+}
+
+#[test]
+fn edge_cases_give_expert_items_never_errors() {
+    if !have("tshark", "edge_cases_give_expert_items_never_errors") {
+        return;
+    }
+    let mut sealed_short = unpadded(HM, VM, BEG | END | RSV, b"HB:");
+    sealed_short.extend_from_slice(&[1, 2]);
+    let frames: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        (
+            "empty SYN, 22 bytes",
+            unpadded(VM, HM, ACKR | BEG | SYN, b""),
+            "SYN n=1 [ACKR,BEG,SYN]",
+            "Missing required property uuid",
+        ),
+        (
+            "empty Hello, 22 bytes",
+            unpadded(HM, MacAddr::BROADCAST, HEL, b""),
+            "Hello (malformed) [HEL]",
+            "Hello identifier is not",
+        ),
+        (
+            "Rsv with 2 trailer bytes",
+            sealed_short,
+            "HB n=1 [BEG,END,Rsv] [auth: trailer truncated]",
+            "only 2 of the trailer's 25 bytes",
+        ),
+        (
+            "empty report chunk",
+            unpadded(VM, HM, ACKR | BEG | END, b"PMSG_RSP:1f:7:1/1:"),
+            "PMSG_RSP req=1f gen=7 chunk 1/1 (0 bytes) n=1 [ACKR,BEG,END]",
+            "",
+        ),
+        (
+            "heartbeat seq above 2^64",
+            unpadded(VM, HM, BEG | END, b"HB:seq=99999999999999999999"),
+            "HB seq=99999999999999999999 n=1 [BEG,END]",
+            "seq is not a decimal below 2^64",
+        ),
+        (
+            "empty period",
+            unpadded(HM, VM, ACKR | BEG | END, b"START_HB:period_ms="),
+            "START_HB period_ms= n=1 [ACKR,BEG,END]",
+            "period_ms must be 100-3600000",
+        ),
+        (
+            "GMSG request id not hex",
+            unpadded(HM, VM, ACKR | BEG | END, b"GMSG:zz:1"),
+            "GMSG zz:1 n=1 [ACKR,BEG,END]",
+            "arguments are not <req hex>:<gen>",
+        ),
+        (
+            "DBELL without digits",
+            unpadded(VM, HM, ACKR | BEG | END, b"DBELL:0x"),
+            "DBELL 0x n=1 [ACKR,BEG,END]",
+            "vector must be 1-16 hex digits",
+        ),
+        (
+            "chunk index out of range",
+            unpadded(VM, HM, ACKR | BEG | END, b"PMSG_RSP:1f:7:300/999:x"),
+            "PMSG_RSP req=1f gen=7 chunk 300/999 (1 bytes) n=1 [ACKR,BEG,END]",
+            "chunk index/count out of 1..count",
+        ),
+        (
+            "property without =",
+            unpadded(HM, VM, ACKR | BEG | END, b"STOP_HB:oops"),
+            "STOP_HB n=1 [ACKR,BEG,END]",
+            "Property without '=': oops",
+        ),
+    ];
+    let pcap = artifacts().join("edge-cases.pcap");
+    let named: Vec<(&str, Vec<u8>)> = frames.iter().map(|(n, f, _, _)| (*n, f.clone())).collect();
+    write_pcap(&pcap, &named, &[]);
+    let rows = tshark(&pcap, &["_ws.col.Info", "_ws.expert.message"], &[]);
+    assert_eq!(rows.len(), frames.len());
+    for (i, (name, _, info, expert)) in frames.iter().enumerate() {
+        expect(&rows, i + 1, name, &[("_ws.col.Info", info)]);
+        if expert.is_empty() {
+            expect(&rows, i + 1, name, &[("_ws.expert.message", "")]);
+        } else {
+            expect_contains(&rows, i + 1, name, "_ws.expert.message", expert);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
