@@ -23,7 +23,28 @@ use crate::store::Hsdb;
 
 /// The columns [`relocation_row`] decodes.
 const RELOCATION_SELECT: &str = "SELECT id, vm, kind, from_host, to_host, phase, started_ms, \
-    phase_ms, ended_ms, result FROM relocation";
+    phase_ms, ended_ms, result, reasons FROM relocation";
+
+/// The most bytes of a relocation's reasons kept (`relocation.reasons`): a longer text
+/// is cut at a character boundary and ends with [`REASONS_TRUNCATED`]. 8 KiB holds the
+/// explanation for a group of a few dozen hosts; the rest is one line per further host.
+pub const REASONS_MAX: usize = 8 * 1024;
+
+/// The marker ending reasons cut to [`REASONS_MAX`].
+const REASONS_TRUNCATED: &str = "\n… (truncated)";
+
+/// `text` bounded to [`REASONS_MAX`] bytes: unchanged if it fits, else cut at a
+/// character boundary with a marker saying so.
+pub fn cap_reasons(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= REASONS_MAX {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = REASONS_MAX - REASONS_TRUNCATED.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}{REASONS_TRUNCATED}", &text[..end]))
+}
 /// The columns [`command_row`] decodes.
 const COMMAND_SELECT: &str =
     "SELECT id, hm, kind, vm, arg, created_ms, done_ms, result FROM hm_command";
@@ -194,7 +215,7 @@ impl Hsdb {
     }
 
     /// Begin a restart or relocation of VM `vm`: a `relocation` row in phase `BEGIN`
-    /// (also its first step). Returns its id.
+    /// (also its first step), without reasons. Returns its id.
     pub fn relocation_begin(
         &mut self,
         vm: &Uuid,
@@ -203,7 +224,22 @@ impl Hsdb {
         kind: RelocationKind,
         at: i64,
     ) -> Result<i64> {
+        self.relocation_begin_explained(vm, from_host, to_host, kind, None, at)
+    }
+
+    /// Begin a restart, relocation or move of VM `vm` as [`Hsdb::relocation_begin`],
+    /// storing the decision's explanation `reasons` with it (capped by [`cap_reasons`]).
+    pub fn relocation_begin_explained(
+        &mut self,
+        vm: &Uuid,
+        from_host: Option<HostId>,
+        to_host: Option<HostId>,
+        kind: RelocationKind,
+        reasons: Option<&str>,
+        at: i64,
+    ) -> Result<i64> {
         const OP: &str = "relocation_begin";
+        let reasons = reasons.map(cap_reasons);
         self.write(OP, |tx| {
             if !tx.exists(
                 OP,
@@ -222,8 +258,16 @@ impl Hsdb {
                 .query_int(
                     OP,
                     "INSERT INTO relocation (vm, kind, from_host, to_host, phase, started_ms, \
-                     phase_ms) VALUES (?1, ?2, ?3, ?4, 'BEGIN', ?5, ?5) RETURNING id",
-                    params![UuidText::new(vm), kind.as_str(), from_host, to_host, at],
+                     phase_ms, reasons) VALUES (?1, ?2, ?3, ?4, 'BEGIN', ?5, ?5, ?6) \
+                     RETURNING id",
+                    params![
+                        UuidText::new(vm),
+                        kind.as_str(),
+                        from_host,
+                        to_host,
+                        at,
+                        reasons.as_deref()
+                    ],
                 )?
                 .unwrap_or_default();
             tx.execute(
@@ -262,6 +306,20 @@ impl Hsdb {
             OP,
             "UPDATE relocation SET to_host = ?2 WHERE id = ?1",
             params![id, to_host],
+        )?;
+        found(changed, "relocation", id.to_string())
+    }
+
+    /// Store the decision's explanation of relocation `id` (capped by [`cap_reasons`]),
+    /// replacing any stored before: a relocation whose target is chosen after it began
+    /// records the reasons of that choice.
+    pub fn relocation_reasons(&mut self, id: i64, reasons: &str) -> Result<()> {
+        const OP: &str = "relocation_reasons";
+        let reasons = cap_reasons(reasons);
+        let changed = self.autocommit(
+            OP,
+            "UPDATE relocation SET reasons = ?2 WHERE id = ?1",
+            params![id, reasons.as_ref()],
         )?;
         found(changed, "relocation", id.to_string())
     }
@@ -536,7 +594,12 @@ fn relocation_row(c: &Columns<'_, '_>) -> Result<RelocationRow> {
     Ok(RelocationRow {
         id: c.int(0)?,
         vm: c.uuid(1, "vm")?,
-        kind: c.enumeration(2, "kind", "RESTART or RELOCATE", RelocationKind::from_text)?,
+        kind: c.enumeration(
+            2,
+            "kind",
+            "RESTART, RELOCATE or MOVE",
+            RelocationKind::from_text,
+        )?,
         from_host: c.opt_int(3)?.map(HostId),
         to_host: c.opt_int(4)?.map(HostId),
         phase: c.text(5)?,
@@ -544,6 +607,7 @@ fn relocation_row(c: &Columns<'_, '_>) -> Result<RelocationRow> {
         phase_ms: c.opt_int(7)?,
         ended_ms: c.opt_int(8)?,
         result: c.opt_text(9)?,
+        reasons: c.opt_text(10)?,
     })
 }
 

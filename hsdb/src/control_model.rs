@@ -35,6 +35,9 @@ text_enum! {
         Restart => "RESTART",
         /// The VM is restarted on another host.
         Relocate => "RELOCATE",
+        /// An operator moved the VM to another host (`hactl vm move`): live migration
+        /// where the platform has it, else stop + start.
+        Move => "MOVE",
     }
 }
 
@@ -300,6 +303,11 @@ pub struct RelocationRow {
     pub ended_ms: Option<i64>,
     /// How it ended.
     pub result: Option<String>,
+    /// The decision's explanation (the text `hactl relocate --dry-run` prints for the
+    /// VM at that moment: target and why, why not each other host), at most
+    /// [`REASONS_MAX`](crate::REASONS_MAX) bytes; `None` for a row written without one
+    /// (before schema v11).
+    pub reasons: Option<String>,
 }
 
 /// One phase a relocation went through (`relocation_step` table).

@@ -55,6 +55,7 @@ pub mod target;
 mod tests;
 
 pub use activity::{ActivityKind, ActivityRow, ActivityState, MAX_ACTIVITY_TEXT};
+pub use admin::{REASONS_MAX, cap_reasons};
 pub use app::{AppChange, AppFetchHandled, AppRow, AppStored};
 pub use control_model::{
     CommandDone, CommandKind, CommandRow, DiscoveryKind, EventPrune, HmStatus, NaLimits, NaRows,

@@ -46,6 +46,8 @@ pub enum RequestKind {
     Evacuate,
     /// End the host's maintenance and return the VMs whose home it is.
     Restore,
+    /// Move one VM (`vm`) to `target_host` or to the planner's best host.
+    Move,
 }
 
 impl RequestKind {
@@ -54,6 +56,7 @@ impl RequestKind {
         match self {
             RequestKind::Evacuate => "EVACUATE",
             RequestKind::Restore => "RESTORE",
+            RequestKind::Move => "MOVE",
         }
     }
 
@@ -62,6 +65,7 @@ impl RequestKind {
         match text {
             "EVACUATE" => Some(RequestKind::Evacuate),
             "RESTORE" => Some(RequestKind::Restore),
+            "MOVE" => Some(RequestKind::Move),
             _ => None,
         }
     }
@@ -124,8 +128,13 @@ pub struct OperatorRequest {
     pub host_group: String,
     /// What.
     pub kind: RequestKind,
-    /// The host.
+    /// The host: evacuated or restored; for a MOVE, the host the VM was on when the
+    /// request was written.
     pub host: HostId,
+    /// The VM a MOVE moves; `None` for the other kinds.
+    pub vm: Option<Uuid>,
+    /// The host a MOVE goes to, if the operator named one (`None`: the planner's best).
+    pub target_host: Option<HostId>,
     /// Who asked (`user@machine` as the CLI saw it).
     pub requested_by: String,
     /// When it was written.
@@ -168,7 +177,7 @@ pub struct RestartRecord {
 const OWED_SELECT: &str = "SELECT id, host, vm, relocation, why, owed_ms, attempts, \
     last_error, done_ms, result FROM owed_cleanup";
 const REQUEST_SELECT: &str = "SELECT id, host_group, kind, host, requested_by, created_ms, \
-    state, started_ms, ended_ms, progress, result FROM operator_request";
+    state, started_ms, ended_ms, progress, result, vm, target_host FROM operator_request";
 const RESTART_SELECT: &str = "SELECT r.id, r.vm, r.kind, r.from_host, r.to_host, \
     (SELECT s.phase FROM relocation_step s WHERE s.relocation = r.id \
      AND s.phase LIKE 'cause %' ORDER BY s.id LIMIT 1), r.started_ms, r.ended_ms, r.result \
@@ -193,7 +202,12 @@ fn request_row(c: &Columns<'_, '_>) -> Result<OperatorRequest> {
     Ok(OperatorRequest {
         id: c.int(0)?,
         host_group: c.text(1)?,
-        kind: c.enumeration(2, "kind", "EVACUATE or RESTORE", RequestKind::from_text)?,
+        kind: c.enumeration(
+            2,
+            "kind",
+            "EVACUATE, RESTORE or MOVE",
+            RequestKind::from_text,
+        )?,
         host: HostId(c.int(3)?),
         requested_by: c.text(4)?,
         created_ms: c.int(5)?,
@@ -207,6 +221,8 @@ fn request_row(c: &Columns<'_, '_>) -> Result<OperatorRequest> {
         ended_ms: c.opt_int(8)?,
         progress: c.text(9)?,
         result: c.opt_text(10)?,
+        vm: c.opt_uuid(11, "vm")?,
+        target_host: c.opt_int(12)?.map(HostId),
     })
 }
 
@@ -217,7 +233,7 @@ fn restart_row(c: &Columns<'_, '_>) -> Result<RestartRecord> {
         kind: c.enumeration(
             2,
             "kind",
-            "RESTART or RELOCATE",
+            "RESTART, RELOCATE or MOVE",
             crate::RelocationKind::from_text,
         )?,
         from_host: c.opt_int(3)?.map(HostId),
@@ -343,6 +359,77 @@ impl Hsdb {
                 )?
                 .unwrap_or_default())
         })
+    }
+
+    /// Write a request to move VM `vm` for the leader of `host_group`: to `target` or,
+    /// with `None`, to the planner's best host. The request's `host` is the VM's
+    /// current host. Returns its id. An unknown VM or target is [`Error::NotFound`]; a
+    /// VM on no host cannot be moved (also [`Error::NotFound`], of its "current host").
+    pub fn request_move(
+        &mut self,
+        host_group: &str,
+        vm: &Uuid,
+        target: Option<HostId>,
+        requested_by: &str,
+        at: i64,
+    ) -> Result<i64> {
+        const OP: &str = "request_move";
+        self.write_unfenced(OP, |tx| {
+            let Some(current) = tx.query_opt(
+                OP,
+                "vm",
+                "SELECT current_host FROM vm WHERE uuid = ?1",
+                params![UuidText::new(vm)],
+                |c| c.opt_int(0),
+            )?
+            else {
+                return Err(Error::NotFound {
+                    what: "vm",
+                    key: vm.to_string(),
+                });
+            };
+            let Some(from) = current else {
+                return Err(Error::NotFound {
+                    what: "current host of vm",
+                    key: vm.to_string(),
+                });
+            };
+            if let Some(target) = target
+                && !tx.exists(OP, "SELECT 1 FROM host WHERE id = ?1", params![target])?
+            {
+                return Err(Error::NotFound {
+                    what: "host",
+                    key: target.to_string(),
+                });
+            }
+            Ok(tx
+                .query_int(
+                    OP,
+                    "INSERT INTO operator_request (host_group, kind, host, requested_by, \
+                     created_ms, state, vm, target_host) \
+                     VALUES (?1, 'MOVE', ?2, ?3, ?4, 'PENDING', ?5, ?6) RETURNING id",
+                    params![
+                        host_group,
+                        from,
+                        requested_by,
+                        at,
+                        UuidText::new(vm),
+                        target
+                    ],
+                )?
+                .unwrap_or_default())
+        })
+    }
+
+    /// The newest `limit` MOVE requests about VM `vm`, newest first.
+    pub fn move_requests_of(&self, vm: &Uuid, limit: u32) -> Result<Vec<OperatorRequest>> {
+        self.conn.query(
+            "move_requests_of",
+            "operator_request",
+            &format!("{REQUEST_SELECT} WHERE vm = ?1 ORDER BY id DESC LIMIT ?2"),
+            params![UuidText::new(vm), limit],
+            request_row,
+        )
     }
 
     /// Operator request `id`.

@@ -100,10 +100,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("schema/v11.sql"),
         postgres: include_str!("schema/pg/v11.sql"),
     },
+    Migration {
+        version: 12,
+        name: "operator requests and relocations of kind MOVE, relocation reasons",
+        sqlite: include_str!("schema/v12.sql"),
+        postgres: include_str!("schema/pg/v12.sql"),
+    },
 ];
 
 /// The schema version this build writes: that of the last migration.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Bring the database to [`SCHEMA_VERSION`]; `path` names it in errors (the SQLite
 /// file, or the PostgreSQL target without its password).

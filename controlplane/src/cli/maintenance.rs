@@ -44,6 +44,7 @@ pub fn request(
     let what = match kind {
         RequestKind::Evacuate => "evacuate",
         RequestKind::Restore => "restore",
+        RequestKind::Move => "move a VM off",
     };
     let head = format!(
         "request {id}: {what} host {} (host group {}), for the controller leading the group",

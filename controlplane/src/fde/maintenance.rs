@@ -82,6 +82,7 @@ impl Fde {
             let what = match a.kind {
                 RequestKind::Evacuate => "evacuate",
                 RequestKind::Restore => "restore",
+                RequestKind::Move => "move a VM off",
             };
             format!(
                 "request {}: {what} host {}, {} of {} VM(s) moved {}{}",
@@ -153,6 +154,13 @@ impl Fde {
             match req.kind {
                 RequestKind::Evacuate => self.evacuate(now_ms, &req, &name, store, platform)?,
                 RequestKind::Restore => self.restore(now_ms, &req, &name, store, platform)?,
+                RequestKind::Move => self.refuse(
+                    now_ms,
+                    &req,
+                    &name,
+                    "this control plane does not carry out MOVE requests".to_owned(),
+                    store,
+                )?,
             }
             // One request at a time: the next at a later scan.
             break;
@@ -171,6 +179,7 @@ impl Fde {
         let what = match req.kind {
             RequestKind::Evacuate => "evacuation",
             RequestKind::Restore => "restore",
+            RequestKind::Move => "move of a VM off",
         };
         let text = format!("{what} of host {host_name} refused: {why}");
         tracing::warn!(request = req.id, "{text}");
@@ -792,6 +801,11 @@ impl Fde {
                     a.moved.len(),
                     problems.join("; ")
                 ),
+            ),
+            RequestKind::Move => (
+                RequestState::Failed,
+                EventKind::HostMaintenanceRefused,
+                format!("move off host {} not carried out", a.host_name),
             ),
         };
         tracing::info!(request = a.id, "{text}");

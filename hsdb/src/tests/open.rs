@@ -129,6 +129,10 @@ fn test_open_migrates_empty_file() {
             (
                 11,
                 "discovery: activities, what discovery found of each VM and host".to_string()
+            ),
+            (
+                12,
+                "operator requests and relocations of kind MOVE, relocation reasons".to_string()
             )
         ]
     );

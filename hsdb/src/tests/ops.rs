@@ -151,3 +151,148 @@ fn test_restarts_since_with_causes() {
     let recent = f.db.restarts_since(None, T0 + 1_000, 10).expect("recent");
     assert_eq!(recent.len(), 2);
 }
+
+/// A managed VM 1 on host A.
+fn add_vm_on_a(f: &mut Fixture) {
+    add_vm(f);
+    f.exec(
+        "UPDATE vm SET current_host = ?1, state = 'STARTED' WHERE uuid = ?2",
+        crate::db::params![HOST_A, vm1().to_string()],
+    );
+}
+
+both!(test_move_request_lifecycle);
+fn test_move_request_lifecycle() {
+    let mut f = Fixture::new();
+    // Unknown VM, VM on no host, unknown target: refused, nothing written.
+    assert!(matches!(
+        f.db.request_move("hg1", &vm1(), None, "cli:op", T0),
+        Err(Error::NotFound { what: "vm", .. })
+    ));
+    add_vm(&mut f);
+    assert!(matches!(
+        f.db.request_move("hg1", &vm1(), None, "cli:op", T0),
+        Err(Error::NotFound {
+            what: "current host of vm",
+            ..
+        })
+    ));
+    f.exec(
+        "UPDATE vm SET current_host = ?1, state = 'STARTED' WHERE uuid = ?2",
+        crate::db::params![HOST_A, vm1().to_string()],
+    );
+    assert!(matches!(
+        f.db.request_move("hg1", &vm1(), Some(HostId(999)), "cli:op", T0),
+        Err(Error::NotFound { what: "host", .. })
+    ));
+    assert!(f.db.open_operator_requests("hg1").expect("open").is_empty());
+    // To a named host, then to the planner's best.
+    let named =
+        f.db.request_move("hg1", &vm1(), Some(HOST_B), "cli:op", T0 + 1)
+            .expect("move to B");
+    let best =
+        f.db.request_move("hg1", &vm1(), None, "dashboard:alice", T0 + 2)
+            .expect("move anywhere");
+    let open = f.db.open_operator_requests("hg1").expect("open");
+    assert_eq!(
+        open.iter()
+            .map(|r| (r.id, r.kind, r.host, r.vm, r.target_host, r.state))
+            .collect::<Vec<_>>(),
+        [
+            (
+                named,
+                RequestKind::Move,
+                HOST_A,
+                Some(vm1()),
+                Some(HOST_B),
+                RequestState::Pending
+            ),
+            (
+                best,
+                RequestKind::Move,
+                HOST_A,
+                Some(vm1()),
+                None,
+                RequestState::Pending
+            ),
+        ]
+    );
+    assert_eq!(open[1].requested_by, "dashboard:alice");
+    f.db.update_operator_request(named, RequestState::Done, "moved", Some("moved"), T0 + 3)
+        .expect("done");
+    let of_vm = f.db.move_requests_of(&vm1(), 10).expect("of vm");
+    assert_eq!(
+        of_vm.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [best, named]
+    );
+    // The other kinds carry no VM.
+    let evac =
+        f.db.request_operation("hg1", RequestKind::Evacuate, HOST_B, "op", T0 + 4)
+            .expect("evacuate");
+    let r = f.db.operator_request(evac).expect("read").expect("row");
+    assert_eq!((r.vm, r.target_host), (None, None));
+    // The schema keeps the columns consistent with the kind.
+    for sql in [
+        "INSERT INTO operator_request (host_group, kind, host, requested_by, created_ms, \
+         state) VALUES ('hg1', 'MOVE', ?1, 'x', 1, 'PENDING')",
+        "INSERT INTO operator_request (host_group, kind, host, requested_by, created_ms, \
+         state, target_host) VALUES ('hg1', 'EVACUATE', ?1, 'x', 1, 'PENDING', ?1)",
+    ] {
+        assert!(
+            f.db.conn
+                .execute("test", sql, crate::db::params![HOST_A])
+                .is_err(),
+            "refused by the schema: {sql}"
+        );
+    }
+}
+
+both!(test_relocation_reasons_and_move_kind);
+fn test_relocation_reasons_and_move_kind() {
+    let mut f = Fixture::new();
+    add_vm_on_a(&mut f);
+    let reasons = "target host-b: most free capacity\nnot host-a: the VM's current host";
+    let id =
+        f.db.relocation_begin_explained(
+            &vm1(),
+            Some(HOST_A),
+            Some(HOST_B),
+            RelocationKind::Move,
+            Some(reasons),
+            T0,
+        )
+        .expect("begin");
+    let row = f.db.relocation(id).expect("read").expect("row");
+    assert_eq!(row.kind, RelocationKind::Move);
+    assert_eq!(row.reasons.as_deref(), Some(reasons));
+    assert_eq!(f.db.relocation_steps(id).expect("steps").len(), 1);
+    // Without reasons, then stored once the target is chosen.
+    let plain =
+        f.db.relocation_begin(&vm1(), Some(HOST_A), None, RelocationKind::Relocate, T0 + 1)
+            .expect("begin");
+    assert_eq!(
+        f.db.relocation(plain).expect("read").expect("row").reasons,
+        None
+    );
+    f.db.relocation_reasons(plain, "target host-b")
+        .expect("reasons");
+    assert_eq!(
+        f.db.relocations(Some(&vm1()), 1).expect("list")[0]
+            .reasons
+            .as_deref(),
+        Some("target host-b")
+    );
+    assert!(matches!(
+        f.db.relocation_reasons(9_999, "x"),
+        Err(Error::NotFound { .. })
+    ));
+    // Bounded: a long text is cut at a character boundary, with a marker.
+    let long = "é".repeat(crate::REASONS_MAX);
+    f.db.relocation_reasons(plain, &long).expect("long reasons");
+    let stored = f.db.relocation(plain).expect("read").expect("row").reasons;
+    let stored = stored.expect("reasons kept");
+    assert!(stored.len() <= crate::REASONS_MAX, "{}", stored.len());
+    assert!(stored.ends_with("… (truncated)"), "{stored:?}");
+    assert!(stored.starts_with("éé"));
+    assert_eq!(crate::cap_reasons(reasons), reasons, "short text unchanged");
+}

@@ -1,6 +1,7 @@
 //! Schema v9: the application-report commands (FETCH_APP_REPORT, CONFIRM_APP_REPORT with
 //! their argument, results of a report's size) and the `app` table's report columns, on
-//! both backends; a v8 database's commands and applications carried over.
+//! both backends; a v8 database's commands and applications carried over; a v11 database's
+//! relocations (steps, owed cleanups naming them) and requests carried over by v12.
 
 use super::*;
 use crate::db::params;
@@ -261,4 +262,128 @@ fn test_pg_v8_database_is_migrated_with_its_commands() {
     }
     let target = crate::Target::parse(&url).expect("valid URL");
     check_v8_migrated(Hsdb::connect(&target, &Options::default()).expect("migrate"));
+}
+
+/// Rows a v11 build left: a relocation with its steps and an owed cleanup pointing at
+/// it, an evacuation request, and a pruned request (its id is not reused).
+const V11_ROWS: &str = "
+    INSERT INTO host (id, name, machine_type, model, serial, cpu_milli, memory_mb, host_group)
+        VALUES (1, 'h1', '', '', '', 0, 0, 'hg'), (2, 'h2', '', '', '', 0, 0, 'hg');
+    INSERT INTO vm (uuid, state, updated_ms, current_host)
+        VALUES ('61be20f0-09a8-4753-b5e5-564f8a545ed1', 'STARTED', 1, 2);
+    INSERT INTO relocation (id, vm, from_host, to_host, phase, started_ms, ended_ms, result,
+                            kind, phase_ms)
+        VALUES (7, '61be20f0-09a8-4753-b5e5-564f8a545ed1', 1, 2, 'DONE', 100, 200,
+                'success', 'RELOCATE', 200);
+    INSERT INTO relocation_step (relocation, phase, at_ms) VALUES
+        (7, 'BEGIN', 100), (7, 'cause host_failure', 100), (7, 'DONE', 200);
+    INSERT INTO owed_cleanup (host, vm, relocation, why, owed_ms)
+        VALUES (1, '61be20f0-09a8-4753-b5e5-564f8a545ed1', 7, 'h1 unreachable', 150);
+    INSERT INTO operator_request (host_group, kind, host, requested_by, created_ms, state)
+        VALUES ('hg', 'EVACUATE', 1, 'op@box', 300, 'PENDING'),
+               ('hg', 'RESTORE', 1, 'op@box', 400, 'PENDING');
+    DELETE FROM operator_request WHERE kind = 'RESTORE';
+";
+
+/// After v12: the relocation, its steps and the cleanup's link kept; the request kept
+/// with no VM; MOVE rows and reasons accepted; no request id reused.
+fn check_v11_migrated(mut db: Hsdb) {
+    assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
+    let vm = uuid("61be20f0-09a8-4753-b5e5-564f8a545ed1");
+    let row = db.relocation(7).expect("read").expect("relocation kept");
+    assert_eq!(
+        (
+            row.kind,
+            row.from_host,
+            row.to_host,
+            row.result.as_deref(),
+            row.reasons
+        ),
+        (
+            crate::RelocationKind::Relocate,
+            Some(HostId(1)),
+            Some(HostId(2)),
+            Some("success"),
+            None
+        )
+    );
+    let steps: Vec<String> = db
+        .relocation_steps(7)
+        .expect("steps")
+        .into_iter()
+        .map(|s| s.phase)
+        .collect();
+    assert_eq!(steps, ["BEGIN", "cause host_failure", "DONE"]);
+    let owed = db.owed_cleanups(None).expect("owed");
+    assert_eq!(owed.len(), 1);
+    assert_eq!(owed[0].relocation, Some(7), "the cleanup still names it");
+    let evac = db.operator_request(1).expect("read").expect("request kept");
+    assert_eq!(
+        (evac.kind, evac.host, evac.vm, evac.target_host),
+        (crate::RequestKind::Evacuate, HostId(1), None, None)
+    );
+    let mv = db
+        .request_move("hg", &vm, Some(HostId(1)), "cli:root", 500)
+        .expect("MOVE accepted");
+    assert_eq!(mv, 3, "a pruned request's id is not reused");
+    db.relocation_begin_explained(
+        &vm,
+        Some(HostId(2)),
+        Some(HostId(1)),
+        crate::RelocationKind::Move,
+        Some("target h1"),
+        600,
+    )
+    .expect("MOVE relocation");
+    db.integrity_check().expect("integrity");
+}
+
+#[test]
+fn test_v11_database_is_migrated_with_its_relocations() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v11.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("create");
+        for m in crate::schema::MIGRATIONS.iter().take(11) {
+            conn.execute_batch(m.sqlite).expect("script");
+            conn.execute(
+                "INSERT INTO schema_version (version, name) VALUES (?1, ?2)",
+                rusqlite::params![m.version, m.name],
+            )
+            .expect("version");
+        }
+        conn.execute_batch(V11_ROWS).expect("v11 rows");
+    }
+    // Hsdb::open migrates with foreign keys on: dropping the old `relocation` cascades.
+    let db = Hsdb::open(&path, &Options::default()).expect("migrate");
+    let fk_problems: i64 = db
+        .raw_sqlite()
+        .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .expect("foreign_key_check");
+    assert_eq!(fk_problems, 0);
+    check_v11_migrated(db);
+}
+
+#[test]
+fn test_pg_v11_database_is_migrated_with_its_relocations() {
+    let test = "test_pg_v11_database_is_migrated_with_its_relocations";
+    let Some(url) = fresh_postgres_url(test) else {
+        return;
+    };
+    {
+        let mut raw = pglab::client(&url);
+        for m in crate::schema::MIGRATIONS.iter().take(11) {
+            raw.batch_execute(m.postgres).expect("script");
+            raw.execute(
+                "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .expect("version");
+        }
+        raw.batch_execute(V11_ROWS).expect("v11 rows");
+    }
+    let target = crate::Target::parse(&url).expect("valid URL");
+    check_v11_migrated(Hsdb::connect(&target, &Options::default()).expect("migrate"));
 }
