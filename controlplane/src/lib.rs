@@ -16,6 +16,8 @@
 //! - [`events`]: the event catalogue, the outbox writes, the log notifier.
 //! - [`notify`]: the notifiers (webhook, exec hook, email) reading the outbox, each with
 //!   its own offset, in order, with retries.
+//! - [`dash`]: the web dashboard `hactl run` serves (opt-in): HTTP(S), login, sessions,
+//!   CSRF, live updates, and the pages.
 //! - [`lease`]: leadership of a host group among several controllers (the leader lease
 //!   and its fencing token), sans IO.
 
@@ -24,6 +26,7 @@
 pub mod cli;
 pub mod clock;
 pub mod daemon;
+pub mod dash;
 pub mod events;
 pub mod fde;
 pub mod hs;

@@ -29,6 +29,9 @@
 //! host-a = "qemu+ssh://root@host-a/system"
 //! [platform.ping]                # VM UUID = address its ping probe uses
 //! "61be20f0-09a8-4753-b5e5-564f8a545ed5" = "10.0.0.5"
+//!
+//! [dashboard]                    # the web dashboard (crate::dash::config): opt-in
+//! listen = "127.0.0.1:8080"
 //! ```
 
 use std::collections::BTreeMap;
@@ -216,6 +219,9 @@ pub struct Config {
     pub notifiers: Vec<NotifierConfig>,
     /// `[event_retention]`: how long the outbox keeps events.
     pub event_retention: Retention,
+    /// `[dashboard]`: the web dashboard, when `listen` is set (docs/operators.md,
+    /// Dashboard).
+    pub dashboard: Option<crate::dash::config::DashboardConfig>,
 }
 
 /// A configuration problem, naming the file, the key, the value and what is allowed.
@@ -272,6 +278,7 @@ struct File {
     platform: Option<Spanned<PlatformFile>>,
     notifier: Option<Vec<NotifierFile>>,
     event_retention: Option<RetentionFile>,
+    dashboard: Option<Spanned<crate::dash::config::DashboardFile>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -421,6 +428,7 @@ impl Config {
             lease: LeaseSettings::default(),
             notifiers: Vec::new(),
             event_retention: Retention::default(),
+            dashboard: None,
         }
     }
 
@@ -611,6 +619,10 @@ impl Config {
             None => Retention::default(),
             Some(r) => notify_config::retention(r).map_err(from_bad)?,
         };
+        let dashboard = match &f.dashboard {
+            None => None,
+            Some(d) => crate::dash::config::dashboard(d, path).map_err(from_bad)?,
+        };
         Ok(Config {
             file: Some(config_file),
             hsdb,
@@ -626,6 +638,7 @@ impl Config {
             lease,
             notifiers,
             event_retention,
+            dashboard,
         })
     }
 
@@ -931,7 +944,8 @@ impl fmt::Display for Config {
                 }
             }
         }
-        notify_config::display(f, &self.notifiers, &self.event_retention)
+        notify_config::display(f, &self.notifiers, &self.event_retention)?;
+        crate::dash::config::display(f, self.dashboard.as_ref())
     }
 }
 

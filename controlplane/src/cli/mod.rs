@@ -210,6 +210,65 @@ pub enum Command {
     /// the `hactl run` leading the host's group). Exit 5 refused, 6 not finished in time.
     #[command(subcommand)]
     Host(HostOp),
+    /// The web dashboard's accounts: `dashboard user add|passwd|remove|list`.
+    #[command(subcommand)]
+    Dashboard(DashboardCmd),
+}
+
+/// `hactl dashboard …`.
+#[derive(Debug, Subcommand)]
+pub enum DashboardCmd {
+    /// The users file (`[dashboard] users_file`): accounts and roles.
+    #[command(subcommand)]
+    User(DashboardUser),
+}
+
+/// `hactl dashboard user …`: the password is read from standard input (a line; asked
+/// twice without echo on a terminal) or --password-file, never from the command line.
+#[derive(Debug, Subcommand)]
+pub enum DashboardUser {
+    /// Add an account.
+    Add {
+        /// Its name (letters, digits, '.', '_', '-', '@').
+        name: String,
+        /// read-only (every page, no action) or operator (pages and actions).
+        #[arg(long, value_parser = ["read-only", "operator"])]
+        role: String,
+        /// Read the password from the first line of this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// The users file; default: the configuration's `[dashboard] users_file`.
+        #[arg(long, value_name = "FILE")]
+        users_file: Option<PathBuf>,
+    },
+    /// Change an account's password (and its role with --role).
+    Passwd {
+        /// Its name.
+        name: String,
+        /// A new role.
+        #[arg(long, value_parser = ["read-only", "operator"])]
+        role: Option<String>,
+        /// Read the password from the first line of this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// The users file; default: the configuration's `[dashboard] users_file`.
+        #[arg(long, value_name = "FILE")]
+        users_file: Option<PathBuf>,
+    },
+    /// Remove an account (its sessions end at their next request).
+    Remove {
+        /// Its name.
+        name: String,
+        /// The users file; default: the configuration's `[dashboard] users_file`.
+        #[arg(long, value_name = "FILE")]
+        users_file: Option<PathBuf>,
+    },
+    /// List the accounts and their roles.
+    List {
+        /// The users file; default: the configuration's `[dashboard] users_file`.
+        #[arg(long, value_name = "FILE")]
+        users_file: Option<PathBuf>,
+    },
 }
 
 /// `hactl host …`.
@@ -525,6 +584,63 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `hactl dashboard user …`.
+fn dashboard_user(cli: &Cli, cmd: &DashboardUser) -> Result<String, CliError> {
+    use crate::dash::Role;
+    use crate::dash::accounts::{self, AccountError, PasswordSource};
+    let given = match cmd {
+        DashboardUser::Add { users_file, .. }
+        | DashboardUser::Passwd { users_file, .. }
+        | DashboardUser::Remove { users_file, .. }
+        | DashboardUser::List { users_file } => users_file.clone(),
+    };
+    let path = match given {
+        Some(p) => std::path::absolute(&p).unwrap_or(p),
+        None => {
+            let found = config(cli).or_else(|e| match e {
+                CliError::Config(config::ConfigError::Read { .. }) if cli.config.is_none() => {
+                    Ok(None)
+                }
+                e => Err(e),
+            })?;
+            found
+                .and_then(|c| c.dashboard)
+                .map(|d| d.users_file)
+                .unwrap_or_else(|| crate::dash::config::DEFAULT_USERS_FILE.into())
+        }
+    };
+    let role = |r: &str| Role::parse(r).unwrap_or(Role::ReadOnly);
+    fn source(f: &Option<PathBuf>) -> PasswordSource<'_> {
+        match f {
+            Some(p) => PasswordSource::File(p.as_path()),
+            None => PasswordSource::Stdin,
+        }
+    }
+    let result = match cmd {
+        DashboardUser::Add {
+            name,
+            role: r,
+            password_file,
+            ..
+        } => accounts::read_password(&source(password_file), name)
+            .and_then(|pw| accounts::add(&path, name, role(r), &pw)),
+        DashboardUser::Passwd {
+            name,
+            role: r,
+            password_file,
+            ..
+        } => accounts::read_password(&source(password_file), name)
+            .and_then(|pw| accounts::passwd(&path, name, r.as_deref().map(role), &pw)),
+        DashboardUser::Remove { name, .. } => accounts::remove(&path, name),
+        DashboardUser::List { .. } => accounts::list(&path, cli.format() == Format::Json),
+    };
+    result.map_err(|e| match e {
+        AccountError::Value(v) => CliError::Usage(v),
+        AccountError::NotFound { .. } => CliError::Failed(e.to_string()),
+        other => CliError::Failed(other.to_string()),
+    })
+}
+
 /// The platform driver of the configuration (`sim` without a configuration file, as
 /// `hactl run` would have).
 fn platform_config(cli: &Cli) -> Result<config::PlatformConfig, CliError> {
@@ -717,11 +833,16 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
             let mut db = open_write(cli)?;
             self::notifier::forget(&mut db, name)
         }
+        Command::Dashboard(DashboardCmd::User(cmd)) => dashboard_user(cli, cmd),
         Command::CheckConfig => {
             refuse_xml(format, "check-config")?;
             let path = cli.config.clone().unwrap_or_else(|| HACTL_CONFIG.into());
             let mut config = Config::load(&path)?;
             override_hsdb(cli, &mut config)?;
+            // The dashboard's certificate and users file, as `hactl run` would load them.
+            if let Some(d) = &config.dashboard {
+                crate::dash::server::check(d).map_err(|e| CliError::Usage(e.to_string()))?;
+            }
             let mut out = format!(
                 "# effective configuration of {}, defaults included\n{config}",
                 path.display()

@@ -113,6 +113,10 @@ pub enum DaemonError {
         /// What is wrong.
         why: String,
     },
+    /// The dashboard could not start (`[dashboard]`: its address, certificate, users
+    /// file).
+    #[error(transparent)]
+    Dashboard(#[from] crate::dash::DashError),
     /// A signal handler could not be installed.
     #[error("cannot install the SIGTERM/SIGINT handler: {0}")]
     Signal(std::io::Error),
@@ -509,6 +513,12 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     }
     let published = Arc::new(Mutex::new(starting));
     let admin = AdminServer::start(&config.admin_socket, Arc::clone(&published))?;
+    // The dashboard serves on every controller, leader or not: its actions are requests
+    // written into the HSDB, carried out by the controller leading the host group.
+    let dashboard = match &config.dashboard {
+        Some(d) => Some(crate::dash::Dashboard::start(config, d)?),
+        None => None,
+    };
     match &lock {
         Some(lock) => tracing::info!(
             hsdb = %shown,
@@ -602,6 +612,9 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
                  delivered again after the restart (same id)"
             );
         }
+    }
+    if let Some(d) = dashboard {
+        d.stop();
     }
     // Hand the leases over now rather than at their expiry.
     board.stop();
