@@ -434,7 +434,7 @@ local function prop_range(tvb, p)
 end
 
 -- SYN payloads (§4.2). Returns a short summary for the Info column.
-local function dissect_syn(tree, tvb, off, text)
+local function dissect_syn(tree, tvb, off, text, required_keys)
     local sub = tree:add(hvncp, #text > 0 and tvb(off, #text) or tvb(0, HEADER_LEN), "SYN properties")
     local props, repeated = add_properties(sub, tvb, off, text)
     for _, k in ipairs(repeated) do
@@ -467,7 +467,7 @@ local function dissect_syn(tree, tvb, off, text)
     local required = role == "monitor" and { "uuid", "verhmrunning" }
         or { "uuid", "ostype", "vervmmlower", "vervmmupper" }
     for _, k in ipairs(required) do
-        if not props[k] then
+        if required_keys and not props[k] then
             sub:add_proto_expert_info(e.malformed, "Missing required property " .. k)
         end
     end
@@ -814,7 +814,8 @@ local function dissect(tvb, pinfo, tree, macs)
     elseif is_ack then
         summary = (syn and "SYN-ACK" or "ACK")
     elseif syn then
-        local props = dissect_syn(root, tvb, HEADER_LEN, text)
+        -- A refresh (no ACKR) carries no properties a receiver reads (§3.2).
+        local props = (ackr or len > 0) and dissect_syn(root, tvb, HEADER_LEN, text, ackr) or ""
         summary = (ackr and "SYN" or "SYN refresh") .. (props ~= "" and " " .. props or "")
     elseif not ackr or (beg and fin) then
         if len == 0 then
@@ -1029,4 +1030,6 @@ local function heuristic(tvb, pinfo, tree)
 end
 
 apply_prefs()
+-- "Decode As… › Ethernet type › HVNCP" for any EtherType, besides the preference.
+pcall(function() ethertype_table:add_for_decode_as(hvncp) end)
 pcall(function() hvncp:register_heuristic("eth", heuristic) end)

@@ -10,6 +10,8 @@
 //!   fuzz/corpus/auth) — checksum good on every frame, tag good on every sealed one;
 //! - `edge_cases_give_expert_items_never_errors`: frames without padding, empty SYN
 //!   and Hello payloads, a cut trailer, arguments out of range: expert items, no error;
+//! - `mutated_frames_never_raise_errors`: 3,000 mutations of the golden frames, none
+//!   raising a Lua error or a dissector fault;
 //! - `ethertype_preference_and_heuristic`: a frame on another EtherType is left alone,
 //!   dissected with the `ethertype` preference, or with the heuristic switched on;
 //! - `real_handshake_captured_from_hmd_and_vmmd`: `dumpcap` on the monitor's veth while
@@ -451,6 +453,8 @@ fn golden() -> Vec<(&'static str, Vec<u8>)> {
     let mut other = frame(VM, HM, 17, BEG | END, 0, b"HB:");
     other[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
     v.push(("other EtherType", other));
+    // 44: a SYN without ACKR on an open session: a refresh (docs/hvncp.md §3.2).
+    v.push(("SYN refresh", frame(VM, HM, 18, SYN, 0, b"")));
     v
 }
 
@@ -505,6 +509,10 @@ fn check_with_codec(frames: &[(&str, Vec<u8>)]) {
                     continue;
                 }
                 if flags.contains(Flags::SYN) {
+                    // A SYN without ACKR is a refresh: its payload is not read.
+                    if !flags.contains(Flags::ACKR) {
+                        continue;
+                    }
                     let ok = AgentSyn::parse(payload).is_ok() || MonitorSyn::parse(payload).is_ok();
                     assert!(
                         ok,
@@ -1230,6 +1238,19 @@ fn golden_frames_dissect_field_by_field() {
         rows[42]
     );
 
+    expect(
+        &rows,
+        44,
+        name(44),
+        &[
+            ("hvncp.type", "SYN refresh"),
+            ("hvncp.flags", "0x04"),
+            ("hvncp.checksum.status", "1"),
+            ("_ws.col.Info", "SYN refresh n=18 [SYN]"),
+            ("_ws.expert.message", ""),
+        ],
+    );
+
     // Without the key, tags are shown but not verified.
     let rows = tshark(&pcap, &["hvncp.auth.tag.status", "_ws.expert.message"], &[]);
     assert_eq!(
@@ -1306,6 +1327,28 @@ fn ethertype_preference_and_heuristic() {
     assert_eq!(pref[0]["hvncp.verb"], "HB", "{:?}", pref[0]);
     let heur = tshark(&pcap, &fields, &["hvncp.heuristic:TRUE".to_owned()]);
     assert_eq!(heur[0]["hvncp.verb"], "HB", "{:?}", heur[0]);
+    // Decode As (`-d`), offered for every EtherType.
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .arg("-X")
+        .arg(format!("lua_script:{}", dissector().display()))
+        .args([
+            "-d",
+            "ethertype==0x88b6,hvncp",
+            "-T",
+            "fields",
+            "-e",
+            "hvncp.verb",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "HB");
 }
 
 /// A frame of `payload` without Ethernet padding (as captured on the sending host, or
@@ -1398,6 +1441,82 @@ fn edge_cases_give_expert_items_never_errors() {
             expect_contains(&rows, i + 1, name, "_ws.expert.message", expert);
         }
     }
+}
+
+/// splitmix64: a small deterministic generator, so that a failing mutation is
+/// reproduced by the next run.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % u64::try_from(n.max(1)).unwrap()).unwrap()
+    }
+}
+
+/// Frames are untrusted input: 3,000 mutations of the golden frames (bytes changed,
+/// header fields set to extremes, frames cut or extended) are all dissected without a
+/// Lua error or a dissector fault.
+#[test]
+fn mutated_frames_never_raise_errors() {
+    if !have("tshark", "mutated_frames_never_raise_errors") {
+        return;
+    }
+    let golden = golden();
+    let mut rng = SplitMix(0x4856_4e43_5020_7632);
+    let mut frames = Vec::new();
+    for _ in 0..3000 {
+        let mut f = golden[rng.below(golden.len())].1.clone();
+        // Keep the EtherType HVNCP's so the dissector sees every mutation.
+        if f.len() >= 14 {
+            f[12..14].copy_from_slice(&DEFAULT_ETHERTYPE.to_be_bytes());
+        }
+        for _ in 0..=rng.below(4) {
+            let at = 14 + rng.below(f.len().saturating_sub(14).max(1));
+            match rng.below(6) {
+                0 if at < f.len() => f[at] = u8::try_from(rng.next() & 0xff).unwrap(),
+                1 if f.len() > 22 => f[20..22]
+                    .copy_from_slice(&u16::try_from(rng.next() & 0xffff).unwrap().to_be_bytes()),
+                2 if f.len() > 17 => f[17] = u8::try_from(rng.next() & 0xff).unwrap(),
+                3 => f.truncate(at.min(f.len())),
+                4 => f.extend((0..rng.below(40)).map(|_| u8::try_from(rng.next() & 0xff).unwrap())),
+                _ if at < f.len() => f[at] = [b':', b'=', b'/', 0, 0xff][rng.below(5)],
+                _ => {}
+            }
+        }
+        if f.len() < 14 {
+            f.resize(14, 0);
+            f[12..14].copy_from_slice(&DEFAULT_ETHERTYPE.to_be_bytes());
+        }
+        frames.push(("mutation", f));
+    }
+    let pcap = artifacts().join("mutations.pcap");
+    write_pcap(&pcap, &frames, &[]);
+    // `tshark` itself asserts: no Lua error, no dissector fault, in the tree of every frame.
+    let rows = tshark(
+        &pcap,
+        &["frame.protocols", "hvncp.checksum.status"],
+        &[
+            format!("hvncp.auth_keys:1 {KEY_HEX}"),
+            "hvncp.heuristic:TRUE".to_owned(),
+        ],
+    );
+    assert_eq!(rows.len(), frames.len());
+    let dissected = rows
+        .iter()
+        .filter(|r| r["frame.protocols"].contains("hvncp"))
+        .count();
+    assert!(
+        dissected >= 2900,
+        "frames reaching the dissector: {dissected}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
