@@ -79,6 +79,8 @@ local f = {
     frag_index = ProtoField.uint8("hvncp.frag_index", "Fragment index", base.DEC),
     len = ProtoField.uint16("hvncp.len", "Payload length", base.DEC),
     kind = ProtoField.string("hvncp.type", "Packet type"),
+    from = ProtoField.string("hvncp.from", "From (monitor or agent)"),
+    to = ProtoField.string("hvncp.to", "To (monitor, agent or broadcast)"),
     payload = ProtoField.bytes("hvncp.payload", "Payload"),
     text = ProtoField.string("hvncp.text", "Payload text"),
     padding = ProtoField.bytes("hvncp.padding", "Padding"),
@@ -359,6 +361,9 @@ local function reset_state()
         sent = {},          -- "src>dst|kind|number" -> { frame, time, sig } first transmission
         acks = {},          -- "src>dst|kind|number" -> { frame, time } last ACK sent
         retrans = {},       -- frame -> frame it retransmits
+        roles = {},         -- MAC -> "monitor" | "agent", learned from what it sends
+        from = {},          -- frame -> role of its sender, as known at that frame
+        to = {},            -- frame -> role of its receiver
         dup_ack = {},       -- frame -> frame of the first copy of this ACK
         ack_to = {},        -- frame -> { frame, time } acknowledged
         partial = {},       -- "src>dst|pri" -> { first, frags = { [index] = bytes }, frames }
@@ -389,6 +394,35 @@ end
 local function mac_text(raw)
     if not raw then return "?" end
     return (hex_of(raw):gsub("(%x%x)(%x%x)(%x%x)(%x%x)(%x%x)(%x%x)", "%1:%2:%3:%4:%5:%6"))
+end
+
+-- The 6 bytes of a MAC written "aa:bb:cc:dd:ee:ff" (nil for a resolved name).
+local function mac_from_text(text)
+    local hex = tostring(text or ""):match("^(%x%x:%x%x:%x%x:%x%x:%x%x:%x%x)$")
+    if not hex then return nil end
+    return (hex:gsub("(%x%x):?", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- The Ethernet addresses of this frame: keys for the per-capture state, and the raw
+-- bytes when they can be had (the authentication tag covers them).
+--
+-- Keys come from pinfo.dl_src / pinfo.dl_dst, which the Ethernet dissector always sets:
+-- field extractors (eth.src) return nothing while no protocol tree is built, as in the
+-- first of tshark's two passes, and the state is written on the first pass. The raw
+-- bytes come from the extractors when a tree is built (every pass that displays
+-- anything), else from the address text when it is not a resolved name.
+local function addresses(pinfo, macs)
+    if macs then
+        return mac_text(macs.src), mac_text(macs.dst), macs.src, macs.dst
+    end
+    local src_key, dst_key = tostring(pinfo.dl_src), tostring(pinfo.dl_dst)
+    local src = mac_bytes(f_eth_src) or mac_from_text(src_key)
+    local dst = mac_bytes(f_eth_dst) or mac_from_text(dst_key)
+    return src_key, dst_key, src, dst
+end
+
+local function is_broadcast(key)
+    return key == "ff:ff:ff:ff:ff:ff" or key == "Broadcast"
 end
 
 ---------------------------------------------------------------------------------------
@@ -685,6 +719,10 @@ end
 -- The dissector
 ---------------------------------------------------------------------------------------
 
+-- Verbs only one side sends (docs/hvncp.md §4.1, §11.1).
+local MONITOR_VERBS = { START_HB = true, STOP_HB = true, PMSG_REQ = true, GMSG = true }
+local AGENT_VERBS = { HB = true, SHDN = true, DBELL = true, PMSG_RSP = true, CLRDB = true }
+
 local function packet_kind(flags, frag_index)
     local ackr, ack, beg, fin, syn, hel =
         band(flags, 0x80) ~= 0, band(flags, 0x40) ~= 0, band(flags, 0x20) ~= 0,
@@ -802,9 +840,8 @@ local function dissect(tvb, pinfo, tree, macs)
     local text = tvb:raw(HEADER_LEN, len)
     local summary
     -- Addresses: from the Ethernet dissector, or given by the heuristic.
-    local src_mac = macs and macs.src or mac_bytes(f_eth_src)
-    local dst_mac = macs and macs.dst or mac_bytes(f_eth_dst)
-    local key = mac_text(src_mac) .. ">" .. mac_text(dst_mac)
+    local src_key, dst_key, src_mac, dst_mac = addresses(pinfo, macs)
+    local key = src_key .. ">" .. dst_key
     if len > 0 then
         root:add(f.payload, tvb(HEADER_LEN, len))
         root:add(f.text, tvb(HEADER_LEN, len), printable(text, 300)):set_generated()
@@ -873,11 +910,39 @@ local function dissect(tvb, pinfo, tree, macs)
         end
     end
 
+    -- Who speaks: a Hello or a monitor's SYN or verb makes its sender a monitor, an
+    -- agent's SYN or verb an agent (first pass; frames with a good checksum only).
+    if not pinfo.visited then
+        if sum == csum then
+            local word = summary:match("^(%S+)") or ""
+            local second = summary:match("^%S+ (%S+)") or ""
+            local role
+            if is_hello then
+                role = "monitor"
+            elseif syn and not is_ack and (second == "agent" or second == "monitor") then
+                role = second
+            elseif MONITOR_VERBS[word] then
+                role = "monitor"
+            elseif AGENT_VERBS[word] then
+                role = "agent"
+            end
+            if role then state.roles[src_key] = role end
+        end
+        state.from[pinfo.number] = state.roles[src_key]
+        state.to[pinfo.number] = is_broadcast(dst_key) and "broadcast" or state.roles[dst_key]
+    end
+    if state.from[pinfo.number] then
+        root:add(f.from, state.from[pinfo.number]):set_generated()
+    end
+    if state.to[pinfo.number] then
+        root:add(f.to, state.to[pinfo.number]):set_generated()
+    end
+
     -- Acknowledgements and retransmissions (§3.4), on reliable packets and ACKs.
     if not is_hello then
         local kindtag = syn and "S" or "D"
         if is_ack then
-            local sent_key = mac_text(dst_mac) .. ">" .. mac_text(src_mac)
+            local sent_key = dst_key .. ">" .. src_key
                 .. "|" .. kindtag .. "|" .. number
             local ack_key = key .. "|" .. kindtag .. "|" .. number
             if not pinfo.visited then

@@ -100,10 +100,16 @@ type Row = HashMap<String, String>;
 /// Asserts that tshark succeeded, printed no Lua error, and that the dissector raised no
 /// internal error (`-V` output checked too).
 fn tshark(pcap: &Path, fields: &[&str], prefs: &[String]) -> Vec<Row> {
+    tshark_passes(pcap, fields, prefs, true)
+}
+
+/// [`tshark`] in two passes (`-2`: the first without a protocol tree, as Wireshark reads
+/// a file) or in one.
+fn tshark_passes(pcap: &Path, fields: &[&str], prefs: &[String], two_passes: bool) -> Vec<Row> {
     let lua = format!("lua_script:{}", dissector().display());
     let mut args: Vec<String> = vec![
         "-n".into(),
-        "-2".into(),
+        if two_passes { "-2" } else { "-l" }.into(),
         "-r".into(),
         pcap.display().to_string(),
         "-X".into(),
@@ -455,6 +461,18 @@ fn golden() -> Vec<(&'static str, Vec<u8>)> {
     v.push(("other EtherType", other));
     // 44: a SYN without ACKR on an open session: a refresh (docs/hvncp.md §3.2).
     v.push(("SYN refresh", frame(VM, HM, 18, SYN, 0, b"")));
+    // 45-48: both sides send packet 22, each acknowledged by the other: the state is
+    // per direction.
+    v.push((
+        "DBELL 22",
+        frame(VM, HM, 22, ACKR | BEG | END, 0, b"DBELL:2"),
+    ));
+    v.push((
+        "PMSG_REQ 22",
+        frame(HM, VM, 22, ACKR | BEG | END, 0, b"PMSG_REQ:20"),
+    ));
+    v.push(("ACK 22 of the DBELL", frame(HM, VM, 22, ACK, 0, b"")));
+    v.push(("ACK 22 of the PMSG_REQ", frame(VM, HM, 22, ACK, 0, b"")));
     v
 }
 
@@ -579,6 +597,8 @@ const GOLDEN_FIELDS: &[&str] = &[
     "hvncp.frag_index",
     "hvncp.len",
     "hvncp.type",
+    "hvncp.from",
+    "hvncp.to",
     "hvncp.verb",
     "hvncp.args",
     "hvncp.property.key",
@@ -631,6 +651,7 @@ fn golden_frames_dissect_field_by_field() {
     let key = format!("hvncp.auth_keys:1 {KEY_HEX}");
     let rows = tshark(&pcap, GOLDEN_FIELDS, &[key]);
     assert_eq!(rows.len(), frames.len(), "one row per frame");
+    assert_eq!(frames.len(), 48);
     let name = |i: usize| frames[i - 1].0;
     let no_expert = ("_ws.expert.message", "");
 
@@ -657,6 +678,8 @@ fn golden_frames_dissect_field_by_field() {
         name(1),
         &[
             ("hvncp.type", "Hello"),
+            ("hvncp.from", "monitor"),
+            ("hvncp.to", "broadcast"),
             ("hvncp.flags", "0x02"),
             ("hvncp.flags.str", "HEL"),
             ("hvncp.flags.hel", "1"),
@@ -690,6 +713,8 @@ fn golden_frames_dissect_field_by_field() {
             ("hvncp.seq", "1"),
             ("hvncp.len", "105"),
             ("hvncp.syn.role", "agent"),
+            ("hvncp.from", "agent"),
+            ("hvncp.to", "monitor"),
             ("hvncp.syn.uuid", VM_UUID),
             ("hvncp.syn.ostype", "AIX"),
             ("hvncp.syn.ver_vmm_lower", "2.0"),
@@ -1251,6 +1276,37 @@ fn golden_frames_dissect_field_by_field() {
         ],
     );
 
+    for (i, of) in [(47, "45"), (48, "46")] {
+        expect(
+            &rows,
+            i,
+            name(i),
+            &[
+                ("hvncp.ack_to", of),
+                ("hvncp.duplicate_ack_of", ""),
+                ("_ws.expert.message", ""),
+            ],
+        );
+    }
+    expect(&rows, 46, name(46), &[("hvncp.retransmission_of", "")]);
+
+    // Read in one pass, the same (but earlier fragments cannot name the frame that
+    // completes their message yet).
+    let fields = [
+        "hvncp.ack_to",
+        "hvncp.duplicate_ack_of",
+        "hvncp.retransmission_of",
+        "hvncp.from",
+        "hvncp.to",
+        "hvncp.fragment.first",
+        "hvncp.auth.tag.status",
+        "_ws.col.Info",
+    ];
+    let key = [format!("hvncp.auth_keys:1 {KEY_HEX}")];
+    let one = tshark_passes(&pcap, &fields, &key, false);
+    let two = tshark_passes(&pcap, &fields, &key, true);
+    assert_eq!(one, two, "one pass and two passes agree");
+
     // Without the key, tags are shown but not verified.
     let rows = tshark(&pcap, &["hvncp.auth.tag.status", "_ws.expert.message"], &[]);
     assert_eq!(
@@ -1613,6 +1669,8 @@ const REAL_FIELDS: &[&str] = &[
     "hvncp.type",
     "hvncp.flags",
     "hvncp.flags.rsv",
+    "hvncp.from",
+    "hvncp.to",
     "hvncp.seq",
     "hvncp.ack",
     "hvncp.checksum.status",
@@ -1846,6 +1904,10 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
     let start = find("START_HB", &|r| is(r, "hvncp.verb", "START_HB"));
     let s = &rows[start];
     assert_eq!(s["hvncp.start_hb.period_ms"], "200");
+    assert_eq!(
+        (s["hvncp.from"].as_str(), s["hvncp.to"].as_str()),
+        ("monitor", "agent")
+    );
     assert_eq!(s["hvncp.flags"], "0xb1");
     assert_eq!(
         s["hvncp.seq"], m["hvncp.seq"],
@@ -1862,6 +1924,13 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
     assert!(hbs.len() >= 5, "heartbeats: {}\n{summary}", hbs.len());
     let first_hb = &hbs[0];
     assert_eq!(first_hb["hvncp.type"], "Datagram");
+    assert_eq!(
+        (
+            first_hb["hvncp.from"].as_str(),
+            first_hb["hvncp.to"].as_str()
+        ),
+        ("agent", "monitor")
+    );
     assert_eq!(
         first_hb["hvncp.seq"], a["hvncp.seq"],
         "the agent's first packet after its SYN"
