@@ -35,14 +35,14 @@ local registered_on
 ---------------------------------------------------------------------------------------
 
 local FLAG = {
-    { bit = 0x80, name = "ACKR", desc = "Acknowledgement requested" },
-    { bit = 0x40, name = "ACK", desc = "Acknowledgement" },
-    { bit = 0x20, name = "BEG", desc = "First packet of a message" },
-    { bit = 0x10, name = "END", desc = "Last packet of a message" },
-    { bit = 0x08, name = "PRI", desc = "Urgent priority" },
-    { bit = 0x04, name = "SYN", desc = "Session (re)synchronisation" },
-    { bit = 0x02, name = "HEL", desc = "Hello" },
-    { bit = 0x01, name = "Rsv", desc = "Reserved: authenticated frame (trailer follows the payload)" },
+    { bit = 0x80, name = "ACKR" },
+    { bit = 0x40, name = "ACK" },
+    { bit = 0x20, name = "BEG" },
+    { bit = 0x10, name = "END" },
+    { bit = 0x08, name = "PRI" },
+    { bit = 0x04, name = "SYN" },
+    { bit = 0x02, name = "HEL" },
+    { bit = 0x01, name = "Rsv" },
 }
 
 local status_vals = { [0] = "Bad", [1] = "Good", [2] = "Unverified" }

@@ -1690,6 +1690,7 @@ const REAL_FIELDS: &[&str] = &[
     "hvncp.report.count",
     "hvncp.report.line",
     "hvncp.ack_to",
+    "hvncp.ack_rtt",
     "hvncp.retransmission_of",
     "hvncp.auth.key_id",
     "hvncp.auth.tag.status",
@@ -1918,6 +1919,11 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
         is(r, "hvncp.type", "ACK") && r["hvncp.ack_to"] == s["frame.number"]
     });
     assert_eq!(rows[start_ack]["eth.src"], agent_mac);
+    let rtt: f64 = rows[start_ack]["hvncp.ack_rtt"].parse().unwrap();
+    assert!(
+        (0.0..5.0).contains(&rtt),
+        "START_HB acknowledged after {rtt} s"
+    );
     // Heartbeats: datagrams from the agent, numbers increasing by one per packet the
     // agent sends (other messages take numbers too).
     let hbs: Vec<&Row> = rows.iter().filter(|r| is(r, "hvncp.verb", "HB")).collect();
