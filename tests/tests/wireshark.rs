@@ -14,8 +14,10 @@
 //!   raising a Lua error or a dissector fault;
 //! - `ethertype_preference_and_heuristic`: a frame on another EtherType is left alone,
 //!   dissected with the `ethertype` preference, or with the heuristic switched on;
-//! - `real_handshake_captured_from_hmd_and_vmmd`: `dumpcap` on the monitor's veth while
-//!   a real `hmd` and `vmmd` (authentication `require`) pair, heartbeat, ring the
+//! - `real_handshake_captured_from_hmd_and_vmmd` and
+//!   `real_authenticated_handshake_captured_from_hmd_and_vmmd`: `dumpcap` on the
+//!   monitor's veth while a real `hmd` and `vmmd` (without authentication, and with
+//!   `auth = require`) pair, heartbeat, ring the
 //!   doorbell, exchange an application report (FETCH and CONFIRM enqueued in the HSDB as
 //!   the control plane does) and the agent stops; the capture is asserted frame by frame.
 //!
@@ -1698,11 +1700,25 @@ const REAL_FIELDS: &[&str] = &[
 
 #[test]
 fn real_handshake_captured_from_hmd_and_vmmd() {
-    let test = "real_handshake_captured_from_hmd_and_vmmd";
+    real_capture("real_handshake_captured_from_hmd_and_vmmd", false);
+}
+
+#[test]
+fn real_authenticated_handshake_captured_from_hmd_and_vmmd() {
+    real_capture(
+        "real_authenticated_handshake_captured_from_hmd_and_vmmd",
+        true,
+    );
+}
+
+/// A real `hmd` and `vmmd` pair, heartbeat, ring, exchange a report and stop while
+/// `dumpcap` captures the monitor's interface; the capture is then read by the
+/// dissector. With `sealed`, both run `auth = require` and every tag is verified.
+fn real_capture(test: &str, sealed: bool) {
     if !have("tshark", test) || !have("dumpcap", test) {
         return;
     }
-    let Some(mut lab) = Lab::new("wshark") else {
+    let Some(mut lab) = Lab::new(if sealed { "wsauth" } else { "wshark" }) else {
         return;
     };
     let mon = lab.netns("mon");
@@ -1710,10 +1726,14 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
     lab.link(&vm, "ha1", &mon, "m1");
     let key_file = lab.write("auth.key", &format!("# test key\n1 {KEY_HEX}\n"));
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let auth = format!(
-        "auth = \"require\"\nauth_key_file = {:?}\n",
-        key_file.display().to_string()
-    );
+    let auth = if sealed {
+        format!(
+            "auth = \"require\"\nauth_key_file = {:?}\n",
+            key_file.display().to_string()
+        )
+    } else {
+        String::new()
+    };
     let hsdb = lab.dir.join("hsdb.sqlite");
     let socket = lab.dir.join("hmd.sock");
     let hmd_config = lab.write(
@@ -1737,7 +1757,19 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
             hvha_e2e::vmmd_ame_section(&lab.dir, "vmmd")
         ),
     );
-    let pcap = artifacts().join("handshake.pcap");
+    let pcap = artifacts().join(if sealed {
+        "handshake-auth.pcap"
+    } else {
+        "handshake.pcap"
+    });
+    // Flag bytes on the wire: with authentication, Rsv (0x01) on every frame.
+    let rsv = u8::from(sealed);
+    let hex = |flags: u8| format!("0x{:02x}", flags | rsv);
+    let tail = if sealed {
+        " [BEG,END,Rsv] [auth key=1] [tag good]"
+    } else {
+        " [BEG,END]"
+    };
     let mut dumpcap = Dumpcap::start(&mon, "m1", &pcap, &lab.dir.join("dumpcap.log"));
 
     lab.spawn(
@@ -1838,9 +1870,14 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
         let n = &r["frame.number"];
         assert_eq!(r["hvncp.version"], "2.0", "frame {n}: {r:?}");
         assert_eq!(r["hvncp.checksum.status"], "1", "frame {n}: {r:?}");
-        assert_eq!(r["hvncp.flags.rsv"], "1", "frame {n}: {r:?}");
-        assert_eq!(r["hvncp.auth.key_id"], "1", "frame {n}: {r:?}");
-        assert_eq!(r["hvncp.auth.tag.status"], "1", "frame {n}: {r:?}");
+        if sealed {
+            assert_eq!(r["hvncp.flags.rsv"], "1", "frame {n}: {r:?}");
+            assert_eq!(r["hvncp.auth.key_id"], "1", "frame {n}: {r:?}");
+            assert_eq!(r["hvncp.auth.tag.status"], "1", "frame {n}: {r:?}");
+        } else {
+            assert_eq!(r["hvncp.flags.rsv"], "0", "frame {n}: {r:?}");
+            assert_eq!(r["hvncp.auth.key_id"], "", "frame {n}: {r:?}");
+        }
         for m in r["_ws.expert.message"].split('|').filter(|m| !m.is_empty()) {
             assert!(
                 m.starts_with("Retransmission") || m.starts_with("Duplicate acknowledgement"),
@@ -1865,7 +1902,7 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
         is(r, "hvncp.type", "SYN") && is(r, "hvncp.syn.role", "agent")
     });
     let a = &rows[agent_syn];
-    assert_eq!(a["hvncp.flags"], "0xa5", "{a:?}");
+    assert_eq!(a["hvncp.flags"], hex(0xa4), "{a:?}");
     assert_eq!(a["hvncp.syn.uuid"], VM_UUID);
     assert_eq!(a["hvncp.syn.ver_vmm_lower"], "2.0");
     assert_eq!(
@@ -1879,7 +1916,7 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
     // The monitor's SYN (SYN|ACKR|END|Rsv), then the acknowledgements of both SYNs.
     let monitor_syn = find("monitor SYN", &|r| is(r, "hvncp.syn.role", "monitor"));
     let m = &rows[monitor_syn];
-    assert_eq!(m["hvncp.flags"], "0x95", "{m:?}");
+    assert_eq!(m["hvncp.flags"], hex(0x94), "{m:?}");
     assert_eq!(m["hvncp.syn.uuid"], HM_UUID);
     assert_eq!(m["hvncp.syn.ver_hm_running"], "2.0");
     assert!(monitor_syn > agent_syn);
@@ -1909,7 +1946,7 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
         (s["hvncp.from"].as_str(), s["hvncp.to"].as_str()),
         ("monitor", "agent")
     );
-    assert_eq!(s["hvncp.flags"], "0xb1");
+    assert_eq!(s["hvncp.flags"], hex(0xb0));
     assert_eq!(
         s["hvncp.seq"], m["hvncp.seq"],
         "the first packet after a SYN takes its number"
@@ -1954,10 +1991,7 @@ fn real_handshake_captured_from_hmd_and_vmmd() {
     }
     assert_eq!(
         first_hb["_ws.col.Info"],
-        format!(
-            "HB n={} [BEG,END,Rsv] [auth key=1] [tag good]",
-            first_hb["hvncp.seq"]
-        )
+        format!("HB n={}{tail}", first_hb["hvncp.seq"])
     );
     // The doorbell, and the report exchange under the commands' ids.
     let dbell = find("DBELL", &|r| is(r, "hvncp.verb", "DBELL"));
