@@ -27,6 +27,7 @@ pub mod cli;
 pub mod clock;
 pub mod daemon;
 pub mod dash;
+pub mod discover;
 pub mod events;
 pub mod fde;
 pub mod hs;

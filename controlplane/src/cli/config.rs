@@ -222,6 +222,8 @@ pub struct Config {
     /// `[dashboard]`: the web dashboard, when `listen` is set (docs/operators.md,
     /// Dashboard).
     pub dashboard: Option<crate::dash::config::DashboardConfig>,
+    /// `[discovery]`: the schedule and the managed rule of discovery.
+    pub discovery: crate::discover::config::DiscoveryConfig,
 }
 
 /// A configuration problem, naming the file, the key, the value and what is allowed.
@@ -279,6 +281,7 @@ struct File {
     notifier: Option<Vec<NotifierFile>>,
     event_retention: Option<RetentionFile>,
     dashboard: Option<Spanned<crate::dash::config::DashboardFile>>,
+    discovery: Option<crate::discover::config::DiscoveryFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,6 +432,7 @@ impl Config {
             notifiers: Vec::new(),
             event_retention: Retention::default(),
             dashboard: None,
+            discovery: crate::discover::config::DiscoveryConfig::default(),
         }
     }
 
@@ -623,6 +627,10 @@ impl Config {
             None => None,
             Some(d) => crate::dash::config::dashboard(d, path).map_err(from_bad)?,
         };
+        let discovery = match &f.discovery {
+            None => crate::discover::config::DiscoveryConfig::default(),
+            Some(d) => crate::discover::config::parse(d, text, path)?,
+        };
         Ok(Config {
             file: Some(config_file),
             hsdb,
@@ -639,6 +647,7 @@ impl Config {
             notifiers,
             event_retention,
             dashboard,
+            discovery,
         })
     }
 
@@ -945,7 +954,8 @@ impl fmt::Display for Config {
             }
         }
         notify_config::display(f, &self.notifiers, &self.event_retention)?;
-        crate::dash::config::display(f, self.dashboard.as_ref())
+        crate::dash::config::display(f, self.dashboard.as_ref())?;
+        self.discovery.display(f)
     }
 }
 

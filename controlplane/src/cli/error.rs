@@ -28,6 +28,9 @@ pub enum Exit {
     /// 7: `hactl verify` found a host whose loss would leave VMs without a place (the
     /// report is printed as with 0).
     Short = 7,
+    /// 8: `hactl discover` wrote what it found, but some hosts did not answer (their VMs
+    /// were not checked; the report is printed as with 0).
+    Incomplete = 8,
 }
 
 impl Exit {
@@ -103,6 +106,15 @@ pub enum CliError {
         /// One line.
         summary: String,
     },
+    /// The command did its work in part: `report` to standard output, `summary` to
+    /// standard error (`hactl discover` with hosts that did not answer).
+    #[error("{summary}")]
+    Incomplete {
+        /// The full report.
+        report: String,
+        /// One line.
+        summary: String,
+    },
 }
 
 impl CliError {
@@ -117,6 +129,7 @@ impl CliError {
             CliError::Refused(_) => Exit::Refused,
             CliError::Waiting(_) => Exit::Waiting,
             CliError::Findings { .. } => Exit::Short,
+            CliError::Incomplete { .. } => Exit::Incomplete,
             CliError::Admin(AdminError::NotRunning { .. }) => Exit::NotRunning,
             CliError::NoHsdb { .. }
             | CliError::Hsdb(_)

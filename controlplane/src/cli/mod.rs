@@ -11,6 +11,7 @@
 //! 5 refused by the control plane (`host evacuate`), 6 not finished in time.
 
 pub mod config;
+pub mod discover;
 pub mod error;
 pub mod maintenance;
 pub mod modify;
@@ -71,6 +72,8 @@ Examples:
   hactl relocate --dry-run host-a               # where host-a's VMs would go, and why
   hactl relocate --dry-run web1 --json          # where VM web1 would be restarted
   hactl verify hg1                              # can hg1 absorb the loss of any one host?
+  hactl discover hg1                            # the platform's hosts and VMs into the HSDB
+  hactl discover hg1 --deep --json              # also every VM's details, then verify
   hactl host evacuate host-a                  # planned maintenance; --no-wait to return at once
   hactl host restore host-a
 
@@ -83,6 +86,7 @@ Exit codes:
   5  refused by the control plane (host evacuate: the plan is incomplete; each VM's reason)
   6  host evacuate / restore not finished within --timeout (the request stays queued)
   7  verify: the loss of some host would leave VMs without a place (the report is printed)
+  8  discover: some hosts did not answer; what the others have was written (report printed)
 
 Configuration: /etc/hvha/hactl.toml unless --config is given; docs/operators.md describes
 every key.";
@@ -189,6 +193,24 @@ pub enum Command {
         /// The host group; default: every group of the HSDB.
         #[arg(value_name = "HOST_GROUP")]
         group: Option<String>,
+    },
+    /// Discovery: ask the platform driver for its hosts (CPU, memory) and VMs (size,
+    /// state, host) and write them into the HSDB.
+    ///
+    /// New VMs are unmanaged unless `[discovery] manage_new` (or `manage_new_groups`)
+    /// says otherwise; a known VM's host and size follow the platform, never a value an
+    /// operator set; a VM no longer found is reported (VM_VANISHED), never deleted or
+    /// relocated. Recorded as an activity. Exit 0 done, 8 some hosts did not answer
+    /// (the others' findings written), 1 nothing written (no host answered, HSDB), 2 the
+    /// configured platform cannot be discovered, 4 no such host group.
+    Discover {
+        /// The host group; default: every host the platform driver serves.
+        #[arg(value_name = "HOST_GROUP")]
+        group: Option<String>,
+        /// Also read every VM's details and then verify the group (the seed's Deep
+        /// Discovery); default: the quick inventory.
+        #[arg(long)]
+        deep: bool,
     },
     /// Ask the running `hactl run` for its status.
     ///
@@ -576,6 +598,11 @@ pub fn main() -> ExitCode {
             print!("{report}");
             eprintln!("hactl: {summary}");
             Exit::Short.code()
+        }
+        Err(CliError::Incomplete { report, summary }) => {
+            print!("{report}");
+            eprintln!("hactl: {summary}");
+            Exit::Incomplete.code()
         }
         Err(e) => {
             eprintln!("hactl: {e}");
@@ -965,6 +992,19 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 SystemClock.now_ms(),
                 format,
             )
+        }
+        Command::Discover { group, deep } => {
+            refuse_xml(format, "discover")?;
+            let mut cfg = config(cli)?.ok_or_else(|| {
+                CliError::Usage(
+                    "discover needs the configuration file's [platform]: give --config FILE \
+                     (without one, hactl's platform is the sim built from the HSDB itself)"
+                        .into(),
+                )
+            })?;
+            override_hsdb(cli, &mut cfg)?;
+            let mut db = open_write(cli)?;
+            self::discover::discover(&mut db, &cfg, group.as_deref(), *deep, format)
         }
         Command::Status { socket } => {
             refuse_xml(format, "status")?;

@@ -37,11 +37,22 @@ fn ground(
     profile: Option<crate::params::Profile>,
     now_ms: i64,
 ) -> Result<Ground, CliError> {
+    let mut driver =
+        crate::daemon::open_platform(platform, db).map_err(|e| CliError::Failed(e.to_string()))?;
+    ground_with(db, group, driver.as_mut(), profile, now_ms)
+}
+
+/// [`ground`] with a platform driver already open.
+fn ground_with(
+    db: &Hsdb,
+    group: &str,
+    driver: &mut dyn crate::platform::Platform,
+    profile: Option<crate::params::Profile>,
+    now_ms: i64,
+) -> Result<Ground, CliError> {
     let params = super::modify::resolve(db, group, profile)?;
     let policies = crate::policy::load(db, group)
         .map_err(|e| CliError::Failed(format!("policies of group {group}: {e}")))?;
-    let mut driver =
-        crate::daemon::open_platform(platform, db).map_err(|e| CliError::Failed(e.to_string()))?;
     let infos = driver.hosts().map_err(|e| {
         CliError::Failed(format!(
             "the {} platform cannot list its hosts: {e}",
@@ -430,6 +441,64 @@ pub struct GroupVerify {
     pub absorbs_any_host_loss: bool,
 }
 
+/// The verification of group `group` against `driver`: the loss of each host in turn,
+/// planned as `hactl run` would (used by `hactl verify` and by the deep discovery and
+/// VERIFY activities).
+pub fn verify_group(
+    db: &Hsdb,
+    group: &str,
+    driver: &mut dyn crate::platform::Platform,
+    profile: Option<crate::params::Profile>,
+    now_ms: i64,
+) -> Result<GroupVerify, CliError> {
+    let ground = ground_with(db, group, driver, profile, now_ms)?;
+    let mut hosts = Vec::new();
+    for h in &ground.view.hosts {
+        let req = ground.view.host_failure(&[h.id]);
+        let plan = PolicyPlanner.plan(&req);
+        let unplaced: Vec<PlannedRow> = rows(&req, &plan, &ground.view)
+            .into_iter()
+            .filter(|r| r.to.is_none())
+            .collect();
+        hosts.push(HostLoss {
+            host: h.name.clone(),
+            managed_vms: req.vms.len(),
+            placed: req.vms.len() - unplaced.len(),
+            unplaced,
+        });
+    }
+    Ok(GroupVerify {
+        group: group.to_owned(),
+        absorbs_any_host_loss: hosts.iter().all(|h| h.unplaced.is_empty()),
+        hosts,
+    })
+}
+
+impl GroupVerify {
+    /// One line: whether the group absorbs the loss of any one host, else which hosts'
+    /// loss leaves how many VMs without a place.
+    pub fn summary(&self) -> String {
+        if self.absorbs_any_host_loss {
+            return format!(
+                "verify: group {} can absorb the loss of any one host ({} hosts)",
+                self.group,
+                self.hosts.len()
+            );
+        }
+        let short: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|h| !h.unplaced.is_empty())
+            .map(|h| format!("{}: {} VM(s) without a place", h.host, h.unplaced.len()))
+            .collect();
+        format!(
+            "verify: group {} cannot absorb the loss of every host: {}",
+            self.group,
+            short.join("; ")
+        )
+    }
+}
+
 /// `hactl verify [GROUP]`: `Ok` when every group can absorb the loss of any one host;
 /// [`CliError::Findings`] (exit 7) with the same report when some cannot.
 pub fn verify(
@@ -449,29 +518,11 @@ pub fn verify(
     if groups.is_empty() {
         return Err(CliError::Failed("the HSDB has no host group".into()));
     }
+    let mut driver =
+        crate::daemon::open_platform(platform, db).map_err(|e| CliError::Failed(e.to_string()))?;
     let mut report: Vec<GroupVerify> = Vec::new();
     for g in &groups {
-        let ground = ground(db, g, platform, profile, now_ms)?;
-        let mut hosts = Vec::new();
-        for h in &ground.view.hosts {
-            let req = ground.view.host_failure(&[h.id]);
-            let plan = PolicyPlanner.plan(&req);
-            let unplaced: Vec<PlannedRow> = rows(&req, &plan, &ground.view)
-                .into_iter()
-                .filter(|r| r.to.is_none())
-                .collect();
-            hosts.push(HostLoss {
-                host: h.name.clone(),
-                managed_vms: req.vms.len(),
-                placed: req.vms.len() - unplaced.len(),
-                unplaced,
-            });
-        }
-        report.push(GroupVerify {
-            group: g.clone(),
-            absorbs_any_host_loss: hosts.iter().all(|h| h.unplaced.is_empty()),
-            hosts,
-        });
+        report.push(verify_group(db, g, driver.as_mut(), profile, now_ms)?);
     }
     let text = if format == Format::Json {
         super::json(&report)?

@@ -595,7 +595,39 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             Err(e) => tracing::error!(notifier = %name, "cannot start its thread: {e}"),
         }
     }
+    // Discovery and activities: a thread of their own (docs/controlplane.md,
+    // "Discovery and activities"), so a discovery never delays a scan.
+    let discovery_thread = crate::discover::worker::spawn(
+        crate::discover::worker::WorkerSettings {
+            discovery: config.discovery.clone(),
+            platform: config.platform.clone(),
+            profile: Some(profile),
+            target: target.clone(),
+            options,
+            groups: config.host_groups.clone(),
+            holder: holder.clone(),
+        },
+        Arc::clone(&board),
+        Arc::clone(&stop),
+    )
+    .map_err(|e| DaemonError::Platform {
+        driver: "discovery",
+        why: format!("cannot start the discovery thread: {e}"),
+    })?;
     let db = runner.run(&stop);
+    // It saw the same stop: an activity in progress ends at its next host.
+    let grace_end = std::time::Instant::now() + NOTIFIER_STOP_GRACE;
+    while !discovery_thread.is_finished() && std::time::Instant::now() < grace_end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if discovery_thread.is_finished() {
+        let _ = discovery_thread.join();
+    } else {
+        tracing::warn!(
+            "discovery thread still waiting on the platform at the stop: not waited for; \
+             its activity stays RUNNING until the next controller fails it as abandoned"
+        );
+    }
     // The notifiers saw the same stop: each ends after its attempt in progress.
     let grace_end = std::time::Instant::now() + NOTIFIER_STOP_GRACE;
     for (name, t) in notifier_threads {

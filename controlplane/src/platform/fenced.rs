@@ -11,7 +11,7 @@
 
 use hsdb::Uuid;
 
-use super::{HostInfo, Platform, PlatformError, VmSpec, VmStatus};
+use super::{HostInfo, Inventory, Platform, PlatformError, VmSpec, VmStatus};
 use crate::daemon::leadership::{Board, OpKind};
 
 /// A platform whose calls are checked against the leadership board.
@@ -69,6 +69,25 @@ impl Platform for FencedPlatform<'_> {
     fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError> {
         self.allow(OpKind::Probe, &|| "hosts".to_owned())?;
         self.inner.hosts()
+    }
+
+    fn host_names(&mut self) -> Result<Vec<String>, PlatformError> {
+        self.allow(OpKind::Probe, &|| "host_names".to_owned())?;
+        self.inner.host_names()
+    }
+
+    fn can_discover(&self) -> bool {
+        self.inner.can_discover()
+    }
+
+    fn inventory(
+        &mut self,
+        host: &str,
+        deep: bool,
+        known: &dyn Fn(&Uuid) -> bool,
+    ) -> Result<Inventory, PlatformError> {
+        self.allow(OpKind::Probe, &|| format!("inventory {host}"))?;
+        self.inner.inventory(host, deep, known)
     }
 
     fn host_alive(&mut self, host: &str) -> Result<bool, PlatformError> {

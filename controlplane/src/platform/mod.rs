@@ -116,6 +116,54 @@ pub struct HostInfo {
     pub vms: Vec<(VmSpec, VmStatus)>,
 }
 
+/// A VM in a host's inventory ([`Platform::inventory`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryVm {
+    /// UUID, kept across hosts.
+    pub uuid: Uuid,
+    /// The platform's name for it.
+    pub name: String,
+    /// Its state on this host.
+    pub status: VmStatus,
+    /// Its size (thousandths of a CPU, MiB) when asked for: always in a deep inventory,
+    /// in a quick one only for the VMs the caller does not know yet.
+    pub size: Option<(u32, u32)>,
+}
+
+/// One host's inventory: its capacity and the VMs defined on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// Name (the HSDB's `host.name`).
+    pub host: String,
+    /// CPU capacity, thousandths of a CPU.
+    pub cpu_milli: u32,
+    /// Memory capacity, MiB.
+    pub memory_mb: u32,
+    /// The VMs defined on it.
+    pub vms: Vec<InventoryVm>,
+}
+
+impl Inventory {
+    /// The inventory of `info`, every size known.
+    pub fn of_host_info(info: HostInfo) -> Inventory {
+        Inventory {
+            host: info.name,
+            cpu_milli: info.cpu_milli,
+            memory_mb: info.memory_mb,
+            vms: info
+                .vms
+                .into_iter()
+                .map(|(spec, status)| InventoryVm {
+                    uuid: spec.uuid,
+                    name: spec.name,
+                    status,
+                    size: Some((spec.cpu_milli, spec.memory_mb)),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Why a platform call failed. Every variant names what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
@@ -180,6 +228,39 @@ pub trait Platform: Send {
 
     /// Every configured host with its capacity and the VMs defined on it.
     fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError>;
+
+    /// The names of the hosts this driver serves (discovery's scope); the default asks
+    /// [`Platform::hosts`].
+    fn host_names(&mut self) -> Result<Vec<String>, PlatformError> {
+        Ok(self.hosts()?.into_iter().map(|h| h.name).collect())
+    }
+
+    /// Can discovery trust this driver's inventory as the platform's truth? `libvirt`
+    /// and the `sim` world yes; the `sim` platform `hactl run` builds from the HSDB itself
+    /// no (it only mirrors the store), so scheduled discovery is off by default there.
+    fn can_discover(&self) -> bool {
+        false
+    }
+
+    /// One host's inventory (discovery, docs/operators.md "Discovery"): its capacity and
+    /// every VM defined on it with its state. A `deep` inventory also reads every VM's
+    /// details (its size); a quick one reads the size only of the VMs for which `known`
+    /// is false. The default takes the host from [`Platform::hosts`], every size known.
+    fn inventory(
+        &mut self,
+        host: &str,
+        deep: bool,
+        known: &dyn Fn(&Uuid) -> bool,
+    ) -> Result<Inventory, PlatformError> {
+        let _ = (deep, known);
+        self.hosts()?
+            .into_iter()
+            .find(|h| h.name == host)
+            .map(Inventory::of_host_info)
+            .ok_or_else(|| PlatformError::NoSuchHost {
+                host: host.to_owned(),
+            })
+    }
 
     /// Does the host's hypervisor answer? `Ok(false)` is a definite "gone" (the seed's
     /// final sanity check before a host relocation, seed 004 L4735-4753); an error

@@ -36,7 +36,9 @@ use hsdb::Uuid;
 
 use self::ping::PingOutcome;
 use self::virsh::{Reply, VirshError, VirshSession, bounded};
-use crate::platform::{HostInfo, Platform, PlatformError, PowerState, VmSpec, VmStatus};
+use crate::platform::{
+    HostInfo, Inventory, InventoryVm, Platform, PlatformError, PowerState, VmSpec, VmStatus,
+};
 
 /// Default timeout of one call.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -533,6 +535,24 @@ impl Platform for LibvirtPlatform {
         }
     }
 
+    fn host_names(&mut self) -> Result<Vec<String>, PlatformError> {
+        Ok(self.hosts.keys().cloned().collect())
+    }
+
+    /// Every configured host is a real hypervisor (or a test one): discovery reads it.
+    fn can_discover(&self) -> bool {
+        true
+    }
+
+    fn inventory(
+        &mut self,
+        host: &str,
+        deep: bool,
+        known: &dyn Fn(&Uuid) -> bool,
+    ) -> Result<Inventory, PlatformError> {
+        self.read_inventory(host, deep, known)
+    }
+
     fn host_alive(&mut self, host: &str) -> Result<bool, PlatformError> {
         self.known(host)?;
         let op = format!("host_alive {host}");
@@ -761,10 +781,48 @@ impl Platform for LibvirtPlatform {
 }
 
 impl LibvirtPlatform {
+    /// A host for [`Platform::hosts`]: its deep inventory.
     fn host_info(&mut self, host: &str) -> Result<HostInfo, PlatformError> {
+        let inv = self.inventory(host, true, &|_| false)?;
+        Ok(HostInfo {
+            name: inv.host,
+            cpu_milli: inv.cpu_milli,
+            memory_mb: inv.memory_mb,
+            vms: inv
+                .vms
+                .into_iter()
+                .map(|v| {
+                    let (cpu_milli, memory_mb) = v.size.unwrap_or_default();
+                    (
+                        VmSpec {
+                            uuid: v.uuid,
+                            name: v.name,
+                            cpu_milli,
+                            memory_mb,
+                        },
+                        v.status,
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// [`Platform::inventory`]: `nodeinfo`, `list --all --uuid --name`, then (quick)
+    /// `list --all` for every state and `dominfo` for the VMs not `known`, or (deep)
+    /// `dominfo` for every VM. One deadline for the whole host. Every answer is checked:
+    /// a line that does not parse fails the host's inventory with the command, the
+    /// value and what was expected.
+    fn read_inventory(
+        &mut self,
+        host: &str,
+        deep: bool,
+        known: &dyn Fn(&Uuid) -> bool,
+    ) -> Result<Inventory, PlatformError> {
+        self.known(host)?;
         let deadline = self.deadline();
+        let op = format!("inventory {host}");
         let run = |me: &mut Self, command: &str| -> Result<Reply, PlatformError> {
-            let op = format!("hosts {host} {command}");
+            let op = format!("inventory {host} {command}");
             let reply = me
                 .exec(host, command, deadline)
                 .map_err(|e| me.error(host, &op, e))?;
@@ -775,21 +833,61 @@ impl LibvirtPlatform {
             }
         };
         let node = run(self, "nodeinfo")?;
-        let (cpu_milli, memory_mb) = parse::nodeinfo(&node.lines)
-            .map_err(|e| failed(&format!("hosts {host}"), e.to_string()))?;
-        let list = run(self, "list --all --uuid")?;
-        let uuids = parse::uuid_list(&list.lines)
-            .map_err(|e| failed(&format!("hosts {host}"), e.to_string()))?;
-        let mut vms = Vec::with_capacity(uuids.len());
-        for u in uuids {
-            let info = run(self, &format!("dominfo {u}"))?;
-            vms.push(
-                parse::dominfo(&info.lines)
-                    .map_err(|e| failed(&format!("hosts {host}"), e.to_string()))?,
-            );
+        let (cpu_milli, memory_mb) =
+            parse::nodeinfo(&node.lines).map_err(|e| failed(&op, e.to_string()))?;
+        let list = run(self, "list --all --uuid --name")?;
+        let pairs = parse::uuid_name_list(&list.lines).map_err(|e| failed(&op, e.to_string()))?;
+        let states: BTreeMap<String, VmStatus> = if deep || pairs.iter().all(|(u, _)| !known(u)) {
+            BTreeMap::new()
+        } else {
+            let table = run(self, "list --all")?;
+            parse::state_list(&table.lines)
+                .map_err(|e| failed(&op, e.to_string()))?
+                .into_iter()
+                .collect()
+        };
+        let mut vms = Vec::with_capacity(pairs.len());
+        for (uuid, name) in pairs {
+            if deep || !known(&uuid) {
+                let info = run(self, &format!("dominfo {uuid}"))?;
+                let (spec, status) =
+                    parse::dominfo(&info.lines).map_err(|e| failed(&op, e.to_string()))?;
+                if spec.uuid != uuid {
+                    return Err(failed(
+                        &op,
+                        format!(
+                            "dominfo {uuid} answered for another domain: UUID {}",
+                            spec.uuid
+                        ),
+                    ));
+                }
+                vms.push(InventoryVm {
+                    uuid,
+                    name,
+                    status,
+                    size: Some((spec.cpu_milli, spec.memory_mb)),
+                });
+            } else {
+                let status = *states.get(&name).ok_or_else(|| {
+                    failed(
+                        &op,
+                        format!(
+                            "list --all has no line for domain {name:?} ({uuid}) that \
+                             list --all --uuid --name printed"
+                        ),
+                    )
+                })?;
+                vms.push(InventoryVm {
+                    uuid,
+                    name,
+                    status,
+                    size: None,
+                });
+            }
         }
-        Ok(HostInfo {
-            name: host.to_owned(),
+        tracing::debug!(host, deep, vms = vms.len(), "libvirt: inventory read");
+        Ok(Inventory {
+            host: host.to_owned(),
             cpu_milli,
             memory_mb,
             vms,

@@ -176,6 +176,77 @@ pub fn uuid_list(lines: &[String]) -> Result<Vec<Uuid>, ParseError> {
         .collect()
 }
 
+/// `list --all --uuid --name`: `UUID NAME` per line (a name may hold spaces).
+pub fn uuid_name_list(lines: &[String]) -> Result<Vec<(Uuid, String)>, ParseError> {
+    const C: &str = "list --all --uuid --name";
+    lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let line = l.trim();
+            let (uuid, name) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+            let uuid = Uuid::parse(uuid.as_bytes())
+                .map_err(|_| bad(C, "line", l, "a UUID and a name per line"))?;
+            let name = name.trim();
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(bad(C, "name", l, "a name without control characters"));
+            }
+            Ok((uuid, bounded(name)))
+        })
+        .collect()
+}
+
+/// The state words `list --all` prints in its last column, longest first so that
+/// `shut off` is not read as a name ending in `shut` and the word `off`.
+const STATE_WORDS: [&str; 8] = [
+    "pmsuspended",
+    "in shutdown",
+    "shut off",
+    "no state",
+    "running",
+    "crashed",
+    "paused",
+    "idle",
+];
+
+/// `list --all`: `ID NAME STATE` per line (ID `-` when off; a name may hold spaces; the
+/// state is one of libvirt's words, see [`vm_status`]). Returns each name with its
+/// status.
+pub fn state_list(lines: &[String]) -> Result<Vec<(String, VmStatus)>, ParseError> {
+    const C: &str = "list --all";
+    lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let line = l.trim();
+            let expected = "an ID (or -), a name and a state per line";
+            let (id, rest) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| bad(C, "line", l, expected))?;
+            if id != "-" && id.parse::<u64>().is_err() {
+                return Err(bad(C, "ID", id, "a number or -"));
+            }
+            let rest = rest.trim();
+            let word = STATE_WORDS
+                .iter()
+                .find(|w| {
+                    rest.strip_suffix(*w)
+                        .is_some_and(|n| n.ends_with(char::is_whitespace))
+                })
+                .ok_or_else(|| {
+                    bad(
+                        C,
+                        "state",
+                        rest,
+                        "running, idle, paused, in shutdown, shut off, crashed, pmsuspended or no state",
+                    )
+                })?;
+            let name = rest[..rest.len() - word.len()].trim_end();
+            Ok((bounded(name), vm_status(word)?))
+        })
+        .collect()
+}
+
 /// Why a VM's spec cannot be written as a domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
@@ -260,6 +331,48 @@ mod tests {
 
     fn lines(s: &str) -> Vec<String> {
         s.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn test_list_tables() {
+        let pairs = uuid_name_list(&lines(
+            "6f1c2a3e-0b7d-4c8e-9a51-000000000001 vm one\n\n6f1c2a3e-0b7d-4c8e-9a51-000000000002 vm2\n",
+        ))
+        .unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[0].1, "vm one");
+        let states = state_list(&lines(
+            " 1   vm one   running\n -   vm2      shut off\n 3   x in shutdown   in shutdown\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            states
+                .iter()
+                .map(|(n, s)| (n.as_str(), s.power))
+                .collect::<Vec<_>>(),
+            [
+                ("vm one", PowerState::Running),
+                ("vm2", PowerState::NotActivated),
+                ("x in shutdown", PowerState::ShuttingDown)
+            ]
+        );
+        // Untrusted: each bad line is an error naming the value.
+        for (bad_table, needle) in [
+            (" 1   vm2   dancing", "dancing"),
+            (" x   vm2   running", "\"x\""),
+            ("lonely", "lonely"),
+            (" 1 running", "running"),
+        ] {
+            let err = state_list(&lines(bad_table)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad_table}: {err}");
+        }
+        for (bad_list, needle) in [
+            ("not-a-uuid vm1", "not-a-uuid"),
+            ("6f1c2a3e-0b7d-4c8e-9a51-000000000001", "name"),
+        ] {
+            let err = uuid_name_list(&lines(bad_list)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad_list}: {err}");
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use world::{
 };
 
 use crate::clock::ManualClock;
-use crate::platform::{HostInfo, Platform, PlatformError, VmSpec, VmStatus};
+use crate::platform::{HostInfo, Inventory, Platform, PlatformError, VmSpec, VmStatus};
 
 /// A kind of platform call: the unit of latency, injected failures and the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -228,6 +228,47 @@ impl Platform for SimPlatform {
     fn hosts(&mut self) -> Result<Vec<HostInfo>, PlatformError> {
         self.world()
             .call(Call::Hosts, None, None, |w| Ok(w.do_hosts()))
+    }
+
+    /// The world is the ground truth of a simulation: discovery reads it.
+    fn can_discover(&self) -> bool {
+        true
+    }
+
+    fn host_names(&mut self) -> Result<Vec<String>, PlatformError> {
+        Ok(self.world().host_names())
+    }
+
+    /// One host's part of [`Platform::hosts`], as a call addressed to the host (so a
+    /// failure can be injected for one host: `Call::Hosts` with `host`); sizes as a
+    /// libvirt inventory has them (a quick one only for the VMs not `known`).
+    fn inventory(
+        &mut self,
+        host: &str,
+        deep: bool,
+        known: &dyn Fn(&Uuid) -> bool,
+    ) -> Result<Inventory, PlatformError> {
+        let info = self.world().call(Call::Hosts, Some(host), None, |w| {
+            if !w.host_names().iter().any(|h| h == host) {
+                return Err(PlatformError::NoSuchHost {
+                    host: host.to_owned(),
+                });
+            }
+            w.do_hosts()
+                .into_iter()
+                .find(|h| h.name == host)
+                .ok_or_else(|| PlatformError::Unreachable {
+                    host: host.to_owned(),
+                    why: "its hypervisor does not answer".to_owned(),
+                })
+        })?;
+        let mut inv = Inventory::of_host_info(info);
+        for v in &mut inv.vms {
+            if !deep && known(&v.uuid) {
+                v.size = None;
+            }
+        }
+        Ok(inv)
     }
 
     fn host_alive(&mut self, host: &str) -> Result<bool, PlatformError> {
