@@ -19,6 +19,8 @@
 //! - discovery and activities ([`Hsdb::apply_discovery`], [`Hsdb::request_activity`],
 //!   [`Hsdb::activities`]): what the platform has, written in one transaction; the
 //!   quick / deep discoveries and verifications an operator or the schedule asks for.
+//! - for the dashboard ([`Hsdb::events_newest`], [`Hsdb::acknowledge_vm`], …): events
+//!   newest first by kind, relocations in progress, one VM's reported items acknowledged.
 //! - relocation policies ([`Hsdb::policy_change`], [`Hsdb::policy_view`]): named VM sets,
 //!   per-VM host exclusions, flexible capacity.
 //!
@@ -36,6 +38,7 @@ mod activity;
 mod admin;
 mod app;
 mod apply;
+mod browse;
 mod codec;
 mod control;
 mod control_model;
@@ -57,6 +60,7 @@ mod tests;
 pub use activity::{ActivityKind, ActivityRow, ActivityState, MAX_ACTIVITY_TEXT};
 pub use admin::{REASONS_MAX, cap_reasons};
 pub use app::{AppChange, AppFetchHandled, AppRow, AppStored};
+pub use browse::{EventFilter, MAX_FILTER_KINDS};
 pub use control_model::{
     CommandDone, CommandKind, CommandRow, DiscoveryKind, EventPrune, HmStatus, NaLimits, NaRows,
     NaVm, NodeDataRows, NodeEvent, ParamRow, ParamScope, QqHost, RelocationKind, RelocationRow,

@@ -4,6 +4,7 @@ mod activity;
 mod admin;
 mod app;
 mod batch;
+mod browse;
 mod concurrency;
 mod control;
 mod equivalence;

@@ -1,56 +1,141 @@
-//! A minimal stand-in for the dashboard's pages until the real views land (contract A):
-//! a page naming the user, an action that says what it received, a snapshot with the
-//! number of VMs. Replaced as a whole by the views module.
+//! The dashboard's pages, live snapshot and actions (docs/dashboard.md): what an
+//! operator sees and what the buttons write. The transport, login, sessions, CSRF and
+//! TLS are `dash`'s ([`crate::dash`]); this module is handed a logged-in [`Ctx`] and a
+//! parsed [`Request`] and returns a [`Response`].
+//!
+//! - [`page`]: every `GET` other than `/login`, `/static/…`, `/stream` — server-rendered
+//!   HTML, every value escaped (`html::esc`), the DOM contract of docs/dashboard.md
+//!   ("For tests and scripts") kept exactly: the browser tests read it.
+//! - [`action`]: every `POST /action/<verb>` (the caller checked login, the operator
+//!   role and CSRF): each field validated, the request written through the same HSDB
+//!   call the command line uses, `requested_by = "dashboard:<user>"`, then a redirect
+//!   back with a message.
+//! - [`snapshot`]: the live state as one JSON document, sent to the pages over
+//!   server-sent events; `/static/app.js` applies it without a reload.
+//! - [`STATIC`]: the script and the style sheet.
+//!
+//! The seed's GUI (seed 004 L16710-17200) is the model: host group and its policies,
+//! hosts with summary and VMs, VM summary with applications and policies, Discovery &
+//! Verify with the running activities, events filtered by severity with details, moves.
 
-use super::http::{Response, encode_component, escape_html};
-use super::{Ctx, Request};
+mod actions;
+mod board;
+mod catalog;
+mod html;
+mod pages;
+mod records;
+mod snapshot;
+#[cfg(test)]
+mod tests;
 
-/// Static files: name, content type, bytes.
-pub static STATIC: &[(&str, &str, &[u8])] = &[(
-    "app.js",
-    "text/javascript; charset=utf-8",
-    b"const s = new EventSource('/stream');\n\
-      s.onopen = () => { document.body.dataset.live = 'connected'; };\n\
-      s.onerror = () => { document.body.dataset.live = 'lost'; };\n",
-)];
+use crate::dash::{Ctx, Method, Request, Response};
 
-/// A page: the user, a logout form.
-pub fn page(ctx: &mut Ctx, req: &Request) -> Response {
-    if req.path != "/" {
-        return Response::html(
-            404,
-            format!(
-                "<!DOCTYPE html><title>not found</title><p>no page {}</p>",
-                escape_html(&req.path)
-            ),
-        );
+pub use self::snapshot::snapshot;
+
+/// The static files: name under `/static/`, content type, bytes.
+pub static STATIC: &[(&str, &str, &[u8])] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("static/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("static/app.css"),
+    ),
+];
+
+/// Longest path segment accepted (a VM name, a host name, an id).
+const MAX_SEGMENT: usize = 512;
+
+/// A page for `GET req.path`; 404 for a path that names no page, 400 for a bad
+/// parameter, 500 (naming the HSDB error) when the HSDB cannot be read.
+pub fn page(ctx: &mut Ctx<'_>, req: &Request) -> Response {
+    if req.method != Method::Get {
+        return pages::error_page(ctx, 405, "Method not allowed", "Pages are read with GET.");
     }
-    let vms = ctx.db.vms().map(|v| v.len()).unwrap_or(0);
-    Response::html(
-        200,
-        format!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>hvha</title>\
-             <script src=\"/static/app.js\" defer></script></head>\
-             <body data-user=\"{user}\" data-role=\"{role}\"><p>{user} ({role}), {vms} VMs</p>\
-             <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <button type=\"submit\">Log out</button></form></body></html>\n",
-            user = escape_html(&ctx.user.name),
-            role = ctx.user.role,
-            csrf = escape_html(ctx.csrf),
-        ),
-    )
+    let path = req.path.as_str();
+    let (head, rest) = match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (path.trim_start_matches('/'), None),
+    };
+    let rest = match rest.map(decode_segment) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => return pages::error_page(ctx, 400, "Bad request", &e),
+        None => None,
+    };
+    let outcome = match (head, rest.as_deref()) {
+        ("", None) => pages::overview(ctx, req),
+        ("hosts", None) => pages::hosts(ctx, req),
+        ("host", Some(name)) => pages::host(ctx, req, name),
+        ("vms", None) => pages::vms(ctx, req),
+        ("vm", Some(given)) => pages::vm(ctx, req, given),
+        ("apps", None) => pages::apps(ctx, req),
+        ("events", None) => records::events(ctx, req),
+        ("event", Some(id)) => records::event(ctx, req, id),
+        ("relocations", None) => records::relocations(ctx, req),
+        ("relocation", Some(id)) => records::relocation(ctx, req, id),
+        ("activities", None) => records::activities(ctx, req),
+        _ => {
+            return pages::error_page(
+                ctx,
+                404,
+                "Not found",
+                &format!("There is no page at {path}."),
+            );
+        }
+    };
+    outcome.unwrap_or_else(|e| {
+        tracing::warn!(path, "dashboard: page {path} could not be read: {e}");
+        pages::error_page(
+            ctx,
+            500,
+            "HSDB error",
+            &format!("The HSDB could not be read for {path}: {e}"),
+        )
+    })
 }
 
-/// An action: back to `/` with what was asked.
-pub fn action(ctx: &mut Ctx, req: &Request) -> Response {
-    let _ = ctx.now_ms;
-    Response::redirect(&format!("/?done={}", encode_component(&req.path)))
+/// Carry out `POST /action/<verb>`: validate the fields, write the request, redirect back
+/// with a message (docs/dashboard.md, "Actions").
+pub fn action(ctx: &mut Ctx<'_>, req: &Request) -> Response {
+    actions::action(ctx, req)
 }
 
-/// The live state: the number of VMs.
-pub fn snapshot(db: &mut hsdb::Hsdb, now_ms: i64) -> Result<String, hsdb::Error> {
-    Ok(format!(
-        "{{\"now_ms\":{now_ms},\"vms\":{}}}",
-        db.vms()?.len()
-    ))
+/// A path segment percent-decoded (a link written by [`html::url_part`]); bounded,
+/// valid UTF-8, no control character.
+fn decode_segment(raw: &str) -> Result<String, String> {
+    if raw.len() > MAX_SEGMENT {
+        return Err(format!(
+            "The path segment is {} bytes long; at most {MAX_SEGMENT} are accepted.",
+            raw.len()
+        ));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(b) => {
+                    out.push(b);
+                    i += 3;
+                }
+                None => return Err(format!("Bad percent-encoding in {raw:?}.")),
+            }
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8(out).map_err(|_| format!("{raw:?} is not UTF-8."))?;
+    if text.chars().any(char::is_control) {
+        return Err(format!("{raw:?} holds a control character."));
+    }
+    Ok(text)
 }

@@ -1,0 +1,848 @@
+//! The pages, the snapshot and the actions on a real SQLite HSDB populated through the
+//! hsdb API: contract-B attributes, escaping, filters, the rows actions write, refusals.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use hsdb::{
+    HelloId, HmRecord, HostId, HostRecord, Hsdb, MacAddr, Options, PolicyChange, PolicyKind,
+    Priority, RelocationKind, RequestKind, Transition, Uuid, Version, VmSettings,
+};
+
+use super::{action, page, snapshot};
+use crate::cli::config::Config;
+use crate::dash::{Ctx, Method, Request, Response, Role, User};
+
+const T0: i64 = 1_764_547_200_000; // 2025-12-01 00:00:00 UTC
+const HOST_A: HostId = HostId(1);
+const HOST_B: HostId = HostId(2);
+const EVIL: &str = "<script>alert(1)</script>";
+
+fn uuid(n: u8) -> Uuid {
+    Uuid([n; 16])
+}
+
+fn hm_a() -> Uuid {
+    uuid(0xa1)
+}
+fn hm_b() -> Uuid {
+    uuid(0xb1)
+}
+fn vm_web() -> Uuid {
+    uuid(1)
+}
+fn vm_db() -> Uuid {
+    uuid(2)
+}
+fn vm_evil() -> Uuid {
+    uuid(3)
+}
+
+const V2: Version = Version { major: 2, minor: 0 };
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    db: Hsdb,
+    config: Config,
+}
+
+fn host(id: HostId, name: &str) -> HostRecord {
+    HostRecord {
+        id,
+        name: name.to_owned(),
+        machine_type: "8408".to_owned(),
+        model: "E8E".to_owned(),
+        serial: format!("SN{}", id.0),
+        cpu_milli: 32_000,
+        memory_mb: 262_144,
+        host_group: "hg1".to_owned(),
+    }
+}
+
+fn discovered(vm: Uuid, hm: Uuid, mac: u8, at: i64) -> Transition {
+    Transition::Discovered {
+        vm,
+        hm,
+        mac: MacAddr([0x52, 0x54, 0, 0, 0, mac]),
+        ostype: "linux".to_owned(),
+        ver_lower: V2,
+        ver_upper: V2,
+        at,
+    }
+}
+
+/// Two hosts of group hg1, one monitor each, VMs web and db on host A and a VM named
+/// like a script on host B, a collocation, an exclusion, a flexible capacity.
+fn lab() -> Lab {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Hsdb::open(dir.path().join("hsdb.sqlite"), &Options::default()).unwrap();
+    db.upsert_host(&host(HOST_A, "host-a")).unwrap();
+    db.upsert_host(&host(HOST_B, "host-b")).unwrap();
+    for (hm, h, m) in [(hm_a(), HOST_A, 0xa1), (hm_b(), HOST_B, 0xb1)] {
+        db.register_hm(&HmRecord {
+            uuid: hm,
+            host: h,
+            mac: MacAddr([2, 0, 0, 0, 0, m]),
+            incarnation: HelloId::parse(b"1556303548.719328000.38").unwrap(),
+            version: V2,
+            at: T0,
+        })
+        .unwrap();
+    }
+    db.apply(&[
+        discovered(vm_web(), hm_a(), 1, T0),
+        discovered(vm_db(), hm_a(), 2, T0),
+        discovered(vm_evil(), hm_b(), 3, T0),
+    ])
+    .unwrap();
+    for (vm, name, home) in [
+        (vm_web(), "web1", HOST_A),
+        (vm_db(), "db1", HOST_A),
+        (vm_evil(), EVIL, HOST_B),
+    ] {
+        db.set_vm(
+            &vm,
+            &VmSettings {
+                managed: Some(true),
+                name: Some(name.to_owned()),
+                home_host: Some(home),
+                priority: Some(Priority::High),
+                ..VmSettings::default()
+            },
+            T0,
+        )
+        .unwrap();
+    }
+    let ok = |_: &hsdb::PolicyView| Ok::<(), String>(());
+    db.policy_change(
+        &PolicyChange::AddSet {
+            kind: PolicyKind::Collocation,
+            name: "pair".to_owned(),
+            host_group: "hg1".to_owned(),
+            members: vec![vm_web(), vm_db()],
+        },
+        T0,
+        ok,
+    )
+    .unwrap()
+    .unwrap();
+    db.policy_change(
+        &PolicyChange::AddExclusions {
+            vm: vm_web(),
+            hosts: vec![HOST_B],
+        },
+        T0,
+        ok,
+    )
+    .unwrap()
+    .unwrap();
+    db.policy_change(
+        &PolicyChange::SetFlexible {
+            host_group: "hg1".to_owned(),
+            priority: Priority::Low,
+            cpu_pct: Some(50),
+            memory_pct: Some(60),
+        },
+        T0,
+        ok,
+    )
+    .unwrap()
+    .unwrap();
+    let config = Config::parse(
+        &format!("hsdb = \"{}\"\n", dir.path().join("hsdb.sqlite").display()),
+        Path::new("/etc/hvha/hactl.toml"),
+    )
+    .unwrap();
+    Lab {
+        _dir: dir,
+        db,
+        config,
+    }
+}
+
+fn operator() -> User {
+    User {
+        name: "alice".to_owned(),
+        role: Role::Operator,
+    }
+}
+
+fn reader() -> User {
+    User {
+        name: "bob".to_owned(),
+        role: Role::ReadOnly,
+    }
+}
+
+fn get(path: &str, query: &[(&str, &str)]) -> Request {
+    Request {
+        method: Method::Get,
+        path: path.to_owned(),
+        query: query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        form: Vec::new(),
+    }
+}
+
+fn post(path: &str, form: &[(&str, &str)]) -> Request {
+    Request {
+        method: Method::Post,
+        path: path.to_owned(),
+        query: Vec::new(),
+        form: form
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+impl Lab {
+    fn call(
+        &mut self,
+        user: &User,
+        f: fn(&mut Ctx<'_>, &Request) -> Response,
+        req: &Request,
+    ) -> Response {
+        let mut ctx = Ctx {
+            user,
+            csrf: "tok3n",
+            now_ms: T0 + 60_000,
+            db: &mut self.db,
+            config: &self.config,
+        };
+        f(&mut ctx, req)
+    }
+
+    fn page(&mut self, user: &User, path: &str, query: &[(&str, &str)]) -> (u16, String) {
+        let r = self.call(user, page, &get(path, query));
+        (r.status, String::from_utf8(r.body).unwrap())
+    }
+
+    fn ok(&mut self, path: &str) -> String {
+        let (status, body) = self.page(&operator(), path, &[]);
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    fn act(&mut self, user: &User, verb: &str, form: &[(&str, &str)]) -> Response {
+        self.call(user, action, &post(&format!("/action/{verb}"), form))
+    }
+}
+
+fn location(r: &Response) -> &str {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == "Location")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// The opening tag of the first element carrying `attr`.
+fn tag_with<'a>(body: &'a str, attr: &str) -> &'a str {
+    let at = body
+        .find(attr)
+        .unwrap_or_else(|| panic!("no {attr} in page"));
+    let start = body[..at].rfind('<').unwrap();
+    let end = at + body[at..].find('>').unwrap();
+    &body[start..=end]
+}
+
+#[test]
+fn every_page_has_the_frame_of_contract_b() {
+    let mut lab = lab();
+    for path in [
+        "/",
+        "/hosts",
+        "/host/host-a",
+        "/vms",
+        "/vm/web1",
+        "/apps",
+        "/events",
+        "/relocations",
+        "/activities",
+    ] {
+        let body = lab.ok(path);
+        assert!(
+            body.contains("<body data-user=\"alice\" data-role=\"operator\""),
+            "{path}"
+        );
+        for nav in [
+            "href=\"/\"",
+            "href=\"/hosts\"",
+            "href=\"/vms\"",
+            "href=\"/apps\"",
+            "href=\"/events\"",
+            "href=\"/relocations\"",
+            "href=\"/activities\"",
+        ] {
+            assert!(body.contains(nav), "{path} lacks {nav}");
+        }
+        assert!(body.contains("<script src=\"/static/app.js\" defer></script>"));
+        // No inline script or style: the CSP is default-src 'self'.
+        assert_eq!(body.matches("<script").count(), 1, "{path}");
+        assert!(
+            !body.contains("<style") && !body.contains(" style=") && !body.contains(" onclick")
+        );
+    }
+    let (_, body) = lab.page(&reader(), "/", &[]);
+    assert!(body.contains("data-user=\"bob\" data-role=\"read-only\""));
+}
+
+#[test]
+fn vm_rows_carry_state_health_and_host() {
+    let mut lab = lab();
+    for path in ["/", "/vms", "/vm/web1", &format!("/vm/{}", vm_web())] {
+        let body = lab.ok(path);
+        let row = tag_with(&body, "data-vm=\"web1\"");
+        assert!(
+            row.contains(&format!("data-uuid=\"{}\"", vm_web())),
+            "{path}: {row}"
+        );
+        assert!(row.contains("data-state=\"STARTED\""), "{row}");
+        assert!(row.contains("data-health=\"OK\""), "{row}");
+        for class in ["vm-state", "vm-health", "vm-host"] {
+            assert!(
+                body.contains(&format!("<td class=\"{class}\"")),
+                "{path}: {class}"
+            );
+        }
+        assert!(body.contains("<td class=\"vm-host\">host-a</td>"), "{path}");
+    }
+}
+
+#[test]
+fn a_vm_declared_failed_is_failed_until_its_heartbeats_return() {
+    let mut lab = lab();
+    lab.db
+        .apply(&[Transition::Missing {
+            vm: vm_web(),
+            hm: hm_a(),
+            at: T0 + 10_000,
+        }])
+        .unwrap();
+    // Missed on every monitor of its host, no failure declared: MISSING.
+    let body = lab.ok("/vms");
+    assert!(tag_with(&body, "data-vm=\"web1\"").contains("data-health=\"MISSING\""));
+    // The control plane declares it failed: FAILED.
+    lab.db
+        .record_event(
+            "VM_FAILURE_DETECTED",
+            Some(&vm_web()),
+            None,
+            "missed",
+            T0 + 20_000,
+        )
+        .unwrap();
+    let body = lab.ok("/vms");
+    assert!(tag_with(&body, "data-vm=\"web1\"").contains("data-health=\"FAILED\""));
+    let snap: serde_json::Value =
+        serde_json::from_str(&snapshot(&mut lab.db, T0).unwrap()).unwrap();
+    let web = snap["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "web1")
+        .unwrap();
+    assert_eq!(web["health"], "FAILED");
+    assert_eq!(snap["counts"]["vms_failed"], 1);
+    // Heartbeats back: OK again, the old event notwithstanding.
+    lab.db
+        .apply(&[Transition::Detected {
+            vm: vm_web(),
+            hm: hm_a(),
+            at: T0 + 30_000,
+        }])
+        .unwrap();
+    let body = lab.ok("/vms");
+    assert!(tag_with(&body, "data-vm=\"web1\"").contains("data-health=\"OK\""));
+}
+
+#[test]
+fn a_restart_in_progress_is_failed_and_a_planned_move_is_moving() {
+    let mut lab = lab();
+    let id = lab
+        .db
+        .relocation_begin(&vm_db(), Some(HOST_A), None, RelocationKind::Relocate, T0)
+        .unwrap();
+    lab.db.relocation_phase(id, "cause vm_failure", T0).unwrap();
+    let body = lab.ok("/");
+    assert!(tag_with(&body, "data-vm=\"db1\"").contains("data-health=\"FAILED\""));
+    lab.db.relocation_end(id, "success", T0 + 1).unwrap();
+    let id = lab
+        .db
+        .relocation_begin(
+            &vm_db(),
+            Some(HOST_A),
+            None,
+            RelocationKind::Relocate,
+            T0 + 2,
+        )
+        .unwrap();
+    lab.db
+        .relocation_phase(id, "cause evacuate", T0 + 2)
+        .unwrap();
+    let body = lab.ok("/");
+    assert!(tag_with(&body, "data-vm=\"db1\"").contains("data-health=\"MOVING\""));
+}
+
+#[test]
+fn values_from_outside_are_escaped_everywhere() {
+    let mut lab = lab();
+    lab.db
+        .record_event("VM_MOVED", Some(&vm_evil()), None, EVIL, T0)
+        .unwrap();
+    lab.db
+        .relocation_begin(
+            &vm_evil(),
+            Some(HOST_B),
+            Some(HOST_A),
+            RelocationKind::Relocate,
+            T0,
+        )
+        .unwrap();
+    let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;";
+    for path in [
+        "/".to_owned(),
+        "/vms".to_owned(),
+        format!("/vm/{}", vm_evil()),
+        "/host/host-b".to_owned(),
+        "/events".to_owned(),
+        "/event/1".to_owned(),
+        "/relocations".to_owned(),
+    ] {
+        let body = lab.ok(&path);
+        assert!(!body.contains(EVIL), "{path} shows the name unescaped");
+        assert!(body.contains(escaped), "{path} does not show the name");
+    }
+    // By name, percent-encoded as the pages link it.
+    let body = lab.ok("/vm/%3Cscript%3Ealert%281%29%3C%2Fscript%3E");
+    assert!(body.contains(escaped) && !body.contains(EVIL));
+    // Unknown names come back escaped in the 404 page.
+    let (status, body) = lab.page(&operator(), "/host/%3Cb%3Ex", &[]);
+    assert_eq!(status, 404);
+    assert!(body.contains("&lt;b&gt;x") && !body.contains("<b>x"));
+    // The snapshot is JSON: the name is a string value the script writes as text.
+    let snap: serde_json::Value =
+        serde_json::from_str(&snapshot(&mut lab.db, T0).unwrap()).unwrap();
+    assert!(
+        snap["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == EVIL)
+    );
+}
+
+#[test]
+fn hosts_and_monitors_carry_their_attributes() {
+    let mut lab = lab();
+    let body = lab.ok("/hosts");
+    assert!(body.contains("<tr data-host=\"host-a\""));
+    assert!(body.contains("<tr data-host=\"host-b\""));
+    let hm = tag_with(&body, &format!("data-hm=\"{}\"", hm_a()));
+    assert!(hm.contains("data-state=\"UP\""), "{hm}");
+    assert!(
+        body.contains("1556303548.719328000.38"),
+        "incarnation shown"
+    );
+    let body = lab.ok("/host/host-a");
+    assert!(body.contains("web1") && body.contains("db1"));
+    assert!(body.contains(&format!("data-hm=\"{}\"", hm_a())));
+    assert!(!body.contains(&format!("data-hm=\"{}\"", hm_b())));
+    let (status, body) = lab.page(&operator(), "/host/nope", &[]);
+    assert_eq!(status, 404);
+    assert!(body.contains("&quot;nope&quot;"));
+}
+
+#[test]
+fn the_overview_shows_the_group_policies_and_attention() {
+    let mut lab = lab();
+    let body = lab.ok("/");
+    assert!(body.contains("<section class=\"group\" data-group=\"hg1\">"));
+    assert!(body.contains("data-policy=\"pair\" data-kind=\"COLLOCATION\""));
+    assert!(body.contains("web1, db1"));
+    assert!(body.contains("never on host-b"));
+    assert!(body.contains("50 % CPU, 60 % memory"));
+    assert!(body.contains("data-param=\"host_failure_detection_time\""));
+    assert!(body.contains("Nothing needs attention."));
+    lab.db.set_host_maintenance(HOST_B, Some(T0), None).unwrap();
+    let body = lab.ok("/");
+    assert!(body.contains("in maintenance since"));
+    assert!(!body.contains("Nothing needs attention."));
+}
+
+#[test]
+fn the_vm_page_shows_heartbeats_budgets_policies_and_apps() {
+    let mut lab = lab();
+    let body = lab.ok("/vm/web1");
+    assert!(body.contains(&format!(
+        "data-hm=\"{}\" data-vm-hb=\"{}\"",
+        hm_a(),
+        vm_web()
+    )));
+    assert!(body.contains("0/3 in 1h"), "restart budget");
+    assert!(body.contains("collocation pair") || body.contains("pair"));
+    assert!(body.contains("Never relocated to: host-b"));
+    let (status, body) = lab.page(&operator(), "/vm/nope", &[]);
+    assert_eq!(status, 404);
+    assert!(body.contains("nope"));
+}
+
+fn record(lab: &mut Lab, kind: &str, at: i64) -> i64 {
+    lab.db
+        .record_event(kind, Some(&vm_web()), None, "t", at)
+        .unwrap()
+}
+
+#[test]
+fn events_filter_by_severity_newest_first_with_pages() {
+    let mut lab = lab();
+    let crit = record(&mut lab, "VM_RESTART_FAILED", T0);
+    let warn = record(&mut lab, "HOST_MAINTENANCE_REFUSED", T0 + 1);
+    let info = record(&mut lab, "VM_RESTART_COMPLETED", T0 + 2);
+    let other = record(&mut lab, "SOMETHING_ELSE", T0 + 3);
+    let err = record(&mut lab, "VM_FAILURE_DETECTED", T0 + 4);
+    let ids = |body: &str| -> Vec<i64> {
+        body.match_indices("<tr data-event=\"")
+            .map(|(i, m)| {
+                let rest = &body[i + m.len()..];
+                rest[..rest.find('"').unwrap()].parse().unwrap()
+            })
+            .collect()
+    };
+    let (_, all) = lab.page(&operator(), "/events", &[]);
+    assert_eq!(ids(&all), vec![err, other, info, warn, crit]);
+    let sev = |lab: &mut Lab, s: &str| {
+        let (status, body) = lab.page(&operator(), "/events", &[("severity", s)]);
+        assert_eq!(status, 200);
+        ids(&body)
+    };
+    assert_eq!(sev(&mut lab, "critical"), vec![crit]);
+    assert_eq!(sev(&mut lab, "error"), vec![err]);
+    assert_eq!(sev(&mut lab, "warning"), vec![warn]);
+    assert_eq!(sev(&mut lab, "maintenance"), vec![warn]);
+    assert_eq!(sev(&mut lab, "info"), vec![other, info]);
+    let (_, body) = lab.page(&operator(), "/events", &[("severity", "critical")]);
+    assert!(tag_with(&body, "data-event=\"").contains("data-severity=\"critical\""));
+    // Paging: two per page.
+    let (_, p1) = lab.page(&operator(), "/events", &[("limit", "2")]);
+    assert_eq!(ids(&p1), vec![err, other]);
+    assert!(p1.contains(&format!("before={other}")));
+    let before = other.to_string();
+    let (_, p2) = lab.page(
+        &operator(),
+        "/events",
+        &[("limit", "2"), ("before", &before)],
+    );
+    assert_eq!(ids(&p2), vec![info, warn]);
+    // Bad filters name the value.
+    let (status, body) = lab.page(&operator(), "/events", &[("severity", "loud")]);
+    assert_eq!(status, 400);
+    assert!(body.contains("&quot;loud&quot;"));
+    for (k, v) in [("before", "x"), ("limit", "0"), ("limit", "501")] {
+        let (status, _) = lab.page(&operator(), "/events", &[(k, v)]);
+        assert_eq!(status, 400, "{k}={v}");
+    }
+}
+
+#[test]
+fn an_event_page_shows_every_field_and_the_json() {
+    let mut lab = lab();
+    let id = lab
+        .db
+        .record_event(
+            "VM_RESTART_FAILED",
+            Some(&vm_web()),
+            Some(&hm_a()),
+            "no luck",
+            T0,
+        )
+        .unwrap();
+    let body = lab.ok(&format!("/event/{id}"));
+    assert!(body.contains("VM_RESTART_FAILED"));
+    assert!(body.contains("critical"));
+    assert!(body.contains("no luck"));
+    assert!(body.contains(&vm_web().to_string()));
+    assert!(
+        body.contains("&quot;kind&quot;: &quot;VM_RESTART_FAILED&quot;"),
+        "JSON"
+    );
+    assert!(body.contains("&quot;host&quot;: &quot;host-a&quot;"));
+    let (status, _) = lab.page(&operator(), "/event/999", &[]);
+    assert_eq!(status, 404);
+    let (status, _) = lab.page(&operator(), "/event/abc", &[]);
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn relocations_newest_first_with_phase_and_reasons_cell() {
+    let mut lab = lab();
+    let a = lab
+        .db
+        .relocation_begin(
+            &vm_web(),
+            Some(HOST_A),
+            Some(HOST_B),
+            RelocationKind::Relocate,
+            T0,
+        )
+        .unwrap();
+    lab.db.relocation_phase(a, "STARTED", T0 + 5).unwrap();
+    lab.db.relocation_end(a, "success", T0 + 6).unwrap();
+    let b = lab
+        .db
+        .relocation_begin(
+            &vm_db(),
+            Some(HOST_A),
+            Some(HOST_A),
+            RelocationKind::Restart,
+            T0 + 7,
+        )
+        .unwrap();
+    let body = lab.ok("/relocations");
+    let first = tag_with(&body, "<tr data-relocation=");
+    assert!(
+        first.contains(&format!("data-relocation=\"{b}\"")),
+        "{first}"
+    );
+    assert!(first.contains("data-kind=\"RESTART\"") && first.contains("data-phase=\"BEGIN\""));
+    let row = tag_with(&body, &format!("data-relocation=\"{a}\""));
+    assert!(row.contains("data-vm=\"web1\"") && row.contains("data-phase=\"STARTED\""));
+    assert!(body.contains("<td class=\"reasons"));
+    assert!(body.contains("tbody data-live=\"relocations\""));
+    let body = lab.ok(&format!("/relocation/{a}"));
+    assert!(body.contains("STARTED"));
+}
+
+#[test]
+fn the_snapshot_has_the_live_fields() {
+    let mut lab = lab();
+    let id = lab
+        .db
+        .relocation_begin(&vm_web(), Some(HOST_A), None, RelocationKind::Relocate, T0)
+        .unwrap();
+    lab.db
+        .record_event("VM_FAILURE_DETECTED", Some(&vm_web()), None, "x", T0)
+        .unwrap();
+    let text = snapshot(&mut lab.db, T0).unwrap();
+    let snap: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for key in [
+        "counts",
+        "vms",
+        "monitors",
+        "hosts",
+        "relocations",
+        "activities",
+        "events",
+    ] {
+        assert!(snap.get(key).is_some(), "no {key} in {text}");
+    }
+    let web = &snap["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "web1")
+        .unwrap();
+    for key in ["uuid", "state", "health", "host", "heartbeat", "monitors"] {
+        assert!(web.get(key).is_some(), "vm lacks {key}");
+    }
+    assert_eq!(web["state"], "STARTED");
+    assert_eq!(web["host"], "host-a");
+    assert_eq!(web["health"], "FAILED");
+    assert_eq!(web["monitors"][0]["hm"], hm_a().to_string());
+    assert_eq!(snap["monitors"][0]["state"], "UP");
+    assert_eq!(snap["relocations"][0]["id"], id);
+    assert_eq!(snap["relocations"][0]["phase"], "BEGIN");
+    assert_eq!(snap["relocations"][0]["vm"], "web1");
+    assert_eq!(snap["events"][0]["kind"], "VM_FAILURE_DETECTED");
+    assert_eq!(snap["events"][0]["severity"], "error");
+    assert_eq!(snap["counts"]["relocations_open"], 1);
+    // Nothing changes, nothing differs: the document holds no clock.
+    assert_eq!(snapshot(&mut lab.db, T0 + 5_000).unwrap(), text);
+}
+
+#[test]
+fn evacuate_and_restore_write_operator_requests() {
+    let mut lab = lab();
+    let r = lab.act(&operator(), "evacuate", &[("host", "host-a")]);
+    assert_eq!(r.status, 303);
+    assert!(
+        location(&r).starts_with("/host/host-a?ok=evacuate&ref="),
+        "{}",
+        location(&r)
+    );
+    let reqs = lab.db.operator_requests_of(HOST_A, 10).unwrap();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].kind, RequestKind::Evacuate);
+    assert_eq!(reqs[0].requested_by, "dashboard:alice");
+    assert_eq!(reqs[0].host_group, "hg1");
+    let r = lab.act(&operator(), "restore", &[("host", "host-a")]);
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        lab.db.operator_requests_of(HOST_A, 10).unwrap()[0].kind,
+        RequestKind::Restore
+    );
+    // The flash message after the redirect.
+    let (_, body) = lab.page(
+        &operator(),
+        "/host/host-a",
+        &[("ok", "evacuate"), ("ref", "7")],
+    );
+    assert!(body.contains("Evacuation requested (operator request 7)"));
+    // Refusals write nothing.
+    let r = lab.act(&operator(), "evacuate", &[("host", "<nope>")]);
+    assert_eq!(r.status, 404);
+    assert!(
+        String::from_utf8(r.body)
+            .unwrap()
+            .contains("&quot;&lt;nope&gt;&quot;")
+    );
+    let r = lab.act(&operator(), "evacuate", &[]);
+    assert_eq!(r.status, 400);
+    let r = lab.act(&reader(), "evacuate", &[("host", "host-a")]);
+    assert_eq!(r.status, 403);
+    assert_eq!(lab.db.operator_requests_of(HOST_A, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn ack_by_tag_and_by_vm() {
+    let mut lab = lab();
+    // A NeedsAttention reply tags the pending discoveries.
+    let na = lab
+        .db
+        .needs_attention(T0, hsdb::NaLimits::default(), 77)
+        .unwrap();
+    assert_eq!(na.tag, Some(77));
+    let (before, _) = lab.db.pending_head(100).unwrap();
+    assert!(
+        before
+            .iter()
+            .any(|p| p.vm == Some(vm_web()) && p.tag == Some(77))
+    );
+    // By VM: only that VM's reported items go.
+    let r = lab.act(&operator(), "ack", &[("vm", "web1")]);
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    let (after, _) = lab.db.pending_head(100).unwrap();
+    assert!(!after.iter().any(|p| p.vm == Some(vm_web())));
+    assert!(after.iter().any(|p| p.vm == Some(vm_db())));
+    // By tag: the rest.
+    let r = lab.act(&operator(), "ack", &[("tag", "77")]);
+    assert_eq!(r.status, 303);
+    assert!(location(&r).starts_with("/?ok=ack"));
+    let (after, _) = lab.db.pending_head(100).unwrap();
+    assert!(after.iter().all(|p| p.tag.is_none()));
+    // Refusals.
+    assert_eq!(lab.act(&operator(), "ack", &[("tag", "x")]).status, 400);
+    assert_eq!(lab.act(&operator(), "ack", &[]).status, 400);
+    assert_eq!(lab.act(&operator(), "ack", &[("vm", "ghost")]).status, 404);
+}
+
+#[test]
+fn actions_validate_their_fields() {
+    let mut lab = lab();
+    assert_eq!(lab.act(&operator(), "nope", &[]).status, 404);
+    assert_eq!(
+        lab.act(
+            &operator(),
+            "discover",
+            &[("group", "hg9"), ("depth", "quick")]
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        lab.act(
+            &operator(),
+            "discover",
+            &[("group", "hg1"), ("depth", "sideways")]
+        )
+        .status,
+        400
+    );
+    assert_eq!(lab.act(&operator(), "verify", &[]).status, 400);
+    assert_eq!(
+        lab.act(&operator(), "move-plan", &[("vm", "ghost")]).status,
+        404
+    );
+    assert_eq!(
+        lab.act(&operator(), "move", &[("vm", "web1"), ("target", "host-a")])
+            .status,
+        400,
+        "already there"
+    );
+    assert_eq!(
+        lab.act(&operator(), "move", &[("vm", "web1"), ("target", "host-z")])
+            .status,
+        404
+    );
+    let long = "x".repeat(600);
+    assert_eq!(
+        lab.act(&operator(), "evacuate", &[("host", &long)]).status,
+        400
+    );
+    assert_eq!(
+        lab.act(&operator(), "evacuate", &[("host", "a\u{0}b")])
+            .status,
+        400
+    );
+    assert_eq!(
+        lab.call(&operator(), action, &get("/action/evacuate", &[]))
+            .status,
+        405
+    );
+}
+
+#[test]
+fn read_only_users_see_no_action_forms() {
+    let mut lab = lab();
+    lab.db
+        .needs_attention(T0, hsdb::NaLimits::default(), 5)
+        .unwrap();
+    for path in ["/", "/hosts", "/host/host-a", "/vm/web1", "/activities"] {
+        let (status, body) = lab.page(&reader(), path, &[]);
+        assert_eq!(status, 200);
+        assert!(
+            !body.contains("action=\"/action/"),
+            "{path} offers an action to a reader"
+        );
+        assert!(!body.contains("data-action="), "{path}");
+        let body = lab.ok(path);
+        assert!(
+            body.contains("action=\"/action/"),
+            "{path} offers no action to an operator"
+        );
+        assert!(body.contains("<input type=\"hidden\" name=\"csrf\" value=\"tok3n\">"));
+    }
+    let body = lab.ok("/");
+    for verb in ["discover", "verify", "evacuate", "ack"] {
+        assert!(body.contains(&format!("data-action=\"{verb}\"")), "{verb}");
+    }
+    let body = lab.ok("/vm/web1");
+    assert!(body.contains("data-action=\"move-plan\""));
+}
+
+#[test]
+fn unknown_paths_are_404_and_bad_segments_400() {
+    let mut lab = lab();
+    assert_eq!(lab.page(&operator(), "/nope", &[]).0, 404);
+    assert_eq!(lab.page(&operator(), "/vm/%zz", &[]).0, 400);
+    assert_eq!(lab.page(&operator(), "/vm/%00", &[]).0, 400);
+    assert_eq!(
+        lab.page(&operator(), &format!("/vm/{}", "a".repeat(600)), &[])
+            .0,
+        400
+    );
+}
+
+#[test]
+fn the_static_files_are_served_by_name() {
+    let names: Vec<&str> = super::STATIC.iter().map(|(n, _, _)| *n).collect();
+    assert_eq!(names, ["app.js", "app.css"]);
+    let js = std::str::from_utf8(super::STATIC[0].2).unwrap();
+    assert!(js.contains("new EventSource('/stream')"));
+    assert!(js.contains("body.dataset.live = state"));
+    assert!(!js.contains("innerHTML"), "values are written as text only");
+}
