@@ -52,7 +52,7 @@ const MAX_SEGMENT: usize = 512;
 /// A page for `GET req.path`; 404 for a path that names no page, 400 for a bad
 /// parameter, 500 (naming the HSDB error) when the HSDB cannot be read.
 pub fn page(ctx: &mut Ctx<'_>, req: &Request) -> Response {
-    if req.method != Method::Get {
+    if !matches!(req.method, Method::Get | Method::Head) {
         return pages::error_page(ctx, 405, "Method not allowed", "Pages are read with GET.");
     }
     let path = req.path.as_str();
@@ -60,7 +60,7 @@ pub fn page(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         Some((head, rest)) => (head, Some(rest)),
         None => (path.trim_start_matches('/'), None),
     };
-    let rest = match rest.map(decode_segment) {
+    let rest = match rest.map(check_segment) {
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => return pages::error_page(ctx, 400, "Bad request", &e),
         None => None,
@@ -103,39 +103,17 @@ pub fn action(ctx: &mut Ctx<'_>, req: &Request) -> Response {
     actions::action(ctx, req)
 }
 
-/// A path segment percent-decoded (a link written by [`html::url_part`]); bounded,
-/// valid UTF-8, no control character.
-fn decode_segment(raw: &str) -> Result<String, String> {
-    if raw.len() > MAX_SEGMENT {
+/// The rest of a path after its first segment (the server decoded it): bounded, without
+/// control characters. A VM name may hold `/`: the rest is taken whole.
+fn check_segment(rest: &str) -> Result<String, String> {
+    if rest.len() > MAX_SEGMENT {
         return Err(format!(
             "The path segment is {} bytes long; at most {MAX_SEGMENT} are accepted.",
-            raw.len()
+            rest.len()
         ));
     }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            match hex {
-                Some(b) => {
-                    out.push(b);
-                    i += 3;
-                }
-                None => return Err(format!("Bad percent-encoding in {raw:?}.")),
-            }
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    if rest.chars().any(char::is_control) {
+        return Err(format!("{rest:?} holds a control character."));
     }
-    let text = String::from_utf8(out).map_err(|_| format!("{raw:?} is not UTF-8."))?;
-    if text.chars().any(char::is_control) {
-        return Err(format!("{raw:?} holds a control character."));
-    }
-    Ok(text)
+    Ok(rest.to_owned())
 }
