@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use hsdb::RequestKind;
+use hsdb::{ActivityKind, RequestKind};
 
 use super::board::{find_vm, vm_label};
 use super::html::url_part;
@@ -135,30 +135,41 @@ fn group_of(ctx: &Ctx<'_>, group: &str) -> Result<String, Refusal> {
     }
 }
 
+/// `discover` (`group`, `depth=quick|deep`) and `verify` (`group`): an activity for the
+/// group's leader (`hactl discover` / the schedule write the same rows).
 fn discover(ctx: &mut Ctx<'_>, req: &Request) -> Result<Response, Refusal> {
     let group = group_of(ctx, field(req, "group")?)?;
-    let depth = field(req, "depth")?;
-    if !matches!(depth, "quick" | "deep") {
-        return Err(bad(format!("depth={depth:?}: expected quick or deep.")));
-    }
-    Err(Refusal {
-        status: 501,
-        text: format!(
-            "A {depth} discovery of host group {group} cannot be requested: this build's HSDB \
-             has no activities yet. Nothing was written."
-        ),
-    })
+    let kind = match field(req, "depth")? {
+        "quick" => ActivityKind::QuickDiscovery,
+        "deep" => ActivityKind::DeepDiscovery,
+        depth => return Err(bad(format!("depth={depth:?}: expected quick or deep."))),
+    };
+    request_activity(ctx, &group, kind)
 }
 
 fn verify(ctx: &mut Ctx<'_>, req: &Request) -> Result<Response, Refusal> {
     let group = group_of(ctx, field(req, "group")?)?;
-    Err(Refusal {
-        status: 501,
-        text: format!(
-            "A verify of host group {group} cannot be requested: this build's HSDB has no \
-             activities yet. Nothing was written."
-        ),
-    })
+    request_activity(ctx, &group, ActivityKind::Verify)
+}
+
+fn request_activity(
+    ctx: &mut Ctx<'_>,
+    group: &str,
+    kind: ActivityKind,
+) -> Result<Response, Refusal> {
+    let by = requested_by(ctx);
+    let id = ctx
+        .db
+        .request_activity(group, kind, &by, ctx.now_ms)
+        .map_err(db_err)?;
+    tracing::info!(
+        user = %ctx.user.name, group, kind = kind.as_str(), activity = id,
+        "dashboard: {} of host group {group} requested (activity {id}); the group's leader carries it out",
+        super::records::activity_label(kind)
+    );
+    Ok(Response::redirect(&format!(
+        "/activities?ok=activity&ref={id}"
+    )))
 }
 
 /// `evacuate` / `restore` (`host`): the operator request `hactl host evacuate|restore`

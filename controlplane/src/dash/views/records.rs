@@ -513,15 +513,63 @@ pub fn activities(ctx: &mut Ctx<'_>, req: &Request) -> Outcome {
             );
         }
     }
-    page.push(&activity_table(ctx)?);
+    let rows = ctx.db.activities(None, ACTIVITIES_PER_PAGE)?;
+    page.push(&activity_table(&rows));
     Ok(respond(ctx, req, page))
 }
 
-/// The activity table (newest first).
-fn activity_table(_ctx: &Ctx<'_>) -> hsdb::Result<String> {
-    Ok(
-        "<p class=\"unavailable\">Activities are not available: this HSDB has no activity table \
-        yet.</p>\n<table class=\"activities\"><tbody data-live=\"activities\"></tbody></table>\n"
-            .to_owned(),
-    )
+/// Activities on `/activities` (the newest).
+pub const ACTIVITIES_PER_PAGE: usize = 100;
+
+/// The activity table (newest first): `<tr data-activity data-kind data-state>`.
+pub fn activity_table(rows: &[hsdb::ActivityRow]) -> String {
+    let mut out = format!(
+        "<table class=\"activities\">{}<tbody data-live=\"activities\">\n",
+        thead(&[
+            "Id",
+            "Host group",
+            "Activity",
+            "State",
+            "Requested by",
+            "Requested",
+            "Started",
+            "Ended",
+            "Progress",
+            "Summary",
+        ])
+    );
+    if rows.is_empty() {
+        out.push_str("<tr class=\"empty\"><td colspan=\"10\">No activity yet.</td></tr>\n");
+    }
+    for a in rows {
+        let _ = writeln!(
+            out,
+            "<tr data-activity=\"{}\" data-kind=\"{}\" data-state=\"{}\">{}{}{}{}{}<td>{}</td>\
+             <td class=\"started\">{}</td><td class=\"ended\">{}</td>{}{}</tr>",
+            a.id,
+            a.kind.as_str(),
+            a.state.as_str(),
+            td("", &a.id.to_string()),
+            td("group", &a.host_group),
+            td("kind", activity_label(a.kind)),
+            td("state", a.state.as_str()),
+            td("by", &a.requested_by),
+            time_el(a.created_ms),
+            a.started_ms.map_or("-".to_owned(), time_el),
+            a.ended_ms.map_or("-".to_owned(), time_el),
+            td("progress", &a.progress),
+            td("summary", a.summary.as_deref().unwrap_or("-")),
+        );
+    }
+    out.push_str("</tbody></table>\n");
+    out
+}
+
+/// `quick discovery`, `deep discovery`, `verify`.
+pub fn activity_label(kind: hsdb::ActivityKind) -> &'static str {
+    match kind {
+        hsdb::ActivityKind::QuickDiscovery => "quick discovery",
+        hsdb::ActivityKind::DeepDiscovery => "deep discovery",
+        hsdb::ActivityKind::Verify => "verify",
+    }
 }

@@ -13,13 +13,16 @@ use hsdb::{EventFilter, Hsdb};
 use super::board::{Board, vm_label};
 use super::catalog::is_maintenance;
 use super::pages::heartbeat_text;
-use super::records::reasons_of;
+use super::records::{activity_label, reasons_of};
 use crate::events::severity_of;
 
 /// Relocations in a snapshot (the newest).
 pub const SNAPSHOT_RELOCATIONS: u32 = 50;
 /// Events in a snapshot (the newest).
 pub const SNAPSHOT_EVENTS: u32 = 50;
+
+/// Activities in a snapshot (the newest).
+pub const SNAPSHOT_ACTIVITIES: usize = 20;
 
 /// Version of the document's shape.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -32,8 +35,7 @@ struct Doc {
     monitors: Vec<MonitorLive>,
     hosts: Vec<HostLive>,
     relocations: Vec<RelocationLive>,
-    /// `null` while the HSDB has no activities.
-    activities: Option<Vec<ActivityLive>>,
+    activities: Vec<ActivityLive>,
     events: Vec<EventLive>,
 }
 
@@ -105,12 +107,15 @@ struct RelocationLive {
 struct ActivityLive {
     id: i64,
     group: String,
-    kind: String,
-    state: String,
+    kind: &'static str,
+    label: &'static str,
+    state: &'static str,
     progress: String,
     summary: Option<String>,
     requested_by: String,
     created_ms: i64,
+    started_ms: Option<i64>,
+    ended_ms: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -223,6 +228,23 @@ pub fn snapshot(db: &mut Hsdb, now_ms: i64) -> Result<String, hsdb::Error> {
             created_ms: e.created_ms,
         })
         .collect();
+    let activities = db
+        .activities(None, SNAPSHOT_ACTIVITIES)?
+        .into_iter()
+        .map(|a| ActivityLive {
+            id: a.id,
+            group: a.host_group,
+            kind: a.kind.as_str(),
+            label: activity_label(a.kind),
+            state: a.state.as_str(),
+            progress: a.progress,
+            summary: a.summary,
+            requested_by: a.requested_by,
+            created_ms: a.created_ms,
+            started_ms: a.started_ms,
+            ended_ms: a.ended_ms,
+        })
+        .collect();
     let doc = Doc {
         v: SNAPSHOT_VERSION,
         counts: Counts {
@@ -238,7 +260,7 @@ pub fn snapshot(db: &mut Hsdb, now_ms: i64) -> Result<String, hsdb::Error> {
         monitors,
         hosts,
         relocations,
-        activities: None::<Vec<ActivityLive>>,
+        activities,
         events,
     };
     // Plain structs of strings and numbers: encoding cannot fail; should it, the page

@@ -849,3 +849,50 @@ fn the_static_files_are_served_by_name() {
     assert!(js.contains("body.dataset.live = state"));
     assert!(!js.contains("innerHTML"), "values are written as text only");
 }
+
+#[test]
+fn discover_and_verify_request_activities() {
+    let mut lab = lab();
+    let r = lab.act(
+        &operator(),
+        "discover",
+        &[("group", "hg1"), ("depth", "quick")],
+    );
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    assert!(location(&r).starts_with("/activities?ok=activity&ref="));
+    lab.act(
+        &operator(),
+        "discover",
+        &[("group", "hg1"), ("depth", "deep")],
+    );
+    lab.act(&operator(), "verify", &[("group", "hg1")]);
+    let rows = lab.db.activities(Some("hg1"), 10).unwrap();
+    let kinds: Vec<_> = rows.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            hsdb::ActivityKind::Verify,
+            hsdb::ActivityKind::DeepDiscovery,
+            hsdb::ActivityKind::QuickDiscovery
+        ]
+    );
+    assert!(
+        rows.iter()
+            .all(|a| a.requested_by == "dashboard:alice"
+                && a.state == hsdb::ActivityState::Requested)
+    );
+    let body = lab.ok("/activities");
+    let row = tag_with(&body, &format!("data-activity=\"{}\"", rows[0].id));
+    assert!(row.contains("data-kind=\"VERIFY\"") && row.contains("data-state=\"REQUESTED\""));
+    assert!(body.contains("data-kind=\"QUICK_DISCOVERY\""));
+    let snap: serde_json::Value =
+        serde_json::from_str(&snapshot(&mut lab.db, T0).unwrap()).unwrap();
+    assert_eq!(snap["activities"][0]["kind"], "VERIFY");
+    assert_eq!(snap["activities"][0]["state"], "REQUESTED");
+    // A read-only user writes nothing.
+    assert_eq!(
+        lab.act(&reader(), "verify", &[("group", "hg1")]).status,
+        403
+    );
+    assert_eq!(lab.db.activities(None, 10).unwrap().len(), 3);
+}

@@ -80,8 +80,9 @@
     return cell;
   }
 
-  function timeTd(ms) {
+  function timeTd(ms, cls) {
     var cell = document.createElement('td');
+    if (cls) { cell.className = cls; }
     if (ms === null || ms === undefined) {
       cell.textContent = '-';
       return cell;
@@ -91,6 +92,19 @@
     t.textContent = utc(ms);
     cell.appendChild(t);
     return cell;
+  }
+
+  function replaceTime(row, selector, ms) {
+    var cell = row.querySelector(selector);
+    if (!cell) { return; }
+    var t = cell.querySelector('time');
+    var now = t ? Number(t.getAttribute('data-ms')) : null;
+    if (ms === null || ms === undefined) {
+      if (t) { cell.textContent = '-'; }
+      return;
+    }
+    if (now === ms) { return; }
+    cell.parentNode.replaceChild(timeTd(ms, cell.className), cell);
   }
 
   function applyVms(vms) {
@@ -298,10 +312,12 @@
           row.setAttribute('data-state', a.state);
           row.appendChild(td(String(a.id)));
           row.appendChild(td(a.group, 'group'));
-          row.appendChild(td(a.kind, 'kind'));
+          row.appendChild(td(a.label, 'kind'));
           row.appendChild(td(a.state, 'state'));
           row.appendChild(td(a.requested_by, 'by'));
           row.appendChild(timeTd(a.created_ms));
+          row.appendChild(timeTd(a.started_ms, 'started'));
+          row.appendChild(timeTd(a.ended_ms, 'ended'));
           row.appendChild(td(a.progress, 'progress'));
           row.appendChild(td(a.summary === null ? '-' : a.summary, 'summary'));
           tbody.insertBefore(row, tbody.firstChild);
@@ -309,6 +325,8 @@
         }
         setAttr(row, 'data-state', a.state);
         setText(row, 'td.state', a.state);
+        replaceTime(row, 'td.started', a.started_ms);
+        replaceTime(row, 'td.ended', a.ended_ms);
         setText(row, 'td.progress', a.progress);
         setText(row, 'td.summary', a.summary === null ? '-' : a.summary);
       }
