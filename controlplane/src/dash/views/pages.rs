@@ -635,6 +635,19 @@ fn attention(
             ));
         }
     }
+    for (uuid, since) in ctx.db.vanished_vms()? {
+        let name = board
+            .vms
+            .iter()
+            .find(|v| v.uuid == uuid)
+            .map_or(uuid.to_string(), vm_label);
+        items.push(format!(
+            "<li class=\"vanished\" data-uuid=\"{uuid}\">VM {} vanished from the platform \
+             (discovery, since {})</li>",
+            link(&format!("/vm/{uuid}"), &name),
+            esc(&when(since))
+        ));
+    }
     for (host, since) in &board.maintenance {
         items.push(format!(
             "<li class=\"maintenance\">Host {} in maintenance since {}</li>",
@@ -904,6 +917,42 @@ pub fn vm(ctx: &mut Ctx<'_>, req: &Request, given: &str) -> Outcome {
     dd("Doorbells pending", &format!("{:#x}", vm.short_msg));
     dd("Updated", &when(vm.updated_ms));
     page.push("</dl>\n");
+    // What discovery last found on the platform.
+    page.push("<h2>On the platform (discovery)</h2>\n");
+    match ctx.db.vm_discovery(&vm.uuid)? {
+        None => page
+            .push("<p class=\"empty\">No discovery has found this VM on the platform yet.</p>\n"),
+        Some(d) => {
+            let _ = writeln!(
+                page.body,
+                "<dl class=\"summary\" data-vanished=\"{}\">",
+                yes(d.vanished_ms.is_some())
+            );
+            let mut dd = |k: &str, v: &str| {
+                let _ = writeln!(page.body, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+            };
+            dd("Platform name", &d.name);
+            dd("Power state", &d.power);
+            dd("Found on", &board.host_name(d.host));
+            dd(
+                "Size",
+                &format!(
+                    "{} CPU, {}",
+                    cpus_text(d.cpu_milli),
+                    memory_text(d.memory_mb)
+                ),
+            );
+            dd("First found", &d.first_seen_ms.map_or("-".to_owned(), when));
+            dd("Last found", &d.last_seen_ms.map_or("-".to_owned(), when));
+            dd(
+                "Vanished",
+                &d.vanished_ms.map_or("no".to_owned(), |t| {
+                    format!("since {} (the platform no longer lists it)", when(t))
+                }),
+            );
+            page.push("</dl>\n");
+        }
+    }
     // Actions.
     if ctx.user.role == crate::dash::Role::Operator {
         let mut targets = String::from("<option value=\"\">the control plane chooses</option>");

@@ -896,3 +896,46 @@ fn discover_and_verify_request_activities() {
     );
     assert_eq!(lab.db.activities(None, 10).unwrap().len(), 3);
 }
+
+#[test]
+fn the_vm_page_shows_what_discovery_found_and_the_overview_a_vanished_vm() {
+    let mut lab = lab();
+    let found = |vms: Vec<hsdb::FoundVm>| hsdb::Found {
+        hosts: vec![hsdb::FoundHost {
+            name: "host-a".to_owned(),
+            cpu_milli: 32_000,
+            memory_mb: 262_144,
+            vms,
+        }],
+        manage_new: false,
+    };
+    let web = hsdb::FoundVm {
+        uuid: vm_web(),
+        name: "web1".to_owned(),
+        power: "Running".to_owned(),
+        running: true,
+        size: Some((2_000, 4_096)),
+    };
+    let db1 = hsdb::FoundVm {
+        uuid: vm_db(),
+        name: "db1".to_owned(),
+        ..web.clone()
+    };
+    lab.db
+        .apply_discovery(&found(vec![web.clone(), db1]), T0)
+        .unwrap();
+    let body = lab.ok("/vm/web1");
+    assert!(
+        body.contains("<dt>Power state</dt><dd>Running</dd>"),
+        "{body}"
+    );
+    assert!(body.contains("data-vanished=\"no\""));
+    // db1 is no longer listed: vanished.
+    lab.db
+        .apply_discovery(&found(vec![web]), T0 + 1_000)
+        .unwrap();
+    let body = lab.ok("/");
+    assert!(body.contains("vanished from the platform"), "{body}");
+    let body = lab.ok("/vm/db1");
+    assert!(body.contains("data-vanished=\"yes\""));
+}
