@@ -1,5 +1,5 @@
 //! The events page's filters over the event catalogue ([`crate::events`]): the seed's
-//! Critical / Warning / Maintenance / Informational (seed 004 L17140-17150, figure
+//! Critical / Warning / Maintenance / Informational (seed 004 L17031-17033, figure
 //! 4-27), with Error added (our catalogue has it).
 //!
 //! A severity filter shows the events of that severity; `maintenance` shows the events
