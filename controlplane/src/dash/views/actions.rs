@@ -188,6 +188,7 @@ fn maintenance(ctx: &mut Ctx<'_>, req: &Request, kind: RequestKind) -> Result<Re
     let verb = match kind {
         RequestKind::Evacuate => "evacuate",
         RequestKind::Restore => "restore",
+        RequestKind::Move => "move",
     };
     tracing::info!(
         user = %ctx.user.name, host = %host.name, group = %host.host_group, request = id,
@@ -244,32 +245,51 @@ fn target_field(
     Ok(Some(target))
 }
 
+/// `move-plan` (`vm`, optional `target`): the plan shown before the operator confirms;
+/// writes nothing.
 fn move_plan(ctx: &mut Ctx<'_>, req: &Request) -> Result<Response, Refusal> {
     let vm = vm_field(ctx, req)?;
     let target = target_field(ctx, req, &vm)?;
-    let _ = target;
-    Err(Refusal {
-        status: 501,
-        text: format!(
-            "A move of VM {} cannot be planned: this build has no move planner yet. Nothing was \
-             written.",
-            vm_label(&vm)
-        ),
-    })
+    Ok(super::moves::plan_page(ctx, &vm, target.as_ref()))
 }
 
+/// `move` (`vm`, optional `target`): the MOVE operator request `hactl vm move` writes,
+/// for the leader of the VM's group.
 fn move_vm(ctx: &mut Ctx<'_>, req: &Request) -> Result<Response, Refusal> {
     let vm = vm_field(ctx, req)?;
     let target = target_field(ctx, req, &vm)?;
-    let _ = target;
-    Err(Refusal {
-        status: 501,
-        text: format!(
-            "VM {} cannot be moved from the dashboard: this build's HSDB has no move requests \
-             yet. Nothing was written.",
+    let hosts = ctx.db.hosts().map_err(db_err)?;
+    let Some(group) = vm
+        .current_host
+        .and_then(|h| hosts.iter().find(|x| x.id == h))
+        .map(|h| h.host_group.clone())
+    else {
+        return Err(bad(format!(
+            "VM {} runs on no known host: there is nothing to move it from.",
             vm_label(&vm)
-        ),
-    })
+        )));
+    };
+    let by = requested_by(ctx);
+    let id = ctx
+        .db
+        .request_move(
+            &group,
+            &vm.uuid,
+            target.as_ref().map(|t| t.id),
+            &by,
+            ctx.now_ms,
+        )
+        .map_err(db_err)?;
+    tracing::info!(
+        user = %ctx.user.name, vm = %vm.uuid, group, request = id,
+        target = target.as_ref().map_or("(the planner's best)", |t| t.name.as_str()),
+        "dashboard: move of VM {} requested (operator request {id}); the leader of group {group} carries it out",
+        vm_label(&vm)
+    );
+    Ok(Response::redirect(&format!(
+        "/vm/{}?ok=move&ref={id}",
+        vm.uuid
+    )))
 }
 
 /// `ack`: `tag` (an hsTag: the Acknowledge of `hactl ack`, hs/build.rs) or `vm` (the

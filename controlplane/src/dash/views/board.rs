@@ -225,7 +225,7 @@ impl Board {
                 .as_deref()
                 .and_then(RestartKind::from_name)
                 .is_some_and(RestartKind::is_planned)
-                || o.cause.as_deref() == Some("move");
+                || o.row.kind == hsdb::RelocationKind::Move;
             let what = format!(
                 "{} {} in progress (phase {}{})",
                 o.row.kind.as_str().to_ascii_lowercase(),

@@ -22,6 +22,7 @@ mod actions;
 mod board;
 mod catalog;
 mod html;
+mod moves;
 mod pages;
 mod records;
 mod snapshot;

@@ -1048,6 +1048,42 @@ pub fn vm(ctx: &mut Ctx<'_>, req: &Request, given: &str) -> Outcome {
     page.push("<h2>Applications</h2>\n");
     let apps = ctx.db.apps(&vm.uuid)?;
     page.push(&app_table(&apps, &HashMap::new(), false, ctx.now_ms));
+    // Moves an operator asked for.
+    let moves = ctx.db.move_requests_of(&vm.uuid, 10)?;
+    if !moves.is_empty() {
+        page.push("<h2>Move requests</h2>\n<table class=\"requests\">");
+        page.push(&thead(&[
+            "Id",
+            "To",
+            "State",
+            "Requested by",
+            "Requested",
+            "Progress",
+            "Result",
+        ]));
+        page.push("<tbody>\n");
+        for r in &moves {
+            let _ = writeln!(
+                page.body,
+                "<tr data-request=\"{}\" data-state=\"{}\">{}{}{}{}<td>{}</td>{}{}</tr>",
+                r.id,
+                r.state.as_str(),
+                td("", &r.id.to_string()),
+                td(
+                    "",
+                    &r.target_host
+                        .map_or("the planner's best host".to_owned(), |h| board
+                            .host_name(Some(h)))
+                ),
+                td("", r.state.as_str()),
+                td("", &r.requested_by),
+                time_el(r.created_ms),
+                td("", &r.progress),
+                td("", r.result.as_deref().unwrap_or("-")),
+            );
+        }
+        page.push("</tbody></table>\n");
+    }
     // Relocations.
     page.push("<h2>Relocations</h2>\n");
     let rels = ctx.db.relocations(Some(&vm.uuid), 20)?;

@@ -23,8 +23,8 @@ pub const RELOCATIONS_PER_PAGE: u32 = 100;
 
 /// The explanation stored with a relocation (the decision's `--dry-run` text), when the
 /// HSDB has it.
-pub fn reasons_of(_row: &RelocationRow) -> Option<String> {
-    None
+pub fn reasons_of(row: &RelocationRow) -> Option<String> {
+    row.reasons.clone()
 }
 
 /// The cell shown for a relocation's reasons: the text, or "—" while none is stored.

@@ -939,3 +939,71 @@ fn the_vm_page_shows_what_discovery_found_and_the_overview_a_vanished_vm() {
     let body = lab.ok("/vm/db1");
     assert!(body.contains("data-vanished=\"yes\""));
 }
+
+#[test]
+fn a_move_is_planned_then_confirmed_and_written() {
+    let mut lab = lab();
+    let r = lab.act(
+        &operator(),
+        "move-plan",
+        &[("vm", "web1"), ("target", "host-b")],
+    );
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(body.contains("<h1>Move VM web1</h1>"));
+    assert!(body.contains("action=\"/action/move\""));
+    assert!(body.contains("<input type=\"hidden\" name=\"target\" value=\"host-b\">"));
+    assert!(body.contains("data-action=\"move\""));
+    assert!(
+        lab.db.move_requests_of(&vm_web(), 10).unwrap().is_empty(),
+        "a plan writes nothing"
+    );
+    let r = lab.act(&operator(), "move", &[("vm", "web1"), ("target", "host-b")]);
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    assert!(location(&r).starts_with(&format!("/vm/{}?ok=move&ref=", vm_web())));
+    let moves = lab.db.move_requests_of(&vm_web(), 10).unwrap();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].kind, RequestKind::Move);
+    assert_eq!(moves[0].target_host, Some(HOST_B));
+    assert_eq!(moves[0].host, HOST_A);
+    assert_eq!(moves[0].requested_by, "dashboard:alice");
+    // Without a target: the planner's best.
+    assert_eq!(lab.act(&operator(), "move", &[("vm", "db1")]).status, 303);
+    assert_eq!(
+        lab.db.move_requests_of(&vm_db(), 10).unwrap()[0].target_host,
+        None
+    );
+    let body = lab.ok("/vm/web1");
+    assert!(body.contains("Move requests") && body.contains("dashboard:alice"));
+    // Read-only: refused, nothing written.
+    assert_eq!(
+        lab.act(&reader(), "move-plan", &[("vm", "web1")]).status,
+        403
+    );
+    assert_eq!(lab.act(&reader(), "move", &[("vm", "web1")]).status, 403);
+    assert_eq!(lab.db.move_requests_of(&vm_web(), 10).unwrap().len(), 1);
+}
+
+#[test]
+fn relocation_reasons_are_shown_and_sent_live() {
+    let mut lab = lab();
+    let why = "target host-b: fits (CPU 2 of 32 free)\nnot host-a: the VM failed there";
+    let id = lab
+        .db
+        .relocation_begin_explained(
+            &vm_web(),
+            Some(HOST_A),
+            Some(HOST_B),
+            RelocationKind::Relocate,
+            Some(why),
+            T0,
+        )
+        .unwrap();
+    let body = lab.ok("/relocations");
+    assert!(body.contains("<td class=\"reasons\">target host-b: fits (CPU 2 of 32 free)\nnot host-a: the VM failed there</td>"));
+    let body = lab.ok(&format!("/relocation/{id}"));
+    assert!(body.contains("<pre class=\"reasons\">target host-b"));
+    let snap: serde_json::Value =
+        serde_json::from_str(&snapshot(&mut lab.db, T0).unwrap()).unwrap();
+    assert_eq!(snap["relocations"][0]["reasons"], why);
+}
