@@ -212,8 +212,20 @@ hvncp.prefs.auth_keys = Pref.string("Authentication keys", "",
 -- SHA-256 and HMAC-SHA256 (FIPS 180-4, RFC 2104) in Lua 5.2 with bit32
 ---------------------------------------------------------------------------------------
 
+-- Lua 5.2 (Wireshark 4.0) has bit32; Lua 5.3 and later have bitwise operators, which a
+-- 5.2 parser refuses, hence load().
+local bits = bit32 or load([[
+    local M = 0xffffffff
+    return {
+        band = function(a, b) return (a & b) & M end,
+        bxor = function(a, b, c) return (a ~ b ~ (c or 0)) & M end,
+        bnot = function(a) return (~a) & M end,
+        rshift = function(a, n) return (a & M) >> n end,
+        rrotate = function(a, n) a = a & M; return ((a >> n) | (a << (32 - n))) & M end,
+    }
+]])()
 local band, bxor, bnot, rrotate, rshift =
-    bit32.band, bit32.bxor, bit32.bnot, bit32.rrotate, bit32.rshift
+    bits.band, bits.bxor, bits.bnot, bits.rrotate, bits.rshift
 local MOD32 = 4294967296
 
 local K256 = {
