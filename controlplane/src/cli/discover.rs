@@ -124,7 +124,7 @@ pub fn discover(
             outcome: &outcome,
         })?
     } else {
-        format!("Activity {id}: {}", outcome.render())
+        format!("Activity {id}:\n{}", outcome.render())
     };
     if outcome.hosts_unreachable.is_empty() {
         Ok(report)

@@ -8,7 +8,9 @@
 //!
 //! Exit codes ([`Exit`]): 0 done, 1 the operation failed, 2 bad usage / value /
 //! configuration, 3 the daemon is not running, 4 no such VM / host / monitor / group,
-//! 5 refused by the control plane (`host evacuate`), 6 not finished in time.
+//! 5 refused by the control plane (`host evacuate`), 6 not finished in time, 7 `verify`
+//! found a host whose loss leaves VMs without a place, 8 `discover` done in part (some
+//! hosts did not answer).
 
 pub mod config;
 pub mod discover;
