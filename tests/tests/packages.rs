@@ -488,15 +488,12 @@ fn packages_install_check_remove_and_purge_in_a_clean_root() {
         assert_eq!(text(&out.stdout).trim(), format!("{bin} {version}"));
     }
 
-    // The HVNCP dissector, in hactl, when the tree has it (docs/install.md).
-    let lua = repo().join("dist/wireshark/hvncp.lua");
-    if lua.exists() {
-        assert_eq!(
-            std::fs::read(root.join("usr/share/hvha/wireshark/hvncp.lua")).ok(),
-            std::fs::read(&lua).ok(),
-            "/usr/share/hvha/wireshark/hvncp.lua"
-        );
-    }
+    // The HVNCP dissector, in hactl (docs/install.md).
+    assert_eq!(
+        std::fs::read(root.join("usr/share/hvha/wireshark/hvncp.lua")).ok(),
+        Some(std::fs::read(repo().join("dist/wireshark/hvncp.lua")).expect("the dissector")),
+        "/usr/share/hvha/wireshark/hvncp.lua"
+    );
 
     // A man page for every subcommand of hactl, at every depth, each a page man reads.
     let help = text(&ok(&mut chroot(root, &["/usr/bin/hactl", "--help"])).stdout);
