@@ -102,6 +102,7 @@ impl Page {
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
              <title>{} · hvha</title>\n\
+             <link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\n\
              <link rel=\"stylesheet\" href=\"/static/app.css\">\n\
              <script src=\"/static/app.js\" defer></script>\n</head>\n\
              <body data-user=\"{user}\" data-role=\"{role}\" data-page=\"{}\" \

@@ -45,6 +45,11 @@ pub static STATIC: &[(&str, &str, &[u8])] = &[
         "text/css; charset=utf-8",
         include_bytes!("static/app.css"),
     ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("static/favicon.svg"),
+    ),
 ];
 
 /// Longest path segment accepted (a VM name, a host name, an id).
@@ -57,6 +62,15 @@ pub fn page(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         return pages::error_page(ctx, 405, "Method not allowed", "Pages are read with GET.");
     }
     let path = req.path.as_str();
+    if path == "/favicon.ico" {
+        // Browsers ask for it whatever the page links: the same icon, not a 404.
+        return Response {
+            status: 200,
+            content_type: "image/svg+xml",
+            body: include_bytes!("static/favicon.svg").to_vec(),
+            headers: Vec::new(),
+        };
+    }
     let (head, rest) = match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
         Some((head, rest)) => (head, Some(rest)),
         None => (path.trim_start_matches('/'), None),

@@ -62,7 +62,12 @@ pub fn plan_page(ctx: &mut Ctx<'_>, vm: &VmRow, target: Option<&HostRecord>) -> 
     );
     page.push("<h2>Plan</h2>\n");
     let mut movable = true;
-    match plan(ctx, vm, target) {
+    let planned = if vm.current_host.is_none() {
+        Err("it runs on no known host (no monitor has placed it yet): there is nothing to move it from.".to_owned())
+    } else {
+        plan(ctx, vm, target)
+    };
+    match planned {
         Ok(Some(p)) => {
             match &p.to {
                 Some(to) => {

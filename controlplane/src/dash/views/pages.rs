@@ -954,7 +954,18 @@ pub fn vm(ctx: &mut Ctx<'_>, req: &Request, given: &str) -> Outcome {
         }
     }
     // Actions.
-    if ctx.user.role == crate::dash::Role::Operator {
+    if ctx.user.role == crate::dash::Role::Operator && vm.current_host.is_none() {
+        let _ = writeln!(
+            page.body,
+            "<div class=\"actions\">{}</div>",
+            action_form(
+                ctx,
+                "ack",
+                &[("vm", &vm.uuid.to_string())],
+                "Acknowledge its reported items"
+            ),
+        );
+    } else if ctx.user.role == crate::dash::Role::Operator {
         let mut targets = String::from("<option value=\"\">the control plane chooses</option>");
         if let Some(g) = &group {
             for host in board.hosts.iter().filter(|x| &x.host_group == g) {

@@ -488,7 +488,7 @@ pub fn activities(ctx: &mut Ctx<'_>, req: &Request) -> Outcome {
         "<p class=\"note\">Quick discovery asks the platform for its hosts and VMs; deep \
          discovery also reads each VM's size and definition; verify checks that the group can \
          absorb the loss of any one host. The controller leading the group carries them out \
-         (and runs them on its schedule: quick hourly, deep daily — seed 004 §4.2).</p>\n",
+         (and runs them on its schedule: quick hourly, deep daily — seed 004 L4475, L4607-4608).</p>\n",
     );
     for (group, _) in board.groups() {
         let mut acts = String::new();

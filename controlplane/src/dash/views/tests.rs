@@ -843,7 +843,7 @@ fn unknown_paths_are_404_and_bad_segments_400() {
 #[test]
 fn the_static_files_are_served_by_name() {
     let names: Vec<&str> = super::STATIC.iter().map(|(n, _, _)| *n).collect();
-    assert_eq!(names, ["app.js", "app.css"]);
+    assert_eq!(names, ["app.js", "app.css", "favicon.svg"]);
     let js = std::str::from_utf8(super::STATIC[0].2).unwrap();
     assert!(js.contains("new EventSource('/stream')"));
     assert!(js.contains("body.dataset.live = state"));
@@ -1006,4 +1006,35 @@ fn relocation_reasons_are_shown_and_sent_live() {
     let snap: serde_json::Value =
         serde_json::from_str(&snapshot(&mut lab.db, T0).unwrap()).unwrap();
     assert_eq!(snap["relocations"][0]["reasons"], why);
+}
+
+#[test]
+fn the_favicon_is_served_where_browsers_look() {
+    let mut lab = lab();
+    let r = lab.call(&operator(), page, &get("/favicon.ico", &[]));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "image/svg+xml");
+    assert!(String::from_utf8(r.body).unwrap().starts_with("<svg"));
+}
+
+#[test]
+fn a_vm_on_no_host_offers_no_move() {
+    let mut lab = lab();
+    let ghost = uuid(9);
+    lab.db
+        .set_vm(
+            &ghost,
+            &VmSettings {
+                name: Some("ghost".to_owned()),
+                ..VmSettings::default()
+            },
+            T0,
+        )
+        .unwrap();
+    let body = lab.ok("/vm/ghost");
+    assert!(!body.contains("data-action=\"move-plan\""));
+    let r = lab.act(&operator(), "move-plan", &[("vm", "ghost")]);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(body.contains("runs on no known host") && !body.contains("data-action=\"move\""));
+    assert_eq!(lab.act(&operator(), "move", &[("vm", "ghost")]).status, 400);
 }
