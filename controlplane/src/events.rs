@@ -184,6 +184,12 @@ catalogue! {
     HostMaintenanceEnded => "HOST_MAINTENANCE_ENDED", Info, None;
     /// An evacuation or restore was refused or failed in part; nothing is hidden (ours).
     HostMaintenanceRefused => "HOST_MAINTENANCE_REFUSED", Warning, None;
+    /// `hactl vm move` (or the dashboard): the VM runs on the target now (ours; the
+    /// seed's dashboard moves a VM, seed 004 L16710-17200).
+    VmMoveDone => "VM_MOVE_DONE", Info, None;
+    /// A move of one VM was refused (the VM cannot go there now: the reason) or failed
+    /// (ours).
+    VmMoveRefused => "VM_MOVE_REFUSED", Warning, None;
     /// The periodic verify: the loss of some host would leave VMs without a place (ours;
     /// the seed's verification, seed 004 L4612-4619; vSphere's admission control).
     GroupCapacityShort => "GROUP_CAPACITY_SHORT", Warning, None;

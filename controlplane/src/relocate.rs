@@ -33,6 +33,12 @@ use crate::clock::Clock;
 use crate::events::{Event, EventKind};
 use crate::platform::{Platform, PlatformError, VmSpec};
 
+mod moves;
+#[cfg(test)]
+pub(crate) use moves::plan_move_against;
+pub use moves::{MoveError, MovePlan, NOT_ASKED, RUNS_THERE, plan_move, plan_move_with};
+pub(crate) use moves::{check_target, conclude, shape_move_request};
+
 /// What a monitor is asked to do about one VM (the HSDB command queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MonitorCommand {
@@ -57,14 +63,16 @@ pub trait Ledger {
     ) -> hsdb::Result<i64>;
     /// `Some(result)` once the monitor completed command `id`.
     fn command_result(&mut self, id: i64) -> hsdb::Result<Option<String>>;
-    /// A new `relocation` row (a restart when `to` is `from`, else a relocation) for
-    /// `cause` (a [`RestartKind`] name); returns its id.
+    /// A new `relocation` row (a restart when `to` is `from`, a move for
+    /// [`RestartKind::Move`], else a relocation) for `cause` (a [`RestartKind`] name),
+    /// with the decision's explanation `reasons`; returns its id.
     fn relocation_begin(
         &mut self,
         vm: &Uuid,
         from: Option<HostId>,
         to: HostId,
         cause: &str,
+        reasons: Option<&str>,
         at: i64,
     ) -> hsdb::Result<i64>;
     /// The row's current phase.
@@ -91,6 +99,8 @@ pub enum RestartKind {
     Evacuation,
     /// Planned maintenance: `hactl host restore` returns the VM to its home host.
     Return,
+    /// An operator moves one VM (`hactl vm move`, the dashboard). Not a failure.
+    Move,
 }
 
 impl RestartKind {
@@ -103,6 +113,7 @@ impl RestartKind {
             RestartKind::AppRelocation,
             RestartKind::Evacuation,
             RestartKind::Return,
+            RestartKind::Move,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
@@ -117,12 +128,16 @@ impl RestartKind {
             RestartKind::AppRelocation => "app_relocation",
             RestartKind::Evacuation => "evacuate",
             RestartKind::Return => "restore",
+            RestartKind::Move => "move",
         }
     }
 
-    /// A planned move (evacuate, restore), never a failure.
+    /// A planned move (evacuate, restore, an operator's move), never a failure.
     pub const fn is_planned(self) -> bool {
-        matches!(self, RestartKind::Evacuation | RestartKind::Return)
+        matches!(
+            self,
+            RestartKind::Evacuation | RestartKind::Return | RestartKind::Move
+        )
     }
 }
 
@@ -159,6 +174,10 @@ pub struct RestartRequest {
     /// Move it by live migration (`platform.migrate`; the VM keeps running) rather than
     /// a stop and a start: planned moves on a platform that can.
     pub live: bool,
+    /// The decision's explanation (`Plan::explanation`, the `hactl relocate --dry-run`
+    /// text for the VM), kept in the `relocation` row; `None` when there is none
+    /// (a restart taken over from an earlier term keeps its row's).
+    pub reasons: Option<String>,
 }
 
 /// A step of a restart: the seed's progress lines.
@@ -391,6 +410,7 @@ impl Executor {
             from,
             request.to.id,
             request.kind.as_str(),
+            request.reasons.as_deref(),
             now_ms,
         )?;
         if let Some(actor) = &self.actor {

@@ -24,6 +24,7 @@ pub mod relocate;
 pub mod replies;
 pub mod table;
 pub mod values;
+pub mod vm_move;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -237,6 +238,10 @@ pub enum Command {
     /// The web dashboard's accounts: `dashboard user add|passwd|remove|list`.
     #[command(subcommand)]
     Dashboard(DashboardCmd),
+    /// One VM: `vm move VM [--to HOST] [--dry-run] [--wait SECONDS]` (carried out by the
+    /// `hactl run` leading the VM's group). Exit 5 refused, 6 not finished in time.
+    #[command(subcommand)]
+    Vm(VmOp),
 }
 
 /// `hactl dashboard …`.
@@ -321,6 +326,31 @@ pub enum HostOp {
         /// Seconds to wait for the end.
         #[arg(long, value_name = "SECONDS", default_value_t = 600)]
         timeout: u64,
+    },
+}
+
+/// `hactl vm …`.
+#[derive(Debug, Subcommand)]
+pub enum VmOp {
+    /// Move a running managed VM to another host (live migration where the platform can,
+    /// else stop and start): prints the plan first (the target and why, why not each
+    /// other host); `--dry-run` stops there, else a MOVE request is written for the
+    /// group's leader, which plans again and refuses with the reason if the VM can no
+    /// longer go there.
+    Move {
+        /// The VM's name or UUID.
+        #[arg(value_name = "VM")]
+        vm: String,
+        /// The target host (name or id); default: the planner's best host.
+        #[arg(long, value_name = "HOST")]
+        to: Option<String>,
+        /// Print the plan only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Follow the request up to SECONDS to DONE, REFUSED or FAILED (default: return
+        /// once it is written).
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
     },
 }
 
@@ -957,6 +987,48 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 no_wait,
                 std::time::Duration::from_secs(timeout),
                 SystemClock.now_ms(),
+                &mut |line| println!("{line}"),
+            )
+        }
+        Command::Vm(VmOp::Move {
+            vm,
+            to,
+            dry_run,
+            wait,
+        }) => {
+            refuse_xml(format, "vm move")?;
+            if let Some(w) = wait
+                && *w > 86_400
+            {
+                return Err(CliError::bad_value(
+                    "--wait",
+                    w.to_string(),
+                    "0..=86400 seconds",
+                ));
+            }
+            if *dry_run && wait.is_some() {
+                return Err(CliError::Usage(
+                    "--dry-run writes nothing: there is nothing to --wait for".into(),
+                ));
+            }
+            let mut db = if *dry_run {
+                open_read(cli)?
+            } else {
+                open_write(cli)?
+            };
+            let platform = platform_config(cli)?;
+            self::vm_move::run(
+                &mut db,
+                &self::vm_move::MoveArgs {
+                    vm,
+                    to: to.as_deref(),
+                    dry_run: *dry_run,
+                    wait: wait.map(std::time::Duration::from_secs),
+                },
+                &platform,
+                config_profile(cli)?,
+                SystemClock.now_ms(),
+                format,
                 &mut |line| println!("{line}"),
             )
         }

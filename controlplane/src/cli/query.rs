@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::Format;
 use super::error::CliError;
-use super::table::{Table, duration, utc};
+use super::table::{Table, duration, printable, utc};
 use super::values;
 
 /// Most rows `--limit` may ask for.
@@ -768,6 +768,9 @@ pub struct RelocationView {
     started: String,
     ended: Option<String>,
     result: Option<String>,
+    /// The decision's explanation (the `hactl relocate --dry-run` text for the VM when
+    /// it began: target and why, why not each other host); `None` for rows without.
+    reasons: Option<String>,
     /// Every phase with its time (`query relocation ID` and `--json`).
     steps: Vec<(String, String)>,
 }
@@ -818,6 +821,7 @@ pub fn relocations(
             started: utc(r.started_ms),
             ended: r.ended_ms.map(utc),
             result: r.result,
+            reasons: r.reasons,
             steps,
         });
     }
@@ -845,6 +849,20 @@ pub fn relocations(
     } else {
         t.render()
     };
+    // The reasons after the table, each relocation's lines indented under its id (a
+    // stored text is shown with control characters replaced).
+    let explained: Vec<&RelocationView> = views.iter().filter(|r| r.reasons.is_some()).collect();
+    if !explained.is_empty() {
+        out.push_str("\nReasons (the decision: target and why, why not each other host):\n");
+        for r in explained {
+            out.push_str(&format!("relocation {} ({} {}):\n", r.id, r.kind, r.vm));
+            for line in r.reasons.as_deref().unwrap_or_default().lines() {
+                out.push_str("  ");
+                out.push_str(&printable(line));
+                out.push('\n');
+            }
+        }
+    }
     if let (Some(_), Some(r)) = (id, views.first()) {
         let mut steps = Table::new(&["PHASE", "AT"]);
         for (phase, at) in &r.steps {

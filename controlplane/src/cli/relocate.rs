@@ -50,15 +50,26 @@ fn ground_with(
     profile: Option<crate::params::Profile>,
     now_ms: i64,
 ) -> Result<Ground, CliError> {
-    let params = super::modify::resolve(db, group, profile)?;
-    let policies = crate::policy::load(db, group)
-        .map_err(|e| CliError::Failed(format!("policies of group {group}: {e}")))?;
     let infos = driver.hosts().map_err(|e| {
         CliError::Failed(format!(
             "the {} platform cannot list its hosts: {e}",
             driver.name()
         ))
     })?;
+    ground_on(db, group, &infos, profile, now_ms)
+}
+
+/// [`ground`] against the platform's hosts `infos`.
+fn ground_on(
+    db: &Hsdb,
+    group: &str,
+    infos: &[crate::platform::HostInfo],
+    profile: Option<crate::params::Profile>,
+    now_ms: i64,
+) -> Result<Ground, CliError> {
+    let params = super::modify::resolve(db, group, profile)?;
+    let policies = crate::policy::load(db, group)
+        .map_err(|e| CliError::Failed(format!("policies of group {group}: {e}")))?;
     let hosts = db.hosts()?;
     let hms = db.hms()?;
     let vms = db.vms()?;
@@ -67,7 +78,7 @@ fn ground_with(
         hosts: &hosts,
         hms: &hms,
         vms: &vms,
-        infos: &infos,
+        infos,
         policies: &policies,
         now_ms,
         hm_silent_after_ms: params.hm_silent_after_ms,
@@ -186,6 +197,9 @@ pub struct PlannedRow {
     pub why: String,
     /// Why not each other host.
     pub why_not: Vec<WhyNot>,
+    /// The decision in lines, as printed and as a relocation row keeps it
+    /// (`Plan::explanation`).
+    pub explanation: Vec<String>,
 }
 
 /// One other host and why not.
@@ -255,6 +269,7 @@ fn rows(req: &PlanRequest, plan: &Plan, view: &GroupView) -> Vec<PlannedRow> {
                     .into_iter()
                     .map(|(host, reason)| WhyNot { host, reason })
                     .collect(),
+                explanation: plan.explanation(req, i),
             }
         })
         .collect()
@@ -321,6 +336,28 @@ pub fn dry_run(
     let targets = resolve(db, names)?;
     let group = targets.group.clone().unwrap_or_default();
     let g = ground(db, &group, platform, profile, now_ms)?;
+    dry_run_text(&targets, &g, format)
+}
+
+/// `hactl relocate --dry-run NAMES…` against the platform's hosts `infos` (tests
+/// against a simulated platform compare it with what the engine stored).
+#[cfg(test)]
+pub(crate) fn dry_run_against(
+    db: &Hsdb,
+    names: &[String],
+    infos: &[crate::platform::HostInfo],
+    profile: Option<crate::params::Profile>,
+    now_ms: i64,
+    format: Format,
+) -> Result<String, CliError> {
+    let targets = resolve(db, names)?;
+    let group = targets.group.clone().unwrap_or_default();
+    let g = ground_on(db, &group, infos, profile, now_ms)?;
+    dry_run_text(&targets, &g, format)
+}
+
+fn dry_run_text(targets: &Targets, g: &Ground, format: Format) -> Result<String, CliError> {
+    let group = targets.group.clone().unwrap_or_default();
     let req = g
         .view
         .request_for(&targets.hosts, &targets.vms)
@@ -397,15 +434,11 @@ pub fn dry_run(
         ]);
     }
     text.push_str(&t.render());
-    text.push_str("\nWhy not the other hosts:\n");
+    text.push_str("\nEach VM: the target and why, why not each other host:\n");
     for r in &out.plan {
-        text.push_str(&format!("  {}:\n", r.name));
-        let mut t = Table::new(&["HOST", "WHY NOT"]);
-        for w in &r.why_not {
-            t.row(vec![w.host.clone(), w.reason.clone()]);
-        }
-        for line in t.render().lines().skip(1) {
-            text.push_str(&format!("    {line}\n"));
+        for line in &r.explanation {
+            text.push_str(line);
+            text.push('\n');
         }
     }
     text.push_str(&format!(

@@ -57,6 +57,8 @@ pub(super) struct Active {
     /// Named at the start: VMs that stay (restore: no room at home).
     left: Vec<String>,
     live: bool,
+    /// A MOVE's target host (empty for the other kinds).
+    target_name: String,
 }
 
 fn running(p: PowerState) -> bool {
@@ -154,13 +156,7 @@ impl Fde {
             match req.kind {
                 RequestKind::Evacuate => self.evacuate(now_ms, &req, &name, store, platform)?,
                 RequestKind::Restore => self.restore(now_ms, &req, &name, store, platform)?,
-                RequestKind::Move => self.refuse(
-                    now_ms,
-                    &req,
-                    &name,
-                    "this control plane does not carry out MOVE requests".to_owned(),
-                    store,
-                )?,
+                RequestKind::Move => self.move_vm(now_ms, &req, &name, store, platform)?,
             }
             // One request at a time: the next at a later scan.
             break;
@@ -176,10 +172,12 @@ impl Fde {
         why: String,
         store: &mut dyn HealthStore,
     ) -> Result<(), FdeError> {
+        if req.kind == RequestKind::Move {
+            return self.refuse_move(now_ms, req, None, why, store);
+        }
         let what = match req.kind {
             RequestKind::Evacuate => "evacuation",
-            RequestKind::Restore => "restore",
-            RequestKind::Move => "move of a VM off",
+            RequestKind::Restore | RequestKind::Move => "restore",
         };
         let text = format!("{what} of host {host_name} refused: {why}");
         tracing::warn!(request = req.id, "{text}");
@@ -357,11 +355,12 @@ impl Fde {
             self.move_targets(&infos, Some(req.host), None),
         );
         let plan = self.planner.plan(&request);
-        let mut targets: HashMap<Uuid, HostId> = HashMap::new();
+        let mut targets: HashMap<Uuid, (HostId, String)> = HashMap::new();
         for (i, planned) in plan.vms.iter().enumerate() {
             match planned.placement {
                 Placement::Host { host, .. } => {
-                    targets.insert(planned.uuid, host);
+                    let reasons = plan.explanation(&request, i).join("\n");
+                    targets.insert(planned.uuid, (host, reasons));
                 }
                 Placement::Nowhere(_) => {
                     let name = todo
@@ -409,6 +408,7 @@ impl Fde {
             failed: Vec::new(),
             left: Vec::new(),
             live,
+            target_name: String::new(),
         };
         // A batch only for moves (an empty one would never be summed up).
         let batch = if todo.is_empty() {
@@ -418,7 +418,7 @@ impl Fde {
                 .open_batch(u32::try_from(todo.len()).unwrap_or(u32::MAX))
         };
         for (row, spec) in todo {
-            let Some(target) = targets.get(&row.uuid).copied() else {
+            let Some((target, reasons)) = targets.remove(&row.uuid) else {
                 continue;
             };
             active.vms.push((row.uuid, spec.name.clone()));
@@ -426,11 +426,11 @@ impl Fde {
                 now_ms,
                 &row,
                 spec,
-                req.host,
-                target,
+                (req.host, target),
                 RestartKind::Evacuation,
                 live,
                 batch,
+                reasons,
                 store,
             )?;
         }
@@ -444,13 +444,23 @@ impl Fde {
         now_ms: i64,
         row: &hsdb::VmRow,
         spec: VmSpec,
-        from: HostId,
-        to: HostId,
+        (from, to): (HostId, HostId),
         kind: RestartKind,
         live: bool,
         batch: u64,
+        reasons: String,
         store: &mut dyn HealthStore,
     ) -> Result<(), FdeError> {
+        let mut reasons = reasons;
+        reasons.push('\n');
+        reasons.push_str(&format!(
+            "{} {}",
+            match kind {
+                RestartKind::Move => "moved",
+                _ => "planned move",
+            },
+            crate::relocate::move_way(live)
+        ));
         let request = RestartRequest {
             spec,
             priority: row.priority,
@@ -468,6 +478,7 @@ impl Fde {
             target_monitors: self.monitors_of(to),
             batch,
             live,
+            reasons: Some(reasons),
         };
         self.decide(
             now_ms,
@@ -607,6 +618,7 @@ impl Fde {
             failed: Vec::new(),
             left,
             live,
+            target_name: String::new(),
         };
         let mut moves = Vec::new();
         for (i, planned) in plan.vms.iter().enumerate() {
@@ -618,7 +630,9 @@ impl Fde {
                 continue;
             };
             match planned.placement {
-                Placement::Host { host, .. } if host == req.host => moves.push((row, spec, from)),
+                Placement::Host { host, .. } if host == req.host => {
+                    moves.push((row, spec, from, plan.explanation(&request, i).join("\n")));
+                }
                 Placement::Host { .. } => {}
                 Placement::Nowhere(_) => active.left.push(format!(
                     "VM {}: stays on host {} — {}",
@@ -655,17 +669,17 @@ impl Fde {
             self.executor
                 .open_batch(u32::try_from(moves.len()).unwrap_or(u32::MAX))
         };
-        for (row, spec, from) in moves {
+        for (row, spec, from, reasons) in moves {
             active.vms.push((row.uuid, spec.name.clone()));
             self.submit_move(
                 now_ms,
                 &row,
                 spec,
-                from,
-                req.host,
+                (from, req.host),
                 RestartKind::Return,
                 live,
                 batch,
+                reasons,
                 store,
             )?;
         }
@@ -802,10 +816,26 @@ impl Fde {
                     problems.join("; ")
                 ),
             ),
+            RequestKind::Move if problems.is_empty() => (
+                RequestState::Done,
+                EventKind::VmMoveDone,
+                format!(
+                    "VM {} moved from host {} to host {} {way}",
+                    a.vms.first().map_or("", |(_, n)| n.as_str()),
+                    a.host_name,
+                    a.target_name
+                ),
+            ),
             RequestKind::Move => (
                 RequestState::Failed,
-                EventKind::HostMaintenanceRefused,
-                format!("move off host {} not carried out", a.host_name),
+                EventKind::VmMoveRefused,
+                format!(
+                    "VM {} not moved from host {} to host {}: {}",
+                    a.vms.first().map_or("", |(_, n)| n.as_str()),
+                    a.host_name,
+                    a.target_name,
+                    problems.join("; ")
+                ),
             ),
         };
         tracing::info!(request = a.id, "{text}");
@@ -818,14 +848,219 @@ impl Fde {
             Verdict::Maintenance,
             text.clone(),
         );
+        let vm = (a.kind == RequestKind::Move)
+            .then(|| a.vms.first().map(|(u, _)| *u))
+            .flatten();
         self.event(Event {
             kind,
-            vm: None,
+            vm,
             hm: None,
             text: text.clone(),
             at: now_ms,
         });
         store.update_operator_request(a.id, state, &text, Some(&text), now_ms)?;
         Ok(())
+    }
+
+    /// A MOVE request refused: why, in the request, an event about the VM and a
+    /// decision line.
+    fn refuse_move(
+        &mut self,
+        now_ms: i64,
+        req: &OperatorRequest,
+        label: Option<&str>,
+        why: String,
+        store: &mut dyn HealthStore,
+    ) -> Result<(), FdeError> {
+        let label = match (label, req.vm) {
+            (Some(l), _) => l.to_owned(),
+            (None, Some(u)) => u.to_string(),
+            (None, None) => String::new(),
+        };
+        let text = format!("move of VM {label} refused: {why}");
+        tracing::warn!(request = req.id, "{text}");
+        if let Some(uuid) = req.vm {
+            self.decide(
+                now_ms,
+                Subject::Vm {
+                    uuid,
+                    name: label.clone(),
+                },
+                Verdict::Maintenance,
+                text.clone(),
+            );
+        }
+        self.event(Event {
+            kind: EventKind::VmMoveRefused,
+            vm: req.vm,
+            hm: None,
+            text: text.clone(),
+            at: now_ms,
+        });
+        store.update_operator_request(req.id, RequestState::Refused, &text, Some(&text), now_ms)?;
+        Ok(())
+    }
+
+    /// Carry out a MOVE request: plan again now (the state may have changed since the
+    /// operator saw the plan) by the rules `relocate::plan_move` shows, and refuse with
+    /// the reason when the VM cannot go there any more; else one planned move through
+    /// the executor (per-VM lock, per-target cap, live migration where the platform
+    /// can), recorded as a MOVE relocation with the plan's explanation as its reasons.
+    fn move_vm(
+        &mut self,
+        now_ms: i64,
+        req: &OperatorRequest,
+        host_name: &str,
+        store: &mut dyn HealthStore,
+        platform: &mut dyn Platform,
+    ) -> Result<(), FdeError> {
+        let Some(uuid) = req.vm else {
+            return self.refuse_move(now_ms, req, None, "the request names no VM".into(), store);
+        };
+        let Some(row) = store.vm(&uuid)? else {
+            return self.refuse_move(now_ms, req, None, "the VM is not in the HSDB".into(), store);
+        };
+        let label = super::vm::display_name(&row);
+        if !row.managed {
+            return self.refuse_move(
+                now_ms,
+                req,
+                Some(&label),
+                format!("VM {label} is not managed"),
+                store,
+            );
+        }
+        if self.is_busy(&uuid) {
+            return self.refuse_move(
+                now_ms,
+                req,
+                Some(&label),
+                format!("VM {label} is being restarted or moved; try again when it is done"),
+                store,
+            );
+        }
+        let infos = match platform.hosts() {
+            Ok(i) => i,
+            Err(e) => {
+                // No evidence either way: the request waits for the next scan.
+                tracing::warn!(request = req.id, "cannot read the hosts for the move ({e})");
+                return Ok(());
+            }
+        };
+        // Where it runs now (it may have moved since the request was written).
+        let from = self.hosts.iter().find(|h| {
+            infos.iter().any(|i| {
+                i.name == h.name
+                    && i.vms.iter().any(|(s, st)| {
+                        s.uuid == uuid
+                            && matches!(
+                                st.power,
+                                PowerState::Running | PowerState::MigratingRunning
+                            )
+                    })
+            })
+        });
+        let Some(from) = from.map(|h| h.id) else {
+            return self.refuse_move(
+                now_ms,
+                req,
+                Some(&label),
+                format!(
+                    "VM {label} is not running on a host of group {} (it was on host                      {host_name} when the move was asked)",
+                    self.params.group
+                ),
+                store,
+            );
+        };
+        let mut spec = VmSpec::of_row(&row);
+        if let Some((s, _)) = infos
+            .iter()
+            .flat_map(|i| i.vms.iter())
+            .find(|(s, _)| s.uuid == uuid)
+        {
+            if spec.cpu_milli == 0 {
+                spec.cpu_milli = s.cpu_milli;
+            }
+            if spec.memory_mb == 0 {
+                spec.memory_mb = s.memory_mb;
+            }
+            if spec.name.is_empty() {
+                spec.name.clone_from(&s.name);
+            }
+        }
+        let mut request = self.move_request(
+            vec![VmToPlace {
+                uuid,
+                name: label.clone(),
+                priority: row.priority,
+                cpu_milli: spec.cpu_milli,
+                memory_mb: spec.memory_mb,
+                home: row.home_host,
+                source: None,
+                exclude: Vec::new(),
+            }],
+            self.move_targets(&infos, None, None),
+        );
+        request.names = super::place::names_of(&infos);
+        if let Some(t) = req.target_host
+            && let Err(why) =
+                crate::relocate::check_target(&request, &self.params.group, &label, from, t)
+        {
+            return self.refuse_move(now_ms, req, Some(&label), why, store);
+        }
+        crate::relocate::shape_move_request(&mut request, from, req.target_host);
+        let plan = self.planner.plan(&request);
+        let live = platform.live_migration();
+        let (to, lines) = match crate::relocate::conclude(&request, &plan, req.target_host, live) {
+            Ok(x) => x,
+            Err((why, lines)) => {
+                let why = if lines.is_empty() {
+                    why
+                } else {
+                    format!("{why} — {}", lines.join("; "))
+                };
+                return self.refuse_move(now_ms, req, Some(&label), why, store);
+            }
+        };
+        let to_name = self.host_name(to);
+        let from_name = self.host_name(from);
+        let text = format!(
+            "move of VM {label}: from host {from_name} to host {to_name} {}",
+            crate::relocate::move_way(live)
+        );
+        tracing::info!(request = req.id, "{text}");
+        store.update_operator_request(req.id, RequestState::Running, &text, None, now_ms)?;
+        let mut active = Active {
+            id: req.id,
+            kind: req.kind,
+            host: from,
+            host_name: from_name,
+            vms: vec![(uuid, label)],
+            moved: Vec::new(),
+            failed: Vec::new(),
+            left: Vec::new(),
+            live,
+            target_name: to_name,
+        };
+        let batch = self.executor.open_batch(1);
+        // The explanation's last line ("moved by …") is added by `submit_move`.
+        let reasons = lines[..lines.len().saturating_sub(1)].join("\n");
+        if let Err(e) = self.submit_move(
+            now_ms,
+            &row,
+            spec,
+            (from, to),
+            RestartKind::Move,
+            live,
+            batch,
+            reasons,
+            store,
+        ) {
+            active.failed.push(format!("not submitted: {e}"));
+            self.active_request = Some(active);
+            return self.maintenance_maybe_done(now_ms, store);
+        }
+        self.active_request = Some(active);
+        self.maintenance_maybe_done(now_ms, store)
     }
 }

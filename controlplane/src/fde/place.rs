@@ -214,7 +214,17 @@ impl Fde {
             }
             self.jobs.retain(|j| j.vm.uuid != job.vm.uuid);
             let spec = spec_of(&job.vm, &infos);
-            self.submit(now_ms, &job, job.from, spec, store)?;
+            // No plan: the target is the VM's own host; the reasons say so.
+            let reasons = format!(
+                "{}: to {} (its own host, cpu {} milli, memory {} MiB) — a critical \
+                 application failed: restarted on the host it runs on before any relocation \
+                 (seed 004 L13767-13771); no other host considered",
+                super::vm::display_name(&job.vm),
+                self.host_name(job.from),
+                spec.cpu_milli,
+                spec.memory_mb
+            );
+            self.submit(now_ms, &job, job.from, spec, Some(reasons), store)?;
             submitted += 1;
         }
         if self.jobs.is_empty() {
@@ -288,7 +298,8 @@ impl Fde {
                             plan.why(&request, i)
                         ),
                     );
-                    self.submit(now_ms, &job, target, spec, store)?;
+                    let reasons = plan.explanation(&request, i).join("\n");
+                    self.submit(now_ms, &job, target, spec, Some(reasons), store)?;
                     submitted += 1;
                 }
                 Placement::Nowhere(_) => {
@@ -472,6 +483,7 @@ impl Fde {
         job: &PlacementJob,
         target: HostId,
         spec: VmSpec,
+        reasons: Option<String>,
         store: &mut dyn HealthStore,
     ) -> Result<(), FdeError> {
         let monitors = |id: HostId| self.monitors_of(id);
@@ -492,6 +504,7 @@ impl Fde {
             target_monitors: monitors(target),
             batch: job.batch,
             live: false,
+            reasons,
         };
         self.pending_exclude
             .insert(job.vm.uuid, job.exclude.clone());

@@ -53,14 +53,17 @@ impl Ledger for Hsdb {
         from: Option<HostId>,
         to: HostId,
         cause: &str,
+        reasons: Option<&str>,
         at: i64,
     ) -> hsdb::Result<i64> {
-        let kind = if from == Some(to) {
+        let kind = if cause == crate::relocate::RestartKind::Move.as_str() {
+            RelocationKind::Move
+        } else if from == Some(to) {
             RelocationKind::Restart
         } else {
             RelocationKind::Relocate
         };
-        let id = Hsdb::relocation_begin(self, vm, from, Some(to), kind, at)?;
+        let id = Hsdb::relocation_begin_explained(self, vm, from, Some(to), kind, reasons, at)?;
         Hsdb::relocation_phase(self, id, &format!("cause {cause}"), at)?;
         Ok(id)
     }
@@ -401,9 +404,11 @@ impl Ledger for LosingAcks<'_> {
         from: Option<HostId>,
         to: HostId,
         cause: &str,
+        reasons: Option<&str>,
         at: i64,
     ) -> hsdb::Result<i64> {
-        self.store.relocation_begin(vm, from, to, cause, at)
+        self.store
+            .relocation_begin(vm, from, to, cause, reasons, at)
     }
     fn relocation_phase(&mut self, id: i64, phase: &str, at: i64) -> hsdb::Result<()> {
         self.store.relocation_phase(id, phase, at)

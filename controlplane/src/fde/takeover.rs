@@ -170,6 +170,8 @@ impl Fde {
                 from: from_ref,
                 batch: 0,
                 live: o.steps.iter().any(|s| s == "move by live migration"),
+                // The row keeps the reasons its term wrote.
+                reasons: None,
             };
             let resume = phase.unwrap_or(Phase::Queued);
             self.executor.adopt(request, o.id, resume, now_ms, store)?;

@@ -355,3 +355,50 @@ impl Plan {
         }
     }
 }
+
+impl Plan {
+    /// The decision for the VM at `i` (in [`Plan::vms`]) in lines, as `hactl relocate
+    /// --dry-run` prints it and as a `relocation` row keeps it (`reasons`): first
+    /// `NAME: to HOST (cpu C milli, memory M MiB, wave W) — why` (or `NAME: nowhere —
+    /// why`), then one line per other host, `    HOST  why not`, the host names
+    /// padded to one width.
+    pub fn explanation(&self, req: &PlanRequest, i: usize) -> Vec<String> {
+        let Some(p) = self.vms.get(i) else {
+            return Vec::new();
+        };
+        let name = vm_name(req, p.vm);
+        let head = match p.placement {
+            Placement::Host {
+                host,
+                cpu_milli,
+                memory_mb,
+                wave,
+                ..
+            } => {
+                let to = req
+                    .hosts
+                    .iter()
+                    .find(|h| h.id == host)
+                    .map_or_else(|| host.to_string(), |h| h.name.clone());
+                format!(
+                    "{name}: to {to} (cpu {cpu_milli} milli, memory {memory_mb} MiB, wave \
+                     {wave}) — {}",
+                    self.why(req, i)
+                )
+            }
+            Placement::Nowhere(_) => format!("{name}: nowhere — {}", self.why_brief(req, i)),
+        };
+        let others = self.why_not(req, i);
+        let width = others
+            .iter()
+            .map(|(h, _)| h.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut lines = Vec::with_capacity(others.len() + 1);
+        lines.push(head);
+        for (host, why) in others {
+            lines.push(format!("    {host:<width$}  {why}"));
+        }
+        lines
+    }
+}

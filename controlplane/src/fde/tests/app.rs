@@ -521,6 +521,13 @@ fn critical_failure_escalates_once_despite_rerung_doorbells(pg: Option<&str>) {
         (rows[0].kind, rows[0].from_host, rows[0].to_host),
         (RelocationKind::Restart, Some(HostId(1)), Some(HostId(1)))
     );
+    // The same-host restart's reasons: no plan, its own host, why.
+    let reasons = rows[0].reasons.as_deref().expect("reasons stored");
+    assert!(
+        reasons.starts_with("vm1: to host-1 (its own host, cpu ")
+            && reasons.contains("a critical application failed"),
+        "{reasons}"
+    );
     let end = rows[0].ended_ms.expect("ended");
     assert_eq!(lab.count("APP_FAILURE_DETECTED"), 1);
     assert_eq!(lab.count("APP_CRITICAL_FAILURE"), 1, "{:?}", lab.kinds());

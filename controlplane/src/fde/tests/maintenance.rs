@@ -11,11 +11,11 @@ use crate::params::GroupParams;
 use crate::platform::sim::{Call, SimPlatform};
 use crate::platform::{Platform, VmSpec};
 
-struct Bed {
-    db: Hsdb,
-    platform: SimPlatform,
-    clock: ManualClock,
-    fde: Fde,
+pub(super) struct Bed {
+    pub(super) db: Hsdb,
+    pub(super) platform: SimPlatform,
+    pub(super) clock: ManualClock,
+    pub(super) fde: Fde,
     _dir: tempfile::TempDir,
 }
 
@@ -35,7 +35,7 @@ pub(super) fn empty_hsdb(dir: &tempfile::TempDir, pg: Option<&str>) -> Option<Hs
 
 /// Hosts 1-3; vm1, vm2 on host 1 (home host 1), vm3 on host 2; fast profile; on SQLite,
 /// or on PostgreSQL when `pg` names the test.
-fn bed_on(pg: Option<&str>) -> Option<Bed> {
+pub(super) fn bed_on(pg: Option<&str>) -> Option<Bed> {
     let dir = tempfile::tempdir().unwrap();
     let mut db = populate_group(empty_hsdb(&dir, pg)?, 3);
     for (n, h) in [(1, 1), (2, 1), (3, 2)] {
@@ -75,7 +75,7 @@ fn bed_on(pg: Option<&str>) -> Option<Bed> {
     })
 }
 
-fn bed() -> Bed {
+pub(super) fn bed() -> Bed {
     bed_on(None).unwrap()
 }
 
@@ -83,7 +83,7 @@ impl Bed {
     /// Run until `until`: the monitors of `live` heartbeat every second; each VM's agent
     /// pairs with the monitors of the host it runs on (Discovered there, as `vmmd` does
     /// after a move) and the monitors of the host it left miss it.
-    fn run(&mut self, live: &[i64], until: i64) {
+    pub(super) fn run(&mut self, live: &[i64], until: i64) {
         let mut next_second = self.clock.now_ms();
         while self.clock.now_ms() < until {
             let now = self.clock.now_ms();
@@ -100,7 +100,7 @@ impl Bed {
         }
     }
 
-    fn agents(&mut self, now: i64) {
+    pub(super) fn agents(&mut self, now: i64) {
         for n in 1..=3u8 {
             let running = self.platform.world().vm_running_on(&uuid(n));
             let [host] = running.as_slice() else { continue };
@@ -138,7 +138,7 @@ impl Bed {
             .unwrap()
     }
 
-    fn kinds(&self) -> Vec<String> {
+    pub(super) fn kinds(&self) -> Vec<String> {
         self.db
             .events_after(0, 100_000)
             .unwrap()

@@ -7,6 +7,7 @@
 mod app;
 mod exec;
 mod maintenance;
+mod moves;
 mod on_hsdb;
 mod plan;
 mod verify;
@@ -61,6 +62,7 @@ struct Relocation {
     kind: String,
     phases: Vec<String>,
     result: Option<String>,
+    reasons: Option<String>,
 }
 
 impl Ledger for FakeStore {
@@ -85,6 +87,7 @@ impl Ledger for FakeStore {
         from: Option<HostId>,
         to: HostId,
         kind: &str,
+        reasons: Option<&str>,
         at: i64,
     ) -> hsdb::Result<i64> {
         self.relocations.push(Relocation {
@@ -95,6 +98,7 @@ impl Ledger for FakeStore {
             kind: kind.to_owned(),
             phases: Vec::new(),
             result: None,
+            reasons: reasons.map(str::to_owned),
         });
         Ok(i64::try_from(self.relocations.len()).unwrap())
     }
@@ -584,6 +588,10 @@ fn test_vm_failure_running_relocates_in_the_seed_steps() {
         (Some(HostId(1)), HostId(2), "vm_failure")
     );
     assert_eq!(rel.result.as_deref(), Some("success"));
+    // The decision's explanation goes with the row: target and why, why not host 1.
+    let reasons = rel.reasons.as_deref().expect("reasons");
+    assert!(reasons.starts_with("vm1: to host-2 ("), "{reasons}");
+    assert!(reasons.contains("\n    host-1  "), "{reasons}");
     assert_eq!(rel.phases.first().map(String::as_str), Some("queued"));
     assert_eq!(rel.phases.last().map(String::as_str), Some("done"));
     assert_eq!(

@@ -359,7 +359,16 @@ fn test_same_host_restarts_are_counted_from_relocation_rows() {
     let vm = uuid(1);
     let day = crate::fde::APP_RESTART_WINDOW_MS;
     let restart = |db: &mut Hsdb, to: i64, at: i64| {
-        Ledger::relocation_begin(db, &vm, Some(HostId(1)), HostId(to), "app_restart", at).unwrap();
+        Ledger::relocation_begin(
+            db,
+            &vm,
+            Some(HostId(1)),
+            HostId(to),
+            "app_restart",
+            None,
+            at,
+        )
+        .unwrap();
     };
     restart(&mut db, 1, T0 - 2 * day);
     restart(&mut db, 2, T0 - day / 2);
