@@ -434,10 +434,12 @@ fn garbage_never_stops_the_server() {
         state ^= state << 17;
         state
     };
+    let form = "username=a%20b&password=c+d&x";
     let valid = format!(
         "POST /login HTTP/1.1\r\nHost: {}\r\nCookie: hvha_session=abc\r\nContent-Type: \
-         application/x-www-form-urlencoded\r\nContent-Length: 30\r\n\r\nusername=a%20b&password=c+d&x",
-        lab.addr
+         application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        lab.addr,
+        form.len()
     );
     let mut statuses = std::collections::BTreeMap::new();
     for i in 0..1000u32 {
@@ -472,11 +474,17 @@ fn garbage_never_stops_the_server() {
     assert!(
         statuses
             .keys()
-            .all(|s| [0, 303, 400, 401, 403, 404, 405, 413, 415, 431, 501].contains(s))
+            .all(|s| [0, 303, 400, 401, 403, 404, 405, 413, 415, 429, 431, 501].contains(s)),
+        "{statuses:?}"
     );
+    assert!(
+        statuses.get(&401).copied().unwrap_or(0) + statuses.get(&429).copied().unwrap_or(0) > 0,
+        "some mutated logins reached the password check: {statuses:?}"
+    );
+    // Still answering; a login goes through (or waits out the failures of this address).
     assert_eq!(get(lab.addr, "/login", None).status, 200);
-    let (_, csrf) = session(lab.addr, "alice", ALICE_PW);
-    assert_eq!(csrf.len(), 64);
+    let status = login(lab.addr, "alice", ALICE_PW).status;
+    assert!(status == 303 || status == 429, "{status}");
 }
 
 #[test]
@@ -917,4 +925,62 @@ fn hactl_manages_users_and_run_serves_the_dashboard() {
     assert!(log.contains("login failed"), "{log}");
     assert!(log.contains("dashboard stopped"), "{log}");
     assert!(TcpStream::connect(addr).is_err(), "the port is closed");
+}
+
+#[test]
+fn repeated_failures_are_throttled_then_let_through() {
+    let lab = lab();
+    for _ in 0..5 {
+        assert_eq!(login(lab.addr, "bob", "not-bobs-password").status, 401);
+    }
+    // Even the right password waits now, and the page says for how long.
+    let r = login(lab.addr, "bob", BOB_PW);
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.body.contains("try again in"), "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    // Another user from the same address is not held back.
+    assert_eq!(login(lab.addr, "alice", ALICE_PW).status, 303);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(login(lab.addr, "bob", BOB_PW).status, 303);
+}
+
+#[test]
+fn idle_sessions_end_and_the_connection_cap_holds() {
+    let lab = lab_with(
+        Limits {
+            request_timeout: Duration::from_secs(3),
+            write_timeout: Duration::from_secs(3),
+        },
+        |d, _| {
+            d.session_idle = Duration::from_millis(700);
+            d.max_connections = 2;
+        },
+    );
+    let (token, _) = session(lab.addr, "alice", ALICE_PW);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(get(lab.addr, "/", Some(&token)).status, 200, "used: kept");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        get(lab.addr, "/", Some(&token)).status,
+        200,
+        "used again: kept"
+    );
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(get(lab.addr, "/", Some(&token)).status, 303, "idle: ended");
+
+    // Two connections that send nothing hold both slots: a third is refused at once.
+    let a = TcpStream::connect(lab.addr).unwrap();
+    let b = TcpStream::connect(lab.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let refused = get(lab.addr, "/login", None);
+    assert_eq!(refused.status, 503, "{refused:?}");
+    drop((a, b));
+    let started = Instant::now();
+    while get(lab.addr, "/login", None).status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "slots not freed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

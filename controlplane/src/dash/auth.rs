@@ -280,8 +280,14 @@ impl Login {
         password: &str,
         addr: &str,
     ) -> LoginOutcome {
-        let shown: String = name.chars().take(64).collect();
-        if let Some(wait) = self.throttle.wait(name, addr) {
+        // As logged and as the throttle's key: bounded, no control character (a name
+        // with a line break must not forge a log line).
+        let shown: String = name
+            .chars()
+            .take(users::MAX_NAME)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        if let Some(wait) = self.throttle.wait(&shown, addr) {
             tracing::warn!(user = %shown, from = %addr, wait_s = wait.as_secs(), "login throttled");
             return LoginOutcome::Throttled(wait);
         }
@@ -297,7 +303,7 @@ impl Login {
         let ok = self.verify(password, hash) && account.is_some();
         match account {
             Some(a) if ok => {
-                self.throttle.succeeded(name, addr);
+                self.throttle.succeeded(&shown, addr);
                 tracing::info!(user = %a.name, from = %addr, role = %a.role, "login ok");
                 LoginOutcome::Ok(User {
                     name: a.name,
@@ -305,7 +311,7 @@ impl Login {
                 })
             }
             _ => {
-                self.throttle.failed(name, addr);
+                self.throttle.failed(&shown, addr);
                 tracing::warn!(user = %shown, from = %addr, "login failed");
                 LoginOutcome::Failed
             }
