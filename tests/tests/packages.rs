@@ -572,6 +572,24 @@ fn packages_install_check_remove_and_purge_in_a_clean_root() {
         "{stdout}"
     );
 
+    // The same packages again, as an upgrade runs (prerm upgrade, postinst configure
+    // with the old version): the operator's edits of the conffiles stay, no question
+    // asked (the shipped files did not change).
+    let mut again = vec!["dpkg", "--install"];
+    again.extend(names.iter().map(String::as_str));
+    std::fs::create_dir_all(&inside).expect("debs dir");
+    for deb in &debs {
+        std::fs::copy(deb, inside.join(deb.file_name().expect("name"))).expect("copy deb");
+    }
+    ok(chroot(root, &again).stdin(std::process::Stdio::null()));
+    std::fs::remove_dir_all(&inside).expect("remove debs");
+    let vmmd = std::fs::read_to_string(root.join("etc/hvha/vmmd.toml")).expect("vmmd.toml");
+    assert!(
+        vmmd.starts_with("vm_uuid = "),
+        "the operator's edit lost: {vmmd}"
+    );
+    ok(&mut chroot(root, &["/usr/bin/vmmd", "--check-config"]));
+
     // Remove: everything but the conffiles goes.
     let started = Instant::now();
     let pkgs = [
