@@ -1,6 +1,6 @@
 //! Man pages and shell completions generated from a program's command-line definition,
 //! so that they never drift from `--help`: each of `hmd`, `vmmd` and `hactl`, run as
-//! `PROGRAM --gen-docs DIR` (exactly these two arguments), calls [`write`] with its own
+//! `PROGRAM --gen-docs DIR` (exactly these two arguments), calls [`write()`] with its own
 //! definition, and `scripts/build-debs` puts what it writes into the packages
 //! (docs/install.md). The option is looked for before clap parses the arguments
 //! ([`requested`]), so it appears in no `--help`, man page or completion (clap's
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use clap_complete::Shell;
 
-/// Where [`write`] puts the pages, relative to its directory.
+/// Where [`write()`] puts the pages, relative to its directory.
 pub const MAN_DIR: &str = "man/man8";
 /// The man pages' section.
 pub const SECTION: &str = "8";
@@ -39,7 +39,7 @@ pub fn requested() -> Option<PathBuf> {
     }
 }
 
-/// `PROGRAM --gen-docs DIR`: [`write`], then a line per file on standard output; exit 0,
+/// `PROGRAM --gen-docs DIR`: [`write()`], then a line per file on standard output; exit 0,
 /// or 1 with the error on standard error.
 pub fn main(cmd: clap::Command, dir: &Path) -> std::process::ExitCode {
     let name = cmd.get_name().to_owned();
