@@ -257,6 +257,15 @@ impl Hsdb {
         now_ms: i64,
     ) -> Result<Option<ActivityRow>> {
         const OP: &str = "claim_activity";
+        // A plain read first: the leader asks every second, and a write transaction
+        // (SQLite's write lock) only when something waits.
+        if !self.conn.exists(
+            OP,
+            "SELECT 1 FROM activity WHERE host_group = ?1 AND state = 'REQUESTED'",
+            params![group],
+        )? {
+            return Ok(None);
+        }
         self.write_unfenced(OP, |tx| {
             let ids = tx.query(
                 OP,
@@ -334,47 +343,59 @@ impl Hsdb {
         now_ms: i64,
     ) -> Result<Vec<i64>> {
         const OP: &str = "fail_abandoned_activities";
+        // Read first (no write lock when nothing is abandoned, the usual case).
+        let running = self.conn.query(
+            OP,
+            "activity",
+            &format!("{ACTIVITY_SELECT} WHERE state = 'RUNNING' ORDER BY id"),
+            params![],
+            activity_row,
+        )?;
+        let mut doomed: Vec<(i64, Option<i64>, String)> = Vec::new();
+        for row in running {
+            if group.is_some_and(|g| g != row.host_group) {
+                continue;
+            }
+            let runner = row.runner.clone().unwrap_or_default();
+            let heard = row
+                .heartbeat_ms
+                .or(row.started_ms)
+                .unwrap_or(row.created_ms);
+            let why = if dead_runner(&runner) {
+                format!("abandoned: its runner {runner} is gone (last progress: {heard} ms)")
+            } else if heard < stale_before_ms {
+                format!(
+                    "abandoned: its runner {runner} stopped writing progress \
+                     (last at {heard} ms, {} s before this check)",
+                    (now_ms - heard) / 1000
+                )
+            } else {
+                continue;
+            };
+            let why = if row.progress.is_empty() {
+                why
+            } else {
+                format!("{why}; last progress: {}", row.progress)
+            };
+            doomed.push((row.id, row.heartbeat_ms, why));
+        }
+        if doomed.is_empty() {
+            return Ok(Vec::new());
+        }
         self.write_unfenced(OP, |tx| {
-            let running = tx.query(
-                OP,
-                "activity",
-                &format!("{ACTIVITY_SELECT} WHERE state = 'RUNNING' ORDER BY id"),
-                params![],
-                activity_row,
-            )?;
             let mut failed = Vec::new();
-            for row in running {
-                if group.is_some_and(|g| g != row.host_group) {
-                    continue;
-                }
-                let runner = row.runner.clone().unwrap_or_default();
-                let heard = row
-                    .heartbeat_ms
-                    .or(row.started_ms)
-                    .unwrap_or(row.created_ms);
-                let why = if dead_runner(&runner) {
-                    format!("abandoned: its runner {runner} is gone (last progress: {heard} ms)")
-                } else if heard < stale_before_ms {
-                    format!(
-                        "abandoned: its runner {runner} stopped writing progress \
-                         (last at {heard} ms, {} s before this check)",
-                        (now_ms - heard) / 1000
-                    )
-                } else {
-                    continue;
-                };
-                let why = if row.progress.is_empty() {
-                    why
-                } else {
-                    format!("{why}; last progress: {}", row.progress)
-                };
-                tx.execute(
+            for (id, heartbeat, why) in &doomed {
+                // Only if it has not progressed since it was read.
+                let n = tx.execute(
                     OP,
                     "UPDATE activity SET state = 'FAILED', summary = ?2, ended_ms = ?3 \
-                     WHERE id = ?1 AND state = 'RUNNING'",
-                    params![row.id, bounded(&why).as_ref(), now_ms],
+                     WHERE id = ?1 AND state = 'RUNNING' \
+                     AND COALESCE(heartbeat_ms, -1) = COALESCE(CAST(?4 AS BIGINT), -1)",
+                    params![*id, bounded(why).as_ref(), now_ms, *heartbeat],
                 )?;
-                failed.push(row.id);
+                if n > 0 {
+                    failed.push(*id);
+                }
             }
             Ok(failed)
         })
