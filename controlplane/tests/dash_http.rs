@@ -295,6 +295,9 @@ fn without_a_session_get_redirects_and_post_is_401() {
     assert_eq!(js.status, 200);
     assert!(js.header("content-type").unwrap().contains("javascript"));
     assert_eq!(get(lab.addr, "/static/nope.js", None).status, 404);
+    let icon = get(lab.addr, "/favicon.ico", None);
+    assert_eq!(icon.status, 200, "{icon:?}");
+    assert!(icon.header("content-type").unwrap().starts_with("image/"));
     let r = parse_reply(&raw(lab.addr, b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n"));
     assert_eq!(r.status, 405);
 }
@@ -847,6 +850,21 @@ fn hactl_manages_users_and_run_serves_the_dashboard() {
     let o = hactl(&["--config", c, "check-config"], None);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("[dashboard]"));
+
+    // A broken users file: `hactl run` does not start, exit 2 (configuration), the
+    // file and line named.
+    let good = std::fs::read(dir.join("users")).unwrap();
+    std::fs::write(dir.join("users"), b"alice:root:x\n").unwrap();
+    let o = hactl(&["--config", c, "run"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("users file") && text(&o).contains("line 1"),
+        "{}",
+        text(&o)
+    );
+    let o = hactl(&["--config", c, "check-config"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    std::fs::write(dir.join("users"), good).unwrap();
 
     // The port taken: `hactl run` stops with the address in the error.
     let taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();

@@ -725,7 +725,15 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 Ok(()) => Ok(String::new()),
                 Err(e) => {
                     tracing::error!("{e}");
-                    Err(CliError::Failed(e.to_string()))
+                    // The dashboard's users file or certificate is configuration: exit 2,
+                    // which the service does not restart on (a port in use may free up).
+                    use crate::dash::DashError;
+                    match e {
+                        crate::daemon::DaemonError::Dashboard(
+                            DashError::Users(_) | DashError::Tls(_),
+                        ) => Err(CliError::Usage(e.to_string())),
+                        e => Err(CliError::Failed(e.to_string())),
+                    }
                 }
             }
         }

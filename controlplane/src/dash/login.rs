@@ -20,14 +20,22 @@ pub fn local_next(next: &str) -> Option<&str> {
 
 /// The login page; `error`: the message shown above the form.
 pub fn page(status: u16, next: &str, username: &str, error: Option<&str>) -> Response {
+    // The views' stylesheets and icon (a page without an icon makes the browser ask
+    // for /favicon.ico).
     let styles: String = views::STATIC
         .iter()
-        .filter(|(_, ctype, _)| ctype.starts_with("text/css"))
-        .map(|(name, _, _)| {
-            format!(
-                "<link rel=\"stylesheet\" href=\"/static/{}\">\n",
+        .filter_map(|(name, ctype, _)| {
+            let rel = if ctype.starts_with("text/css") {
+                "stylesheet"
+            } else if ctype.starts_with("image/") {
+                "icon"
+            } else {
+                return None;
+            };
+            Some(format!(
+                "<link rel=\"{rel}\" href=\"/static/{}\">\n",
                 escape_html(name)
-            )
+            ))
         })
         .collect();
     let error = error

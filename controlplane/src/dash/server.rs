@@ -643,8 +643,16 @@ fn route(shared: &Shared, req: &Request) -> Routed {
             tracing::info!(user = %active.user.name, from = %req.peer, "logout");
             Response::redirect("/login").with_header("Set-Cookie", expired_cookie(shared))
         }
-        (_, path) if get && path.starts_with("/static/") => {
-            let name = &path["/static/".len()..];
+        (_, path) if get && (path.starts_with("/static/") || path == "/favicon.ico") => {
+            // Where browsers look for the icon by themselves, on every page including
+            // the login page: the views' icon, without a session.
+            let name = match path.strip_prefix("/static/") {
+                Some(name) => name,
+                None => views::STATIC
+                    .iter()
+                    .find(|(n, _, _)| n.starts_with("favicon."))
+                    .map_or("", |(n, _, _)| *n),
+            };
             match views::STATIC.iter().find(|(n, _, _)| *n == name) {
                 Some((_, ctype, bytes)) => Response {
                     status: 200,
