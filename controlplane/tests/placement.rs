@@ -762,3 +762,146 @@ fn verify_checks(store: &CliStore) {
     assert_eq!(j[0]["hosts"][0]["unplaced"][0]["name"], "vm2");
     assert_exit(&store.hactl(&["verify", "nosuch"]), 4);
 }
+
+#[test]
+fn vm_move_cli_plans_first_and_writes_the_request() {
+    vm_move_checks(&CliStore::sqlite(&DRY_RUN_HOSTS, &dry_run_vms()));
+}
+
+#[test]
+fn vm_move_cli_on_postgres() {
+    if let Some(store) =
+        CliStore::postgres("vm_move_cli_on_postgres", &DRY_RUN_HOSTS, &dry_run_vms())
+    {
+        vm_move_checks(&store);
+    }
+}
+
+/// `hactl vm move` on the real binary: the plan printed first (target and why, why not
+/// each other host, how it moves); --dry-run writes nothing; without it the MOVE request
+/// is written (requested by `cli:…`); refusals exit 5, unknown names 4, --wait without a
+/// controller 6; `query relocation` shows a relocation's reasons.
+fn vm_move_checks(store: &CliStore) {
+    let o = store.hactl(&["vm", "move", "vm1", "--to", "host-3", "--dry-run"]);
+    assert_exit(&o, 0);
+    let text = out(&o);
+    assert!(
+        text.starts_with(
+            "Plan: move VM vm1 (host group hg) from host host-1 to host host-3 by live migration\n\
+             vm1: to host-3 (cpu 4000 milli, memory 4096 MiB, wave 0) — best fit"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n    host-1  not eligible: the VM runs there now\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n    host-2  not eligible: not the host asked for\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("moved by live migration\ndry run: nothing written.\n"),
+        "{text}"
+    );
+    assert!(
+        store
+            .db()
+            .move_requests_of(&uuid(1), 10)
+            .unwrap()
+            .is_empty(),
+        "--dry-run writes nothing"
+    );
+    // JSON, to the planner's best host.
+    let o = store.hactl(&["vm", "move", "vm2", "--dry-run", "--json"]);
+    assert_exit(&o, 0);
+    let j: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(j["name"], "vm2");
+    assert_eq!(j["from"], "host-1");
+    assert_eq!(j["live"], true);
+    assert!(j["request"].is_null());
+    assert!(
+        j["explanation"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("vm2: to {} (", j["to"].as_str().unwrap())),
+        "{j}"
+    );
+    // Written: the request for the group's leader.
+    let o = store.hactl(&["vm", "move", "vm1", "--to", "host-3"]);
+    assert_exit(&o, 0);
+    let reqs = store.db().move_requests_of(&uuid(1), 10).unwrap();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(
+        (r.kind, r.state, r.host, r.target_host),
+        (
+            hsdb::RequestKind::Move,
+            hsdb::RequestState::Pending,
+            HostId(1),
+            Some(HostId(3))
+        )
+    );
+    assert!(r.requested_by.starts_with("cli:"), "{}", r.requested_by);
+    assert!(
+        out(&o).contains(&format!(
+            "request {}: move VM vm1 — for the controller leading host group hg; not waiting",
+            r.id
+        )),
+        "{}",
+        out(&o)
+    );
+    // A second move of the same VM while the first is open: refused, exit 5.
+    let o = store.hactl(&["vm", "move", "vm1"]);
+    assert_exit(&o, 5);
+    assert!(err(&o).contains("is already PENDING"), "{}", err(&o));
+    // Refusals and unknown names.
+    let o = store.hactl(&["vm", "move", "vm4", "--to", "host-2"]);
+    assert_exit(&o, 5);
+    assert!(
+        err(&o).contains("VM vm4 already runs on host host-2"),
+        "{}",
+        err(&o)
+    );
+    assert_exit(&store.hactl(&["vm", "move", "nosuch"]), 4);
+    assert_exit(&store.hactl(&["vm", "move", "vm4", "--to", "nosuch"]), 4);
+    assert_exit(
+        &store.hactl(&["vm", "move", "vm4", "--dry-run", "--wait", "1"]),
+        2,
+    );
+    // No controller runs: --wait gives up, exit 6; the request stays.
+    let o = store.hactl(&["vm", "move", "vm4", "--wait", "1"]);
+    assert_exit(&o, 6);
+    assert!(
+        err(&o).contains("no controller has picked it up"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(store.db().move_requests_of(&uuid(4), 10).unwrap().len(), 1);
+    // query relocation shows a relocation's reasons.
+    let reasons = "vm2: to host-3 (cpu 2000 milli, memory 2048 MiB, wave 0) — best fit\n    host-1  the VM's failed source";
+    let id = store
+        .db()
+        .relocation_begin_explained(
+            &uuid(2),
+            Some(HostId(1)),
+            Some(HostId(3)),
+            hsdb::RelocationKind::Relocate,
+            Some(reasons),
+            T0,
+        )
+        .unwrap();
+    let o = store.hactl(&["query", "relocation"]);
+    assert_exit(&o, 0);
+    assert!(
+        out(&o).contains(&format!(
+            "relocation {id} (RELOCATE {}):\n  vm2: to host-3 (cpu 2000 milli, memory 2048 MiB, wave 0) — best fit\n      host-1  the VM's failed source\n",
+            uuid(2)
+        )),
+        "{}",
+        out(&o)
+    );
+    let o = store.hactl(&["query", "relocation", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(j[0]["reasons"], reasons);
+}
