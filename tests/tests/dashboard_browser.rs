@@ -505,7 +505,9 @@ fn dashboard_in_a_real_browser() {
 
     // The VM boots on its new host (the test plays it, as in control_loop.rs): the
     // operator's page shows it there, healthy, still without a reload.
-    ro.settle(Duration::from_millis(1500)).unwrap();
+    // The screenshot from a fresh load: the row as the server renders it whole.
+    ro.reload(t).unwrap();
+    ro.wait_until(row, t).unwrap();
     shots.take(&mut ro, "relocations");
     g.lab.kill_9("vmmd-0-1");
     let spare = g.spare_ns[1].clone();
