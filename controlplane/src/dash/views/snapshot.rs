@@ -8,9 +8,9 @@
 
 use serde::Serialize;
 
-use hsdb::{EventFilter, Hsdb};
+use hsdb::{EventFilter, HeartbeatState, Hsdb};
 
-use super::board::{Board, vm_label};
+use super::board::{Board, Health, vm_label};
 use super::catalog::is_maintenance;
 use super::pages::heartbeat_text;
 use super::records::{activity_label, reasons_of};
@@ -50,19 +50,25 @@ struct Counts {
     relocations_open: usize,
 }
 
+/// One VM. To keep the document small with thousands of VMs (it is sent whole at every
+/// change), what is usual is left out: `health_why` for an OK VM, `missed_since_ms` when
+/// nothing is missed, `monitors` when every monitor's row is DETECTED with no miss.
 #[derive(Serialize)]
 struct VmLive {
     uuid: String,
     name: String,
     state: &'static str,
     health: &'static str,
-    health_why: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_why: Option<String>,
     host: String,
     home_host: String,
     managed: bool,
     heartbeat: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     missed_since_ms: Option<i64>,
-    monitors: Vec<HeartbeatLive>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    monitors: Option<Vec<HeartbeatLive>>,
 }
 
 #[derive(Serialize)]
@@ -140,30 +146,34 @@ pub fn snapshot(db: &mut Hsdb, now_ms: i64) -> Result<String, hsdb::Error> {
     for vm in &board.vms {
         let h = board.health(vm);
         match h.health {
-            super::board::Health::Failed => failed += 1,
-            super::board::Health::Missing => missing += 1,
+            Health::Failed => failed += 1,
+            Health::Missing => missing += 1,
             _ => {}
         }
+        let rows = board.heartbeats(&vm.uuid);
+        let usual = rows
+            .iter()
+            .all(|r| r.last_state == HeartbeatState::Detected && r.hb_missed_ms.is_none());
         vms.push(VmLive {
             uuid: vm.uuid.to_string(),
             name: vm_label(vm),
             state: vm.state.as_str(),
             health: h.health.as_str(),
-            health_why: h.why,
+            health_why: (h.health != Health::Ok).then_some(h.why),
             host: board.host_name(vm.current_host),
             home_host: board.host_name(vm.home_host),
             managed: vm.managed,
             heartbeat: heartbeat_text(&board, vm),
             missed_since_ms: board.missed_since(vm),
-            monitors: board
-                .heartbeats(&vm.uuid)
-                .iter()
-                .map(|r| HeartbeatLive {
-                    hm: r.hm.to_string(),
-                    state: r.last_state.as_str(),
-                    missed_since_ms: r.hb_missed_ms,
-                })
-                .collect(),
+            monitors: (!usual).then(|| {
+                rows.iter()
+                    .map(|r| HeartbeatLive {
+                        hm: r.hm.to_string(),
+                        state: r.last_state.as_str(),
+                        missed_since_ms: r.hb_missed_ms,
+                    })
+                    .collect()
+            }),
         });
     }
     let (up, total) = board.monitors_up();

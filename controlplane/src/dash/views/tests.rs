@@ -650,13 +650,44 @@ fn the_snapshot_has_the_live_fields() {
         .iter()
         .find(|v| v["name"] == "web1")
         .unwrap();
-    for key in ["uuid", "state", "health", "host", "heartbeat", "monitors"] {
+    for key in ["uuid", "state", "health", "health_why", "host", "heartbeat"] {
         assert!(web.get(key).is_some(), "vm lacks {key}");
     }
     assert_eq!(web["state"], "STARTED");
     assert_eq!(web["host"], "host-a");
     assert_eq!(web["health"], "FAILED");
+    // Nothing changes, nothing differs: the document holds no clock.
+    assert_eq!(snapshot(&mut lab.db, T0 + 5_000).unwrap(), text);
+    // Every monitor hears it: the usual, left out.
+    assert!(web.get("monitors").is_none(), "{web}");
+    lab.db
+        .apply(&[Transition::Missing {
+            vm: vm_web(),
+            hm: hm_a(),
+            at: T0 + 1_000,
+        }])
+        .unwrap();
+    let again: serde_json::Value =
+        serde_json::from_str(&snapshot(&mut lab.db, T0).unwrap()).unwrap();
+    let web = again["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "web1")
+        .unwrap()
+        .clone();
     assert_eq!(web["monitors"][0]["hm"], hm_a().to_string());
+    assert_eq!(web["monitors"][0]["state"], "MISSING");
+    assert_eq!(web["monitors"][0]["missed_since_ms"], T0 + 1_000);
+    assert_eq!(web["missed_since_ms"], T0 + 1_000);
+    let db1 = again["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "db1")
+        .unwrap();
+    assert_eq!(db1["health"], "OK");
+    assert!(db1.get("health_why").is_none() && db1.get("monitors").is_none());
     assert_eq!(snap["monitors"][0]["state"], "UP");
     assert_eq!(snap["relocations"][0]["id"], id);
     assert_eq!(snap["relocations"][0]["phase"], "BEGIN");
@@ -664,8 +695,6 @@ fn the_snapshot_has_the_live_fields() {
     assert_eq!(snap["events"][0]["kind"], "VM_FAILURE_DETECTED");
     assert_eq!(snap["events"][0]["severity"], "error");
     assert_eq!(snap["counts"]["relocations_open"], 1);
-    // Nothing changes, nothing differs: the document holds no clock.
-    assert_eq!(snapshot(&mut lab.db, T0 + 5_000).unwrap(), text);
 }
 
 #[test]

@@ -107,10 +107,24 @@
     cell.parentNode.replaceChild(timeTd(ms, cell.className), cell);
   }
 
+  // Elements matching `selector`, grouped by their attribute `attr`: one pass over the
+  // page per snapshot instead of one query per VM.
+  function index(selector, attr) {
+    var out = {};
+    var els = document.querySelectorAll(selector);
+    for (var i = 0; i < els.length; i++) {
+      var key = els[i].getAttribute(attr);
+      (out[key] = out[key] || []).push(els[i]);
+    }
+    return out;
+  }
+
   function applyVms(vms) {
+    var vmRows = index('tr[data-uuid]', 'data-uuid');
+    var hbIndex = index('tr[data-vm-hb]', 'data-vm-hb');
     for (var i = 0; i < vms.length; i++) {
       var vm = vms[i];
-      var rows = document.querySelectorAll('tr[data-uuid="' + cssEscape(vm.uuid) + '"]');
+      var rows = vmRows[vm.uuid] || [];
       for (var j = 0; j < rows.length; j++) {
         var row = rows[j];
         setAttr(row, 'data-vm', vm.name);
@@ -119,22 +133,29 @@
         setText(row, 'td.vm-state', vm.state);
         setText(row, 'td.vm-health', vm.health);
         var h = row.querySelector('td.vm-health');
-        if (h) { setAttr(h, 'title', vm.health_why); }
+        if (h) { setAttr(h, 'title', vm.health_why || 'heartbeats arrive'); }
         setText(row, 'td.vm-host', vm.host);
         setText(row, 'td.vm-home', vm.home_host);
         setText(row, 'td.vm-managed', vm.managed ? 'yes' : 'no');
         setText(row, 'td.vm-heartbeat', vm.heartbeat);
       }
-      for (var k = 0; k < vm.monitors.length; k++) {
-        var m = vm.monitors[k];
-        var hb = document.querySelector('tr[data-vm-hb="' + cssEscape(vm.uuid) +
-          '"][data-hm="' + cssEscape(m.hm) + '"]');
-        if (!hb) { continue; }
+      // No monitors list: every monitor's row is DETECTED with no miss.
+      var hbRows = hbIndex[vm.uuid] || [];
+      for (var k = 0; k < hbRows.length; k++) {
+        var hb = hbRows[k];
+        var m = { state: 'DETECTED', missed_since_ms: null };
+        if (vm.monitors) {
+          m = null;
+          for (var n = 0; n < vm.monitors.length; n++) {
+            if (vm.monitors[n].hm === hb.getAttribute('data-hm')) { m = vm.monitors[n]; }
+          }
+          if (!m) { continue; }
+        }
         setAttr(hb, 'data-state', m.state);
         setText(hb, 'td.hb-state', m.state);
         var cell = hb.querySelector('td.hb-missed');
         if (cell) {
-          if (m.missed_since_ms === null) {
+          if (m.missed_since_ms === null || m.missed_since_ms === undefined) {
             cell.removeAttribute('data-since-ms');
             cell.textContent = '-';
           } else {
