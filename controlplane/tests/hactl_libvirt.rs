@@ -239,3 +239,150 @@ fn run_relocates_a_failed_vm_through_virsh() {
     let result = r["result"].as_str().unwrap();
     assert!(result.starts_with("success"), "{r}\n{log}");
 }
+
+/// `hactl vm move web1 --to host-b --wait` against a real `hactl run` on libvirt's test
+/// hypervisor: the plan printed first (stop and start: the driver cannot live-migrate),
+/// the MOVE request carried out by the leader through virsh, a MOVE relocation whose
+/// reasons are the plan. The test plays the monitors: they heart-beat and complete
+/// their commands, so every host stays healthy and nothing is taken for a failure.
+#[test]
+fn run_moves_a_vm_through_virsh() {
+    let test = "run_moves_a_vm_through_virsh";
+    if !program_exists(Path::new("virsh")) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: virsh not found (CI installs libvirt-clients)"
+        );
+        eprintln!("SKIPPED {test}: virsh not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hsdb = dir.path().join("hsdb.sqlite");
+    populate(&hsdb);
+    let a = host_file(
+        dir.path(),
+        "host-a",
+        &[domain("web1", WEB1), domain("db1", DB1)],
+    );
+    let b = host_file(dir.path(), "host-b", &[]);
+    let config = dir.path().join("hactl.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hsdb = \"hsdb.sqlite\"\nadmin_socket = \"hactl.sock\"\nprofile = \"fast\"\n\
+             [platform]\ndriver = \"libvirt\"\ntimeout_ms = 10000\n\
+             [platform.hosts]\nhost-a = \"{a}\"\nhost-b = \"{b}\"\n"
+        ),
+    )
+    .unwrap();
+    // web1 managed (db1, missed by populate, stays unmanaged: no failure relocation).
+    let o = hactl(
+        &config,
+        &[
+            "modify",
+            "vm",
+            WEB1,
+            "managed=yes",
+            "name=web1",
+            "cpu=1",
+            "memory=1024",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // The monitors: a heartbeat every 300 ms, every command completed.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let monitors = {
+        let stop = std::sync::Arc::clone(&stop);
+        let hsdb = hsdb.clone();
+        std::thread::spawn(move || {
+            let mut db = Hsdb::open(&hsdb, &Options::default()).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let now = now_ms();
+                let beats: Vec<Transition> = [HM_A1, HM_A2, HM_B1, HM_B2]
+                    .iter()
+                    .map(|hm| Transition::HmHeartbeat {
+                        hm: uuid(hm),
+                        at: now,
+                    })
+                    .collect();
+                let _ = db.apply(&beats);
+                for hm in [HM_A1, HM_A2, HM_B1, HM_B2] {
+                    for c in db.commands_for(&uuid(hm), 0, 100).unwrap_or_default() {
+                        let _ = db.complete_command(c.id, "OK", now);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    // The plan alone first: nothing written.
+    let o = hactl(
+        &config,
+        &["vm", "move", "web1", "--to", "host-b", "--dry-run"],
+    );
+    let dry = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let child = Command::new(HACTL)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let moved = hactl(
+        &config,
+        &["vm", "move", "web1", "--to", "host-b", "--wait", "60"],
+    );
+    let relocations = hactl(&config, &["query", "relocation", "--vm", "web1", "--json"]);
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    monitors.join().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let printed = String::from_utf8_lossy(&moved.stdout).into_owned();
+    assert_eq!(
+        moved.status.code(),
+        Some(0),
+        "{printed}\n{}\nlog:\n{log}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    let way = "by stop and start (the platform cannot live-migrate)";
+    let head = format!("Plan: move VM web1 (host group hg1) from host host-a to host host-b {way}");
+    assert!(dry.starts_with(&head), "{dry}");
+    assert!(printed.starts_with(&head), "{printed}");
+    assert!(
+        printed.contains("    host-a  not eligible: the VM runs there now\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.ends_with(&format!(
+            "VM web1 moved from host host-a to host host-b {way}\n"
+        )),
+        "{printed}\nlog:\n{log}"
+    );
+    let rows = json(&relocations);
+    let r = &rows.as_array().unwrap()[0];
+    assert_eq!(r["kind"], "MOVE", "{r}");
+    assert_eq!(
+        (r["from_host"].as_str(), r["to_host"].as_str()),
+        (Some("host-a"), Some("host-b"))
+    );
+    assert!(r["result"].as_str().unwrap().starts_with("success"), "{r}");
+    let reasons = r["reasons"].as_str().unwrap();
+    assert!(reasons.starts_with("web1: to host-b ("), "{reasons}");
+    assert!(reasons.ends_with(&format!("\nmoved {way}")), "{reasons}");
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    for phase in ["cause move", "shutting_down", "restarting", "done"] {
+        assert!(steps.contains(&phase), "{phase}: {steps:?}");
+    }
+    assert_eq!(out.status.code(), Some(0), "{log}");
+}
