@@ -26,7 +26,7 @@ const RELOCATION_SELECT: &str = "SELECT id, vm, kind, from_host, to_host, phase,
     phase_ms, ended_ms, result, reasons FROM relocation";
 
 /// The most bytes of a relocation's reasons kept (`relocation.reasons`): a longer text
-/// is cut at a character boundary and ends with [`REASONS_TRUNCATED`]. 8 KiB holds the
+/// is cut at a character boundary and ends with `… (truncated)`. 8 KiB holds the
 /// explanation for a group of a few dozen hosts; the rest is one line per further host.
 pub const REASONS_MAX: usize = 8 * 1024;
 
