@@ -572,15 +572,49 @@ fn dashboard_in_a_real_browser() {
         "the move plan asks for a confirmation"
     );
     shots.take(&mut op, "move-plan");
-    for page in ["/hosts", "/apps"] {
-        op.navigate(&format!("{base}{page}"), t).unwrap();
+    // Hosts and their monitors: every host, both monitors of each, up.
+    op.navigate(&format!("{base}/hosts"), t).unwrap();
+    for (host, _) in HOSTS {
+        assert!(
+            op.eval(&format!(
+                "!!document.querySelector('tr[data-host=\"{host}\"]')"
+            ))
+            .unwrap()
+            .as_bool()
+            .unwrap(),
+            "/hosts has a row for {host}"
+        );
     }
+    let monitors = op
+        .eval("[...document.querySelectorAll('tr[data-hm]')].map(r => r.dataset.state)")
+        .unwrap();
+    let states: Vec<&str> = monitors
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert_eq!(
+        states, ["UP"; 6],
+        "/hosts shows the six monitors, up: {monitors}"
+    );
+    op.navigate(&format!("{base}/apps"), t).unwrap();
     op.navigate(&format!("{base}/"), t).unwrap();
     assert_every_vm(&mut op, &names, "/");
     op.settle(Duration::from_millis(1500)).unwrap();
     shots.take(&mut op, "overview");
     op.settle(Duration::from_millis(500)).unwrap();
     ro.settle(Duration::from_millis(500)).unwrap();
+
+    // The read-only user logs out: its session is gone.
+    ro.navigate(&format!("{base}/vms"), t).unwrap();
+    ro.submit_form("form[action=\"/logout\"]", &[], t)
+        .unwrap_or_else(|e| panic!("log out: {e}"));
+    ro.navigate(&format!("{base}/vms"), t).unwrap();
+    assert!(
+        ro.url().unwrap().starts_with(&format!("{base}/login")),
+        "after logging out, /vms leads to the login page"
+    );
 
     // 5. Nothing went wrong on any page.
     let problems: Vec<String> = op
