@@ -290,6 +290,10 @@ fn without_a_session_get_redirects_and_post_is_401() {
     assert_eq!(r.status, 303, "an unknown token is no session");
     assert_eq!(post(lab.addr, "/action/ack", None, "", "tag=1").status, 401);
     assert_eq!(get(lab.addr, "/stream", None).status, 401);
+    // Logging out without a session (expired, a restart) only goes to the login page.
+    let out = post(lab.addr, "/logout", None, "", "");
+    assert_eq!(out.status, 303);
+    assert_eq!(out.header("location").as_deref(), Some("/login"));
     // Static files need no session.
     let js = get(lab.addr, "/static/app.js", None);
     assert_eq!(js.status, 200);

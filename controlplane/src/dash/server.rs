@@ -632,8 +632,11 @@ fn route(shared: &Shared, req: &Request) -> Routed {
         }
         (Method::Post, "/login") => post_login(shared, req),
         (Method::Post, "/logout") => {
+            // No session (expired, or the controller restarted): nothing to end.
             let Some(active) = session(false) else {
-                return Routed::Respond(unauthorized());
+                return Routed::Respond(
+                    Response::redirect("/login").with_header("Set-Cookie", expired_cookie(shared)),
+                );
             };
             if let Err(why) = check_csrf(req, &active) {
                 tracing::warn!(user = %active.user.name, from = %req.peer, "logout refused: {why}");
@@ -663,7 +666,7 @@ fn route(shared: &Shared, req: &Request) -> Routed {
                 None => Response::text(404, "no such file\n".into()),
             }
         }
-        (_, "/stream") if get => {
+        (Method::Get, "/stream") => {
             if session(true).is_none() {
                 return Routed::Respond(unauthorized());
             }
