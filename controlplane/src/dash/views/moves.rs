@@ -10,25 +10,44 @@ use hsdb::{HostRecord, VmRow};
 use super::board::vm_label;
 use super::html::{Page, esc};
 use crate::dash::{Ctx, Response};
+use crate::relocate::MoveError;
 
-/// A move's plan as the page shows it.
-pub struct ShownPlan {
-    /// The host it would go to; `None`: no host can take it.
-    pub to: Option<String>,
-    /// A live migration (`true`) or a restart on the target.
-    pub live: bool,
-    /// The explanation, one line per reason (the `--dry-run` text).
-    pub explanation: Vec<String>,
+/// What the planner says of a move, as the page shows it.
+enum Planned {
+    /// The move can be done: to `to`, live or by a restart, for these reasons.
+    Plan {
+        to: String,
+        live: bool,
+        explanation: Vec<String>,
+    },
+    /// It cannot be done now: why, and the planner's lines when it was asked.
+    Refused {
+        why: String,
+        explanation: Vec<String>,
+    },
 }
 
-/// The plan of moving `vm` to `target` (the planner's best host when `None`), when this
-/// build can make one.
-fn plan(
-    _ctx: &mut Ctx<'_>,
-    _vm: &VmRow,
-    _target: Option<&HostRecord>,
-) -> Result<Option<ShownPlan>, String> {
-    Ok(None)
+/// Plan moving `vm` to `target` (the planner's best host when `None`) with the same
+/// planner `hactl vm move --dry-run` uses (contract D, `relocate::plan_move`).
+fn plan(ctx: &mut Ctx<'_>, vm: &VmRow, target: Option<&HostRecord>) -> Result<Planned, String> {
+    match crate::relocate::plan_move(
+        ctx.db,
+        ctx.config,
+        &vm.uuid,
+        target.map(|t| t.id),
+        ctx.now_ms,
+    ) {
+        Ok(p) => Ok(Planned::Plan {
+            to: p
+                .to_name
+                .or_else(|| p.to.map(|h| format!("#{h}")))
+                .unwrap_or_else(|| "-".to_owned()),
+            live: p.live,
+            explanation: p.explanation,
+        }),
+        Err(MoveError::Refused { why, explanation }) => Ok(Planned::Refused { why, explanation }),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The page: what would happen, and the confirm form (operators only reach it).
@@ -63,54 +82,59 @@ pub fn plan_page(ctx: &mut Ctx<'_>, vm: &VmRow, target: Option<&HostRecord>) -> 
     page.push("<h2>Plan</h2>\n");
     let mut movable = true;
     let planned = if vm.current_host.is_none() {
-        Err("it runs on no known host (no monitor has placed it yet): there is nothing to move it from.".to_owned())
+        Err(
+            "it runs on no known host (no monitor has placed it yet): there is nothing to move \
+             it from."
+                .to_owned(),
+        )
     } else {
         plan(ctx, vm, target)
     };
-    match planned {
-        Ok(Some(p)) => {
-            match &p.to {
-                Some(to) => {
-                    let _ = writeln!(
-                        page.body,
-                        "<p class=\"verdict\" data-plan-target=\"{0}\" data-plan-live=\"{1}\">\
-                         To <strong>{0}</strong>, by {2}.</p>",
-                        esc(to),
-                        if p.live { "yes" } else { "no" },
-                        if p.live {
-                            "<span class=\"live\">live migration</span> (the VM keeps running)"
-                        } else {
-                            "<span class=\"restart\">restart</span> on the target (the VM stops, then starts there)"
-                        }
-                    );
+    let lines = match planned {
+        Ok(Planned::Plan {
+            to,
+            live,
+            explanation,
+        }) => {
+            let _ = writeln!(
+                page.body,
+                "<p class=\"verdict\" data-plan-target=\"{0}\" data-plan-live=\"{1}\">\
+                 To <strong>{0}</strong>, by {2}.</p>",
+                esc(&to),
+                if live { "yes" } else { "no" },
+                if live {
+                    "<span class=\"live\">live migration</span> (the VM keeps running)"
+                } else {
+                    "<span class=\"restart\">restart</span> on the target (the VM stops, then starts there)"
                 }
-                None => {
-                    movable = false;
-                    page.push(
-                        "<p class=\"error\" data-plan-target=\"\">No host can take this VM now: \
-                         nothing would move.</p>\n",
-                    );
-                }
-            }
-            page.push("<ol class=\"explanation\">\n");
-            for line in &p.explanation {
-                let _ = writeln!(page.body, "<li>{}</li>", esc(line));
-            }
-            page.push("</ol>\n");
+            );
+            explanation
         }
-        Ok(None) => page.push(
-            "<p class=\"unavailable\">The plan is not available in this build. The controller \
-             leading the group plans the move when it carries out the request, and refuses \
-             it, saying why, if no host can take the VM.</p>\n",
-        ),
+        Ok(Planned::Refused { why, explanation }) => {
+            movable = false;
+            let _ = writeln!(
+                page.body,
+                "<p class=\"error\" data-plan-target=\"\">The move cannot be done now: {}</p>",
+                esc(&why)
+            );
+            explanation
+        }
         Err(e) => {
+            movable = false;
             let _ = writeln!(
                 page.body,
                 "<p class=\"error\">The move cannot be planned: {}</p>",
                 esc(&e)
             );
-            movable = false;
+            Vec::new()
         }
+    };
+    if !lines.is_empty() {
+        page.push("<h3>Reasons</h3>\n<ol class=\"explanation\">\n");
+        for line in &lines {
+            let _ = writeln!(page.body, "<li>{}</li>", esc(line));
+        }
+        page.push("</ol>\n");
     }
     if movable {
         let _ = writeln!(

@@ -972,6 +972,7 @@ fn the_vm_page_shows_what_discovery_found_and_the_overview_a_vanished_vm() {
 #[test]
 fn a_move_is_planned_then_confirmed_and_written() {
     let mut lab = lab();
+    // web1 may never run on host-b: the plan says so and offers no button.
     let r = lab.act(
         &operator(),
         "move-plan",
@@ -979,38 +980,53 @@ fn a_move_is_planned_then_confirmed_and_written() {
     );
     assert_eq!(r.status, 200);
     let body = String::from_utf8(r.body).unwrap();
-    assert!(body.contains("<h1>Move VM web1</h1>"));
-    assert!(body.contains("action=\"/action/move\""));
-    assert!(body.contains("<input type=\"hidden\" name=\"target\" value=\"host-b\">"));
+    assert!(body.contains("The move cannot be done now"), "{body}");
+    assert!(body.contains("exclusion list"), "{body}");
+    assert!(!body.contains("data-action=\"move\""));
+    // The VM on host-b has no policy: the plan names the target, how it moves and why.
+    let evil = vm_evil().to_string();
+    let r = lab.act(
+        &operator(),
+        "move-plan",
+        &[("vm", &evil), ("target", "host-a")],
+    );
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(body.contains("<h1>Move VM &lt;script&gt;alert(1)&lt;/script&gt;</h1>"));
+    assert!(!body.contains(EVIL));
+    assert!(body.contains("data-plan-target=\"host-a\""), "{body}");
+    assert!(body.contains("<ol class=\"explanation\">"), "{body}");
+    assert!(body.contains("action=\"/action/move\""), "{body}");
+    assert!(body.contains("<input type=\"hidden\" name=\"target\" value=\"host-a\">"));
     assert!(body.contains("data-action=\"move\""));
     assert!(
-        lab.db.move_requests_of(&vm_web(), 10).unwrap().is_empty(),
+        lab.db.move_requests_of(&vm_evil(), 10).unwrap().is_empty(),
         "a plan writes nothing"
     );
-    let r = lab.act(&operator(), "move", &[("vm", "web1"), ("target", "host-b")]);
+    let r = lab.act(&operator(), "move", &[("vm", &evil), ("target", "host-a")]);
     assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
-    assert!(location(&r).starts_with(&format!("/vm/{}?ok=move&ref=", vm_web())));
-    let moves = lab.db.move_requests_of(&vm_web(), 10).unwrap();
+    assert!(location(&r).starts_with(&format!("/vm/{}?ok=move&ref=", vm_evil())));
+    let moves = lab.db.move_requests_of(&vm_evil(), 10).unwrap();
     assert_eq!(moves.len(), 1);
     assert_eq!(moves[0].kind, RequestKind::Move);
-    assert_eq!(moves[0].target_host, Some(HOST_B));
-    assert_eq!(moves[0].host, HOST_A);
+    assert_eq!(moves[0].target_host, Some(HOST_A));
+    assert_eq!(moves[0].host, HOST_B);
     assert_eq!(moves[0].requested_by, "dashboard:alice");
     // Without a target: the planner's best.
-    assert_eq!(lab.act(&operator(), "move", &[("vm", "db1")]).status, 303);
+    assert_eq!(lab.act(&operator(), "move", &[("vm", "web1")]).status, 303);
     assert_eq!(
-        lab.db.move_requests_of(&vm_db(), 10).unwrap()[0].target_host,
+        lab.db.move_requests_of(&vm_web(), 10).unwrap()[0].target_host,
         None
     );
-    let body = lab.ok("/vm/web1");
+    let body = lab.ok(&format!("/vm/{evil}"));
     assert!(body.contains("Move requests") && body.contains("dashboard:alice"));
     // Read-only: refused, nothing written.
     assert_eq!(
-        lab.act(&reader(), "move-plan", &[("vm", "web1")]).status,
+        lab.act(&reader(), "move-plan", &[("vm", &evil)]).status,
         403
     );
-    assert_eq!(lab.act(&reader(), "move", &[("vm", "web1")]).status, 403);
-    assert_eq!(lab.db.move_requests_of(&vm_web(), 10).unwrap().len(), 1);
+    assert_eq!(lab.act(&reader(), "move", &[("vm", &evil)]).status, 403);
+    assert_eq!(lab.db.move_requests_of(&vm_evil(), 10).unwrap().len(), 1);
 }
 
 #[test]
