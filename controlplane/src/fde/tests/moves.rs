@@ -417,3 +417,53 @@ fn test_evacuation_reasons_stored() {
         );
     }
 }
+
+/// A host failure's relocations store, for each VM, the block `hactl relocate --dry-run
+/// HOST` prints for it in the same state.
+#[test]
+fn test_host_failure_reasons_equal_the_dry_run() {
+    let mut b = bed();
+    for n in 1..=2 {
+        b.platform
+            .world()
+            .set_ping_address(&uuid(n), false)
+            .unwrap();
+    }
+    b.run(&[1, 2, 3], T0 + 3_000);
+    b.platform.world().host_power_off("host-1").unwrap();
+    let mut next_second = b.clock.now_ms();
+    let mut found = None;
+    while b.clock.now_ms() < T0 + 120_000 && found.is_none() {
+        let now = b.clock.now_ms();
+        if now >= next_second {
+            super::on_hsdb::monitors_turn(&mut b.db, &[2, 3], now);
+            next_second = now + 1_000;
+        }
+        let infos = b.platform.hosts().unwrap();
+        let t = b.fde.tick(now, &mut b.db, &mut b.platform).unwrap();
+        let rows = b.db.relocations(None, 10).unwrap();
+        if !rows.is_empty() {
+            let dry = crate::cli::relocate::dry_run_against(
+                &b.db,
+                &["host-1".to_owned()],
+                &infos,
+                None,
+                now,
+                crate::cli::Format::Table,
+            )
+            .unwrap();
+            found = Some((rows, dry));
+        }
+        b.clock.advance_to(t.next_wake_ms.min(next_second));
+    }
+    let (rows, dry) = found.expect("relocated");
+    assert_eq!(rows.len(), 2, "both VMs of host 1 in one plan: {rows:?}");
+    for row in rows {
+        let reasons = row.reasons.expect("reasons stored");
+        assert!(reasons.contains("    host-1  failed"), "{reasons}");
+        assert!(
+            dry.contains(&format!("\n{reasons}\n")),
+            "stored:\n{reasons}\n\ndry run:\n{dry}"
+        );
+    }
+}
