@@ -148,10 +148,20 @@ fn shipped_configuration_files() {
 
     // Every example uncommented: valid. Paths this machine may lack are moved into the
     // scratch directory; the metrics port is any free one.
-    let hactl = uncomment(&std::fs::read_to_string(config.join("hactl.toml")).expect("hactl"));
+    let hactl = uncomment(&std::fs::read_to_string(config.join("hactl.toml")).expect("hactl"))
+        .replace("/etc/hvha/", &format!("{}/", scratch.display()));
     assert!(hactl.contains("\ndriver = \"libvirt\""), "{hactl}");
+    assert!(hactl.contains("\n[dashboard]\n"), "{hactl}");
     let path = scratch.join("hactl.toml");
     std::fs::write(&path, &hactl).expect("write");
+    // The dashboard's users file, as the comment above [dashboard] says to make it.
+    std::fs::write(scratch.join("password"), "correct horse battery staple\n").expect("write");
+    ok(Command::new(binary("hactl"))
+        .arg("--config")
+        .arg(&path)
+        .args(["dashboard", "user", "add", "admin", "--role", "operator"])
+        .arg("--password-file")
+        .arg(scratch.join("password")));
     let out = ok(Command::new(binary("hactl"))
         .arg("--config")
         .arg(&path)
