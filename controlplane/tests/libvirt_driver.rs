@@ -3,7 +3,7 @@
 //! a host that disappears, a virsh that hangs, the output cap, and real pings.
 //!
 //! Without `virsh` on PATH the hypervisor tests print `SKIPPED <test>: virsh not found`
-//! and pass; CI installs it (.ci/run).
+//! and pass, except under `CI=true`, where they fail; CI installs it (.ci/run).
 
 #![allow(clippy::unwrap_used)]
 
@@ -27,6 +27,10 @@ fn virsh_or_skip(test: &str) -> bool {
     if program_exists(Path::new("virsh")) {
         true
     } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: virsh not found under CI=true (.ci/run installs it)"
+        );
         eprintln!("SKIPPED {test}: virsh not found");
         false
     }
@@ -36,6 +40,10 @@ fn ping_or_skip(test: &str) -> bool {
     if program_exists(Path::new("ping")) {
         true
     } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: ping not found under CI=true (.ci/run installs it)"
+        );
         eprintln!("SKIPPED {test}: ping not found");
         false
     }
