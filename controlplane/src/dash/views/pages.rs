@@ -648,6 +648,38 @@ fn attention(
             esc(&when(since))
         ));
     }
+    for (group, _) in board.groups() {
+        for r in ctx.db.open_operator_requests(&group)? {
+            let what = match (r.kind, r.vm) {
+                (hsdb::RequestKind::Move, Some(vm)) => format!(
+                    "move of VM {}",
+                    board
+                        .vms
+                        .iter()
+                        .find(|v| v.uuid == vm)
+                        .map_or(vm.to_string(), vm_label)
+                ),
+                (kind, _) => format!(
+                    "{} of host {}",
+                    kind.as_str().to_ascii_lowercase(),
+                    board.host_name(Some(r.host))
+                ),
+            };
+            items.push(format!(
+                "<li class=\"request\" data-request=\"{}\">Operator request {} ({}): {} by {}{}</li>",
+                r.id,
+                r.id,
+                r.state.as_str(),
+                esc(&what),
+                esc(&r.requested_by),
+                esc(&if r.progress.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", r.progress)
+                }),
+            ));
+        }
+    }
     for (host, since) in &board.maintenance {
         items.push(format!(
             "<li class=\"maintenance\">Host {} in maintenance since {}</li>",

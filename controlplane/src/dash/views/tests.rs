@@ -472,6 +472,12 @@ fn the_overview_shows_the_group_policies_and_attention() {
     assert!(body.contains("50 % CPU, 60 % memory"));
     assert!(body.contains("data-param=\"host_failure_detection_time\""));
     assert!(body.contains("Nothing needs attention."));
+    lab.act(&operator(), "evacuate", &[("host", "host-b")]);
+    let body = lab.ok("/");
+    assert!(
+        body.contains("evacuate of host host-b by dashboard:alice"),
+        "{body}"
+    );
     lab.db.set_host_maintenance(HOST_B, Some(T0), None).unwrap();
     let body = lab.ok("/");
     assert!(body.contains("in maintenance since"));
