@@ -571,6 +571,12 @@ fn dashboard_in_a_real_browser() {
             .unwrap(),
         "the move plan asks for a confirmation"
     );
+    // The plan itself: the planner's explanation (contract D), its target first.
+    let plan = op.eval_string("document.body.innerText").unwrap();
+    assert!(
+        plan.contains("vm-0-2: to host-b") || plan.contains("vm-0-2: to host-c"),
+        "the move plan names its target and why: {plan}"
+    );
     shots.take(&mut op, "move-plan");
     // Hosts and their monitors: every host, both monitors of each, up.
     op.navigate(&format!("{base}/hosts"), t).unwrap();
