@@ -261,6 +261,17 @@ fn discover_through_virsh() {
     assert_eq!(acts.len(), 4);
     assert_eq!(acts[0].kind, ActivityKind::DeepDiscovery);
     assert!(acts.iter().all(|a| a.state == ActivityState::Done));
+    let listed = json(&hactl(
+        &l.config,
+        &["query", "activity", "--host-group", "hg1", "--json"],
+    ));
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[0]["kind"], "DEEP_DISCOVERY");
+    assert_eq!(listed[0]["state"], "DONE");
+    assert_eq!(listed[3]["requested_by"], "cli:ann");
+    let o = hactl(&l.config, &["query", "activity", "--limit", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
 
     // Refusals: an unknown group (4), no configuration file (2), XML (2).
     let o = hactl(&l.config, &["discover", "nope"]);

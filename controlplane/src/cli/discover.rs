@@ -143,3 +143,80 @@ pub fn discover(
         })
     }
 }
+
+#[derive(Serialize)]
+struct ActivityView {
+    id: i64,
+    host_group: String,
+    kind: &'static str,
+    state: &'static str,
+    requested_by: String,
+    created_ms: i64,
+    started_ms: Option<i64>,
+    ended_ms: Option<i64>,
+    runner: Option<String>,
+    progress: String,
+    summary: Option<String>,
+}
+
+/// `hactl query activity [--host-group G] [--limit N]`: newest first.
+pub fn activities(
+    db: &mut Hsdb,
+    group: Option<&str>,
+    limit: u32,
+    format: Format,
+) -> Result<String, CliError> {
+    if limit == 0 || limit > super::query::MAX_LIMIT {
+        return Err(CliError::bad_value(
+            "--limit",
+            limit.to_string(),
+            format!("1..={}", super::query::MAX_LIMIT),
+        ));
+    }
+    let rows = db.activities(group, usize::try_from(limit).unwrap_or(usize::MAX))?;
+    let views: Vec<ActivityView> = rows
+        .into_iter()
+        .map(|a| ActivityView {
+            id: a.id,
+            host_group: a.host_group,
+            kind: a.kind.as_str(),
+            state: a.state.as_str(),
+            requested_by: a.requested_by,
+            created_ms: a.created_ms,
+            started_ms: a.started_ms,
+            ended_ms: a.ended_ms,
+            runner: a.runner,
+            progress: a.progress,
+            summary: a.summary,
+        })
+        .collect();
+    if format == Format::Json {
+        return super::json(&views);
+    }
+    let mut t = super::table::Table::new(&[
+        "ID",
+        "GROUP",
+        "KIND",
+        "STATE",
+        "REQUESTED_BY",
+        "STARTED_MS",
+        "SUMMARY",
+    ]);
+    for v in &views {
+        t.row(vec![
+            v.id.to_string(),
+            if v.host_group.is_empty() {
+                "(all)".to_owned()
+            } else {
+                v.host_group.clone()
+            },
+            v.kind.to_owned(),
+            v.state.to_owned(),
+            v.requested_by.clone(),
+            v.started_ms
+                .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+            v.summary.clone().unwrap_or_else(|| v.progress.clone()),
+        ]);
+    }
+    Ok(t.render())
+}

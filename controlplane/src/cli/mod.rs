@@ -541,6 +541,16 @@ pub enum Query {
         #[arg(long, value_name = "N", default_value_t = 50)]
         limit: u32,
     },
+    /// Discoveries and verifications (activities), newest first: kind, state, who asked,
+    /// when, the last progress and the summary.
+    Activity {
+        /// Only this host group's.
+        #[arg(long, value_name = "NAME")]
+        host_group: Option<String>,
+        /// Most activities shown.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+    },
     /// Restarts and relocations, newest first; one in detail with its phases.
     Relocation {
         /// A relocation's id.
@@ -920,6 +930,11 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
             }
             Ok(out)
         }
+        Command::Query(Query::Activity { host_group, limit }) => {
+            refuse_xml(format, "query")?;
+            let mut db = open_read(cli)?;
+            self::discover::activities(&mut db, host_group.as_deref(), *limit, format)
+        }
         Command::Query(query) => {
             refuse_xml(format, "query")?;
             let db = open_read(cli)?;
@@ -933,6 +948,7 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
                 Query::Relocation { id, vm, limit } => {
                     self::query::relocations(&db, *id, vm.as_deref(), *limit, format)
                 }
+                Query::Activity { .. } => Err(CliError::Usage("query activity".into())),
                 Query::Collocation { name } => self::policy::query_sets(
                     &db,
                     hsdb::PolicyKind::Collocation,
