@@ -97,6 +97,7 @@ struct HostLive {
 #[derive(Serialize)]
 struct RelocationLive {
     id: i64,
+    cause: Option<String>,
     vm: String,
     vm_uuid: String,
     kind: &'static str,
@@ -204,10 +205,18 @@ pub fn snapshot(db: &mut Hsdb, now_ms: i64) -> Result<String, hsdb::Error> {
             .find(|v| v.uuid == *u)
             .map_or(u.to_string(), vm_label)
     };
-    let relocations = db
-        .relocations(None, SNAPSHOT_RELOCATIONS)?
+    let rows = db.relocations(None, SNAPSHOT_RELOCATIONS)?;
+    // Their causes in one read: the restart records of the same rows.
+    let since = rows.iter().map(|r| r.started_ms).min().unwrap_or(0);
+    let causes: std::collections::HashMap<i64, String> = db
+        .restarts_since(None, since, SNAPSHOT_RELOCATIONS.saturating_mul(2))?
+        .into_iter()
+        .filter_map(|r| r.cause.map(|c| (r.id, c)))
+        .collect();
+    let relocations = rows
         .into_iter()
         .map(|r| RelocationLive {
+            cause: causes.get(&r.id).cloned(),
             id: r.id,
             vm: name_of(&r.vm),
             vm_uuid: r.vm.to_string(),

@@ -634,6 +634,8 @@ fn the_snapshot_has_the_live_fields() {
         .db
         .relocation_begin(&vm_web(), Some(HOST_A), None, RelocationKind::Relocate, T0)
         .unwrap();
+    lab.db.relocation_phase(id, "cause vm_failure", T0).unwrap();
+    lab.db.relocation_phase(id, "STOPPING", T0).unwrap();
     lab.db
         .record_event("VM_FAILURE_DETECTED", Some(&vm_web()), None, "x", T0)
         .unwrap();
@@ -696,8 +698,9 @@ fn the_snapshot_has_the_live_fields() {
     assert!(db1.get("health_why").is_none() && db1.get("monitors").is_none());
     assert_eq!(snap["monitors"][0]["state"], "UP");
     assert_eq!(snap["relocations"][0]["id"], id);
-    assert_eq!(snap["relocations"][0]["phase"], "BEGIN");
+    assert_eq!(snap["relocations"][0]["phase"], "STOPPING");
     assert_eq!(snap["relocations"][0]["vm"], "web1");
+    assert_eq!(snap["relocations"][0]["cause"], "vm_failure");
     assert_eq!(snap["events"][0]["kind"], "VM_FAILURE_DETECTED");
     assert_eq!(snap["events"][0]["severity"], "error");
     assert_eq!(snap["counts"]["relocations_open"], 1);

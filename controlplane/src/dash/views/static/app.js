@@ -220,7 +220,7 @@
     tr.appendChild(linkTd('/relocation/' + r.id, String(r.id)));
     if (withVm) { tr.appendChild(linkTd('/vm/' + encodeURIComponent(r.vm_uuid), r.vm)); }
     tr.appendChild(td(r.kind, 'kind'));
-    tr.appendChild(td('-', 'cause'));
+    tr.appendChild(td(r.cause || '-', 'cause'));
     tr.appendChild(td(r.from, 'from'));
     tr.appendChild(td(r.to, 'to'));
     tr.appendChild(td(r.phase, 'phase'));
@@ -264,6 +264,7 @@
         setAttr(row, 'data-outcome', outcome(r));
         setAttr(row, 'data-vm', r.vm);
         setText(row, 'td.phase', r.phase);
+        if (r.cause) { setText(row, 'td.cause', r.cause); }
         setText(row, 'td.to', r.to);
         setText(row, 'td.result', resultText(r));
         var cell = row.querySelector('td.reasons');
