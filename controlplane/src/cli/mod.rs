@@ -79,6 +79,8 @@ Examples:
   hactl discover hg1 --deep --json              # also every VM's details, then verify
   hactl host evacuate host-a                  # planned maintenance; --no-wait to return at once
   hactl host restore host-a
+  hactl dashboard user add alice --role operator   # the password from stdin, never an argument
+  hactl dashboard user list
 
 Exit codes:
   0  done (run: stopped cleanly on SIGTERM/SIGINT)
