@@ -331,26 +331,49 @@ impl Plan {
             HostVerdict::Blocked => "would fit, but the VM can go nowhere (see why)".to_owned(),
             HostVerdict::WorseFit { cpu_left, mem_left } => {
                 let hl = req.hosts.get(h);
-                let mut s = format!(
-                    "a worse fit: would leave cpu {cpu_left} milli ({}%) / memory {mem_left} MiB ({}%) free",
+                let (cpu_pct, mem_pct) = (
                     pct(cpu_left, hl.map_or(0, |x| x.cpu_milli)),
-                    pct(mem_left, hl.map_or(0, |x| x.memory_mb))
+                    pct(mem_left, hl.map_or(0, |x| x.memory_mb)),
                 );
-                if let Some(c) = self.chosen_host(i)
-                    && let HostVerdict::Chosen {
+                let chosen = self.chosen_host(i).and_then(|c| match self.verdicts(i)[c] {
+                    HostVerdict::Chosen {
                         cpu_left: cc,
                         mem_left: cm,
-                    } = self.verdicts(i)[c]
-                {
-                    let ch = &req.hosts[c];
-                    let _ = write!(
-                        s,
-                        " vs {cc} ({}%) / {cm} ({}%) on {chosen_name}",
-                        pct(cc, ch.cpu_milli),
-                        pct(cm, ch.memory_mb)
-                    );
+                    } => Some((c, cc, cm)),
+                    _ => None,
+                });
+                match chosen {
+                    // The same room left on both, as shares and as amounts: the planner's
+                    // last criterion, the lower host id, decided (policy_planner.rs).
+                    Some((c, cc, cm))
+                        if cc == cpu_left
+                            && cm == mem_left
+                            && pct(cc, req.hosts[c].cpu_milli) == cpu_pct
+                            && pct(cm, req.hosts[c].memory_mb) == mem_pct =>
+                    {
+                        format!(
+                            "as good a fit: would leave cpu {cpu_left} milli ({cpu_pct}%) / \
+                             memory {mem_left} MiB ({mem_pct}%) free, as on {chosen_name}; \
+                             the tie goes to the lower host id ({} before {})",
+                            req.hosts[c].id.0,
+                            hl.map_or(0, |x| x.id.0)
+                        )
+                    }
+                    Some((c, cc, cm)) => {
+                        let ch = &req.hosts[c];
+                        format!(
+                            "a worse fit: would leave cpu {cpu_left} milli ({cpu_pct}%) / \
+                             memory {mem_left} MiB ({mem_pct}%) free vs {cc} ({}%) / {cm} ({}%) \
+                             on {chosen_name}",
+                            pct(cc, ch.cpu_milli),
+                            pct(cm, ch.memory_mb)
+                        )
+                    }
+                    None => format!(
+                        "a worse fit: would leave cpu {cpu_left} milli ({cpu_pct}%) / \
+                         memory {mem_left} MiB ({mem_pct}%) free"
+                    ),
                 }
-                s
             }
         }
     }

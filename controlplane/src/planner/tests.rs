@@ -117,6 +117,47 @@ fn test_priority_order_then_best_fit() {
 }
 
 #[test]
+fn test_an_equal_fit_is_explained_as_a_tie_not_a_worse_fit() {
+    // h2 and h3 are alike: the planner's last criterion, the lower host id, picks h2, and
+    // the explanation says so instead of calling h3 a worse fit with the same figures.
+    let req = request(
+        vec![vm(1, Priority::Medium, 1000, 512)],
+        vec![
+            host(1, 8000, 8000),
+            host(2, 4000, 4096),
+            host(3, 4000, 4096),
+        ],
+    );
+    let plan = PolicyPlanner.plan(&req);
+    assert_eq!(placed(&req, &plan), [("vm1".into(), Some(2))]);
+    let not = plan.why_not(&req, 0);
+    assert_eq!(not[1].0, "h3");
+    assert_eq!(
+        not[1].1,
+        "as good a fit: would leave cpu 3000 milli (75%) / memory 3584 MiB (87%) free, as on \
+         h2; the tie goes to the lower host id (2 before 3)"
+    );
+    // A host left with less room is still a worse fit, with both figures.
+    let req = request(
+        vec![vm(1, Priority::Medium, 1000, 512)],
+        vec![
+            host(1, 8000, 8000),
+            host(2, 4000, 4096),
+            host(3, 8000, 4096),
+        ],
+    );
+    let plan = PolicyPlanner.plan(&req);
+    assert_eq!(placed(&req, &plan), [("vm1".into(), Some(2))]);
+    assert!(
+        plan.why_not(&req, 0)[1]
+            .1
+            .starts_with("a worse fit: would leave cpu 7000 milli (87%)"),
+        "{:?}",
+        plan.why_not(&req, 0)
+    );
+}
+
+#[test]
 fn test_within_a_priority_larger_first_then_name() {
     let req = request(
         vec![
