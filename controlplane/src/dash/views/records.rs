@@ -557,7 +557,14 @@ pub fn activity_table(rows: &[hsdb::ActivityRow]) -> String {
             time_el(a.created_ms),
             a.started_ms.map_or("-".to_owned(), time_el),
             a.ended_ms.map_or("-".to_owned(), time_el),
-            td("progress", &a.progress),
+            td(
+                "progress",
+                if a.ended_ms.is_some() {
+                    "-"
+                } else {
+                    &a.progress
+                }
+            ),
             td("summary", a.summary.as_deref().unwrap_or("-")),
         );
     }

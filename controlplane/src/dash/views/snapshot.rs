@@ -256,7 +256,13 @@ pub fn snapshot(db: &mut Hsdb, now_ms: i64) -> Result<String, hsdb::Error> {
             kind: a.kind.as_str(),
             label: activity_label(a.kind),
             state: a.state.as_str(),
-            progress: a.progress,
+            // An ended activity's last progress line is history: its summary says
+            // how it ended (the page shows "-", like records.rs).
+            progress: if a.ended_ms.is_some() {
+                "-".to_owned()
+            } else {
+                a.progress
+            },
             summary: a.summary,
             requested_by: a.requested_by,
             created_ms: a.created_ms,

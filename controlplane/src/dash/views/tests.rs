@@ -936,6 +936,50 @@ fn discover_and_verify_request_activities() {
 }
 
 #[test]
+fn an_ended_activity_shows_its_summary_not_its_last_progress_line() {
+    let mut lab = lab();
+    let kind = hsdb::ActivityKind::QuickDiscovery;
+    let done = lab
+        .db
+        .begin_activity("hg1", kind, "cli:root", "c1", T0)
+        .unwrap();
+    lab.db
+        .activity_progress(
+            done,
+            "3 of 3 hosts answered: writing what was found",
+            T0 + 1,
+        )
+        .unwrap();
+    lab.db
+        .finish_activity(done, true, "2 new VMs", T0 + 2)
+        .unwrap();
+    let running = lab
+        .db
+        .begin_activity("hg1", kind, "cli:root", "c1", T0 + 3)
+        .unwrap();
+    lab.db
+        .activity_progress(running, "1 of 3 hosts answered", T0 + 4)
+        .unwrap();
+    let body = lab.ok("/activities");
+    assert!(!body.contains("writing what was found"), "{body}");
+    assert!(body.contains("2 new VMs") && body.contains("1 of 3 hosts answered"));
+    let snap: serde_json::Value =
+        serde_json::from_str(&snapshot(&mut lab.db, T0).unwrap()).unwrap();
+    let by_id = |id: i64| {
+        snap["activities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id(done)["progress"], "-");
+    assert_eq!(by_id(done)["summary"], "2 new VMs");
+    assert_eq!(by_id(running)["progress"], "1 of 3 hosts answered");
+}
+
+#[test]
 fn the_vm_page_shows_what_discovery_found_and_the_overview_a_vanished_vm() {
     let mut lab = lab();
     let found = |vms: Vec<hsdb::FoundVm>| hsdb::Found {
