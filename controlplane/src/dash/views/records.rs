@@ -202,12 +202,11 @@ pub fn event_table(board: &Board, rows: &[EventRow], live: Option<&str>) -> Stri
                 )
             })
             .unwrap_or_else(|| "-".to_owned());
+        // The host of the event's monitor. An event without one names no host: the
+        // VM's host now may not be where it was when the event happened (a VM failure
+        // event would show the relocation's target).
         let host =
             e.hm.and_then(|hm| board.hm_host(&hm))
-                .or_else(|| {
-                    e.vm.and_then(|u| board.vms.iter().find(|v| v.uuid == u))
-                        .and_then(|v| v.current_host)
-                })
                 .map(|h| board.host_name(Some(h)));
         let host = host.map_or("-".to_owned(), |h| {
             link(&format!("/host/{}", url_part(&h)), &h)

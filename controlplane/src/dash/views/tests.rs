@@ -559,6 +559,21 @@ fn events_filter_by_severity_newest_first_with_pages() {
 }
 
 #[test]
+fn an_event_without_a_monitor_names_no_host() {
+    // The VM's host now is not where it was when the event happened (a failure event
+    // would show the relocation's target): no host, rather than a wrong one.
+    let mut lab = lab();
+    let vm_host = lab.db.vm(&vm_web()).unwrap().and_then(|v| v.current_host);
+    assert!(vm_host.is_some(), "the lab's VM has a host");
+    let id = record(&mut lab, "VM_FAILURE_DETECTED", T0);
+    let (_, body) = lab.page(&operator(), "/events", &[]);
+    let at = body.find(&format!("<tr data-event=\"{id}\"")).unwrap();
+    let row = &body[at..at + body[at..].find("</tr>").unwrap()];
+    assert!(row.contains("/vm/"), "{row}");
+    assert!(!row.contains("/host/"), "{row}");
+}
+
+#[test]
 fn an_event_page_shows_every_field_and_the_json() {
     let mut lab = lab();
     let id = lab
