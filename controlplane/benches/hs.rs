@@ -16,6 +16,14 @@
 //!   `xml::write_needs_attention`;
 //! - `na_store/<n>`: `Hsdb::needs_attention` alone — the baseline.
 //!
+//! The dashboard on the same HSDB (`dash` group, n = 1,000 / 10,000; 10 samples each):
+//! - `dash_snapshot/<n>`: `dash::views::snapshot`, what `hactl run` computes once a second
+//!   while any dashboard page is open (one for all of them, shared by the streams);
+//! - `dash_overview/<n>`: `GET /` rendered by `dash::views::page`;
+//! - `dash_vms/<n>`: `GET /vms`.
+//!
+//! Compared with `qq/<n>` of the same run (the engine's read each scan).
+//!
 //! Run: `cargo bench -p controlplane --bench hs`. As a test (`cargo test --benches`, each
 //! case once) only n = 1,000 is set up: building 100,000 VMs takes seconds in a debug
 //! build.
@@ -27,6 +35,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use controlplane::cli::config::Config;
+use controlplane::dash::{self, Ctx, Method, Request, Role, User};
 use controlplane::hs::{self, NaConfig, SequenceTags, TagSource};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use hsdb::{
@@ -231,6 +241,50 @@ fn bench(c: &mut Criterion) {
                 )
             });
         });
+        group.finish();
+
+        if n > 10_000 {
+            continue;
+        }
+        let config = Config::parse(
+            &format!("hsdb = \"{}\"\n", path.display()),
+            &path.with_file_name("hactl.toml"),
+        )
+        .expect("config");
+        let user = User {
+            name: "bench".into(),
+            role: Role::Operator,
+        };
+        let get = |path: &str| Request {
+            method: Method::Get,
+            path: path.into(),
+            query: Vec::new(),
+            form: Vec::new(),
+            headers: Vec::new(),
+            peer: "127.0.0.1:1".into(),
+        };
+        let (overview, vms) = (get("/"), get("/vms"));
+        let mut group = c.benchmark_group("dash");
+        group.sample_size(10);
+        group.bench_with_input(BenchmarkId::new("dash_snapshot", n), &n, |b, _| {
+            b.iter(|| black_box(dash::views::snapshot(&mut db, now).expect("snapshot")));
+        });
+        for (name, req) in [("dash_overview", &overview), ("dash_vms", &vms)] {
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| {
+                    let mut ctx = Ctx {
+                        user: &user,
+                        csrf: "t",
+                        now_ms: now,
+                        db: &mut db,
+                        config: &config,
+                    };
+                    let page = dash::views::page(&mut ctx, req);
+                    assert_eq!(page.status, 200, "{name}");
+                    black_box(page)
+                });
+            });
+        }
         group.finish();
     }
 }
